@@ -1,0 +1,16 @@
+"""dsv4-gguf: DeepSeek-V4 checkpoints to GGUF, and the tools around them."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .config import PRESETS, ConfigError, ModelArgs, load_config, preset  # noqa: E402
+
+__all__ = ["__version__", "ModelArgs", "ConfigError", "PRESETS", "preset", "load_config", "build_info"]
+
+
+def build_info() -> dict:
+    """Features of the compiled core (SIMD, CUDA, compiler)."""
+    from . import _C
+
+    return dict(_C.build_info())

@@ -1,0 +1,1 @@
+"""dsv4_gguf.eval: quantization-quality evaluation (datasets, backends, metrics, reports)."""
