@@ -292,6 +292,7 @@ _HF_TO_INFERENCE: dict[str, str] = {
     "rms_norm_eps": "norm_eps",
     "expert_dtype": "expert_dtype",
     "compress_rope_theta": "compress_rope_theta",
+    "compress_ratios": "compress_ratios",
 }
 
 

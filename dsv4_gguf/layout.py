@@ -9,8 +9,8 @@ live in exactly one place.  It knows nothing about files.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from .config import ModelArgs
 

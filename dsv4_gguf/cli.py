@@ -1,0 +1,154 @@
+"""``dsv4-gguf`` command line: parses arguments and calls library functions, nothing more.
+
+Exit codes: 0 success, 1 a handled error (message on stderr, naming the file/tensor and the fix),
+2 bad usage (argparse), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+
+_EPILOG = """\
+Start here:
+  dsv4-gguf synth --preset tiny --out ./tiny-ckpt     write a small synthetic DeepSeek-V4 checkpoint
+  dsv4-gguf check ./tiny-ckpt                         validate a checkpoint folder and print its census
+  dsv4-gguf synth --preset flash --dry-run            census of the real V4-Flash release
+Run 'dsv4-gguf COMMAND --help' for the options of each command.
+"""
+
+
+def _size(text: str) -> int:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B?)\s*", text, re.IGNORECASE)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 512M, 4G, 50GB)")
+    mult = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}[m.group(2).upper()]
+    return int(float(m.group(1)) * mult)
+
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
+    from .config import PRESETS
+
+    p = sub.add_parser(
+        "synth",
+        help="write a synthetic checkpoint in the exact release layout (or print its census)",
+        description="Write a seeded synthetic DeepSeek-V4 checkpoint with the release's tensor names, "
+        "dtypes (FP8 E4M3 + E8M0 block scales, packed FP4 experts, BF16, F32, I64), shards, index, "
+        "config.json and the real tokenizer. With --dry-run, print the tensor/byte census instead "
+        "(for 'flash' and 'pro' these are the published totals of the real checkpoints).",
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--preset", choices=sorted(PRESETS), default="tiny",
+                     help="model size (default: tiny; flash/pro are the real sizes, flash-slice full "
+                          "Flash widths with a few layers)")
+    src.add_argument("--config", metavar="JSON", help="use this config.json (HF or inference form) instead")
+    p.add_argument("--out", metavar="DIR", help="output checkpoint folder (required unless --dry-run)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same bytes")
+    p.add_argument("--shard-size", type=_size, metavar="SIZE",
+                   help="largest shard, e.g. 4G (default: ~1/8 of the model, 32 MiB .. 4 GiB)")
+    p.add_argument("--dry-run", action="store_true", help="print the census, write nothing")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    p.set_defaults(func=_run_synth)
+
+
+def _run_synth(ns: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .config import load_config, preset
+    from .layout import census
+    from .synth import describe, write_synthetic
+
+    args = load_config(ns.config) if ns.config else preset(ns.preset)
+    name = ns.config or ns.preset
+    if ns.dry_run:
+        print(f"census of '{name}' (nothing written):")
+        print(describe(args, ns.shard_size))
+        return 0
+    if not ns.out:
+        print("dsv4-gguf synth: --out DIR is required (or use --dry-run)", file=sys.stderr)
+        return 2
+    total = census(args).nbytes
+    with tqdm(total=total, unit="B", unit_scale=True, desc=f"synth {name}", disable=None) as bar:
+        path = write_synthetic(args, ns.out, seed=ns.seed, max_shard_bytes=ns.shard_size,
+                               overwrite=ns.overwrite, progress=bar.update)
+    print(f"wrote {path}")
+    print(describe(args, ns.shard_size))
+    return 0
+
+
+def _add_check(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "check",
+        help="validate a checkpoint folder against the DeepSeek-V4 layout and print its census",
+        description="Read config.json, the index and every shard header (no tensor data is read) and "
+        "check every tensor's presence, dtype and shape against the layout its config implies.",
+    )
+    p.add_argument("checkpoint", metavar="DIR")
+    p.set_defaults(func=_run_check)
+
+
+def _run_check(ns: argparse.Namespace) -> int:
+    from .checkpoint import Checkpoint
+    from .layout import census
+
+    with Checkpoint(ns.checkpoint) as ck:
+        print(f"{ck.path}: OK ({len(ck.shard_names())} shards)")
+        print(census(ck.args).format())
+    return 0
+
+
+def _add_build_info(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("build-info", help="print the compiled features of the native core (SIMD, CUDA)")
+    p.set_defaults(func=_run_build_info)
+
+
+def _run_build_info(ns: argparse.Namespace) -> int:
+    from . import build_info
+
+    print(json.dumps(build_info(), indent=2, sort_keys=True))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dsv4-gguf",
+        description="DeepSeek-V4 (Flash / Pro) checkpoints to GGUF: convert, quantize, run, evaluate, "
+        "export to Ollama.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"dsv4-gguf {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_synth(sub)
+    _add_check(sub)
+    _add_build_info(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if not getattr(ns, "func", None):
+        parser.print_help()
+        return 2
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+    from .synth import SynthError
+
+    try:
+        return int(ns.func(ns) or 0)
+    except (CheckpointError, ConfigError, SynthError, OSError) as e:
+        print(f"dsv4-gguf {ns.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"dsv4-gguf {ns.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

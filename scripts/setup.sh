@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Install dsv4-gguf and everything its tests need into the current Python (editable, C++ core built).
+# Safe to re-run: pip skips what is already installed; the C++ core is rebuilt only when sources change.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
+# Build requirements first: the editable install builds without isolation (offline-friendly, faster).
+"$PY" -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.12"
+# torch: the pinned CPU wheel (any other spec pulls a multi-GB CUDA build).
+"$PY" -m pip install -q "torch==2.13.0"
+# llama-cpp-python is the peer in tests and benchmarks; build it portable (pip's wheel cache keeps it).
+CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" "$PY" -m pip install -q "llama-cpp-python>=0.3.16"
+"$PY" -m pip install -q --no-build-isolation -e ".[test]"
+"$PY" -c "import dsv4_gguf, json; print('dsv4-gguf', dsv4_gguf.__version__, json.dumps(dsv4_gguf.build_info()))"
