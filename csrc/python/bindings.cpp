@@ -9,6 +9,8 @@
 
 #include "core/cpu_features.h"
 #include "core/fp_decode.h"
+#include "quant/quant.h"
+#include "quant/repack.h"
 #ifdef DSV4_HAVE_CUDA
 #include "cuda/backend.h"
 #endif
@@ -85,6 +87,145 @@ py::dict build_info() {
   d["cuda_devices"] = 0;
 #endif
   return d;
+}
+
+}  // namespace
+
+// ================================================================================================
+// Quant kernels (csrc/quant): ggml block formats.  Rows along the last axis; quantized data is
+// uint8 with the last axis in bytes.  Kernel errors (std::invalid_argument) surface as ValueError
+// through pybind11's standard translation.
+// ================================================================================================
+namespace {
+
+void require_f32_c(const py::array& a, const char* what) {
+  if (!a.dtype().is(py::dtype::of<float>()))
+    throw py::type_error(std::string(what) + ": expected a float32 array, got dtype " + std::string(py::str(a.dtype())) +
+                         " (convert explicitly, e.g. x.astype(np.float32))");
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(what) + ": array must be C-contiguous (use np.ascontiguousarray)");
+}
+
+const dsv4::QTypeInfo& qinfo(int qtype) {
+  const dsv4::QTypeInfo* info = dsv4::qtype_info(qtype);
+  if (!info) throw py::value_error("unsupported ggml quant type id " + std::to_string(qtype));
+  return *info;
+}
+
+py::array_t<uint8_t> quantize_rows_py(int qtype, const py::array& data, const py::object& imatrix, const std::string& impl,
+                                      int threads) {
+  const auto& info = qinfo(qtype);
+  require_f32_c(data, "quantize_rows data");
+  require_2d(data, "quantize_rows data");
+  const int64_t rows = data.shape(0), cols = data.shape(1);
+  const size_t rs = dsv4::quant_row_size(info.type, cols);
+  const float* qw = nullptr;
+  py::array im;
+  if (!imatrix.is_none()) {
+    im = py::reinterpret_borrow<py::array>(imatrix);
+    require_f32_c(im, "quantize_rows imatrix");
+    if (im.ndim() != 1 || im.shape(0) != cols)
+      throw py::value_error("quantize_rows imatrix: expected shape (" + std::to_string(cols) + ",) (one weight per column)");
+    qw = static_cast<const float*>(im.data());
+  }
+  Impl i = parse_impl(impl);
+  py::array_t<uint8_t> out({rows, static_cast<int64_t>(rs)});
+  const float* src = static_cast<const float*>(data.data());
+  uint8_t* dst = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    dsv4::quantize_rows(info.type, src, dst, rows, cols, qw, i, threads);
+  }
+  return out;
+}
+
+py::array_t<float> dequantize_rows_py(int qtype, const py::array& data, const std::string& impl, int threads) {
+  const auto& info = qinfo(qtype);
+  require_u8(data, "dequantize_rows data");
+  require_2d(data, "dequantize_rows data");
+  const int64_t rows = data.shape(0), nbytes = data.shape(1);
+  if (nbytes <= 0 || nbytes % info.type_size != 0)
+    throw py::value_error(std::string("dequantize_rows: ") + std::to_string(nbytes) + " bytes per row is not a positive multiple of the " +
+                          info.name + " block size (" + std::to_string(info.type_size) + " bytes)");
+  const int64_t cols = nbytes / info.type_size * info.block_size;
+  Impl i = parse_impl(impl);
+  py::array_t<float> out({rows, cols});
+  const uint8_t* src = u8ptr(data);
+  float* dst = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    dsv4::dequantize_rows(info.type, src, dst, rows, cols, i, threads);
+  }
+  return out;
+}
+
+py::array_t<float> matvec_py(int qtype, const py::array& w, const py::array& x, const std::string& impl, int threads) {
+  const auto& info = qinfo(qtype);
+  require_u8(w, "matvec weight");
+  require_2d(w, "matvec weight");
+  require_f32_c(x, "matvec x");
+  if (x.ndim() != 1) throw py::value_error("matvec x: expected a 1-D float32 vector");
+  const int64_t rows = w.shape(0), cols = x.shape(0);
+  const size_t rs = dsv4::quant_row_size(info.type, cols);
+  if (static_cast<size_t>(w.shape(1)) != rs)
+    throw py::value_error(std::string("matvec: weight has ") + std::to_string(w.shape(1)) + " bytes per row, expected " +
+                          std::to_string(rs) + " for " + std::to_string(cols) + " " + info.name + " columns");
+  Impl i = parse_impl(impl);
+  py::array_t<float> out(rows);
+  const uint8_t* wp = u8ptr(w);
+  const float* xp = static_cast<const float*>(x.data());
+  float* yp = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    dsv4::matvec(info.type, wp, xp, yp, rows, cols, i, threads);
+  }
+  return out;
+}
+
+py::array_t<uint8_t> repack_fp4_py(const py::array& w, const py::array& scale, int threads) {
+  require_u8(w, "repack_fp4_to_mxfp4 weight");
+  require_u8(scale, "repack_fp4_to_mxfp4 scale");
+  require_2d(w, "repack_fp4_to_mxfp4 weight");
+  require_2d(scale, "repack_fp4_to_mxfp4 scale");
+  const int64_t rows = w.shape(0), cols = w.shape(1) * 2;
+  if (cols % 32) throw py::value_error("repack_fp4_to_mxfp4: logical row length " + std::to_string(cols) + " is not a multiple of 32");
+  if (scale.shape(0) != rows || scale.shape(1) != cols / 32)
+    throw py::value_error("repack_fp4_to_mxfp4: scale shape (" + std::to_string(scale.shape(0)) + ", " + std::to_string(scale.shape(1)) +
+                          ") does not match packed weight (" + std::to_string(rows) + ", " + std::to_string(cols / 2) +
+                          "); expected (rows, 2*cols/32)");
+  py::array_t<uint8_t> out({rows, cols / 32 * 17});
+  const uint8_t *wp = u8ptr(w), *sp = u8ptr(scale);
+  uint8_t* op = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    dsv4::repack_fp4_to_mxfp4(wp, sp, op, rows, cols, threads);
+  }
+  return out;
+}
+
+void register_quant(py::module_& m) {
+  m.def(
+      "qtype_table",
+      [] {
+        int n = 0;
+        const dsv4::QTypeInfo* t = dsv4::qtype_table(&n);
+        py::list rows;
+        for (int k = 0; k < n; ++k)
+          rows.append(py::make_tuple(static_cast<int>(t[k].type), t[k].name, t[k].block_size, t[k].type_size,
+                                     static_cast<int>(t[k].vec_dot_type), t[k].needs_imatrix));
+        return rows;
+      },
+      "The C++ QType table: (id, name, block_size, type_size, vec_dot_type_id, needs_imatrix) per type.");
+  m.def("quantize_rows", &quantize_rows_py, py::arg("qtype"), py::arg("data"), py::arg("imatrix") = py::none(),
+        py::arg("impl") = "auto", py::arg("threads") = 0,
+        "float32 [rows, cols] -> uint8 [rows, row_bytes] in ggml type `qtype` (id); row-parallel, GIL released.");
+  m.def("dequantize_rows", &dequantize_rows_py, py::arg("qtype"), py::arg("data"), py::arg("impl") = "auto",
+        py::arg("threads") = 0, "uint8 [rows, row_bytes] of ggml type `qtype` -> float32 [rows, cols].");
+  m.def("matvec", &matvec_py, py::arg("qtype"), py::arg("weight"), py::arg("x"), py::arg("impl") = "auto",
+        py::arg("threads") = 0,
+        "y[r] = W[r] . x with x quantized once to the type's activation format (Q8_0 / Q8_K), like ggml's vec_dot.");
+  m.def("repack_fp4_to_mxfp4", &repack_fp4_py, py::arg("weight"), py::arg("scale"), py::arg("threads") = 0,
+        "DeepSeek FP4 [rows, cols/2] + E8M0 scales [rows, cols/32] -> ggml MXFP4 bytes [rows, cols/32*17], bit-exact.");
 }
 
 }  // namespace
@@ -175,4 +316,6 @@ PYBIND11_MODULE(_C, m) {
       py::arg("codes"), "E4M3 decode on CUDA device 0 (RuntimeError when no device is present).");
   m.def("cuda_device_name", &dsv4::cuda::device_name, py::arg("device") = 0);
 #endif
+
+  register_quant(m);  // quant kernels section above
 }

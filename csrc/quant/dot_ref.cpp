@@ -1,0 +1,244 @@
+// Scalar reference dot products: weight row (its own format) . activation row (Q8_0 for the
+// 32-element types, Q8_K for the super-block types, f32 for the float types).  Integer sums per
+// (sub-)block are exact; the float part is evaluated per block in one fixed expression, which the
+// AVX2 versions reproduce, so ref and SIMD agree to the bit.  Like ggml's vec_dot, the result differs
+// from the float dot of the dequantized rows only by the activation quantization.
+#include "quant/kernels.h"
+#include "quant/kquant_impl.h"
+
+namespace dsv4 {
+
+float vec_dot_f32_ref(int64_t n, const void* w, const void* a) {
+  const float* x = static_cast<const float*>(w);
+  const float* y = static_cast<const float*>(a);
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(x[i]) * y[i];
+  return static_cast<float>(s);
+}
+float vec_dot_f16_ref(int64_t n, const void* w, const void* a) {
+  const uint16_t* x = static_cast<const uint16_t*>(w);
+  const float* y = static_cast<const float*>(a);
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(fp16_to_f32(x[i])) * y[i];
+  return static_cast<float>(s);
+}
+float vec_dot_bf16_ref(int64_t n, const void* w, const void* a) {
+  const uint16_t* x = static_cast<const uint16_t*>(w);
+  const float* y = static_cast<const float*>(a);
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(bf16_to_f32(x[i])) * y[i];
+  return static_cast<float>(s);
+}
+
+float vec_dot_q8_0_ref(int64_t n, const void* vw, const void* va) {
+  const BlockQ8_0* w = static_cast<const BlockQ8_0*>(vw);
+  const BlockQ8_0* a = static_cast<const BlockQ8_0*>(va);
+  float sum = 0;
+  for (int64_t b = 0; b < n / QK8_0; ++b) {
+    int isum = 0;
+    for (int j = 0; j < 32; ++j) isum += w[b].qs[j] * a[b].qs[j];
+    sum += (fp16_to_f32(w[b].d) * fp16_to_f32(a[b].d)) * static_cast<float>(isum);
+  }
+  return sum;
+}
+
+float vec_dot_q4_0_ref(int64_t n, const void* vw, const void* va) {
+  const BlockQ4_0* w = static_cast<const BlockQ4_0*>(vw);
+  const BlockQ8_0* a = static_cast<const BlockQ8_0*>(va);
+  float sum = 0;
+  for (int64_t b = 0; b < n / QK4_0; ++b) {
+    int isum = 0;
+    for (int j = 0; j < 16; ++j) {
+      isum += ((w[b].qs[j] & 0xf) - 8) * a[b].qs[j];
+      isum += ((w[b].qs[j] >> 4) - 8) * a[b].qs[j + 16];
+    }
+    sum += (fp16_to_f32(w[b].d) * fp16_to_f32(a[b].d)) * static_cast<float>(isum);
+  }
+  return sum;
+}
+
+float vec_dot_mxfp4_ref(int64_t n, const void* vw, const void* va) {
+  const BlockMXFP4* w = static_cast<const BlockMXFP4*>(vw);
+  const BlockQ8_0* a = static_cast<const BlockQ8_0*>(va);
+  float sum = 0;
+  for (int64_t b = 0; b < n / QK_MXFP4; ++b) {
+    int isum = 0;
+    for (int j = 0; j < 16; ++j) {
+      isum += kValuesMXFP4[w[b].qs[j] & 0xf] * a[b].qs[j];
+      isum += kValuesMXFP4[w[b].qs[j] >> 4] * a[b].qs[j + 16];
+    }
+    sum += (e8m0_to_f32_half(w[b].e) * fp16_to_f32(a[b].d)) * static_cast<float>(isum);
+  }
+  return sum;
+}
+
+float vec_dot_q2_k_ref(int64_t n, const void* vw, const void* va) {
+  const BlockQ2_K* w = static_cast<const BlockQ2_K*>(vw);
+  const BlockQ8_K* a = static_cast<const BlockQ8_K*>(va);
+  float sum = 0;
+  for (int64_t b = 0; b < n / QK_K; ++b) {
+    int sumi = 0, summ = 0;
+    for (int j = 0; j < 16; ++j) summ += (w[b].scales[j] >> 4) * a[b].bsums[j];
+    const int8_t* q8 = a[b].qs;
+    int is = 0;
+    for (int h = 0; h < 2; ++h) {
+      const uint8_t* q2 = w[b].qs + 32 * h;
+      for (int shift = 0; shift < 8; shift += 2) {
+        for (int half = 0; half < 2; ++half, q8 += 16) {
+          int isum = 0;
+          for (int l = 0; l < 16; ++l) isum += ((q2[l + 16 * half] >> shift) & 3) * q8[l];
+          sumi += (w[b].scales[is++] & 0xF) * isum;
+        }
+      }
+    }
+    sum += (fp16_to_f32(w[b].d) * a[b].d) * static_cast<float>(sumi) - (fp16_to_f32(w[b].dmin) * a[b].d) * static_cast<float>(summ);
+  }
+  return sum;
+}
+
+float vec_dot_q3_k_ref(int64_t n, const void* vw, const void* va) {
+  const BlockQ3_K* w = static_cast<const BlockQ3_K*>(vw);
+  const BlockQ8_K* a = static_cast<const BlockQ8_K*>(va);
+  float sum = 0;
+  for (int64_t b = 0; b < n / QK_K; ++b) {
+    int sumi = 0;
+    const int8_t* q8 = a[b].qs;
+    int is = 0;
+    uint8_t m = 1;
+    for (int h = 0; h < 2; ++h) {
+      const uint8_t* q3 = w[b].qs + 32 * h;
+      for (int shift = 0; shift < 8; shift += 2, m = static_cast<uint8_t>(m << 1)) {
+        for (int half = 0; half < 2; ++half, q8 += 16) {
+          int isum = 0;
+          for (int l = 0; l < 16; ++l) {
+            const int o = l + 16 * half;
+            isum += (((q3[o] >> shift) & 3) - ((w[b].hmask[o] & m) ? 0 : 4)) * q8[l];
+          }
+          sumi += kq::get_q3_scale(is++, w[b].scales) * isum;
+        }
+      }
+    }
+    sum += (fp16_to_f32(w[b].d) * a[b].d) * static_cast<float>(sumi);
+  }
+  return sum;
+}
+
+float vec_dot_q4_k_ref(int64_t n, const void* vw, const void* va) {
+  const BlockQ4_K* w = static_cast<const BlockQ4_K*>(vw);
+  const BlockQ8_K* a = static_cast<const BlockQ8_K*>(va);
+  float sum = 0;
+  for (int64_t b = 0; b < n / QK_K; ++b) {
+    int sumi = 0, summ = 0;
+    for (int j = 0; j < 8; ++j) {
+      uint8_t sc, m;
+      kq::get_scale_min_k4(j, w[b].scales, &sc, &m);
+      const uint8_t* q = w[b].qs + 32 * (j / 2);
+      const int8_t* q8 = a[b].qs + 32 * j;
+      const int shift = 4 * (j & 1);
+      int isum = 0;
+      for (int l = 0; l < 32; ++l) isum += ((q[l] >> shift) & 0xF) * q8[l];
+      sumi += sc * isum;
+      summ += m * (a[b].bsums[2 * j] + a[b].bsums[2 * j + 1]);
+    }
+    sum += (fp16_to_f32(w[b].d) * a[b].d) * static_cast<float>(sumi) - (fp16_to_f32(w[b].dmin) * a[b].d) * static_cast<float>(summ);
+  }
+  return sum;
+}
+
+float vec_dot_q5_k_ref(int64_t n, const void* vw, const void* va) {
+  const BlockQ5_K* w = static_cast<const BlockQ5_K*>(vw);
+  const BlockQ8_K* a = static_cast<const BlockQ8_K*>(va);
+  float sum = 0;
+  for (int64_t b = 0; b < n / QK_K; ++b) {
+    int sumi = 0, summ = 0;
+    for (int j = 0; j < 8; ++j) {
+      uint8_t sc, m;
+      kq::get_scale_min_k4(j, w[b].scales, &sc, &m);
+      const uint8_t* q = w[b].qs + 32 * (j / 2);
+      const int8_t* q8 = a[b].qs + 32 * j;
+      const int shift = 4 * (j & 1);
+      int isum = 0;
+      for (int l = 0; l < 32; ++l) isum += (((q[l] >> shift) & 0xF) | (((w[b].qh[l] >> j) & 1) << 4)) * q8[l];
+      sumi += sc * isum;
+      summ += m * (a[b].bsums[2 * j] + a[b].bsums[2 * j + 1]);
+    }
+    sum += (fp16_to_f32(w[b].d) * a[b].d) * static_cast<float>(sumi) - (fp16_to_f32(w[b].dmin) * a[b].d) * static_cast<float>(summ);
+  }
+  return sum;
+}
+
+float vec_dot_q6_k_ref(int64_t n, const void* vw, const void* va) {
+  const BlockQ6_K* w = static_cast<const BlockQ6_K*>(vw);
+  const BlockQ8_K* a = static_cast<const BlockQ8_K*>(va);
+  float sum = 0;
+  for (int64_t b = 0; b < n / QK_K; ++b) {
+    int sumi = 0;
+    for (int h = 0; h < 2; ++h) {
+      const uint8_t* ql = w[b].ql + 64 * h;
+      const uint8_t* qh = w[b].qh + 32 * h;
+      const int8_t* q8 = a[b].qs + 128 * h;
+      const int8_t* sc = w[b].scales + 8 * h;
+      for (int g = 0; g < 4; ++g) {  // value groups l + 32g
+        for (int half = 0; half < 2; ++half) {
+          int isum = 0;
+          for (int l = 16 * half; l < 16 * half + 16; ++l) {
+            const uint8_t qlb = ql[l + 32 * (g & 1)];
+            const int q = ((g < 2 ? (qlb & 0xF) : (qlb >> 4)) | (((qh[l] >> (2 * g)) & 3) << 4)) - 32;
+            isum += q * q8[32 * g + l];
+          }
+          sumi += sc[2 * g + half] * isum;
+        }
+      }
+    }
+    sum += (fp16_to_f32(w[b].d) * a[b].d) * static_cast<float>(sumi);
+  }
+  return sum;
+}
+
+float vec_dot_iq4_xs_ref(int64_t n, const void* vw, const void* va) {
+  const BlockIQ4_XS* w = static_cast<const BlockIQ4_XS*>(vw);
+  const BlockQ8_K* a = static_cast<const BlockQ8_K*>(va);
+  float sum = 0;
+  for (int64_t b = 0; b < n / QK_K; ++b) {
+    int sumi = 0;
+    for (int ib = 0; ib < 8; ++ib) {
+      const int ls = ((w[b].scales_l[ib / 2] >> 4 * (ib % 2)) & 0xf) | (((w[b].scales_h >> 2 * ib) & 3) << 4);
+      const uint8_t* qs = w[b].qs + 16 * ib;
+      const int8_t* q8 = a[b].qs + 32 * ib;
+      int isum = 0;
+      for (int j = 0; j < 16; ++j) isum += kValuesIQ4NL[qs[j] & 0xf] * q8[j] + kValuesIQ4NL[qs[j] >> 4] * q8[j + 16];
+      sumi += (ls - 32) * isum;
+    }
+    sum += (fp16_to_f32(w[b].d) * a[b].d) * static_cast<float>(sumi);
+  }
+  return sum;
+}
+
+float vec_dot_iq2_xxs_ref(int64_t n, const void* vw, const void* va) {
+  const BlockIQ2_XXS* w = static_cast<const BlockIQ2_XXS*>(vw);
+  const BlockQ8_K* a = static_cast<const BlockQ8_K*>(va);
+  const Iq2xxsTables& t = iq2xxs_tables();
+  float sum = 0;
+  for (int64_t b = 0; b < n / QK_K; ++b) {
+    int sumi = 0;
+    const int8_t* q8 = a[b].qs;
+    for (int ib = 0; ib < 8; ++ib) {
+      uint32_t aux[2];
+      std::memcpy(aux, w[b].qs + 4 * ib, 8);
+      int isum = 0;
+      for (int l = 0; l < 4; ++l, q8 += 8) {
+        const uint64_t g = t.grid_values[(aux[0] >> (8 * l)) & 0xff];
+        const uint8_t signs = t.ksigns[(aux[1] >> (7 * l)) & 127];
+        for (int j = 0; j < 8; ++j) {
+          const int v = static_cast<int>((g >> (8 * j)) & 0xff);
+          isum += ((signs >> j) & 1 ? -v : v) * q8[j];
+        }
+      }
+      sumi += static_cast<int>(2 * (aux[1] >> 28) + 1) * isum;
+    }
+    sum += ((fp16_to_f32(w[b].d) * a[b].d) * static_cast<float>(sumi)) * 0.125f;
+  }
+  return sum;
+}
+
+}  // namespace dsv4

@@ -1,0 +1,82 @@
+// Per-type row kernels (internal to csrc/quant; callers use quant.h).  A "row" is n elements,
+// n a multiple of the type's block size.  Quantizers take an optional importance vector `qw`
+// (n entries, the imatrix of the row's columns; nullptr = none).  vec_dot returns
+// sum_i w[i] * a[i] with the activation row `a` already in the type's vec_dot format (Q8_0 or Q8_K).
+#pragma once
+
+#include <cstdint>
+
+#include "quant/blocks.h"
+
+namespace dsv4 {
+
+using QuantizeRowFn = void (*)(const float* x, void* y, int64_t n, const float* qw);
+using DequantizeRowFn = void (*)(const void* x, float* y, int64_t n);
+using VecDotFn = float (*)(int64_t n, const void* w, const void* a);
+
+#define DSV4_DECLARE_QTYPE_KERNELS(T, SUFFIX)                                  \
+  void quantize_row_##T##_##SUFFIX(const float* x, void* y, int64_t n, const float* qw); \
+  void dequantize_row_##T##_##SUFFIX(const void* x, float* y, int64_t n);
+
+#define DSV4_FOR_EACH_QTYPE(X, SUFFIX) \
+  X(f32, SUFFIX)                       \
+  X(f16, SUFFIX)                       \
+  X(bf16, SUFFIX)                      \
+  X(q8_0, SUFFIX)                      \
+  X(q4_0, SUFFIX)                      \
+  X(mxfp4, SUFFIX)                     \
+  X(q2_k, SUFFIX)                      \
+  X(q3_k, SUFFIX)                      \
+  X(q4_k, SUFFIX)                      \
+  X(q5_k, SUFFIX)                      \
+  X(q6_k, SUFFIX)                      \
+  X(q8_k, SUFFIX)                      \
+  X(iq4_xs, SUFFIX)                    \
+  X(iq2_xxs, SUFFIX)
+
+DSV4_FOR_EACH_QTYPE(DSV4_DECLARE_QTYPE_KERNELS, ref)
+
+// Dot products (weight row . activation row), integer block sums then per-block float scaling in a
+// fixed order, so that the AVX2 versions (which only speed up the exact integer part) are bit-exact.
+float vec_dot_q8_0_ref(int64_t n, const void* w, const void* a);
+float vec_dot_q4_0_ref(int64_t n, const void* w, const void* a);
+float vec_dot_mxfp4_ref(int64_t n, const void* w, const void* a);
+float vec_dot_q2_k_ref(int64_t n, const void* w, const void* a);
+float vec_dot_q3_k_ref(int64_t n, const void* w, const void* a);
+float vec_dot_q4_k_ref(int64_t n, const void* w, const void* a);
+float vec_dot_q5_k_ref(int64_t n, const void* w, const void* a);
+float vec_dot_q6_k_ref(int64_t n, const void* w, const void* a);
+float vec_dot_iq4_xs_ref(int64_t n, const void* w, const void* a);
+float vec_dot_iq2_xxs_ref(int64_t n, const void* w, const void* a);
+float vec_dot_f32_ref(int64_t n, const void* w, const void* a);
+float vec_dot_f16_ref(int64_t n, const void* w, const void* a);
+float vec_dot_bf16_ref(int64_t n, const void* w, const void* a);
+
+#if defined(DSV4_X86)
+// AVX2 paths (bit-exact with the _ref ones).  Types without a dedicated AVX2 kernel dispatch to ref.
+void quantize_row_q8_0_avx2(const float* x, void* y, int64_t n, const float* qw);
+void quantize_row_q4_0_avx2(const float* x, void* y, int64_t n, const float* qw);
+void quantize_row_mxfp4_avx2(const float* x, void* y, int64_t n, const float* qw);
+void quantize_row_q8_k_avx2(const float* x, void* y, int64_t n, const float* qw);
+void quantize_row_f16_avx2(const float* x, void* y, int64_t n, const float* qw);
+void quantize_row_q4_k_avx2(const float* x, void* y, int64_t n, const float* qw);
+void quantize_row_q5_k_avx2(const float* x, void* y, int64_t n, const float* qw);
+void quantize_row_q2_k_avx2(const float* x, void* y, int64_t n, const float* qw);
+void quantize_row_q6_k_avx2(const float* x, void* y, int64_t n, const float* qw);
+void quantize_row_q3_k_avx2(const float* x, void* y, int64_t n, const float* qw);
+void quantize_row_iq4_xs_avx2(const float* x, void* y, int64_t n, const float* qw);
+void dequantize_row_q8_0_avx2(const void* x, float* y, int64_t n);
+void dequantize_row_q4_0_avx2(const void* x, float* y, int64_t n);
+void dequantize_row_mxfp4_avx2(const void* x, float* y, int64_t n);
+void dequantize_row_q4_k_avx2(const void* x, float* y, int64_t n);
+void dequantize_row_q6_k_avx2(const void* x, float* y, int64_t n);
+void dequantize_row_f16_avx2(const void* x, float* y, int64_t n);
+float vec_dot_q8_0_avx2(int64_t n, const void* w, const void* a);
+float vec_dot_q4_0_avx2(int64_t n, const void* w, const void* a);
+float vec_dot_mxfp4_avx2(int64_t n, const void* w, const void* a);
+float vec_dot_q4_k_avx2(int64_t n, const void* w, const void* a);
+float vec_dot_q6_k_avx2(int64_t n, const void* w, const void* a);
+float vec_dot_q5_k_avx2(int64_t n, const void* w, const void* a);
+#endif
+
+}  // namespace dsv4

@@ -1,0 +1,41 @@
+// The one QType table: ggml type ids, block geometry and names, exactly as ggml/gguf define them
+// (spec gguf-ecosystem §2.1).  Mirrored in dsv4_gguf/constants.py and checked equal by a test.
+// Only the types this project quantizes/dequantizes are listed; other ggml ids are rejected.
+#pragma once
+
+#include <cstdint>
+
+namespace dsv4 {
+
+enum class QType : int32_t {
+  F32 = 0,
+  F16 = 1,
+  Q4_0 = 2,
+  Q8_0 = 8,
+  Q2_K = 10,
+  Q3_K = 11,
+  Q4_K = 12,
+  Q5_K = 13,
+  Q6_K = 14,
+  Q8_K = 15,  // activation format of the K/IQ dot products only (no file storage, no imatrix)
+  IQ2_XXS = 16,
+  IQ4_XS = 23,
+  BF16 = 30,
+  MXFP4 = 39,
+};
+
+struct QTypeInfo {
+  QType type;
+  const char* name;
+  int32_t block_size;  // elements per block
+  int32_t type_size;   // bytes per block
+  QType vec_dot_type;  // activation format of dot_rows for this weight type
+  bool needs_imatrix;  // quantize() refuses to run without importance weights (ggml: IQ2_XXS)
+};
+
+// All rows of the table, in id order; n is set to the row count.
+const QTypeInfo* qtype_table(int* n);
+// nullptr when id is not a supported type.
+const QTypeInfo* qtype_info(int32_t id);
+
+}  // namespace dsv4

@@ -1,0 +1,39 @@
+// Public entry points of the quant kernels: whole-tensor, row-parallel quantize / dequantize / matvec
+// over ggml block formats, with run-time selection of the scalar reference or AVX2 kernels
+// (Impl::Auto honours DSV4_FORCE_REF).  Inputs are validated here (finite data, finite non-negative
+// importance weights, block-aligned rows); errors are std::invalid_argument naming row and column.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "core/cpu_features.h"
+#include "quant/kernels.h"
+#include "quant/qtypes.h"
+
+namespace dsv4 {
+
+struct QuantKernels {
+  QuantizeRowFn quantize;
+  DequantizeRowFn dequantize;
+  VecDotFn dot;  // nullptr when the type has no dot product (Q8_K)
+  const char* impl;
+};
+
+// Kernels for `t` under `impl` (Auto/Ref/Simd resolved); throws std::invalid_argument for unknown t.
+QuantKernels quant_kernels(QType t, Impl impl);
+const QTypeInfo& require_qtype(int32_t id);
+
+// Bytes of one quantized row of `cols` elements; throws when cols is not a multiple of the block.
+size_t quant_row_size(QType t, int64_t cols);
+
+// src f32 [rows, cols] -> dst [rows, row_size].  imatrix: nullptr or `cols` weights.
+void quantize_rows(QType t, const float* src, void* dst, int64_t rows, int64_t cols, const float* imatrix, Impl impl,
+                   int threads);
+void dequantize_rows(QType t, const void* src, float* dst, int64_t rows, int64_t cols, Impl impl, int threads);
+// y[r] = W[r, :] . x for every row of the quantized W (x quantized once to the type's vec_dot format).
+void matvec(QType t, const void* w, const float* x, float* y, int64_t rows, int64_t cols, Impl impl, int threads);
+// Quantized activations for `t`'s dot product: returns the activation type.
+QType vec_dot_type(QType t);
+
+}  // namespace dsv4

@@ -1,0 +1,587 @@
+// AVX2 kernels, bit-exact with the scalar references: the same IEEE operations per element (no FMA
+// contraction; this file is built with -ffp-contract=off), integer sums wherever the reference sums
+// integers, and candidate-parallel scale searches for the K-quants (8 candidate scales at once, one
+// per lane, each lane accumulating in the reference's order).  Not here: Q3_K/IQ4_XS/IQ2_XXS
+// searches (reference only) and the float-type dots.
+#if defined(DSV4_X86)
+#include <immintrin.h>
+
+#include "quant/kernels.h"
+#include "quant/kquant_impl.h"
+
+namespace dsv4 {
+
+uint8_t mxfp4_exponent(float amax);  // quant_basic_ref.cpp
+
+namespace {
+
+inline float hmax_ps(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+inline int hsum_epi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+const __m256 kAbsMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+inline __m256 abs_ps(__m256 v) { return _mm256_and_ps(v, kAbsMask); }
+
+// Max |x| over 8k floats, and the index of the first element reaching it.
+inline float block_amax(const float* x, int n) {
+  __m256 m = _mm256_setzero_ps();
+  for (int j = 0; j < n; j += 8) m = _mm256_max_ps(m, abs_ps(_mm256_loadu_ps(x + j)));
+  return hmax_ps(m);
+}
+inline int first_abs_equal(const float* x, int n, float amax) {
+  const __m256 a = _mm256_set1_ps(amax);
+  for (int j = 0; j < n; j += 8) {
+    const int mask = _mm256_movemask_ps(_mm256_cmp_ps(abs_ps(_mm256_loadu_ps(x + j)), a, _CMP_EQ_OQ));
+    if (mask) return j + __builtin_ctz(static_cast<unsigned>(mask));
+  }
+  return 0;
+}
+
+// roundf (half away from zero), exact: trunc, then step by sign when |frac| >= 0.5.
+inline __m256 roundf_ps(__m256 v) {
+  const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __m256 frac = abs_ps(_mm256_sub_ps(v, t));
+  const __m256 one = _mm256_or_ps(_mm256_set1_ps(1.f), _mm256_andnot_ps(kAbsMask, v));
+  return _mm256_add_ps(t, _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ), one));
+}
+// ggml's nearest_int on 8 lanes.
+inline __m256i nearest_int_ps(__m256 v) {
+  const __m256i b = _mm256_castps_si256(_mm256_add_ps(v, _mm256_set1_ps(12582912.f)));
+  return _mm256_sub_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x007fffff)), _mm256_set1_epi32(0x00400000));
+}
+// 4 x 8 int32 (values in int8 range) -> 32 int8 in order.
+inline __m256i pack_i32x32_i8(__m256i a, __m256i b, __m256i c, __m256i d) {
+  const __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
+  return _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+// signed int8 dot: 32 products summed pairwise into 16 int16 then into 8 int32.
+inline __m256i dot_i8(__m256i w, __m256i a) {
+  const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
+  return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+inline __m256i load_nibbles(const uint8_t* q16) {  // 16 bytes -> 32 bytes: low nibbles then high
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q16));
+  const __m256i both = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
+  return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
+}
+
+}  // namespace
+
+// ================================================================ F16
+void quantize_row_f16_avx2(const float* x, void* vy, int64_t n, const float*) {
+  uint16_t* y = static_cast<uint16_t*>(vy);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; ++i) y[i] = f32_to_fp16(x[i]);
+}
+void dequantize_row_f16_avx2(const void* vx, float* y, int64_t n) {
+  const uint16_t* x = static_cast<const uint16_t*>(vx);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))));
+  for (; i < n; ++i) y[i] = fp16_to_f32(x[i]);
+}
+
+// ================================================================ Q8_0
+void quantize_row_q8_0_avx2(const float* x, void* vy, int64_t n, const float*) {
+  BlockQ8_0* y = static_cast<BlockQ8_0*>(vy);
+  for (int64_t b = 0; b < n / QK8_0; ++b, x += QK8_0) {
+    const float amax = block_amax(x, 32);
+    const float d = amax / 127.f;
+    const float id = d != 0.f ? 1.f / d : 0.f;
+    y[b].d = f32_to_fp16(d);
+    const __m256 vid = _mm256_set1_ps(id);
+    __m256i q[4];
+    for (int k = 0; k < 4; ++k) q[k] = _mm256_cvtps_epi32(roundf_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), vid)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[b].qs), pack_i32x32_i8(q[0], q[1], q[2], q[3]));
+  }
+}
+void dequantize_row_q8_0_avx2(const void* vx, float* y, int64_t n) {
+  const BlockQ8_0* x = static_cast<const BlockQ8_0*>(vx);
+  for (int64_t b = 0; b < n / QK8_0; ++b, y += QK8_0) {
+    const __m256 d = _mm256_set1_ps(fp16_to_f32(x[b].d));
+    for (int k = 0; k < 4; ++k) {
+      const __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[b].qs + 8 * k)));
+      _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(_mm256_cvtepi32_ps(q), d));
+    }
+  }
+}
+float vec_dot_q8_0_avx2(int64_t n, const void* vw, const void* va) {
+  const BlockQ8_0* w = static_cast<const BlockQ8_0*>(vw);
+  const BlockQ8_0* a = static_cast<const BlockQ8_0*>(va);
+  float sum = 0;
+  for (int64_t b = 0; b < n / QK8_0; ++b) {
+    const __m256i wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs));
+    const __m256i aq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
+    const int isum = hsum_epi32(dot_i8(wq, aq));
+    sum += (fp16_to_f32(w[b].d) * fp16_to_f32(a[b].d)) * static_cast<float>(isum);
+  }
+  return sum;
+}
+
+// ================================================================ Q4_0
+namespace {
+struct Avx2Search;
+}
+void quantize_row_q4_0_weighted_avx2(const float* x, BlockQ4_0* y, int64_t n, const float* qw);
+
+void quantize_row_q4_0_avx2(const float* x, void* vy, int64_t n, const float* qw) {
+  BlockQ4_0* y = static_cast<BlockQ4_0*>(vy);
+  if (qw) return quantize_row_q4_0_weighted_avx2(x, y, n, qw);
+  alignas(32) int32_t q[32];
+  for (int64_t b = 0; b < n / QK4_0; ++b, x += QK4_0) {
+    const float amax = block_amax(x, 32);
+    const float max = x[first_abs_equal(x, 32, amax)];
+    const float d = max / -8.f;
+    const float id = d != 0.f ? 1.f / d : 0.f;
+    y[b].d = f32_to_fp16(d);
+    const __m256 vid = _mm256_set1_ps(id), half = _mm256_set1_ps(8.5f);
+    for (int k = 0; k < 4; ++k) {
+      const __m256i v = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), vid), half));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(q + 8 * k), _mm256_min_epi32(v, _mm256_set1_epi32(15)));
+    }
+    for (int j = 0; j < 16; ++j) y[b].qs[j] = static_cast<uint8_t>(q[j] | (q[j + 16] << 4));
+  }
+}
+void dequantize_row_q4_0_avx2(const void* vx, float* y, int64_t n) {
+  const BlockQ4_0* x = static_cast<const BlockQ4_0*>(vx);
+  alignas(32) int8_t q[32];
+  for (int64_t b = 0; b < n / QK4_0; ++b, y += QK4_0) {
+    const __m256 d = _mm256_set1_ps(fp16_to_f32(x[b].d));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(q), _mm256_sub_epi8(load_nibbles(x[b].qs), _mm256_set1_epi8(8)));
+    for (int k = 0; k < 4; ++k) {
+      const __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + 8 * k)));
+      _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(d, _mm256_cvtepi32_ps(v)));
+    }
+  }
+}
+float vec_dot_q4_0_avx2(int64_t n, const void* vw, const void* va) {
+  const BlockQ4_0* w = static_cast<const BlockQ4_0*>(vw);
+  const BlockQ8_0* a = static_cast<const BlockQ8_0*>(va);
+  float sum = 0;
+  for (int64_t b = 0; b < n / QK4_0; ++b) {
+    const __m256i wq = _mm256_sub_epi8(load_nibbles(w[b].qs), _mm256_set1_epi8(8));
+    const __m256i aq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
+    const int isum = hsum_epi32(dot_i8(wq, aq));
+    sum += (fp16_to_f32(w[b].d) * fp16_to_f32(a[b].d)) * static_cast<float>(isum);
+  }
+  return sum;
+}
+
+// ================================================================ MXFP4
+void quantize_row_mxfp4_avx2(const float* x, void* vy, int64_t n, const float*) {
+  BlockMXFP4* y = static_cast<BlockMXFP4*>(vy);
+  alignas(32) int32_t q[32];
+  for (int64_t b = 0; b < n / QK_MXFP4; ++b, x += QK_MXFP4) {
+    const uint8_t e = mxfp4_exponent(block_amax(x, 32));
+    const float d = e8m0_to_f32_half(e);
+    y[b].e = e;
+    for (int k = 0; k < 4; ++k) {
+      const __m256 v = _mm256_loadu_ps(x + 8 * k);
+      const __m256 ax = abs_ps(v);
+      __m256 best_err = ax;
+      __m256i best = _mm256_setzero_si256();
+      for (int c = 1; c < 8; ++c) {
+        const __m256 err = abs_ps(_mm256_sub_ps(_mm256_set1_ps(static_cast<float>(kValuesMXFP4[c]) * d), ax));
+        const __m256 better = _mm256_cmp_ps(err, best_err, _CMP_LT_OQ);
+        best_err = _mm256_blendv_ps(best_err, err, better);
+        best = _mm256_blendv_epi8(best, _mm256_set1_epi32(c), _mm256_castps_si256(better));
+      }
+      const __m256i neg = _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
+      const __m256i nz = _mm256_cmpgt_epi32(best, _mm256_setzero_si256());
+      best = _mm256_add_epi32(best, _mm256_and_si256(_mm256_and_si256(neg, nz), _mm256_set1_epi32(8)));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(q + 8 * k), best);
+    }
+    for (int j = 0; j < 16; ++j) y[b].qs[j] = static_cast<uint8_t>(q[j] | (q[j + 16] << 4));
+  }
+}
+namespace {
+inline __m256i mxfp4_values(const uint8_t* qs) {
+  const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kValuesMXFP4)));
+  return _mm256_shuffle_epi8(table, load_nibbles(qs));
+}
+}  // namespace
+void dequantize_row_mxfp4_avx2(const void* vx, float* y, int64_t n) {
+  const BlockMXFP4* x = static_cast<const BlockMXFP4*>(vx);
+  alignas(32) int8_t q[32];
+  for (int64_t b = 0; b < n / QK_MXFP4; ++b, y += QK_MXFP4) {
+    const __m256 d = _mm256_set1_ps(e8m0_to_f32_half(x[b].e));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(q), mxfp4_values(x[b].qs));
+    for (int k = 0; k < 4; ++k) {
+      const __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + 8 * k)));
+      _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(d, _mm256_cvtepi32_ps(v)));
+    }
+  }
+}
+float vec_dot_mxfp4_avx2(int64_t n, const void* vw, const void* va) {
+  const BlockMXFP4* w = static_cast<const BlockMXFP4*>(vw);
+  const BlockQ8_0* a = static_cast<const BlockQ8_0*>(va);
+  float sum = 0;
+  for (int64_t b = 0; b < n / QK_MXFP4; ++b) {
+    const __m256i aq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
+    const int isum = hsum_epi32(dot_i8(mxfp4_values(w[b].qs), aq));
+    sum += (e8m0_to_f32_half(w[b].e) * fp16_to_f32(a[b].d)) * static_cast<float>(isum);
+  }
+  return sum;
+}
+
+// ================================================================ Q8_K (activations)
+void quantize_row_q8_k_avx2(const float* x, void* vy, int64_t n, const float*) {
+  BlockQ8_K* y = static_cast<BlockQ8_K*>(vy);
+  for (int64_t b = 0; b < n / QK_K; ++b, x += QK_K) {
+    const float amax = block_amax(x, QK_K);
+    if (amax == 0.f) {
+      std::memset(&y[b], 0, sizeof(BlockQ8_K));
+      continue;
+    }
+    const float max = x[first_abs_equal(x, QK_K, amax)];
+    const float iscale = -127.f / max;
+    const __m256 vs = _mm256_set1_ps(iscale);
+    for (int j = 0; j < QK_K; j += 32) {
+      __m256i q[4];
+      for (int k = 0; k < 4; ++k)
+        q[k] = _mm256_min_epi32(nearest_int_ps(_mm256_mul_ps(vs, _mm256_loadu_ps(x + j + 8 * k))), _mm256_set1_epi32(127));
+      const __m256i p = pack_i32x32_i8(q[0], q[1], q[2], q[3]);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[b].qs + j), p);
+      // bsums of the two 16-groups
+      const __m256i s16 = _mm256_maddubs_epi16(_mm256_set1_epi8(1), p);
+      const __m256i s32 = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
+      alignas(32) int32_t t[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(t), s32);
+      y[b].bsums[j / 16] = static_cast<int16_t>(t[0] + t[1] + t[2] + t[3]);
+      y[b].bsums[j / 16 + 1] = static_cast<int16_t>(t[4] + t[5] + t[6] + t[7]);
+    }
+    y[b].d = 1.f / iscale;
+  }
+}
+
+// ================================================================ K-quant scale searches
+namespace {
+
+struct Avx2Search {
+  // make_qkx2/qkx3 with weights given; the nstep+1 candidates run 8 at a time.
+  static float qkx(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min, uint8_t* Laux,
+                   float rmin, float rdelta, int nstep, bool mad, bool qkx3) {
+    float min = x[0], max = x[0];
+    float sum_w = weights[0];
+    float sum_x = sum_w * x[0];
+    for (int i = 1; i < n; ++i) {
+      if (x[i] < min) min = x[i];
+      if (x[i] > max) max = x[i];
+      sum_w += weights[i];
+      sum_x += weights[i] * x[i];
+    }
+    if (min > 0) min = 0;
+    if (qkx3 ? (max <= min) : (max == min)) {
+      for (int i = 0; i < n; ++i) L[i] = 0;
+      *the_min = -min;
+      return 0.f;
+    }
+    float iscale = nmax / (max - min);
+    float scale = 1 / iscale;
+    float best_error = 0;
+    float xm[32];
+    for (int i = 0; i < n; ++i) {
+      xm[i] = x[i] - min;
+      const int l = nearest_int(iscale * xm[i]);
+      L[i] = static_cast<uint8_t>(std::max(0, std::min(nmax, l)));
+      float diff = scale * L[i] + min - x[i];
+      diff = mad ? std::fabs(diff) : diff * diff;
+      best_error += weights[i] * diff;
+    }
+    // ggml's loop updates `min` whenever a candidate wins, and later candidates are evaluated
+    // against the new min.  So lanes are speculative: after a winner that moved min, the group is
+    // re-evaluated from the next candidate on.
+    const __m256 vsw = _mm256_set1_ps(sum_w), vsx = _mm256_set1_ps(sum_x);
+    const __m256i vnmax = _mm256_set1_epi32(nmax), vzero = _mm256_setzero_si256();
+    __m256 lf[32];
+    int is0 = 0;
+    while (is0 <= nstep) {
+      alignas(32) float isc[8];
+      for (int k = 0; k < 8; ++k) isc[k] = (rmin + rdelta * (is0 + k) + nmax) / (max - min);
+      for (int i = 0; i < n; ++i) xm[i] = x[i] - min;
+      const __m256 vis = _mm256_load_ps(isc);
+      __m256 sl = _mm256_setzero_ps(), sl2 = _mm256_setzero_ps(), sxl = _mm256_setzero_ps();
+      for (int i = 0; i < n; ++i) {
+        __m256i l = nearest_int_ps(_mm256_mul_ps(vis, _mm256_set1_ps(xm[i])));
+        l = _mm256_max_epi32(vzero, _mm256_min_epi32(vnmax, l));
+        lf[i] = _mm256_cvtepi32_ps(l);
+        const __m256 wl = _mm256_mul_ps(_mm256_set1_ps(weights[i]), lf[i]);
+        sl = _mm256_add_ps(sl, wl);
+        sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(wl, lf[i]));
+        sxl = _mm256_add_ps(sxl, _mm256_mul_ps(wl, _mm256_set1_ps(x[i])));
+      }
+      const __m256 D = _mm256_sub_ps(_mm256_mul_ps(vsw, sl2), _mm256_mul_ps(sl, sl));
+      __m256 tsc = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(vsw, sxl), _mm256_mul_ps(vsx, sl)), D);
+      __m256 tmn = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sl2, vsx), _mm256_mul_ps(sl, sxl)), D);
+      const __m256 pos = _mm256_cmp_ps(tmn, _mm256_setzero_ps(), _CMP_GT_OQ);
+      tmn = _mm256_blendv_ps(tmn, _mm256_setzero_ps(), pos);
+      tsc = _mm256_blendv_ps(tsc, _mm256_div_ps(sxl, sl2), pos);
+      __m256 err = _mm256_setzero_ps();
+      for (int i = 0; i < n; ++i) {
+        __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(tsc, lf[i]), tmn), _mm256_set1_ps(x[i]));
+        diff = mad ? abs_ps(diff) : _mm256_mul_ps(diff, diff);
+        err = _mm256_add_ps(err, _mm256_mul_ps(_mm256_set1_ps(weights[i]), diff));
+      }
+      alignas(32) float Dv[8], ev[8], sv[8], mv[8];
+      _mm256_store_ps(Dv, D);
+      _mm256_store_ps(ev, err);
+      _mm256_store_ps(sv, tsc);
+      _mm256_store_ps(mv, tmn);
+      int win = -1, next = is0 + 8;
+      for (int k = 0; k < 8 && is0 + k <= nstep; ++k) {
+        if (Dv[k] > 0 && ev[k] < best_error) {
+          best_error = ev[k];
+          scale = sv[k];
+          win = k;
+          if (mv[k] != min) {
+            min = mv[k];
+            next = is0 + k + 1;
+            break;
+          }
+        }
+      }
+      if (win >= 0) {
+        for (int i = 0; i < n; ++i) {
+          alignas(32) float t[8];
+          _mm256_store_ps(t, lf[i]);
+          L[i] = static_cast<uint8_t>(t[win]);
+        }
+      }
+      is0 = next;
+    }
+    (void)Laux;
+    *the_min = -min;
+    return scale;
+  }
+
+  // make_qx_quants (rmse_type 1): 18 candidates in 3 groups of 8.
+  static float qx(int n, int nmax, const float* x, int8_t* L, const float* qw) {
+    float max = 0, amax = 0;
+    for (int i = 0; i < n; ++i) {
+      const float ax = std::fabs(x[i]);
+      if (ax > amax) {
+        amax = ax;
+        max = x[i];
+      }
+    }
+    if (amax < kGroupMaxEps) {
+      for (int i = 0; i < n; ++i) L[i] = 0;
+      return 0.f;
+    }
+    float w[32];
+    for (int i = 0; i < n; ++i) w[i] = qw ? qw[i] : x[i] * x[i];
+    float iscale = -nmax / max;
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; ++i) {
+      int l = nearest_int(iscale * x[i]);
+      l = std::max(-nmax, std::min(nmax - 1, l));
+      L[i] = static_cast<int8_t>(l + nmax);
+      sumlx += w[i] * x[i] * l;
+      suml2 += w[i] * l * l;
+    }
+    float scale = suml2 != 0.f ? sumlx / suml2 : 0.0f;
+    float best = scale * sumlx;
+    static const int kCand[24] = {-9, -8, -7, -6, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 0, 0, 0, 0, 0};
+    const __m256i lo = _mm256_set1_epi32(-nmax), hi = _mm256_set1_epi32(nmax - 1);
+    __m256i lv[32];
+    for (int g = 0; g < 3; ++g) {
+      alignas(32) float isc[8];
+      for (int k = 0; k < 8; ++k) isc[k] = -(nmax + 0.1f * kCand[8 * g + k]) / max;
+      const __m256 vis = _mm256_load_ps(isc);
+      __m256 slx = _mm256_setzero_ps(), sl2 = _mm256_setzero_ps();
+      for (int i = 0; i < n; ++i) {
+        const __m256i r = nearest_int_ps(_mm256_mul_ps(vis, _mm256_set1_ps(x[i])));
+        const __m256i l = _mm256_max_epi32(lo, _mm256_min_epi32(hi, r));
+        lv[i] = l;
+        const __m256 lf = _mm256_cvtepi32_ps(l);
+        slx = _mm256_add_ps(slx, _mm256_mul_ps(_mm256_set1_ps(w[i] * x[i]), lf));
+        sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(w[i]), lf), lf));
+      }
+      alignas(32) float a[8], c[8];
+      _mm256_store_ps(a, slx);
+      _mm256_store_ps(c, sl2);
+      int win = -1;
+      const int nk = g < 2 ? 8 : 2;
+      for (int k = 0; k < nk; ++k) {
+        if (c[k] > 0 && a[k] * a[k] > best * c[k]) {
+          scale = a[k] / c[k];
+          best = scale * a[k];
+          win = k;
+        }
+      }
+      if (win >= 0) {
+        for (int i = 0; i < n; ++i) {
+          alignas(32) int32_t t[8];
+          _mm256_store_si256(reinterpret_cast<__m256i*>(t), lv[i]);
+          L[i] = static_cast<int8_t>(t[win] + nmax);
+        }
+      }
+    }
+    return scale;
+  }
+};
+
+}  // namespace
+
+void quantize_row_q4_0_weighted_avx2(const float* x, BlockQ4_0* y, int64_t n, const float* qw) {
+  kq::quantize_row_q4_0_weighted<Avx2Search>(x, y, n, qw);
+}
+void quantize_row_q2_k_avx2(const float* x, void* y, int64_t n, const float* qw) { kq::quantize_row_q2_k<Avx2Search>(x, y, n, qw); }
+void quantize_row_q3_k_avx2(const float* x, void* y, int64_t n, const float* qw) { kq::quantize_row_q3_k<Avx2Search>(x, y, n, qw); }
+void quantize_row_q4_k_avx2(const float* x, void* y, int64_t n, const float* qw) { kq::quantize_row_q4_k<Avx2Search>(x, y, n, qw); }
+void quantize_row_q5_k_avx2(const float* x, void* y, int64_t n, const float* qw) { kq::quantize_row_q5_k<Avx2Search>(x, y, n, qw); }
+void quantize_row_q6_k_avx2(const float* x, void* y, int64_t n, const float* qw) { kq::quantize_row_q6_k<Avx2Search>(x, y, n, qw); }
+void quantize_row_iq4_xs_avx2(const float* x, void* y, int64_t n, const float* qw) { quantize_row_iq4_xs_ref(x, y, n, qw); }
+
+// ================================================================ K-quant dequant / dots
+void dequantize_row_q4_k_avx2(const void* vx, float* y, int64_t n) {
+  const BlockQ4_K* x = static_cast<const BlockQ4_K*>(vx);
+  for (int64_t b = 0; b < n / QK_K; ++b) {
+    const float d = fp16_to_f32(x[b].d), min = fp16_to_f32(x[b].dmin);
+    for (int j = 0; j < 8; ++j, y += 32) {
+      uint8_t sc, m;
+      kq::get_scale_min_k4(j, x[b].scales, &sc, &m);
+      const __m256 d1 = _mm256_set1_ps(d * sc), m1 = _mm256_set1_ps(min * m);
+      const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b].qs + 32 * (j / 2) + 0));
+      const __m128i raw2 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b].qs + 32 * (j / 2) + 16));
+      const __m128i mask = _mm_set1_epi8(0x0f);
+      const __m128i q0 = (j & 1) ? _mm_and_si128(_mm_srli_epi16(raw, 4), mask) : _mm_and_si128(raw, mask);
+      const __m128i q1 = (j & 1) ? _mm_and_si128(_mm_srli_epi16(raw2, 4), mask) : _mm_and_si128(raw2, mask);
+      const __m128i parts[4] = {q0, _mm_srli_si128(q0, 8), q1, _mm_srli_si128(q1, 8)};
+      for (int k = 0; k < 4; ++k) {
+        const __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[k]));
+        _mm256_storeu_ps(y + 8 * k, _mm256_sub_ps(_mm256_mul_ps(d1, q), m1));
+      }
+    }
+  }
+}
+
+void dequantize_row_q6_k_avx2(const void* vx, float* y, int64_t n) {
+  const BlockQ6_K* x = static_cast<const BlockQ6_K*>(vx);
+  alignas(32) int8_t q[QK_K];
+  for (int64_t b = 0; b < n / QK_K; ++b, y += QK_K) {
+    const float d = fp16_to_f32(x[b].d);
+    for (int h = 0; h < 2; ++h) {
+      const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].ql + 64 * h));
+      const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].ql + 64 * h + 32));
+      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qh + 32 * h));
+      const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x03), off = _mm256_set1_epi8(32);
+      const __m256i lows[4] = {_mm256_and_si256(ql0, m4), _mm256_and_si256(ql1, m4),
+                               _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4)};
+      for (int g = 0; g < 4; ++g) {
+        const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), m2);
+        const __m256i v = _mm256_sub_epi8(_mm256_or_si256(lows[g], _mm256_slli_epi16(hb, 4)), off);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(q + 128 * h + 32 * g), v);
+      }
+    }
+    for (int s = 0; s < 16; ++s) {
+      const __m256 ds = _mm256_set1_ps(d * x[b].scales[s]);
+      for (int k = 0; k < 2; ++k) {
+        const __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + 16 * s + 8 * k)));
+        _mm256_storeu_ps(y + 16 * s + 8 * k, _mm256_mul_ps(ds, _mm256_cvtepi32_ps(v)));
+      }
+    }
+  }
+}
+
+float vec_dot_q4_k_avx2(int64_t n, const void* vw, const void* va) {
+  const BlockQ4_K* w = static_cast<const BlockQ4_K*>(vw);
+  const BlockQ8_K* a = static_cast<const BlockQ8_K*>(va);
+  float sum = 0;
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  for (int64_t b = 0; b < n / QK_K; ++b) {
+    __m256i acc = _mm256_setzero_si256();
+    int summ = 0;
+    for (int c = 0; c < 4; ++c) {
+      uint8_t sc0, m0, sc1, m1;
+      kq::get_scale_min_k4(2 * c, w[b].scales, &sc0, &m0);
+      kq::get_scale_min_k4(2 * c + 1, w[b].scales, &sc1, &m1);
+      summ += m0 * (a[b].bsums[4 * c] + a[b].bsums[4 * c + 1]) + m1 * (a[b].bsums[4 * c + 2] + a[b].bsums[4 * c + 3]);
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * c));
+      const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * c));
+      const __m256i a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * c + 32));
+      const __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(q, m4), a0);
+      const __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), a1);
+      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, _mm256_set1_epi16(sc0)));
+      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, _mm256_set1_epi16(sc1)));
+    }
+    const int sumi = hsum_epi32(acc);
+    sum += (fp16_to_f32(w[b].d) * a[b].d) * static_cast<float>(sumi) - (fp16_to_f32(w[b].dmin) * a[b].d) * static_cast<float>(summ);
+  }
+  return sum;
+}
+
+float vec_dot_q5_k_avx2(int64_t n, const void* vw, const void* va) {
+  const BlockQ5_K* w = static_cast<const BlockQ5_K*>(vw);
+  const BlockQ8_K* a = static_cast<const BlockQ8_K*>(va);
+  float sum = 0;
+  const __m256i m4 = _mm256_set1_epi8(0x0f), m1b = _mm256_set1_epi8(0x01);
+  for (int64_t b = 0; b < n / QK_K; ++b) {
+    __m256i acc = _mm256_setzero_si256();
+    int summ = 0;
+    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qh));
+    for (int c = 0; c < 4; ++c) {
+      uint8_t sc0, m0, sc1, m1;
+      kq::get_scale_min_k4(2 * c, w[b].scales, &sc0, &m0);
+      kq::get_scale_min_k4(2 * c + 1, w[b].scales, &sc1, &m1);
+      summ += m0 * (a[b].bsums[4 * c] + a[b].bsums[4 * c + 1]) + m1 * (a[b].bsums[4 * c + 2] + a[b].bsums[4 * c + 3]);
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * c));
+      const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), m1b), 4);
+      const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), m1b), 4);
+      const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * c));
+      const __m256i a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * c + 32));
+      const __m256i p0 = _mm256_maddubs_epi16(_mm256_or_si256(_mm256_and_si256(q, m4), h0), a0);
+      const __m256i p1 = _mm256_maddubs_epi16(_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), h1), a1);
+      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, _mm256_set1_epi16(sc0)));
+      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, _mm256_set1_epi16(sc1)));
+    }
+    const int sumi = hsum_epi32(acc);
+    sum += (fp16_to_f32(w[b].d) * a[b].d) * static_cast<float>(sumi) - (fp16_to_f32(w[b].dmin) * a[b].d) * static_cast<float>(summ);
+  }
+  return sum;
+}
+
+float vec_dot_q6_k_avx2(int64_t n, const void* vw, const void* va) {
+  const BlockQ6_K* w = static_cast<const BlockQ6_K*>(vw);
+  const BlockQ8_K* a = static_cast<const BlockQ8_K*>(va);
+  float sum = 0;
+  const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x03);
+  for (int64_t b = 0; b < n / QK_K; ++b) {
+    __m256i acc = _mm256_setzero_si256();
+    int sum_off = 0;  // sum of sc * bsum, times 32 below (the -32 code offset)
+    for (int s = 0; s < 16; ++s) sum_off += w[b].scales[s] * a[b].bsums[s];
+    for (int h = 0; h < 2; ++h) {
+      const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].ql + 64 * h));
+      const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].ql + 64 * h + 32));
+      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qh + 32 * h));
+      const __m256i lows[4] = {_mm256_and_si256(ql0, m4), _mm256_and_si256(ql1, m4),
+                               _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4)};
+      for (int g = 0; g < 4; ++g) {
+        const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), m2);
+        const __m256i q = _mm256_or_si256(lows[g], _mm256_slli_epi16(hb, 4));  // 0..63
+        const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 128 * h + 32 * g));
+        const __m256i p = _mm256_maddubs_epi16(q, av);
+        const int s0 = w[b].scales[8 * h + 2 * g], s1 = w[b].scales[8 * h + 2 * g + 1];
+        const __m256i scv = _mm256_setr_epi16(s0, s0, s0, s0, s0, s0, s0, s0, s1, s1, s1, s1, s1, s1, s1, s1);
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, scv));
+      }
+    }
+    const int sumi = hsum_epi32(acc) - 32 * sum_off;
+    sum += (fp16_to_f32(w[b].d) * a[b].d) * static_cast<float>(sumi);
+  }
+  return sum;
+}
+
+}  // namespace dsv4
+
+#endif  // DSV4_X86
