@@ -114,6 +114,15 @@ class _Ctx:
 # Numerics helpers (spec §9.2)
 
 
+def _mdt(x: torch.Tensor) -> torch.dtype:
+    """Math dtype: fp32 as in the official code, float64 when the activations are float64."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _f(x: torch.Tensor) -> torch.Tensor:
+    return x.to(_mdt(x))
+
+
 def _pow2_ceil_log2(x: torch.Tensor) -> torch.Tensor:
     """``2**ceil(log2(x))`` for positive normal fp32 ``x``, exactly (the official fast_round_scale)."""
     m, e = torch.frexp(x)  # x = m * 2**e, m in [0.5, 1)
@@ -130,10 +139,10 @@ def fp8_fake_quant(x: torch.Tensor, block: int) -> torch.Tensor:
     n = x.size(-1)
     if n % block:
         raise ValueError(f"fp8_fake_quant: last dim {n} is not a multiple of the block {block}")
-    xf = x.float().unflatten(-1, (n // block, block))
+    xf = _f(x).unflatten(-1, (n // block, block))
     amax = xf.abs().amax(-1, keepdim=True).clamp_min(1e-4)
-    s = _pow2_ceil_log2(amax * torch.tensor(1.0 / FP8_MAX, dtype=torch.float32))
-    q = (xf / s).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn).float()
+    s = _pow2_ceil_log2(amax * torch.tensor(1.0 / FP8_MAX, dtype=torch.float32).to(xf.dtype))
+    q = (xf / s).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn).to(xf.dtype)
     return (q * s).flatten(-2).to(x.dtype)
 
 
@@ -157,9 +166,9 @@ def fp4_fake_quant(x: torch.Tensor, block: int = FP4_BLOCK) -> torch.Tensor:
     n = x.size(-1)
     if n % block:
         raise ValueError(f"fp4_fake_quant: last dim {n} is not a multiple of the block {block}")
-    xf = x.float().unflatten(-1, (n // block, block))
+    xf = _f(x).unflatten(-1, (n // block, block))
     amax = xf.abs().amax(-1, keepdim=True).clamp_min(FP4_MAX * 2.0**-126)
-    s = _pow2_ceil_log2(amax * torch.tensor(1.0 / FP4_MAX, dtype=torch.float32))
+    s = _pow2_ceil_log2(amax * torch.tensor(1.0 / FP4_MAX, dtype=torch.float32).to(xf.dtype))
     q = e2m1_round((xf / s).clamp(-FP4_MAX, FP4_MAX))
     return (q * s).flatten(-2).to(x.dtype)
 
@@ -169,7 +178,7 @@ def hadamard(x: torch.Tensor) -> torch.Tensor:
     n = x.size(-1)
     if n & (n - 1):
         raise ValueError(f"hadamard: size {n} is not a power of two")
-    y = x.float()
+    y = _f(x)
     h = 1
     while h < n:
         y = y.unflatten(-1, (n // (2 * h), 2, h))
@@ -242,7 +251,7 @@ def apply_rotary_emb(x: torch.Tensor, pos: torch.Tensor, freqs: torch.Tensor,
     cis = torch.polar(torch.ones_like(ang), ang)
     if inverse:
         cis = cis.conj()
-    xc = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)).contiguous())
+    xc = torch.view_as_complex(_f(x).unflatten(-1, (-1, 2)).contiguous())
     cis = cis.view(1, x.size(1), *([1] * (x.dim() - 3)), -1)
     return torch.view_as_real(xc * cis).flatten(-2).to(x.dtype)
 
@@ -314,7 +323,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim, dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
+        xf = _f(x)
         xf = xf * torch.rsqrt(xf.square().mean(-1, keepdim=True) + self.eps)
         return (self.weight * xf).to(x.dtype)
 
@@ -335,7 +344,8 @@ class Linear(nn.Module):
         xin = x
         if self.quantized and ctx.opts.fp8_act:
             xin = fp8_fake_quant(x, ACT_BLOCK)
-        return F.linear(xin.float(), self.weight).to(x.dtype)
+        xm = _f(xin)
+        return F.linear(xm, self.weight.to(xm.dtype)).to(x.dtype)
 
 
 class Compressor(nn.Module):
@@ -359,10 +369,11 @@ class Compressor(nn.Module):
         self.wgate = Linear(args.dim, coff * head_dim, quantized=False)
         self.norm = RMSNorm(head_dim, args.norm_eps)
 
-    def init_state(self, bsz: int, device: torch.device) -> CompressorState:
+    def init_state(self, bsz: int, device: torch.device, dtype: torch.dtype = torch.float32
+                   ) -> CompressorState:
         shape = (bsz, self.coff * self.ratio, self.coff * self.head_dim)
-        return CompressorState(torch.zeros(shape, device=device),
-                               torch.full(shape, float("-inf"), device=device))
+        return CompressorState(torch.zeros(shape, device=device, dtype=dtype),
+                               torch.full(shape, float("-inf"), device=device, dtype=dtype))
 
     def forward(self, x: torch.Tensor, start_pos: int, st: CompressorState, freqs: torch.Tensor,
                 ctx: _Ctx) -> torch.Tensor:
@@ -371,7 +382,7 @@ class Compressor(nn.Module):
         bsz, seqlen, _ = x.size()
         m, d, rd = self.ratio, self.head_dim, self.rope_head_dim
         dtype = x.dtype
-        xf = x.float()
+        xf = _f(x)
         kv = self.wkv(xf, ctx)  # [b,s,coff*d] fp32
         pos = torch.arange(start_pos, start_pos + seqlen, device=x.device)
         score = self.wgate(xf, ctx) + self.ape[pos % m]
@@ -433,7 +444,7 @@ class Indexer(nn.Module):
     def scores(self, q: torch.Tensor, w: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """``score[b,s,t] = sum_h w[b,s,h] * relu(q[b,s,h] . k[b,t])`` in the activation dtype."""
         dt = q.dtype
-        qk = torch.einsum("bshd,btd->bsht", q.float(), k.float()).to(dt)
+        qk = torch.einsum("bshd,btd->bsht", _f(q), _f(k)).to(dt)
         return (qk.relu() * w.unsqueeze(-1)).sum(dim=2)
 
     def forward(self, x: torch.Tensor, qr: torch.Tensor, start_pos: int, st: AttnState,
@@ -453,7 +464,7 @@ class Indexer(nn.Module):
         score = self.scores(q, w, st.idx_kv)  # [b,s,n]
         n = st.idx_kv.size(1)
         visible = torch.arange(n, device=x.device)[None, :] < ((pos + 1) // self.ratio)[:, None]
-        score = score.float().masked_fill(~visible, float("-inf"))
+        score = _f(score).masked_fill(~visible, float("-inf"))
         k = min(self.index_topk, n)
         # stable descending sort: exact ties (e.g. all-ReLU-zero scores) resolve to the lower index
         order = torch.sort(score, dim=-1, descending=True, stable=True).indices[..., :k]
@@ -507,13 +518,14 @@ class Attention(nn.Module):
                 self.indexer = Indexer(args, self.compress_ratio)
 
     def init_state(self, bsz: int, device: torch.device, dtype: torch.dtype) -> AttnState:
+        mdt = torch.float64 if dtype == torch.float64 else torch.float32  # compressor state: fp32
         st = AttnState(window=torch.zeros(bsz, self.window_size, self.head_dim, device=device, dtype=dtype))
         if self.compressor is not None:
             st.comp_kv = torch.zeros(bsz, 0, self.head_dim, device=device, dtype=dtype)
-            st.comp = self.compressor.init_state(bsz, device)
+            st.comp = self.compressor.init_state(bsz, device, mdt)
         if self.indexer is not None:
             st.idx_kv = torch.zeros(bsz, 0, self.indexer.head_dim, device=device, dtype=dtype)
-            st.idx_comp = self.indexer.compressor.init_state(bsz, device)
+            st.idx_comp = self.indexer.compressor.init_state(bsz, device, mdt)
         return st
 
     def forward(self, x: torch.Tensor, start_pos: int, st: AttnState, ctx: _Ctx) -> torch.Tensor:
@@ -525,7 +537,7 @@ class Attention(nn.Module):
         # q: low rank, q_norm, unweighted per-head RMS, rope on the last rd dims
         qr = self.q_norm(self.wq_a(x, ctx))
         q = self.wq_b(qr, ctx).unflatten(-1, (self.n_heads, self.head_dim))
-        qf = q.float()
+        qf = _f(q)
         q = (qf * torch.rsqrt(qf.square().mean(-1, keepdim=True) + self.eps)).to(dt)
         q = _rope_tail(q, pos, freqs, rd)
         # single latent kv (K = V), rope, FP8 simulation of the non-rope dims
@@ -567,7 +579,8 @@ class Attention(nn.Module):
         # grouped low-rank output projection
         o = o.reshape(bsz, seqlen, self.n_groups, -1)
         wo_a = self.wo_a.weight.view(self.n_groups, self.o_lora_rank, -1)
-        o = torch.einsum("bsgd,grd->bsgr", o.float(), wo_a).to(dt)
+        o = _f(o)
+        o = torch.einsum("bsgd,grd->bsgr", o, wo_a.to(o.dtype)).to(dt)
         out = self.wo_b(o.flatten(2), ctx)
         ctx.tap("attn_out", out)
         return out
@@ -579,12 +592,13 @@ class Attention(nn.Module):
         q ``[b,s,h,d]``, keys ``[b,t,d]``, mask ``[b,s,t]``.  The running max is taken over the keys
         only, as in the official kernel; probabilities are rounded to ``dt`` before the PV product.
         """
-        z = torch.einsum("bshd,btd->bsht", q.float(), keys.float()) * self.softmax_scale
+        qm, km = _f(q), _f(keys)
+        z = torch.einsum("bshd,btd->bsht", qm, km) * self.softmax_scale
         z = z.masked_fill(~mask[:, :, None, :], float("-inf"))
         zmax = z.amax(-1, keepdim=True)  # finite: the query's own position is always in the window
         p = torch.exp(z - zmax)
         denom = p.sum(-1, keepdim=True) + torch.exp(self.attn_sink.view(1, 1, -1, 1) - zmax)
-        o = torch.einsum("bsht,btd->bshd", p.to(dt).float(), keys.float()) / denom
+        o = torch.einsum("bsht,btd->bshd", p.to(dt).to(km.dtype), km) / denom
         return o.to(dt)
 
 
@@ -604,7 +618,8 @@ class Gate(nn.Module):
             self.bias = nn.Parameter(torch.empty(args.n_routed_experts, dtype=torch.float32))
 
     def forward(self, x: torch.Tensor, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        scores = F.softplus(F.linear(x.float(), self.weight)).sqrt()
+        xm = _f(x)
+        scores = F.softplus(F.linear(xm, self.weight.to(xm.dtype))).sqrt()
         if self.hash:
             indices = self.tid2eid[input_ids]
         else:
@@ -626,8 +641,8 @@ class Expert(nn.Module):
         self.swiglu_limit = swiglu_limit
 
     def forward(self, x: torch.Tensor, ctx: _Ctx, weights: torch.Tensor | None = None) -> torch.Tensor:
-        gate = self.w1(x, ctx).float()
-        up = self.w3(x, ctx).float()
+        gate = _f(self.w1(x, ctx))
+        up = _f(self.w3(x, ctx))
         if self.swiglu_limit > 0:
             up = up.clamp(-self.swiglu_limit, self.swiglu_limit)
             gate = gate.clamp(max=self.swiglu_limit)
@@ -654,14 +669,14 @@ class MoE(nn.Module):
         weights, indices = self.gate(x, input_ids.reshape(-1))
         ctx.tap("router_idx", indices.view(*shape[:-1], -1))
         ctx.tap("router_w", weights.view(*shape[:-1], -1))
-        y = torch.zeros_like(x, dtype=torch.float32)
+        y = torch.zeros_like(x, dtype=_mdt(x))
         counts = torch.bincount(indices.flatten(), minlength=self.n_routed_experts).tolist()
         for i in range(self.n_routed_experts):
             if counts[i] == 0:
                 continue
             idx, top = torch.where(indices == i)
-            y[idx] += self.experts[i](x[idx], ctx, weights[idx, top, None]).float()
-        y += self.shared_experts(x, ctx).float()
+            y[idx] += self.experts[i](x[idx], ctx, weights[idx, top, None]).to(y.dtype)
+        y += self.shared_experts(x, ctx).to(y.dtype)
         return y.to(x.dtype).view(shape)
 
 
@@ -691,9 +706,9 @@ class Block(nn.Module):
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         # x: [b,s,hc,d] -> y [b,s,d], post [b,s,hc], comb [b,s,hc,hc] (rows j = source stream)
         shape, dtype = x.size(), x.dtype
-        xf = x.flatten(2).float()
+        xf = _f(x.flatten(2))
         rsqrt = torch.rsqrt(xf.square().mean(-1, keepdim=True) + self.norm_eps)
-        mixes = F.linear(xf, hc_fn) * rsqrt
+        mixes = F.linear(xf, hc_fn.to(xf.dtype)) * rsqrt
         pre, post, comb = hc_split_sinkhorn(mixes, hc_scale, hc_base, self.hc_mult, self.hc_sinkhorn_iters,
                                             self.hc_eps)
         y = torch.sum(pre.unsqueeze(-1) * xf.view(shape), dim=2)
@@ -703,8 +718,8 @@ class Block(nn.Module):
     def hc_post(x: torch.Tensor, residual: torch.Tensor, post: torch.Tensor,
                 comb: torch.Tensor) -> torch.Tensor:
         # X'_k = post_k * f + sum_j comb[j,k] X_j (comb consumed transposed)
-        y = post.unsqueeze(-1) * x.unsqueeze(-2).float() + torch.sum(
-            comb.unsqueeze(-1) * residual.unsqueeze(-2).float(), dim=2)
+        y = post.unsqueeze(-1) * _f(x.unsqueeze(-2)) + torch.sum(
+            comb.unsqueeze(-1) * _f(residual.unsqueeze(-2)), dim=2)
         return y.to(x.dtype)
 
     def forward(self, x: torch.Tensor, start_pos: int, input_ids: torch.Tensor, st: AttnState,
@@ -748,16 +763,17 @@ class ParallelHead(nn.Module):
         u = norm(u)
         if not all_logits:
             u = u[:, -1:]
-        logits = F.linear(u.float(), self.weight)
+        um = _f(u)
+        logits = F.linear(um, self.weight.to(um.dtype))
         ctx.tap("logits", logits)
         return logits if all_logits else logits[:, 0]
 
     def hc_head(self, x: torch.Tensor, hc_fn: torch.Tensor, hc_scale: torch.Tensor,
                 hc_base: torch.Tensor) -> torch.Tensor:
         shape, dtype = x.size(), x.dtype
-        xf = x.flatten(2).float()
+        xf = _f(x.flatten(2))
         rsqrt = torch.rsqrt(xf.square().mean(-1, keepdim=True) + self.norm_eps)
-        mixes = F.linear(xf, hc_fn) * rsqrt
+        mixes = F.linear(xf, hc_fn.to(xf.dtype)) * rsqrt
         pre = torch.sigmoid(mixes * hc_scale + hc_base) + self.hc_eps
         return torch.sum(pre.unsqueeze(-1) * xf.view(shape), dim=2).to(dtype)
 
@@ -806,6 +822,8 @@ class Transformer(nn.Module):
         self.hc_head_fn = nn.Parameter(torch.empty(hc, hc * args.dim, dtype=torch.float32))
         self.hc_head_base = nn.Parameter(torch.empty(hc, dtype=torch.float32))
         self.hc_head_scale = nn.Parameter(torch.empty(1, dtype=torch.float32))
+        if self.opts.act_dtype == torch.float64:
+            self.double()  # float64 math everywhere: weights held in float64 (same values)
 
     # ---- state ----
     def new_state(self, bsz: int = 1) -> State:
