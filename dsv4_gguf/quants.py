@@ -39,16 +39,15 @@ def _info(qtype: GGMLQuantizationType):
         return QTYPES[GGMLQuantizationType(qtype)]
     except (KeyError, ValueError):
         supported = ", ".join(t.name for t in QTYPES)
-        raise ValueError(f"quant type {qtype!r} is not supported by dsv4_gguf.quants (supported: {supported})") from None
+        name = qtype.name if isinstance(qtype, GGMLQuantizationType) else repr(qtype)
+        raise ValueError(f"quant type {name} is not supported by dsv4_gguf.quants (supported: {supported})") from None
 
 
 def row_bytes(cols: int, qtype: GGMLQuantizationType) -> int:
     """Bytes of one row of ``cols`` elements in ``qtype``."""
     info = _info(qtype)
     if cols % info.block_size:
-        raise ValueError(
-            f"row length {cols} is not a multiple of the {info.qtype.name} block size {info.block_size}"
-        )
+        raise ValueError(f"row length {cols} is not a multiple of the {info.qtype.name} block size {info.block_size}")
     return cols // info.block_size * info.type_size
 
 
@@ -111,9 +110,7 @@ def quantize(
     return out
 
 
-def dequantize(
-    data: np.ndarray, qtype: GGMLQuantizationType, *, impl: Impl = "auto", threads: int = 0
-) -> np.ndarray:
+def dequantize(data: np.ndarray, qtype: GGMLQuantizationType, *, impl: Impl = "auto", threads: int = 0) -> np.ndarray:
     """ggml ``qtype`` data (uint8 [..., row_bytes]; float32/float16 also accepted for F32/F16) -> float32."""
     info = _info(qtype)
     if not isinstance(data, np.ndarray):

@@ -92,13 +92,15 @@ class GGML:
         self.base.ggml_quantize_chunk(int(qtype), x.ctypes.data, out.ctypes.data, 0, rows, cols, im)
         return out
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019 - one instance per process
+    @functools.cache  # noqa: B019 - one instance per process
     def _to_float(self, qtype: int):
         ptr = self.base.ggml_get_type_traits(int(qtype)).contents.to_float
         return _TO_FLOAT(ptr)
 
     def dequantize(self, q: np.ndarray, qtype: int, cols: int) -> np.ndarray:
         q = np.ascontiguousarray(q).reshape(-1, q.shape[-1])
+        if int(qtype) == 0:  # F32 has no to_float in ggml: the bytes are the values
+            return q.view(np.float32).reshape(-1, cols).copy()
         out = np.empty((q.shape[0], cols), dtype=np.float32)
         self._to_float(int(qtype))(q.ctypes.data, out.ctypes.data, q.shape[0] * cols)
         return out

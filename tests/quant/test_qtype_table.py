@@ -1,0 +1,51 @@
+"""One QType table: the C++ table, dsv4_gguf.constants and the gguf package agree."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+from gguf.quants import IQ2_XXS
+
+from dsv4_gguf import _C
+from dsv4_gguf.constants import QTYPES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_cpp_table_equals_python_table():
+    cpp = {row[0]: row for row in _C.qtype_table()}
+    assert sorted(cpp) == sorted(int(t) for t in QTYPES)
+    for t, info in QTYPES.items():
+        tid, name, block, size, vdt, needs = cpp[int(t)]
+        assert (name, block, size, vdt, needs) == (
+            t.name,
+            info.block_size,
+            info.type_size,
+            int(info.vec_dot_type),
+            info.needs_imatrix,
+        ), t.name
+
+
+def test_table_matches_gguf_package():
+    for t, info in QTYPES.items():
+        assert GGML_QUANT_SIZES[t] == (info.block_size, info.type_size), t.name
+        assert GGMLQuantizationType[t.name] == t
+
+
+def test_iq2xxs_grid_generated_from_gguf():
+    gen = ROOT / "csrc" / "quant" / "gen_iq2xxs_grid.py"
+    assert subprocess.run([sys.executable, str(gen), "--check"]).returncode == 0, (
+        "csrc/quant/iq2xxs_grid.inc is stale: run python csrc/quant/gen_iq2xxs_grid.py"
+    )
+    # and the committed table decodes to gguf's grid
+    text = (ROOT / "csrc" / "quant" / "iq2xxs_grid.inc").read_text()
+    vals = [int(v) for line in text.splitlines() if not line.startswith("//") for v in line.split(",") if v.strip()]
+    packed = np.array(vals, dtype=np.uint16)
+    IQ2_XXS.init_grid()
+    grid = np.asarray(IQ2_XXS.grid).reshape(256, 8)
+    coords = (packed[:, None] >> (2 * np.arange(8))) & 3
+    assert np.array_equal(np.array([8, 25, 43], np.float32)[coords], grid)
