@@ -254,7 +254,7 @@ class _BlobWriter:
         out.close()
         try:
             merge_split_gguf(shards, tmp)
-            return self._finish(tmp, _sha256_file(tmp))
+            return self._finish(tmp, _sha256_file(tmp, "sha256 merged GGUF"))
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -264,15 +264,24 @@ class _BlobWriter:
             path.unlink(missing_ok=True)
 
 
-def _file_chunks(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as f:
+def _file_chunks(path: Path, what: str = "") -> Iterator[bytes]:
+    """Reads a file in 16 MiB chunks; with `what`, shows a progress bar (model files are ~100s of GB)."""
+    from tqdm import tqdm
+
+    with (
+        open(path, "rb") as f,
+        tqdm(
+            total=path.stat().st_size, unit="B", unit_scale=True, desc=what, disable=not what or None, leave=False
+        ) as bar,
+    ):
         while chunk := f.read(_CHUNK):
+            bar.update(len(chunk))
             yield chunk
 
 
-def _sha256_file(path: Path) -> str:
+def _sha256_file(path: Path, what: str = "") -> str:
     h = hashlib.sha256()
-    for chunk in _file_chunks(path):
+    for chunk in _file_chunks(path, what):
         h.update(chunk)
     return h.hexdigest()
 
@@ -341,7 +350,7 @@ def install(
     template = chat.ollama_template()
     try:
         if len(info.files) == 1:
-            model_layer = writer.write_chunks(_file_chunks(info.files[0]))
+            model_layer = writer.write_chunks(_file_chunks(info.files[0], f"copy {info.files[0].name}"))
         else:
             model_layer = writer.write_merged(info.files)
         layers = [
@@ -437,7 +446,7 @@ def install_via_api(
         raise OllamaExportError(f"{api}: {model}:{tag} already exists on the server; pass --force to replace it")
     files = {}
     for path in info.files:
-        digest = "sha256:" + _sha256_file(path)
+        digest = "sha256:" + _sha256_file(path, f"sha256 {path.name}")
         status, body = _request(base, "HEAD", f"/api/blobs/{digest}")
         if status != 200:
             with open(path, "rb") as f:
