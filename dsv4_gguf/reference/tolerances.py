@@ -46,8 +46,8 @@ TOLERANCES: dict[str, Tol] = {
 def max_violation(got: torch.Tensor | np.ndarray, ref: torch.Tensor | np.ndarray, tol: Tol
                   ) -> tuple[float, float]:
     """``(max |got-ref|, max of |got-ref| / (atol + rtol*|ref|))``; the second must be <= 1."""
-    g = torch.as_tensor(got).double()
-    r = torch.as_tensor(ref).double()
+    g = torch.as_tensor(got).detach().double()
+    r = torch.as_tensor(ref).detach().double()
     if g.shape != r.shape:
         raise AssertionError(f"shape mismatch: got {tuple(g.shape)}, ref {tuple(r.shape)}")
     if not (torch.isfinite(g).all() and torch.isfinite(r).all()):
