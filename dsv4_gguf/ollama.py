@@ -177,8 +177,11 @@ def modelfile(source: Path, num_ctx: int, license_text: str = LICENSE_MIT) -> st
     """The Modelfile for `ollama create -f`: FROM (a split model's directory), TEMPLATE, PARAMETERs, LICENSE."""
     template = chat.ollama_template()
     for what, text in (("TEMPLATE", template), ("LICENSE", license_text)):
-        if '"""' in text:
-            raise OllamaExportError(f'{what} text contains """, which a Modelfile cannot quote')
+        # Ollama's Modelfile parser ends a value at `"""` and drops non-printable characters.
+        if '"""' in text or not all(ch.isprintable() or ch in "\n\t" for ch in text):
+            raise OllamaExportError(
+                f'{what} text contains """ or non-printable characters; a Modelfile cannot carry it'
+            )
     lines = [f"FROM {source}", f'TEMPLATE """{template}"""']
     for key, value in parameters(num_ctx).items():
         for item in value if isinstance(value, list) else [value]:

@@ -53,6 +53,8 @@ def go_render(tmp_path_factory):
     goroot = Path(go.__file__).parent
     env = {**os.environ, "GOROOT": str(goroot), "GOTOOLCHAIN": "local", "GOPROXY": "off", "CGO_ENABLED": "0"}
     exe = tmp_path_factory.mktemp("gocheck") / "gocheck"
+    if not (env.get("GOCACHE") or env.get("XDG_CACHE_HOME") or env.get("HOME")):
+        env["GOCACHE"] = str(exe.parent / "gocache")  # CI sandboxes without a home directory
     subprocess.run(
         [str(goroot / "bin" / "go"), "build", "-o", str(exe), "main.go"],
         cwd=HERE / "gocheck",

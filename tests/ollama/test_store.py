@@ -199,3 +199,13 @@ def test_cli_installs_and_reports_errors(tmp_path, tiny_gguf, capsys):
     only.parent.mkdir()
     assert ollama.ollama_main([str(tiny_gguf), "--name", "y", "--modelfile-only", "--modelfile", str(only)]) == 0
     assert only.is_file()
+
+
+def test_modelfile_survives_ollamas_parser_rules(tiny_gguf):
+    text = ollama.modelfile(tiny_gguf, 2048)
+    body = text.split('TEMPLATE """', 1)[1].split('"""', 1)[0]
+    assert body == chat.ollama_template()  # no early `"""`, nothing the parser would drop
+    with pytest.raises(OllamaExportError, match="cannot carry"):
+        ollama.modelfile(tiny_gguf, 2048, license_text='say """hi"""')
+    with pytest.raises(OllamaExportError, match="cannot carry"):
+        ollama.modelfile(tiny_gguf, 2048, license_text="zero\u200dwidth")
