@@ -102,6 +102,19 @@ def _run_check(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _add_ollama(sub: argparse._SubParsersAction) -> None:
+    from .ollama import add_ollama_arguments, run_ollama
+
+    p = sub.add_parser(
+        "ollama",
+        help="export a DeepSeek-V4 GGUF to Ollama (Modelfile + store install, or upload via its API)",
+        description="Write a Modelfile (template, stop tokens, sampling defaults, license) and install the "
+        "model into an Ollama models directory, or upload it through a running Ollama's HTTP API.",
+    )
+    add_ollama_arguments(p)
+    p.set_defaults(func=run_ollama)
+
+
 def _add_build_info(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build-info", help="print the compiled features of the native core (SIMD, CUDA)")
     p.set_defaults(func=_run_build_info)
@@ -126,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_synth(sub)
     _add_check(sub)
+    _add_ollama(sub)
     _add_build_info(sub)
     return parser
 

@@ -10,6 +10,6 @@ export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
 # torch: the pinned CPU wheel (any other spec pulls a multi-GB CUDA build).
 "$PY" -m pip install -q "torch==2.13.0"
 # llama-cpp-python is the peer in tests and benchmarks; build it portable (pip's wheel cache keeps it).
-CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" "$PY" -m pip install -q "llama-cpp-python>=0.3.16"
+CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" "$PY" -m pip install -q "llama-cpp-python==0.3.36"
 "$PY" -m pip install -q --no-build-isolation -e ".[test]"
 "$PY" -c "import dsv4_gguf, json; print('dsv4-gguf', dsv4_gguf.__version__, json.dumps(dsv4_gguf.build_info()))"
