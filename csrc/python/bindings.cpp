@@ -182,6 +182,23 @@ py::array_t<float> matvec_py(int qtype, const py::array& w, const py::array& x, 
   return out;
 }
 
+float vec_dot_py(int qtype, const py::array& w, const py::array& a, int64_t n, const std::string& impl) {
+  const auto& info = qinfo(qtype);
+  require_u8(w, "vec_dot weight");
+  require_u8(a, "vec_dot activation");
+  const size_t wb = dsv4::quant_row_size(info.type, n);
+  const dsv4::QType at = info.vec_dot_type;
+  const size_t ab = at == dsv4::QType::F32 ? static_cast<size_t>(n) * 4 : dsv4::quant_row_size(at, n);
+  if (static_cast<size_t>(w.nbytes()) != wb || static_cast<size_t>(a.nbytes()) != ab)
+    throw py::value_error("vec_dot: expected " + std::to_string(wb) + " weight bytes and " + std::to_string(ab) +
+                          " activation bytes for n = " + std::to_string(n) + ", got " + std::to_string(w.nbytes()) + " and " +
+                          std::to_string(a.nbytes()));
+  Impl i = parse_impl(impl);
+  const uint8_t *wp = u8ptr(w), *ap = u8ptr(a);
+  py::gil_scoped_release nogil;
+  return dsv4::vec_dot(info.type, wp, ap, n, i);
+}
+
 py::array_t<uint8_t> repack_fp4_py(const py::array& w, const py::array& scale, int threads) {
   require_u8(w, "repack_fp4_to_mxfp4 weight");
   require_u8(scale, "repack_fp4_to_mxfp4 scale");
@@ -224,6 +241,9 @@ void register_quant(py::module_& m) {
   m.def("matvec", &matvec_py, py::arg("qtype"), py::arg("weight"), py::arg("x"), py::arg("impl") = "auto",
         py::arg("threads") = 0,
         "y[r] = W[r] . x with x quantized once to the type's activation format (Q8_0 / Q8_K), like ggml's vec_dot.");
+  m.def("vec_dot", &vec_dot_py, py::arg("qtype"), py::arg("weight"), py::arg("activation"), py::arg("n"),
+        py::arg("impl") = "auto",
+        "One dot product of n elements: weight bytes in `qtype`, activation bytes in its vec_dot type (Q8_0/Q8_K/f32).");
   m.def("repack_fp4_to_mxfp4", &repack_fp4_py, py::arg("weight"), py::arg("scale"), py::arg("threads") = 0,
         "DeepSeek FP4 [rows, cols/2] + E8M0 scales [rows, cols/32] -> ggml MXFP4 bytes [rows, cols/32*17], bit-exact.");
 }

@@ -124,6 +124,10 @@ struct BlockIQ2_XXS {
 static_assert(sizeof(BlockIQ2_XXS) == 66, "IQ2_XXS block is 66 bytes");
 
 // ---------------------------------------------------------------------------------------------
+// Internal linkage on purpose: these helpers are compiled into both the reference and the -mavx2
+// translation units, and an ODR-merged copy could hand AVX2 code to the reference path.
+namespace {
+
 inline uint32_t f32_bits(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
@@ -188,5 +192,7 @@ inline float e8m0_to_f32_half(uint8_t e) {
 }
 
 constexpr float kGroupMaxEps = 1e-15f;
+
+}  // namespace
 
 }  // namespace dsv4

@@ -59,6 +59,9 @@ void quantize_row_q4_0_avx2(const float* x, void* y, int64_t n, const float* qw)
 void quantize_row_mxfp4_avx2(const float* x, void* y, int64_t n, const float* qw);
 void quantize_row_q8_k_avx2(const float* x, void* y, int64_t n, const float* qw);
 void quantize_row_f16_avx2(const float* x, void* y, int64_t n, const float* qw);
+void quantize_row_bf16_avx2(const float* x, void* y, int64_t n, const float* qw);
+void dequantize_row_bf16_avx2(const void* x, float* y, int64_t n);
+void quantize_row_iq2_xxs_avx2(const float* x, void* y, int64_t n, const float* qw);
 void quantize_row_q4_k_avx2(const float* x, void* y, int64_t n, const float* qw);
 void quantize_row_q5_k_avx2(const float* x, void* y, int64_t n, const float* qw);
 void quantize_row_q2_k_avx2(const float* x, void* y, int64_t n, const float* qw);
@@ -77,6 +80,10 @@ float vec_dot_mxfp4_avx2(int64_t n, const void* w, const void* a);
 float vec_dot_q4_k_avx2(int64_t n, const void* w, const void* a);
 float vec_dot_q6_k_avx2(int64_t n, const void* w, const void* a);
 float vec_dot_q5_k_avx2(int64_t n, const void* w, const void* a);
+float vec_dot_q2_k_avx2(int64_t n, const void* w, const void* a);
+float vec_dot_q3_k_avx2(int64_t n, const void* w, const void* a);
+float vec_dot_iq4_xs_avx2(int64_t n, const void* w, const void* a);
+float vec_dot_iq2_xxs_avx2(int64_t n, const void* w, const void* a);
 #endif
 
 }  // namespace dsv4

@@ -2,6 +2,7 @@
 #include "quant/quant.h"
 
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -74,8 +75,14 @@ QuantKernels avx2_kernels(QType t) {
       k.dot = vec_dot_mxfp4_avx2;
       break;
     case QType::Q8_K: k.quantize = quantize_row_q8_k_avx2; break;
-    case QType::Q2_K: k.quantize = quantize_row_q2_k_avx2; break;
-    case QType::Q3_K: k.quantize = quantize_row_q3_k_avx2; break;
+    case QType::Q2_K:
+      k.quantize = quantize_row_q2_k_avx2;
+      k.dot = vec_dot_q2_k_avx2;
+      break;
+    case QType::Q3_K:
+      k.quantize = quantize_row_q3_k_avx2;
+      k.dot = vec_dot_q3_k_avx2;
+      break;
     case QType::Q4_K:
       k.quantize = quantize_row_q4_k_avx2;
       k.dequantize = dequantize_row_q4_k_avx2;
@@ -90,12 +97,34 @@ QuantKernels avx2_kernels(QType t) {
       k.dequantize = dequantize_row_q6_k_avx2;
       k.dot = vec_dot_q6_k_avx2;
       break;
-    case QType::IQ4_XS: k.quantize = quantize_row_iq4_xs_avx2; break;
+    case QType::IQ4_XS:
+      k.quantize = quantize_row_iq4_xs_avx2;
+      k.dot = vec_dot_iq4_xs_avx2;
+      break;
+    case QType::IQ2_XXS:
+      k.quantize = quantize_row_iq2_xxs_avx2;
+      k.dot = vec_dot_iq2_xxs_avx2;
+      break;
+    case QType::BF16:
+      k.quantize = quantize_row_bf16_avx2;
+      k.dequantize = dequantize_row_bf16_avx2;
+      break;
     default: break;
   }
   return k;
 }
 #endif
+
+// Branch-free scan (vectorises in any build); the slow path only runs to name the bad column.
+bool all_finite(const float* x, int64_t n) {
+  uint32_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, x + i, 4);
+    bad |= static_cast<uint32_t>((u & 0x7f800000u) == 0x7f800000u);
+  }
+  return bad == 0;
+}
 
 std::string where(int64_t row, int64_t col) { return "row " + std::to_string(row) + ", column " + std::to_string(col); }
 
@@ -157,14 +186,23 @@ void quantize_rows(QType t, const float* src, void* dst, int64_t rows, int64_t c
   parallel_for(rows, threads, min_rows, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const float* x = src + r * cols;
-      for (int64_t c = 0; c < cols; ++c)
-        if (!std::isfinite(x[c]))
+      if (!all_finite(x, cols))
+        for (int64_t c = 0; c < cols; ++c)
+          if (!std::isfinite(x[c]))
           throw std::invalid_argument(std::string("quantize ") + info.name + ": input is not finite (" +
                                       std::to_string(x[c]) + ") at " + where(r, c) +
                                       "; NaN/Inf cannot be quantized, fix or mask the tensor first");
       k.quantize(x, out + static_cast<size_t>(r) * rs, cols, imatrix);
     }
   });
+}
+
+float vec_dot(QType t, const void* w, const void* a, int64_t n, Impl impl) {
+  const QTypeInfo& info = require_qtype(static_cast<int32_t>(t));
+  quant_row_size(t, n);
+  const QuantKernels k = quant_kernels(t, impl);
+  if (!k.dot) throw std::invalid_argument(std::string(info.name) + " has no dot product (activation-only format)");
+  return k.dot(n, w, a);
 }
 
 void dequantize_rows(QType t, const void* src, float* dst, int64_t rows, int64_t cols, Impl impl, int threads) {

@@ -33,6 +33,8 @@ void quantize_rows(QType t, const float* src, void* dst, int64_t rows, int64_t c
 void dequantize_rows(QType t, const void* src, float* dst, int64_t rows, int64_t cols, Impl impl, int threads);
 // y[r] = W[r, :] . x for every row of the quantized W (x quantized once to the type's vec_dot format).
 void matvec(QType t, const void* w, const float* x, float* y, int64_t rows, int64_t cols, Impl impl, int threads);
+// One dot product of n elements: w in `t`, a already in vec_dot_type(t) (bytes checked by the caller).
+float vec_dot(QType t, const void* w, const void* a, int64_t n, Impl impl);
 // Quantized activations for `t`'s dot product: returns the activation type.
 QType vec_dot_type(QType t);
 

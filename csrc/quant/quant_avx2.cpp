@@ -9,6 +9,8 @@
 #include "quant/kernels.h"
 #include "quant/kquant_impl.h"
 
+#include <stdexcept>
+
 namespace dsv4 {
 
 uint8_t mxfp4_exponent(float amax);  // quant_basic_ref.cpp
@@ -91,6 +93,37 @@ void dequantize_row_f16_avx2(const void* vx, float* y, int64_t n) {
   for (; i < n; ++i) y[i] = fp16_to_f32(x[i]);
 }
 
+// ================================================================ BF16
+void quantize_row_bf16_avx2(const float* x, void* vy, int64_t n, const float*) {
+  uint16_t* y = static_cast<uint16_t*>(vy);
+  int64_t i = 0;
+  const __m256i one = _mm256_set1_epi32(1), bias = _mm256_set1_epi32(0x7fff);
+  const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+  for (; i + 16 <= n; i += 16) {
+    __m256i r[2];
+    for (int k = 0; k < 2; ++k) {
+      const __m256i u = _mm256_castps_si256(_mm256_loadu_ps(x + i + 8 * k));
+      const __m256i rne = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(bias, _mm256_and_si256(_mm256_srli_epi32(u, 16), one))), 16);
+      const __m256i qnan = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(64));
+      const __m256i isnan = _mm256_cmpgt_epi32(_mm256_and_si256(u, abs_mask), inf);
+      r[k] = _mm256_blendv_epi8(rne, qnan, isnan);
+      r[k] = _mm256_and_si256(r[k], _mm256_set1_epi32(0xffff));
+    }
+    const __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(r[0], r[1]), 0xd8);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), p);
+  }
+  for (; i < n; ++i) y[i] = f32_to_bf16(x[i]);
+}
+void dequantize_row_bf16_avx2(const void* vx, float* y, int64_t n) {
+  const uint16_t* x = static_cast<const uint16_t*>(vx);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
+    _mm256_storeu_ps(y + i, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+  }
+  for (; i < n; ++i) y[i] = bf16_to_f32(x[i]);
+}
+
 // ================================================================ Q8_0
 void quantize_row_q8_0_avx2(const float* x, void* vy, int64_t n, const float*) {
   BlockQ8_0* y = static_cast<BlockQ8_0*>(vy);
@@ -114,18 +147,6 @@ void dequantize_row_q8_0_avx2(const void* vx, float* y, int64_t n) {
       _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(_mm256_cvtepi32_ps(q), d));
     }
   }
-}
-float vec_dot_q8_0_avx2(int64_t n, const void* vw, const void* va) {
-  const BlockQ8_0* w = static_cast<const BlockQ8_0*>(vw);
-  const BlockQ8_0* a = static_cast<const BlockQ8_0*>(va);
-  float sum = 0;
-  for (int64_t b = 0; b < n / QK8_0; ++b) {
-    const __m256i wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs));
-    const __m256i aq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
-    const int isum = hsum_epi32(dot_i8(wq, aq));
-    sum += (fp16_to_f32(w[b].d) * fp16_to_f32(a[b].d)) * static_cast<float>(isum);
-  }
-  return sum;
 }
 
 // ================================================================ Q4_0
@@ -163,18 +184,6 @@ void dequantize_row_q4_0_avx2(const void* vx, float* y, int64_t n) {
       _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(d, _mm256_cvtepi32_ps(v)));
     }
   }
-}
-float vec_dot_q4_0_avx2(int64_t n, const void* vw, const void* va) {
-  const BlockQ4_0* w = static_cast<const BlockQ4_0*>(vw);
-  const BlockQ8_0* a = static_cast<const BlockQ8_0*>(va);
-  float sum = 0;
-  for (int64_t b = 0; b < n / QK4_0; ++b) {
-    const __m256i wq = _mm256_sub_epi8(load_nibbles(w[b].qs), _mm256_set1_epi8(8));
-    const __m256i aq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
-    const int isum = hsum_epi32(dot_i8(wq, aq));
-    sum += (fp16_to_f32(w[b].d) * fp16_to_f32(a[b].d)) * static_cast<float>(isum);
-  }
-  return sum;
 }
 
 // ================================================================ MXFP4
@@ -222,14 +231,185 @@ void dequantize_row_mxfp4_avx2(const void* vx, float* y, int64_t n) {
     }
   }
 }
+
+// ================================================================ 32-element block dots
+namespace {
+
+// Per-block integer sums of 8 blocks, one per lane (v[k] holds block k's 8 partial sums).
+inline __m256i reduce8(const __m256i* v) {
+  const __m256i h01 = _mm256_hadd_epi32(v[0], v[1]), h23 = _mm256_hadd_epi32(v[2], v[3]);
+  const __m256i h45 = _mm256_hadd_epi32(v[4], v[5]), h67 = _mm256_hadd_epi32(v[6], v[7]);
+  const __m256i a = _mm256_hadd_epi32(h01, h23), b = _mm256_hadd_epi32(h45, h67);
+  // a = [b0 b1 b2 b3 | b0 b1 b2 b3] halves, b likewise for blocks 4-7
+  return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
+}
+
+// sum over blocks of (wd[b] * ad[b]) * isum[b], accumulated in block order like the reference.
+// scale8(b, out) writes the weight scales of blocks b..b+7 as floats.
+template <class LoadW, class Scale8, class ScaleW>
+float dot_blocks32(int64_t nb, const BlockQ8_0* a, LoadW load_w, Scale8 scale8, ScaleW scale_w) {
+  float sum = 0;
+  int64_t b = 0;
+  for (; b + 8 <= nb; b += 8) {
+    __m256i parts[8];
+    alignas(16) uint16_t ah[8];
+    for (int k = 0; k < 8; ++k) {
+      parts[k] = dot_i8(load_w(b + k), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b + k].qs)));
+      ah[k] = a[b + k].d;
+    }
+    const __m256 ad = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(ah)));
+    const __m256 prod = _mm256_mul_ps(_mm256_mul_ps(scale8(b), ad), _mm256_cvtepi32_ps(reduce8(parts)));
+    alignas(32) float p[8];
+    _mm256_store_ps(p, prod);
+    for (int k = 0; k < 8; ++k) sum += p[k];
+  }
+  for (; b < nb; ++b) {
+    const int isum = hsum_epi32(dot_i8(load_w(b), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs))));
+    sum += (scale_w(b) * fp16_to_f32(a[b].d)) * static_cast<float>(isum);
+  }
+  return sum;
+}
+
+template <class Block>
+inline __m256 fp16_scales8(const Block* w, int64_t b) {
+  alignas(16) uint16_t h[8];
+  for (int k = 0; k < 8; ++k) h[k] = w[b + k].d;
+  return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(h)));
+}
+
+}  // namespace
+
+float vec_dot_q8_0_avx2(int64_t n, const void* vw, const void* va) {
+  const BlockQ8_0* w = static_cast<const BlockQ8_0*>(vw);
+  return dot_blocks32(
+      n / QK8_0, static_cast<const BlockQ8_0*>(va),
+      [w](int64_t b) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs)); },
+      [w](int64_t b) { return fp16_scales8(w, b); }, [w](int64_t b) { return fp16_to_f32(w[b].d); });
+}
+
+float vec_dot_q4_0_avx2(int64_t n, const void* vw, const void* va) {
+  const BlockQ4_0* w = static_cast<const BlockQ4_0*>(vw);
+  return dot_blocks32(
+      n / QK4_0, static_cast<const BlockQ8_0*>(va),
+      [w](int64_t b) { return _mm256_sub_epi8(load_nibbles(w[b].qs), _mm256_set1_epi8(8)); },
+      [w](int64_t b) { return fp16_scales8(w, b); }, [w](int64_t b) { return fp16_to_f32(w[b].d); });
+}
+
 float vec_dot_mxfp4_avx2(int64_t n, const void* vw, const void* va) {
   const BlockMXFP4* w = static_cast<const BlockMXFP4*>(vw);
-  const BlockQ8_0* a = static_cast<const BlockQ8_0*>(va);
+  return dot_blocks32(
+      n / QK_MXFP4, static_cast<const BlockQ8_0*>(va), [w](int64_t b) { return mxfp4_values(w[b].qs); },
+      [w](int64_t b) {
+        alignas(32) float f[8];
+        for (int k = 0; k < 8; ++k) f[k] = e8m0_to_f32_half(w[b + k].e);
+        return _mm256_load_ps(f);
+      },
+      [w](int64_t b) { return e8m0_to_f32_half(w[b].e); });
+}
+
+// ================================================================ Q2_K / Q3_K / IQ4_XS / IQ2_XXS dots
+float vec_dot_q2_k_avx2(int64_t n, const void* vw, const void* va) {
+  const BlockQ2_K* w = static_cast<const BlockQ2_K*>(vw);
+  const BlockQ8_K* a = static_cast<const BlockQ8_K*>(va);
+  const __m256i m3 = _mm256_set1_epi8(3);
   float sum = 0;
-  for (int64_t b = 0; b < n / QK_MXFP4; ++b) {
-    const __m256i aq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
-    const int isum = hsum_epi32(dot_i8(mxfp4_values(w[b].qs), aq));
-    sum += (e8m0_to_f32_half(w[b].e) * fp16_to_f32(a[b].d)) * static_cast<float>(isum);
+  for (int64_t b = 0; b < n / QK_K; ++b) {
+    int summ = 0;
+    for (int j = 0; j < 16; ++j) summ += (w[b].scales[j] >> 4) * a[b].bsums[j];
+    __m256i acc = _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * h));
+      for (int g = 0; g < 4; ++g) {
+        const __m256i qv = _mm256_and_si256(_mm256_srli_epi16(q, 2 * g), m3);
+        const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 128 * h + 32 * g));
+        const int s0 = w[b].scales[8 * h + 2 * g] & 0xF, s1 = w[b].scales[8 * h + 2 * g + 1] & 0xF;
+        const __m256i sc = _mm256_setr_epi16(s0, s0, s0, s0, s0, s0, s0, s0, s1, s1, s1, s1, s1, s1, s1, s1);
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(qv, av), sc));
+      }
+    }
+    const int sumi = hsum_epi32(acc);
+    sum += (fp16_to_f32(w[b].d) * a[b].d) * static_cast<float>(sumi) - (fp16_to_f32(w[b].dmin) * a[b].d) * static_cast<float>(summ);
+  }
+  return sum;
+}
+
+float vec_dot_q3_k_avx2(int64_t n, const void* vw, const void* va) {
+  const BlockQ3_K* w = static_cast<const BlockQ3_K*>(vw);
+  const BlockQ8_K* a = static_cast<const BlockQ8_K*>(va);
+  const __m256i m3 = _mm256_set1_epi8(3), m1 = _mm256_set1_epi8(1);
+  float sum = 0;
+  for (int64_t b = 0; b < n / QK_K; ++b) {
+    int sc[16], off = 0;
+    for (int j = 0; j < 16; ++j) {
+      sc[j] = kq::get_q3_scale(j, w[b].scales);
+      off += sc[j] * a[b].bsums[j];  // codes are stored +4: subtract 4 * sum(a) per sub-block
+    }
+    const __m256i hm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].hmask));
+    __m256i acc = _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * h));
+      for (int g = 0; g < 4; ++g) {
+        const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(q, 2 * g), m3);
+        const __m256i hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + g), m1), 2);
+        const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 128 * h + 32 * g));
+        const int s0 = sc[8 * h + 2 * g], s1 = sc[8 * h + 2 * g + 1];
+        const __m256i scv = _mm256_setr_epi16(s0, s0, s0, s0, s0, s0, s0, s0, s1, s1, s1, s1, s1, s1, s1, s1);
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_or_si256(lo, hi), av), scv));
+      }
+    }
+    const int sumi = hsum_epi32(acc) - 4 * off;
+    sum += (fp16_to_f32(w[b].d) * a[b].d) * static_cast<float>(sumi);
+  }
+  return sum;
+}
+
+float vec_dot_iq4_xs_avx2(int64_t n, const void* vw, const void* va) {
+  const BlockIQ4_XS* w = static_cast<const BlockIQ4_XS*>(vw);
+  const BlockQ8_K* a = static_cast<const BlockQ8_K*>(va);
+  const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kValuesIQ4NL)));
+  float sum = 0;
+  for (int64_t b = 0; b < n / QK_K; ++b) {
+    __m256i acc = _mm256_setzero_si256();
+    for (int ib = 0; ib < 8; ++ib) {
+      const int ls = ((w[b].scales_l[ib / 2] >> 4 * (ib % 2)) & 0xf) | (((w[b].scales_h >> 2 * ib) & 3) << 4);
+      const __m256i wv = _mm256_shuffle_epi8(table, load_nibbles(w[b].qs + 16 * ib));
+      const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 32 * ib));
+      const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(av, wv));
+      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(static_cast<int16_t>(ls - 32))));
+    }
+    sum += (fp16_to_f32(w[b].d) * a[b].d) * static_cast<float>(hsum_epi32(acc));
+  }
+  return sum;
+}
+
+float vec_dot_iq2_xxs_avx2(int64_t n, const void* vw, const void* va) {
+  const BlockIQ2_XXS* w = static_cast<const BlockIQ2_XXS*>(vw);
+  const BlockQ8_K* a = static_cast<const BlockQ8_K*>(va);
+  const Iq2xxsTables& t = iq2xxs_tables();
+  const __m256i bits = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
+  const __m256i sel = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3,
+                                       3, 3, 3, 3);
+  float sum = 0;
+  for (int64_t b = 0; b < n / QK_K; ++b) {
+    __m256i acc = _mm256_setzero_si256();
+    for (int ib = 0; ib < 8; ++ib) {
+      uint32_t aux[2];
+      std::memcpy(aux, w[b].qs + 4 * ib, 8);
+      const __m256i g = _mm256_setr_epi64x(static_cast<int64_t>(t.grid_values[aux[0] & 0xff]),
+                                           static_cast<int64_t>(t.grid_values[(aux[0] >> 8) & 0xff]),
+                                           static_cast<int64_t>(t.grid_values[(aux[0] >> 16) & 0xff]),
+                                           static_cast<int64_t>(t.grid_values[aux[0] >> 24]));
+      const uint32_t s4 = static_cast<uint32_t>(t.ksigns[aux[1] & 127]) | (static_cast<uint32_t>(t.ksigns[(aux[1] >> 7) & 127]) << 8) |
+                          (static_cast<uint32_t>(t.ksigns[(aux[1] >> 14) & 127]) << 16) |
+                          (static_cast<uint32_t>(t.ksigns[(aux[1] >> 21) & 127]) << 24);
+      const __m256i sb = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int32_t>(s4)), sel);
+      const __m256i neg = _mm256_cmpeq_epi8(_mm256_and_si256(sb, bits), bits);  // 0xff where the sign bit is set
+      const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 32 * ib));
+      const __m256i as = _mm256_sub_epi8(_mm256_xor_si256(av, neg), neg);  // a * sign
+      const __m256i p = _mm256_maddubs_epi16(g, as);
+      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(static_cast<int16_t>(2 * (aux[1] >> 28) + 1))));
+    }
+    sum += ((fp16_to_f32(w[b].d) * a[b].d) * static_cast<float>(hsum_epi32(acc))) * 0.125f;
   }
   return sum;
 }
@@ -364,6 +544,68 @@ struct Avx2Search {
     return scale;
   }
 
+  // IQ4_NL nearest code for 32 values: ggml's binary search as a count of table entries <= x.
+  static void iq4_index32(const float* xb, float id, uint8_t* idx) {
+    alignas(32) float tab[16];
+    for (int k = 0; k < 16; ++k) tab[k] = static_cast<float>(kValuesIQ4NL[k]);
+    const __m256 lo = _mm256_load_ps(tab), hi = _mm256_load_ps(tab + 8);
+    const __m256 v0 = _mm256_set1_ps(tab[0]), v15 = _mm256_set1_ps(tab[15]);
+    const __m256 vid = _mm256_set1_ps(id);
+    alignas(32) int32_t out[32];
+    for (int g = 0; g < 4; ++g) {
+      const __m256 al = _mm256_mul_ps(vid, _mm256_loadu_ps(xb + 8 * g));
+      __m256i c = _mm256_setzero_si256();
+      for (int k = 1; k < 16; ++k)
+        c = _mm256_sub_epi32(c, _mm256_castps_si256(_mm256_cmp_ps(_mm256_set1_ps(tab[k]), al, _CMP_LE_OQ)));
+      c = _mm256_add_epi32(c, _mm256_set1_epi32(1));  // + (tab[0] <= al) on the interior path
+      c = _mm256_min_epi32(_mm256_max_epi32(c, _mm256_set1_epi32(1)), _mm256_set1_epi32(15));
+      const __m256i cm1 = _mm256_sub_epi32(c, _mm256_set1_epi32(1));
+      auto gather = [&](__m256i ix) {
+        const __m256 a = _mm256_permutevar8x32_ps(lo, ix), b = _mm256_permutevar8x32_ps(hi, ix);
+        return _mm256_blendv_ps(a, b, _mm256_castsi256_ps(_mm256_cmpgt_epi32(ix, _mm256_set1_epi32(7))));
+      };
+      const __m256 vm1 = gather(cm1), vm = gather(c);
+      const __m256 take_lower = _mm256_cmp_ps(_mm256_sub_ps(al, vm1), _mm256_sub_ps(vm, al), _CMP_LT_OQ);
+      __m256i r = _mm256_blendv_epi8(c, cm1, _mm256_castps_si256(take_lower));
+      r = _mm256_blendv_epi8(r, _mm256_setzero_si256(), _mm256_castps_si256(_mm256_cmp_ps(al, v0, _CMP_LE_OQ)));
+      r = _mm256_blendv_epi8(r, _mm256_set1_epi32(15), _mm256_castps_si256(_mm256_cmp_ps(al, v15, _CMP_GE_OQ)));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(out + 8 * g), r);
+    }
+    for (int j = 0; j < 32; ++j) idx[j] = static_cast<uint8_t>(out[j]);
+  }
+
+  // IQ2_XXS off-grid point: weighted distance to 8 candidate grid points per step, one per lane.
+  static int iq2_neighbour(const uint16_t* nb, const Iq2xxsTables& t, const float* xval, const float* weight,
+                           float scale, int8_t* L) {
+    const int count = nb[0];
+    float best_d2 = FLT_MAX;
+    int best = -1;
+    const __m256 vs = _mm256_set1_ps(scale);
+    for (int j0 = 0; j0 < count; j0 += 8) {
+      alignas(32) int32_t ix[8];
+      for (int k = 0; k < 8; ++k) ix[k] = nb[1 + std::min(j0 + k, count - 1)];
+      const __m256i vix = _mm256_load_si256(reinterpret_cast<const __m256i*>(ix));
+      __m256 d2 = _mm256_setzero_ps();
+      for (int i = 0; i < 8; ++i) {
+        const __m256 q = _mm256_i32gather_ps(t.grid_odd_f[i], vix, 4);
+        const __m256 diff = _mm256_sub_ps(_mm256_mul_ps(vs, q), _mm256_set1_ps(xval[i]));
+        d2 = _mm256_add_ps(d2, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(weight[i]), diff), diff));
+      }
+      alignas(32) float dv[8];
+      _mm256_store_ps(dv, d2);
+      for (int k = 0; k < 8 && j0 + k < count; ++k) {
+        if (dv[k] < best_d2) {
+          best_d2 = dv[k];
+          best = ix[k];
+        }
+      }
+    }
+    if (best < 0) throw std::runtime_error("IQ2_XXS: no grid neighbour found (non-finite input?)");
+    const uint64_t g = t.grid_odd[best];
+    for (int i = 0; i < 8; ++i) L[i] = static_cast<int8_t>((static_cast<int>((g >> (8 * i)) & 0xff) - 1) / 2);
+    return best;
+  }
+
   // make_qx_quants (rmse_type 1): 18 candidates in 3 groups of 8.
   static float qx(int n, int nmax, const float* x, int8_t* L, const float* qw) {
     float max = 0, amax = 0;
@@ -441,7 +683,13 @@ void quantize_row_q3_k_avx2(const float* x, void* y, int64_t n, const float* qw)
 void quantize_row_q4_k_avx2(const float* x, void* y, int64_t n, const float* qw) { kq::quantize_row_q4_k<Avx2Search>(x, y, n, qw); }
 void quantize_row_q5_k_avx2(const float* x, void* y, int64_t n, const float* qw) { kq::quantize_row_q5_k<Avx2Search>(x, y, n, qw); }
 void quantize_row_q6_k_avx2(const float* x, void* y, int64_t n, const float* qw) { kq::quantize_row_q6_k<Avx2Search>(x, y, n, qw); }
-void quantize_row_iq4_xs_avx2(const float* x, void* y, int64_t n, const float* qw) { quantize_row_iq4_xs_ref(x, y, n, qw); }
+void quantize_row_iq4_xs_avx2(const float* x, void* vy, int64_t n, const float* qw) {
+  BlockIQ4_XS* y = static_cast<BlockIQ4_XS*>(vy);
+  for (int64_t b = 0; b < n / QK_K; ++b) kq::quantize_iq4_xs_block<Avx2Search>(x + QK_K * b, qw ? qw + QK_K * b : nullptr, &y[b]);
+}
+void quantize_row_iq2_xxs_avx2(const float* x, void* y, int64_t n, const float* qw) {
+  kq::quantize_row_iq2_xxs<Avx2Search>(x, y, n, qw);
+}
 
 // ================================================================ K-quant dequant / dots
 void dequantize_row_q4_k_avx2(const void* vx, float* y, int64_t n) {

@@ -1,9 +1,6 @@
 // Scalar reference kernels for the 256-element super-block types: Q2_K..Q6_K, IQ4_XS, IQ2_XXS.
-// Quantizers are kquant_impl.h instantiated with the scalar searches; IQ2_XXS (ggml's
-// quantize_row_iq2_xxs_impl, imatrix required) lives here because it has no SIMD variant.
+// Quantizers are kquant_impl.h instantiated with the scalar searches.
 // Dequantizers use ggml's/gguf's operation order, so they are bit-exact with gguf.quants.
-#include <stdexcept>
-
 #include "quant/kernels.h"
 #include "quant/kquant_impl.h"
 
@@ -18,7 +15,7 @@ void quantize_row_q5_k_ref(const float* x, void* y, int64_t n, const float* qw) 
 void quantize_row_q6_k_ref(const float* x, void* y, int64_t n, const float* qw) { kq::quantize_row_q6_k<ScalarSearch>(x, y, n, qw); }
 void quantize_row_iq4_xs_ref(const float* x, void* vy, int64_t n, const float* qw) {
   BlockIQ4_XS* y = static_cast<BlockIQ4_XS*>(vy);
-  for (int64_t b = 0; b < n / QK_K; ++b) kq::quantize_iq4_xs_block(x + QK_K * b, qw ? qw + QK_K * b : nullptr, &y[b]);
+  for (int64_t b = 0; b < n / QK_K; ++b) kq::quantize_iq4_xs_block<ScalarSearch>(x + QK_K * b, qw ? qw + QK_K * b : nullptr, &y[b]);
 }
 
 // ---------------------------------------------------------------- dequantizers
@@ -159,181 +156,8 @@ void dequantize_row_iq2_xxs_ref(const void* vx, float* y, int64_t n) {
   }
 }
 
-// ---------------------------------------------------------------- IQ2_XXS quantizer
-namespace {
-
-int iq2_best_neighbour(const uint16_t* nb, const uint64_t* grid, const float* xval, const float* weight, float scale,
-                       int8_t* L) {
-  const int count = nb[0];
-  float best_d2 = FLT_MAX;
-  int best = -1;
-  for (int j = 1; j <= count; ++j) {
-    const uint64_t g = grid[nb[j]];
-    float d2 = 0;
-    for (int i = 0; i < 8; ++i) {
-      const float q = static_cast<float>((g >> (8 * i)) & 0xff);
-      const float diff = scale * q - xval[i];
-      d2 += weight[i] * diff * diff;
-    }
-    if (d2 < best_d2) {
-      best_d2 = d2;
-      best = nb[j];
-    }
-  }
-  if (best < 0) throw std::runtime_error("IQ2_XXS: no grid neighbour found (non-finite input?)");
-  const uint64_t g = grid[best];
-  for (int i = 0; i < 8; ++i) L[i] = static_cast<int8_t>((static_cast<int>((g >> (8 * i)) & 0xff) - 1) / 2);
-  return best;
-}
-
-}  // namespace
-
 void quantize_row_iq2_xxs_ref(const float* x, void* vy, int64_t n, const float* qw) {
-  if (!qw) throw std::invalid_argument("IQ2_XXS quantization requires importance weights (imatrix)");
-  const Iq2xxsTables& t = iq2xxs_tables();
-  const uint64_t* grid = t.grid_odd;
-  const int32_t* map = t.map.data();
-  const uint16_t* nbrs = t.neighbours.data();
-  constexpr int kMaxQ = 3;
-  BlockIQ2_XXS* y = static_cast<BlockIQ2_XXS*>(vy);
-  float scales[QK_K / 32], weight[32], xval[32], waux[32];
-  int8_t L[32], Laux[32];
-  uint8_t block_signs[4];
-  uint32_t q2[2 * (QK_K / 32)];
-  auto lookup = [&](const int8_t* Lg, const float* xv, const float* wv, float scale, int8_t* Lout) {
-    uint16_t u = 0;
-    for (int i = 0; i < 8; ++i) u = static_cast<uint16_t>(u | (Lg[i] << (2 * i)));
-    int gi = map[u];
-    if (gi < 0) gi = iq2_best_neighbour(nbrs - map[u] - 1, grid, xv, wv, scale, Lout);
-    return gi;
-  };
-  for (int64_t ibl = 0; ibl < n / QK_K; ++ibl) {
-    y[ibl].d = f32_to_fp16(0.f);
-    std::memset(q2, 0, QK_K / 4);
-    float max_scale = 0;
-    const float* xbl = x + QK_K * ibl;
-    float sumx2 = 0;
-    for (int i = 0; i < QK_K; ++i) sumx2 += xbl[i] * xbl[i];
-    const float sigma2 = sumx2 / QK_K;
-    for (int ib = 0; ib < QK_K / 32; ++ib) {
-      const float* xb = xbl + 32 * ib;
-      const float* w = qw + QK_K * ibl + 32 * ib;
-      for (int i = 0; i < 32; ++i) weight[i] = w[i] * std::sqrt(sigma2 + xb[i] * xb[i]);
-      for (int i = 0; i < 32; ++i) waux[i] = std::sqrt(weight[i]);
-      for (int k = 0; k < 4; ++k) {
-        int nflip = 0;
-        uint8_t s = 0;
-        for (int i = 0; i < 8; ++i) {
-          if (xb[8 * k + i] >= 0) {
-            xval[8 * k + i] = xb[8 * k + i];
-          } else {
-            xval[8 * k + i] = -xb[8 * k + i];
-            ++nflip;
-            s = static_cast<uint8_t>(s | (1 << i));
-          }
-        }
-        if (nflip % 2) {
-          // odd number of negatives: flip the sign of the least important value (signs are stored
-          // with even parity, 7 bits)
-          int imin = 0;
-          float min = weight[8 * k] * xb[8 * k] * xb[8 * k];
-          for (int i = 1; i < 8; ++i) {
-            const float ax = weight[8 * k + i] * xb[8 * k + i] * xb[8 * k + i];
-            if (ax < min) {
-              min = ax;
-              imin = i;
-            }
-          }
-          xval[8 * k + imin] = -xval[8 * k + imin];
-          s = static_cast<uint8_t>(s ^ (1 << imin));
-        }
-        block_signs[k] = s & 127;
-      }
-      float max = xval[0];
-      for (int i = 1; i < 32; ++i) max = std::max(max, xval[i]);
-      if (max < kGroupMaxEps) {
-        scales[ib] = 0;
-        std::memset(L, 0, 32);
-        continue;
-      }
-      float scale = kq::make_qp_quants(32, kMaxQ + 1, xval, reinterpret_cast<uint8_t*>(L), weight);
-      const float eff_max = scale * kMaxQ;
-      if (eff_max <= 0) {
-        scales[ib] = 0;
-        std::memset(L, 0, 32);
-        continue;
-      }
-      float best = 0;
-      for (int is = -6; is <= 6; ++is) {
-        const float id = (2 * kMaxQ - 1 + is * 0.1f) / eff_max;
-        const float this_scale = 1 / id;
-        for (int k = 0; k < 4; ++k) {
-          for (int i = 0; i < 8; ++i) {
-            const int l = nearest_int(0.5f * (id * xval[8 * k + i] - 1));
-            Laux[8 * k + i] = static_cast<int8_t>(std::max(0, std::min(kMaxQ - 1, l)));
-          }
-          lookup(Laux + 8 * k, xval + 8 * k, waux + 8 * k, this_scale, Laux + 8 * k);
-        }
-        float sumqx = 0, sumq2 = 0;
-        for (int i = 0; i < 32; ++i) {
-          const float q = static_cast<float>(2 * Laux[i] + 1);
-          sumqx += weight[i] * xval[i] * q;
-          sumq2 += weight[i] * q * q;
-        }
-        if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-          scale = sumqx / sumq2;
-          best = scale * sumqx;
-          std::memcpy(L, Laux, 32);
-        }
-      }
-      if (scale > 0) {
-        const float id = 1 / scale;
-        for (int k = 0; k < 4; ++k) {
-          int8_t Lk[8];
-          for (int i = 0; i < 8; ++i) {
-            const int l = nearest_int(0.5f * (id * xval[8 * k + i] - 1));
-            Lk[i] = static_cast<int8_t>(std::max(0, std::min(kMaxQ - 1, l)));
-          }
-          const int gi = lookup(Lk, xval + 8 * k, waux + 8 * k, scale, L + 8 * k);
-          const uint64_t g = grid[gi];
-          for (int i = 0; i < 8; ++i) L[8 * k + i] = static_cast<int8_t>((static_cast<int>((g >> (8 * i)) & 0xff) - 1) / 2);
-        }
-        float sumqx = 0, sumq2 = 0;
-        for (int i = 0; i < 32; ++i) {
-          const float q = static_cast<float>(2 * L[i] + 1);
-          sumqx += weight[i] * xval[i] * q;
-          sumq2 += weight[i] * q * q;
-        }
-        if (sumq2 > 0) scale = sumqx / sumq2;
-      }
-      if (scale < 0) {
-        scale = -scale;
-        for (int k = 0; k < 4; ++k) block_signs[k] = static_cast<uint8_t>((~block_signs[k]) & 127);
-      }
-      for (int k = 0; k < 4; ++k) {
-        uint16_t u = 0;
-        for (int i = 0; i < 8; ++i) u = static_cast<uint16_t>(u | (L[8 * k + i] << (2 * i)));
-        const int gi = map[u];
-        if (gi < 0) throw std::runtime_error("IQ2_XXS: quantized point is not on the grid (internal error)");
-        q2[2 * ib + 0] |= static_cast<uint32_t>(gi) << (8 * k);
-        q2[2 * ib + 1] |= static_cast<uint32_t>(block_signs[k]) << (7 * k);
-      }
-      scales[ib] = scale;
-      max_scale = std::max(max_scale, scale);
-    }
-    if (max_scale == 0.f) {
-      std::memset(y[ibl].qs, 0, QK_K / 4);
-      continue;
-    }
-    const float d = max_scale / 31;
-    y[ibl].d = f32_to_fp16(d);
-    const float id = 1 / d;
-    for (int ib = 0; ib < QK_K / 32; ++ib) {
-      const int l = std::max(0, std::min(15, nearest_int(0.5f * (id * scales[ib] - 1))));
-      q2[2 * ib + 1] |= static_cast<uint32_t>(l) << 28;
-    }
-    std::memcpy(y[ibl].qs, q2, QK_K / 4);
-  }
+  kq::quantize_row_iq2_xxs<ScalarSearch>(x, vy, n, qw);
 }
 
 }  // namespace dsv4

@@ -29,6 +29,7 @@ void build(Iq2xxsTables& t) {
     }
     t.grid_values[k] = gv;
     t.grid_odd[k] = go;
+    for (int i = 0; i < 8; ++i) t.grid_odd_f[i][k] = static_cast<float>((go >> (8 * i)) & 0xff);
   }
   for (int i = 0; i < 128; ++i) t.ksigns[i] = static_cast<uint8_t>(i | ((__builtin_popcount(i) & 1) << 7));
 

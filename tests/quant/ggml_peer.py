@@ -92,6 +92,30 @@ class GGML:
         self.base.ggml_quantize_chunk(int(qtype), x.ctypes.data, out.ctypes.data, 0, rows, cols, im)
         return out
 
+    def quantize_threads(self, x: np.ndarray, qtype: int, imatrix: np.ndarray | None, threads: int) -> np.ndarray:
+        """ggml_quantize_chunk on `threads` row chunks at once, as llama-quantize does (ctypes drops
+        the GIL for the duration of each foreign call)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, x.shape[-1])
+        rows, cols = x.shape
+        out = np.zeros((rows, self.row_size(qtype, cols)), dtype=np.uint8)
+        im = None if imatrix is None else np.ascontiguousarray(imatrix, dtype=np.float32).ctypes.data
+        step = -(-rows // threads)
+
+        def work(r0: int) -> None:
+            n = min(step, rows - r0)
+            self.base.ggml_quantize_chunk(int(qtype), x.ctypes.data, out.ctypes.data, r0 * cols, n, cols, im)
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(work, range(0, rows, step)))
+        return out
+
+    def vec_dot(self, qtype: int, w: np.ndarray, act: np.ndarray, n: int) -> float:
+        s = ctypes.c_float()
+        _VEC_DOT(self.cpu_traits(qtype).vec_dot)(n, ctypes.addressof(s), 0, w.ctypes.data, 0, act.ctypes.data, 0, 1)
+        return s.value
+
     @functools.cache  # noqa: B019 - one instance per process
     def _to_float(self, qtype: int):
         ptr = self.base.ggml_get_type_traits(int(qtype)).contents.to_float

@@ -1,0 +1,219 @@
+"""Quant-kernel benchmark: dsv4-gguf's kernels vs ggml (llama-cpp-python's libggml) in the same run.
+
+For every type: validate first (bytes vs ggml_quantize_chunk, round-trip RMSE side by side, dequant
+bit-exactness, dot agreement), then time quantize (1 thread, and all threads vs ggml on as many
+threads), dequantize (1 thread) and the dot product (1 thread, one long row: the weight row . the
+quantized activation), and report throughput and ours/ggml ratios.  Single-thread timings use process
+CPU time (the machine is shared), multi-thread ones wall time; each is the best of --repeat runs,
+ours and ggml interleaved.
+
+    python benchmarks/quant_kernels.py --write benchmarks/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from gguf import GGMLQuantizationType as T
+
+from dsv4_gguf import _C, quants
+from dsv4_gguf.constants import QTYPES
+
+ROOT = Path(__file__).resolve().parents[1]
+TYPES = [T.F16, T.BF16, T.Q8_0, T.Q4_0, T.MXFP4, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K, T.IQ4_XS, T.IQ2_XXS]
+TARGET = {T.Q8_0: 1.0, T.Q4_K: 1.0, T.Q6_K: 1.0, T.MXFP4: 1.0}  # others: 0.8
+BEGIN, END = "<!-- quant_kernels:begin -->", "<!-- quant_kernels:end -->"
+
+
+def load_peer():
+    spec = importlib.util.spec_from_file_location("ggml_peer", ROOT / "tests" / "quant" / "ggml_peer.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    peer = mod.load()
+    if peer is None:
+        sys.exit("llama-cpp-python (the ggml peer) is not importable: pip install llama-cpp-python")
+    return peer
+
+
+def best_of(fns, repeat: int, clock) -> list[float]:
+    """Interleave the callables `repeat` times; best time of each."""
+    best = [float("inf")] * len(fns)
+    for _ in range(repeat):
+        for i, f in enumerate(fns):
+            t0 = clock()
+            f()
+            best[i] = min(best[i], clock() - t0)
+    return best
+
+
+def rmse(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(a.astype(np.float64) - b))))
+
+
+def bench_type(g, qtype: T, x: np.ndarray, repeat: int, threads: int) -> dict:
+    rows, cols = x.shape
+    im = quants.weight_energy(x) if qtype == T.IQ2_XXS else None
+    mb = x.nbytes / 1e6
+    # ---- validate
+    ours = quants.quantize(x, qtype, im).view(np.uint8).reshape(rows, -1)
+    theirs = g.quantize(x, qtype, im)
+    bytes_equal = bool(np.array_equal(ours, theirs))
+    deq = quants.dequantize(ours, qtype)
+    deq_g = g.dequantize(ours, qtype, cols)
+    r = {
+        "type": qtype.name,
+        "bytes_equal": bytes_equal,
+        "rmse_ours": rmse(deq, x),
+        "rmse_ggml": rmse(g.dequantize(theirs, qtype, cols), x),
+        "dequant_bit_exact": bool(np.array_equal(deq.view(np.uint32), deq_g.view(np.uint32))),
+    }
+    assert r["rmse_ours"] <= r["rmse_ggml"], f"{qtype.name}: RMSE worse than ggml"
+    # ---- quantize
+    t_o, t_g = best_of(
+        [lambda: quants.quantize(x, qtype, im, threads=1), lambda: g.quantize(x, qtype, im)], repeat, time.process_time
+    )
+    r["q_mbps_ours"], r["q_mbps_ggml"] = mb / t_o, mb / t_g
+    t_o, t_g = best_of(
+        [lambda: quants.quantize(x, qtype, im, threads=threads), lambda: g.quantize_threads(x, qtype, im, threads)],
+        repeat,
+        time.perf_counter,
+    )
+    r["qmt_mbps_ours"], r["qmt_mbps_ggml"] = mb / t_o, mb / t_g
+    # ---- dequantize
+    t_o, t_g = best_of(
+        [lambda: quants.dequantize(ours, qtype, threads=1), lambda: g.dequantize(ours, qtype, cols)],
+        repeat * 2,
+        time.process_time,
+    )
+    r["dq_mbps_ours"], r["dq_mbps_ggml"] = mb / t_o, mb / t_g
+    # ---- dot: one row of rows*cols elements against the tiled activation in the vec_dot format
+    if qtype in (T.F16, T.BF16):
+        r["dot_gelems_ours"] = r["dot_gelems_ggml"] = None
+        return r
+    n = rows * cols
+    v = np.random.default_rng(3).standard_normal(cols).astype(np.float32)
+    at = QTYPES[qtype].vec_dot_type
+    act = np.ascontiguousarray(np.tile(quants.quantize(v[None], at).view(np.uint8), (rows, 1)))
+    act_g, vt = g.quantize_activation(v, qtype)
+    assert vt == int(at), f"{qtype.name}: ggml dots with type {vt}, we with {at.name}"
+    act_g = np.ascontiguousarray(np.tile(act_g, rows))
+    w = ours.reshape(-1)
+    d_o = _C.vec_dot(int(qtype), w, act, n)
+    d_g = g.vec_dot(int(qtype), w, act_g, n)
+    scale = float(np.abs(deq).reshape(-1) @ np.abs(np.tile(v, rows)))
+    assert abs(d_o - d_g) <= 1e-4 * scale, f"{qtype.name}: dot {d_o} vs ggml {d_g}"
+    t_o, t_g = best_of(
+        [lambda: _C.vec_dot(int(qtype), w, act, n), lambda: g.vec_dot(int(qtype), w, act_g, n)],
+        repeat * 2,
+        time.process_time,
+    )
+    r["dot_gelems_ours"], r["dot_gelems_ggml"] = n / t_o / 1e9, n / t_g / 1e9
+    return r
+
+
+def table(results: list[dict], threads: int) -> str:
+    def ratio(a, b):
+        return "—" if a is None else f"{a / b:.2f}"
+
+    def fmt(v):
+        return "—" if v is None else f"{v:.0f}"
+
+    lines = [
+        f"| type | bytes = ggml | RMSE ours | RMSE ggml | quant MB/s ours (1T) | ggml (1T) | ratio 1T | "
+        f"ratio {threads}T vs ggml {threads}T | dequant MB/s ours | ratio | dot Gelem/s ours | ggml | ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        dot, dot_g = r["dot_gelems_ours"], r["dot_gelems_ggml"]
+        dot_s = "— | — | —" if dot is None else f"{dot:.2f} | {dot_g:.2f} | {dot / dot_g:.2f}"
+        lines.append(
+            f"| {r['type']} | {'yes' if r['bytes_equal'] else 'no'} | {r['rmse_ours']:.5f} | {r['rmse_ggml']:.5f} | "
+            f"{fmt(r['q_mbps_ours'])} | {fmt(r['q_mbps_ggml'])} | {ratio(r['q_mbps_ours'], r['q_mbps_ggml'])} | "
+            f"{ratio(r['qmt_mbps_ours'], r['qmt_mbps_ggml'])} | {fmt(r['dq_mbps_ours'])} | "
+            f"{ratio(r['dq_mbps_ours'], r['dq_mbps_ggml'])} | "
+            f"{dot_s} |"
+        )
+    return "\n".join(lines)
+
+
+def write_results(path: Path, text: str) -> None:
+    old = path.read_text() if path.exists() else "# Benchmark results\n"
+    if BEGIN in old and END in old:
+        new = old[: old.index(BEGIN)] + text + old[old.index(END) + len(END) :]
+    else:
+        new = old.rstrip("\n") + "\n\n" + text + "\n"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(new)
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rows", type=int, default=256)
+    ap.add_argument("--cols", type=int, default=4096)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--types", default=",".join(t.name for t in TYPES))
+    ap.add_argument("--json", type=Path, help="also write the raw numbers here")
+    ap.add_argument("--write", type=Path, help="replace the quant_kernels section of this markdown file")
+    args = ap.parse_args(argv)
+    g = load_peer()
+    x = np.random.default_rng(0).standard_normal((args.rows, args.cols)).astype(np.float32)
+    results = []
+    for name in args.types.split(","):
+        qtype = T[name]
+        r = bench_type(g, qtype, x, args.repeat, args.threads)
+        results.append(r)
+        print(
+            f"{name:8s} bytes={'=' if r['bytes_equal'] else '≠'} rmse {r['rmse_ours']:.5f}/{r['rmse_ggml']:.5f}  "
+            f"quant 1T {r['q_mbps_ours']:8.1f} vs {r['q_mbps_ggml']:8.1f} MB/s "
+            f"({r['q_mbps_ours'] / r['q_mbps_ggml']:.2f}x)  "
+            f"{args.threads}T {r['qmt_mbps_ours'] / r['qmt_mbps_ggml']:.2f}x  "
+            f"dequant {r['dq_mbps_ours'] / r['dq_mbps_ggml']:.2f}x"
+            + ("" if r["dot_gelems_ours"] is None else f"  dot {r['dot_gelems_ours'] / r['dot_gelems_ggml']:.2f}x"),
+            flush=True,
+        )
+    info = _C.build_info()
+    cmd = "python benchmarks/quant_kernels.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    misses = [r["type"] for r in results if r["q_mbps_ours"] / r["q_mbps_ggml"] < TARGET.get(T[r["type"]], 0.8)]
+    text = "\n".join(
+        [
+            BEGIN,
+            "## Quant kernels vs ggml (`benchmarks/quant_kernels.py`)",
+            "",
+            f"Command: `{cmd.strip()}`  ",
+            f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared with other jobs), "
+            f"kernels: {info['kernel_impl']}; peer: ggml from llama-cpp-python; data: N(0,1) "
+            f"[{args.rows}, {args.cols}] f32; IQ2_XXS with the weight-energy imatrix for both.  ",
+            "MB/s are of f32 data in/out. 1T columns: one thread each, process CPU time (best of "
+            f"{args.repeat}). {args.threads}T: ours with {args.threads} threads vs ggml_quantize_chunk on "
+            f"{args.threads} row chunks in parallel (as llama-quantize runs it), wall time. "
+            "Dot: one row of rows*cols elements with the activation in the type's vec_dot format (Q8_0/Q8_K), "
+            "Gelem/s. Validation before timing: bytes compared with ggml_quantize_chunk, RMSE of the round trip, "
+            "dequant bit-exact with ggml's to_float, dots agree.",
+            "",
+            table(results, args.threads),
+            "",
+            "Targets (quantize ratio, 1T): >= 1.0 for Q8_0, Q4_K, Q6_K, MXFP4; >= 0.8 for the rest. "
+            + ("All met in this run." if not misses else f"Missed in this run: {', '.join(misses)}."),
+            END,
+        ]
+    )
+    print("\n" + table(results, args.threads))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    if args.write:
+        write_results(args.write, text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
