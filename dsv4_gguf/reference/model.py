@@ -47,8 +47,9 @@ class RefOptions:
     fake-quant of indexer q/k), as in the current official revision.  ``fp8_act``: quantise the inputs of
     the FP8/FP4-stored linears to e4m3 in 128-blocks like the official ``fp8_gemm``/``fp4_gemm`` path
     (off by default: weight-only engines such as llama.cpp do not do it).  ``act_dtype``: dtype of
-    activations and residual streams at the official cast points (``torch.bfloat16`` mimics the official
-    code; the default float32 makes chunking/parity comparisons tight).
+    activations, residual streams and KV caches at the official cast points (``torch.bfloat16`` mimics
+    the official code; the default float32 keeps parity comparisons tight; ``torch.float64`` runs every op
+    in float64, weights included, so different chunkings agree to ~1e-14 even with QAT on).
     """
 
     qat: bool = True
@@ -839,10 +840,13 @@ class Transformer(nn.Module):
         position ``[b, V]`` (``all_logits``: ``[b, s, V]``).  ``state`` is advanced in place (a fresh one
         is made when ``None``).  ``return_hidden`` also returns the pre-hc_head streams ``[b,s,hc,d]``
         (the MTP input)."""
-        if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must be [batch, seq], got shape {tuple(input_ids.shape)}")
+        if input_ids.dim() != 2 or input_ids.size(1) == 0:
+            raise ValueError(f"input_ids must be [batch, seq] with seq >= 1, got shape {tuple(input_ids.shape)}")
         if state is None:
             state = self.new_state(input_ids.size(0))
+        if state.layers and state.layers[0].window.size(0) != input_ids.size(0):
+            raise ValueError(f"state was made for batch {state.layers[0].window.size(0)}, input has batch "
+                             f"{input_ids.size(0)}; use model.new_state({input_ids.size(0)})")
         ctx = _Ctx(self.opts, taps)
         start_pos = state.pos
         h = self.embed(input_ids).to(self.opts.act_dtype)
@@ -887,6 +891,10 @@ class _LazyTensors(Mapping):
     def __init__(self, ckpt: Any):
         self.ckpt = ckpt
         self._names = list(ckpt.names())
+        self._set = set(self._names)
+
+    def __contains__(self, name: object) -> bool:  # without dequantizing (Mapping's default would)
+        return name in self._set
 
     def __getitem__(self, name: str) -> Any:
         return self.ckpt.dequantize(name)
