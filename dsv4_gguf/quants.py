@@ -19,7 +19,6 @@ from . import _C
 from .constants import QTYPES
 
 Impl = Literal["auto", "ref", "simd"]
-ImatrixArg = "np.ndarray | Literal['energy'] | None"
 
 __all__ = [
     "quantize",

@@ -2,6 +2,7 @@
 // Quantizers are kquant_impl.h instantiated with the scalar searches.
 // Dequantizers use ggml's/gguf's operation order, so they are bit-exact with gguf.quants.
 #include "quant/kernels.h"
+#include "quant/iquant_impl.h"
 #include "quant/kquant_impl.h"
 
 namespace dsv4 {

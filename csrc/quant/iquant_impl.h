@@ -1,0 +1,304 @@
+// The IQ4_XS and IQ2_XXS quantization algorithms (ggml's quantize_row_iq4_nl_impl with ntry 7 and
+// quantize_row_iq2_xxs_impl), templated over the same `Search` policy as kquant_impl.h: the scalar
+// policy here, the AVX2 one (vectorised code lookup and neighbour search) in quant_avx2.cpp.
+#pragma once
+
+#include <cfloat>
+#include <stdexcept>
+
+#include "quant/kquant_impl.h"
+
+namespace dsv4 {
+namespace kq {
+namespace {  // internal linkage, see kquant_impl.h
+
+// ------------------------------------------------------------------ IQ4_XS
+inline int best_index_iq4nl(float x) {
+  const int8_t* val = kValuesIQ4NL;
+  if (x <= val[0]) return 0;
+  if (x >= val[15]) return 15;
+  int ml = 0, mu = 15;
+  while (mu - ml > 1) {
+    const int mav = (ml + mu) / 2;
+    if (x < val[mav])
+      mu = mav;
+    else
+      ml = mav;
+  }
+  return x - val[mu - 1] < val[mu] - x ? mu - 1 : mu;
+}
+
+// Nearest IQ4_NL code of id*xb[j] for 32 values (the part the AVX2 policy vectorises).
+inline void iq4_index32_scalar(const float* xb, float id, uint8_t* idx) {
+  for (int j = 0; j < 32; ++j) idx[j] = static_cast<uint8_t>(best_index_iq4nl(id * xb[j]));
+}
+
+// ggml's quantize_row_iq4_nl_impl(QK_K, 32, ..., ntry = 7); used with and without imatrix.
+template <class S>
+void quantize_iq4_xs_block(const float* x, const float* qw, BlockIQ4_XS* y) {
+  constexpr int ntry = 7;
+  const int8_t* values = kValuesIQ4NL;
+  float scales[QK_K / 32], weight[32];
+  uint8_t L[QK_K];
+  float sigma2 = 0;
+  for (int j = 0; j < QK_K; ++j) sigma2 += x[j] * x[j];
+  sigma2 *= 2.f / QK_K;
+  std::memset(y->qs, 0, QK_K / 2);
+  y->d = f32_to_fp16(0.f);
+  float max_scale = 0, amax_scale = 0;
+  for (int ib = 0; ib < QK_K / 32; ++ib) {
+    const float* xb = x + 32 * ib;
+    if (qw) {
+      for (int j = 0; j < 32; ++j) weight[j] = qw[32 * ib + j] * std::sqrt(sigma2 + xb[j] * xb[j]);
+    } else {
+      for (int j = 0; j < 32; ++j) weight[j] = xb[j] * xb[j];
+    }
+    float amax = 0, max = 0;
+    for (int j = 0; j < 32; ++j) {
+      const float ax = std::fabs(xb[j]);
+      if (ax > amax) {
+        amax = ax;
+        max = xb[j];
+      }
+    }
+    if (amax < kGroupMaxEps) {
+      scales[ib] = 0;
+      continue;
+    }
+    float d = -max / values[0];
+    float id = 1 / d;
+    float sumqx = 0, sumq2 = 0;
+    uint8_t idx[32];
+    S::iq4_index32(xb, id, idx);
+    for (int j = 0; j < 32; ++j) {
+      const float q = values[idx[j]];
+      const float w = weight[j];
+      sumqx += w * q * xb[j];
+      sumq2 += w * q * q;
+    }
+    d = sumq2 > 0 ? sumqx / sumq2 : 0.f;
+    float best = d * sumqx;
+    for (int itry = -ntry; itry <= ntry; ++itry) {
+      id = (itry + values[0]) / max;
+      sumqx = sumq2 = 0;
+      S::iq4_index32(xb, id, idx);
+      for (int j = 0; j < 32; ++j) {
+        const float q = values[idx[j]];
+        const float w = weight[j];
+        sumqx += w * q * xb[j];
+        sumq2 += w * q * q;
+      }
+      if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+        d = sumqx / sumq2;
+        best = d * sumqx;
+      }
+    }
+    scales[ib] = d;
+    const float abs_d = std::fabs(d);
+    if (abs_d > amax_scale) {
+      amax_scale = abs_d;
+      max_scale = d;
+    }
+  }
+  y->scales_h = 0;
+  const float d = -max_scale / 32;
+  y->d = f32_to_fp16(d);
+  const float id = d != 0.f ? 1 / d : 0.f;
+  for (int ib = 0; ib < QK_K / 32; ++ib) {
+    int l = nearest_int(id * scales[ib]);
+    l = std::max(-32, std::min(31, l));
+    const float dl = d * l;
+    const float idl = dl != 0.f ? 1 / dl : 0.f;
+    S::iq4_index32(x + 32 * ib, idl, L + 32 * ib);
+    l += 32;
+    const uint8_t l_l = static_cast<uint8_t>(l & 0xf), l_h = static_cast<uint8_t>(l >> 4);
+    if (ib % 2 == 0)
+      y->scales_l[ib / 2] = l_l;
+    else
+      y->scales_l[ib / 2] |= static_cast<uint8_t>(l_l << 4);
+    y->scales_h |= static_cast<uint16_t>(l_h << (2 * ib));
+  }
+  for (int i = 0; i < QK_K / 32; ++i)
+    for (int j = 0; j < 16; ++j) y->qs[16 * i + j] = static_cast<uint8_t>(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
+}
+
+// ------------------------------------------------------------------ IQ2_XXS (ggml quantize_row_iq2_xxs_impl)
+inline int ScalarSearch::iq2_neighbour(const uint16_t* nb, const Iq2xxsTables& t, const float* xval,
+                                       const float* weight, float scale, int8_t* L) {
+  const uint64_t* grid = t.grid_odd;
+  const int count = nb[0];
+  float best_d2 = FLT_MAX;
+  int best = -1;
+  for (int j = 1; j <= count; ++j) {
+    const uint64_t g = grid[nb[j]];
+    float d2 = 0;
+    for (int i = 0; i < 8; ++i) {
+      const float q = static_cast<float>((g >> (8 * i)) & 0xff);
+      const float diff = scale * q - xval[i];
+      d2 += weight[i] * diff * diff;
+    }
+    if (d2 < best_d2) {
+      best_d2 = d2;
+      best = nb[j];
+    }
+  }
+  if (best < 0) throw std::runtime_error("IQ2_XXS: no grid neighbour found (non-finite input?)");
+  const uint64_t g = grid[best];
+  for (int i = 0; i < 8; ++i) L[i] = static_cast<int8_t>((static_cast<int>((g >> (8 * i)) & 0xff) - 1) / 2);
+  return best;
+}
+
+inline void ScalarSearch::iq4_index32(const float* xb, float id, uint8_t* idx) { iq4_index32_scalar(xb, id, idx); }
+
+template <class S>
+void quantize_row_iq2_xxs(const float* x, void* vy, int64_t n, const float* qw) {
+  if (!qw) throw std::invalid_argument("IQ2_XXS quantization requires importance weights (imatrix)");
+  const Iq2xxsTables& t = iq2xxs_tables();
+  const uint64_t* grid = t.grid_odd;
+  const int32_t* map = t.map.data();
+  const uint16_t* nbrs = t.neighbours.data();
+  constexpr int kMaxQ = 3;
+  BlockIQ2_XXS* y = static_cast<BlockIQ2_XXS*>(vy);
+  float scales[QK_K / 32], weight[32], xval[32], waux[32];
+  int8_t L[32], Laux[32];
+  uint8_t block_signs[4];
+  uint32_t q2[2 * (QK_K / 32)];
+  auto lookup = [&](const int8_t* Lg, const float* xv, const float* wv, float scale, int8_t* Lout) {
+    uint16_t u = 0;
+    for (int i = 0; i < 8; ++i) u = static_cast<uint16_t>(u | (Lg[i] << (2 * i)));
+    int gi = map[u];
+    if (gi < 0) gi = S::iq2_neighbour(nbrs - map[u] - 1, t, xv, wv, scale, Lout);
+    return gi;
+  };
+  for (int64_t ibl = 0; ibl < n / QK_K; ++ibl) {
+    y[ibl].d = f32_to_fp16(0.f);
+    std::memset(q2, 0, QK_K / 4);
+    float max_scale = 0;
+    const float* xbl = x + QK_K * ibl;
+    float sumx2 = 0;
+    for (int i = 0; i < QK_K; ++i) sumx2 += xbl[i] * xbl[i];
+    const float sigma2 = sumx2 / QK_K;
+    for (int ib = 0; ib < QK_K / 32; ++ib) {
+      const float* xb = xbl + 32 * ib;
+      const float* w = qw + QK_K * ibl + 32 * ib;
+      for (int i = 0; i < 32; ++i) weight[i] = w[i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+      for (int i = 0; i < 32; ++i) waux[i] = std::sqrt(weight[i]);
+      for (int k = 0; k < 4; ++k) {
+        int nflip = 0;
+        uint8_t s = 0;
+        for (int i = 0; i < 8; ++i) {
+          if (xb[8 * k + i] >= 0) {
+            xval[8 * k + i] = xb[8 * k + i];
+          } else {
+            xval[8 * k + i] = -xb[8 * k + i];
+            ++nflip;
+            s = static_cast<uint8_t>(s | (1 << i));
+          }
+        }
+        if (nflip % 2) {
+          // odd number of negatives: flip the sign of the least important value (signs are stored
+          // with even parity, 7 bits)
+          int imin = 0;
+          float min = weight[8 * k] * xb[8 * k] * xb[8 * k];
+          for (int i = 1; i < 8; ++i) {
+            const float ax = weight[8 * k + i] * xb[8 * k + i] * xb[8 * k + i];
+            if (ax < min) {
+              min = ax;
+              imin = i;
+            }
+          }
+          xval[8 * k + imin] = -xval[8 * k + imin];
+          s = static_cast<uint8_t>(s ^ (1 << imin));
+        }
+        block_signs[k] = s & 127;
+      }
+      float max = xval[0];
+      for (int i = 1; i < 32; ++i) max = std::max(max, xval[i]);
+      if (max < kGroupMaxEps) {
+        scales[ib] = 0;
+        std::memset(L, 0, 32);
+        continue;
+      }
+      float scale = kq::make_qp_quants(32, kMaxQ + 1, xval, reinterpret_cast<uint8_t*>(L), weight);
+      const float eff_max = scale * kMaxQ;
+      if (eff_max <= 0) {
+        scales[ib] = 0;
+        std::memset(L, 0, 32);
+        continue;
+      }
+      float best = 0;
+      for (int is = -6; is <= 6; ++is) {
+        const float id = (2 * kMaxQ - 1 + is * 0.1f) / eff_max;
+        const float this_scale = 1 / id;
+        for (int k = 0; k < 4; ++k) {
+          for (int i = 0; i < 8; ++i) {
+            const int l = nearest_int(0.5f * (id * xval[8 * k + i] - 1));
+            Laux[8 * k + i] = static_cast<int8_t>(std::max(0, std::min(kMaxQ - 1, l)));
+          }
+          lookup(Laux + 8 * k, xval + 8 * k, waux + 8 * k, this_scale, Laux + 8 * k);
+        }
+        float sumqx = 0, sumq2 = 0;
+        for (int i = 0; i < 32; ++i) {
+          const float q = static_cast<float>(2 * Laux[i] + 1);
+          sumqx += weight[i] * xval[i] * q;
+          sumq2 += weight[i] * q * q;
+        }
+        if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+          scale = sumqx / sumq2;
+          best = scale * sumqx;
+          std::memcpy(L, Laux, 32);
+        }
+      }
+      if (scale > 0) {
+        const float id = 1 / scale;
+        for (int k = 0; k < 4; ++k) {
+          int8_t Lk[8];
+          for (int i = 0; i < 8; ++i) {
+            const int l = nearest_int(0.5f * (id * xval[8 * k + i] - 1));
+            Lk[i] = static_cast<int8_t>(std::max(0, std::min(kMaxQ - 1, l)));
+          }
+          const int gi = lookup(Lk, xval + 8 * k, waux + 8 * k, scale, L + 8 * k);
+          const uint64_t g = grid[gi];
+          for (int i = 0; i < 8; ++i) L[8 * k + i] = static_cast<int8_t>((static_cast<int>((g >> (8 * i)) & 0xff) - 1) / 2);
+        }
+        float sumqx = 0, sumq2 = 0;
+        for (int i = 0; i < 32; ++i) {
+          const float q = static_cast<float>(2 * L[i] + 1);
+          sumqx += weight[i] * xval[i] * q;
+          sumq2 += weight[i] * q * q;
+        }
+        if (sumq2 > 0) scale = sumqx / sumq2;
+      }
+      if (scale < 0) {
+        scale = -scale;
+        for (int k = 0; k < 4; ++k) block_signs[k] = static_cast<uint8_t>((~block_signs[k]) & 127);
+      }
+      for (int k = 0; k < 4; ++k) {
+        uint16_t u = 0;
+        for (int i = 0; i < 8; ++i) u = static_cast<uint16_t>(u | (L[8 * k + i] << (2 * i)));
+        const int gi = map[u];
+        if (gi < 0) throw std::runtime_error("IQ2_XXS: quantized point is not on the grid (internal error)");
+        q2[2 * ib + 0] |= static_cast<uint32_t>(gi) << (8 * k);
+        q2[2 * ib + 1] |= static_cast<uint32_t>(block_signs[k]) << (7 * k);
+      }
+      scales[ib] = scale;
+      max_scale = std::max(max_scale, scale);
+    }
+    if (max_scale == 0.f) {
+      std::memset(y[ibl].qs, 0, QK_K / 4);
+      continue;
+    }
+    const float d = max_scale / 31;
+    y[ibl].d = f32_to_fp16(d);
+    const float id = 1 / d;
+    for (int ib = 0; ib < QK_K / 32; ++ib) {
+      const int l = std::max(0, std::min(15, nearest_int(0.5f * (id * scales[ib] - 1))));
+      q2[2 * ib + 1] |= static_cast<uint32_t>(l) << 28;
+    }
+    std::memcpy(y[ibl].qs, q2, QK_K / 4);
+  }
+}
+
+}  // namespace
+}  // namespace kq
+}  // namespace dsv4
