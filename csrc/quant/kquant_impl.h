@@ -324,17 +324,10 @@ inline void pack_q5_k(const uint8_t* L, uint8_t* qh, uint8_t* ql) {
   std::memset(qh, 0, QK_K / 8);
   uint8_t m1 = 1, m2 = 2;
   for (int n = 0; n < QK_K; n += 64, ql += 32) {
-    for (int j = 0; j < 32; ++j) {
-      int l1 = L[n + j], l2 = L[n + j + 32];
-      if (l1 > 15) {
-        l1 -= 16;
-        qh[j] |= m1;
-      }
-      if (l2 > 15) {
-        l2 -= 16;
-        qh[j] |= m2;
-      }
-      ql[j] = static_cast<uint8_t>(l1 | (l2 << 4));
+    for (int j = 0; j < 32; ++j) {  // branch-free: bit 4 of each code goes to qh
+      const int l1 = L[n + j], l2 = L[n + j + 32];
+      qh[j] = static_cast<uint8_t>(qh[j] | ((l1 >> 4) * m1) | ((l2 >> 4) * m2));
+      ql[j] = static_cast<uint8_t>((l1 & 15) | ((l2 & 15) << 4));
     }
     m1 = static_cast<uint8_t>(m1 << 2);
     m2 = static_cast<uint8_t>(m2 << 2);
@@ -545,18 +538,12 @@ void quantize_row_q3_k(const float* x, void* vy, int64_t n, const float* qw) {
         L[16 * j + ii] = static_cast<int8_t>(std::max(-4, std::min(3, l)) + 4);
       }
     }
+    // high bit of value j -> bit j/32 of hmask[j%32]; branch-free (the 50/50 branch of the obvious
+    // loop costs more than the rest of the requantization)
     std::memset(y[b].hmask, 0, QK_K / 8);
-    int m = 0;
-    uint8_t hm = 1;
     for (int j = 0; j < QK_K; ++j) {
-      if (L[j] > 3) {
-        y[b].hmask[m] |= hm;
-        L[j] = static_cast<int8_t>(L[j] - 4);
-      }
-      if (++m == QK_K / 8) {
-        m = 0;
-        hm = static_cast<uint8_t>(hm << 1);
-      }
+      y[b].hmask[j % 32] = static_cast<uint8_t>(y[b].hmask[j % 32] | ((L[j] >> 2) << (j / 32)));
+      L[j] = static_cast<int8_t>(L[j] & 3);
     }
     pack_2bit(reinterpret_cast<const uint8_t*>(L), y[b].qs);
   }

@@ -105,8 +105,13 @@ static inline uint8_t mxfp4_code(float x, float d) {
   return static_cast<uint8_t>((x < 0.f && best > 0) ? best + 8 : best);
 }
 
+// For amax < 2^-125 the exponent is negative; ggml converts that float to uint8_t directly (undefined
+// behaviour, wraps on x86).  Going through int wraps the same way without UB, so bytes still match;
+// such blocks decode to zeros either way.
 uint8_t mxfp4_exponent(float amax) {
-  return amax > 0.f ? static_cast<uint8_t>(std::floor(std::log2(amax)) - 2 + 127) : 0;
+  if (!(amax > 0.f)) return 0;
+  const int e = static_cast<int>(std::floor(std::log2(amax))) - 2 + 127;
+  return static_cast<uint8_t>(e & 0xff);
 }
 
 void quantize_row_mxfp4_ref(const float* x, void* vy, int64_t n, const float*) {
