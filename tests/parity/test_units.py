@@ -321,3 +321,24 @@ def test_hadamard_is_sylvester_orthonormal():
     x = torch.randn(3, n, dtype=torch.float64)
     assert torch.allclose(hadamard(x), x @ H.T / math.sqrt(n), atol=1e-12)
     assert torch.allclose(hadamard(hadamard(x)), x, atol=1e-12)
+
+
+def test_qat_simulation_sites(small_model, small_model_noqat, tokens):
+    """QAT on: window KV and main compressed entries lie on the e4m3 block-64 grid in dims 0..447 only
+    (the rope dims keep full precision); indexer q and entries lie on the e2m1 block-32 grid.  Off: not."""
+    names = ["layers.2.kv", "layers.2.comp_kv", "layers.2.idx_kv", "layers.2.idx_q"]
+    ids = tokens[:1, :64]
+
+    def on_grid(t, fn):
+        return torch.equal(fn(t), t)
+
+    for model, qat in ((small_model, True), (small_model_noqat, False)):
+        taps = Taps(names)
+        model(ids, taps=taps)
+        rd = model.args.rope_head_dim
+        for n in ("layers.2.kv", "layers.2.comp_kv"):
+            t = taps[n]
+            assert on_grid(t[..., :-rd], lambda v: fp8_fake_quant(v, 64)) == qat, n
+            assert not on_grid(t[..., -rd:], lambda v: fp8_fake_quant(v, 64)), n
+        for n in ("layers.2.idx_kv", "layers.2.idx_q"):
+            assert on_grid(taps[n], fp4_fake_quant) == qat, n
