@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_synth(sub)
     _add_check(sub)
     _add_ollama(sub)
+    from .eval.cli import add_eval_parser
+
+    add_eval_parser(sub)
     _add_build_info(sub)
     return parser
 

@@ -1,0 +1,142 @@
+"""`eval report RUN...`: one markdown + CSV table across runs (variants), and PNG plots with matplotlib
+(Agg): KLD (mean and p99.9) vs bits per weight, MRCR score by context bin (one line per variant), and
+gold-patch NLL vs bits per weight. Reads only results.json / manifest.json; recomputes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+__all__ = ["load_runs", "write_report", "COLUMNS"]
+
+# (results key, header, format) per task; the CSV carries every scalar, the markdown these columns.
+COLUMNS: dict[str, list[tuple[str, str, str]]] = {
+    "kld": [("kld_mean", "KLD mean", ".6f"), ("kld_median", "KLD median", ".6f"), ("kld_p99", "KLD p99", ".6f"),
+            ("kld_p999", "KLD p99.9", ".6f"), ("same_top_p", "same top p", ".2%"), ("rms_dp", "RMS Δp", ".3%"),
+            ("ppl_ratio", "PPL(Q)/PPL(base)", ".5f"), ("n_positions", "positions", ".0f")],
+    "mrcr": [("mrcr_score", "MRCR (official)", ".4f"), ("mrcr_score_lenient", "lenient", ".4f"),
+             ("mrcr_8needle_all_bins", "8-needle all bins", ".4f"),
+             ("mrcr_8needle_upto_128k", "8-needle ≤128K", ".4f"), ("mrcr_8needle_1m", "8-needle 1M", ".4f"),
+             ("mrcr_prefix_hit_rate", "prefix hits", ".1%"), ("mrcr_n", "n", ".0f"),
+             ("mrcr_skipped", "skipped", ".0f")],
+    "swebench": [("nll_mean", "gold NLL", ".4f"), ("nll_delta_mean", "ΔNLL vs ref", "+.4f"),
+                 ("flip_rate", "flip rate", ".1%"), ("kld_mean", "KLD mean (patch)", ".6f"),
+                 ("line_f1_mean", "line F1", ".3f"), ("swe_n", "n", ".0f"), ("swe_skipped", "skipped", ".0f")],
+}
+
+
+def load_runs(paths: list[str | Path]) -> list[dict[str, Any]]:
+    runs = []
+    for p in map(Path, paths):
+        res = p / "results.json"
+        if not res.is_file():
+            raise FileNotFoundError(f"{p}: no results.json (the run is unfinished: rerun the same command to resume)")
+        r = json.loads(res.read_text(encoding="utf-8"))
+        man = json.loads((p / "manifest.json").read_text(encoding="utf-8"))
+        runs.append({"run": str(p), **r, "manifest": man})
+    return runs
+
+
+def _fmt(v: Any, f: str) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return format(v, f)
+
+
+def _label(r: dict[str, Any]) -> str:
+    return str(r.get("variant") or Path(r["run"]).name)
+
+
+def _plot_kld(runs: list[dict[str, Any]], path: Path) -> bool:
+    pts = sorted((r for r in runs if r["task"] == "kld" and r.get("bpw") is not None), key=lambda r: r["bpw"])
+    if not pts:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    bpw = [r["bpw"] for r in pts]
+    floor = 1e-9  # a log axis cannot show the reference's exact 0; drawn at the floor and labelled
+    for key, style, name in (("kld_mean", "o-", "mean KLD"), ("kld_p999", "s--", "99.9% KLD")):
+        ax.plot(bpw, [max(r[key], floor) for r in pts], style, label=name)
+    for r in pts:
+        ax.annotate(_label(r), (r["bpw"], max(r["kld_mean"], floor)), textcoords="offset points", xytext=(4, 6),
+                    fontsize=8)
+    ax.set_yscale("log")
+    ax.set_xlabel("bits per weight")
+    ax.set_ylabel("KL divergence vs reference (nats)")
+    ax.set_title("Quant quality: KLD vs bits per weight")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def _plot_mrcr(runs: list[dict[str, Any]], path: Path) -> bool:
+    pts = [r for r in runs if r["task"] == "mrcr" and r.get("table")]
+    if not pts:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = pts[0].get("bin_labels") or []
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    for r in pts:
+        for needles in sorted({c["n_needles"] for c in r["table"]}):
+            cells = sorted((c for c in r["table"] if c["n_needles"] == needles), key=lambda c: c["bin"])
+            ax.plot([c["bin"] for c in cells], [c["score"] for c in cells], "o-",
+                    label=f"{_label(r)} {needles}-needle")
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("context bin (o200k prompt+answer tokens)")
+    ax.set_ylabel("MRCR mean match ratio (official)")
+    ax.set_title("MRCR by context bin")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def write_report(runs: list[dict[str, Any]], out: str | Path) -> dict[str, Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+    md = ["# dsv4-gguf eval report", ""]
+    for task, cols in COLUMNS.items():
+        rows = sorted((r for r in runs if r["task"] == task), key=lambda r: -(r.get("bpw") or 0))
+        if not rows:
+            continue
+        md += [f"## {task}", "", "| variant | bits/weight | " + " | ".join(h for _, h, _ in cols) + " |",
+               "|---|---:|" + "---:|" * len(cols)]
+        for r in rows:
+            md.append(f"| {_label(r)} | {_fmt(r.get('bpw'), '.3f')} | "
+                      + " | ".join(_fmt(r.get(k), f) for k, _, f in cols) + " |")
+        md.append("")
+    plots = {"kld_vs_bpw.png": _plot_kld, "mrcr_by_bin.png": _plot_mrcr}
+    for name, fn in plots.items():
+        if fn(runs, out / name):
+            files[name] = out / name
+            md += [f"![{name}]({name})", ""]
+    md += ["Runs: " + ", ".join(f"`{r['run']}`" for r in runs), ""]
+    (out / "report.md").write_text("\n".join(md), encoding="utf-8")
+    files["report.md"] = out / "report.md"
+    keys = sorted({k for r in runs for k, v in r.items() if isinstance(v, (int, float, str)) or v is None} - {"run"})
+    with open(out / "report.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["run", *keys])
+        for r in runs:
+            w.writerow([r["run"], *(r.get(k, "") for k in keys)])
+    files["report.csv"] = out / "report.csv"
+    return files

@@ -1,0 +1,108 @@
+"""`eval kld`: distribution metrics of a candidate GGUF against a reference on a plain text, chunked like
+llama-perplexity (chunks of --ctx tokens, first token replaced by BOS, the second half of each chunk
+scored). The reference is another model run here (--ref, stored as sparse top-k), a vLLM/SGLang server
+(--ref-url) or a llama.cpp `.kld` base file (--ref-kld: its tokens and full rows are used as they are).
+The reference pass finishes (and its model is closed) before the candidate is loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..metrics.kld import PositionStats, compare_full, compare_sparse, summarize
+from ..metrics.kld_file import KldFile, scored_first
+from ..run import RunDir, RunError, file_digest
+from .common import RefStore, model_fingerprint, model_info, open_candidate, open_reference, save_npz, tokens_digest
+
+__all__ = ["run_kld"]
+
+
+def _chunks(tokens: list[int], ctx: int, bos: int | None, limit: int | None) -> list[list[int]]:
+    n = len(tokens) // ctx
+    if limit:
+        n = min(n, limit)
+    if n == 0:
+        raise RunError(f"the text has {len(tokens)} tokens, fewer than one --ctx {ctx} chunk; lower --ctx")
+    out = [tokens[i * ctx : (i + 1) * ctx] for i in range(n)]
+    if bos is not None:
+        out = [[bos, *c[1:]] for c in out]
+    return out
+
+
+def run_kld(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
+    out = Path(ns.out)
+    cand_fp = model_fingerprint(ns.backend, ns.model, ns.url, ns.full_hash)
+    kld_file = KldFile(ns.ref_kld) if ns.ref_kld else None
+    cand = None
+    if kld_file is not None:
+        cand = open_candidate(ns)
+        cand.require(logits=True)
+        if cand.n_vocab != kld_file.n_vocab:
+            raise RunError(f"{ns.ref_kld}: vocabulary {kld_file.n_vocab}, the model's is {cand.n_vocab}")
+        bos = cand.bos_id  # llama-perplexity puts BOS in place of each chunk's first token, as we do
+        chunk_tokens = [[bos if bos is not None and j == 0 else int(x) for j, x in enumerate(t)]
+                        for t in kld_file.tokens[: ns.chunks or kld_file.n_chunk]]
+        ctx = kld_file.n_ctx
+        ref_fp: dict[str, Any] = {"kld_file": file_digest(ns.ref_kld, full=ns.full_hash)}
+    else:
+        if not (ns.ref or ns.ref_url):
+            raise RunError("eval kld needs a reference: --ref B.gguf, --ref-url URL or --ref-kld FILE.kld")
+        text = Path(ns.data).read_text(encoding="utf-8")
+        cand = open_candidate(ns)
+        cand.require(tokenize=True, logits=True)
+        chunk_tokens = _chunks(cand.tokenize(text), ns.ctx, cand.bos_id, ns.chunks)
+        ctx = ns.ctx
+        ref_fp = model_fingerprint(ns.ref_backend or ns.backend, ns.ref or ns.ref_model, ns.ref_url, ns.full_hash)
+    first = scored_first(ctx)
+    tok_hash = tokens_digest([t for c in chunk_tokens for t in c])
+    settings = {"ctx": ctx, "n_chunks": len(chunk_tokens), "top_k": ns.top_k, "tokens_sha256": tok_hash,
+                "data": file_digest(ns.data) if ns.data and not kld_file else None,
+                "model": cand_fp, "reference": ref_fp}
+    run = RunDir(out, "kld", settings, info=model_info(ns.model, ns.variant, ns.bpw), overwrite=ns.overwrite)
+    done = run.done()
+    todo = [c for c in range(len(chunk_tokens)) if f"chunk:{c}" not in done]
+
+    store = None
+    if kld_file is None:
+        store = RefStore(Path(ns.ref_cache) if ns.ref_cache else out / "ref",
+                         {"reference": ref_fp, "ctx": ctx, "top_k": ns.top_k, "tokens_sha256": tok_hash},
+                         lambda: open_reference(ns))
+        missing = [c for c in todo if not store.has(f"chunk:{c}")]
+        if missing and cand is not None:  # never hold two models at once
+            cand.close()
+            cand = None
+        for c in progress(missing, desc="reference"):
+            store.get(f"chunk:{c}", chunk_tokens[c], first, ns.top_k)
+        store.close()
+
+    pos_dir = out / "positions"
+    pos_dir.mkdir(exist_ok=True)
+    try:
+        for c in progress(todo, desc="candidate"):
+            if cand is None:
+                cand = open_candidate(ns)
+                cand.require(logits=True)
+            logits = cand.logits(chunk_tokens[c], first)
+            if kld_file is not None:
+                st = compare_full(kld_file.rows(c), logits, np.asarray(chunk_tokens[c][first + 1 :]))
+            else:
+                assert store is not None
+                st = compare_sparse(store.get(f"chunk:{c}", chunk_tokens[c], first, ns.top_k), logits)
+            save_npz(pos_dir / f"chunk_{c:05d}.npz", kld=st.kld, nll=st.nll, nll_base=st.nll_base,
+                     same_top=st.same_top)
+            run.append({"uid": f"chunk:{c}", "chunk": c, "n": len(st.kld), "kld_mean": float(st.kld.mean()),
+                        "nll_mean": float(st.nll.mean()), "nll_base_mean": float(st.nll_base.mean())})
+    finally:
+        if cand is not None:
+            cand.close()
+
+    stats = PositionStats.concat([PositionStats.load(pos_dir / f"chunk_{c:05d}.npz")
+                                  for c in range(len(chunk_tokens))])
+    results: dict[str, Any] = {"task": "kld", **model_info(ns.model, ns.variant, ns.bpw), **summarize(stats),
+                               "nll_mean": float(stats.nll.mean()), "nll_base_mean": float(stats.nll_base.mean())}
+    run.finish(results)
+    return results
