@@ -6,7 +6,16 @@ __version__ = "0.1.0"
 
 from .config import PRESETS, ConfigError, ModelArgs, load_config, preset  # noqa: E402
 
-__all__ = ["__version__", "ModelArgs", "ConfigError", "PRESETS", "preset", "load_config", "build_info"]
+__all__ = ["__version__", "ModelArgs", "ConfigError", "PRESETS", "preset", "load_config", "build_info", "open_gguf"]
+
+
+def __getattr__(name: str):
+    # Lazy: keeps ``import dsv4_gguf`` free of numpy and the native extension.
+    if name == "open_gguf":
+        from .quantize.gguf_model import open_gguf
+
+        return open_gguf
+    raise AttributeError(f"module 'dsv4_gguf' has no attribute {name!r}")
 
 
 def build_info() -> dict:

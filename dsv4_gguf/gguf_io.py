@@ -1,0 +1,368 @@
+"""GGUF v3 I/O: a planned streaming writer, split-file naming, and an mmap reader (one model over shards).
+
+The writer serializes the header (KVs + tensor infos) from a plan, so every tensor's offset is known
+before any data exists; tensors are then streamed in plan order with ggml's padding (what llama.cpp's
+loader requires).  Reading uses the `gguf` package's ``GGUFReader`` (numpy memmap, zero-copy views),
+adding split-awareness.  It does not quantize and knows nothing about DeepSeek names.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import re
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
+
+from .constants import GGUF_DEFAULT_ALIGNMENT, KEY_SPLIT_COUNT, KEY_SPLIT_NO, KEY_SPLIT_TENSORS_COUNT
+
+__all__ = ["GGUFError", "KV", "TensorEntry", "encode_header", "tensor_nbytes", "split_groups", "split_paths",
+           "GGUFFile", "GGUFShards", "write_plain"]
+
+GGUF_MAGIC = b"GGUF"
+GGUF_VERSION = 3
+
+
+class GGUFError(ValueError):
+    """A GGUF file is malformed, incomplete or not the model it should be."""
+
+
+@dataclass(frozen=True)
+class KV:
+    """One metadata pair.  ``vtype``: u8 i8 u16 i16 u32 i32 u64 i64 f32 f64 bool str, or ``T[]``."""
+
+    key: str
+    vtype: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """One tensor of a file: numpy-order logical ``shape`` (ggml ``ne`` reversed) and storage type."""
+
+    name: str
+    shape: tuple[int, ...]
+    qtype: GGMLQuantizationType
+
+    @property
+    def nbytes(self) -> int:
+        return tensor_nbytes(self.shape, self.qtype)
+
+
+_SCALAR = {"u8": (GGUFValueType.UINT8, "<B"), "i8": (GGUFValueType.INT8, "<b"), "u16": (GGUFValueType.UINT16, "<H"),
+           "i16": (GGUFValueType.INT16, "<h"), "u32": (GGUFValueType.UINT32, "<I"),
+           "i32": (GGUFValueType.INT32, "<i"), "u64": (GGUFValueType.UINT64, "<Q"),
+           "i64": (GGUFValueType.INT64, "<q"), "f32": (GGUFValueType.FLOAT32, "<f"),
+           "f64": (GGUFValueType.FLOAT64, "<d"), "bool": (GGUFValueType.BOOL, "<?")}
+
+
+def tensor_nbytes(shape: Sequence[int], qtype: GGMLQuantizationType) -> int:
+    block, size = GGML_QUANT_SIZES[GGMLQuantizationType(qtype)]
+    n = 1
+    for d in shape:
+        n *= int(d)
+    if shape and shape[-1] % block:
+        raise GGUFError(f"row length {shape[-1]} is not a multiple of the {GGMLQuantizationType(qtype).name} "
+                        f"block size {block}")
+    return n // block * size
+
+
+def _str(s: str) -> bytes:
+    b = s.encode("utf-8")
+    return struct.pack("<Q", len(b)) + b
+
+
+def _encode_kv(kv: KV) -> bytes:
+    out = [_str(kv.key)]
+    if kv.vtype == "str":
+        out += [struct.pack("<i", GGUFValueType.STRING), _str(str(kv.value))]
+    elif kv.vtype.endswith("[]"):
+        et = kv.vtype[:-2]
+        vals = kv.value if isinstance(kv.value, np.ndarray) else list(kv.value)
+        out.append(struct.pack("<i", GGUFValueType.ARRAY))
+        if et == "str":
+            out.append(struct.pack("<iQ", GGUFValueType.STRING, len(vals)))
+            out.append(b"".join(_str(v) for v in vals))
+        else:
+            gt, fmt = _SCALAR[et]
+            out.append(struct.pack("<iQ", gt, len(vals)))
+            out.append(np.asarray(vals, dtype=np.dtype(fmt)).tobytes())
+    else:
+        gt, fmt = _SCALAR[kv.vtype]
+        out += [struct.pack("<i", gt), struct.pack(fmt, kv.value)]
+    return b"".join(out)
+
+
+def _pad(n: int, align: int) -> int:
+    return -n % align
+
+
+def encode_header(kvs: Sequence[KV], tensors: Sequence[TensorEntry],
+                  alignment: int = GGUF_DEFAULT_ALIGNMENT) -> tuple[bytes, list[int]]:
+    """Header bytes (padded to ``alignment``) and the absolute file offset of every tensor's data."""
+    keys = [kv.key for kv in kvs]
+    if len(set(keys)) != len(keys):
+        raise GGUFError(f"duplicate metadata keys: {sorted({k for k in keys if keys.count(k) > 1})}")
+    names = [t.name for t in tensors]
+    if len(set(names)) != len(names):
+        raise GGUFError("duplicate tensor names in the plan")
+    parts = [GGUF_MAGIC, struct.pack("<IQQ", GGUF_VERSION, len(tensors), len(kvs))]
+    parts += [_encode_kv(kv) for kv in kvs]
+    rel, off = [], 0
+    for t in tensors:
+        if len(t.name.encode()) > 63:
+            raise GGUFError(f"tensor name '{t.name}' is longer than ggml's 63-byte limit")
+        ne = list(reversed(t.shape)) or [1]
+        parts.append(_str(t.name) + struct.pack("<I", len(ne)) + struct.pack(f"<{len(ne)}q", *ne)
+                     + struct.pack("<iQ", int(t.qtype), off))
+        rel.append(off)
+        off += t.nbytes + _pad(t.nbytes, alignment)
+    head = b"".join(parts)
+    head += b"\0" * _pad(len(head), alignment)
+    return head, [len(head) + r for r in rel]
+
+
+def split_groups(tensors: Sequence[TensorEntry], max_bytes: int = 0, max_tensors: int = 0) -> list[list[int]]:
+    """Consecutive tensor index groups, gguf-split style: a new shard starts when adding a tensor would
+    pass ``max_bytes`` (or ``max_tensors``).  0 = no limit; one group means no split."""
+    groups: list[list[int]] = [[]]
+    size = 0
+    for i, t in enumerate(tensors):
+        g = groups[-1]
+        if g and ((max_bytes and size + t.nbytes > max_bytes) or (max_tensors and len(g) >= max_tensors)):
+            groups.append([])
+            size = 0
+        groups[-1].append(i)
+        size += t.nbytes
+    return groups
+
+
+def split_paths(path: str | os.PathLike[str], count: int) -> list[Path]:
+    """llama.cpp's names: ``OUT.gguf`` -> ``OUT-00001-of-0000N.gguf`` (unchanged when ``count == 1``)."""
+    p = Path(path)
+    if count == 1:
+        return [p]
+    prefix = str(p.with_suffix("")) if p.suffix == ".gguf" else str(p)
+    return [Path(f"{prefix}-{i + 1:05d}-of-{count:05d}.gguf") for i in range(count)]
+
+
+def split_kvs(no: int, count: int, n_tensors_total: int) -> list[KV]:
+    return [KV(KEY_SPLIT_NO, "u16", no), KV(KEY_SPLIT_COUNT, "u16", count),
+            KV(KEY_SPLIT_TENSORS_COUNT, "i32", n_tensors_total)]
+
+
+def write_plain(path: str | os.PathLike[str], kvs: Sequence[KV], tensors: Sequence[tuple[TensorEntry, np.ndarray]],
+                alignment: int = GGUF_DEFAULT_ALIGNMENT) -> None:
+    """Small in-memory writer (tests, imatrix files): tensors given as arrays of their exact bytes."""
+    head, offs = encode_header(kvs, [t for t, _ in tensors], alignment)
+    with open(path, "wb") as f:
+        f.write(head)
+        for (t, arr), off in zip(tensors, offs, strict=True):
+            b = np.ascontiguousarray(arr).tobytes()
+            if len(b) != t.nbytes or f.tell() != off:
+                raise GGUFError(f"{t.name}: {len(b)} bytes given, {t.nbytes} planned")
+            f.write(b + b"\0" * _pad(len(b), alignment))
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    name: str
+    qtype: GGMLQuantizationType
+    shape: tuple[int, ...]  # numpy order (ggml ne reversed)
+    nbytes: int
+    file: Path
+    offset: int  # absolute
+
+
+_NP_SCALAR = {GGUFValueType.UINT8: "<u1", GGUFValueType.INT8: "<i1", GGUFValueType.UINT16: "<u2",
+              GGUFValueType.INT16: "<i2", GGUFValueType.UINT32: "<u4", GGUFValueType.INT32: "<i4",
+              GGUFValueType.FLOAT32: "<f4", GGUFValueType.BOOL: "<u1", GGUFValueType.UINT64: "<u8",
+              GGUFValueType.INT64: "<i8", GGUFValueType.FLOAT64: "<f8"}
+_STRUCT = {GGUFValueType.UINT8: "<B", GGUFValueType.INT8: "<b", GGUFValueType.UINT16: "<H",
+           GGUFValueType.INT16: "<h", GGUFValueType.UINT32: "<I", GGUFValueType.INT32: "<i",
+           GGUFValueType.FLOAT32: "<f", GGUFValueType.BOOL: "<B", GGUFValueType.UINT64: "<Q",
+           GGUFValueType.INT64: "<q", GGUFValueType.FLOAT64: "<d"}
+_TYPED = {GGMLQuantizationType.F32: np.float32, GGMLQuantizationType.F16: np.float16,
+          GGMLQuantizationType.I8: np.int8, GGMLQuantizationType.I16: np.int16, GGMLQuantizationType.I32: np.int32,
+          GGMLQuantizationType.I64: np.int64, GGMLQuantizationType.F64: np.float64}
+
+
+class _Cursor:
+    def __init__(self, buf: Any, path: Path):
+        self.buf, self.pos, self.path = buf, 0, path
+
+    def take(self, fmt: str) -> tuple:
+        n = struct.calcsize(fmt)
+        if self.pos + n > len(self.buf):
+            raise GGUFError(f"{self.path}: truncated header (needs {self.pos + n} bytes, file has {len(self.buf)})")
+        v = struct.unpack_from(fmt, self.buf, self.pos)
+        self.pos += n
+        return v
+
+    def string(self) -> str:
+        (n,) = self.take("<Q")
+        if self.pos + n > len(self.buf):
+            raise GGUFError(f"{self.path}: truncated header (string of {n} bytes at {self.pos})")
+        b = bytes(self.buf[self.pos : self.pos + n])
+        self.pos += n
+        try:
+            return b.decode("utf-8")
+        except UnicodeDecodeError:
+            return b.decode("utf-8", "replace")
+
+    def value(self, vt: int, key: str) -> Any:
+        if vt == GGUFValueType.STRING:
+            return self.string()
+        if vt == GGUFValueType.ARRAY:
+            et, n = self.take("<iQ")
+            if et == GGUFValueType.STRING:
+                return [self.string() for _ in range(n)]
+            if et not in _NP_SCALAR:
+                raise GGUFError(f"{self.path}: key '{key}' has an array of invalid type {et}")
+            dt = np.dtype(_NP_SCALAR[GGUFValueType(et)])
+            if self.pos + n * dt.itemsize > len(self.buf):
+                raise GGUFError(f"{self.path}: truncated header (array '{key}')")
+            a = np.frombuffer(self.buf, dt, n, self.pos).copy()
+            self.pos += n * dt.itemsize
+            return a.astype(bool).tolist() if et == GGUFValueType.BOOL else a.tolist()
+        if vt not in _NP_SCALAR:
+            raise GGUFError(f"{self.path}: key '{key}' has invalid GGUF type {vt}")
+        (v,) = self.take(_STRUCT[GGUFValueType(vt)])
+        return bool(v) if vt == GGUFValueType.BOOL else v
+
+
+class GGUFFile:
+    """One GGUF file over a read-only memory map.  Its own header parser (the `gguf` package's
+    ``GGUFReader`` takes ~8 s on a 129k-token vocabulary); checks offsets, sizes and types like ggml."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise GGUFError(f"{self.path}: file not found")
+        with open(self.path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size < 24:
+                raise GGUFError(f"{self.path}: {size} bytes is too short for a GGUF file")
+            self._mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        c = _Cursor(self._mm, self.path)
+        if bytes(self._mm[:4]) != GGUF_MAGIC:
+            raise GGUFError(f"{self.path}: not a GGUF file (magic {bytes(self._mm[:4])!r})")
+        version, n_tensors, n_kv = struct.unpack_from("<IQQ", self._mm, 4)
+        c.pos = 24
+        if version not in (2, 3):
+            raise GGUFError(f"{self.path}: GGUF version {version} is not supported (2 or 3)")
+        self.metadata: dict[str, Any] = {}
+        self.kv_types: dict[str, int] = {}
+        for _ in range(n_kv):
+            key = c.string()
+            (vt,) = c.take("<i")
+            if key in self.metadata:
+                raise GGUFError(f"{self.path}: duplicate key '{key}'")
+            self.metadata[key] = c.value(vt, key)
+            self.kv_types[key] = vt
+        align = int(self.metadata.get("general.alignment", GGUF_DEFAULT_ALIGNMENT))
+        infos = []
+        for _ in range(n_tensors):
+            name = c.string()
+            (nd,) = c.take("<I")
+            if nd > 4:
+                raise GGUFError(f"{self.path}: tensor '{name}' has {nd} dimensions (max 4)")
+            ne = c.take(f"<{nd}q")
+            qt, off = c.take("<iQ")
+            try:
+                qtype = GGMLQuantizationType(qt)
+            except ValueError:
+                raise GGUFError(f"{self.path}: tensor '{name}' has unknown ggml type {qt}") from None
+            infos.append((name, tuple(int(d) for d in reversed(ne)), qtype, off))
+        data0 = c.pos + (-c.pos % align)
+        self.tensors: dict[str, TensorRef] = {}
+        expect = 0
+        for name, shape, qtype, off in infos:
+            if name in self.tensors:
+                raise GGUFError(f"{self.path}: duplicate tensor '{name}'")
+            try:
+                nb = tensor_nbytes(shape, qtype)
+            except GGUFError as e:
+                raise GGUFError(f"{self.path}: tensor '{name}': {e}") from None
+            if off != expect:
+                raise GGUFError(f"{self.path}: tensor '{name}' has offset {off}, expected {expect} (ggml requires "
+                                f"tensor data in info order, padded to {align})")
+            if data0 + off + nb > size:
+                raise GGUFError(f"{self.path}: tensor '{name}' runs past the end of the file ({data0 + off + nb} > "
+                                f"{size} bytes); the file is truncated")
+            self.tensors[name] = TensorRef(name, qtype, shape, nb, self.path, data0 + off)
+            expect = off + nb + (-nb % align)
+
+    def ref(self, name: str) -> TensorRef:
+        return self.tensors[name]
+
+    def raw(self, name: str) -> np.ndarray:
+        """Zero-copy read-only view: typed for F32/F16/I*, uint8 ``[..., row_bytes]`` for BF16 and block types."""
+        t = self.tensors[name]
+        dt = _TYPED.get(t.qtype)
+        if dt is not None:
+            return np.frombuffer(self._mm, dt, t.nbytes // np.dtype(dt).itemsize, t.offset).reshape(t.shape)
+        a = np.frombuffer(self._mm, np.uint8, t.nbytes, t.offset)
+        if not t.shape:
+            return a
+        return a.reshape(*t.shape[:-1], -1)
+
+
+class GGUFShards:
+    """A model in one file or in gguf-split shards (``*-00001-of-0000N.gguf``), read as one."""
+
+    _SPLIT_RE = re.compile(r"^(?P<prefix>.*)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
+
+    def __init__(self, path: str | os.PathLike[str]):
+        first = GGUFFile(path)
+        count = int(first.metadata.get(KEY_SPLIT_COUNT, 1) or 1)
+        self.files = [first]
+        if count > 1:
+            m = self._SPLIT_RE.match(str(first.path))
+            if not m or int(m.group("no")) != 1:
+                raise GGUFError(f"{first.path}: is shard of a {count}-file split; open the first shard "
+                                f"('...-00001-of-{count:05d}.gguf')")
+            for p in split_paths(m.group("prefix") + ".gguf", count)[1:]:
+                if not p.is_file():
+                    raise GGUFError(f"{first.path}: split shard '{p.name}' is missing ({count} shards expected)")
+                self.files.append(GGUFFile(p))
+            for i, f in enumerate(self.files):
+                if int(f.metadata.get(KEY_SPLIT_NO, -1)) != i or int(f.metadata.get(KEY_SPLIT_COUNT, -1)) != count:
+                    raise GGUFError(f"{f.path}: split.no/split.count say it is not shard {i + 1} of {count}")
+        self.metadata = dict(first.metadata)
+        self._where: dict[str, GGUFFile] = {}
+        for f in self.files:
+            for n in f.tensors:
+                if n in self._where:
+                    raise GGUFError(f"{f.path}: tensor '{n}' also appears in {self._where[n].path}")
+                self._where[n] = f
+        want = self.metadata.get(KEY_SPLIT_TENSORS_COUNT)
+        if count > 1 and want is not None and int(want) != len(self._where):
+            raise GGUFError(f"{first.path}: split.tensors.count says {want} tensors, the shards hold "
+                            f"{len(self._where)}")
+
+    def names(self) -> list[str]:
+        return list(self._where)
+
+    def ref(self, name: str) -> TensorRef:
+        f = self._where.get(name)
+        if f is None:
+            raise GGUFError(f"{self.files[0].path}: no tensor named '{name}'")
+        return f.ref(name)
+
+    def raw(self, name: str) -> np.ndarray:
+        self.ref(name)
+        return self._where[name].raw(name)
+
+    def refs(self) -> Iterable[TensorRef]:
+        return (self.ref(n) for n in self._where)

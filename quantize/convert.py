@@ -1,0 +1,293 @@
+"""Single-pass checkpoint -> GGUF conversion: plan, stream, journal, resume, atomic rename.
+
+`make_plan` fixes every output file's header (KVs + tensor infos, hence every data offset) before any
+tensor is read.  `convert` then streams the tensors in plan order: a producer thread reads and
+quantizes (the kernels use all cores) while the main thread writes, so memory holds a few chunks.
+Each file is written as ``<final>.partial`` with a ``.journal`` of finished tensors and their BLAKE2b
+digests; ``resume=True`` re-hashes what the journal claims, keeps the verified prefix and continues,
+producing the same bytes as an uninterrupted run.  Final names appear only when every file is done.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import queue
+import re
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dsv4_gguf.checkpoint import Checkpoint
+from dsv4_gguf.config import ModelArgs
+from dsv4_gguf.constants import MTP_FILE_PREFIX
+from dsv4_gguf.gguf_io import KV, TensorEntry, encode_header, split_groups, split_kvs, split_paths
+
+from .imatrix import imatrix_for
+from .metadata import arch_kvs, general_kvs, tokenizer_kvs
+from .names import MAIN, MTP, gguf_tensors
+from .produce import RawReader, produce
+from .recipes import Planned, Recipe, plan_types
+
+__all__ = ["ConvertError", "OutFile", "Plan", "make_plan", "convert", "PARTIAL", "JOURNAL"]
+
+PARTIAL, JOURNAL = ".partial", ".partial.journal"
+SPACE_MARGIN = 64 << 20
+
+
+class ConvertError(RuntimeError):
+    """Conversion cannot start or failed; the message names the file/tensor and what to do."""
+
+
+@dataclass
+class OutFile:
+    path: Path
+    kvs: list[KV]
+    entries: list[Planned]
+    header: bytes = b""
+    offsets: list[int] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        if not self.entries:
+            return len(self.header)
+        last = self.entries[-1]
+        return self.offsets[-1] + last.nbytes + (-last.nbytes % 32)
+
+    def finalize(self) -> None:
+        ents = [TensorEntry(p.tensor.name, p.tensor.shape, p.qtype) for p in self.entries]
+        self.header, self.offsets = encode_header(self.kvs, ents)
+
+
+@dataclass
+class Plan:
+    args: ModelArgs
+    recipe: Recipe
+    files: list[OutFile]
+
+    @property
+    def entries(self) -> list[Planned]:
+        return [p for f in self.files for p in f.entries]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+
+def make_plan(args: ModelArgs, recipe: Recipe, out: Path, *, ckpt_dir: Path | None, name: str = "DeepSeek-V4",
+              overrides: list | None = None, mtp: bool = True, split_max_size: int = 0, split_max_tensors: int = 0,
+              only: re.Pattern[str] | None = None) -> Plan:
+    from dsv4_gguf import chat
+
+    tensors = gguf_tensors(args, mtp=mtp)
+    planned = plan_types(recipe, tensors, args, overrides)
+    if only is not None:
+        planned = [p for p in planned if only.search(p.tensor.name)]
+    tok = tokenizer_kvs(ckpt_dir, args.vocab_size, chat_template=chat.jinja_template())
+    main = [p for p in planned if p.tensor.file == MAIN]
+    files: list[OutFile] = []
+    base = general_kvs(name, recipe.file_type, variant=recipe.name)
+    main_kv = base + arch_kvs(args, block_count=args.n_layers) + tok
+    groups = split_groups([TensorEntry(p.tensor.name, p.tensor.shape, p.qtype) for p in main],
+                          split_max_size, split_max_tensors)
+    paths = split_paths(out, len(groups))
+    for i, (g, p) in enumerate(zip(groups, paths, strict=True)):
+        kv = (main_kv if i == 0 else []) + (split_kvs(i, len(groups), len(main)) if len(groups) > 1 else [])
+        files.append(OutFile(p, kv, [main[j] for j in g]))
+    side = [p for p in planned if p.tensor.file == MTP]
+    if side:
+        kv = (general_kvs(f"{name} MTP", recipe.file_type, variant=recipe.name)
+              + arch_kvs(args, block_count=args.n_blocks, nextn=args.n_mtp_layers) + tok)
+        files.append(OutFile(out.with_name(MTP_FILE_PREFIX + out.name), kv, side))
+    for f in files:
+        f.finalize()
+    return Plan(args, recipe, files)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _prefetch(it: Iterator, depth: int = 3) -> Iterator:
+    """Run ``it`` in a thread, ``depth`` items ahead (reading + quantizing overlaps the writes)."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            for x in it:
+                while not stop.is_set():
+                    try:
+                        q.put(x, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the consumer
+            q.put(e)
+
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    try:
+        while True:
+            x = q.get()
+            if x is done:
+                return
+            if isinstance(x, BaseException):
+                raise x
+            yield x
+    finally:
+        stop.set()
+        th.join()
+
+
+def _journal_entries(path: Path) -> list[tuple[int, int, str]]:
+    out = []
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return out
+    for ln in lines:
+        parts = ln.split()
+        if len(parts) != 4:
+            break
+        try:
+            out.append((int(parts[0]), int(parts[2]), parts[3]))
+        except ValueError:
+            break
+    return out
+
+
+def _verified_prefix(f: OutFile, tmp: Path, jpath: Path) -> int:
+    """How many leading tensors of ``tmp`` are intact (header equal to the plan, digests match the journal)."""
+    if not tmp.is_file():
+        return -1
+    with open(tmp, "rb") as fh:
+        if fh.read(len(f.header)) != f.header:
+            return -1  # another plan (variant, options, checkpoint config): start over
+        n = 0
+        for (i, nbytes, digest), p, off in zip(_journal_entries(jpath), f.entries, f.offsets, strict=False):
+            if i != n or nbytes != p.nbytes:
+                break
+            fh.seek(off)
+            h = hashlib.blake2b(digest_size=16)
+            left = nbytes
+            while left:
+                b = fh.read(min(left, 16 << 20))
+                if not b:
+                    break
+                h.update(b)
+                left -= len(b)
+            if left or h.hexdigest() != digest:
+                break
+            n += 1
+    return n
+
+
+@dataclass
+class Progress:
+    total: int
+    update: Callable[[int, str], None] | None = None
+
+
+def convert(plan: Plan, ck: Checkpoint, *, resume: bool = False, overwrite: bool = False,
+            imatrix: dict[str, np.ndarray] | None = None, progress: Callable[[int, int, str], None] | None = None,
+            on_tensor: Callable[[str], None] | None = None) -> list[Path]:
+    """Write every file of ``plan``; returns the final paths.  ``progress(bytes, tensors_done, name)``.
+    ``on_tensor(name)`` runs after each finished tensor (tests use it to simulate an interruption)."""
+    for f in plan.files:
+        if f.path.exists() and not overwrite:
+            raise ConvertError(f"{f.path}: already exists; choose another -o or pass --overwrite")
+        f.path.parent.mkdir(parents=True, exist_ok=True)
+    starts = []
+    for f in plan.files:
+        tmp, jp = Path(str(f.path) + PARTIAL), Path(str(f.path) + JOURNAL)
+        starts.append(_verified_prefix(f, tmp, jp) if resume else -1)
+    need = 0
+    for f, s in zip(plan.files, starts, strict=True):
+        need += f.size - (f.offsets[s] if 0 < s < len(f.entries) else (f.size if s == len(f.entries) else 0))
+    parent = plan.files[0].path.parent
+    free = shutil.disk_usage(parent).free
+    if free < need + SPACE_MARGIN:
+        raise ConvertError(f"{parent}: {free:,} bytes free but the conversion needs {need:,} more "
+                           f"(+{SPACE_MARGIN >> 20} MiB margin); free space or choose another -o")
+    rd = RawReader(ck)
+    try:
+        for f, s in zip(plan.files, starts, strict=True):
+            _write_file(f, s, rd, imatrix, progress, on_tensor)
+    finally:
+        rd.close()
+    for f in plan.files:  # every file complete: now the final names appear
+        os.replace(str(f.path) + PARTIAL, f.path)
+        Path(str(f.path) + JOURNAL).unlink(missing_ok=True)
+    return [f.path for f in plan.files]
+
+
+def _write_file(f: OutFile, start: int, rd: RawReader, imatrix, progress, on_tensor) -> None:
+    tmp, jp = Path(str(f.path) + PARTIAL), Path(str(f.path) + JOURNAL)
+    if start < 0:
+        with open(tmp, "wb") as fh:
+            fh.write(f.header)
+        jp.write_text("")
+        start = 0
+    else:
+        keep = f.offsets[start] if start < len(f.entries) else f.size
+        with open(tmp, "r+b") as fh:
+            fh.truncate(keep)
+        ents = _journal_entries(jp)[:start]
+        jp.write_text("".join(f"{i} {f.entries[i].tensor.name} {n} {d}\n" for i, n, d in ents))
+        if progress:
+            progress(keep, start, "resumed")
+    todo = list(range(start, len(f.entries)))
+
+    def chunks() -> Iterator[tuple[int, np.ndarray | None]]:
+        for i in todo:
+            p = f.entries[i]
+            t = p.tensor
+            im = imatrix_for(imatrix, t.name, t.shape[0] if t.assemble == "stack" else 1, t.shape[-1])
+            try:
+                for c in produce(p, rd, im):
+                    yield i, c
+            except (ValueError, OSError) as e:
+                raise ConvertError(f"tensor '{t.name}' (from '{t.sources[0]}'): {e}") from e
+            yield i, None
+
+    try:
+        with open(tmp, "r+b") as fh, open(jp, "a") as jf:
+            cur, h, written = -1, hashlib.blake2b(digest_size=16), 0
+            for i, c in _prefetch(chunks()):
+                p = f.entries[i]
+                if i != cur:
+                    cur, h, written = i, hashlib.blake2b(digest_size=16), 0
+                    fh.seek(f.offsets[i])
+                if c is None:
+                    if written != p.nbytes:
+                        raise ConvertError(f"internal: tensor '{p.tensor.name}' produced {written} bytes, "
+                                           f"planned {p.nbytes}")
+                    fh.write(b"\0" * (-written % 32))
+                    fh.flush()
+                    jf.write(f"{i} {p.tensor.name} {written} {h.hexdigest()}\n")
+                    jf.flush()
+                    if progress:
+                        progress(-written % 32, i + 1, p.tensor.name)
+                    if on_tensor:
+                        on_tensor(p.tensor.name)
+                    continue
+                b = memoryview(np.ascontiguousarray(c)).cast("B")
+                fh.write(b)
+                h.update(b)
+                written += len(b)
+                if progress:
+                    progress(len(b), i, p.tensor.name)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise ConvertError(f"{tmp}: disk full while writing; free space and rerun with --resume "
+                               f"(finished tensors are kept)") from None
+        raise ConvertError(f"{tmp}: write failed ({e}); rerun with --resume") from None
