@@ -250,6 +250,8 @@ void register_quant(py::module_& m) {
 
 }  // namespace
 
+void register_runtime(py::module_& m);  // runtime section at the end of this file
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "dsv4-gguf native core: number-format decoders (and later quant kernels and the runtime)";
   m.def("build_info", &build_info, "Compiled features of this build (SIMD, CUDA, compiler, version).");
@@ -338,4 +340,121 @@ PYBIND11_MODULE(_C, m) {
 #endif
 
   register_quant(m);  // quant kernels section above
+  register_runtime(m);  // runtime section below
+}
+
+// ================================================================================================
+// Runtime (csrc/runtime): DeepSeek-V4 GGUF model + sessions.  GGUF/format errors -> GgufError
+// (a ValueError); bad token ids -> IndexError; context overflow -> ValueError.  The GIL is released
+// around loading and every forward pass.
+// ================================================================================================
+#include <cstring>
+
+#include "runtime/session.h"
+
+namespace {
+
+dsv4::KvDtype parse_kv(const std::string& s) {
+  if (s == "f32") return dsv4::KvDtype::F32;
+  if (s == "bf16") return dsv4::KvDtype::BF16;
+  throw py::value_error("kv_dtype must be 'f32' or 'bf16', got '" + s + "'");
+}
+
+py::dict runtime_config(const dsv4::Runtime& rt) {
+  const dsv4::ModelConfig& c = rt.model().cfg();
+  py::dict d;
+  d["arch"] = rt.model().arch;
+  d["vocab_size"] = c.vocab;
+  d["dim"] = c.dim;
+  d["n_layers"] = c.n_layers;
+  d["n_mtp_layers"] = c.n_mtp;
+  d["n_heads"] = c.n_heads;
+  d["head_dim"] = c.head_dim;
+  d["rope_head_dim"] = c.rope_dim;
+  d["q_lora_rank"] = c.q_lora_rank;
+  d["o_groups"] = c.o_groups;
+  d["o_lora_rank"] = c.o_lora_rank;
+  d["window_size"] = c.window;
+  d["n_routed_experts"] = c.n_experts;
+  d["n_activated_experts"] = c.n_used;
+  d["moe_inter_dim"] = c.moe_inter;
+  d["n_hash_layers"] = c.n_hash;
+  d["index_n_heads"] = c.idx_heads;
+  d["index_head_dim"] = c.idx_dim;
+  d["index_topk"] = c.idx_topk;
+  d["compress_ratios"] = c.ratios;
+  d["context_length"] = c.ctx_train;
+  d["threads"] = rt.options().threads;
+  d["exact"] = rt.options().exact;
+  d["qat"] = rt.options().qat;
+  py::dict types;
+  for (const auto& [name, t] : rt.model().file().tensors()) types[py::str(name)] = dsv4::ggml_type_name(t.type);
+  d["tensor_types"] = types;
+  return d;
+}
+
+}  // namespace
+
+void register_runtime(py::module_& m) {
+  py::register_exception<dsv4::GgufError>(m, "GgufError", PyExc_ValueError);
+  py::class_<dsv4::Runtime>(m, "Runtime")
+      .def(py::init([](const std::string& path, int threads, bool exact, bool qat) {
+             dsv4::RuntimeOptions o;
+             o.threads = threads;
+             o.exact = exact;
+             o.qat = qat;
+             py::gil_scoped_release nogil;
+             return std::make_unique<dsv4::Runtime>(path, o);
+           }),
+           py::arg("path"), py::arg("threads") = 0, py::arg("exact") = false, py::arg("qat") = true,
+           "Memory-map and validate a deepseek4 GGUF (first shard of a split set).")
+      .def("config", &runtime_config, "Hyper-parameters, options and tensor types.");
+  py::class_<dsv4::Session>(m, "Session")
+      .def(py::init([](const dsv4::Runtime& rt, int64_t ctx, const std::string& kv) {
+             return std::make_unique<dsv4::Session>(rt, ctx, parse_kv(kv));
+           }),
+           py::arg("runtime"), py::arg("ctx"), py::arg("kv_dtype") = "f32", py::keep_alive<1, 2>())
+      .def(
+          "forward",
+          [](dsv4::Session& s, const py::array& tokens, bool all_logits) {
+            if (!tokens.dtype().is(py::dtype::of<int32_t>()))
+              throw py::type_error("tokens: expected an int32 array, got dtype " + std::string(py::str(tokens.dtype())));
+            if (tokens.ndim() != 1 || !(tokens.flags() & py::array::c_style))
+              throw py::value_error("tokens: expected a C-contiguous 1-D array");
+            const int64_t T = tokens.shape(0);
+            const int32_t* tp = static_cast<const int32_t*>(tokens.data());
+            std::vector<float> out;
+            {
+              py::gil_scoped_release nogil;
+              try {
+                out = s.forward(tp, T, all_logits);
+              } catch (const std::length_error& e) {
+                throw std::invalid_argument(e.what());
+              }
+            }
+            const int64_t V = static_cast<int64_t>(out.size()) / (all_logits ? T : 1);
+            py::array_t<float> arr({static_cast<int64_t>(out.size()) / V, V});
+            std::memcpy(arr.mutable_data(), out.data(), out.size() * 4);
+            return arr;
+          },
+          py::arg("tokens"), py::arg("all_logits") = false,
+          "Consume int32 tokens; f32 logits [1, V] of the last token (all_logits: [T, V]).")
+      .def_property_readonly("pos", &dsv4::Session::pos)
+      .def_property_readonly("ctx", &dsv4::Session::ctx)
+      .def("reset", &dsv4::Session::reset)
+      .def("save", [](const dsv4::Session& s, const std::string& p) { py::gil_scoped_release nogil; s.save(p); }, py::arg("path"))
+      .def("load", [](dsv4::Session& s, const std::string& p) { py::gil_scoped_release nogil; s.load(p); }, py::arg("path"))
+      .def("kv_bytes_per_token", &dsv4::Session::kv_bytes_per_token)
+      .def("kv_bytes_total", &dsv4::Session::kv_bytes_total)
+      .def("set_taps", &dsv4::Session::set_taps, py::arg("patterns"))
+      .def("take_taps", [](dsv4::Session& s) {
+        py::dict d;
+        for (auto& [name, v] : s.take_taps()) {
+          const int64_t w = std::max<int64_t>(1, v.second);
+          py::array_t<float> a({static_cast<int64_t>(v.first.size()) / w, w});
+          std::memcpy(a.mutable_data(), v.first.data(), v.first.size() * 4);
+          d[py::str(name)] = a;
+        }
+        return d;
+      });
 }

@@ -1,0 +1,78 @@
+// Weight x activation products over any supported GGUF type (spec §9.1 numerics: fp32 accumulation).
+// Two paths: exact (dequantize the weight row, f32 dot: the reference's math) and quantized (ggml-style
+// integer dot against activations quantized once per token).  Every (row, token) product is computed
+// the same way whatever the number of tokens, so prefill, chunked prefill and decode agree bit for bit.
+#include <cstring>
+#include <stdexcept>
+
+#include "quant/quant.h"
+#include "runtime/ops_cpu/ops.h"
+
+namespace dsv4 {
+
+#if defined(DSV4_X86)
+float dot_f32_avx2(const float* a, const float* b, int64_t n);
+#endif
+
+float dot_f32_ref(const float* a, const float* b, int64_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
+  float s = 0.f;
+  for (; i < n; ++i) s += a[i] * b[i];
+  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + s;
+}
+
+float dot_f32(const float* a, const float* b, int64_t n) {
+#if defined(DSV4_X86)
+  static const bool simd = resolve_impl(Impl::Auto) == Impl::Simd;
+  if (simd) return dot_f32_avx2(a, b, n);
+#endif
+  return dot_f32_ref(a, b, n);
+}
+
+void dequant_row(const WeightView& w, int64_t r, float* out) {
+  if (w.type == QType::F32) {
+    std::memcpy(out, w.row(r), static_cast<size_t>(w.cols) * 4);
+    return;
+  }
+  quant_kernels(w.type, Impl::Auto).dequantize(w.row(r), out, w.cols);
+}
+
+void linear(const WeightView& w, const float* x, int64_t T, float* y, int64_t ys, const OpCtx& ctx) {
+  if (T <= 0) return;
+  const QTypeInfo& info = require_qtype(static_cast<int32_t>(w.type));
+  const QuantKernels k = quant_kernels(w.type, ctx.impl);
+  const int64_t cols = w.cols;
+  const int64_t min_chunk = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, cols * T));
+  if (!ctx.exact && info.vec_dot_type != QType::F32) {
+    const QType at = info.vec_dot_type;
+    const size_t ars = quant_row_size(at, cols);
+    std::vector<uint8_t> act(static_cast<size_t>(T) * ars);
+    const QuantizeRowFn qa = quant_kernels(at, ctx.impl).quantize;
+    for (int64_t t = 0; t < T; ++t) qa(x + t * cols, act.data() + t * ars, cols, nullptr);
+    ctx.pool->parallel_for(w.rows, min_chunk, [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) {
+        const uint8_t* wr = w.row(r);
+        for (int64_t t = 0; t < T; ++t) y[t * ys + r] = k.dot(cols, wr, act.data() + t * ars);
+      }
+    });
+    return;
+  }
+  ctx.pool->parallel_for(w.rows, min_chunk, [&](int64_t b, int64_t e) {
+    std::vector<float> buf(w.type == QType::F32 ? 0 : static_cast<size_t>(cols));
+    for (int64_t r = b; r < e; ++r) {
+      const float* wr;
+      if (w.type == QType::F32) {
+        wr = reinterpret_cast<const float*>(w.row(r));
+      } else {
+        k.dequantize(w.row(r), buf.data(), cols);
+        wr = buf.data();
+      }
+      for (int64_t t = 0; t < T; ++t) y[t * ys + r] = dot_f32(wr, x + t * cols, cols);
+    }
+  });
+}
+
+}  // namespace dsv4

@@ -1,0 +1,574 @@
+// The DeepSeek-V4 forward pass (spec §3-§6) over a chunk of tokens, layer by layer: projections for
+// all tokens of the chunk at once (weights read once per chunk), the compressor/indexer state
+// machines token by token, attention per token in parallel, MoE grouped by expert (only the routed
+// experts' rows are touched).  Also the session file format and the KV byte accounting.
+#include "runtime/session.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <numeric>
+#include <stdexcept>
+
+#include "quant/blocks.h"
+#include "quant/quant.h"
+
+namespace dsv4 {
+
+// ------------------------------------------------------------------------------------------------
+Runtime::Runtime(const std::string& path, const RuntimeOptions& opts) : model_(path), opts_(opts) {
+  int n = opts.threads > 0 ? opts.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  opts_.threads = n;
+  pool_ = std::make_unique<ThreadPool>(n);
+  freqs_win_ = rope_freqs(model_.cfg(), 0);
+  freqs_comp_ = rope_freqs(model_.cfg(), 4);
+}
+
+OpCtx Runtime::ctx() const {
+  OpCtx c;
+  c.pool = pool_.get();
+  c.exact = opts_.exact;
+  return c;
+}
+
+// ------------------------------------------------------------------------------------------------
+// bf16 conversions (round to nearest even) come from quant/blocks.h.
+
+void KvRows::init(int64_t rows, int64_t dim, KvDtype dt) {
+  dt_ = dt;
+  rows_ = rows;
+  dim_ = dim;
+  f32_.clear();
+  bf16_.clear();
+  if (dt == KvDtype::F32) f32_.assign(static_cast<size_t>(rows * dim), 0.f);
+  else bf16_.assign(static_cast<size_t>(rows * dim), 0);
+}
+
+void KvRows::write(int64_t r, const float* x) {
+  if (r < 0 || r >= rows_) throw std::out_of_range("KV cache row " + std::to_string(r) + " outside capacity " + std::to_string(rows_));
+  if (dt_ == KvDtype::F32) std::memcpy(&f32_[static_cast<size_t>(r * dim_)], x, static_cast<size_t>(dim_) * 4);
+  else
+    for (int64_t i = 0; i < dim_; ++i) bf16_[static_cast<size_t>(r * dim_ + i)] = f32_to_bf16(x[i]);
+}
+
+void KvRows::read(int64_t r, float* out) const {
+  if (dt_ == KvDtype::F32) std::memcpy(out, &f32_[static_cast<size_t>(r * dim_)], static_cast<size_t>(dim_) * 4);
+  else
+    for (int64_t i = 0; i < dim_; ++i) out[i] = bf16_to_f32(bf16_[static_cast<size_t>(r * dim_ + i)]);
+}
+
+std::vector<uint8_t> KvRows::raw(int64_t n) const {
+  std::vector<uint8_t> out(static_cast<size_t>(n) * row_bytes());
+  const void* src = dt_ == KvDtype::F32 ? static_cast<const void*>(f32_.data()) : static_cast<const void*>(bf16_.data());
+  if (!out.empty()) std::memcpy(out.data(), src, out.size());
+  return out;
+}
+
+void KvRows::set_raw(const uint8_t* p, int64_t n) {
+  if (n > rows_) throw std::runtime_error("session state holds more KV rows than this session's context allows");
+  void* dst = dt_ == KvDtype::F32 ? static_cast<void*>(f32_.data()) : static_cast<void*>(bf16_.data());
+  if (n > 0) std::memcpy(dst, p, static_cast<size_t>(n) * row_bytes());
+}
+
+// ------------------------------------------------------------------------------------------------
+Session::Session(const Runtime& rt, int64_t ctx, KvDtype kv) : rt_(rt), ctx_(ctx), kv_(kv) {
+  if (ctx <= 0) throw std::invalid_argument("ctx must be positive, got " + std::to_string(ctx));
+  reset();
+}
+
+void Session::reset() {
+  const ModelConfig& c = rt_.model().cfg();
+  pos_ = 0;
+  layers_.clear();
+  layers_.resize(static_cast<size_t>(c.n_layers));
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    LayerState& s = layers_[static_cast<size_t>(l)];
+    const int ratio = rt_.model().block(static_cast<int>(l)).ratio;
+    s.window.init(c.window, c.head_dim, kv_);
+    if (ratio) {
+      s.comp_kv.init(ctx_ / ratio, c.head_dim, kv_);
+      s.comp.init(ratio, static_cast<int>(c.head_dim));
+    }
+    if (ratio == 4) {
+      s.idx_kv.init(ctx_ / 4, c.idx_dim, kv_);
+      s.idx_comp.init(4, static_cast<int>(c.idx_dim));
+    }
+  }
+}
+
+double Session::kv_bytes_per_token() const {
+  const ModelConfig& c = rt_.model().cfg();
+  const double B = kv_ == KvDtype::F32 ? 4.0 : 2.0;
+  double s = 0;
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const int r = rt_.model().block(static_cast<int>(l)).ratio;
+    if (r) s += static_cast<double>(c.head_dim) * B / r;
+    if (r == 4) s += static_cast<double>(c.idx_dim) * B / 4;
+  }
+  return s;
+}
+
+size_t Session::kv_bytes_total() const {
+  size_t s = 0;
+  for (const LayerState& l : layers_)
+    s += l.window.bytes() + l.comp_kv.bytes() + l.idx_kv.bytes() + (l.comp.kv.size() + l.comp.score.size()) * 4 +
+         (l.idx_comp.kv.size() + l.idx_comp.score.size()) * 4;
+  return s;
+}
+
+// ------------------------------------------------------------------------------------------------
+namespace {
+bool glob(const char* p, const char* s) {
+  if (!*p) return !*s;
+  if (*p == '*') return glob(p + 1, s) || (*s && glob(p, s + 1));
+  if (*s && (*p == '?' || *p == *s)) return glob(p + 1, s + 1);
+  return false;
+}
+}  // namespace
+
+void Session::set_taps(const std::vector<std::string>& patterns) {
+  tap_patterns_ = patterns;
+  taps_.clear();
+}
+
+bool Session::want(const std::string& name) const {
+  for (const auto& p : tap_patterns_)
+    if (glob(p.c_str(), name.c_str())) return true;
+  return false;
+}
+
+void Session::tap(const std::string& name, const float* x, int64_t n, int64_t width) {
+  if (!want(name)) return;
+  auto& e = taps_[name];
+  e.second = width;
+  e.first.insert(e.first.end(), x, x + n);
+}
+
+std::map<std::string, std::pair<std::vector<float>, int64_t>> Session::take_taps() {
+  auto out = std::move(taps_);
+  taps_.clear();
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------------
+std::vector<float> Session::forward(const int32_t* tokens, int64_t T, bool all_logits) {
+  const Model& M = rt_.model();
+  const ModelConfig& c = M.cfg();
+  if (T <= 0) throw std::invalid_argument("no tokens given");
+  for (int64_t t = 0; t < T; ++t)
+    if (tokens[t] < 0 || tokens[t] >= c.vocab)
+      throw std::out_of_range("token id " + std::to_string(tokens[t]) + " at index " + std::to_string(t) +
+                              " is outside the vocabulary [0, " + std::to_string(c.vocab) + ")");
+  if (pos_ + T > ctx_)
+    throw std::length_error("context overflow: the session holds " + std::to_string(pos_) + " tokens and " +
+                            std::to_string(T) + " more exceed its context of " + std::to_string(ctx_) +
+                            "; create the session with a larger ctx");
+  const bool taps = !tap_patterns_.empty();
+  const int64_t D = c.dim, hc = c.hc, hcD = hc * D;
+  const int64_t p0 = pos_;
+  std::vector<float> X(static_cast<size_t>(T * hcD));
+  {
+    std::vector<float> e(static_cast<size_t>(D));
+    for (int64_t t = 0; t < T; ++t) {
+      dequant_row(M.embed, tokens[t], e.data());
+      for (int64_t j = 0; j < hc; ++j) std::memcpy(&X[static_cast<size_t>(t * hcD + j * D)], e.data(), static_cast<size_t>(D) * 4);
+      if (taps) tap("embed", e.data(), D, D);
+    }
+  }
+  for (int l = 0; l < static_cast<int>(c.n_layers); ++l) block_forward(l, X, tokens, T, p0);
+
+  // hc_head collapse, final norm, head (only the rows asked for)
+  const int64_t n_out = all_logits ? T : 1, t0 = T - n_out;
+  const OpCtx ctx = rt_.ctx();
+  std::vector<float> mixes(static_cast<size_t>(n_out * hc)), u(static_cast<size_t>(n_out * D));
+  hc_mixes(M.hc_head_fn, &X[static_cast<size_t>(t0 * hcD)], n_out, c.norm_eps, mixes.data(), ctx);
+  for (int64_t t = 0; t < n_out; ++t) {
+    float pre[4];
+    for (int j = 0; j < hc; ++j)
+      pre[j] = 1.0f / (1.0f + std::exp(-(mixes[static_cast<size_t>(t * hc + j)] * M.hc_head_scale[0] + M.hc_head_base[static_cast<size_t>(j)]))) + c.hc_eps;
+    float* ut = &u[static_cast<size_t>(t * D)];
+    hc_collapse(&X[static_cast<size_t>((t0 + t) * hcD)], pre, static_cast<int>(hc), D, ut);
+    if (taps) tap("hc_head_out", ut, D, D);
+    rms_norm(ut, M.out_norm.data(), ut, D, c.norm_eps);
+  }
+  std::vector<float> logits(static_cast<size_t>(n_out * c.vocab));
+  linear(M.head, u.data(), n_out, logits.data(), ctx);
+  if (taps) tap("logits", logits.data(), n_out * c.vocab, c.vocab);
+  pos_ = p0 + T;
+  return logits;
+}
+
+void Session::block_forward(int l, std::vector<float>& X, const int32_t* tokens, int64_t T, int64_t p0) {
+  const Model& M = rt_.model();
+  const ModelConfig& c = M.cfg();
+  const BlockWeights& b = M.block(l);
+  const OpCtx ctx = rt_.ctx();
+  const int64_t D = c.dim, hc = c.hc, hcD = hc * D, nmix = (2 + hc) * hc;
+  const bool taps = !tap_patterns_.empty();
+  const std::string pre = "layers." + std::to_string(l) + ".";
+  std::vector<float> mixes(static_cast<size_t>(T * nmix)), h(static_cast<size_t>(T * D)), f(static_cast<size_t>(T * D));
+  std::vector<float> post(static_cast<size_t>(T * hc)), comb(static_cast<size_t>(T * hc * hc));
+  for (int sub = 0; sub < 2; ++sub) {
+    const WeightView& fn = sub == 0 ? b.hc_attn_fn : b.hc_ffn_fn;
+    const float* scale = (sub == 0 ? b.hc_attn_scale : b.hc_ffn_scale).data();
+    const float* base = (sub == 0 ? b.hc_attn_base : b.hc_ffn_base).data();
+    const float* norm = (sub == 0 ? b.attn_norm : b.ffn_norm).data();
+    hc_mixes(fn, X.data(), T, c.norm_eps, mixes.data(), ctx);
+    for (int64_t t = 0; t < T; ++t) {
+      float pr[4];
+      hc_coeffs(&mixes[static_cast<size_t>(t * nmix)], scale, base, static_cast<int>(hc), static_cast<int>(c.sinkhorn_iters),
+                c.hc_eps, pr, &post[static_cast<size_t>(t * hc)], &comb[static_cast<size_t>(t * hc * hc)]);
+      float* ht = &h[static_cast<size_t>(t * D)];
+      hc_collapse(&X[static_cast<size_t>(t * hcD)], pr, static_cast<int>(hc), D, ht);
+      rms_norm(ht, norm, ht, D, c.norm_eps);
+      if (taps) {
+        tap(pre + (sub == 0 ? "hc_attn_pre" : "hc_ffn_pre"), pr, hc, hc);
+        tap(pre + (sub == 0 ? "hc_attn_comb" : "hc_ffn_comb"), &comb[static_cast<size_t>(t * hc * hc)], hc * hc, hc * hc);
+        tap(pre + (sub == 0 ? "attn_in" : "ffn_in"), ht, D, D);
+      }
+    }
+    if (sub == 0) {
+      attention(l, h.data(), T, p0, f.data());
+      if (taps) tap(pre + "attn_out", f.data(), T * D, D);
+    } else {
+      moe(l, h.data(), tokens, T, f.data());
+      if (taps) tap(pre + "moe_out", f.data(), T * D, D);
+    }
+    std::vector<float> out(static_cast<size_t>(hcD));
+    for (int64_t t = 0; t < T; ++t) {
+      float* xt = &X[static_cast<size_t>(t * hcD)];
+      hc_expand(&f[static_cast<size_t>(t * D)], xt, &post[static_cast<size_t>(t * hc)], &comb[static_cast<size_t>(t * hc * hc)],
+                static_cast<int>(hc), D, out.data());
+      std::memcpy(xt, out.data(), static_cast<size_t>(hcD) * 4);
+    }
+  }
+  if (taps) tap(pre + "block_out", X.data(), T * hcD, hcD);
+}
+
+void Session::attention(int l, const float* h, int64_t T, int64_t p0, float* out) {
+  const Model& M = rt_.model();
+  const ModelConfig& c = M.cfg();
+  const BlockWeights& b = M.block(l);
+  LayerState& S = layers_[static_cast<size_t>(l)];
+  const OpCtx ctx = rt_.ctx();
+  const bool qat = rt_.options().qat, taps = !tap_patterns_.empty();
+  const std::string pre = "layers." + std::to_string(l) + ".";
+  const int64_t D = c.dim, H = c.n_heads, hd = c.head_dim, rd = c.rope_dim, nd = hd - rd, Rq = c.q_lora_rank;
+  const int64_t win = c.window, ratio = b.ratio;
+  const float* freqs = rt_.freqs(static_cast<int>(ratio)).data();
+
+  std::vector<float> qr(static_cast<size_t>(T * Rq)), q(static_cast<size_t>(T * H * hd)), kv(static_cast<size_t>(T * hd));
+  linear(b.wq_a, h, T, qr.data(), ctx);
+  for (int64_t t = 0; t < T; ++t) rms_norm(&qr[static_cast<size_t>(t * Rq)], b.q_norm.data(), &qr[static_cast<size_t>(t * Rq)], Rq, c.norm_eps);
+  linear(b.wq_b, qr.data(), T, q.data(), ctx);
+  linear(b.wkv, h, T, kv.data(), ctx);
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t p = p0 + t;
+    for (int64_t hh = 0; hh < H; ++hh) {
+      float* qh = &q[static_cast<size_t>((t * H + hh) * hd)];
+      rms_norm(qh, nullptr, qh, hd, c.norm_eps);
+      rope_tail(qh, hd, rd, p, freqs, false);
+    }
+    float* k = &kv[static_cast<size_t>(t * hd)];
+    rms_norm(k, b.kv_norm.data(), k, hd, c.norm_eps);
+    rope_tail(k, hd, rd, p, freqs, false);
+    if (qat) fp8_fake_quant(k, nd, 64);
+  }
+  if (taps) {
+    tap(pre + "q", q.data(), T * H * hd, H * hd);
+    tap(pre + "kv", kv.data(), T * hd, hd);
+  }
+
+  // ---- compressed entries (indexer first, as the reference) ----
+  std::vector<std::vector<int64_t>> sel(static_cast<size_t>(T));
+  auto run_compressor = [&](const CompressorWeights& cw, CompressorState& st, KvRows& rows, int64_t& n_rows, bool rotate,
+                            const char* tap_name) {
+    const int64_t d = cw.d, w = cw.coff * d, m = cw.ratio;
+    std::vector<float> a(static_cast<size_t>(T * w)), g(static_cast<size_t>(T * w)), e(static_cast<size_t>(d));
+    linear(cw.wkv, h, T, a.data(), ctx);
+    linear(cw.wgate, h, T, g.data(), ctx);
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t p = p0 + t;
+      const float* ape = &cw.ape[static_cast<size_t>((p % m) * w)];
+      float* gt = &g[static_cast<size_t>(t * w)];
+      for (int64_t i = 0; i < w; ++i) gt[i] += ape[i];
+      if (!compressor_step(st, &a[static_cast<size_t>(t * w)], gt, p, e.data())) continue;
+      rms_norm(e.data(), cw.norm.data(), e.data(), d, c.norm_eps);
+      rope_tail(e.data(), d, rd, p + 1 - m, freqs, false);
+      if (rotate) {
+        hadamard(e.data(), d);
+        if (qat) fp4_fake_quant(e.data(), d, 32);
+      } else if (qat) {
+        fp8_fake_quant(e.data(), d - rd, 64);
+      }
+      rows.write(n_rows++, e.data());
+      if (taps) tap(pre + tap_name, e.data(), d, d);
+    }
+  };
+  if (ratio == 4) {
+    const int64_t nI = c.idx_heads, dI = c.idx_dim;
+    std::vector<float> iq(static_cast<size_t>(T * nI * dI)), iw(static_cast<size_t>(T * nI));
+    linear(b.idx_wq_b, qr.data(), T, iq.data(), ctx);
+    linear(b.idx_proj, h, T, iw.data(), ctx);
+    const float wscale = static_cast<float>(std::pow(static_cast<double>(dI), -0.5) * std::pow(static_cast<double>(nI), -0.5));
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t hh = 0; hh < nI; ++hh) {
+        float* x = &iq[static_cast<size_t>((t * nI + hh) * dI)];
+        rope_tail(x, dI, rd, p0 + t, freqs, false);
+        hadamard(x, dI);
+        if (qat) fp4_fake_quant(x, dI, 32);
+      }
+      for (int64_t hh = 0; hh < nI; ++hh) iw[static_cast<size_t>(t * nI + hh)] *= wscale;
+    }
+    run_compressor(b.idx_comp, S.idx_comp, S.idx_kv, S.n_idx, true, "idx_kv");
+    const int64_t K = c.idx_topk;
+    std::vector<float> margins(static_cast<size_t>(T), INFINITY);
+    rt_.pool().parallel_for(T, 1, [&](int64_t t0, int64_t t1) {
+      std::vector<float> kbuf(static_cast<size_t>(dI));
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t n_vis = (p0 + t + 1) / 4;
+        std::vector<float> score(static_cast<size_t>(n_vis));
+        for (int64_t j = 0; j < n_vis; ++j) {
+          S.idx_kv.read(j, kbuf.data());
+          float s = 0.f;
+          for (int64_t hh = 0; hh < nI; ++hh) {
+            float dq = dot_f32(&iq[static_cast<size_t>((t * nI + hh) * dI)], kbuf.data(), dI);
+            s += std::max(dq, 0.f) * iw[static_cast<size_t>(t * nI + hh)];
+          }
+          score[static_cast<size_t>(j)] = s;
+        }
+        std::vector<int64_t> order(static_cast<size_t>(n_vis));
+        std::iota(order.begin(), order.end(), 0);
+        std::stable_sort(order.begin(), order.end(),
+                         [&](int64_t x, int64_t y) { return score[static_cast<size_t>(x)] > score[static_cast<size_t>(y)]; });
+        const int64_t k = std::min(K, n_vis);
+        if (n_vis > K) margins[static_cast<size_t>(t)] = score[static_cast<size_t>(order[static_cast<size_t>(K - 1)])] - score[static_cast<size_t>(order[static_cast<size_t>(K)])];
+        sel[static_cast<size_t>(t)].assign(order.begin(), order.begin() + k);
+        std::sort(sel[static_cast<size_t>(t)].begin(), sel[static_cast<size_t>(t)].end());
+      }
+    });
+    if (taps) {
+      std::vector<float> ids(static_cast<size_t>(T * K), -1.f);
+      for (int64_t t = 0; t < T; ++t)
+        for (size_t i = 0; i < sel[static_cast<size_t>(t)].size(); ++i) ids[static_cast<size_t>(t * K) + i] = static_cast<float>(sel[static_cast<size_t>(t)][i]);
+      tap(pre + "idx_topk", ids.data(), T * K, K);
+      tap(pre + "idx_margin", margins.data(), T, 1);
+    }
+  }
+  if (ratio) run_compressor(b.comp, S.comp, S.comp_kv, S.n_comp, false, "comp_kv");
+
+  // ---- attention per token: window (ring rows before the chunk + this chunk's rows) + compressed ----
+  std::vector<float> o(static_cast<size_t>(T * H * hd));
+  const float scale = static_cast<float>(std::pow(static_cast<double>(hd), -0.5));
+  rt_.pool().parallel_for(T, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<float> keybuf;
+    std::vector<const float*> keys;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t p = p0 + t;
+      const int64_t first = std::max<int64_t>(0, p - win + 1);
+      std::vector<int64_t> comp_ids;
+      if (ratio == 128)
+        for (int64_t j = 0; j < (p + 1) / 128; ++j) comp_ids.push_back(j);
+      else if (ratio == 4)
+        comp_ids = sel[static_cast<size_t>(t)];
+      const int64_t n_keys = (p - first + 1) + static_cast<int64_t>(comp_ids.size());
+      keybuf.resize(static_cast<size_t>(n_keys * hd));
+      keys.clear();
+      int64_t r = 0;
+      for (int64_t qp = first; qp <= p; ++qp, ++r) {
+        float* dst = &keybuf[static_cast<size_t>(r * hd)];
+        if (qp < p0) S.window.read(qp % win, dst);
+        else if (kv_ == KvDtype::F32) std::memcpy(dst, &kv[static_cast<size_t>((qp - p0) * hd)], static_cast<size_t>(hd) * 4);
+        else {  // same rounding as the stored row
+          KvRows tmp;
+          tmp.init(1, hd, kv_);
+          tmp.write(0, &kv[static_cast<size_t>((qp - p0) * hd)]);
+          tmp.read(0, dst);
+        }
+      }
+      for (int64_t j : comp_ids) S.comp_kv.read(j, &keybuf[static_cast<size_t>((r++) * hd)]);
+      for (int64_t i = 0; i < n_keys; ++i) keys.push_back(&keybuf[static_cast<size_t>(i * hd)]);
+      float* ot = &o[static_cast<size_t>(t * H * hd)];
+      sparse_attention(&q[static_cast<size_t>(t * H * hd)], H, hd, keys, b.sinks.data(), scale, ot);
+      for (int64_t hh = 0; hh < H; ++hh) rope_tail(ot + hh * hd, hd, rd, p, freqs, true);
+    }
+  });
+  for (int64_t t = std::max<int64_t>(0, T - win); t < T; ++t) S.window.write((p0 + t) % win, &kv[static_cast<size_t>(t * hd)]);
+
+  // ---- grouped low-rank output projection ----
+  const int64_t G = c.o_groups, Ro = c.o_lora_rank, gs = H * hd / G;
+  std::vector<float> z(static_cast<size_t>(T * G * Ro)), og(static_cast<size_t>(T * gs));
+  for (int64_t g = 0; g < G; ++g) {
+    for (int64_t t = 0; t < T; ++t)
+      std::memcpy(&og[static_cast<size_t>(t * gs)], &o[static_cast<size_t>(t * H * hd + g * gs)], static_cast<size_t>(gs) * 4);
+    linear(b.wo_a.slice(g * Ro, Ro), og.data(), T, z.data() + g * Ro, G * Ro, ctx);
+  }
+  linear(b.wo_b, z.data(), T, out, ctx);
+  (void)D;
+}
+
+void Session::moe(int l, const float* h, const int32_t* tokens, int64_t T, float* out) {
+  const Model& M = rt_.model();
+  const ModelConfig& c = M.cfg();
+  const BlockWeights& b = M.block(l);
+  const OpCtx ctx = rt_.ctx();
+  const int64_t D = c.dim, E = c.n_experts, K = c.n_used, I = c.moe_inter;
+  const bool taps = !tap_patterns_.empty();
+  const std::string pre = "layers." + std::to_string(l) + ".";
+  std::vector<float> logits(static_cast<size_t>(T * E));
+  linear(b.gate, h, T, logits.data(), ctx);
+  std::vector<Routing> R(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t)
+    R[static_cast<size_t>(t)] = route(&logits[static_cast<size_t>(t * E)], E, static_cast<int>(K), b.bias.empty() ? nullptr : b.bias.data(),
+                                      b.hash ? b.tid2eid + static_cast<int64_t>(tokens[t]) * K : nullptr, c.route_scale, c.norm_topk);
+  if (taps) {
+    std::vector<float> ids(static_cast<size_t>(T * K)), ws(static_cast<size_t>(T * K)), mg(static_cast<size_t>(T));
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t k = 0; k < K; ++k) {
+        ids[static_cast<size_t>(t * K + k)] = static_cast<float>(R[static_cast<size_t>(t)].idx[static_cast<size_t>(k)]);
+        ws[static_cast<size_t>(t * K + k)] = R[static_cast<size_t>(t)].w[static_cast<size_t>(k)];
+      }
+      mg[static_cast<size_t>(t)] = R[static_cast<size_t>(t)].margin;
+    }
+    tap(pre + "router_idx", ids.data(), T * K, K);
+    tap(pre + "router_w", ws.data(), T * K, K);
+    tap(pre + "router_margin", mg.data(), T, 1);
+  }
+  // per (token, slot) outputs, grouped by expert so each expert's rows are read once per chunk
+  std::vector<float> y(static_cast<size_t>(T * K * D));
+  for (int64_t e = 0; e < E; ++e) {
+    std::vector<int64_t> slots;
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t k = 0; k < K; ++k)
+        if (R[static_cast<size_t>(t)].idx[static_cast<size_t>(k)] == e) slots.push_back(t * K + k);
+    if (slots.empty()) continue;
+    const int64_t n = static_cast<int64_t>(slots.size());
+    std::vector<float> xe(static_cast<size_t>(n * D)), we(static_cast<size_t>(n)), ye(static_cast<size_t>(n * D));
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t t = slots[static_cast<size_t>(i)] / K, k = slots[static_cast<size_t>(i)] % K;
+      std::memcpy(&xe[static_cast<size_t>(i * D)], h + t * D, static_cast<size_t>(D) * 4);
+      we[static_cast<size_t>(i)] = R[static_cast<size_t>(t)].w[static_cast<size_t>(k)];
+    }
+    expert_ffn(b.w1.slice(e * I, I), b.w3.slice(e * I, I), b.w2.slice(e * D, D), xe.data(), n, we.data(),
+               c.swiglu_exp[static_cast<size_t>(l)], ye.data(), ctx);
+    for (int64_t i = 0; i < n; ++i)
+      std::memcpy(&y[static_cast<size_t>(slots[static_cast<size_t>(i)] * D)], &ye[static_cast<size_t>(i * D)], static_cast<size_t>(D) * 4);
+  }
+  std::vector<float> sh(static_cast<size_t>(T * D));
+  expert_ffn(b.sw1, b.sw3, b.sw2, h, T, nullptr, c.swiglu_shexp[static_cast<size_t>(l)], sh.data(), ctx);
+  for (int64_t t = 0; t < T; ++t) {
+    // sum in ascending expert id, then the shared expert (the reference's order)
+    std::vector<int64_t> ks(static_cast<size_t>(K));
+    std::iota(ks.begin(), ks.end(), 0);
+    std::sort(ks.begin(), ks.end(), [&](int64_t a, int64_t bb) {
+      return R[static_cast<size_t>(t)].idx[static_cast<size_t>(a)] < R[static_cast<size_t>(t)].idx[static_cast<size_t>(bb)];
+    });
+    float* ot = out + t * D;
+    for (int64_t d = 0; d < D; ++d) ot[d] = 0.f;
+    for (int64_t k : ks)
+      for (int64_t d = 0; d < D; ++d) ot[d] += y[static_cast<size_t>((t * K + k) * D + d)];
+    for (int64_t d = 0; d < D; ++d) ot[d] += sh[static_cast<size_t>(t * D + d)];
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Session file: "DSV4SES1", u32 version, fingerprint (vocab, dim, n_layers, head_dim, idx_dim, window,
+// kv dtype), ctx, pos, then per layer: window rows, n_comp + rows, n_idx + rows, compressor states.
+namespace {
+constexpr char kMagic[8] = {'D', 'S', 'V', '4', 'S', 'E', 'S', '1'};
+constexpr uint32_t kVersion = 1;
+}  // namespace
+
+void Session::save(const std::string& path) const {
+  const ModelConfig& c = rt_.model().cfg();
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) throw std::runtime_error(path + ": cannot write session state (" + std::strerror(errno) + ")");
+    auto put = [&](const void* p, size_t n) { f.write(static_cast<const char*>(p), static_cast<std::streamsize>(n)); };
+    auto put64 = [&](int64_t v) { put(&v, 8); };
+    put(kMagic, 8);
+    put(&kVersion, 4);
+    for (int64_t v : {c.vocab, c.dim, c.n_layers, c.head_dim, c.idx_dim, c.window, static_cast<int64_t>(kv_), ctx_, pos_}) put64(v);
+    for (const LayerState& s : layers_) {
+      auto w = s.window.raw(s.window.rows());
+      put(w.data(), w.size());
+      put64(s.n_comp);
+      auto cr = s.comp_kv.raw(s.n_comp);
+      put(cr.data(), cr.size());
+      put64(s.n_idx);
+      auto ir = s.idx_kv.raw(s.n_idx);
+      put(ir.data(), ir.size());
+      for (const CompressorState* st : {&s.comp, &s.idx_comp}) {
+        put64(static_cast<int64_t>(st->kv.size()));
+        put(st->kv.data(), st->kv.size() * 4);
+        put(st->score.data(), st->score.size() * 4);
+      }
+    }
+    f.flush();
+    if (!f) throw std::runtime_error(path + ": write failed (disk full?)");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw std::runtime_error(path + ": cannot move the session file into place");
+  }
+}
+
+void Session::load(const std::string& path) {
+  const ModelConfig& c = rt_.model().cfg();
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::runtime_error(path + ": cannot open session state (" + std::strerror(errno) + ")");
+  auto get = [&](void* p, size_t n) {
+    f.read(static_cast<char*>(p), static_cast<std::streamsize>(n));
+    if (!f) throw std::runtime_error(path + ": truncated session state file");
+  };
+  auto get64 = [&] {
+    int64_t v;
+    get(&v, 8);
+    return v;
+  };
+  char magic[8];
+  get(magic, 8);
+  uint32_t ver;
+  get(&ver, 4);
+  if (std::memcmp(magic, kMagic, 8) != 0 || ver != kVersion)
+    throw std::runtime_error(path + ": not a dsv4 session state file (or an incompatible version)");
+  const char* names[] = {"vocab", "dim", "n_layers", "head_dim", "indexer dim", "window", "kv dtype"};
+  int64_t want[] = {c.vocab, c.dim, c.n_layers, c.head_dim, c.idx_dim, c.window, static_cast<int64_t>(kv_)};
+  for (int i = 0; i < 7; ++i) {
+    int64_t v = get64();
+    if (v != want[i])
+      throw std::runtime_error(path + ": session state was saved for another model or KV dtype (" + names[i] + " " +
+                               std::to_string(v) + ", this session has " + std::to_string(want[i]) + ")");
+  }
+  get64();  // saved ctx (informational)
+  int64_t pos = get64();
+  if (pos > ctx_)
+    throw std::runtime_error(path + ": state holds " + std::to_string(pos) + " tokens, more than this session's ctx " + std::to_string(ctx_));
+  reset();
+  std::vector<uint8_t> buf;
+  for (LayerState& s : layers_) {
+    buf.resize(s.window.row_bytes() * static_cast<size_t>(s.window.rows()));
+    get(buf.data(), buf.size());
+    s.window.set_raw(buf.data(), s.window.rows());
+    s.n_comp = get64();
+    buf.resize(s.comp_kv.row_bytes() * static_cast<size_t>(s.n_comp));
+    get(buf.data(), buf.size());
+    s.comp_kv.set_raw(buf.data(), s.n_comp);
+    s.n_idx = get64();
+    buf.resize(s.idx_kv.row_bytes() * static_cast<size_t>(s.n_idx));
+    get(buf.data(), buf.size());
+    s.idx_kv.set_raw(buf.data(), s.n_idx);
+    for (CompressorState* st : {&s.comp, &s.idx_comp}) {
+      int64_t n = get64();
+      if (n != static_cast<int64_t>(st->kv.size())) throw std::runtime_error(path + ": compressor state size mismatch");
+      get(st->kv.data(), st->kv.size() * 4);
+      get(st->score.data(), st->score.size() * 4);
+    }
+  }
+  pos_ = pos;
+}
+
+}  // namespace dsv4

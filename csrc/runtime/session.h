@@ -1,0 +1,103 @@
+// Runtime (model + threads + numerics options) and Session (one sequence's state: per-layer window
+// ring buffer, compressed KV, indexer KV and compressor running states; spec §5.8, §11) with the full
+// forward pass over chunks of any length (prefill, chunked prefill, decode are one code path),
+// optional named taps for parity tests, and save/restore of the state to a file.
+// MTP draft decoding is not implemented here yet (the MTP block's weights are loaded and validated).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/model.h"
+#include "runtime/ops_cpu/ops.h"
+#include "runtime/thread_pool.h"
+
+namespace dsv4 {
+
+enum class KvDtype : int { F32 = 0, BF16 = 1 };
+
+struct RuntimeOptions {
+  int threads = 0;    // 0 = all hardware threads
+  bool exact = false; // f32 activations against dequantized weight rows (reference math)
+  bool qat = true;    // spec §9.2 QAT simulation of KV / indexer (as the official model)
+};
+
+class Runtime {
+ public:
+  Runtime(const std::string& path, const RuntimeOptions& opts);
+  const Model& model() const { return model_; }
+  const RuntimeOptions& options() const { return opts_; }
+  OpCtx ctx() const;
+  const std::vector<float>& freqs(int ratio) const { return ratio ? freqs_comp_ : freqs_win_; }
+  ThreadPool& pool() const { return *pool_; }
+
+ private:
+  Model model_;
+  RuntimeOptions opts_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::vector<float> freqs_win_, freqs_comp_;
+};
+
+// Row store of a KV cache in its storage dtype.
+class KvRows {
+ public:
+  void init(int64_t rows, int64_t dim, KvDtype dt);
+  void write(int64_t r, const float* x);
+  void read(int64_t r, float* out) const;
+  int64_t rows() const { return rows_; }
+  int64_t dim() const { return dim_; }
+  size_t bytes() const { return f32_.size() * 4 + bf16_.size() * 2; }
+  std::vector<uint8_t> raw(int64_t n_rows) const;
+  void set_raw(const uint8_t* p, int64_t n_rows);
+  size_t row_bytes() const { return static_cast<size_t>(dim_) * (dt_ == KvDtype::F32 ? 4 : 2); }
+
+ private:
+  KvDtype dt_ = KvDtype::F32;
+  int64_t rows_ = 0, dim_ = 0;
+  std::vector<float> f32_;
+  std::vector<uint16_t> bf16_;
+};
+
+struct LayerState {
+  KvRows window, comp_kv, idx_kv;
+  int64_t n_comp = 0, n_idx = 0;
+  CompressorState comp, idx_comp;
+};
+
+class Session {
+ public:
+  Session(const Runtime& rt, int64_t ctx, KvDtype kv);
+  // Consume tokens at positions pos()..; returns logits [n_out][vocab] (n_out = T if all_logits else 1).
+  std::vector<float> forward(const int32_t* tokens, int64_t T, bool all_logits);
+  int64_t pos() const { return pos_; }
+  int64_t ctx() const { return ctx_; }
+  void reset();
+  void save(const std::string& path) const;
+  void load(const std::string& path);
+  // Analytic bytes per token of the compressed caches (spec §11) and the allocated total.
+  double kv_bytes_per_token() const;
+  size_t kv_bytes_total() const;
+  // Taps: fnmatch-style patterns ('*' and '?'), e.g. "layers.*.q"; cleared by set_taps / take_taps.
+  void set_taps(const std::vector<std::string>& patterns);
+  std::map<std::string, std::pair<std::vector<float>, int64_t>> take_taps();  // name -> (data, row width)
+
+ private:
+  void block_forward(int l, std::vector<float>& X, const int32_t* tokens, int64_t T, int64_t p0);
+  void attention(int l, const float* h, int64_t T, int64_t p0, float* out);
+  void moe(int l, const float* h, const int32_t* tokens, int64_t T, float* out);
+  bool want(const std::string& name) const;
+  void tap(const std::string& name, const float* x, int64_t n, int64_t width);
+
+  const Runtime& rt_;
+  int64_t ctx_;
+  KvDtype kv_;
+  int64_t pos_ = 0;
+  std::vector<LayerState> layers_;
+  std::vector<std::string> tap_patterns_;
+  std::map<std::string, std::pair<std::vector<float>, int64_t>> taps_;
+};
+
+}  // namespace dsv4

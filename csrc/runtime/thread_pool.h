@@ -1,0 +1,98 @@
+// A persistent worker pool for the runtime's many small parallel loops (decode issues hundreds per
+// token, so core/parallel.h's thread-per-call start-up would dominate).  One job at a time; the calling
+// thread works too.  Exceptions from workers are rethrown on the caller.  Not re-entrant.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace dsv4 {
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int threads) : n_(threads < 1 ? 1 : threads) {
+    for (int i = 1; i < n_; ++i) workers_.emplace_back([this] { loop(); });
+  }
+  ~ThreadPool() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+      ++gen_;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+  int size() const { return n_; }
+
+  // fn(begin, end) over [0, n) in chunks of at least `min_chunk`.
+  void parallel_for(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn) {
+    if (n <= 0) return;
+    int64_t chunks = std::min<int64_t>(static_cast<int64_t>(n_) * 4, std::max<int64_t>(1, n / std::max<int64_t>(1, min_chunk)));
+    if (chunks <= 1 || n_ == 1) {
+      fn(0, n);
+      return;
+    }
+    std::unique_lock<std::mutex> lk(mu_);
+    fn_ = &fn;
+    total_ = n;
+    step_ = (n + chunks - 1) / chunks;
+    next_.store(0);
+    pending_ = static_cast<int>(workers_.size());
+    error_ = nullptr;
+    ++gen_;
+    lk.unlock();
+    cv_.notify_all();
+    work();
+    lk.lock();
+    done_cv_.wait(lk, [this] { return pending_ == 0; });
+    fn_ = nullptr;
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  void work() {
+    for (;;) {
+      int64_t b = next_.fetch_add(step_);
+      if (b >= total_) break;
+      int64_t e = std::min(total_, b + step_);
+      try {
+        (*fn_)(b, e);
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(err_mu_);
+        if (!error_) error_ = std::current_exception();
+      }
+    }
+  }
+  void loop() {
+    uint64_t seen = 0;
+    for (;;) {
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_.wait(lk, [&] { return gen_ != seen; });
+      seen = gen_;
+      if (stop_) return;
+      lk.unlock();
+      work();
+      lk.lock();
+      if (--pending_ == 0) done_cv_.notify_one();
+    }
+  }
+  int n_;
+  std::vector<std::thread> workers_;
+  std::mutex mu_, err_mu_;
+  std::condition_variable cv_, done_cv_;
+  uint64_t gen_ = 0;
+  bool stop_ = false;
+  const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
+  int64_t total_ = 0, step_ = 1;
+  std::atomic<int64_t> next_{0};
+  int pending_ = 0;
+  std::exception_ptr error_;
+};
+
+}  // namespace dsv4
