@@ -115,6 +115,24 @@ def _add_ollama(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_ollama)
 
 
+def _add_convert_family(sub: argparse._SubParsersAction) -> None:
+    from .quantize import cli as qcli
+
+    for name, help_, add, run in (
+        ("convert", "convert a checkpoint folder to GGUF (SOURCE lossless, MXFP4_MOE, K-quant and IQ2 variants)",
+         qcli.add_convert_arguments, qcli.run_convert),
+        ("requantize", "turn a deepseek4 GGUF (ours or llama.cpp's) into another variant",
+         qcli.add_requantize_arguments, qcli.run_requantize),
+        ("verify", "compare every tensor of a GGUF with the checkpoint (bit-exact / error statistics)",
+         qcli.add_verify_arguments, qcli.run_verify),
+        ("inspect", "print arch, variant, tensor types, sizes, bits per weight and key metadata of a GGUF",
+         qcli.add_inspect_arguments, qcli.run_inspect),
+    ):
+        p = sub.add_parser(name, help=help_, description=help_)
+        add(p)
+        p.set_defaults(func=run)
+
+
 def _add_build_info(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build-info", help="print the compiled features of the native core (SIMD, CUDA)")
     p.set_defaults(func=_run_build_info)
@@ -140,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_synth(sub)
     _add_check(sub)
     _add_ollama(sub)
+    _add_convert_family(sub)
     from .eval.cli import add_eval_parser
 
     add_eval_parser(sub)

@@ -19,7 +19,9 @@ import shutil
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -191,16 +193,11 @@ def _verified_prefix(f: OutFile, tmp: Path, jpath: Path) -> int:
     return n
 
 
-@dataclass
-class Progress:
-    total: int
-    update: Callable[[int, str], None] | None = None
-
-
-def convert(plan: Plan, ck: Checkpoint, *, resume: bool = False, overwrite: bool = False,
+def convert(plan: Plan, source: Checkpoint | Any, *, resume: bool = False, overwrite: bool = False,
             imatrix: dict[str, np.ndarray] | None = None, progress: Callable[[int, int, str], None] | None = None,
             on_tensor: Callable[[str], None] | None = None) -> list[Path]:
-    """Write every file of ``plan``; returns the final paths.  ``progress(bytes, tensors_done, name)``.
+    """Write every file of ``plan`` from ``source`` (a `Checkpoint`, or a `GGUFModel` for requantize);
+    returns the final paths.  ``progress(bytes, tensors_done, name)``.
     ``on_tensor(name)`` runs after each finished tensor (tests use it to simulate an interruption)."""
     for f in plan.files:
         if f.path.exists() and not overwrite:
@@ -218,19 +215,28 @@ def convert(plan: Plan, ck: Checkpoint, *, resume: bool = False, overwrite: bool
     if free < need + SPACE_MARGIN:
         raise ConvertError(f"{parent}: {free:,} bytes free but the conversion needs {need:,} more "
                            f"(+{SPACE_MARGIN >> 20} MiB margin); free space or choose another -o")
-    rd = RawReader(ck)
+    if isinstance(source, Checkpoint):
+        rd = RawReader(source)
+        make = partial(produce, rd=rd)
+        close = rd.close
+    else:
+        from .requantize import produce_from_gguf
+
+        make = partial(produce_from_gguf, model=source)
+        close = None
     try:
         for f, s in zip(plan.files, starts, strict=True):
-            _write_file(f, s, rd, imatrix, progress, on_tensor)
+            _write_file(f, s, make, imatrix, progress, on_tensor)
     finally:
-        rd.close()
+        if close:
+            close()
     for f in plan.files:  # every file complete: now the final names appear
         os.replace(str(f.path) + PARTIAL, f.path)
         Path(str(f.path) + JOURNAL).unlink(missing_ok=True)
     return [f.path for f in plan.files]
 
 
-def _write_file(f: OutFile, start: int, rd: RawReader, imatrix, progress, on_tensor) -> None:
+def _write_file(f: OutFile, start: int, make: Callable, imatrix, progress, on_tensor) -> None:
     tmp, jp = Path(str(f.path) + PARTIAL), Path(str(f.path) + JOURNAL)
     if start < 0:
         with open(tmp, "wb") as fh:
@@ -253,7 +259,7 @@ def _write_file(f: OutFile, start: int, rd: RawReader, imatrix, progress, on_ten
             t = p.tensor
             im = imatrix_for(imatrix, t.name, t.shape[0] if t.assemble == "stack" else 1, t.shape[-1])
             try:
-                for c in produce(p, rd, im):
+                for c in make(p, imatrix=im):
                     yield i, c
             except (ValueError, OSError) as e:
                 raise ConvertError(f"tensor '{t.name}' (from '{t.sources[0]}'): {e}") from e

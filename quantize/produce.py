@@ -67,7 +67,7 @@ class RawReader:
         self._fds.clear()
 
 
-def _row_block(cols: int) -> int:
+def row_block(cols: int) -> int:
     return max(128, (CHUNK_BYTES // max(1, cols * 4)) // 128 * 128)
 
 
@@ -93,7 +93,7 @@ def _check_e8m0(scale: np.ndarray, name: str) -> None:
         raise CheckpointError(f"scale '{_scale_name(name)}' contains the E8M0 NaN code 0xFF; the checkpoint is corrupt")
 
 
-def _quant(x: np.ndarray, qt: GGMLQuantizationType, imat: np.ndarray | None) -> np.ndarray:
+def quant_checked(x: np.ndarray, qt: GGMLQuantizationType, imat: np.ndarray | None) -> np.ndarray:
     if not np.all(np.isfinite(x)):
         raise CheckpointError("non-finite values (NaN/Inf) in the dequantized weights; the checkpoint is corrupt")
     im: np.ndarray | str | None = imat
@@ -103,7 +103,7 @@ def _quant(x: np.ndarray, qt: GGMLQuantizationType, imat: np.ndarray | None) -> 
     return out.view(np.uint8)
 
 
-def produce(p: Planned, rd: RawReader, imatrix: np.ndarray | None = None) -> Iterator[np.ndarray]:
+def produce(p: Planned, *, rd: RawReader, imatrix: np.ndarray | None = None) -> Iterator[np.ndarray]:
     """Yield the final bytes of ``p`` (uint8 arrays, in order)."""
     t: GTensor = p.tensor
     qt = p.qtype
@@ -119,7 +119,7 @@ def produce(p: Planned, rd: RawReader, imatrix: np.ndarray | None = None) -> Ite
                 x = _C.dequant_fp4(w.view(np.uint8), s.view(np.uint8))
             else:
                 x = _f32_rows(rd, name, t.kind, 0, t.shape[1])
-            yield _quant(x, qt, im)
+            yield quant_checked(x, qt, im)
         return
     im = imatrix[0] if imatrix is not None else None
     if t.kind == "i64":
@@ -130,10 +130,10 @@ def produce(p: Planned, rd: RawReader, imatrix: np.ndarray | None = None) -> Ite
         return
     if len(t.shape) == 1:
         a = rd.read(t.sources[0]).astype(np.float32)
-        yield (a if qt == Q.F32 else _quant(a, qt, None)).view(np.uint8).reshape(-1)
+        yield (a if qt == Q.F32 else quant_checked(a, qt, None)).view(np.uint8).reshape(-1)
         return
     rows, cols = t.shape[0], t.shape[-1]
-    step = _row_block(cols)
+    step = row_block(cols)
     same = (t.kind == "f32" and qt == Q.F32) or (t.kind == "bf16" and qt == Q.BF16) or (t.kind == "f16" and qt == Q.F16)
     for r0 in range(0, rows, step):
         r1 = min(rows, r0 + step)
@@ -147,4 +147,4 @@ def produce(p: Planned, rd: RawReader, imatrix: np.ndarray | None = None) -> Ite
         if qt == Q.F32:
             yield x.view(np.uint8).reshape(-1)
         else:
-            yield _quant(x, qt, im).reshape(-1)
+            yield quant_checked(x, qt, im).reshape(-1)

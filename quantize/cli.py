@@ -1,0 +1,320 @@
+"""Argument parsers and runners for ``convert``, ``requantize``, ``verify`` and ``inspect`` (wired in dsv4_gguf.cli).
+
+Each ``add_*_arguments(parser)`` declares options; each ``run_*(ns) -> int`` calls the library and
+prints.  Handled errors are raised as ValueError/RuntimeError subclasses for the top-level CLI to report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+__all__ = ["add_convert_arguments", "run_convert", "add_requantize_arguments", "run_requantize",
+           "add_verify_arguments", "run_verify", "add_inspect_arguments", "run_inspect", "format_plan"]
+
+
+def _size(text: str) -> int:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B?)\s*", text, re.IGNORECASE)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 512M, 50G)")
+    # gguf-split counts 50G as 50 * 1000^3 bytes.
+    return int(float(m.group(1)) * {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}[m.group(2).upper()])
+
+
+def _variants() -> list[str]:
+    from .recipes import recipe_names
+
+    return recipe_names()
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--type", dest="variant", default="SOURCE", metavar="VARIANT",
+                   help=f"output variant: {', '.join(_variants())} (default SOURCE)")
+    p.add_argument("--tensor-type", action="append", default=[], metavar="PATTERN=TYPE",
+                   help="override the type of tensors whose GGUF name matches the regex (llama-quantize syntax; "
+                        "repeatable, first match wins)")
+    p.add_argument("--imatrix", metavar="FILE", help="importance matrix from llama-imatrix (GGUF or legacy .dat)")
+    p.add_argument("--split-max-size", type=_size, default=0, metavar="SIZE",
+                   help="split the main file into gguf-split shards of at most SIZE (e.g. 50G)")
+    p.add_argument("--only", metavar="PATTERN", help="convert only tensors whose GGUF name matches (debugging)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (types, sizes, bpw); write nothing")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run (verifies what was written)")
+    p.add_argument("--compare-tensor", metavar="NAME",
+                   help="regenerate tensor NAME and compare it with the same tensor of the existing -o file")
+
+
+def add_convert_arguments(p: argparse.ArgumentParser) -> None:
+    from dsv4_gguf.config import PRESETS
+
+    p.add_argument("checkpoint", nargs="?", metavar="CHECKPOINT_DIR", help="release-layout checkpoint folder")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="plan for a preset model instead (needs --dry-run)")
+    p.add_argument("-o", "--out", metavar="OUT.gguf", help="output file")
+    p.add_argument("--name", default=None, help="general.name (default: the checkpoint folder name)")
+    p.add_argument("--no-mtp", action="store_true", help="do not write the MTP sidecar (mtp-OUT.gguf)")
+    _common(p)
+
+
+def add_requantize_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", metavar="IN.gguf")
+    p.add_argument("out", metavar="OUT.gguf")
+    _common(p)
+
+
+def add_verify_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("gguf", metavar="OUT.gguf")
+    p.add_argument("--against", required=True, metavar="CHECKPOINT_DIR")
+    p.add_argument("--only", metavar="PATTERN", help="verify only tensors whose GGUF name matches")
+    p.add_argument("-v", "--verbose", action="store_true", help="one line per tensor")
+
+
+def add_inspect_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("gguf", metavar="MODEL.gguf")
+    p.add_argument("--tensors", action="store_true", help="also list every tensor")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def format_plan(plan) -> str:  # noqa: ANN001
+    from .names import MTP
+
+    lines = [f"variant {plan.recipe.name}: {plan.recipe.description}"]
+    for f in plan.files:
+        count: Counter[str] = Counter()
+        size: Counter[str] = Counter()
+        elems: Counter[str] = Counter()
+        for p in f.entries:
+            count[p.qtype.name] += 1
+            size[p.qtype.name] += p.nbytes
+            elems[p.qtype.name] += p.tensor.n_elements
+        n = sum(elems.values())
+        lines.append(f"{f.path.name}: {len(f.entries)} tensors, {f.size:,} bytes ({f.size / 1e9:.2f} GB), "
+                     f"{8 * sum(size.values()) / max(n, 1):.3f} bits per weight")
+        for q in sorted(count, key=lambda q: -size[q]):
+            lines.append(f"  {q:<8} {count[q]:>6} tensors {size[q]:>18,} bytes  {8 * size[q] / elems[q]:6.3f} bpw")
+    classes: dict[tuple[str, str], list] = defaultdict(list)
+    for p in plan.entries:
+        cls = re.sub(r"blk\.\d+\.", "blk.N.", p.tensor.name)
+        classes[(cls + (" (mtp)" if p.tensor.file == MTP else ""), p.qtype.name)].append(p)
+    lines.append("tensor classes:")
+    for (cls, q), ps in classes.items():
+        lines.append(f"  {cls:<44} {q:<8} x{len(ps):<4} {sum(p.nbytes for p in ps):>16,} B  {ps[0].reason}")
+    lines.append(f"total: {plan.total_bytes:,} bytes ({plan.total_bytes / 1e9:.2f} GB) in {len(plan.files)} file(s)")
+    return "\n".join(lines)
+
+
+def _overrides(ns: argparse.Namespace) -> list:
+    from .recipes import parse_tensor_type
+
+    return [parse_tensor_type(t) for t in ns.tensor_type]
+
+
+def _bar(total: int, desc: str):  # noqa: ANN202
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=None, dynamic_ncols=True)
+    n_total = [0]
+
+    def update(nbytes: int, done: int, name: str) -> None:
+        bar.update(nbytes)
+        bar.set_postfix_str(f"tensors {done}/{n_total[0]} {name[:32]}", refresh=False)
+
+    return bar, update, n_total
+
+
+def _run(plan, source, ns: argparse.Namespace, desc: str) -> int:  # noqa: ANN001
+    from .convert import convert
+    from .imatrix import load_imatrix
+
+    if ns.dry_run:
+        print(format_plan(plan))
+        return 0
+    if ns.compare_tensor:
+        return _compare(plan, source, ns)
+    imatrix = load_imatrix(ns.imatrix) if ns.imatrix else None
+    bar, update, n_total = _bar(plan.total_bytes, desc)
+    n_total[0] = len(plan.entries)
+    t0 = time.perf_counter()
+    with bar:
+        paths = convert(plan, source, resume=ns.resume, overwrite=ns.overwrite, imatrix=imatrix, progress=update)
+    dt = time.perf_counter() - t0
+    for p in paths:
+        print(f"wrote {p}")
+    print(f"{plan.total_bytes / 1e9:.2f} GB in {dt:.1f} s ({plan.total_bytes / 1e9 / max(dt, 1e-9):.2f} GB/s)")
+    return 0
+
+
+def _compare(plan, source, ns: argparse.Namespace) -> int:  # noqa: ANN001
+    import numpy as np
+
+    from dsv4_gguf.checkpoint import Checkpoint
+
+    from .gguf_model import dequantize_raw, open_gguf
+    from .imatrix import imatrix_for, load_imatrix
+    from .produce import RawReader, produce
+    from .requantize import produce_from_gguf
+
+    entry = next((p for p in plan.entries if p.tensor.name == ns.compare_tensor), None)
+    if entry is None:
+        raise ValueError(f"--compare-tensor: no tensor '{ns.compare_tensor}' in the plan")
+    t = entry.tensor
+    im = imatrix_for(load_imatrix(ns.imatrix), t.name, t.shape[0] if t.assemble == "stack" else 1, t.shape[-1]) \
+        if ns.imatrix else None
+    if isinstance(source, Checkpoint):
+        rd = RawReader(source)
+        new = b"".join(bytes(c) for c in produce(entry, rd=rd, imatrix=im))
+        rd.close()
+    else:
+        new = b"".join(bytes(c) for c in produce_from_gguf(entry, model=source, imatrix=im))
+    other = open_gguf(ns.out)
+    file = "mtp" if t.file == "mtp" else "main"
+    info = other.info(t.name, file)
+    old = np.asarray(other.raw(t.name, file)).tobytes()
+    print(f"{t.name}: regenerated {entry.qtype.name} {len(new):,} bytes; existing {info.qtype.name} {len(old):,} bytes")
+    if info.qtype == entry.qtype and new == old:
+        print("identical bytes")
+        return 0
+    a = dequantize_raw(np.frombuffer(new, np.uint8).reshape(*t.shape[:-1], -1)
+                       if entry.qtype.name not in ("F32", "I32") else
+                       np.frombuffer(new, np.float32 if entry.qtype.name == "F32" else np.int32).reshape(t.shape),
+                       entry.qtype)
+    b = other.dequantize(t.name, file)
+    d = a.astype(np.float64) - b.astype(np.float64)
+    rel = float(np.sqrt(np.sum(d * d) / max(np.sum(b.astype(np.float64) ** 2), 1e-300)))
+    print(f"differs: max |diff| {float(np.max(np.abs(d))):.4e}, relative RMS diff {rel:.4e}")
+    return 1
+
+
+def run_convert(ns: argparse.Namespace) -> int:
+    from dsv4_gguf.checkpoint import Checkpoint
+    from dsv4_gguf.config import preset
+
+    from .convert import make_plan
+    from .recipes import load_recipe
+
+    recipe = load_recipe(ns.variant)
+    only = re.compile(ns.only) if ns.only else None
+    if ns.preset:
+        if ns.checkpoint:
+            raise ValueError("give either CHECKPOINT_DIR or --preset, not both")
+        if not ns.dry_run:
+            raise ValueError("--preset plans only (use --dry-run); converting needs a checkpoint folder")
+        args = preset(ns.preset)
+        out = Path(ns.out or f"DeepSeek-V4-{ns.preset}-{recipe.name}.gguf")
+        plan = make_plan(args, recipe, out, ckpt_dir=None, name=f"DeepSeek-V4-{ns.preset}",
+                         overrides=_overrides(ns), mtp=not ns.no_mtp, split_max_size=ns.split_max_size, only=only)
+        print(format_plan(plan))
+        return 0
+    if not ns.checkpoint:
+        raise ValueError("CHECKPOINT_DIR is required (or --preset NAME --dry-run)")
+    if not ns.out:
+        raise ValueError("-o OUT.gguf is required")
+    ck = Checkpoint(ns.checkpoint)
+    try:
+        plan = make_plan(ck.args, recipe, Path(ns.out), ckpt_dir=ck.path, name=ns.name or ck.path.name,
+                         overrides=_overrides(ns), mtp=not ns.no_mtp, split_max_size=ns.split_max_size, only=only)
+        return _run(plan, ck, ns, f"convert {recipe.name}")
+    finally:
+        ck.close()
+
+
+def run_requantize(ns: argparse.Namespace) -> int:
+    from .gguf_model import open_gguf
+    from .recipes import load_recipe
+    from .requantize import make_requant_plan
+
+    m = open_gguf(ns.input)
+    plan = make_requant_plan(m, load_recipe(ns.variant), Path(ns.out), overrides=_overrides(ns),
+                             split_max_size=ns.split_max_size, only=re.compile(ns.only) if ns.only else None)
+    return _run(plan, m, ns, f"requantize {ns.variant}")
+
+
+def run_verify(ns: argparse.Namespace) -> int:
+    from dsv4_gguf.checkpoint import Checkpoint
+
+    from .gguf_model import open_gguf
+    from .verify import format_report, verify
+
+    m = open_gguf(ns.gguf)
+    with Checkpoint(ns.against) as ck:
+        reps = verify(m, ck, only=re.compile(ns.only) if ns.only else None)
+    print(format_report(reps, verbose=ns.verbose))
+    return 0
+
+
+def run_inspect(ns: argparse.Namespace) -> int:
+    from .gguf_model import open_gguf
+
+    m = open_gguf(ns.gguf)
+    md = m.metadata
+    side = f", MTP sidecar {m.mtp.files[0].path.name}" if m.mtp else ""
+    print(f"file: {m.path} ({len(m.main.files)} file(s){side})")
+    print(f"arch: {md.get('general.architecture')}  name: {md.get('general.name')}  "
+          f"variant: {md.get('general.quantized_by')}  file_type: {md.get('general.file_type')}")
+    a = m.args
+    print(f"model: dim {a.dim}, layers {a.n_layers} (+{a.n_mtp_layers} MTP), heads {a.n_heads}, experts "
+          f"{a.n_routed_experts} ({a.n_activated_experts} active), vocab {a.vocab_size}, "
+          f"compress {list(a.compress_ratios)}")
+    for label, names, file in (("main", m.names(), "main"), ("mtp", m.names("mtp"), "mtp")):
+        if not names:
+            continue
+        count: Counter[str] = Counter()
+        size: Counter[str] = Counter()
+        elems: Counter[str] = Counter()
+        for n in names:
+            r = m.info(n, file)
+            count[r.qtype.name] += 1
+            size[r.qtype.name] += r.nbytes
+            e = 1
+            for d in r.shape:
+                e *= d
+            elems[r.qtype.name] += e
+        tot, ne = sum(size.values()), sum(elems.values())
+        print(f"{label}: {len(names)} tensors, {tot:,} bytes ({tot / 1e9:.2f} GB), {8 * tot / max(ne, 1):.3f} bpw")
+        for q in sorted(count, key=lambda q: -size[q]):
+            print(f"  {q:<8} {count[q]:>6} tensors {size[q]:>16,} bytes {8 * size[q] / elems[q]:7.3f} bpw")
+        if ns.tensors:
+            for n in names:
+                r = m.info(n, file)
+                print(f"    {n:<48} {r.qtype.name:<8} {list(r.shape)}")
+    keys = [k for k in md if not k.startswith("tokenizer.ggml.") and k != "tokenizer.chat_template"]
+    print("metadata:")
+    for k in keys:
+        v = md[k]
+        print(f"  {k} = {v if not isinstance(v, list) or len(v) < 16 else str(v[:8])[:-1] + ', ...]'}")
+    print(f"  tokenizer: {md.get('tokenizer.ggml.model')}/{md.get('tokenizer.ggml.pre')}, "
+          f"{len(md.get('tokenizer.ggml.tokens', []))} tokens, {len(md.get('tokenizer.ggml.merges', []))} merges, "
+          f"chat template {'yes' if 'tokenizer.chat_template' in md else 'no'}")
+    return 0
+
+
+def _handled(fn):  # noqa: ANN001, ANN202
+    """Report the converter's own errors like the top-level CLI does (message, exit code 1)."""
+    import functools
+
+    @functools.wraps(fn)
+    def run(ns: argparse.Namespace) -> int:
+        from dsv4_gguf.gguf_io import GGUFError
+
+        from .convert import ConvertError
+        from .imatrix import ImatrixError
+        from .recipes import RecipeError
+
+        try:
+            return fn(ns)
+        except (ConvertError, GGUFError, ImatrixError, RecipeError, ValueError) as e:
+            print(f"dsv4-gguf {ns.command}: error: {e}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+run_convert = _handled(run_convert)
+run_requantize = _handled(run_requantize)
+run_verify = _handled(run_verify)
+run_inspect = _handled(run_inspect)

@@ -1,0 +1,86 @@
+"""`dsv4-gguf requantize IN.gguf OUT.gguf --type VARIANT`: a ``deepseek4`` GGUF (ours or llama.cpp's)
+to another variant.
+
+The plan is the converter's, built from the input's ModelArgs, so recipes see each tensor's original
+checkpoint storage (``fp8``/``fp4``/...) through the name map.  A tensor whose planned type equals its
+stored type is copied byte for byte; everything else is dequantized to float32 and quantized again
+(row blocks, one expert at a time).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from dsv4_gguf.gguf_io import KV
+
+from .convert import Plan, make_plan
+from .gguf_model import GGUFModel, dequantize_raw
+from .names import MTP
+from .produce import quant_checked, row_block
+from .recipes import Planned, Recipe
+
+__all__ = ["make_requant_plan", "produce_from_gguf", "tokenizer_kvs_from"]
+
+_TOK_TYPES = {"tokenizer.ggml.model": "str", "tokenizer.ggml.pre": "str", "tokenizer.ggml.tokens": "str[]",
+              "tokenizer.ggml.token_type": "i32[]", "tokenizer.ggml.merges": "str[]",
+              "tokenizer.ggml.bos_token_id": "u32", "tokenizer.ggml.eos_token_id": "u32",
+              "tokenizer.ggml.padding_token_id": "u32", "tokenizer.ggml.add_bos_token": "bool",
+              "tokenizer.ggml.add_eos_token": "bool", "tokenizer.chat_template": "str"}
+
+
+def tokenizer_kvs_from(md: dict) -> list[KV]:
+    return [KV(k, t, md[k]) for k, t in _TOK_TYPES.items() if k in md]
+
+
+def make_requant_plan(m: GGUFModel, recipe: Recipe, out: Path, *, overrides=None, split_max_size: int = 0,
+                      only: re.Pattern[str] | None = None) -> Plan:
+    name = str(m.metadata.get("general.name", "DeepSeek-V4"))
+    plan = make_plan(m.args, recipe, out, ckpt_dir=None, name=name, overrides=overrides, mtp=m.mtp is not None,
+                     split_max_size=split_max_size, only=only)
+    have = {(t.file, t.name) for t in m.gtensors()}
+    tok = tokenizer_kvs_from(m.metadata)
+    for f in plan.files:
+        missing = [p.tensor.name for p in f.entries if (p.tensor.file, p.tensor.name) not in have]
+        if missing:
+            raise ValueError(f"{m.path}: tensors {missing[:3]} are missing from the input GGUF")
+        if f.kvs and any(kv.key.startswith("tokenizer.") for kv in f.kvs):
+            f.kvs = [kv for kv in f.kvs if not kv.key.startswith("tokenizer.")] + tok
+        f.finalize()
+    return plan
+
+
+def produce_from_gguf(p: Planned, *, model: GGUFModel, imatrix: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    t = p.tensor
+    file = MTP if t.file == MTP else "main"
+    info = model.info(t.name, file)
+    raw = model.raw(t.name, file)
+    if info.qtype == p.qtype:
+        step = max(1, (64 << 20) // max(1, raw[0].nbytes if raw.ndim > 1 else raw.nbytes))
+        for r0 in range(0, raw.shape[0] if raw.ndim else 1, step):
+            yield np.ascontiguousarray(raw[r0 : r0 + step] if raw.ndim else raw).view(np.uint8).reshape(-1)
+        return
+    if t.assemble == "stack":
+        for e in range(t.shape[0]):
+            x = dequantize_raw(raw[e], info.qtype)
+            yield quant_checked(x, p.qtype, imatrix[e] if imatrix is not None else None).reshape(-1)
+        return
+    if p.qtype.name == "I32":
+        yield np.asarray(dequantize_raw(raw, info.qtype), np.int32).view(np.uint8).reshape(-1)
+        return
+    im = imatrix[0] if imatrix is not None else None
+    if raw.ndim <= 1 or len(t.shape) == 1:
+        x = dequantize_raw(raw, info.qtype).astype(np.float32).reshape(t.shape)
+        yield quant_checked(x, p.qtype, im).view(np.uint8).reshape(-1) if p.qtype.name != "F32" else \
+            x.view(np.uint8).reshape(-1)
+        return
+    step = row_block(t.shape[-1])
+    for r0 in range(0, t.shape[0], step):
+        x = np.ascontiguousarray(dequantize_raw(raw[r0 : r0 + step], info.qtype), dtype=np.float32)
+        if p.qtype.name == "F32":
+            yield x.view(np.uint8).reshape(-1)
+        else:
+            yield quant_checked(x, p.qtype, im).reshape(-1)
