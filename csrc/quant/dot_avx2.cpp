@@ -89,23 +89,45 @@ float vec_dot_mxfp4_avx2(int64_t n, const void* vw, const void* va) {
 }
 
 // ================================================================ Q2_K / Q3_K / IQ4_XS / IQ2_XXS dots
+namespace {
+
+// Shuffle controls that turn 8 int16 sub-block scales (both 128-bit halves) into [s[2g] x8 | s[2g+1] x8].
+struct ScaleCtrl {
+  __m256i c[4];
+  ScaleCtrl() {
+    for (int g = 0; g < 4; ++g) {
+      alignas(32) int8_t b[32];
+      for (int k = 0; k < 16; ++k) {
+        b[k] = static_cast<int8_t>(4 * g + (k & 1));
+        b[16 + k] = static_cast<int8_t>(4 * g + 2 + (k & 1));
+      }
+      c[g] = _mm256_load_si256(reinterpret_cast<const __m256i*>(b));
+    }
+  }
+};
+inline __m256i pair_scales(__m256i scales8x2, const ScaleCtrl& ctl, int g) { return _mm256_shuffle_epi8(scales8x2, ctl.c[g]); }
+inline __m256i bcast128(__m128i v) { return _mm256_broadcastsi128_si256(v); }
+
+}  // namespace
 float vec_dot_q2_k_avx2(int64_t n, const void* vw, const void* va) {
   const BlockQ2_K* w = static_cast<const BlockQ2_K*>(vw);
   const BlockQ8_K* a = static_cast<const BlockQ8_K*>(va);
   const __m256i m3 = _mm256_set1_epi8(3);
+  const ScaleCtrl ctl;
   float sum = 0;
   for (int64_t b = 0; b < n / QK_K; ++b) {
-    int summ = 0;
-    for (int j = 0; j < 16; ++j) summ += (w[b].scales[j] >> 4) * a[b].bsums[j];
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].scales));
+    const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].bsums));
+    const int summ = hsum_epi32(_mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0xF))), bs));
+    const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, _mm_set1_epi8(0xF)));
     __m256i acc = _mm256_setzero_si256();
     for (int h = 0; h < 2; ++h) {
       const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * h));
+      const __m256i sch = bcast128(h ? _mm256_extracti128_si256(sc16, 1) : _mm256_castsi256_si128(sc16));
       for (int g = 0; g < 4; ++g) {
         const __m256i qv = _mm256_and_si256(_mm256_srli_epi16(q, 2 * g), m3);
         const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 128 * h + 32 * g));
-        const int s0 = w[b].scales[8 * h + 2 * g] & 0xF, s1 = w[b].scales[8 * h + 2 * g + 1] & 0xF;
-        const __m256i sc = _mm256_setr_epi16(s0, s0, s0, s0, s0, s0, s0, s0, s1, s1, s1, s1, s1, s1, s1, s1);
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(qv, av), sc));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(qv, av), pair_scales(sch, ctl, g)));
       }
     }
     const int sumi = hsum_epi32(acc);
@@ -118,13 +140,20 @@ float vec_dot_q3_k_avx2(int64_t n, const void* vw, const void* va) {
   const BlockQ3_K* w = static_cast<const BlockQ3_K*>(vw);
   const BlockQ8_K* a = static_cast<const BlockQ8_K*>(va);
   const __m256i m3 = _mm256_set1_epi8(3), m1 = _mm256_set1_epi8(1);
+  const ScaleCtrl ctl;
   float sum = 0;
   for (int64_t b = 0; b < n / QK_K; ++b) {
-    int sc[16], off = 0;
-    for (int j = 0; j < 16; ++j) {
-      sc[j] = kq::get_q3_scale(j, w[b].scales);
-      off += sc[j] * a[b].bsums[j];  // codes are stored +4: subtract 4 * sum(a) per sub-block
-    }
+    // unpack the 16 6-bit scales (low nibbles in bytes 0-7, high 2 bits in bytes 8-11), minus 32
+    uint32_t aux[3];
+    std::memcpy(aux, w[b].scales, 12);
+    const uint32_t k2 = 0x0f0f0f0f, k1 = 0x03030303, tmp = aux[2];
+    const __m128i s8 = _mm_setr_epi32(static_cast<int>((aux[0] & k2) | (((tmp >> 0) & k1) << 4)),
+                                      static_cast<int>((aux[1] & k2) | (((tmp >> 2) & k1) << 4)),
+                                      static_cast<int>(((aux[0] >> 4) & k2) | (((tmp >> 4) & k1) << 4)),
+                                      static_cast<int>(((aux[1] >> 4) & k2) | (((tmp >> 6) & k1) << 4)));
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_sub_epi8(s8, _mm_set1_epi8(32)));
+    // codes are stored +4: subtract 4 * sum(a) per sub-block
+    const int off = hsum_epi32(_mm256_madd_epi16(sc16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].bsums))));
     const __m256i hm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].hmask));
     __m256i acc = _mm256_setzero_si256();
     for (int h = 0; h < 2; ++h) {
@@ -133,9 +162,8 @@ float vec_dot_q3_k_avx2(int64_t n, const void* vw, const void* va) {
         const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(q, 2 * g), m3);
         const __m256i hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + g), m1), 2);
         const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 128 * h + 32 * g));
-        const int s0 = sc[8 * h + 2 * g], s1 = sc[8 * h + 2 * g + 1];
-        const __m256i scv = _mm256_setr_epi16(s0, s0, s0, s0, s0, s0, s0, s0, s1, s1, s1, s1, s1, s1, s1, s1);
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_or_si256(lo, hi), av), scv));
+        const __m256i sch = bcast128(h ? _mm256_extracti128_si256(sc16, 1) : _mm256_castsi256_si128(sc16));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_or_si256(lo, hi), av), pair_scales(sch, ctl, g)));
       }
     }
     const int sumi = hsum_epi32(acc) - 4 * off;
@@ -259,10 +287,12 @@ float vec_dot_q6_k_avx2(int64_t n, const void* vw, const void* va) {
   const BlockQ8_K* a = static_cast<const BlockQ8_K*>(va);
   float sum = 0;
   const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x03);
+  const ScaleCtrl ctl;
   for (int64_t b = 0; b < n / QK_K; ++b) {
     __m256i acc = _mm256_setzero_si256();
-    int sum_off = 0;  // sum of sc * bsum, times 32 below (the -32 code offset)
-    for (int s = 0; s < 16; ++s) sum_off += w[b].scales[s] * a[b].bsums[s];
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].scales)));
+    // sum of sc * bsum, times 32 below (the -32 code offset)
+    const int sum_off = hsum_epi32(_mm256_madd_epi16(sc16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].bsums))));
     for (int h = 0; h < 2; ++h) {
       const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].ql + 64 * h));
       const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].ql + 64 * h + 32));
@@ -274,9 +304,8 @@ float vec_dot_q6_k_avx2(int64_t n, const void* vw, const void* va) {
         const __m256i q = _mm256_or_si256(lows[g], _mm256_slli_epi16(hb, 4));  // 0..63
         const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 128 * h + 32 * g));
         const __m256i p = _mm256_maddubs_epi16(q, av);
-        const int s0 = w[b].scales[8 * h + 2 * g], s1 = w[b].scales[8 * h + 2 * g + 1];
-        const __m256i scv = _mm256_setr_epi16(s0, s0, s0, s0, s0, s0, s0, s0, s1, s1, s1, s1, s1, s1, s1, s1);
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, scv));
+        const __m256i sch = bcast128(h ? _mm256_extracti128_si256(sc16, 1) : _mm256_castsi256_si128(sc16));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, pair_scales(sch, ctl, g)));
       }
     }
     const int sumi = hsum_epi32(acc) - 32 * sum_off;
