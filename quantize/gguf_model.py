@@ -34,9 +34,9 @@ def dequantize_raw(raw: np.ndarray, qtype: GGMLQuantizationType) -> np.ndarray:
     from dsv4_gguf import quants
 
     if qtype in (Q.I8, Q.I16, Q.I32, Q.I64):
-        return np.asarray(raw, dtype=np.int64)
+        return np.array(raw, dtype=np.int64)  # a copy: callers may keep or modify it
     if qtype in (Q.F32, Q.F16, Q.F64):
-        return np.asarray(raw, dtype=np.float32)
+        return np.array(raw, dtype=np.float32)
     return quants.dequantize(np.ascontiguousarray(raw), qtype)
 
 

@@ -50,9 +50,13 @@ def _stats(name: str, q: GGMLQuantizationType, got: np.ndarray, ref: np.ndarray)
     if ref.dtype == np.int64 or got.dtype == np.int64:
         ok = bool(np.array_equal(got, ref))
         return TensorReport(name, q.name, ok, None, 0.0 if ok else float("nan"), 0.0, 0.0, ref.size)
-    g = np.where(got == 0, np.float32(0), got).view(np.uint32)
-    r = np.where(ref == 0, np.float32(0), ref).view(np.uint32)
-    exact = bool(np.array_equal(g, r))
+    got, ref = np.asarray(got, np.float32), np.asarray(ref, np.float32)
+    # equal values (so -0 == +0) and identical bits for every non-zero value (catches NaN payloads too)
+    exact = bool(np.array_equal(got.view(np.uint32), ref.view(np.uint32))) or bool(
+        np.array_equal(np.where(got == 0, np.float32(0), got).view(np.uint32),
+                       np.where(ref == 0, np.float32(0), ref).view(np.uint32)))
+    if exact:
+        return TensorReport(name, q.name, True, None, 0.0, float(np.dot(ref.ravel(), ref.ravel())), 0.0, ref.size)
     d = got.astype(np.float64) - ref.astype(np.float64)
     se = float(np.sum(d * d))
     sr = float(np.sum(ref.astype(np.float64) ** 2))

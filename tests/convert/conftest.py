@@ -1,0 +1,106 @@
+"""Conversion-tier fixtures: the tiny checkpoint converted once per session per variant, llama.cpp helpers,
+and cheap checkpoint copies (hard links; a file is un-shared before a test corrupts it)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session")
+def convert_tiny(tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``convert_tiny(variant, mtp=True)`` -> path of the main GGUF (cached for the session)."""
+    from dsv4_gguf.quantize.convert import convert, make_plan
+    from dsv4_gguf.quantize.recipes import load_recipe
+
+    from dsv4_gguf.checkpoint import Checkpoint
+
+    root = tmp_path_factory.mktemp("gguf")
+    cache: dict[tuple[str, bool], Path] = {}
+
+    def run(variant: str, mtp: bool = True) -> Path:
+        key = (variant, mtp)
+        if key not in cache:
+            out = root / f"tiny-{variant}{'' if mtp else '-nomtp'}.gguf"
+            with Checkpoint(tiny_ckpt) as ck:
+                plan = make_plan(ck.args, load_recipe(variant), out, ckpt_dir=ck.path, name="tiny", mtp=mtp)
+                convert(plan, ck)
+            cache[key] = out
+        return cache[key]
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def llama_logits() -> Callable[[Path], np.ndarray]:
+    """Load a GGUF in llama.cpp (llama-cpp-python), evaluate a short prompt, return its logits."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+
+    def run(path: Path, text: bytes = b"DeepSeek-V4 in GGUF: one, two, three.") -> np.ndarray:
+        llm = llama_cpp.Llama(model_path=str(path), n_ctx=128, n_threads=2, n_batch=64, logits_all=True,
+                              verbose=False)
+        try:
+            toks = llm.tokenize(text, add_bos=True)
+            llm.eval(toks)
+            return np.array(llm.scores[: len(toks)], dtype=np.float32)
+        finally:
+            llm.close()
+
+    return run
+
+
+def _mtp_probe_script(path: Path) -> str:
+    return f"""
+import llama_cpp, ctypes, sys
+llama_cpp.llama_backend_init()
+mp = llama_cpp.llama_model_default_params()
+mp.load_mtp = True
+m = llama_cpp.llama_model_load_from_file({str(path)!r}.encode(), mp)
+if not m:
+    sys.exit(3)
+buf = (ctypes.c_char * 128)()
+llama_cpp.llama_model_desc(m, buf, 128)
+print(buf.value.decode())
+llama_cpp.llama_model_free(m)
+"""
+
+
+@pytest.fixture(scope="session")
+def llama_load_mtp() -> Callable[[Path], str]:
+    """Load an MTP sidecar with ``load_mtp`` in a subprocess (llama.cpp uses it as a draft model, so only
+    the load is checked); returns llama.cpp's model description."""
+    pytest.importorskip("llama_cpp")
+    import subprocess
+    import sys
+
+    def run(path: Path) -> str:
+        r = subprocess.run([sys.executable, "-c", _mtp_probe_script(path)], capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0, f"llama.cpp could not load {path.name}: {r.stderr[-2000:]}"
+        return r.stdout.strip()
+
+    return run
+
+
+def link_copy(src: Path, dst: Path) -> Path:
+    """Copy a checkpoint folder with hard links (cheap); call :func:`own` before modifying a file."""
+    shutil.copytree(src, dst, copy_function=os.link)
+    return dst
+
+
+def own(path: Path) -> Path:
+    """Break the hard link of ``path`` so edits do not reach the original."""
+    tmp = path.with_name(path.name + ".own")
+    shutil.copyfile(path, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+@pytest.fixture()
+def ckpt_copy(tiny_ckpt: Path, tmp_path: Path) -> Path:
+    return link_copy(tiny_ckpt, tmp_path / "ckpt")
