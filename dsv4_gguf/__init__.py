@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 
 from .config import PRESETS, ConfigError, ModelArgs, load_config, preset  # noqa: E402
 
-__all__ = ["__version__", "ModelArgs", "ConfigError", "PRESETS", "preset", "load_config", "build_info", "open_gguf"]
+__all__ = ["__version__", "ModelArgs", "ConfigError", "PRESETS", "preset", "load_config", "build_info", "open_gguf", "load"]
 
 
 def __getattr__(name: str):
@@ -15,6 +15,10 @@ def __getattr__(name: str):
         from .quantize.gguf_model import open_gguf
 
         return open_gguf
+    if name == "load":  # the C++ runtime (dsv4_gguf.runtime)
+        from .runtime import load
+
+        return load
     raise AttributeError(f"module 'dsv4_gguf' has no attribute {name!r}")
 
 

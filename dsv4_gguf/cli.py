@@ -133,6 +133,17 @@ def _add_convert_family(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=run)
 
 
+def _add_runtime(sub: argparse._SubParsersAction) -> None:
+    from .runtime import add_chat_arguments, add_run_arguments, run_chat, run_run
+
+    p = sub.add_parser("run", help="generate from a prompt with the C++ runtime (prints prefill/decode tok/s)")
+    add_run_arguments(p)
+    p.set_defaults(func=run_run)
+    p = sub.add_parser("chat", help="interactive chat with the C++ runtime (think modes)")
+    add_chat_arguments(p)
+    p.set_defaults(func=run_chat)
+
+
 def _add_build_info(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build-info", help="print the compiled features of the native core (SIMD, CUDA)")
     p.set_defaults(func=_run_build_info)
@@ -162,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .eval.cli import add_eval_parser
 
     add_eval_parser(sub)
+    _add_runtime(sub)
     _add_build_info(sub)
     return parser
 

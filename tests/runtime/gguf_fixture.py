@@ -158,10 +158,11 @@ def read_back(path: Path, args: ModelArgs, fallback: dict) -> dict[str, np.ndarr
         data = np.asarray(t.data)
         qt = Q(int(t.tensor_type))
         if qt in (Q.F32, Q.I32):
-            g[t.name] = data.reshape(shape)
+            g[t.name] = np.array(data.reshape(shape))  # writable copy (memmap views are read-only)
         else:
             rows = int(np.prod(shape[:-1]))
-            g[t.name] = _C.dequantize_rows(int(qt), np.ascontiguousarray(data.reshape(rows, -1))).reshape(shape)
+            raw = np.frombuffer(data.tobytes(), dtype=np.uint8).reshape(rows, -1)
+            g[t.name] = _C.dequantize_rows(int(qt), raw).reshape(shape)
     out = dict(fallback)
     for k, v in _TOP.items():
         out[k] = g[v]

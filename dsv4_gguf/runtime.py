@@ -1,0 +1,327 @@
+"""Python face of the C++ runtime: load a DeepSeek-V4 GGUF, run sessions, generate text.
+
+``model = dsv4_gguf.load(path, threads=...)``; ``session = model.session(ctx=...)``;
+``session.prefill(tokens) -> logits``, ``session.decode(token) -> logits``, ``session.save(path)`` /
+``session.load_state(path)``; ``model.generate(messages_or_prompt, ...)`` streams text pieces.  The
+tokenizer is built from the GGUF metadata (``tokenizer.ggml.*``) with HF ``tokenizers``.  The math
+lives in ``csrc/runtime`` (``_C.Runtime`` / ``_C.Session``); this module owns policy: sampling, chat
+prompts, timing, the ``run``/``chat`` CLI commands.  MTP draft decoding is not exposed yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["load", "Model", "Session", "GenerationStats", "build_tokenizer", "add_run_arguments", "run_run",
+           "add_chat_arguments", "run_chat"]
+
+# DeepSeek-V3/V4 pre-tokenizer (the official tokenizer.json's Split sequence before byte-level BPE).
+_DSV4_SPLITS = (
+    r"\p{N}{1,3}",
+    "[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+",
+    r"[!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+",
+)
+
+
+def _field(reader: Any, key: str) -> Any:
+    f = reader.fields.get(key)
+    return None if f is None else f.contents()
+
+
+def build_tokenizer(path: str | Path) -> Any:
+    """HF ``tokenizers.Tokenizer`` from a GGUF's ``tokenizer.ggml.*`` keys (BPE/gpt2 only)."""
+    from gguf import GGUFReader
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
+
+    r = GGUFReader(str(path))
+    kind = _field(r, "tokenizer.ggml.model")
+    if kind != "gpt2":
+        raise ValueError(f"{path}: tokenizer.ggml.model is {kind!r}; text I/O needs a BPE ('gpt2') vocabulary "
+                         f"(token ids can still be passed directly)")
+    tokens = _field(r, "tokenizer.ggml.tokens")
+    merges = _field(r, "tokenizer.ggml.merges") or []
+    types = _field(r, "tokenizer.ggml.token_type") or [1] * len(tokens)
+    vocab = {t: i for i, t in enumerate(tokens)}
+    bpe = models.BPE(vocab=vocab, merges=[tuple(m.split(" ", 1)) for m in merges], fuse_unk=False)
+    tok = Tokenizer(bpe)
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Split(Regex(p), behavior="isolated") for p in _DSV4_SPLITS]
+        + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    special = [AddedToken(t, special=True, normalized=False)
+               for t, ty in zip(tokens, types, strict=False) if ty in (3, 4)]
+    tok.add_special_tokens(special)
+    tok.bos_id = int(_field(r, "tokenizer.ggml.bos_token_id") or 0)
+    tok.eos_id = int(_field(r, "tokenizer.ggml.eos_token_id") or 1)
+    return tok
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+    tokens: list[int] = field(default_factory=list)
+
+    @property
+    def prefill_tok_s(self) -> float:
+        return self.prompt_tokens / self.prefill_s if self.prefill_s > 0 else 0.0
+
+    @property
+    def decode_tok_s(self) -> float:
+        return self.generated_tokens / self.decode_s if self.decode_s > 0 else 0.0
+
+
+class Session:
+    """One sequence: KV caches and compressor state of every layer (``_C.Session``)."""
+
+    def __init__(self, model: Model, ctx: int, kv_dtype: str = "f32"):
+        from . import _C
+
+        self.model = model
+        self._s = _C.Session(model._rt, int(ctx), kv_dtype)
+
+    @property
+    def pos(self) -> int:
+        return self._s.pos
+
+    @property
+    def ctx(self) -> int:
+        return self._s.ctx
+
+    def _ids(self, tokens: Sequence[int] | np.ndarray) -> np.ndarray:
+        a = np.asarray(tokens)
+        if a.ndim != 1 or a.size == 0:
+            raise ValueError(f"tokens must be a non-empty 1-D sequence of ids, got shape {a.shape}")
+        if not np.issubdtype(a.dtype, np.integer):
+            raise TypeError(f"tokens must be integers, got dtype {a.dtype}")
+        V = self.model.vocab_size
+        bad = np.flatnonzero((a < 0) | (a >= V))
+        if bad.size:
+            raise IndexError(f"token id {int(a[bad[0]])} at index {int(bad[0])} is outside the vocabulary [0, {V})")
+        return np.ascontiguousarray(a, dtype=np.int32)
+
+    def prefill(self, tokens: Sequence[int] | np.ndarray, all_logits: bool = False) -> np.ndarray:
+        """Consume tokens (any length that fits the context); logits ``[V]`` of the last one
+        (``all_logits``: ``[T, V]``)."""
+        out = self._s.forward(self._ids(tokens), all_logits)
+        return out if all_logits else out[0]
+
+    def decode(self, token: int) -> np.ndarray:
+        return self._s.forward(self._ids([token]), False)[0]
+
+    def save(self, path: str | Path) -> None:
+        """Write KV + compressor state atomically (temp file + rename)."""
+        self._s.save(str(path))
+
+    def load_state(self, path: str | Path) -> None:
+        self._s.load(str(path))
+
+    def reset(self) -> None:
+        self._s.reset()
+
+    def kv_bytes(self) -> dict[str, float]:
+        """``per_token``: analytic compressed-cache bytes per token (spec §11); ``total``: bytes
+        allocated for this session's context (window ring buffers and compressor states included)."""
+        return {"per_token": self._s.kv_bytes_per_token(), "total": float(self._s.kv_bytes_total()),
+                "ctx": float(self.ctx)}
+
+    def set_taps(self, patterns: Sequence[str]) -> None:
+        self._s.set_taps(list(patterns))
+
+    def take_taps(self) -> dict[str, np.ndarray]:
+        return dict(self._s.take_taps())
+
+
+class Model:
+    """A loaded GGUF (memory-mapped, validated)."""
+
+    def __init__(self, path: str | Path, threads: int = 0, exact: bool = False, qat: bool = True):
+        from . import _C
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path}: no such GGUF file")
+        self._rt = _C.Runtime(str(self.path), threads=threads, exact=exact, qat=qat)
+        self.config: dict[str, Any] = self._rt.config()
+        self._tokenizer: Any = None
+        self.last_stats = GenerationStats()
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.config["vocab_size"])
+
+    @property
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            self._tokenizer = build_tokenizer(self.path)
+        return self._tokenizer
+
+    def session(self, ctx: int = 4096, kv_dtype: str = "f32") -> Session:
+        return Session(self, ctx, kv_dtype)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode_tokens(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+
+    def prompt(self, messages_or_prompt: str | Sequence[Mapping[str, Any]], thinking: str | bool = False) -> str:
+        """A raw prompt string is used as is; messages are encoded with dsv4_gguf.chat (think modes:
+        False/"chat", True/"high", "max")."""
+        if isinstance(messages_or_prompt, str):
+            return messages_or_prompt
+        from .chat import encode_messages
+
+        mode = "thinking" if thinking in (True, "high", "max", "thinking") else "chat"
+        return encode_messages(list(messages_or_prompt), thinking_mode=mode,
+                               reasoning_effort="max" if thinking == "max" else None)
+
+    def generate(self, messages_or_prompt: str | Sequence[Mapping[str, Any]], max_tokens: int = 256,
+                 temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None,
+                 thinking: str | bool = False, ctx: int | None = None,
+                 session: Session | None = None) -> Iterator[str]:
+        """Stream decoded text pieces; stops at EOS or ``max_tokens``.  ``self.last_stats`` holds the
+        token counts and prefill/decode timings afterwards."""
+        ids = self.encode(self.prompt(messages_or_prompt, thinking))
+        if not ids:
+            raise ValueError("empty prompt")
+        sess = session or self.session(ctx or min(len(ids) + max_tokens + 1, 1 << 20))
+        rng = np.random.default_rng(seed)
+        st = self.last_stats = GenerationStats(prompt_tokens=len(ids))
+        t0 = time.perf_counter()
+        logits = sess.prefill(ids)
+        st.prefill_s = time.perf_counter() - t0
+        eos = self.tokenizer.eos_id
+        text_so_far = ""
+        for _ in range(max_tokens):
+            tok = _sample(logits, temperature, top_p, rng)
+            st.tokens.append(tok)
+            if tok == eos:
+                break
+            text = self.decode_tokens(st.tokens)
+            piece, text_so_far = text[len(text_so_far):], text
+            if piece and not piece.endswith("\ufffd"):
+                yield piece
+            else:
+                text_so_far = text_so_far[: len(text_so_far) - len(piece)]
+            if sess.pos >= sess.ctx:
+                break
+            t1 = time.perf_counter()
+            logits = sess.decode(tok)
+            st.decode_s += time.perf_counter() - t1
+            st.generated_tokens += 1
+
+
+def _sample(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:
+    if temperature <= 0:
+        return int(np.argmax(logits))
+    z = logits.astype(np.float64) / temperature
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    if top_p < 1.0:
+        order = np.argsort(-p, kind="stable")
+        keep = np.cumsum(p[order]) - p[order] < top_p
+        mask = np.zeros_like(p, dtype=bool)
+        mask[order[keep]] = True
+        p = np.where(mask, p, 0.0)
+        p /= p.sum()
+    return int(rng.choice(p.size, p=p))
+
+
+def load(path: str | Path, threads: int = 0, exact: bool = False, qat: bool = True) -> Model:
+    """Memory-map and validate a DeepSeek-V4 GGUF (pass the first shard of a split set).
+
+    ``threads`` 0 = all cores.  ``exact`` multiplies dequantized weight rows with f32 activations
+    (the reference's math; slower) instead of ggml-style quantized-activation dots.  ``qat`` keeps the
+    official QAT simulation (FP8 KV, Hadamard + FP4 indexer)."""
+    return Model(path, threads=threads, exact=exact, qat=qat)
+
+
+# ---------------------------------------------------------------------------------------------------
+# CLI: dsv4-gguf run / chat
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL.gguf", help="deepseek4 GGUF (first shard of a split set)")
+    p.add_argument("-t", "--threads", type=int, default=0, help="CPU threads (default: all cores)")
+    p.add_argument("-c", "--ctx", type=int, default=8192, help="context length of the session (default 8192)")
+    p.add_argument("-n", "--max-tokens", type=int, default=256, help="tokens to generate (default 256)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature, 0 = greedy (default 1.0)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling (default 1.0)")
+    p.add_argument("--seed", type=int, default=None, help="sampling seed")
+    p.add_argument("--think", choices=["none", "high", "max"], default="none",
+                   help="thinking mode for chat prompts (Non-think, Think High, Think Max)")
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("-p", "--prompt", required=True, help="prompt text (raw, no chat template unless --chat)")
+    p.add_argument("--chat", action="store_true", help="wrap the prompt as one user message (DSV4 template)")
+
+
+def _stats_line(st: GenerationStats) -> str:
+    return (f"[prefill {st.prompt_tokens} tok {st.prefill_tok_s:.1f} tok/s | decode {st.generated_tokens} tok "
+            f"{st.decode_tok_s:.1f} tok/s]")
+
+
+def _think(ns: argparse.Namespace) -> str | bool:
+    return False if ns.think == "none" else ns.think
+
+
+def run_run(ns: argparse.Namespace) -> int:
+    model = load(ns.model, threads=ns.threads)
+    prompt: Any = [{"role": "user", "content": ns.prompt}] if ns.chat else ns.prompt
+    for piece in model.generate(prompt, max_tokens=ns.max_tokens, temperature=ns.temperature, top_p=ns.top_p,
+                                seed=ns.seed, thinking=_think(ns), ctx=ns.ctx):
+        print(piece, end="", flush=True)
+    print()
+    print(_stats_line(model.last_stats), file=sys.stderr)
+    return 0
+
+
+def add_chat_arguments(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("--system", default=None, help="system prompt")
+
+
+def run_chat(ns: argparse.Namespace) -> int:
+    from .chat import parse_completion
+
+    model = load(ns.model, threads=ns.threads)
+    messages: list[dict[str, Any]] = [{"role": "system", "content": ns.system}] if ns.system else []
+    print("dsv4-gguf chat: empty line or Ctrl-D to quit", file=sys.stderr)
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            break
+        if not line.strip():
+            break
+        messages.append({"role": "user", "content": line})
+        pieces = []
+        for piece in model.generate(messages, max_tokens=ns.max_tokens, temperature=ns.temperature,
+                                    top_p=ns.top_p, seed=ns.seed, thinking=_think(ns), ctx=ns.ctx):
+            pieces.append(piece)
+            print(piece, end="", flush=True)
+        print()
+        print(_stats_line(model.last_stats), file=sys.stderr)
+        text = "".join(pieces)
+        try:
+            msg = parse_completion(text + "<｜end▁of▁sentence｜>",
+                                   thinking_mode="thinking" if _think(ns) else "chat")
+            messages.append({"role": "assistant", "content": msg.get("content", text),
+                             "reasoning_content": msg.get("reasoning_content", "")})
+        except Exception:  # noqa: BLE001 - keep chatting with the raw text when the reply does not parse
+            messages.append({"role": "assistant", "content": text})
+    return 0
