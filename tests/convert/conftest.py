@@ -104,3 +104,50 @@ def own(path: Path) -> Path:
 @pytest.fixture()
 def ckpt_copy(tiny_ckpt: Path, tmp_path: Path) -> Path:
     return link_copy(tiny_ckpt, tmp_path / "ckpt")
+
+
+# Relative RMS error budget per stored type, measured on the synthetic tiny weights (heavy-tailed rows,
+# outlier columns) with ~25% headroom; a type over budget means a wrong block layout or scale, not noise.
+REL_RMSE_BUDGET = {
+    "Q8_0": 0.010,  # measured 0.0064-0.0078 (8-bit, 32-element blocks)
+    "Q6_K": 0.030,  # measured ~0.020
+    "Q5_K": 0.050,  # measured ~0.038
+    "Q4_K": 0.100,  # measured ~0.078-0.081
+    "Q3_K": 0.200,  # measured ~0.15
+    "Q2_K": 0.400,  # measured ~0.32
+    "IQ2_XXS": 0.550,  # measured ~0.44 (weight-energy importance, no imatrix)
+}
+
+
+@pytest.fixture(scope="session")
+def check_variant(convert_tiny, llama_logits, tiny_ckpt, tiny_args):
+    """Every must-show check for one lossy variant (main file only; the MTP sidecar path is covered by
+    the lossless tests): llama.cpp forward, `gguf` reader, our reader, verify statistics."""
+
+    def run(variant: str) -> dict:
+        import gguf
+        from dsv4_gguf.quantize.verify import verify
+
+        from dsv4_gguf import open_gguf
+        from dsv4_gguf.checkpoint import Checkpoint
+
+        path = convert_tiny(variant, mtp=False)
+        logits = llama_logits(path)
+        assert np.isfinite(logits).all() and logits.std() > 0
+        r = gguf.GGUFReader(path)
+        m = open_gguf(path)
+        assert m.args == tiny_args.replace(n_mtp_layers=0, compress_ratios=tiny_args.compress_ratios[:-1])
+        types = {t.name: t.tensor_type.name for t in r.tensors}
+        assert types == {n: m.info(n).qtype.name for n in m.names()}
+        with Checkpoint(tiny_ckpt) as ck:
+            reps = verify(m, ck)
+        stats: dict[str, float] = {}
+        for rep in reps:
+            if rep.qtype in ("F32", "BF16", "I32", "MXFP4"):
+                assert rep.exact, f"{variant}: {rep.name} ({rep.qtype}) should be exact"
+            else:
+                assert rep.rel_rmse <= REL_RMSE_BUDGET[rep.qtype], (variant, rep.name, rep.rel_rmse)
+                stats[rep.qtype] = max(stats.get(rep.qtype, 0.0), rep.rel_rmse)
+        return {"types": types, "stats": stats}
+
+    return run
