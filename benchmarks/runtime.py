@@ -1,0 +1,134 @@
+"""Runtime benchmark: prefill / decode tokens/s of our C++ runtime vs llama.cpp (llama-cpp-python) on
+the same GGUF, same threads, same run, as ratios; quantized matvec GB/s next to measured memcpy
+bandwidth; KV bytes/token vs the analytic value (spec §11).
+
+Validates before timing: both engines' logits on the prompt must agree (top-1 rate printed).
+Usage: python benchmarks/runtime.py [--gguf FILE ...] [--threads N] [--json OUT]
+Without --gguf it writes the tiny random-weight model (full vocabulary) in MXFP4_MOE and Q4_K_M.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def _fixture():
+    spec = importlib.util.spec_from_file_location("rt_gf", HERE.parent / "tests" / "runtime" / "gguf_fixture.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def bench_pair(path: Path, threads: int, n_prompt: int, n_decode: int) -> dict:
+    import llama_cpp
+
+    from dsv4_gguf import runtime
+
+    rng = np.random.default_rng(0)
+    toks = rng.integers(0, 1000, n_prompt).tolist()
+    ours = runtime.load(path, threads=threads)
+    s = ours.session(ctx=n_prompt + n_decode + 8)
+    t0 = time.perf_counter()
+    lg = s.prefill(toks)
+    t_pf = time.perf_counter() - t0
+    nxt = int(lg.argmax())
+    t0 = time.perf_counter()
+    for _ in range(n_decode):
+        nxt = int(s.decode(nxt).argmax())
+    t_dec = time.perf_counter() - t0
+
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_prompt + n_decode + 8, n_batch=512, n_ubatch=512,
+                          verbose=False, n_threads=threads, n_threads_batch=threads)
+    t0 = time.perf_counter()
+    llm.eval(toks)
+    l_pf = time.perf_counter() - t0
+    peer_top = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+    nxt2 = peer_top
+    t0 = time.perf_counter()
+    for _ in range(n_decode):
+        llm.eval([nxt2])
+        nxt2 = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+    l_dec = time.perf_counter() - t0
+    return {"gguf": path.name, "threads": threads, "prompt": n_prompt, "decode": n_decode,
+            "top1_first_equal": int(lg.argmax()) == peer_top,
+            "ours_prefill_tok_s": n_prompt / t_pf, "llama_prefill_tok_s": n_prompt / l_pf,
+            "ours_decode_tok_s": n_decode / t_dec, "llama_decode_tok_s": n_decode / l_dec,
+            "prefill_ratio": l_pf / t_pf, "decode_ratio": l_dec / t_dec,
+            "kv_bytes_per_token": s.kv_bytes()["per_token"]}
+
+
+def bench_matvec(threads: int) -> dict:
+    from dsv4_gguf import _C
+
+    rows, cols = 4096, 4096
+    w = np.random.default_rng(1).standard_normal((rows, cols)).astype(np.float32)
+    x = np.random.default_rng(2).standard_normal(cols).astype(np.float32)
+    out = {}
+    src = np.empty(256 << 20, np.uint8)
+    src[:] = 1
+    dst = np.empty_like(src)
+    t0 = time.perf_counter()
+    for _ in range(5):
+        np.copyto(dst, src)
+    out["memcpy_GB_s"] = 2 * 5 * src.nbytes / (time.perf_counter() - t0) / 1e9  # read + write
+    for name, qt in (("Q8_0", 8), ("MXFP4", 39), ("Q4_K", 12)):
+        q = _C.quantize_rows(qt, w)
+        ref = w @ x
+        got = _C.matvec(qt, q, x, threads=threads)
+        assert np.corrcoef(ref, got)[0, 1] > 0.99, name  # validate before timing
+        n = 20
+        t0 = time.perf_counter()
+        for _ in range(n):
+            _C.matvec(qt, q, x, threads=threads)
+        out[f"matvec_{name}_GB_s"] = n * q.nbytes / (time.perf_counter() - t0) / 1e9
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--gguf", nargs="*", type=Path, default=[])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--prompt", type=int, default=256)
+    ap.add_argument("--decode", type=int, default=64)
+    ap.add_argument("--json", type=Path)
+    ns = ap.parse_args(argv)
+    paths = list(ns.gguf)
+    tmp = None
+    if not paths:
+        from dsv4_gguf.config import PRESETS
+        from dsv4_gguf.reference import random_weights
+
+        gf = _fixture()
+        args = PRESETS["tiny"]
+        w = {k: v.numpy() for k, v in random_weights(args, 0).items()}
+        tmp = tempfile.TemporaryDirectory()
+        paths = [gf.write_gguf(Path(tmp.name) / f"tiny_{v}.gguf", args, w, v) for v in ("MXFP4_MOE", "Q4_K_M")]
+    results = {"models": [bench_pair(p, ns.threads, ns.prompt, ns.decode) for p in paths],
+               "matvec": bench_matvec(ns.threads)}
+    for r in results["models"]:
+        print(f"{r['gguf']:24s} prefill ours {r['ours_prefill_tok_s']:8.1f} tok/s  "
+              f"llama.cpp {r['llama_prefill_tok_s']:8.1f}"
+              f"  ratio {r['prefill_ratio']:.2f} | decode ours {r['ours_decode_tok_s']:7.1f}  llama.cpp "
+              f"{r['llama_decode_tok_s']:7.1f}  ratio {r['decode_ratio']:.2f} | KV {r['kv_bytes_per_token']:.0f} B/tok")
+    mv = results["matvec"]
+    print("matvec GB/s: " + ", ".join(f"{k[7:-5]} {v:.1f}" for k, v in mv.items() if k.startswith("matvec"))
+          + f"  (memcpy read+write {mv['memcpy_GB_s']:.1f} GB/s)")
+    if ns.json:
+        ns.json.write_text(json.dumps(results, indent=2))
+    if tmp:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
