@@ -1,0 +1,86 @@
+"""Dry-run plans from presets: every variant prints types, sizes and bits per weight for Flash and Pro;
+SOURCE's plan equals the sum of the exact tensor sizes the checkpoint layout implies."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from dsv4_gguf.config import PRESETS
+from dsv4_gguf.layout import checkpoint_tensors
+
+VARIANTS = ["SOURCE", "MXFP4_MOE", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K", "IQ2_XXS-MOE"]
+
+
+def _source_bytes(args) -> int:
+    """SOURCE, computed independently from the layout: FP4 -> 17 bytes per 32 values, FP8 and 2-D BF16 ->
+    2 bytes, 1-D and F32 -> 4 bytes, I64 -> 4 bytes (I32); the MTP sidecar repeats embed/norm/head."""
+    total = 0
+    for s in checkpoint_tensors(args):
+        n = 1
+        for d in s.logical_shape:
+            n *= d
+        if s.kind == "scale":
+            continue
+        if s.kind == "fp4":
+            total += n // 32 * 17
+        elif len(s.shape) == 1 or s.dtype in ("F32", "I64"):
+            total += 4 * n
+        else:  # fp8 and 2-D BF16
+            total += 2 * n
+    for _name in ("embed.weight", "head.weight"):  # sidecar copies (BF16)
+        total += 2 * args.vocab_size * args.dim
+    total += 4 * args.dim  # sidecar copy of norm.weight (F32)
+    return total
+
+
+@pytest.mark.parametrize("name", ["flash", "pro", "tiny"])
+def test_source_plan_equals_exact_sizes(name):
+    from dsv4_gguf.quantize.convert import make_plan
+    from dsv4_gguf.quantize.recipes import load_recipe
+
+    args = PRESETS[name]
+    plan = make_plan(args, load_recipe("SOURCE"), Path("x.gguf"), ckpt_dir=None)
+    assert sum(p.nbytes for p in plan.entries) == _source_bytes(args)
+    for f in plan.files:  # file size = header + each tensor padded to 32 bytes
+        assert f.size == len(f.header) + sum(p.nbytes + (-p.nbytes % 32) for p in f.entries)
+    assert all(p.lossless for p in plan.entries)
+
+
+def test_source_plan_flash_numbers():
+    from dsv4_gguf.quantize.convert import make_plan
+    from dsv4_gguf.quantize.recipes import load_recipe
+
+    plan = make_plan(PRESETS["flash"], load_recipe("SOURCE"), Path("x.gguf"), ckpt_dir=None)
+    assert sum(p.nbytes for p in plan.entries) == 167_741_906_760  # 161.9 GB main + 5.9 GB MTP sidecar
+    assert len(plan.files[0].entries) == 1328
+
+
+@pytest.mark.parametrize("preset", ["flash", "pro"])
+def test_cli_dry_run_every_variant(preset, capsys, tmp_path, monkeypatch):
+    from dsv4_gguf.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    sizes = {}
+    for v in VARIANTS:
+        assert main(["convert", "--preset", preset, "--dry-run", "--type", v]) == 0
+        out = capsys.readouterr().out
+        assert f"variant {v}:" in out and "bits per weight" in out and "bpw" in out
+        m = re.search(r"^total: ([\d,]+) bytes", out, re.M)
+        assert m
+        sizes[v] = int(m.group(1).replace(",", ""))
+    assert not list(tmp_path.iterdir())  # a plan writes nothing
+    # bigger variants are bigger; the 2-bit MoE recipe fits Flash in 96-128 GB with the MTP sidecar
+    assert sizes["SOURCE"] > sizes["MXFP4_MOE"] > sizes["Q8_0"] > sizes["Q4_K_M"] > sizes["Q3_K_M"] > sizes["Q2_K"]
+    assert sizes["Q2_K"] > sizes["IQ2_XXS-MOE"]
+    if preset == "flash":
+        assert 60e9 < sizes["IQ2_XXS-MOE"] < 96e9
+
+
+def test_cli_preset_needs_dry_run(capsys):
+    from dsv4_gguf.cli import main
+
+    assert main(["convert", "--preset", "flash", "--type", "SOURCE"]) == 1
+    assert "--dry-run" in capsys.readouterr().err
