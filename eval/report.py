@@ -51,8 +51,13 @@ def _label(r: dict[str, Any]) -> str:
     return str(r.get("variant") or Path(r["run"]).name)
 
 
+def _x(r: dict[str, Any]) -> float | None:
+    """Plot position: bits per weight of the repeating blocks when known (see run.gguf_info), else all."""
+    return r.get("bpw_blocks") or r.get("bpw")
+
+
 def _plot_kld(runs: list[dict[str, Any]], path: Path) -> bool:
-    pts = sorted((r for r in runs if r["task"] == "kld" and r.get("bpw") is not None), key=lambda r: r["bpw"])
+    pts = sorted((r for r in runs if r["task"] == "kld" and _x(r) is not None), key=_x)  # type: ignore[arg-type]
     if not pts:
         return False
     import matplotlib
@@ -61,15 +66,15 @@ def _plot_kld(runs: list[dict[str, Any]], path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-    bpw = [r["bpw"] for r in pts]
+    bpw = [_x(r) for r in pts]
     floor = 1e-9  # a log axis cannot show the reference's exact 0; drawn at the floor and labelled
     for key, style, name in (("kld_mean", "o-", "mean KLD"), ("kld_p999", "s--", "99.9% KLD")):
         ax.plot(bpw, [max(r[key], floor) for r in pts], style, label=name)
     for r in pts:
-        ax.annotate(_label(r), (r["bpw"], max(r["kld_mean"], floor)), textcoords="offset points", xytext=(4, 6),
+        ax.annotate(_label(r), (_x(r), max(r["kld_mean"], floor)), textcoords="offset points", xytext=(4, 6),
                     fontsize=8)
     ax.set_yscale("log")
-    ax.set_xlabel("bits per weight")
+    ax.set_xlabel("bits per weight (repeating blocks)" if pts[0].get("bpw_blocks") else "bits per weight")
     ax.set_ylabel("KL divergence vs reference (nats)")
     ax.set_title("Quant quality: KLD vs bits per weight")
     ax.grid(True, which="both", alpha=0.3)
@@ -115,13 +120,13 @@ def write_report(runs: list[dict[str, Any]], out: str | Path) -> dict[str, Path]
     files: dict[str, Path] = {}
     md = ["# dsv4-gguf eval report", ""]
     for task, cols in COLUMNS.items():
-        rows = sorted((r for r in runs if r["task"] == task), key=lambda r: -(r.get("bpw") or 0))
+        rows = sorted((r for r in runs if r["task"] == task), key=lambda r: -(_x(r) or 0))
         if not rows:
             continue
-        md += [f"## {task}", "", "| variant | bits/weight | " + " | ".join(h for _, h, _ in cols) + " |",
-               "|---|---:|" + "---:|" * len(cols)]
+        md += [f"## {task}", "", "| variant | bpw (all) | bpw (blocks) | " + " | ".join(h for _, h, _ in cols) + " |",
+               "|---|---:|---:|" + "---:|" * len(cols)]
         for r in rows:
-            md.append(f"| {_label(r)} | {_fmt(r.get('bpw'), '.3f')} | "
+            md.append(f"| {_label(r)} | {_fmt(r.get('bpw'), '.3f')} | {_fmt(r.get('bpw_blocks'), '.3f')} | "
                       + " | ".join(_fmt(r.get(k), f) for k, _, f in cols) + " |")
         md.append("")
     plots = {"kld_vs_bpw.png": _plot_kld, "mrcr_by_bin.png": _plot_mrcr}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import sys
@@ -52,17 +53,22 @@ def file_digest(path: str | Path, full: bool = False) -> dict[str, Any]:
 
 
 def gguf_info(path: str | Path) -> dict[str, Any]:
-    """Bits per weight (all tensor bytes * 8 / all tensor elements), tensor bytes and file type of a GGUF
-    (split files: pass the first shard; only that shard is counted)."""
-    from gguf import GGUFReader
+    """Bits per weight of a GGUF: `bpw` over all tensors (bytes * 8 / elements) and `bpw_blocks` over the
+    repeating blocks' weights (`blk.*`, integer tables such as tid2eid excluded). The two agree within a few
+    percent on the real models; on small models the embedding/output matrices dominate `bpw`, and
+    `bpw_blocks` is the figure that orders quant recipes. Split files: pass the first shard (only it counts)."""
+    from dsv4_gguf.gguf_io import GGUFFile  # header only; gguf.GGUFReader takes ~15 s on a 129k vocab
 
-    r = GGUFReader(str(path))
-    n_el = sum(int(t.n_elements) for t in r.tensors)
-    n_b = sum(int(t.n_bytes) for t in r.tensors)
-    info: dict[str, Any] = {"bpw": 8.0 * n_b / n_el if n_el else None, "tensor_bytes": n_b, "n_params": n_el}
-    f = r.fields.get("general.file_type")
-    if f is not None:
-        info["file_type"] = int(f.parts[f.data[0]][0])
+    g = GGUFFile(path)
+    ts = list(g.tensors.values())
+    n_el = sum(math.prod(t.shape) for t in ts)
+    n_b = sum(t.nbytes for t in ts)
+    blk = [t for t in ts if t.name.startswith("blk.") and t.qtype.name not in ("I8", "I16", "I32", "I64")]
+    blk_el = sum(math.prod(t.shape) for t in blk)
+    info: dict[str, Any] = {"bpw": 8.0 * n_b / n_el if n_el else None, "tensor_bytes": n_b, "n_params": n_el,
+                            "bpw_blocks": 8.0 * sum(t.nbytes for t in blk) / blk_el if blk_el else None}
+    if "general.file_type" in g.metadata:
+        info["file_type"] = int(g.metadata["general.file_type"])
     return info
 
 

@@ -74,10 +74,12 @@ class SparseRows:
         tlp = np.empty(n, np.float64)
         for s in range(0, n, block):
             lp = log_softmax(logits[s : s + block])
-            # lexsort on (id, -lp): deterministic order under ties
-            order = np.lexsort((np.broadcast_to(np.arange(vocab), lp.shape), -lp), axis=-1)[:, :k]
-            ids[s : s + block] = order
-            lps[s : s + block] = np.take_along_axis(lp, order, axis=-1)
+            kth = np.partition(lp, vocab - k, axis=-1)[:, vocab - k]  # k-th largest value per row
+            for j in range(lp.shape[0]):
+                cand = np.flatnonzero(lp[j] >= kth[j])  # every id tied at the boundary is a candidate
+                order = cand[np.lexsort((cand, -lp[j, cand]))][:k]  # by -lp, then by id
+                ids[s + j] = order
+                lps[s + j] = lp[j, order]
             tlp[s : s + block] = lp[np.arange(lp.shape[0]), tgt[s : s + block]]
         return cls(tgt, tlp, ids, lps)
 

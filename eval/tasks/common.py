@@ -90,6 +90,22 @@ class RefStore:
         self._opener = opener
         self._backend: Backend | None = None
 
+    def backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = self._opener()
+            if self._backend is None:
+                raise RunError("no reference given (--ref, --ref-url or --ref-kld)")
+        return self._backend
+
+    def tokens(self) -> np.ndarray | None:
+        f = self.path / "tokens.npy"
+        return np.load(f) if f.exists() else None
+
+    def save_tokens(self, tokens: np.ndarray) -> None:
+        tmp = self.path / "tokens.tmp.npy"
+        np.save(tmp, np.asarray(tokens, np.int32))
+        os.replace(tmp, self.path / "tokens.npy")
+
     def _file(self, uid: str) -> Path:
         return self.path / (uid.replace("/", "_").replace(":", "_") + ".npz")
 
@@ -100,12 +116,9 @@ class RefStore:
         f = self._file(uid)
         if f.exists():
             return SparseRows.load(f)
-        if self._backend is None:
-            self._backend = self._opener()
-            if self._backend is None:
-                raise RunError("no reference given (--ref, --ref-url or --ref-kld)")
-            self._backend.require(prompt_topk=True)
-        rows = self._backend.prompt_topk(tokens, first, k)
+        be = self.backend()
+        be.require(prompt_topk=True)
+        rows = be.prompt_topk(tokens, first, k)
         save_npz(f, target=rows.target, target_lp=rows.target_lp, top_ids=rows.top_ids, top_lp=rows.top_lp)
         return rows
 

@@ -34,10 +34,12 @@ def _chunks(tokens: list[int], ctx: int, bos: int | None, limit: int | None) -> 
 
 
 def run_kld(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
+    minfo = model_info(ns.model, ns.variant, ns.bpw)
     out = Path(ns.out)
     cand_fp = model_fingerprint(ns.backend, ns.model, ns.url, ns.full_hash)
     kld_file = KldFile(ns.ref_kld) if ns.ref_kld else None
     cand = None
+    store = None
     if kld_file is not None:
         cand = open_candidate(ns)
         cand.require(logits=True)
@@ -51,33 +53,33 @@ def run_kld(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
     else:
         if not (ns.ref or ns.ref_url):
             raise RunError("eval kld needs a reference: --ref B.gguf, --ref-url URL or --ref-kld FILE.kld")
-        text = Path(ns.data).read_text(encoding="utf-8")
-        cand = open_candidate(ns)
-        cand.require(tokenize=True, logits=True)
-        chunk_tokens = _chunks(cand.tokenize(text), ns.ctx, cand.bos_id, ns.chunks)
         ctx = ns.ctx
         ref_fp = model_fingerprint(ns.ref_backend or ns.backend, ns.ref or ns.ref_model, ns.ref_url, ns.full_hash)
+        # As llama-perplexity's base file: the reference tokenizes once and stores the tokens; every
+        # candidate scores exactly those tokens (candidates must share the reference's vocabulary).
+        store = RefStore(Path(ns.ref_cache) if ns.ref_cache else out / "ref",
+                         {"reference": ref_fp, "data": file_digest(ns.data), "ctx": ctx, "chunks": ns.chunks,
+                          "top_k": ns.top_k}, lambda: open_reference(ns))
+        toks = store.tokens()
+        if toks is None:
+            ref = store.backend()
+            ref.require(tokenize=True)
+            toks = np.asarray(_chunks(ref.tokenize(Path(ns.data).read_text(encoding="utf-8")), ctx, ref.bos_id,
+                                      ns.chunks), np.int32)
+            store.save_tokens(toks)
+        chunk_tokens = [list(map(int, t)) for t in toks]
     first = scored_first(ctx)
     tok_hash = tokens_digest([t for c in chunk_tokens for t in c])
     settings = {"ctx": ctx, "n_chunks": len(chunk_tokens), "top_k": ns.top_k, "tokens_sha256": tok_hash,
                 "data": file_digest(ns.data) if ns.data and not kld_file else None,
                 "model": cand_fp, "reference": ref_fp}
-    run = RunDir(out, "kld", settings, info=model_info(ns.model, ns.variant, ns.bpw), overwrite=ns.overwrite)
+    run = RunDir(out, "kld", settings, info=minfo, overwrite=ns.overwrite)
     done = run.done()
     todo = [c for c in range(len(chunk_tokens)) if f"chunk:{c}" not in done]
-
-    store = None
-    if kld_file is None:
-        store = RefStore(Path(ns.ref_cache) if ns.ref_cache else out / "ref",
-                         {"reference": ref_fp, "ctx": ctx, "top_k": ns.top_k, "tokens_sha256": tok_hash},
-                         lambda: open_reference(ns))
-        missing = [c for c in todo if not store.has(f"chunk:{c}")]
-        if missing and cand is not None:  # never hold two models at once
-            cand.close()
-            cand = None
-        for c in progress(missing, desc="reference"):
+    if store is not None:
+        for c in progress([c for c in todo if not store.has(f"chunk:{c}")], desc="reference"):
             store.get(f"chunk:{c}", chunk_tokens[c], first, ns.top_k)
-        store.close()
+        store.close()  # the reference model is closed before the candidate is opened
 
     pos_dir = out / "positions"
     pos_dir.mkdir(exist_ok=True)
@@ -102,7 +104,7 @@ def run_kld(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
 
     stats = PositionStats.concat([PositionStats.load(pos_dir / f"chunk_{c:05d}.npz")
                                   for c in range(len(chunk_tokens))])
-    results: dict[str, Any] = {"task": "kld", **model_info(ns.model, ns.variant, ns.bpw), **summarize(stats),
+    results: dict[str, Any] = {"task": "kld", **minfo, **summarize(stats),
                                "nll_mean": float(stats.nll.mean()), "nll_base_mean": float(stats.nll_base.mean())}
     run.finish(results)
     return results

@@ -29,13 +29,14 @@ def _budget(ns: argparse.Namespace, answer_tokens: int) -> int:
 
 
 def run_mrcr(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
+    minfo = model_info(ns.model, ns.variant, ns.bpw)
     needles = tuple(int(x) for x in ns.needles.split(","))
     src, rows = load_mrcr(ns.data, needles=needles, bins=parse_bins(ns.bins), per_cell=ns.limit, seed=ns.seed)
     settings = {"needles": needles, "bins": ns.bins, "per_cell": ns.limit, "seed": ns.seed, "bin_by": ns.bin_by,
                 "thinking": ns.thinking, "max_new_tokens": ns.max_new_tokens, "n_ctx": ns.n_ctx,
                 "dataset": {"layout": src.layout, "files": [file_digest(f) for f in src.files]},
                 "model": model_fingerprint(ns.backend, ns.model, ns.url, ns.full_hash)}
-    info = {**model_info(ns.model, ns.variant, ns.bpw), "mrcr_layout": src.layout,
+    info = {**minfo, "mrcr_layout": src.layout,
             "mrcr_rows_post_fix": sum(r.date_added is not None for r in rows)}
     if src.layout == "legacy":
         info["note"] = "old single-file MRCR layout: pre-Dec-2025 data with known wrong rows"
@@ -74,7 +75,7 @@ def run_mrcr(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
     recs = sorted((r for r in run.records() if r["uid"] in order), key=lambda r: order[r["uid"]])
     scored = [r for r in recs if "score" in r]
     agg = aggregate(scored)
-    results = {"task": "mrcr", **model_info(ns.model, ns.variant, ns.bpw), **agg,
+    results = {"task": "mrcr", **minfo, **agg,
                "mrcr_skipped": len(recs) - len(scored), "bin_labels": list(BIN_LABELS)}
     run.finish(results)
     return results

@@ -43,6 +43,7 @@ def _ids(spec: str | None) -> list[str] | None:
 
 
 def run_swebench(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
+    minfo = model_info(ns.model, ns.variant, ns.bpw)
     rows = select(load_swebench(ns.data), ids=_ids(ns.instance_ids), repos=ns.repo, limit=ns.limit, seed=ns.seed)
     out = Path(ns.out)
     has_ref = bool(ns.ref or ns.ref_url)
@@ -52,7 +53,7 @@ def run_swebench(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
                 str(ns.data), "model": model_fingerprint(ns.backend, ns.model, ns.url, ns.full_hash),
                 "reference": model_fingerprint(ns.ref_backend or ns.backend, ns.ref or ns.ref_model, ns.ref_url,
                                                ns.full_hash) if has_ref else None}
-    run = RunDir(out, "swebench", settings, info=model_info(ns.model, ns.variant, ns.bpw), overwrite=ns.overwrite)
+    run = RunDir(out, "swebench", settings, info=minfo, overwrite=ns.overwrite)
     (out / "instance_ids.txt").write_text("".join(r.instance_id + "\n" for r in rows), encoding="utf-8")
     done = run.done()
     todo = [r for r in rows if r.instance_id not in done]
@@ -103,7 +104,7 @@ def run_swebench(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
     order = {r.instance_id: i for i, r in enumerate(rows)}
     recs = sorted((x for x in run.records() if x["uid"] in order), key=lambda x: order[x["uid"]])
     scored = [x for x in recs if "nll" in x]
-    results: dict[str, Any] = {"task": "swebench", **model_info(ns.model, ns.variant, ns.bpw),
+    results: dict[str, Any] = {"task": "swebench", **minfo,
                                **nll_summary(scored, ns.flip_threshold), "swe_skipped": len(recs) - len(scored)}
     if store is not None and scored:
         st = PositionStats.concat([PositionStats.load(pos_dir / f"{x['uid'].replace('/', '_')}.npz") for x in scored])

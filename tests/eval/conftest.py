@@ -94,7 +94,8 @@ def swe_jsonl(tmp_path: Path) -> Path:
     for i, repo in enumerate(["astropy/astropy"] * 4 + ["django/django"] * 6 + ["psf/requests"] * 2):
         rows.append({
             "repo": repo, "instance_id": f"{repo.replace('/', '__')}-{100 + i}", "base_commit": "0" * 40,
-            "patch": f"diff --git a/m{i}.py b/m{i}.py\n--- a/m{i}.py\n+++ b/m{i}.py\n@@ -1 +1 @@\n-x = {i}\n+x = {i + 1}\n",
+            "patch": (f"diff --git a/m{i}.py b/m{i}.py\n--- a/m{i}.py\n+++ b/m{i}.py\n@@ -1 +1 @@\n"
+                      f"-x = {i}\n+x = {i + 1}\n"),
             "test_patch": "", "problem_statement": f"x should be {i + 1} in m{i}.py", "hints_text": "",
             "created_at": "2020-01-01", "version": "1.0", "FAIL_TO_PASS": json.dumps([f"test_m{i}"]),
             "PASS_TO_PASS": "[]", "environment_setup_commit": "1" * 40})

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from dsv4_gguf.eval.backends import SparseRows, log_softmax
 from dsv4_gguf.eval.metrics.kld import compare_full, compare_sparse, percentile, summarize
 from dsv4_gguf.eval.metrics.kld_file import KldFile, KldFormatError, write_kld
@@ -146,7 +145,7 @@ def test_eval_kld_zero_monotone_resume_report(text_file: Path, tmp_path: Path) -
     rep = tmp_path / "report"
     assert main(["eval", "report", *(str(tmp_path / f"n{n}") for n in (0.0, 0.1, 0.4, 1.5)), "--out", str(rep)]) == 0
     md = (rep / "report.md").read_text()
-    assert "| noise0.4 | 4.500 |" in md and "![kld_vs_bpw.png](kld_vs_bpw.png)" in md
+    assert "| noise0.4 | 4.500 | – |" in md and "![kld_vs_bpw.png](kld_vs_bpw.png)" in md
     assert (rep / "kld_vs_bpw.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     csv = (rep / "report.csv").read_text().splitlines()
     assert len(csv) == 5 and "kld_mean" in csv[0]
@@ -154,8 +153,9 @@ def test_eval_kld_zero_monotone_resume_report(text_file: Path, tmp_path: Path) -
 
 def test_eval_kld_against_kld_file(tmp_path: Path, text_file: Path) -> None:
     """A llama.cpp base file as the reference: candidate == the model that wrote it -> KLD ~ quantization."""
-    from dsv4_gguf.cli import main
     from dsv4_gguf.eval.backends.fake import FakeBackend
+
+    from dsv4_gguf.cli import main
 
     fb = FakeBackend(seed=0)
     n_ctx = 64

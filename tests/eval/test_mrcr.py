@@ -8,10 +8,10 @@ from difflib import SequenceMatcher
 from pathlib import Path
 
 import pytest
-
-from dsv4_gguf.chat import encode_messages
 from dsv4_gguf.eval.datasets.mrcr import discover, load_mrcr, merge_same_role, parse_bins
 from dsv4_gguf.eval.metrics.mrcr import BIN_LABELS, aggregate, bin_index, grade, grade_lenient
+
+from dsv4_gguf.chat import encode_messages
 
 P = "aYooSG8CQg"
 
@@ -107,8 +107,9 @@ def _mrcr_args(data: Path, out: Path, model: str = "seed=0", **kw: str) -> list[
 
 
 def test_eval_mrcr_end_to_end_and_resume(mrcr_tree, fake_o200k, tmp_path: Path, monkeypatch) -> None:
-    from dsv4_gguf.cli import main
     from dsv4_gguf.eval import tokenize
+
+    from dsv4_gguf.cli import main
 
     monkeypatch.setattr(tokenize, "count_o200k", fake_o200k)
     root, expected = mrcr_tree
