@@ -1,0 +1,73 @@
+"""Must-show: the tiny synthetic model converted to SOURCE, Q8_0, Q4_K_M and IQ2_XXS-MOE; `eval kld`
+against SOURCE gives exactly 0 for SOURCE and KLD that grows as bits per weight fall; the report carries
+the table and the plot. Also: the llama-cpp-python backend on the same files (SOURCE vs itself is 0)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from dsv4_gguf.cli import main
+
+VARIANTS = ("SOURCE", "Q8_0", "Q4_K_M", "IQ2_XXS-MOE")
+
+
+@pytest.fixture(scope="module")
+def tiny_ggufs(tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("tiny-gguf")
+    paths = {}
+    for v in VARIANTS:
+        paths[v] = out / f"tiny-{v}.gguf"
+        assert main(["convert", str(tiny_ckpt), "-o", str(paths[v]), "--type", v, "--no-mtp"]) == 0
+    return paths
+
+
+@pytest.fixture(scope="module")
+def english(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    words = ("the a tapir walks under tree at dawn and dusk river forest quietly eats leaves while birds sing "
+             "over water in morning light").split()
+    rng = random.Random(0)
+    p = tmp_path_factory.mktemp("text") / "text.txt"
+    p.write_text(" ".join(rng.choice(words) for _ in range(800)), encoding="utf-8")
+    return p
+
+
+def _kld(text: Path, model: Path, ref: Path, out: Path, cache: Path, backend: str = "runtime", chunks: int = 2) -> dict:
+    args = ["eval", "kld", "--data", str(text), "--model", str(model), "--ref", str(ref), "--backend", backend,
+            "--ref-cache", str(cache), "--out", str(out), "--ctx", "128", "--chunks", str(chunks), "--n-ctx", "256",
+            "--threads", "2"]
+    assert main(args) == 0
+    return json.loads((out / "results.json").read_text())
+
+
+def test_kld_ladder_on_tiny_model(tiny_ggufs: dict[str, Path], english: Path, tmp_path: Path) -> None:
+    res = {v: _kld(english, tiny_ggufs[v], tiny_ggufs["SOURCE"], tmp_path / v, tmp_path / "ref") for v in VARIANTS}
+    src = res["SOURCE"]
+    assert src["kld_mean"] == 0.0 and src["kld_max"] == 0.0 and src["same_top_p"] == 1.0
+    assert src["ppl_ratio"] == 1.0 and src["rms_dp"] == 0.0 and src["n_positions"] == 2 * 63
+    # bits per weight of the repeating blocks fall down the ladder, KLD rises
+    bpw = [res[v]["bpw_blocks"] for v in VARIANTS]
+    kld = [res[v]["kld_mean"] for v in VARIANTS]
+    assert bpw == sorted(bpw, reverse=True) and len(set(bpw)) == 4, bpw
+    assert kld == sorted(kld) and kld[1] > 0, kld
+    assert res["Q8_0"]["same_top_p"] > res["IQ2_XXS-MOE"]["same_top_p"]
+
+    rep = tmp_path / "report"
+    assert main(["eval", "report", *(str(tmp_path / v) for v in VARIANTS), "--out", str(rep)]) == 0
+    md = (rep / "report.md").read_text()
+    for v in VARIANTS:
+        assert f"| tiny-{v} |" in md
+    assert "![kld_vs_bpw.png](kld_vs_bpw.png)" in md
+    assert (rep / "kld_vs_bpw.png").stat().st_size > 10_000
+
+
+def test_llama_cpp_backend_source_is_exactly_zero(tiny_ggufs: dict[str, Path], english: Path, tmp_path: Path) -> None:
+    pytest.importorskip("llama_cpp")
+    src = tiny_ggufs["SOURCE"]
+    r = _kld(english, src, src, tmp_path / "lc", tmp_path / "lcref", backend="llama-cpp", chunks=1)
+    assert r["kld_mean"] == 0.0 and r["same_top_p"] == 1.0
+    man = json.loads((tmp_path / "lc" / "manifest.json").read_text())
+    assert man["settings"]["model"]["backend"] == "llama-cpp" and "sha256" in man["settings"]["model"]["file"]
