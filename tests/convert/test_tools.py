@@ -113,3 +113,30 @@ def test_inspect(convert_tiny, capsys):
     out = capsys.readouterr().out
     assert "arch: deepseek4" in out and "MXFP4_MOE" in out and "bpw" in out and "MTP sidecar" in out
     assert "Q8_0" in out and "deepseek4.attention.compress_ratios" in out and "joyai-llm" in out
+
+
+def _llama_quantize(src: Path, dst: Path, ftype: int) -> None:
+    """llama-quantize through llama-cpp-python, in a subprocess (its log callback chokes on token text)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("llama_cpp")
+    code = (f"import llama_cpp; p = llama_cpp.llama_model_quantize_default_params(); p.ftype = {ftype}; "
+            f"p.nthread = 2; p.allow_requantize = True; "
+            f"raise SystemExit(llama_cpp.llama_model_quantize({str(src)!r}.encode(), {str(dst)!r}.encode(), p))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_requantize_llama_cpp_written_file(convert_tiny, tmp_path, llama_logits):
+    """A deepseek4 GGUF written by llama.cpp (llama-quantize, Q8_0) is read and requantized by us."""
+    from dsv4_gguf import open_gguf
+
+    lc = tmp_path / "lc-q8.gguf"
+    _llama_quantize(convert_tiny("SOURCE", mtp=False), lc, 7)  # LLAMA_FTYPE_MOSTLY_Q8_0
+    m = open_gguf(lc)
+    assert m.info("blk.2.ffn_gate_exps.weight").qtype == Q.Q8_0
+    out = tmp_path / "ours.gguf"
+    assert main(["requantize", str(lc), str(out), "--type", "Q4_K_M"]) == 0
+    assert open_gguf(out).info("output.weight").qtype == Q.Q6_K
+    assert np.isfinite(llama_logits(out)).all()
