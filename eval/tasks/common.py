@@ -58,6 +58,12 @@ def model_fingerprint(kind: str, model: str | None, url: str | None, full_hash: 
     return fp
 
 
+def ref_fingerprint(ns: argparse.Namespace) -> dict[str, Any]:
+    if ns.ref_url:
+        return model_fingerprint("openai", ns.ref_model or "default", ns.ref_url, ns.full_hash)
+    return model_fingerprint(ns.ref_backend or ns.backend, ns.ref, None, ns.full_hash)
+
+
 def model_info(model: str | None, variant: str | None, bpw: float | None) -> dict[str, Any]:
     info: dict[str, Any] = {}
     if model and Path(model).suffix == ".gguf" and Path(model).is_file():

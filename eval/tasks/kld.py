@@ -16,7 +16,16 @@ import numpy as np
 from ..metrics.kld import PositionStats, compare_full, compare_sparse, summarize
 from ..metrics.kld_file import KldFile, scored_first
 from ..run import RunDir, RunError, file_digest
-from .common import RefStore, model_fingerprint, model_info, open_candidate, open_reference, save_npz, tokens_digest
+from .common import (
+    RefStore,
+    model_fingerprint,
+    model_info,
+    open_candidate,
+    open_reference,
+    ref_fingerprint,
+    save_npz,
+    tokens_digest,
+)
 
 __all__ = ["run_kld"]
 
@@ -54,7 +63,7 @@ def run_kld(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
         if not (ns.ref or ns.ref_url):
             raise RunError("eval kld needs a reference: --ref B.gguf, --ref-url URL or --ref-kld FILE.kld")
         ctx = ns.ctx
-        ref_fp = model_fingerprint(ns.ref_backend or ns.backend, ns.ref or ns.ref_model, ns.ref_url, ns.full_hash)
+        ref_fp = ref_fingerprint(ns)
         # As llama-perplexity's base file: the reference tokenizes once and stores the tokens; every
         # candidate scores exactly those tokens (candidates must share the reference's vocabulary).
         store = RefStore(Path(ns.ref_cache) if ns.ref_cache else out / "ref",

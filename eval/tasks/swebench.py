@@ -19,7 +19,7 @@ from ..datasets.swebench import build_prompt, load_swebench, select
 from ..metrics.kld import PositionStats, compare_sparse, summarize
 from ..metrics.swebench import nll_summary, patch_similarity, write_predictions
 from ..run import RunDir, file_digest
-from .common import RefStore, model_fingerprint, model_info, open_candidate, open_reference, save_npz
+from .common import RefStore, model_fingerprint, model_info, open_candidate, open_reference, ref_fingerprint, save_npz
 
 __all__ = ["run_swebench", "extract_patch"]
 
@@ -51,8 +51,7 @@ def run_swebench(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
                 "top_k": ns.top_k, "generate": ns.generate, "max_new_tokens": ns.max_new_tokens,
                 "flip_threshold": ns.flip_threshold, "dataset": file_digest(ns.data) if Path(ns.data).is_file() else
                 str(ns.data), "model": model_fingerprint(ns.backend, ns.model, ns.url, ns.full_hash),
-                "reference": model_fingerprint(ns.ref_backend or ns.backend, ns.ref or ns.ref_model, ns.ref_url,
-                                               ns.full_hash) if has_ref else None}
+                "reference": ref_fingerprint(ns) if has_ref else None}
     run = RunDir(out, "swebench", settings, info=minfo, overwrite=ns.overwrite)
     (out / "instance_ids.txt").write_text("".join(r.instance_id + "\n" for r in rows), encoding="utf-8")
     done = run.done()

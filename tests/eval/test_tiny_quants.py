@@ -12,6 +12,8 @@ import pytest
 
 from dsv4_gguf.cli import main
 
+pytestmark = pytest.mark.slow
+
 VARIANTS = ("SOURCE", "Q8_0", "Q4_K_M", "IQ2_XXS-MOE")
 
 
