@@ -120,20 +120,23 @@ def _prefetch(it: Iterator, depth: int = 3) -> Iterator:
     done = object()
     stop = threading.Event()
 
+    def put(x: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(x, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False  # the consumer is gone
+
     def run() -> None:
         try:
             for x in it:
-                while not stop.is_set():
-                    try:
-                        q.put(x, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(x):
                     return
-            q.put(done)
+            put(done)
         except BaseException as e:  # noqa: BLE001 - re-raised in the consumer
-            q.put(e)
+            put(e)
 
     th = threading.Thread(target=run, daemon=True)
     th.start()
