@@ -65,6 +65,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--needles", default="2,4,8", help="needle counts (default 2,4,8)")
     m.add_argument("--bins", help="context bins, e.g. 8K-128K or 8K,1M (default all)")
     m.add_argument("--limit", type=int, help="seeded sample of at most N rows per needle x bin")
+    m.add_argument("--max-tokens", type=int, help="only rows of at most N o200k prompt+answer tokens")
     m.add_argument("--bin-by", choices=("o200k", "native"), default="o200k",
                    help="bin by o200k prompt+answer tokens (official) or by the model's own count")
     m.add_argument("--max-new-tokens", type=int, help="generation budget (default: from the answer length)")

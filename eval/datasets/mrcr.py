@@ -114,10 +114,11 @@ def _rows(files: list[Path], batch_size: int = 8) -> Iterator[tuple[Path, int, d
 
 
 def load_mrcr(path: str | Path, needles: Sequence[int] = (2, 4, 8), bins: set[int] | None = None,
-              per_cell: int | None = None, seed: int = 0,
+              per_cell: int | None = None, seed: int = 0, max_tokens: int | None = None,
               count: Callable[[str], int] | None = None) -> tuple[MrcrSource, list[MrcrRow]]:
-    """Rows passing the needle and bin filters, in file order; `per_cell` keeps a seeded sample of at
-    most that many rows per (needles, bin). `count` is the o200k counter (injectable for tests)."""
+    """Rows passing the needle, bin and `max_tokens` (o200k prompt+answer) filters, in file order;
+    `per_cell` keeps a seeded sample of at most that many rows per (needles, bin). `count` is the o200k
+    counter (injectable for tests)."""
     if count is None:
         from ..tokenize import count_o200k as count
     src = discover(path, needles)
@@ -129,7 +130,7 @@ def load_mrcr(path: str | Path, needles: Sequence[int] = (2, 4, 8), bins: set[in
         messages = json.loads(r["prompt"])
         n_tok = sum(count(m["content"]) for m in messages) + count(r["answer"])
         b = bin_index(n_tok)
-        if b is None or (bins is not None and b not in bins):
+        if b is None or (bins is not None and b not in bins) or (max_tokens is not None and n_tok > max_tokens):
             continue
         extra = {k: r[k] for k in ("desired_msg_index", "total_messages") if k in r}
         rows.append(MrcrRow(f"{f.parent.name + '/' if src.layout == 'tree' else ''}{f.stem}:{i}", messages,

@@ -31,8 +31,10 @@ def _budget(ns: argparse.Namespace, answer_tokens: int) -> int:
 def run_mrcr(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
     minfo = model_info(ns.model, ns.variant, ns.bpw)
     needles = tuple(int(x) for x in ns.needles.split(","))
-    src, rows = load_mrcr(ns.data, needles=needles, bins=parse_bins(ns.bins), per_cell=ns.limit, seed=ns.seed)
+    src, rows = load_mrcr(ns.data, needles=needles, bins=parse_bins(ns.bins), per_cell=ns.limit, seed=ns.seed,
+                          max_tokens=ns.max_tokens)
     settings = {"needles": needles, "bins": ns.bins, "per_cell": ns.limit, "seed": ns.seed, "bin_by": ns.bin_by,
+                "max_tokens": ns.max_tokens,
                 "thinking": ns.thinking, "max_new_tokens": ns.max_new_tokens, "n_ctx": ns.n_ctx,
                 "dataset": {"layout": src.layout, "files": [file_digest(f) for f in src.files]},
                 "model": model_fingerprint(ns.backend, ns.model, ns.url, ns.full_hash)}

@@ -111,3 +111,16 @@ def text_file(tmp_path: Path) -> Path:
     p.write_text(" ".join(rng.choice(["alpha", "beta", "gamma", "delta", "x", "yz", "q"]) for _ in range(3000)),
                  encoding="utf-8")
     return p
+
+
+@pytest.fixture(scope="session")
+def tiny_ggufs(tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The tiny synthetic checkpoint converted by `dsv4-gguf convert` to four variants (no MTP sidecar)."""
+    from dsv4_gguf.cli import main
+
+    out = tmp_path_factory.mktemp("tiny-gguf")
+    paths = {}
+    for v in ("SOURCE", "Q8_0", "Q4_K_M", "IQ2_XXS-MOE"):
+        paths[v] = out / f"tiny-{v}.gguf"
+        assert main(["convert", str(tiny_ckpt), "-o", str(paths[v]), "--type", v, "--no-mtp"]) == 0
+    return paths

@@ -83,6 +83,8 @@ def test_loader_tree_and_filters(mrcr_tree: tuple[Path, dict[str, float]], fake_
                                                                                 (16384, 1)]
     _, only8 = load_mrcr(root, needles=(8,), bins={1}, count=fake_o200k)
     assert {(r.n_needles, r.bin) for r in only8} == {(8, 1)} and len(only8) == 2
+    _, short = load_mrcr(root, max_tokens=8192, count=fake_o200k)
+    assert sorted(r.o200k_tokens for r in short) == [4096, 4096, 8192, 8192]
     _, sample = load_mrcr(root, per_cell=1, seed=3, count=fake_o200k)
     assert len(sample) == 4
     assert [r.uid for r in sample] == [r.uid for r in load_mrcr(root, per_cell=1, seed=3, count=fake_o200k)[1]]
@@ -134,3 +136,7 @@ def test_eval_mrcr_end_to_end_and_resume(mrcr_tree, fake_o200k, tmp_path: Path, 
     assert json.loads((b / "results.json").read_text()) == res
     # a changed setting refuses to resume
     assert main(_mrcr_args(root, b, needles="8")) == 1
+    rep = tmp_path / "rep"
+    assert main(["eval", "report", str(tmp_path / "a"), "--out", str(rep)]) == 0
+    assert "| fake | – | – | " in (rep / "report.md").read_text()
+    assert (rep / "mrcr_by_bin.png").read_bytes()[:4] == b"\x89PNG"

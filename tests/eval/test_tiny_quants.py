@@ -14,17 +14,7 @@ from dsv4_gguf.cli import main
 
 pytestmark = pytest.mark.slow
 
-VARIANTS = ("SOURCE", "Q8_0", "Q4_K_M", "IQ2_XXS-MOE")
-
-
-@pytest.fixture(scope="module")
-def tiny_ggufs(tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("tiny-gguf")
-    paths = {}
-    for v in VARIANTS:
-        paths[v] = out / f"tiny-{v}.gguf"
-        assert main(["convert", str(tiny_ckpt), "-o", str(paths[v]), "--type", v, "--no-mtp"]) == 0
-    return paths
+VARIANTS = ("SOURCE", "Q8_0", "Q4_K_M", "IQ2_XXS-MOE")  # the order of the tiny_ggufs fixture
 
 
 @pytest.fixture(scope="module")
