@@ -66,13 +66,19 @@ def _plot_kld(runs: list[dict[str, Any]], path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-    bpw = [_x(r) for r in pts]
-    floor = 1e-9  # a log axis cannot show the reference's exact 0; drawn at the floor and labelled
+    # A log axis cannot show an exact 0 (the reference against itself): such points sit one decade
+    # below the smallest non-zero value, drawn apart (triangle, "= 0") and not joined to the curve.
+    nonzero = [r[k] for r in pts for k in ("kld_mean", "kld_p999") if r[k] > 0]
+    floor = min(nonzero) / 10 if nonzero else 1e-6
     for key, style, name in (("kld_mean", "o-", "mean KLD"), ("kld_p999", "s--", "99.9% KLD")):
-        ax.plot(bpw, [max(r[key], floor) for r in pts], style, label=name)
+        nz = [r for r in pts if r[key] > 0]
+        ax.plot([_x(r) for r in nz], [r[key] for r in nz], style, label=name)
+    zero = [r for r in pts if r["kld_mean"] == 0]
+    if zero:
+        ax.plot([_x(r) for r in zero], [floor] * len(zero), "kv", label="KLD = 0 (reference)")
     for r in pts:
-        ax.annotate(_label(r), (_x(r), max(r["kld_mean"], floor)), textcoords="offset points", xytext=(4, 6),
-                    fontsize=8)
+        ax.annotate(_label(r), (_x(r), r["kld_mean"] if r["kld_mean"] > 0 else floor), textcoords="offset points",
+                    xytext=(4, 6), fontsize=8)
     ax.set_yscale("log")
     ax.set_xlabel("bits per weight (repeating blocks)" if pts[0].get("bpw_blocks") else "bits per weight")
     ax.set_ylabel("KL divergence vs reference (nats)")
