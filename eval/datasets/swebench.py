@@ -105,6 +105,11 @@ def select(rows: Sequence[SweInstance], ids: Sequence[str] | None = None, repos:
 
 def build_prompt(inst: SweInstance, thinking_mode: str = "chat") -> str:
     content = inst.text or INSTRUCTION.format(repo=inst.repo, problem=inst.problem_statement.strip())
-    if not inst.text and inst.hints_text.strip():
-        content += f"\n<hints>\n{inst.hints_text.strip()}\n</hints>\n"
+    if not inst.text:
+        # SWE-bench Pro ships the requirements and the interface the fix must provide next to the issue
+        for key in ("requirements", "interface"):
+            if str(inst.fields.get(key) or "").strip():
+                content += f"\n<{key}>\n{str(inst.fields[key]).strip()}\n</{key}>\n"
+        if inst.hints_text.strip():
+            content += f"\n<hints>\n{inst.hints_text.strip()}\n</hints>\n"
     return encode_messages([{"role": "user", "content": content}], thinking_mode=thinking_mode)

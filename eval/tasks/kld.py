@@ -97,6 +97,10 @@ def run_kld(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
             if cand is None:
                 cand = open_candidate(ns)
                 cand.require(logits=True)
+            top = max(chunk_tokens[c])
+            if top >= cand.n_vocab:
+                raise RunError(f"token id {top} of the reference's tokenization is outside the candidate's "
+                               f"vocabulary ({cand.n_vocab}); candidate and reference must share a tokenizer")
             logits = cand.logits(chunk_tokens[c], first)
             if kld_file is not None:
                 st = compare_full(kld_file.rows(c), logits, np.asarray(chunk_tokens[c][first + 1 :]))

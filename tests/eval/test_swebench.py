@@ -29,7 +29,15 @@ def test_loaders_agree_and_pro_fields(swe_jsonl: Path, tmp_path: Path) -> None:
     assert a[0].fields["FAIL_TO_PASS"] == ["test_m0"] and c[3].fields["PASS_TO_PASS"] == []
     pro = [{k.lower() if k in ("FAIL_TO_PASS", "PASS_TO_PASS") else k: v for k, v in r.items()} for r in rows]
     (tmp_path / "pro.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pro))
-    assert load_swebench(tmp_path / "pro.jsonl")[1].fields["FAIL_TO_PASS"] == ["test_m1"]
+    pro[1]["interface"] = "def f() -> int"
+    (tmp_path / "pro.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pro))
+    got = load_swebench(tmp_path / "pro.jsonl")
+    assert got[1].fields["FAIL_TO_PASS"] == ["test_m1"]
+    assert "<interface>\ndef f() -> int\n</interface>" in build_prompt(got[1])
+    assert "<interface>" not in build_prompt(got[0]) and build_prompt(got[0]).startswith("<｜begin▁of▁sentence｜>")
+    oracle = load_swebench(swe_jsonl)[0]
+    oracle.text = "ORACLE PROMPT"
+    assert "ORACLE PROMPT" in build_prompt(oracle) and "<issue>" not in build_prompt(oracle)
     (tmp_path / "bad.jsonl").write_text(json.dumps({"repo": "x"}) + "\n")
     with pytest.raises(ValueError, match="lacks"):
         load_swebench(tmp_path / "bad.jsonl")
