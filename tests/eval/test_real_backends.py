@@ -36,10 +36,10 @@ def test_swebench_through_llama_cpp(tiny_ggufs: dict[str, Path], swe_jsonl: Path
     src = str(tiny_ggufs["SOURCE"])
     out = tmp_path / "swe"
     assert main(["eval", "swebench", "--data", str(swe_jsonl), "--backend", "llama-cpp", "--model", src,
-                 "--ref", src, "--out", str(out), "--limit", "2", "--generate", "--max-new-tokens", "4",
+                 "--ref", src, "--out", str(out), "--limit", "1", "--generate", "--max-new-tokens", "4",
                  "--n-ctx", "512", "--threads", "2", "--top-k", "8"]) == 0
     r = json.loads((out / "results.json").read_text())
-    assert r["swe_n"] == 2 and r["nll_delta_mean"] == 0.0 and r["flip_rate"] == 0.0 and r["kld_mean"] == 0.0
-    assert r["nll_mean"] > 0 and r["predictions"] == 2
+    assert r["swe_n"] == 1 and r["nll_delta_mean"] == 0.0 and r["flip_rate"] == 0.0 and r["kld_mean"] == 0.0
+    assert r["nll_mean"] > 0 and r["predictions"] == 1
     preds = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
     assert {p["model_name_or_path"] for p in preds} == {"tiny-SOURCE"}

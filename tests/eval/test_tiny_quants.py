@@ -27,9 +27,10 @@ def english(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return p
 
 
-def _kld(text: Path, model: Path, ref: Path, out: Path, cache: Path, backend: str = "runtime", chunks: int = 2) -> dict:
+def _kld(text: Path, model: Path, ref: Path, out: Path, cache: Path, backend: str = "runtime", chunks: int = 2,
+         ctx: int = 128) -> dict:
     args = ["eval", "kld", "--data", str(text), "--model", str(model), "--ref", str(ref), "--backend", backend,
-            "--ref-cache", str(cache), "--out", str(out), "--ctx", "128", "--chunks", str(chunks), "--n-ctx", "256",
+            "--ref-cache", str(cache), "--out", str(out), "--ctx", str(ctx), "--chunks", str(chunks), "--n-ctx", "256",
             "--threads", "2"]
     assert main(args) == 0
     return json.loads((out / "results.json").read_text())
@@ -59,7 +60,7 @@ def test_kld_ladder_on_tiny_model(tiny_ggufs: dict[str, Path], english: Path, tm
 def test_llama_cpp_backend_source_is_exactly_zero(tiny_ggufs: dict[str, Path], english: Path, tmp_path: Path) -> None:
     pytest.importorskip("llama_cpp")
     src = tiny_ggufs["SOURCE"]
-    r = _kld(english, src, src, tmp_path / "lc", tmp_path / "lcref", backend="llama-cpp", chunks=1)
+    r = _kld(english, src, src, tmp_path / "lc", tmp_path / "lcref", backend="llama-cpp", chunks=1, ctx=64)
     assert r["kld_mean"] == 0.0 and r["same_top_p"] == 1.0
     man = json.loads((tmp_path / "lc" / "manifest.json").read_text())
     assert man["settings"]["model"]["backend"] == "llama-cpp" and "sha256" in man["settings"]["model"]["file"]
