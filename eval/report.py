@@ -120,6 +120,30 @@ def _plot_mrcr(runs: list[dict[str, Any]], path: Path) -> bool:
     return True
 
 
+def _plot_vs_bpw(runs: list[dict[str, Any]], path: Path, task: str, key: str, ylabel: str) -> bool:
+    """A task's headline metric against bits per weight, one point per variant (needs two or more)."""
+    pts = sorted((r for r in runs if r["task"] == task and _x(r) is not None and r.get(key) is not None), key=_x)
+    if len(pts) < 2:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    ax.plot([_x(r) for r in pts], [r[key] for r in pts], "o-")
+    for r in pts:
+        ax.annotate(_label(r), (_x(r), r[key]), textcoords="offset points", xytext=(4, 6), fontsize=8)
+    ax.set_xlabel("bits per weight (repeating blocks)" if pts[0].get("bpw_blocks") else "bits per weight")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{task}: {ylabel} vs bits per weight")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
 def write_report(runs: list[dict[str, Any]], out: str | Path) -> dict[str, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -135,7 +159,10 @@ def write_report(runs: list[dict[str, Any]], out: str | Path) -> dict[str, Path]
             md.append(f"| {_label(r)} | {_fmt(r.get('bpw'), '.3f')} | {_fmt(r.get('bpw_blocks'), '.3f')} | "
                       + " | ".join(_fmt(r.get(k), f) for k, _, f in cols) + " |")
         md.append("")
-    plots = {"kld_vs_bpw.png": _plot_kld, "mrcr_by_bin.png": _plot_mrcr}
+    plots = {"kld_vs_bpw.png": _plot_kld, "mrcr_by_bin.png": _plot_mrcr,
+             "mrcr_vs_bpw.png": lambda rs, p: _plot_vs_bpw(rs, p, "mrcr", "mrcr_score", "MRCR (official)"),
+             "swebench_nll_vs_bpw.png": lambda rs, p: _plot_vs_bpw(rs, p, "swebench", "nll_mean",
+                                                                   "gold-patch NLL (nats/token)")}
     for name, fn in plots.items():
         if fn(runs, out / name):
             files[name] = out / name

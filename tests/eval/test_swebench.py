@@ -112,3 +112,17 @@ def test_eval_swebench_end_to_end(swe_jsonl: Path, tmp_path: Path) -> None:
     assert main(_swe(swe_jsonl, again, limit="4", generate="", flip_threshold="0.02")) == 0
     assert json.loads((again / "results.json").read_text()) == res
     assert (again / "predictions.jsonl").read_text() == (out / "predictions.jsonl").read_text()
+
+
+def test_report_quality_vs_bpw(tmp_path: Path) -> None:
+    from dsv4_gguf.eval.report import write_report
+
+    runs = [{"run": f"r{i}", "task": "swebench", "variant": f"v{i}", "bpw": b, "nll_mean": n, "swe_n": 3}
+            for i, (b, n) in enumerate([(2.0, 2.0), (8.5, 1.0), (4.5, 1.3)])]
+    files = write_report(runs, tmp_path)
+    assert files["swebench_nll_vs_bpw.png"].read_bytes()[:4] == b"\x89PNG"
+    md = files["report.md"].read_text().splitlines()
+    rows = [x for x in md if x.startswith("| v")]
+    assert [x.split(" | ")[0] for x in rows] == ["| v1", "| v2", "| v0"]  # sorted by falling bpw
+    assert "| v1 | 8.500 | – | 1.0000 | – |" in md[md.index(rows[0])]
+    assert write_report(runs[:1], tmp_path / "one").get("swebench_nll_vs_bpw.png") is None  # one point: no plot
