@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ RT = Path(__file__).resolve().parents[1] / "runtime"
 def _load(name):
     spec = importlib.util.spec_from_file_location(f"rt_{name}", RT / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses need their module registered
     spec.loader.exec_module(mod)
     return mod
 
