@@ -43,3 +43,4 @@ def test_swebench_through_llama_cpp(tiny_ggufs: dict[str, Path], swe_jsonl: Path
     assert r["nll_mean"] > 0 and r["predictions"] == 1
     preds = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
     assert {p["model_name_or_path"] for p in preds} == {"tiny-SOURCE"}
+
