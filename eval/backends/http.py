@@ -55,6 +55,16 @@ class OpenAIBackend(Backend):
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "url": self.url, "model": self.model}
 
+    @property
+    def bos_id(self) -> int | None:
+        """The id the server's tokenizer prepends to an empty text, if exactly one (DeepSeek: BOS)."""
+        if not hasattr(self, "_bos"):
+            out = _post(f"{self.url}/tokenize", {"model": self.model, "prompt": "", "content": "",
+                                                 "add_special_tokens": True, "add_special": True}, self.timeout)
+            toks = out.get("tokens") or []
+            self._bos = int(toks[0]) if len(toks) == 1 else None
+        return self._bos
+
     def tokenize(self, text: str) -> list[int]:
         # vLLM: {"model","prompt"} -> {"tokens"}; llama-server: {"content"} -> {"tokens"}
         out = _post(f"{self.url}/tokenize", {"model": self.model, "prompt": text, "content": text,

@@ -31,8 +31,10 @@ def _budget(ns: argparse.Namespace, answer_tokens: int) -> int:
 def run_mrcr(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
     minfo = model_info(ns.model, ns.variant, ns.bpw)
     needles = tuple(int(x) for x in ns.needles.split(","))
-    src, rows = load_mrcr(ns.data, needles=needles, bins=parse_bins(ns.bins), per_cell=ns.limit, seed=ns.seed,
-                          max_tokens=ns.max_tokens)
+    wanted = parse_bins(ns.bins)
+    # with --bin-by native the bins are known only after the model's tokenizer has seen each row
+    src, rows = load_mrcr(ns.data, needles=needles, bins=wanted if ns.bin_by == "o200k" else None,
+                          per_cell=ns.limit, seed=ns.seed, max_tokens=ns.max_tokens)
     settings = {"needles": needles, "bins": ns.bins, "per_cell": ns.limit, "seed": ns.seed, "bin_by": ns.bin_by,
                 "max_tokens": ns.max_tokens,
                 "thinking": ns.thinking, "max_new_tokens": ns.max_new_tokens, "n_ctx": ns.n_ctx,
@@ -60,9 +62,11 @@ def run_mrcr(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
             b = row.bin if ns.bin_by == "o200k" or native is None else bin_index(native + (answer_native or 0))
             rec: dict[str, Any] = {"uid": row.uid, "n_needles": row.n_needles, "bin": b,
                                    "o200k_tokens": row.o200k_tokens, "native_tokens": native}
-            if b is None or (native is not None and native + budget > ns.n_ctx):
-                run.append({**rec, "skipped": f"needs {native} + {budget} tokens > --n-ctx {ns.n_ctx}"
-                            if b is not None else "outside the bins by native count"})
+            if b is None or (wanted is not None and b not in wanted):
+                run.append({**rec, "skipped": f"native count {native} + {answer_native} is outside --bins"})
+                continue
+            if native is not None and native + budget > ns.n_ctx:
+                run.append({**rec, "skipped": f"needs {native} + {budget} tokens > --n-ctx {ns.n_ctx}"})
                 continue
             raw = backend.generate(prompt, max_tokens=budget, stop=[EOS])
             content = raw.rsplit("</think>", 1)[-1] if ns.thinking == "thinking" else raw

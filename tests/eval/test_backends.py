@@ -41,6 +41,8 @@ class _Stub(BaseHTTPRequestHandler):
         req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).requests.append((self.path, req))
         if self.path == "/tokenize":
+            if req.get("add_special_tokens") and not req["prompt"]:
+                return self._send(200, {"tokens": [0]})  # BOS alone
             return self._send(200, {"tokens": self.model.tokenize(req.get("prompt") or req["content"])})
         if self.path == "/v1/completions" and "prompt_logprobs" in req:
             if not self.vllm:  # llama-server: ignores the field
@@ -80,7 +82,7 @@ def test_openai_generate_and_tokenize(stub: str) -> None:
     assert b.generate("hello world", 8, stop=["<eos>"]) == "completion:world"
     path, req = _Stub.requests[-1]
     assert path == "/v1/completions" and req["temperature"] == 0.0 and req["max_tokens"] == 8
-    assert b.tokenize("ab") == FakeBackend().tokenize("ab")
+    assert b.tokenize("ab") == FakeBackend().tokenize("ab") and b.bos_id == 0
     with pytest.raises(CapabilityError):
         b.logits([1, 2, 3])
     with pytest.raises(CapabilityError, match="not enabled"):
@@ -135,5 +137,7 @@ def test_eval_kld_with_ref_url(stub: str, text_file: Path, tmp_path: Path) -> No
                  "--top-k", "8"]) == 0
     r = json.loads((out / "results.json").read_text())
     assert r["kld_mean"] < 1e-12 and r["same_top_p"] == 1.0 and r["n_positions"] == 2 * 31
+    toks = np.load(out / "ref" / "tokens.npy")
+    assert toks.shape == (2, 64) and list(toks[:, 0]) == [0, 0]  # each chunk starts with the server's BOS
     man = json.loads((out / "manifest.json").read_text())
     assert man["settings"]["reference"] == {"backend": "openai", "url": stub, "model": "ref"}

@@ -136,6 +136,13 @@ def test_eval_mrcr_end_to_end_and_resume(mrcr_tree, fake_o200k, tmp_path: Path, 
     assert json.loads((b / "results.json").read_text()) == res
     # a changed setting refuses to resume
     assert main(_mrcr_args(root, b, needles="8")) == 1
+    # bins by the model's own count (the fake tokenizer: one id per UTF-8 byte of the rendered prompt)
+    nat = tmp_path / "native"
+    assert main(_mrcr_args(root, nat, bin_by="native", bins="16K")) == 0
+    recs = [json.loads(x) for x in (nat / "items.jsonl").read_text().splitlines()]
+    scored = [r for r in recs if "score" in r]
+    assert scored and {r["bin"] for r in scored} == {1} and all(8192 < r["native_tokens"] for r in scored)
+    assert all("outside --bins" in r["skipped"] for r in recs if "score" not in r) and len(recs) == 8
     rep = tmp_path / "rep"
     assert main(["eval", "report", str(tmp_path / "a"), "--out", str(rep)]) == 0
     assert "| fake | – | – | " in (rep / "report.md").read_text()
