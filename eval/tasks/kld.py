@@ -31,6 +31,10 @@ __all__ = ["run_kld"]
 
 
 def _chunks(tokens: list[int], ctx: int, bos: int | None, limit: int | None) -> list[list[int]]:
+    """llama-perplexity's chunking: the text is tokenized with BOS in front, cut into --ctx pieces, and each
+    piece's first token is replaced by BOS for the forward pass."""
+    if bos is not None:
+        tokens = [bos, *tokens]
     n = len(tokens) // ctx
     if limit:
         n = min(n, limit)

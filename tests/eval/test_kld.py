@@ -169,3 +169,14 @@ def test_eval_kld_against_kld_file(tmp_path: Path, text_file: Path) -> None:
     assert r["n_positions"] == 3 * (n_ctx - 1 - n_ctx // 2)
     # not 0: the file stores log-probs on a 16-nat uint16 grid (step 2.4e-4), first-order error ~1e-5
     assert 0 <= r["kld_mean"] < 1e-4 and r["same_top_p"] == 1.0
+
+
+def test_chunking_like_llama_perplexity() -> None:
+    from dsv4_gguf.eval.tasks.kld import _chunks
+
+    # BOS in front of the stream, --ctx pieces, each piece's first token replaced by BOS
+    assert _chunks(list(range(1, 11)), 4, 0, None) == [[0, 1, 2, 3], [0, 5, 6, 7]]
+    assert _chunks(list(range(1, 11)), 4, 0, 1) == [[0, 1, 2, 3]]
+    assert _chunks(list(range(1, 11)), 4, None, None) == [[1, 2, 3, 4], [5, 6, 7, 8]]
+    with pytest.raises(Exception, match="fewer than one --ctx"):
+        _chunks([1, 2], 4, 0, None)
