@@ -42,19 +42,17 @@ def patch_similarity(generated: str, gold: str) -> dict[str, float]:
 def nll_summary(items: Sequence[Mapping[str, Any]], flip_threshold: float) -> dict[str, Any]:
     """Mean per-token NLL over instances; with a reference: mean delta and the flip rate, the share of
     instances whose per-token NLL moved by more than `flip_threshold` nats (either direction)."""
-    if not items:
-        return {"nll_mean": None, "swe_n": 0}
-    nll = [float(i["nll"]) for i in items]
-    tokens = sum(int(i["n_tokens"]) for i in items)
-    out: dict[str, Any] = {
-        "swe_n": len(items),
-        "nll_mean": sum(nll) / len(nll),
-        "nll_token_mean": sum(float(i["nll"]) * int(i["n_tokens"]) for i in items) / tokens,
-        "patch_tokens": tokens,
-    }
-    if all(i.get("nll_ref") is not None for i in items):
-        d = [float(i["nll"]) - float(i["nll_ref"]) for i in items]
-        out.update({"nll_ref_mean": sum(float(i["nll_ref"]) for i in items) / len(items),
+    out: dict[str, Any] = {"swe_n": len(items), "nll_mean": None}
+    scored = [i for i in items if i.get("nll") is not None]  # generation-only backends give no NLL
+    if scored:
+        nll = [float(i["nll"]) for i in scored]
+        tokens = sum(int(i["n_tokens"]) for i in scored)
+        out.update({"nll_mean": sum(nll) / len(nll),
+                    "nll_token_mean": sum(float(i["nll"]) * int(i["n_tokens"]) for i in scored) / tokens,
+                    "patch_tokens": tokens})
+    if scored and all(i.get("nll_ref") is not None for i in scored):
+        d = [float(i["nll"]) - float(i["nll_ref"]) for i in scored]
+        out.update({"nll_ref_mean": sum(float(i["nll_ref"]) for i in scored) / len(scored),
                     "nll_delta_mean": sum(d) / len(d),
                     "flip_rate": sum(abs(x) > flip_threshold for x in d) / len(d),
                     "flip_threshold": flip_threshold})

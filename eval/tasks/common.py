@@ -121,7 +121,11 @@ class RefStore:
     def get(self, uid: str, tokens: Sequence[int], first: int, k: int) -> SparseRows:
         f = self._file(uid)
         if f.exists():
-            return SparseRows.load(f)
+            rows = SparseRows.load(f)
+            if not np.array_equal(rows.target, np.asarray(tokens[first + 1 :])):
+                raise RunError(f"{f}: the stored reference scored other tokens than this run's '{uid}' (another "
+                               "tokenizer, prompt or dataset version); use another --ref-cache")
+            return rows
         be = self.backend()
         be.require(prompt_topk=True)
         rows = be.prompt_topk(tokens, first, k)

@@ -57,17 +57,19 @@ def run_swebench(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
     done = run.done()
     todo = [r for r in rows if r.instance_id not in done]
     backend = open_candidate(ns)
-    backend.require(tokenize=True, logits=True)
+    # generation-only backends (llama-server, Ollama) still give patches and predictions with --generate
+    score = backend.caps.logits or not ns.generate
+    backend.require(tokenize=score, logits=score, generate=ns.generate)
     spans = {}
-    for r in rows:
+    for r in rows if score else []:
         p_ids = backend.tokenize(build_prompt(r, ns.thinking))
         c_ids = backend.tokenize(r.patch)
         spans[r.instance_id] = (p_ids + c_ids, len(p_ids) - 1)
     store = None
-    if has_ref:
+    if has_ref and score:
         store = RefStore(Path(ns.ref_cache) if ns.ref_cache else out / "ref",
-                         {"reference": settings["reference"], "top_k": ns.top_k, "thinking": ns.thinking},
-                         lambda: open_reference(ns))
+                         {"reference": settings["reference"], "top_k": ns.top_k, "thinking": ns.thinking,
+                          "dataset": settings["dataset"]}, lambda: open_reference(ns))
         missing = [r for r in todo if not store.has(r.instance_id) and len(spans[r.instance_id][0]) <= ns.n_ctx]
         if missing:
             backend.close()
@@ -79,15 +81,16 @@ def run_swebench(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
     pos_dir.mkdir(exist_ok=True)
     try:
         for r in progress(todo, desc="swebench"):
-            tokens, first = spans[r.instance_id]
-            rec: dict[str, Any] = {"uid": r.instance_id, "instance_id": r.instance_id, "repo": r.repo,
-                                   "n_tokens": len(tokens) - 1 - first, "prompt_tokens": first + 1}
-            if len(tokens) > ns.n_ctx:
-                run.append({**rec, "skipped": f"{len(tokens)} tokens > --n-ctx {ns.n_ctx}"})
-                continue
-            logits = backend.logits(tokens, first)
-            target = np.asarray(tokens[first + 1 :])
-            rec["nll"] = float(-log_softmax(logits)[np.arange(len(target)), target].mean())
+            rec: dict[str, Any] = {"uid": r.instance_id, "instance_id": r.instance_id, "repo": r.repo}
+            if score:
+                tokens, first = spans[r.instance_id]
+                rec.update(n_tokens=len(tokens) - 1 - first, prompt_tokens=first + 1)
+                if len(tokens) > ns.n_ctx:
+                    run.append({**rec, "skipped": f"{len(tokens)} tokens > --n-ctx {ns.n_ctx}"})
+                    continue
+                logits = backend.logits(tokens, first)
+                target = np.asarray(tokens[first + 1 :])
+                rec["nll"] = float(-log_softmax(logits)[np.arange(len(target)), target].mean())
             if store is not None:
                 st = compare_sparse(store.get(r.instance_id, tokens, first, ns.top_k), logits)
                 save_npz(pos_dir / f"{r.instance_id.replace('/', '_')}.npz", kld=st.kld, nll=st.nll,
@@ -102,11 +105,12 @@ def run_swebench(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
         backend.close()
     order = {r.instance_id: i for i, r in enumerate(rows)}
     recs = sorted((x for x in run.records() if x["uid"] in order), key=lambda x: order[x["uid"]])
-    scored = [x for x in recs if "nll" in x]
+    scored = [x for x in recs if "skipped" not in x]
     results: dict[str, Any] = {"task": "swebench", **minfo,
                                **nll_summary(scored, ns.flip_threshold), "swe_skipped": len(recs) - len(scored)}
-    if store is not None and scored:
-        st = PositionStats.concat([PositionStats.load(pos_dir / f"{x['uid'].replace('/', '_')}.npz") for x in scored])
+    if store is not None and any("nll" in x for x in scored):
+        st = PositionStats.concat([PositionStats.load(pos_dir / f"{x['uid'].replace('/', '_')}.npz")
+                                   for x in scored if "nll" in x])
         results.update({k: v for k, v in summarize(st).items() if k.startswith(("kld", "same_top", "rms_dp"))})
     if ns.generate:
         model_name = ns.variant or Path(ns.model).stem

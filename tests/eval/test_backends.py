@@ -141,3 +141,16 @@ def test_eval_kld_with_ref_url(stub: str, text_file: Path, tmp_path: Path) -> No
     assert toks.shape == (2, 64) and list(toks[:, 0]) == [0, 0]  # each chunk starts with the server's BOS
     man = json.loads((out / "manifest.json").read_text())
     assert man["settings"]["reference"] == {"backend": "openai", "url": stub, "model": "ref"}
+
+
+def test_swebench_generation_only_through_ollama(stub: str, swe_jsonl: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    base = ["eval", "swebench", "--data", str(swe_jsonl), "--backend", "ollama", "--url", stub, "--model", "dsv4",
+            "--limit", "2", "--out", str(out)]
+    assert main(base) == 1  # scoring needs logits: refused before any work, naming the capable backends
+    assert main([*base, "--generate", "--max-new-tokens", "16", "--overwrite"]) == 0
+    r = json.loads((out / "results.json").read_text())
+    assert r["swe_n"] == 2 and r["nll_mean"] is None and r["gen_n"] == 2 and r["predictions"] == 2
+    preds = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    assert all(p["model_patch"].startswith("ollama:") for p in preds)
+    assert [req["options"]["num_predict"] for path, req in _Stub.requests if path == "/api/generate"] == [16, 16]
