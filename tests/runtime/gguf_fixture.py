@@ -90,10 +90,9 @@ def gguf_tensors(args: ModelArgs, weights: dict) -> dict[str, np.ndarray]:
     return out
 
 
-def write_gguf(path: Path, args: ModelArgs, weights: dict, variant: str = "F32") -> Path:
-    """Write ``weights`` (checkpoint names, fp32) as a deepseek4 GGUF with the ``variant`` recipe."""
-    path = Path(path)
-    w = GGUFWriter(str(path), ARCH)
+def write_keys(w: GGUFWriter, args: ModelArgs) -> None:
+    """The deepseek4 metadata of ``args`` (llama.cpp key names and scalar types) and a "test"
+    tokenizer with one token per id (the parity tests feed ids directly)."""
     a = args
     u32 = {"block_count": a.n_layers, "context_length": 1 << 20, "embedding_length": a.dim,
            "attention.head_count": a.n_heads, "attention.head_count_kv": 1, "attention.key_length": a.head_dim,
@@ -126,6 +125,13 @@ def write_gguf(path: Path, args: ModelArgs, weights: dict, variant: str = "F32")
     w.add_array("tokenizer.ggml.tokens", [f"<t{i}>" for i in range(a.vocab_size)])
     w.add_array("tokenizer.ggml.token_type", [1] * a.vocab_size)
     w.add_array("tokenizer.ggml.scores", [0.0] * a.vocab_size)
+
+
+def write_gguf(path: Path, args: ModelArgs, weights: dict, variant: str = "F32") -> Path:
+    """Write ``weights`` (checkpoint names, fp32) as a deepseek4 GGUF with the ``variant`` recipe."""
+    path = Path(path)
+    w = GGUFWriter(str(path), ARCH)
+    write_keys(w, args)
     for name, arr in gguf_tensors(args, weights).items():
         if arr.dtype == np.int32:
             w.add_tensor(name, arr)
@@ -176,3 +182,92 @@ def read_back(path: Path, args: ModelArgs, fallback: dict) -> dict[str, np.ndarr
             for e in range(args.n_routed_experts):
                 out[f"{p}ffn.experts.{e}.{wn}.weight"] = st[e]
     return out
+
+
+def _plan(args: ModelArgs) -> list[tuple[str, tuple[int, ...]]]:
+    """(GGUF name, numpy shape) of every main-model tensor of ``args`` (experts stacked)."""
+    from dsv4_gguf.layout import checkpoint_tensors
+
+    out: list[tuple[str, tuple[int, ...]]] = []
+    for t in checkpoint_tensors(args):
+        if t.kind == "scale" or t.name.startswith("mtp."):
+            continue
+        if t.name in _TOP:
+            out.append((_TOP[t.name], t.logical_shape))
+            continue
+        parts = t.name.split(".")
+        i, leaf = int(parts[1]), ".".join(parts[2:])
+        if leaf.startswith("ffn.experts."):
+            e, wn = int(parts[4]), parts[5]
+            if e == 0:
+                out.append((f"blk.{i}.{_EXPERTS[wn]}", (args.n_routed_experts, *t.logical_shape)))
+            continue
+        out.append((f"blk.{i}.{_BLOCK[leaf]}", t.logical_shape))
+    return out
+
+
+def write_streaming(path: Path, args: ModelArgs, variant: str, seed: int = 0, pool_rows: int = 512) -> Path:
+    """A full-width GGUF for speed benchmarks, written tensor by tensor (bounded memory): every
+    quantized matrix is rows drawn at random from a pool of ``pool_rows`` quantized N(0, 1/cols) rows
+    (valid blocks, O(1) activations, every byte still read at run time).  Not a parity fixture."""
+    rng = np.random.default_rng(seed)
+    w = GGUFWriter(str(path), ARCH)
+    write_keys(w, args)
+    plan = []
+    for name, shape in _plan(args):
+        cols = shape[-1]
+        if name.endswith("tid2eid.weight"):
+            qt = Q.I32
+        elif len(shape) == 1 or name.endswith(("_fn.weight", "_ape.weight")):
+            qt = Q.F32
+        else:
+            qt = _pick(variant, name, cols)
+        if qt in (Q.F32, Q.I32):
+            nbytes = int(np.prod(shape)) * 4
+            w.add_tensor_info(name, shape, np.dtype(np.float32 if qt == Q.F32 else np.int32), nbytes)
+        else:
+            rb = int(_C.quantize_rows(int(qt), np.zeros((1, cols), np.float32)).shape[1])
+            rows = int(np.prod(shape[:-1]))
+            w.add_tensor_info(name, (*shape[:-1], rb), np.dtype(np.uint8), rows * rb, raw_dtype=qt)
+        plan.append((name, shape, qt))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    assert w.fout is not None
+    f = w.fout[0]
+    align = w.data_alignment
+
+    def put(b: bytes) -> None:  # tensor bytes + padding, in tensor-info order (what llama.cpp requires)
+        f.write(b)
+        f.write(b"\0" * ((-len(b)) % align))
+
+    f.write(b"\0" * ((-f.tell()) % align))
+    pools: dict[tuple[int, int], np.ndarray] = {}
+    for name, shape, qt in plan:
+        cols = shape[-1]
+        if qt == Q.I32:
+            put(rng.integers(0, args.n_routed_experts, shape).astype(np.int32).tobytes())
+            continue
+        if qt == Q.F32:
+            leaf = name.rsplit(".", 2)[-2] if name.endswith(".weight") or name.endswith(".bias") else name
+            if "norm" in leaf or leaf.endswith("_scale"):
+                data = np.ones(shape, np.float32)
+            elif leaf.endswith("_fn"):
+                data = (rng.standard_normal(shape) / np.sqrt(cols)).astype(np.float32)
+            else:  # sinks, base, ape, bias
+                data = np.zeros(shape, np.float32)
+            put(data.tobytes())
+            continue
+        key = (int(qt), cols)
+        if key not in pools:
+            pools[key] = _C.quantize_rows(int(qt), (rng.standard_normal((pool_rows, cols)) / np.sqrt(cols))
+                                          .astype(np.float32))
+        pool = pools[key]
+        rows = int(np.prod(shape[:-1]))
+        chunk = max(1, (64 << 20) // pool.shape[1])
+        for r0 in range(0, rows, chunk):
+            f.write(pool[rng.integers(0, pool_rows, min(chunk, rows - r0))].tobytes())
+        f.write(b"\0" * ((-(rows * pool.shape[1])) % align))
+    f.flush()
+    f.close()
+    return Path(path)
