@@ -279,8 +279,18 @@ def _think(ns: argparse.Namespace) -> str | bool:
     return False if ns.think == "none" else ns.think
 
 
+def _load_for_cli(ns: argparse.Namespace) -> Model | None:
+    try:
+        return load(ns.model, threads=ns.threads)
+    except (ValueError, RuntimeError) as e:  # GgufError is a ValueError; messages name the file and fix
+        print(f"dsv4-gguf {ns.command}: error: {e}", file=sys.stderr)
+        return None
+
+
 def run_run(ns: argparse.Namespace) -> int:
-    model = load(ns.model, threads=ns.threads)
+    model = _load_for_cli(ns)
+    if model is None:
+        return 1
     prompt: Any = [{"role": "user", "content": ns.prompt}] if ns.chat else ns.prompt
     for piece in model.generate(prompt, max_tokens=ns.max_tokens, temperature=ns.temperature, top_p=ns.top_p,
                                 seed=ns.seed, thinking=_think(ns), ctx=ns.ctx):
@@ -298,7 +308,9 @@ def add_chat_arguments(p: argparse.ArgumentParser) -> None:
 def run_chat(ns: argparse.Namespace) -> int:
     from .chat import parse_completion
 
-    model = load(ns.model, threads=ns.threads)
+    model = _load_for_cli(ns)
+    if model is None:
+        return 1
     messages: list[dict[str, Any]] = [{"role": "system", "content": ns.system}] if ns.system else []
     print("dsv4-gguf chat: empty line or Ctrl-D to quit", file=sys.stderr)
     while True:

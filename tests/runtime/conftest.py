@@ -29,6 +29,12 @@ gf = load_helper("gguf_fixture")
 
 
 @pytest.fixture(scope="session")
+def gguf_fixture():
+    """The test-GGUF writer module (gguf_fixture.py)."""
+    return gf
+
+
+@pytest.fixture(scope="session")
 def small_args():
     from dsv4_gguf.config import PRESETS
 

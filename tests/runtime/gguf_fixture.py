@@ -127,10 +127,11 @@ def write_keys(w: GGUFWriter, args: ModelArgs) -> None:
     w.add_array("tokenizer.ggml.scores", [0.0] * a.vocab_size)
 
 
-def write_gguf(path: Path, args: ModelArgs, weights: dict, variant: str = "F32") -> Path:
-    """Write ``weights`` (checkpoint names, fp32) as a deepseek4 GGUF with the ``variant`` recipe."""
+def write_gguf(path: Path, args: ModelArgs, weights: dict, variant: str = "F32", split_max_tensors: int = 0) -> Path:
+    """Write ``weights`` (checkpoint names, fp32) as a deepseek4 GGUF with the ``variant`` recipe
+    (``split_max_tensors``: gguf-split style shards; the first shard's path is returned)."""
     path = Path(path)
-    w = GGUFWriter(str(path), ARCH)
+    w = GGUFWriter(str(path), ARCH, split_max_tensors=split_max_tensors)
     write_keys(w, args)
     for name, arr in gguf_tensors(args, weights).items():
         if arr.dtype == np.int32:
@@ -151,6 +152,10 @@ def write_gguf(path: Path, args: ModelArgs, weights: dict, variant: str = "F32")
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+    if split_max_tensors:
+        shards = sorted(path.parent.glob(f"{path.stem}-00001-of-*.gguf"))
+        assert len(shards) == 1, shards
+        return shards[0]
     return path
 
 
