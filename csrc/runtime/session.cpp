@@ -262,6 +262,7 @@ void Session::attention(int l, const float* h, int64_t T, int64_t p0, float* out
   std::vector<float> qr(static_cast<size_t>(T * Rq)), q(static_cast<size_t>(T * H * hd)), kv(static_cast<size_t>(T * hd));
   linear(b.wq_a, h, T, qr.data(), ctx);
   for (int64_t t = 0; t < T; ++t) rms_norm(&qr[static_cast<size_t>(t * Rq)], b.q_norm.data(), &qr[static_cast<size_t>(t * Rq)], Rq, c.norm_eps);
+  if (taps) tap(pre + "qr", qr.data(), T * Rq, Rq);  // input of wq_b and the indexer's wq_b
   linear(b.wq_b, qr.data(), T, q.data(), ctx);
   linear(b.wkv, h, T, kv.data(), ctx);
   for (int64_t t = 0; t < T; ++t) {
@@ -405,6 +406,10 @@ void Session::attention(int l, const float* h, int64_t T, int64_t p0, float* out
       std::memcpy(&og[static_cast<size_t>(t * gs)], &o[static_cast<size_t>(t * H * hd + g * gs)], static_cast<size_t>(gs) * 4);
     linear(b.wo_a.slice(g * Ro, Ro), og.data(), T, z.data() + g * Ro, G * Ro, ctx);
   }
+  if (taps) {  // inputs of wo_a (one row per token and group) and wo_b
+    tap(pre + "wo_a_in", o.data(), T * H * hd, gs);
+    tap(pre + "wo_b_in", z.data(), T * G * Ro, G * Ro);
+  }
   linear(b.wo_b, z.data(), T, out, ctx);
   (void)D;
 }
@@ -438,6 +443,8 @@ void Session::moe(int l, const float* h, const int32_t* tokens, int64_t T, float
   }
   // per (token, slot) outputs, grouped by expert so each expert's rows are read once per chunk
   std::vector<float> y(static_cast<size_t>(T * K * D));
+  // W2 inputs per (token, slot), routing weight included (imatrix collection); only when tapped
+  std::vector<float> mid(taps && want(pre + "exp_mid") ? static_cast<size_t>(T * K * I) : 0);
   for (int64_t e = 0; e < E; ++e) {
     std::vector<int64_t> slots;
     for (int64_t t = 0; t < T; ++t)
@@ -446,18 +453,26 @@ void Session::moe(int l, const float* h, const int32_t* tokens, int64_t T, float
     if (slots.empty()) continue;
     const int64_t n = static_cast<int64_t>(slots.size());
     std::vector<float> xe(static_cast<size_t>(n * D)), we(static_cast<size_t>(n)), ye(static_cast<size_t>(n * D));
+    std::vector<float> me(mid.empty() ? 0 : static_cast<size_t>(n * I));
     for (int64_t i = 0; i < n; ++i) {
       const int64_t t = slots[static_cast<size_t>(i)] / K, k = slots[static_cast<size_t>(i)] % K;
       std::memcpy(&xe[static_cast<size_t>(i * D)], h + t * D, static_cast<size_t>(D) * 4);
       we[static_cast<size_t>(i)] = R[static_cast<size_t>(t)].w[static_cast<size_t>(k)];
     }
     expert_ffn(b.w1.slice(e * I, I), b.w3.slice(e * I, I), b.w2.slice(e * D, D), xe.data(), n, we.data(),
-               c.swiglu_exp[static_cast<size_t>(l)], ye.data(), ctx);
-    for (int64_t i = 0; i < n; ++i)
+               c.swiglu_exp[static_cast<size_t>(l)], ye.data(), ctx, me.empty() ? nullptr : me.data());
+    for (int64_t i = 0; i < n; ++i) {
       std::memcpy(&y[static_cast<size_t>(slots[static_cast<size_t>(i)] * D)], &ye[static_cast<size_t>(i * D)], static_cast<size_t>(D) * 4);
+      if (!me.empty())
+        std::memcpy(&mid[static_cast<size_t>(slots[static_cast<size_t>(i)] * I)], &me[static_cast<size_t>(i * I)], static_cast<size_t>(I) * 4);
+    }
   }
+  if (!mid.empty()) tap(pre + "exp_mid", mid.data(), T * K * I, I);  // row t*K+k: slot k of token t (router_idx)
   std::vector<float> sh(static_cast<size_t>(T * D));
-  expert_ffn(b.sw1, b.sw3, b.sw2, h, T, nullptr, c.swiglu_shexp[static_cast<size_t>(l)], sh.data(), ctx);
+  std::vector<float> shmid(taps && want(pre + "shexp_mid") ? static_cast<size_t>(T * b.sw1.rows) : 0);
+  expert_ffn(b.sw1, b.sw3, b.sw2, h, T, nullptr, c.swiglu_shexp[static_cast<size_t>(l)], sh.data(), ctx,
+             shmid.empty() ? nullptr : shmid.data());
+  if (!shmid.empty()) tap(pre + "shexp_mid", shmid.data(), T * b.sw1.rows, b.sw1.rows);
   for (int64_t t = 0; t < T; ++t) {
     // sum in ascending expert id, then the shared expert (the reference's order)
     std::vector<int64_t> ks(static_cast<size_t>(K));

@@ -39,7 +39,7 @@ Routing route(const float* logits, int64_t E, int K, const float* bias, const in
 }
 
 void expert_ffn(const WeightView& w1, const WeightView& w3, const WeightView& w2, const float* x, int64_t T,
-                const float* wt, float limit, float* y, const OpCtx& ctx) {
+                const float* wt, float limit, float* y, const OpCtx& ctx, float* mid) {
   const int64_t I = w1.rows;
   std::vector<float> g(static_cast<size_t>(T * I)), u(static_cast<size_t>(T * I));
   linear(w1, x, T, g.data(), ctx);
@@ -55,6 +55,7 @@ void expert_ffn(const WeightView& w1, const WeightView& w3, const WeightView& w2
       if (wt) h = wt[t] * h;
       g[static_cast<size_t>(t * I + i)] = h;
     }
+  if (mid) std::copy(g.begin(), g.end(), mid);
   linear(w2, g.data(), T, y, ctx);
 }
 

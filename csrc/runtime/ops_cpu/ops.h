@@ -77,7 +77,8 @@ struct Routing {
 Routing route(const float* logits, int64_t E, int K, const float* bias, const int32_t* hash_row, float route_scale,
               bool norm);
 // SwiGLU expert with clamp on T token rows: y[t] = W2 (w[t] * silu(min(W1 x, L)) * clamp(W3 x, -L, L)).
+// mid (optional, [T][I]): receives W2's input rows (imatrix collection); nullptr costs nothing.
 void expert_ffn(const WeightView& w1, const WeightView& w3, const WeightView& w2, const float* x, int64_t T,
-                const float* wt, float limit, float* y, const OpCtx& ctx);
+                const float* wt, float limit, float* y, const OpCtx& ctx, float* mid = nullptr);
 
 }  // namespace dsv4
