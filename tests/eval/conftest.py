@@ -113,14 +113,23 @@ def text_file(tmp_path: Path) -> Path:
     return p
 
 
+class _TinyGGUFs(dict):
+    """variant -> the tiny synthetic checkpoint converted by `dsv4-gguf convert --type VARIANT --no-mtp`,
+    converted on first use and kept for the session (a test file pays only for the variants it uses)."""
+
+    def __init__(self, ckpt: Path, out: Path) -> None:
+        super().__init__()
+        self.ckpt, self.out = ckpt, out
+
+    def __missing__(self, variant: str) -> Path:
+        from dsv4_gguf.cli import main
+
+        path = self.out / f"tiny-{variant}.gguf"
+        assert main(["convert", str(self.ckpt), "-o", str(path), "--type", variant, "--no-mtp"]) == 0
+        self[variant] = path
+        return path
+
+
 @pytest.fixture(scope="session")
 def tiny_ggufs(tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The tiny synthetic checkpoint converted by `dsv4-gguf convert` to four variants (no MTP sidecar)."""
-    from dsv4_gguf.cli import main
-
-    out = tmp_path_factory.mktemp("tiny-gguf")
-    paths = {}
-    for v in ("SOURCE", "Q8_0", "Q4_K_M", "IQ2_XXS-MOE"):
-        paths[v] = out / f"tiny-{v}.gguf"
-        assert main(["convert", str(tiny_ckpt), "-o", str(paths[v]), "--type", v, "--no-mtp"]) == 0
-    return paths
+    return _TinyGGUFs(tiny_ckpt, tmp_path_factory.mktemp("tiny-gguf"))
