@@ -117,6 +117,7 @@ def _add_ollama(sub: argparse._SubParsersAction) -> None:
 
 def _add_convert_family(sub: argparse._SubParsersAction) -> None:
     from .quantize import cli as qcli
+    from .quantize import imatrix_collect
 
     for name, help_, add, run in (
         ("convert", "convert a checkpoint folder to GGUF (SOURCE lossless, MXFP4_MOE, K-quant and IQ2 variants)",
@@ -127,6 +128,8 @@ def _add_convert_family(sub: argparse._SubParsersAction) -> None:
          qcli.add_verify_arguments, qcli.run_verify),
         ("inspect", "print arch, variant, tensor types, sizes, bits per weight and key metadata of a GGUF",
          qcli.add_inspect_arguments, qcli.run_inspect),
+        ("imatrix", "collect an importance matrix (per routed expert) with the runtime; merge imatrix files",
+         imatrix_collect.add_imatrix_arguments, imatrix_collect.run_imatrix),
     ):
         p = sub.add_parser(name, help=help_, description=help_)
         add(p)

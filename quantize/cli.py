@@ -137,6 +137,10 @@ def _run(plan, source, ns: argparse.Namespace, desc: str) -> int:  # noqa: ANN00
     if ns.compare_tensor:
         return _compare(plan, source, ns)
     imatrix = load_imatrix(ns.imatrix) if ns.imatrix else None
+    if imatrix is not None and imatrix.unseen:  # reported: these slices get the weight-energy fallback
+        n = sum(len(v) for v in imatrix.unseen.values())
+        print(f"imatrix: {n} expert slices were never routed during collection and use the weight-energy "
+              f"fallback: " + "; ".join(f"{k} {v}" for k, v in sorted(imatrix.unseen.items())))
     bar, update, n_total = _bar(plan.total_bytes, desc)
     n_total[0] = len(plan.entries)
     t0 = time.perf_counter()

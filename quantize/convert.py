@@ -260,7 +260,7 @@ def _write_file(f: OutFile, start: int, make: Callable, imatrix, progress, on_te
         for i in todo:
             p = f.entries[i]
             t = p.tensor
-            im = imatrix_for(imatrix, t.name, t.shape[0] if t.assemble == "stack" else 1, t.shape[-1])
+            im = imatrix_for(imatrix, t.name, t.shape[0] if t.assemble == "stack" else 1, t.shape[-1], unseen_nan=True)
             try:
                 for c in make(p, imatrix=im):
                     yield i, c

@@ -3,6 +3,9 @@
 Both are turned into what llama-quantize feeds ``ggml_quantize_chunk``: per GGUF weight name a float32
 ``[n_mat, ne0]`` array of mean squared activations (one row per expert for stacked experts).  GGUF:
 ``<name>.in_sum2`` / ``<name>.counts`` (count 0 -> 1.0, as llama.cpp); legacy: ``values / ncall``.
+`load_imatrix_raw` keeps the sums and counts (merging, resuming); `write_imatrix` writes the GGUF form.
+Experts with count 0 are listed in ``Imatrix.unseen``; for the converter `imatrix_for` gives them NaN
+rows, replaced by the weight-energy fallback in `produce.quant_checked` (llama.cpp would use 1.0).
 """
 
 from __future__ import annotations
@@ -12,14 +15,46 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ImatrixError", "load_imatrix", "imatrix_for"]
+__all__ = ["ImatrixError", "Imatrix", "RawImatrix", "load_imatrix", "load_imatrix_raw", "write_imatrix",
+           "imatrix_for"]
 
 
 class ImatrixError(ValueError):
     """The imatrix file is unreadable or does not fit the model's tensors."""
 
 
-def load_imatrix(path: str | Path) -> dict[str, np.ndarray]:
+class Imatrix(dict):
+    """name -> float32 ``[n_mat, ne0]`` means (llama.cpp's values); ``unseen[name]``: expert ids with count 0."""
+
+    unseen: dict[str, list[int]]
+
+
+class RawImatrix:
+    """Raw sums of squares ``[n_mat, ne0]`` and token counts ``[n_mat]`` (float64), plus provenance."""
+
+    def __init__(self, sums: dict[str, np.ndarray] | None = None, counts: dict[str, np.ndarray] | None = None,
+                 datasets: list[str] | None = None, chunk_count: int = 0, chunk_size: int = 0,
+                 extra: dict[str, str] | None = None):
+        self.sums = sums or {}
+        self.counts = counts or {}
+        self.datasets = datasets or []
+        self.chunk_count, self.chunk_size = chunk_count, chunk_size
+        self.extra = extra or {}  # further string KVs (resume fingerprint)
+
+
+def load_imatrix(path: str | Path) -> Imatrix:
+    raw = load_imatrix_raw(path)
+    out = Imatrix()
+    out.unseen = {}
+    for name, s in raw.sums.items():
+        c = raw.counts[name]
+        out[name] = np.ascontiguousarray(np.where(c[:, None] > 0, s / np.maximum(c[:, None], 1), 1.0), np.float32)
+        if (c <= 0).any() and len(c) > 1:
+            out.unseen[name] = [int(e) for e in np.flatnonzero(c <= 0)]
+    return out
+
+
+def load_imatrix_raw(path: str | Path) -> RawImatrix:
     path = Path(path)
     if not path.is_file():
         raise ImatrixError(f"{path}: imatrix file not found")
@@ -28,7 +63,28 @@ def load_imatrix(path: str | Path) -> dict[str, np.ndarray]:
     return _load_gguf(path) if magic == b"GGUF" else _load_dat(path)
 
 
-def _load_gguf(path: Path) -> dict[str, np.ndarray]:
+def write_imatrix(path: str | Path, raw: RawImatrix) -> None:
+    """llama-imatrix's GGUF form: ``<name>.in_sum2`` {ne0, n_mat} and ``<name>.counts`` {1, n_mat}, F32,
+    sorted by name; written to a temp file and renamed."""
+    from gguf import GGMLQuantizationType as Q
+
+    from dsv4_gguf.gguf_io import KV, TensorEntry, write_plain
+
+    kvs = [KV("general.type", "str", "imatrix"), KV("imatrix.datasets", "str[]", list(raw.datasets)),
+           KV("imatrix.chunk_count", "u32", int(raw.chunk_count)), KV("imatrix.chunk_size", "u32", int(raw.chunk_size))]
+    kvs += [KV(k, "str", v) for k, v in sorted(raw.extra.items())]
+    ts = []
+    for name in sorted(raw.sums):
+        s = np.ascontiguousarray(raw.sums[name], np.float32)
+        c = np.ascontiguousarray(raw.counts[name], np.float32).reshape(-1, 1)
+        ts += [(TensorEntry(name + ".in_sum2", s.shape, Q.F32), s), (TensorEntry(name + ".counts", c.shape, Q.F32), c)]
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    write_plain(tmp, kvs, ts)
+    tmp.replace(path)
+
+
+def _load_gguf(path: Path) -> RawImatrix:
     from dsv4_gguf.gguf_io import GGUFError, GGUFFile
 
     try:
@@ -38,22 +94,24 @@ def _load_gguf(path: Path) -> dict[str, np.ndarray]:
     sums = {n[: -len(".in_sum2")]: n for n in g.tensors if n.endswith(".in_sum2")}
     if not sums:
         raise ImatrixError(f"{path}: GGUF file has no '*.in_sum2' tensors; not a llama-imatrix file")
-    out: dict[str, np.ndarray] = {}
+    out = RawImatrix(datasets=list(g.metadata.get("imatrix.datasets", [])),
+                     chunk_count=int(g.metadata.get("imatrix.chunk_count", 0)),
+                     chunk_size=int(g.metadata.get("imatrix.chunk_size", 0)),
+                     extra={k: v for k, v in g.metadata.items() if k.startswith("dsv4.") and isinstance(v, str)})
     for name, sname in sums.items():
-        s = np.asarray(g.raw(sname), dtype=np.float32)
+        s = np.asarray(g.raw(sname), dtype=np.float64)
         cname = name + ".counts"
         if cname not in g.tensors:
             raise ImatrixError(f"{path}: '{sname}' has no matching '{cname}'")
-        c = np.asarray(g.raw(cname), dtype=np.float32).reshape(-1)
+        c = np.asarray(g.raw(cname), dtype=np.float64).reshape(-1)
         s = s.reshape(len(c), -1) if s.ndim == 1 else s.reshape(-1, s.shape[-1])
         if s.shape[0] != len(c):
             raise ImatrixError(f"{path}: '{sname}' has {s.shape[0]} matrices but '{cname}' {len(c)} counts")
-        mean = np.where(c[:, None] > 0, s / np.maximum(c[:, None], 1), 1.0).astype(np.float32)
-        out[name] = np.ascontiguousarray(mean)
+        out.sums[name], out.counts[name] = s, c
     return out
 
 
-def _load_dat(path: Path) -> dict[str, np.ndarray]:
+def _load_dat(path: Path) -> RawImatrix:
     data = path.read_bytes()
     pos = 0
 
@@ -69,7 +127,7 @@ def _load_dat(path: Path) -> dict[str, np.ndarray]:
     (n_entries,) = take("<i")
     if n_entries < 0 or n_entries > 1_000_000:
         raise ImatrixError(f"{path}: not an imatrix file (entry count {n_entries})")
-    out: dict[str, np.ndarray] = {}
+    out = RawImatrix()
     for _ in range(n_entries):
         (ln,) = take("<i")
         if ln <= 0 or ln > 4096:
@@ -80,16 +138,26 @@ def _load_dat(path: Path) -> dict[str, np.ndarray]:
             raise ImatrixError(f"{path}: entry '{name}' has {nval} values")
         vals = np.frombuffer(data, np.float32, nval, pos).copy()
         pos += 4 * nval
-        out[name] = (vals / ncall if ncall > 0 else vals).astype(np.float32).reshape(1, -1)
+        # legacy values are mean * ncall: kept as sums with count ncall (count 1 when ncall is 0)
+        out.sums[name], out.counts[name] = vals.astype(np.float64).reshape(1, -1), np.array([max(ncall, 1)], np.float64)
+    if pos + 8 <= len(data):
+        out.chunk_count, ln = struct.unpack_from("<ii", data, pos)
+        if 0 < ln <= len(data) - pos - 8:
+            out.datasets = [data[pos + 8: pos + 8 + ln].decode("utf-8", "replace")]
     return out
 
 
-def imatrix_for(im: dict[str, np.ndarray] | None, name: str, n_mat: int, ne0: int) -> np.ndarray | None:
-    """The ``[n_mat, ne0]`` importance array of GGUF tensor ``name`` (``None`` when the file has none)."""
+def imatrix_for(im: dict[str, np.ndarray] | None, name: str, n_mat: int, ne0: int,
+                unseen_nan: bool = False) -> np.ndarray | None:
+    """The ``[n_mat, ne0]`` importance array of GGUF tensor ``name`` (``None`` when the file has none).
+    ``unseen_nan``: rows of experts never routed become NaN (the converter then uses the weight energy)."""
     if im is None or name not in im:
         return None
     a = im[name]
     if a.size != n_mat * ne0:
         raise ImatrixError(f"imatrix entry '{name}' has {a.size} values, the tensor needs {n_mat} x {ne0} "
                            f"(columns x experts); the imatrix was computed for a different model")
-    return np.ascontiguousarray(a.reshape(n_mat, ne0), dtype=np.float32)
+    a = np.array(a.reshape(n_mat, ne0), dtype=np.float32)
+    for e in getattr(im, "unseen", {}).get(name, ()) if unseen_nan else ():
+        a[e] = np.nan
+    return a

@@ -97,6 +97,8 @@ def quant_checked(x: np.ndarray, qt: GGMLQuantizationType, imat: np.ndarray | No
     if not np.all(np.isfinite(x)):
         raise CheckpointError("non-finite values (NaN/Inf) in the dequantized weights; the checkpoint is corrupt")
     im: np.ndarray | str | None = imat
+    if imat is not None and not np.all(np.isfinite(imat)):
+        im = "energy"  # an expert the imatrix never saw routed (NaN row from imatrix_for)
     if im is None and QTYPES[qt].needs_imatrix:
         im = "energy"  # no imatrix given: per-column weight energy (documented in the recipe)
     out = quants.quantize(np.ascontiguousarray(x, dtype=np.float32), qt, im)

@@ -1,0 +1,253 @@
+"""`dsv4-gguf imatrix`: importance matrices collected with our C++ runtime, per routed expert.
+
+Text is tokenized with the model's tokenizer, cut into chunks of ``--ctx`` tokens (BOS first, a fresh
+session per chunk, as llama-imatrix) and run through the runtime with taps on every linear layer's
+input; per GGUF weight the sum of squared activations per input column and the number of rows seen
+are accumulated (per expert for ``ffn_*_exps``, from the router's choices).  Written in llama.cpp's
+GGUF imatrix form (`imatrix.write_imatrix`).  Not collected: ``output.weight`` and ``token_embd``
+(llama-imatrix skips them by default), the F32 ``hc_*_fn`` mixers, the MTP block (not run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .imatrix import ImatrixError, RawImatrix, load_imatrix_raw, write_imatrix
+
+__all__ = ["TAPS", "Collector", "collect", "merge", "add_imatrix_arguments", "run_imatrix"]
+
+# tap of the runtime -> GGUF weights (leaf names inside blk.L) whose input it is
+_INPUTS: dict[str, tuple[str, ...]] = {
+    "attn_in": ("attn_q_a", "attn_kv", "attn_compressor_kv", "attn_compressor_gate", "indexer_compressor_kv",
+                "indexer_compressor_gate", "indexer.proj"),
+    "qr": ("attn_q_b", "indexer.attn_q_b"),
+    "wo_a_in": ("attn_output_a",),
+    "wo_b_in": ("attn_output_b",),
+    "ffn_in": ("ffn_gate_inp", "ffn_gate_shexp", "ffn_up_shexp"),
+    "shexp_mid": ("ffn_down_shexp",),
+}
+_ROUTED = {"ffn_in": ("ffn_gate_exps", "ffn_up_exps"), "exp_mid": ("ffn_down_exps",)}
+TAPS = [f"layers.*.{t}" for t in (*_INPUTS, "exp_mid", "router_idx")]
+_TAP = re.compile(r"layers\.(\d+)\.(\w+)$")
+FINGERPRINT_KEY = "dsv4.imatrix.fingerprint"
+
+
+class Collector:
+    """Accumulates the taps of one forward call into per-weight sums (float64) and counts."""
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]], raw: RawImatrix | None = None):
+        self.shapes = shapes  # GGUF weight name -> numpy-order shape (experts first for stacked ones)
+        self.raw = raw or RawImatrix()
+
+    def _slot(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        shape = self.shapes.get(name)
+        if shape is None:
+            return None
+        if name not in self.raw.sums:
+            n_mat = shape[0] if len(shape) == 3 else 1
+            self.raw.sums[name] = np.zeros((n_mat, shape[-1]), np.float64)
+            self.raw.counts[name] = np.zeros(n_mat, np.float64)
+        return self.raw.sums[name], self.raw.counts[name]
+
+    def add(self, taps: dict[str, np.ndarray]) -> None:
+        for tap, x in taps.items():
+            m = _TAP.match(tap)
+            if not m or m.group(2) == "router_idx":
+                continue
+            layer, kind = m.group(1), m.group(2)
+            x = np.asarray(x, np.float64)
+            sq = x * x
+            for leaf in _INPUTS.get(kind, ()):
+                slot = self._slot(f"blk.{layer}.{leaf}.weight")
+                if slot is not None:
+                    self._check(f"blk.{layer}.{leaf}.weight", slot[0], x)
+                    slot[0][0] += sq.sum(0)
+                    slot[1][0] += x.shape[0]
+            leaves = _ROUTED.get(kind, ())
+            if not leaves:
+                continue
+            ids = np.asarray(taps[f"layers.{layer}.router_idx"]).astype(np.int64)  # [T, K]
+            if kind == "ffn_in":  # each token once per expert slot it was routed to
+                rows = np.repeat(np.arange(ids.shape[0]), ids.shape[1])
+                src = sq[rows]
+            else:  # exp_mid rows are the slots in (token, k) order
+                src = sq
+            flat = ids.reshape(-1)
+            for leaf in leaves:
+                name = f"blk.{layer}.{leaf}.weight"
+                slot = self._slot(name)
+                if slot is None:
+                    continue
+                self._check(name, slot[0], x)
+                sums, counts = slot
+                if flat.size and (flat.min() < 0 or flat.max() >= sums.shape[0]):
+                    raise ImatrixError(f"{tap}: router chose expert {int(flat.max())}, '{name}' has {sums.shape[0]}")
+                np.add.at(sums, flat, src)
+                counts += np.bincount(flat, minlength=sums.shape[0])
+
+    @staticmethod
+    def _check(name: str, sums: np.ndarray, x: np.ndarray) -> None:
+        if x.shape[-1] != sums.shape[-1]:
+            raise ImatrixError(f"'{name}': activations have {x.shape[-1]} columns, the weight {sums.shape[-1]}")
+
+
+def _weights(model_path: Path) -> dict[str, tuple[int, ...]]:
+    from dsv4_gguf.gguf_io import GGUFFile
+
+    g = GGUFFile(model_path)
+    leaves = {*(v for vs in _INPUTS.values() for v in vs), *(v for vs in _ROUTED.values() for v in vs)}
+    return {n: t.shape for n, t in g.tensors.items()
+            if n.startswith("blk.") and n.split(".", 2)[2].removesuffix(".weight") in leaves}
+
+
+def chunk_tokens(model, texts: Sequence[str], ctx: int, n_chunks: int = 0) -> list[np.ndarray]:  # noqa: ANN001
+    """The token stream of all texts (in order), cut into chunks of ``ctx`` tokens that start with BOS."""
+    if ctx < 2:
+        raise ImatrixError(f"--ctx {ctx}: a chunk needs at least 2 tokens")
+    ids: list[int] = []
+    for t in texts:
+        ids += model.encode(t)
+    step = ctx - 1
+    bos = model.tokenizer.bos_id
+    out = [np.asarray([bos, *ids[i:i + step]], np.int32) for i in range(0, len(ids) - step + 1, step)]
+    if not out:
+        raise ImatrixError(f"the text has {len(ids)} tokens, fewer than one chunk of --ctx {ctx}; "
+                           f"give more text or a smaller --ctx")
+    return out[:n_chunks] if n_chunks > 0 else out
+
+
+def _fingerprint(model_path: Path, chunks: Sequence[np.ndarray], ctx: int) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    st = model_path.stat()
+    h.update(f"{model_path.resolve()}|{st.st_size}|{ctx}|".encode())
+    for c in chunks:
+        h.update(c.tobytes())
+    return h.hexdigest()
+
+
+def collect(model_path: str | Path, texts: Sequence[str], out: str | Path, *, ctx: int = 512, n_chunks: int = 0,
+            batch: int = 128, threads: int = 0, datasets: Sequence[str] = (), resume: bool = False,
+            save_every: int = 10, progress: Callable[[int, int], None] | None = None,
+            stop_after: int | None = None) -> RawImatrix:
+    """Collect over ``texts`` and write ``out``.  A partial file (``out + '.partial'``) is saved every
+    ``save_every`` chunks; ``resume`` continues from it when it was made from the same model, text and
+    ctx.  ``stop_after``: stop (partial file saved) after that many chunks of this call (tests)."""
+    from dsv4_gguf import runtime
+
+    model_path, out = Path(model_path), Path(out)
+    model = runtime.load(model_path, threads=threads)
+    chunks = chunk_tokens(model, texts, ctx, n_chunks)
+    fp = _fingerprint(model_path, chunks, ctx)
+    partial = out.with_name(out.name + ".partial")
+    raw = RawImatrix(datasets=list(datasets), chunk_size=ctx, extra={FINGERPRINT_KEY: fp})
+    if resume and partial.is_file():
+        got = load_imatrix_raw(partial)
+        if got.extra.get(FINGERPRINT_KEY) != fp:
+            raise ImatrixError(f"{partial}: made from another model, text or --ctx; "
+                               f"delete it or rerun without --resume")
+        raw = got
+    col = Collector(_weights(model_path), raw)
+    sess = model.session(ctx=ctx)
+    done_here = 0
+    for i in range(raw.chunk_count, len(chunks)):
+        if stop_after is not None and done_here >= stop_after:
+            write_imatrix(partial, raw)
+            return raw
+        sess.reset()
+        c = chunks[i]
+        for b0 in range(0, len(c), batch):  # bounded tap memory: taps are taken per batch
+            sess.set_taps(TAPS)
+            sess.prefill(c[b0:b0 + batch])
+            col.add(sess.take_taps())
+        raw.chunk_count = i + 1
+        done_here += 1
+        if progress:
+            progress(raw.chunk_count, len(chunks))
+        if save_every > 0 and raw.chunk_count % save_every == 0 and raw.chunk_count < len(chunks):
+            write_imatrix(partial, raw)
+    sess.set_taps([])
+    raw.extra = {}
+    write_imatrix(out, raw)
+    partial.unlink(missing_ok=True)
+    return raw
+
+
+def merge(paths: Iterable[str | Path], out: str | Path) -> RawImatrix:
+    """Sum the sums and counts of several imatrix files (GGUF or legacy .dat), as llama-imatrix --in-file."""
+    acc = RawImatrix()
+    for p in paths:
+        r = load_imatrix_raw(p)
+        for name, s in r.sums.items():
+            if name in acc.sums:
+                if acc.sums[name].shape != s.shape:
+                    raise ImatrixError(f"{p}: '{name}' has shape {s.shape}, earlier files {acc.sums[name].shape}; "
+                                       f"the files come from different models")
+                acc.sums[name] += s
+                acc.counts[name] += r.counts[name]
+            else:
+                acc.sums[name], acc.counts[name] = s.copy(), r.counts[name].copy()
+        acc.datasets += [d for d in r.datasets if d not in acc.datasets]
+        acc.chunk_count += r.chunk_count
+        acc.chunk_size = acc.chunk_size or r.chunk_size
+    write_imatrix(out, acc)
+    return acc
+
+
+def add_imatrix_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL.gguf", nargs="?", help="model to run (any variant our runtime loads; "
+                   "SOURCE or Q8_0 give the most faithful statistics)")
+    p.add_argument("--text", metavar="FILE", nargs="+", default=[], help="calibration text files (read in order); "
+                   "the shipped corpus: quantize/calibration/calibration.txt")
+    p.add_argument("-o", "--output", metavar="FILE", required=True, help="imatrix file to write (llama.cpp GGUF form)")
+    p.add_argument("--ctx", type=int, default=512, help="tokens per chunk, BOS included (default 512)")
+    p.add_argument("--chunks", type=int, default=0, help="use at most N chunks (default: all)")
+    p.add_argument("--batch", type=int, default=128, help="tokens per runtime call inside a chunk (bounds tap memory)")
+    p.add_argument("--threads", type=int, default=0, help="runtime threads (default: all cores)")
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT.partial of an interrupted run")
+    p.add_argument("--save-every", type=int, default=10, metavar="N", help="save OUTPUT.partial every N chunks")
+    p.add_argument("--merge", metavar="FILE", nargs="+", help="instead of collecting: sum these imatrix files "
+                   "(GGUF or legacy .dat) into OUTPUT")
+
+
+def run_imatrix(ns: argparse.Namespace) -> int:
+    try:
+        return _run(ns)
+    except ImatrixError as e:
+        print(f"dsv4-gguf imatrix: error: {e}")
+        return 1
+
+
+def _run(ns: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    if ns.merge:
+        r = merge(ns.merge, ns.output)
+        print(f"wrote {ns.output}: {len(r.sums)} entries, {r.chunk_count} chunks from {len(ns.merge)} files")
+        return 0
+    if not ns.model or not ns.text:
+        raise ImatrixError("give MODEL.gguf and --text FILE... (or --merge FILE... -o OUT)")
+    texts = [Path(t).read_text(encoding="utf-8") for t in ns.text]
+    bar = tqdm(total=None, unit="chunk", desc="imatrix", dynamic_ncols=True)
+    t0 = time.perf_counter()
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    with bar:
+        r = collect(ns.model, texts, ns.output, ctx=ns.ctx, n_chunks=ns.chunks, batch=ns.batch, threads=ns.threads,
+                    datasets=[Path(t).name for t in ns.text], resume=ns.resume, save_every=ns.save_every,
+                    progress=update)
+    exps = [n for n in r.sums if "_exps" in n]
+    unseen = sum(int((r.counts[n] == 0).sum()) for n in exps)
+    print(f"wrote {ns.output}: {len(r.sums)} entries, {r.chunk_count} chunks of {ns.ctx} tokens in "
+          f"{time.perf_counter() - t0:.1f} s; {unseen} routed-expert slices never routed (weight-energy fallback)")
+    return 0
