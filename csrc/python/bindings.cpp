@@ -387,6 +387,7 @@ py::dict runtime_config(const dsv4::Runtime& rt) {
   d["threads"] = rt.options().threads;
   d["exact"] = rt.options().exact;
   d["qat"] = rt.options().qat;
+  d["has_mtp"] = rt.mtp() != nullptr;
   py::dict types;
   for (const auto& [name, t] : rt.model().file().tensors()) types[py::str(name)] = dsv4::ggml_type_name(t.type);
   d["tensor_types"] = types;
@@ -398,22 +399,24 @@ py::dict runtime_config(const dsv4::Runtime& rt) {
 void register_runtime(py::module_& m) {
   py::register_exception<dsv4::GgufError>(m, "GgufError", PyExc_ValueError);
   py::class_<dsv4::Runtime>(m, "Runtime")
-      .def(py::init([](const std::string& path, int threads, bool exact, bool qat) {
+      .def(py::init([](const std::string& path, int threads, bool exact, bool qat, const std::string& mtp) {
              dsv4::RuntimeOptions o;
              o.threads = threads;
              o.exact = exact;
              o.qat = qat;
              py::gil_scoped_release nogil;
-             return std::make_unique<dsv4::Runtime>(path, o);
+             return std::make_unique<dsv4::Runtime>(path, o, mtp);
            }),
            py::arg("path"), py::arg("threads") = 0, py::arg("exact") = false, py::arg("qat") = true,
+           py::arg("mtp") = "",
            "Memory-map and validate a deepseek4 GGUF (first shard of a split set).")
       .def("config", &runtime_config, "Hyper-parameters, options and tensor types.");
   py::class_<dsv4::Session>(m, "Session")
-      .def(py::init([](const dsv4::Runtime& rt, int64_t ctx, const std::string& kv) {
-             return std::make_unique<dsv4::Session>(rt, ctx, parse_kv(kv));
+      .def(py::init([](const dsv4::Runtime& rt, int64_t ctx, const std::string& kv, bool mtp) {
+             return std::make_unique<dsv4::Session>(rt, ctx, parse_kv(kv), mtp);
            }),
-           py::arg("runtime"), py::arg("ctx"), py::arg("kv_dtype") = "f32", py::keep_alive<1, 2>())
+           py::arg("runtime"), py::arg("ctx"), py::arg("kv_dtype") = "f32", py::arg("mtp") = false,
+           py::keep_alive<1, 2>())
       .def(
           "forward",
           [](dsv4::Session& s, const py::array& tokens, bool all_logits) {
@@ -439,6 +442,27 @@ void register_runtime(py::module_& m) {
           },
           py::arg("tokens"), py::arg("all_logits") = false,
           "Consume int32 tokens; f32 logits [1, V] of the last token (all_logits: [T, V]).")
+      .def(
+          "mtp_forward",
+          [](dsv4::Session& s, const py::array& tokens, bool all_logits) {
+            if (!tokens.dtype().is(py::dtype::of<int32_t>()) || tokens.ndim() != 1 || !(tokens.flags() & py::array::c_style))
+              throw py::type_error("tokens: expected a C-contiguous 1-D int32 array");
+            const int64_t T = tokens.shape(0);
+            const int32_t* tp = static_cast<const int32_t*>(tokens.data());
+            std::vector<float> out;
+            {
+              py::gil_scoped_release nogil;
+              out = s.mtp_forward(tp, T, all_logits);
+            }
+            const int64_t n = all_logits ? T : 1, V = static_cast<int64_t>(out.size()) / n;
+            py::array_t<float> arr({n, V});
+            std::memcpy(arr.mutable_data(), out.data(), out.size() * 4);
+            return arr;
+          },
+          py::arg("tokens"), py::arg("all_logits") = false,
+          "MTP draft logits: the oldest len(tokens) main streams, stream i with tokens[i] (the next token).")
+      .def_property_readonly("mtp_pos", &dsv4::Session::mtp_pos)
+      .def_property_readonly("mtp_pending", &dsv4::Session::mtp_pending)
       .def_property_readonly("pos", &dsv4::Session::pos)
       .def_property_readonly("ctx", &dsv4::Session::ctx)
       .def("reset", &dsv4::Session::reset)

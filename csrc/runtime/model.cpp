@@ -206,8 +206,14 @@ Model::Model(const std::string& path) : file_(std::make_unique<GgufFile>(path)) 
   }
 
   const int64_t D = c.dim, H = c.n_heads, hd = c.head_dim, E = c.n_experts, I = c.moe_inter;
+  // An MTP sidecar (llama.cpp/`dsv4-gguf convert` write mtp-OUT.gguf) holds only the nextn blocks.
+  mtp_only = c.n_mtp > 0 && !f.tensor("blk.0.attn_norm.weight");
   for (int64_t i = 0; i < block_count; ++i) {
     BlockWeights b;
+    if (mtp_only && i < c.n_layers) {
+      blocks_.push_back(std::move(b));
+      continue;
+    }
     const std::string p = "blk." + std::to_string(i) + ".";
     b.ratio = c.ratios[static_cast<size_t>(i)];
     b.hash = i < c.n_hash && i < c.n_layers;

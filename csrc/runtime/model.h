@@ -82,6 +82,7 @@ class Model {
   WeightView embed, head, hc_head_fn;
   std::vector<float> out_norm, hc_head_base, hc_head_scale;
   std::string arch;
+  bool mtp_only = false;  // an MTP sidecar GGUF: only the blocks >= n_layers are loaded
 
  private:
   std::unique_ptr<GgufFile> file_;

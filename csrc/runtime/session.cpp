@@ -18,7 +18,18 @@
 namespace dsv4 {
 
 // ------------------------------------------------------------------------------------------------
-Runtime::Runtime(const std::string& path, const RuntimeOptions& opts) : model_(path), opts_(opts) {
+Runtime::Runtime(const std::string& path, const RuntimeOptions& opts, const std::string& mtp_path)
+    : model_(path), opts_(opts) {
+  if (model_.mtp_only)
+    throw GgufError(path + ": this is an MTP sidecar (only nextn blocks); load the main GGUF and pass this file as mtp");
+  if (!mtp_path.empty()) {
+    mtp_ = std::make_unique<Model>(mtp_path);
+    const ModelConfig &a = model_.cfg(), &b = mtp_->cfg();
+    if (b.n_mtp <= 0 || b.dim != a.dim || b.vocab != a.vocab || b.n_layers != a.n_layers || b.head_dim != a.head_dim)
+      throw GgufError(mtp_path + ": not an MTP sidecar of " + path + " (nextn blocks " + std::to_string(b.n_mtp) +
+                      ", dim " + std::to_string(b.dim) + " vs " + std::to_string(a.dim) + ", layers " +
+                      std::to_string(b.n_layers) + " vs " + std::to_string(a.n_layers) + ")");
+  }
   int n = opts.threads > 0 ? opts.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   opts_.threads = n;
   pool_ = std::make_unique<ThreadPool>(n);
@@ -73,8 +84,10 @@ void KvRows::set_raw(const uint8_t* p, int64_t n) {
 }
 
 // ------------------------------------------------------------------------------------------------
-Session::Session(const Runtime& rt, int64_t ctx, KvDtype kv) : rt_(rt), ctx_(ctx), kv_(kv) {
+Session::Session(const Runtime& rt, int64_t ctx, KvDtype kv, bool use_mtp) : rt_(rt), ctx_(ctx), kv_(kv), use_mtp_(use_mtp) {
   if (ctx <= 0) throw std::invalid_argument("ctx must be positive, got " + std::to_string(ctx));
+  if (use_mtp && !rt.mtp())
+    throw std::invalid_argument("this model has no MTP block; load it with its MTP sidecar GGUF (mtp-*.gguf)");
   reset();
 }
 
@@ -96,6 +109,24 @@ void Session::reset() {
       s.idx_comp.init(4, static_cast<int>(c.idx_dim));
     }
   }
+  mtp_pos_ = 0;
+  pending_.clear();
+  mtp_state_ = LayerState();
+  if (use_mtp_) mtp_state_.window.init(c.window, c.head_dim, kv_);
+}
+
+int64_t Session::mtp_pending() const {
+  const ModelConfig& c = rt_.model().cfg();
+  return static_cast<int64_t>(pending_.size()) / (c.hc * c.dim);
+}
+
+void Session::check_tokens(const Model& M, const int32_t* tokens, int64_t T) const {
+  const ModelConfig& c = M.cfg();
+  if (T <= 0) throw std::invalid_argument("no tokens given");
+  for (int64_t t = 0; t < T; ++t)
+    if (tokens[t] < 0 || tokens[t] >= c.vocab)
+      throw std::out_of_range("token id " + std::to_string(tokens[t]) + " at index " + std::to_string(t) +
+                              " is outside the vocabulary [0, " + std::to_string(c.vocab) + ")");
 }
 
 double Session::kv_bytes_per_token() const {
@@ -156,11 +187,7 @@ std::map<std::string, std::pair<std::vector<float>, int64_t>> Session::take_taps
 std::vector<float> Session::forward(const int32_t* tokens, int64_t T, bool all_logits) {
   const Model& M = rt_.model();
   const ModelConfig& c = M.cfg();
-  if (T <= 0) throw std::invalid_argument("no tokens given");
-  for (int64_t t = 0; t < T; ++t)
-    if (tokens[t] < 0 || tokens[t] >= c.vocab)
-      throw std::out_of_range("token id " + std::to_string(tokens[t]) + " at index " + std::to_string(t) +
-                              " is outside the vocabulary [0, " + std::to_string(c.vocab) + ")");
+  check_tokens(M, tokens, T);
   if (pos_ + T > ctx_)
     throw std::length_error("context overflow: the session holds " + std::to_string(pos_) + " tokens and " +
                             std::to_string(T) + " more exceed its context of " + std::to_string(ctx_) +
@@ -177,37 +204,76 @@ std::vector<float> Session::forward(const int32_t* tokens, int64_t T, bool all_l
       if (taps) tap("embed", e.data(), D, D);
     }
   }
-  for (int l = 0; l < static_cast<int>(c.n_layers); ++l) block_forward(l, X, tokens, T, p0);
-
-  // hc_head collapse, final norm, head (only the rows asked for)
-  const int64_t n_out = all_logits ? T : 1, t0 = T - n_out;
-  const OpCtx ctx = rt_.ctx();
-  std::vector<float> mixes(static_cast<size_t>(n_out * hc)), u(static_cast<size_t>(n_out * D));
-  hc_mixes(M.hc_head_fn, &X[static_cast<size_t>(t0 * hcD)], n_out, c.norm_eps, mixes.data(), ctx);
-  for (int64_t t = 0; t < n_out; ++t) {
-    float pre[4];
-    for (int j = 0; j < hc; ++j)
-      pre[j] = 1.0f / (1.0f + std::exp(-(mixes[static_cast<size_t>(t * hc + j)] * M.hc_head_scale[0] + M.hc_head_base[static_cast<size_t>(j)]))) + c.hc_eps;
-    float* ut = &u[static_cast<size_t>(t * D)];
-    hc_collapse(&X[static_cast<size_t>((t0 + t) * hcD)], pre, static_cast<int>(hc), D, ut);
-    if (taps) tap("hc_head_out", ut, D, D);
-    rms_norm(ut, M.out_norm.data(), ut, D, c.norm_eps);
-  }
-  std::vector<float> logits(static_cast<size_t>(n_out * c.vocab));
-  linear(M.head, u.data(), n_out, logits.data(), ctx);
-  if (taps) tap("logits", logits.data(), n_out * c.vocab, c.vocab);
+  for (int l = 0; l < static_cast<int>(c.n_layers); ++l)
+    block_forward(M, l, layers_[static_cast<size_t>(l)], X, tokens, T, p0, "layers." + std::to_string(l) + ".");
+  if (use_mtp_) pending_.insert(pending_.end(), X.begin(), X.end());
+  const int64_t n_out = all_logits ? T : 1;
+  std::vector<float> logits = head(M, &X[static_cast<size_t>((T - n_out) * hcD)], n_out, M.out_norm, "");
   pos_ = p0 + T;
   return logits;
 }
 
-void Session::block_forward(int l, std::vector<float>& X, const int32_t* tokens, int64_t T, int64_t p0) {
-  const Model& M = rt_.model();
+std::vector<float> Session::head(const Model& M, const float* X, int64_t n_out, const std::vector<float>& norm,
+                                 const std::string& pre) {
+  const ModelConfig& c = M.cfg();
+  const bool taps = !tap_patterns_.empty();
+  const int64_t D = c.dim, hc = c.hc, hcD = hc * D;
+  const OpCtx ctx = rt_.ctx();
+  std::vector<float> mixes(static_cast<size_t>(n_out * hc)), u(static_cast<size_t>(n_out * D));
+  hc_mixes(M.hc_head_fn, X, n_out, c.norm_eps, mixes.data(), ctx);
+  for (int64_t t = 0; t < n_out; ++t) {
+    float pr[4];
+    for (int j = 0; j < hc; ++j)
+      pr[j] = 1.0f / (1.0f + std::exp(-(mixes[static_cast<size_t>(t * hc + j)] * M.hc_head_scale[0] + M.hc_head_base[static_cast<size_t>(j)]))) + c.hc_eps;
+    float* ut = &u[static_cast<size_t>(t * D)];
+    hc_collapse(X + t * hcD, pr, static_cast<int>(hc), D, ut);
+    if (taps) tap(pre + "hc_head_out", ut, D, D);
+    rms_norm(ut, norm.data(), ut, D, c.norm_eps);
+  }
+  std::vector<float> logits(static_cast<size_t>(n_out * c.vocab));
+  linear(M.head, u.data(), n_out, logits.data(), ctx);
+  if (taps) tap(pre + "logits", logits.data(), n_out * c.vocab, c.vocab);
+  return logits;
+}
+
+std::vector<float> Session::mtp_forward(const int32_t* tokens, int64_t T, bool all_logits) {
+  if (!use_mtp_) throw std::invalid_argument("create the session with mtp=True to run the MTP draft block");
+  const Model& M = *rt_.mtp();
+  const ModelConfig& c = M.cfg();
+  check_tokens(M, tokens, T);
+  if (T > mtp_pending())
+    throw std::invalid_argument("mtp: " + std::to_string(T) + " tokens given but only " + std::to_string(mtp_pending()) +
+                                " main-model positions are waiting (run prefill/decode first)");
+  const int l = static_cast<int>(c.n_layers);
+  const BlockWeights& b = M.block(l);
+  const int64_t D = c.dim, hc = c.hc, hcD = hc * D;
+  // X0[t][j] = eh_proj . [enorm(embed(token_t)) | hnorm(h_t,j)]  (= e_proj e + h_proj h, spec §7)
+  std::vector<float> in(static_cast<size_t>(T * hc * 2 * D)), X(static_cast<size_t>(T * hcD)), e(static_cast<size_t>(D));
+  for (int64_t t = 0; t < T; ++t) {
+    dequant_row(M.embed, tokens[t], e.data());
+    rms_norm(e.data(), b.enorm.data(), e.data(), D, c.norm_eps);
+    for (int64_t j = 0; j < hc; ++j) {
+      float* row = &in[static_cast<size_t>((t * hc + j) * 2 * D)];
+      std::memcpy(row, e.data(), static_cast<size_t>(D) * 4);
+      rms_norm(&pending_[static_cast<size_t>(t * hcD + j * D)], b.hnorm.data(), row + D, D, c.norm_eps);
+    }
+  }
+  linear(b.eh_proj, in.data(), T * hc, X.data(), rt_.ctx());
+  block_forward(M, l, mtp_state_, X, tokens, T, mtp_pos_, "mtp.0.");
+  const int64_t n_out = all_logits ? T : 1;
+  std::vector<float> logits = head(M, &X[static_cast<size_t>((T - n_out) * hcD)], n_out, b.mtp_norm, "mtp.0.");
+  pending_.erase(pending_.begin(), pending_.begin() + T * hcD);
+  mtp_pos_ += T;
+  return logits;
+}
+
+void Session::block_forward(const Model& M, int l, LayerState& S, std::vector<float>& X, const int32_t* tokens, int64_t T,
+                            int64_t p0, const std::string& pre) {
   const ModelConfig& c = M.cfg();
   const BlockWeights& b = M.block(l);
   const OpCtx ctx = rt_.ctx();
   const int64_t D = c.dim, hc = c.hc, hcD = hc * D, nmix = (2 + hc) * hc;
   const bool taps = !tap_patterns_.empty();
-  const std::string pre = "layers." + std::to_string(l) + ".";
   std::vector<float> mixes(static_cast<size_t>(T * nmix)), h(static_cast<size_t>(T * D)), f(static_cast<size_t>(T * D));
   std::vector<float> post(static_cast<size_t>(T * hc)), comb(static_cast<size_t>(T * hc * hc));
   for (int sub = 0; sub < 2; ++sub) {
@@ -230,10 +296,10 @@ void Session::block_forward(int l, std::vector<float>& X, const int32_t* tokens,
       }
     }
     if (sub == 0) {
-      attention(l, h.data(), T, p0, f.data());
+      attention(M, l, S, h.data(), T, p0, f.data(), pre);
       if (taps) tap(pre + "attn_out", f.data(), T * D, D);
     } else {
-      moe(l, h.data(), tokens, T, f.data());
+      moe(M, l, h.data(), tokens, T, f.data(), pre);
       if (taps) tap(pre + "moe_out", f.data(), T * D, D);
     }
     std::vector<float> out(static_cast<size_t>(hcD));
@@ -247,14 +313,12 @@ void Session::block_forward(int l, std::vector<float>& X, const int32_t* tokens,
   if (taps) tap(pre + "block_out", X.data(), T * hcD, hcD);
 }
 
-void Session::attention(int l, const float* h, int64_t T, int64_t p0, float* out) {
-  const Model& M = rt_.model();
+void Session::attention(const Model& M, int l, LayerState& S, const float* h, int64_t T, int64_t p0, float* out,
+                        const std::string& pre) {
   const ModelConfig& c = M.cfg();
   const BlockWeights& b = M.block(l);
-  LayerState& S = layers_[static_cast<size_t>(l)];
   const OpCtx ctx = rt_.ctx();
   const bool qat = rt_.options().qat, taps = !tap_patterns_.empty();
-  const std::string pre = "layers." + std::to_string(l) + ".";
   const int64_t D = c.dim, H = c.n_heads, hd = c.head_dim, rd = c.rope_dim, nd = hd - rd, Rq = c.q_lora_rank;
   const int64_t win = c.window, ratio = b.ratio;
   const float* freqs = rt_.freqs(static_cast<int>(ratio)).data();
@@ -414,14 +478,13 @@ void Session::attention(int l, const float* h, int64_t T, int64_t p0, float* out
   (void)D;
 }
 
-void Session::moe(int l, const float* h, const int32_t* tokens, int64_t T, float* out) {
-  const Model& M = rt_.model();
+void Session::moe(const Model& M, int l, const float* h, const int32_t* tokens, int64_t T, float* out,
+                  const std::string& pre) {
   const ModelConfig& c = M.cfg();
   const BlockWeights& b = M.block(l);
   const OpCtx ctx = rt_.ctx();
   const int64_t D = c.dim, E = c.n_experts, K = c.n_used, I = c.moe_inter;
   const bool taps = !tap_patterns_.empty();
-  const std::string pre = "layers." + std::to_string(l) + ".";
   std::vector<float> logits(static_cast<size_t>(T * E));
   linear(b.gate, h, T, logits.data(), ctx);
   std::vector<Routing> R(static_cast<size_t>(T));
@@ -522,6 +585,14 @@ void Session::save(const std::string& path) const {
         put(st->score.data(), st->score.size() * 4);
       }
     }
+    put64(use_mtp_ ? 1 : 0);
+    if (use_mtp_) {
+      auto w = mtp_state_.window.raw(mtp_state_.window.rows());
+      put(w.data(), w.size());
+      put64(mtp_pos_);
+      put64(static_cast<int64_t>(pending_.size()));
+      put(pending_.data(), pending_.size() * 4);
+    }
     f.flush();
     if (!f) throw std::runtime_error(path + ": write failed (disk full?)");
   }
@@ -582,6 +653,17 @@ void Session::load(const std::string& path) {
       get(st->kv.data(), st->kv.size() * 4);
       get(st->score.data(), st->score.size() * 4);
     }
+  }
+  if (get64() != (use_mtp_ ? 1 : 0))
+    throw std::runtime_error(path + ": the state was saved " + std::string(use_mtp_ ? "without" : "with") +
+                             " MTP; create the session with the same mtp setting");
+  if (use_mtp_) {
+    buf.resize(mtp_state_.window.row_bytes() * static_cast<size_t>(mtp_state_.window.rows()));
+    get(buf.data(), buf.size());
+    mtp_state_.window.set_raw(buf.data(), mtp_state_.window.rows());
+    mtp_pos_ = get64();
+    pending_.resize(static_cast<size_t>(get64()));
+    get(pending_.data(), pending_.size() * 4);
   }
   pos_ = pos;
 }

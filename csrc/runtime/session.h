@@ -27,8 +27,10 @@ struct RuntimeOptions {
 
 class Runtime {
  public:
-  Runtime(const std::string& path, const RuntimeOptions& opts);
+  // mtp_path: optional MTP sidecar GGUF (mtp-OUT.gguf); a main file with inline nextn blocks also works.
+  Runtime(const std::string& path, const RuntimeOptions& opts, const std::string& mtp_path = "");
   const Model& model() const { return model_; }
+  const Model* mtp() const { return mtp_ ? mtp_.get() : (model_.has_mtp() ? &model_ : nullptr); }
   const RuntimeOptions& options() const { return opts_; }
   OpCtx ctx() const;
   const std::vector<float>& freqs(int ratio) const { return ratio ? freqs_comp_ : freqs_win_; }
@@ -36,6 +38,7 @@ class Runtime {
 
  private:
   Model model_;
+  std::unique_ptr<Model> mtp_;
   RuntimeOptions opts_;
   std::unique_ptr<ThreadPool> pool_;
   std::vector<float> freqs_win_, freqs_comp_;
@@ -69,9 +72,15 @@ struct LayerState {
 
 class Session {
  public:
-  Session(const Runtime& rt, int64_t ctx, KvDtype kv);
+  // use_mtp: keep the main model's pre-hc_head streams so that mtp_forward can run the draft block.
+  Session(const Runtime& rt, int64_t ctx, KvDtype kv, bool use_mtp = false);
   // Consume tokens at positions pos()..; returns logits [n_out][vocab] (n_out = T if all_logits else 1).
   std::vector<float> forward(const int32_t* tokens, int64_t T, bool all_logits);
+  // MTP draft block (spec §7) on the oldest `T` pending main streams, stream i paired with tokens[i]
+  // (the token after that stream's position); returns draft logits [n_out][vocab].
+  std::vector<float> mtp_forward(const int32_t* tokens, int64_t T, bool all_logits);
+  int64_t mtp_pos() const { return mtp_pos_; }
+  int64_t mtp_pending() const;
   int64_t pos() const { return pos_; }
   int64_t ctx() const { return ctx_; }
   void reset();
@@ -85,9 +94,14 @@ class Session {
   std::map<std::string, std::pair<std::vector<float>, int64_t>> take_taps();  // name -> (data, row width)
 
  private:
-  void block_forward(int l, std::vector<float>& X, const int32_t* tokens, int64_t T, int64_t p0);
-  void attention(int l, const float* h, int64_t T, int64_t p0, float* out);
-  void moe(int l, const float* h, const int32_t* tokens, int64_t T, float* out);
+  void block_forward(const Model& M, int l, LayerState& S, std::vector<float>& X, const int32_t* tokens, int64_t T,
+                     int64_t p0, const std::string& pre);
+  void attention(const Model& M, int l, LayerState& S, const float* h, int64_t T, int64_t p0, float* out,
+                 const std::string& pre);
+  void moe(const Model& M, int l, const float* h, const int32_t* tokens, int64_t T, float* out, const std::string& pre);
+  std::vector<float> head(const Model& M, const float* X, int64_t n_out, const std::vector<float>& norm,
+                          const std::string& pre);
+  void check_tokens(const Model& M, const int32_t* tokens, int64_t T) const;
   bool want(const std::string& name) const;
   void tap(const std::string& name, const float* x, int64_t n, int64_t width);
 
@@ -96,6 +110,10 @@ class Session {
   KvDtype kv_;
   int64_t pos_ = 0;
   std::vector<LayerState> layers_;
+  bool use_mtp_ = false;
+  LayerState mtp_state_;
+  int64_t mtp_pos_ = 0;
+  std::vector<float> pending_;  // [rows][hc*D] main streams not yet consumed by mtp_forward
   std::vector<std::string> tap_patterns_;
   std::map<std::string, std::pair<std::vector<float>, int64_t>> taps_;
 };
