@@ -5,7 +5,8 @@
 ``session.load_state(path)``; ``model.generate(messages_or_prompt, ...)`` streams text pieces.  The
 tokenizer is built from the GGUF metadata (``tokenizer.ggml.*``) with HF ``tokenizers``.  The math
 lives in ``csrc/runtime`` (``_C.Runtime`` / ``_C.Session``); this module owns policy: sampling, chat
-prompts, timing, the ``run``/``chat`` CLI commands.  MTP draft decoding is not exposed yet.
+prompts, timing, the ``run``/``chat`` CLI commands.  The MTP draft head is exposed as logits
+(``Session.mtp``); speculative decoding with it is not implemented.
 """
 
 from __future__ import annotations
@@ -85,11 +86,11 @@ class GenerationStats:
 class Session:
     """One sequence: KV caches and compressor state of every layer (``_C.Session``)."""
 
-    def __init__(self, model: Model, ctx: int, kv_dtype: str = "f32"):
+    def __init__(self, model: Model, ctx: int, kv_dtype: str = "f32", mtp: bool = False):
         from . import _C
 
         self.model = model
-        self._s = _C.Session(model._rt, int(ctx), kv_dtype)
+        self._s = _C.Session(model._rt, int(ctx), kv_dtype, mtp)
 
     @property
     def pos(self) -> int:
@@ -120,6 +121,13 @@ class Session:
     def decode(self, token: int) -> np.ndarray:
         return self._s.forward(self._ids([token]), False)[0]
 
+    def mtp(self, next_tokens: Sequence[int] | np.ndarray, all_logits: bool = False) -> np.ndarray:
+        """MTP draft logits (spec §7): the oldest ``len(next_tokens)`` main-model positions not yet seen
+        by the MTP block, position i paired with ``next_tokens[i]`` (the token that follows it); the
+        draft predicts the token after that.  Needs ``model.session(..., mtp=True)``."""
+        out = self._s.mtp_forward(self._ids(next_tokens), all_logits)
+        return out if all_logits else out[0]
+
     def save(self, path: str | Path) -> None:
         """Write KV + compressor state atomically (temp file + rename)."""
         self._s.save(str(path))
@@ -146,13 +154,19 @@ class Session:
 class Model:
     """A loaded GGUF (memory-mapped, validated)."""
 
-    def __init__(self, path: str | Path, threads: int = 0, exact: bool = False, qat: bool = True):
+    def __init__(self, path: str | Path, threads: int = 0, exact: bool = False, qat: bool = True,
+                 mtp: str | Path | bool | None = None):
         from . import _C
 
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path}: no such GGUF file")
-        self._rt = _C.Runtime(str(self.path), threads=threads, exact=exact, qat=qat)
+        side = self.path.with_name(f"mtp-{self.path.name}")
+        if mtp is True and not side.is_file():
+            raise FileNotFoundError(f"{side}: no MTP sidecar next to the model (pass its path as mtp=...)")
+        mtp_path = "" if mtp is False else str(mtp) if isinstance(mtp, (str, Path)) else (
+            str(side) if side.is_file() else "")
+        self._rt = _C.Runtime(str(self.path), threads=threads, exact=exact, qat=qat, mtp=mtp_path)
         self.config: dict[str, Any] = self._rt.config()
         self._tokenizer: Any = None
         self.last_stats = GenerationStats()
@@ -167,8 +181,8 @@ class Model:
             self._tokenizer = build_tokenizer(self.path)
         return self._tokenizer
 
-    def session(self, ctx: int = 4096, kv_dtype: str = "f32") -> Session:
-        return Session(self, ctx, kv_dtype)
+    def session(self, ctx: int = 4096, kv_dtype: str = "f32", mtp: bool = False) -> Session:
+        return Session(self, ctx, kv_dtype, mtp)
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
@@ -239,13 +253,15 @@ def _sample(logits: np.ndarray, temperature: float, top_p: float, rng: np.random
     return int(rng.choice(p.size, p=p))
 
 
-def load(path: str | Path, threads: int = 0, exact: bool = False, qat: bool = True) -> Model:
+def load(path: str | Path, threads: int = 0, exact: bool = False, qat: bool = True,
+         mtp: str | Path | bool | None = None) -> Model:
     """Memory-map and validate a DeepSeek-V4 GGUF (pass the first shard of a split set).
 
     ``threads`` 0 = all cores.  ``exact`` multiplies dequantized weight rows with f32 activations
     (the reference's math; slower) instead of ggml-style quantized-activation dots.  ``qat`` keeps the
-    official QAT simulation (FP8 KV, Hadamard + FP4 indexer)."""
-    return Model(path, threads=threads, exact=exact, qat=qat)
+    official QAT simulation (FP8 KV, Hadamard + FP4 indexer).  ``mtp``: the MTP sidecar GGUF
+    (default: ``mtp-<name>`` next to the model when present; False = none)."""
+    return Model(path, threads=threads, exact=exact, qat=qat, mtp=mtp)
 
 
 # ---------------------------------------------------------------------------------------------------
