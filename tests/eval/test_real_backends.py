@@ -1,6 +1,7 @@
 """The in-process runtime and llama-cpp-python backends on the tiny converted model: declared
-capabilities hold (tokenize, logits rows, greedy generation is deterministic), and `eval swebench` runs
-through llama-cpp-python with generation (identical reference -> zero deltas, predictions written)."""
+capabilities hold (tokenize, logits rows, greedy generation is deterministic), `eval swebench` runs
+through llama-cpp-python with generation (identical reference -> zero deltas, predictions written), and
+`eval kld` through llama-cpp-python gives exactly 0 for SOURCE against itself."""
 
 from __future__ import annotations
 
@@ -44,3 +45,15 @@ def test_swebench_through_llama_cpp(tiny_ggufs: dict[str, Path], swe_jsonl: Path
     preds = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
     assert {p["model_name_or_path"] for p in preds} == {"tiny-SOURCE"}
 
+
+def test_llama_cpp_backend_source_is_exactly_zero(tiny_ggufs: dict[str, Path], tmp_path: Path) -> None:
+    pytest.importorskip("llama_cpp")
+    src = tiny_ggufs["SOURCE"]
+    text = tmp_path / "t.txt"
+    text.write_text("the tapir walks under the tree at dawn and eats leaves by the river " * 20, encoding="utf-8")
+    assert main(["eval", "kld", "--data", str(text), "--model", str(src), "--ref", str(src), "--backend", "llama-cpp",
+                 "--out", str(tmp_path / "lc"), "--ctx", "64", "--chunks", "1", "--n-ctx", "64", "--threads", "2"]) == 0
+    r = json.loads((tmp_path / "lc" / "results.json").read_text())
+    assert r["kld_mean"] == 0.0 and r["same_top_p"] == 1.0
+    man = json.loads((tmp_path / "lc" / "manifest.json").read_text())
+    assert man["settings"]["model"]["backend"] == "llama-cpp" and "sha256" in man["settings"]["model"]["file"]
