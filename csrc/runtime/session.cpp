@@ -281,6 +281,7 @@ void Session::block_forward(const Model& M, int l, LayerState& S, std::vector<fl
     const float* scale = (sub == 0 ? b.hc_attn_scale : b.hc_ffn_scale).data();
     const float* base = (sub == 0 ? b.hc_attn_base : b.hc_ffn_base).data();
     const float* norm = (sub == 0 ? b.attn_norm : b.ffn_norm).data();
+    if (taps) tap(pre + (sub == 0 ? "hc_attn_x" : "hc_ffn_x"), X.data(), T * hcD, hcD);  // hc_*_fn input (imatrix)
     hc_mixes(fn, X.data(), T, c.norm_eps, mixes.data(), ctx);
     for (int64_t t = 0; t < T; ++t) {
       float pr[4];
