@@ -26,19 +26,28 @@ from pathlib import Path
 
 from dsv4_gguf.config import PRESETS
 
+# Peak RSS is read by the child itself (VmHWM of its own address space): ru_maxrss from wait4 would
+# include the parent's memory copied at fork, which survives exec.
+_HWM = ("import atexit, os\n"
+        "def _hwm():\n"
+        "    kb = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+        "    open(os.environ['DSV4_BENCH_HWM'], 'w').write(kb)\n"
+        "atexit.register(_hwm)\n")
 
-def _run(cmd: list[str]) -> tuple[float, float]:
-    """Run a command; wall seconds and the child's peak RSS in GB."""
-    with tempfile.TemporaryFile() as log:  # a file, not a pipe: llama-quantize logs megabytes
+
+def _run(code: str, argv: list[str]) -> tuple[float, float]:
+    """Run Python ``code`` with ``argv`` in a fresh process; wall seconds and its peak RSS in GB."""
+    with tempfile.TemporaryFile() as log, tempfile.NamedTemporaryFile() as hwm:  # log: a file, not a pipe
+        env = dict(os.environ, DSV4_BENCH_HWM=hwm.name)
         t = time.perf_counter()
-        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
-        _, status, ru = os.wait4(p.pid, 0)
+        p = subprocess.run([sys.executable, "-c", _HWM + code, *argv], stdout=subprocess.DEVNULL, stderr=log,
+                           env=env)
         dt = time.perf_counter() - t
         log.seek(0)
         err = log.read().decode(errors="replace")
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{err[-3000:]}")
-    return dt, ru.ru_maxrss / 1e6
+        if p.returncode != 0:
+            raise SystemExit(f"failed ({p.returncode}): {argv}\n{err[-3000:]}")
+        return dt, int(Path(hwm.name).read_text()) * 1024 / 1e9
 
 
 def _copy(src: Path, dst: Path) -> float:
@@ -66,6 +75,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     ck = work / "ckpt"
     py = [sys.executable, "-m", "dsv4_gguf.cli"]
+    cli = "import sys; from dsv4_gguf.cli import main; rc = main(sys.argv[1:]); sys.exit(rc)"
     rows: list[dict] = []
     try:
         from dsv4_gguf.synth import write_synthetic
@@ -81,8 +91,8 @@ def main() -> int:
 
         def conv(variant: str, *extra: str, label: str | None = None, keep: bool = False) -> float:
             out = work / f"out-{variant}.gguf"
-            dt, rss = _run([*py, "convert", str(ck), "-o", str(out), "--type", variant, "--overwrite", "--no-mtp",
-                            *extra])
+            dt, rss = _run(cli, ["convert", str(ck), "-o", str(out), "--type", variant, "--overwrite", "--no-mtp",
+                                 *extra])
             from dsv4_gguf import open_gguf
 
             open_gguf(out)  # parses (main + sidecar)
@@ -109,8 +119,8 @@ def main() -> int:
         # two-step: llama.cpp's converter output (MXFP4 experts + Q8_0, = our MXFP4_MOE) -> llama-quantize Q4_K_M
         code = ("import llama_cpp,sys; p=llama_cpp.llama_model_quantize_default_params(); p.ftype=15; "
                 f"p.nthread={os.cpu_count()}; p.allow_requantize=True; "
-                "sys.exit(llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), p))")
-        dt, rss = _run([sys.executable, "-c", code, str(work / "out-MXFP4_MOE.gguf"), str(work / "lq.gguf")])
+                "rc = llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), p); sys.exit(rc)")
+        dt, rss = _run(code, [str(work / "out-MXFP4_MOE.gguf"), str(work / "lq.gguf")])
         rows.append({"what": "llama_model_quantize MXFP4_MOE -> Q4_K_M (step 2 of the two-step path)", "s": dt,
                      "rss": rss})
         two_step = t_mx + dt
