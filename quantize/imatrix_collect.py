@@ -4,8 +4,9 @@ Text is tokenized with the model's tokenizer, cut into chunks of ``--ctx`` token
 session per chunk, as llama-imatrix) and run through the runtime with taps on every linear layer's
 input; per GGUF weight the sum of squared activations per input column and the number of rows seen
 are accumulated (per expert for ``ffn_*_exps``, from the router's choices).  Written in llama.cpp's
-GGUF imatrix form (`imatrix.write_imatrix`).  Not collected: ``output.weight`` and ``token_embd``
-(llama-imatrix skips them by default), the F32 ``hc_*_fn`` mixers, the MTP block (not run).
+GGUF imatrix form (`imatrix.write_imatrix`).  The ``hc_*_fn`` mixers get the RMS-normalised flattened
+streams (llama.cpp's graph multiplies ``rms_norm(flat)``).  Not collected: ``output.weight`` and
+``token_embd`` (llama-imatrix skips them by default), the MTP block (not run by a prefill).
 """
 
 from __future__ import annotations
@@ -32,9 +33,12 @@ _INPUTS: dict[str, tuple[str, ...]] = {
     "wo_b_in": ("attn_output_b",),
     "ffn_in": ("ffn_gate_inp", "ffn_gate_shexp", "ffn_up_shexp"),
     "shexp_mid": ("ffn_down_shexp",),
+    "hc_attn_x": ("hc_attn_fn",),
+    "hc_ffn_x": ("hc_ffn_fn",),
 }
+_NORMED = ("hc_attn_x", "hc_ffn_x")  # taps whose rows are RMS-normalised (no weight) before the matmul
 _ROUTED = {"ffn_in": ("ffn_gate_exps", "ffn_up_exps"), "exp_mid": ("ffn_down_exps",)}
-TAPS = [f"layers.*.{t}" for t in (*_INPUTS, "exp_mid", "router_idx")]
+TAPS = [f"layers.*.{t}" for t in (*_INPUTS, "exp_mid", "router_idx")]  # + the last block_out (output_hc_fn)
 _TAP = re.compile(r"layers\.(\d+)\.(\w+)$")
 FINGERPRINT_KEY = "dsv4.imatrix.fingerprint"
 
@@ -42,9 +46,11 @@ FINGERPRINT_KEY = "dsv4.imatrix.fingerprint"
 class Collector:
     """Accumulates the taps of one forward call into per-weight sums (float64) and counts."""
 
-    def __init__(self, shapes: dict[str, tuple[int, ...]], raw: RawImatrix | None = None):
+    def __init__(self, shapes: dict[str, tuple[int, ...]], raw: RawImatrix | None = None, n_layers: int = 0,
+                 eps: float = 1e-6):
         self.shapes = shapes  # GGUF weight name -> numpy-order shape (experts first for stacked ones)
         self.raw = raw or RawImatrix()
+        self.last, self.eps = n_layers - 1, eps
 
     def _slot(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
         shape = self.shapes.get(name)
@@ -63,11 +69,16 @@ class Collector:
                 continue
             layer, kind = m.group(1), m.group(2)
             x = np.asarray(x, np.float64)
+            if kind in _NORMED or kind == "block_out":
+                x = x / np.sqrt((x * x).mean(-1, keepdims=True) + self.eps)
             sq = x * x
-            for leaf in _INPUTS.get(kind, ()):
-                slot = self._slot(f"blk.{layer}.{leaf}.weight")
+            names = [f"blk.{layer}.{leaf}.weight" for leaf in _INPUTS.get(kind, ())]
+            if kind == "block_out" and int(layer) == self.last:
+                names = ["output_hc_fn.weight"]
+            for name in names:
+                slot = self._slot(name)
                 if slot is not None:
-                    self._check(f"blk.{layer}.{leaf}.weight", slot[0], x)
+                    self._check(name, slot[0], x)
                     slot[0][0] += sq.sum(0)
                     slot[1][0] += x.shape[0]
             leaves = _ROUTED.get(kind, ())
@@ -103,8 +114,14 @@ def _weights(model_path: Path) -> dict[str, tuple[int, ...]]:
 
     g = GGUFFile(model_path)
     leaves = {*(v for vs in _INPUTS.values() for v in vs), *(v for vs in _ROUTED.values() for v in vs)}
-    return {n: t.shape for n, t in g.tensors.items()
-            if n.startswith("blk.") and n.split(".", 2)[2].removesuffix(".weight") in leaves}
+    return {n: t.shape for n, t in g.tensors.items() if n == "output_hc_fn.weight"
+            or (n.startswith("blk.") and n.split(".", 2)[2].removesuffix(".weight") in leaves)}
+
+
+def _metadata(model_path: Path) -> dict:
+    from dsv4_gguf.gguf_io import GGUFFile
+
+    return GGUFFile(model_path).metadata
 
 
 def chunk_tokens(model, texts: Sequence[str], ctx: int, n_chunks: int = 0) -> list[np.ndarray]:  # noqa: ANN001
@@ -132,18 +149,21 @@ def _fingerprint(model_path: Path, chunks: Sequence[np.ndarray], ctx: int) -> st
     return h.hexdigest()
 
 
-def collect(model_path: str | Path, texts: Sequence[str], out: str | Path, *, ctx: int = 512, n_chunks: int = 0,
-            batch: int = 128, threads: int = 0, datasets: Sequence[str] = (), resume: bool = False,
-            save_every: int = 10, progress: Callable[[int, int], None] | None = None,
-            stop_after: int | None = None) -> RawImatrix:
-    """Collect over ``texts`` and write ``out``.  A partial file (``out + '.partial'``) is saved every
-    ``save_every`` chunks; ``resume`` continues from it when it was made from the same model, text and
-    ctx.  ``stop_after``: stop (partial file saved) after that many chunks of this call (tests)."""
+def collect(model_path: str | Path, texts: Sequence[str] | None, out: str | Path, *, ctx: int = 512,
+            n_chunks: int = 0, batch: int = 128, threads: int = 0, datasets: Sequence[str] = (),
+            resume: bool = False, save_every: int = 10, progress: Callable[[int, int], None] | None = None,
+            stop_after: int | None = None, token_chunks: Sequence[np.ndarray] | None = None,
+            exact: bool = False, qat: bool = True) -> RawImatrix:
+    """Collect over ``texts`` (or ready ``token_chunks``) and write ``out``.  A partial file
+    (``out + '.partial'``) is saved every ``save_every`` chunks; ``resume`` continues from it when it
+    was made from the same model, tokens and ctx.  ``stop_after``: stop (partial file saved) after that
+    many chunks of this call (tests).  ``exact``/``qat``: runtime options (parity tests)."""
     from dsv4_gguf import runtime
 
     model_path, out = Path(model_path), Path(out)
-    model = runtime.load(model_path, threads=threads)
-    chunks = chunk_tokens(model, texts, ctx, n_chunks)
+    model = runtime.load(model_path, threads=threads, exact=exact, qat=qat)
+    chunks = [np.asarray(c, np.int32) for c in token_chunks] if token_chunks is not None else \
+        chunk_tokens(model, texts or [], ctx, n_chunks)
     fp = _fingerprint(model_path, chunks, ctx)
     partial = out.with_name(out.name + ".partial")
     raw = RawImatrix(datasets=list(datasets), chunk_size=ctx, extra={FINGERPRINT_KEY: fp})
@@ -153,8 +173,10 @@ def collect(model_path: str | Path, texts: Sequence[str], out: str | Path, *, ct
             raise ImatrixError(f"{partial}: made from another model, text or --ctx; "
                                f"delete it or rerun without --resume")
         raw = got
-    col = Collector(_weights(model_path), raw)
-    sess = model.session(ctx=ctx)
+    col = Collector(_weights(model_path), raw, n_layers=int(model.config["n_layers"]),
+                    eps=float(_metadata(model_path).get("deepseek4.attention.layer_norm_rms_epsilon", 1e-6)))
+    taps = [*TAPS, f"layers.{col.last}.block_out"]
+    sess = model.session(ctx=max(ctx, max(len(c) for c in chunks)))
     done_here = 0
     for i in range(raw.chunk_count, len(chunks)):
         if stop_after is not None and done_here >= stop_after:
@@ -163,7 +185,7 @@ def collect(model_path: str | Path, texts: Sequence[str], out: str | Path, *, ct
         sess.reset()
         c = chunks[i]
         for b0 in range(0, len(c), batch):  # bounded tap memory: taps are taken per batch
-            sess.set_taps(TAPS)
+            sess.set_taps(taps)
             sess.prefill(c[b0:b0 + batch])
             col.add(sess.take_taps())
         raw.chunk_count = i + 1
