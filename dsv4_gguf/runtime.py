@@ -139,7 +139,8 @@ class Session:
         self._s.reset()
 
     def kv_bytes(self) -> dict[str, float]:
-        """``per_token``: analytic compressed-cache bytes per token (spec §11); ``total``: bytes
+        """``per_token``: compressed-cache bytes per token of the storage dtype (f32, bf16, or fp8:
+        584 B main / 132 B indexer entries; spec §11); ``total``: bytes
         allocated for this session's context (window ring buffers and compressor states included)."""
         return {"per_token": self._s.kv_bytes_per_token(), "total": float(self._s.kv_bytes_total()),
                 "ctx": float(self.ctx)}

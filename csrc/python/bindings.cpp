@@ -357,7 +357,8 @@ namespace {
 dsv4::KvDtype parse_kv(const std::string& s) {
   if (s == "f32") return dsv4::KvDtype::F32;
   if (s == "bf16") return dsv4::KvDtype::BF16;
-  throw py::value_error("kv_dtype must be 'f32' or 'bf16', got '" + s + "'");
+  if (s == "fp8") return dsv4::KvDtype::FP8;
+  throw py::value_error("kv_dtype must be 'f32', 'bf16' or 'fp8', got '" + s + "'");
 }
 
 py::dict runtime_config(const dsv4::Runtime& rt) {

@@ -12,6 +12,7 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "core/fp_decode.h"
 #include "quant/blocks.h"
 #include "quant/quant.h"
 
@@ -47,39 +48,104 @@ OpCtx Runtime::ctx() const {
 // ------------------------------------------------------------------------------------------------
 // bf16 conversions (round to nearest even) come from quant/blocks.h.
 
-void KvRows::init(int64_t rows, int64_t dim, KvDtype dt) {
+namespace {
+// e4m3fn byte of a value already on the e4m3 grid (|x| <= 448).
+uint8_t e4m3_bits(float q) {
+  uint8_t sign = std::signbit(q) ? 0x80 : 0;
+  float a = std::fabs(q);
+  if (a == 0.f) return sign;
+  int e;
+  std::frexp(a, &e);  // a = m 2^e, m in [0.5, 1): binary exponent e-1
+  int E = e - 1 + 7;
+  if (E <= 0) return static_cast<uint8_t>(sign | static_cast<int>(a / 0.001953125f));  // subnormal, step 2^-9
+  int mant = static_cast<int>((a / std::ldexp(1.0f, e - 1) - 1.0f) * 8.0f);
+  return static_cast<uint8_t>(sign | (E << 3) | mant);
+}
+float pow2_ceil_f(float x) {
+  int e;
+  float m = std::frexp(x, &e);
+  if (m == 0.5f) e -= 1;
+  return std::ldexp(1.0f, e);
+}
+}  // namespace
+
+void KvRows::init(int64_t rows, int64_t dim, KvDtype dt, int64_t n_fp8, int64_t fp8_block) {
   dt_ = dt;
   rows_ = rows;
   dim_ = dim;
+  n_fp8_ = n_fp8;
+  fp8_block_ = fp8_block;
   f32_.clear();
   bf16_.clear();
+  u8_.clear();
+  if (dt == KvDtype::F32) row_bytes_ = static_cast<size_t>(dim) * 4;
+  else if (dt == KvDtype::BF16) row_bytes_ = static_cast<size_t>(dim) * 2;
+  else row_bytes_ = (static_cast<size_t>(n_fp8 + n_fp8 / fp8_block + 2 * (dim - n_fp8)) + 3) / 4 * 4;
   if (dt == KvDtype::F32) f32_.assign(static_cast<size_t>(rows * dim), 0.f);
-  else bf16_.assign(static_cast<size_t>(rows * dim), 0);
+  else if (dt == KvDtype::BF16) bf16_.assign(static_cast<size_t>(rows * dim), 0);
+  else u8_.assign(static_cast<size_t>(rows) * row_bytes_, 0);
 }
 
 void KvRows::write(int64_t r, const float* x) {
   if (r < 0 || r >= rows_) throw std::out_of_range("KV cache row " + std::to_string(r) + " outside capacity " + std::to_string(rows_));
-  if (dt_ == KvDtype::F32) std::memcpy(&f32_[static_cast<size_t>(r * dim_)], x, static_cast<size_t>(dim_) * 4);
-  else
+  if (dt_ == KvDtype::F32) {
+    std::memcpy(&f32_[static_cast<size_t>(r * dim_)], x, static_cast<size_t>(dim_) * 4);
+  } else if (dt_ == KvDtype::BF16) {
     for (int64_t i = 0; i < dim_; ++i) bf16_[static_cast<size_t>(r * dim_ + i)] = f32_to_bf16(x[i]);
+  } else {
+    uint8_t* row = &u8_[static_cast<size_t>(r) * row_bytes_];
+    uint8_t* scales = row + n_fp8_;
+    for (int64_t b = 0; b < n_fp8_; b += fp8_block_) {
+      float amax = 0.f;
+      for (int64_t i = 0; i < fp8_block_; ++i) amax = std::max(amax, std::fabs(x[b + i]));
+      const float s = pow2_ceil_f(std::max(amax, 1e-4f) * (1.0f / 448.0f));  // same scale as fp8_fake_quant
+      int e;
+      std::frexp(s, &e);
+      scales[b / fp8_block_] = static_cast<uint8_t>(e - 1 + 127);
+      for (int64_t i = 0; i < fp8_block_; ++i)
+        row[b + i] = e4m3_bits(e4m3_round(std::min(448.f, std::max(-448.f, x[b + i] / s))));
+    }
+    uint8_t* tail = scales + n_fp8_ / fp8_block_;
+    for (int64_t i = n_fp8_; i < dim_; ++i) {
+      uint16_t h = f32_to_bf16(x[i]);
+      std::memcpy(tail + 2 * (i - n_fp8_), &h, 2);
+    }
+  }
 }
 
 void KvRows::read(int64_t r, float* out) const {
-  if (dt_ == KvDtype::F32) std::memcpy(out, &f32_[static_cast<size_t>(r * dim_)], static_cast<size_t>(dim_) * 4);
-  else
+  if (dt_ == KvDtype::F32) {
+    std::memcpy(out, &f32_[static_cast<size_t>(r * dim_)], static_cast<size_t>(dim_) * 4);
+  } else if (dt_ == KvDtype::BF16) {
     for (int64_t i = 0; i < dim_; ++i) out[i] = bf16_to_f32(bf16_[static_cast<size_t>(r * dim_ + i)]);
+  } else {
+    const uint8_t* row = &u8_[static_cast<size_t>(r) * row_bytes_];
+    const uint8_t* scales = row + n_fp8_;
+    for (int64_t b = 0; b < n_fp8_; b += fp8_block_) {
+      const float s = std::ldexp(1.0f, static_cast<int>(scales[b / fp8_block_]) - 127);
+      for (int64_t i = 0; i < fp8_block_; ++i) out[b + i] = e4m3_to_f32(row[b + i]) * s;
+    }
+    const uint8_t* tail = scales + n_fp8_ / fp8_block_;
+    for (int64_t i = n_fp8_; i < dim_; ++i) {
+      uint16_t h;
+      std::memcpy(&h, tail + 2 * (i - n_fp8_), 2);
+      out[i] = bf16_to_f32(h);
+    }
+  }
 }
 
 std::vector<uint8_t> KvRows::raw(int64_t n) const {
   std::vector<uint8_t> out(static_cast<size_t>(n) * row_bytes());
-  const void* src = dt_ == KvDtype::F32 ? static_cast<const void*>(f32_.data()) : static_cast<const void*>(bf16_.data());
+  const void* src = dt_ == KvDtype::F32 ? static_cast<const void*>(f32_.data())
+                    : dt_ == KvDtype::BF16 ? static_cast<const void*>(bf16_.data()) : static_cast<const void*>(u8_.data());
   if (!out.empty()) std::memcpy(out.data(), src, out.size());
   return out;
 }
 
 void KvRows::set_raw(const uint8_t* p, int64_t n) {
   if (n > rows_) throw std::runtime_error("session state holds more KV rows than this session's context allows");
-  void* dst = dt_ == KvDtype::F32 ? static_cast<void*>(f32_.data()) : static_cast<void*>(bf16_.data());
+  void* dst = dt_ == KvDtype::F32 ? static_cast<void*>(f32_.data())
+              : dt_ == KvDtype::BF16 ? static_cast<void*>(bf16_.data()) : static_cast<void*>(u8_.data());
   if (n > 0) std::memcpy(dst, p, static_cast<size_t>(n) * row_bytes());
 }
 
@@ -99,20 +165,20 @@ void Session::reset() {
   for (int64_t l = 0; l < c.n_layers; ++l) {
     LayerState& s = layers_[static_cast<size_t>(l)];
     const int ratio = rt_.model().block(static_cast<int>(l)).ratio;
-    s.window.init(c.window, c.head_dim, kv_);
+    s.window.init(c.window, c.head_dim, kv_, c.nope_dim(), 64);
     if (ratio) {
-      s.comp_kv.init(ctx_ / ratio, c.head_dim, kv_);
+      s.comp_kv.init(ctx_ / ratio, c.head_dim, kv_, c.nope_dim(), 64);
       s.comp.init(ratio, static_cast<int>(c.head_dim));
     }
     if (ratio == 4) {
-      s.idx_kv.init(ctx_ / 4, c.idx_dim, kv_);
+      s.idx_kv.init(ctx_ / 4, c.idx_dim, kv_, c.idx_dim, 32);
       s.idx_comp.init(4, static_cast<int>(c.idx_dim));
     }
   }
   mtp_pos_ = 0;
   pending_.clear();
   mtp_state_ = LayerState();
-  if (use_mtp_) mtp_state_.window.init(c.window, c.head_dim, kv_);
+  if (use_mtp_) mtp_state_.window.init(c.window, c.head_dim, kv_, c.nope_dim(), 64);
 }
 
 int64_t Session::mtp_pending() const {
@@ -130,13 +196,11 @@ void Session::check_tokens(const Model& M, const int32_t* tokens, int64_t T) con
 }
 
 double Session::kv_bytes_per_token() const {
-  const ModelConfig& c = rt_.model().cfg();
-  const double B = kv_ == KvDtype::F32 ? 4.0 : 2.0;
+  // spec §11: one compressed entry per m tokens (+ one indexer entry per 4 tokens in CSA layers)
   double s = 0;
-  for (int64_t l = 0; l < c.n_layers; ++l) {
-    const int r = rt_.model().block(static_cast<int>(l)).ratio;
-    if (r) s += static_cast<double>(c.head_dim) * B / r;
-    if (r == 4) s += static_cast<double>(c.idx_dim) * B / 4;
+  for (const LayerState& l : layers_) {
+    if (l.comp.ratio) s += static_cast<double>(l.comp_kv.row_bytes()) / l.comp.ratio;
+    if (l.idx_comp.ratio) s += static_cast<double>(l.idx_kv.row_bytes()) / 4;
   }
   return s;
 }
@@ -449,7 +513,7 @@ void Session::attention(const Model& M, int l, LayerState& S, const float* h, in
         else if (kv_ == KvDtype::F32) std::memcpy(dst, &kv[static_cast<size_t>((qp - p0) * hd)], static_cast<size_t>(hd) * 4);
         else {  // same rounding as the stored row
           KvRows tmp;
-          tmp.init(1, hd, kv_);
+          tmp.init(1, hd, kv_, c.nope_dim(), 64);
           tmp.write(0, &kv[static_cast<size_t>((qp - p0) * hd)]);
           tmp.read(0, dst);
         }

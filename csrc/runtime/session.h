@@ -17,7 +17,10 @@
 
 namespace dsv4 {
 
-enum class KvDtype : int { F32 = 0, BF16 = 1 };
+// KV storage.  FP8: the leading `n_fp8` dims of a row as e4m3 with one E8M0 scale byte per `fp8_block`
+// (the QAT grid, so storage is lossless for QAT'd rows), the remaining (rope) dims as bf16, rows padded to
+// 4 bytes: 448 + 7 + 128 + 1 = 584 B per main entry and 128 + 4 = 132 B per indexer entry (spec §5.8, §11).
+enum class KvDtype : int { F32 = 0, BF16 = 1, FP8 = 2 };
 
 struct RuntimeOptions {
   int threads = 0;    // 0 = all hardware threads
@@ -47,19 +50,21 @@ class Runtime {
 // Row store of a KV cache in its storage dtype.
 class KvRows {
  public:
-  void init(int64_t rows, int64_t dim, KvDtype dt);
+  void init(int64_t rows, int64_t dim, KvDtype dt, int64_t n_fp8 = 0, int64_t fp8_block = 64);
   void write(int64_t r, const float* x);
   void read(int64_t r, float* out) const;
   int64_t rows() const { return rows_; }
   int64_t dim() const { return dim_; }
-  size_t bytes() const { return f32_.size() * 4 + bf16_.size() * 2; }
+  size_t bytes() const { return f32_.size() * 4 + bf16_.size() * 2 + u8_.size(); }
   std::vector<uint8_t> raw(int64_t n_rows) const;
   void set_raw(const uint8_t* p, int64_t n_rows);
-  size_t row_bytes() const { return static_cast<size_t>(dim_) * (dt_ == KvDtype::F32 ? 4 : 2); }
+  size_t row_bytes() const { return row_bytes_; }
 
  private:
   KvDtype dt_ = KvDtype::F32;
-  int64_t rows_ = 0, dim_ = 0;
+  int64_t rows_ = 0, dim_ = 0, n_fp8_ = 0, fp8_block_ = 64;
+  size_t row_bytes_ = 0;
+  std::vector<uint8_t> u8_;
   std::vector<float> f32_;
   std::vector<uint16_t> bf16_;
 };

@@ -42,18 +42,52 @@ def test_state_file_errors(model, small_gguf, tmp_path):
         model.session(ctx=512, kv_dtype="bf16").load_state(tmp_path / "st")
 
 
-@pytest.mark.parametrize("kv_dtype,nbytes", [("bf16", 2), ("f32", 4)])
-def test_kv_bytes_match_analytic_at_64k(model, small_args, kv_dtype, nbytes):
-    a = small_args
+def entry_bytes(dim: int, rope: int, kv_dtype: str, fp8_dims: int) -> int:
+    """Bytes of one cached entry (spec §5.8/§11): f32/bf16 per element; FP8 = e4m3 codes of the
+    non-rope dims + one E8M0 scale per 64 (main) / 32 (indexer) + bf16 rope dims, padded to 4 bytes."""
+    if kv_dtype != "fp8":
+        return dim * {"f32": 4, "bf16": 2}[kv_dtype]
+    block = 64 if fp8_dims < dim else 32
+    return -(-(fp8_dims + fp8_dims // block + 2 * (dim - fp8_dims)) // 4) * 4
+
+
+def analytic_per_token(a, kv_dtype: str) -> float:
+    total = 0.0
+    for m in a.compress_ratios[: a.n_layers]:
+        if m:
+            total += entry_bytes(a.head_dim, a.rope_head_dim, kv_dtype, a.head_dim - a.rope_head_dim) / m
+        if m == 4:
+            total += entry_bytes(a.index_head_dim, 0, kv_dtype, a.index_head_dim) / 4
+    return total
+
+
+def test_analytic_formula_reproduces_spec_table():
+    from dsv4_gguf.config import PRESETS
+
+    flash, pro = PRESETS["flash"], PRESETS["pro"]
+    assert entry_bytes(512, 64, "fp8", 448) == 584 and entry_bytes(128, 0, "fp8", 128) == 132
+    assert analytic_per_token(flash, "bf16") == 6880  # spec §11 table: V4-Flash BF16 6,880 B
+    assert round(analytic_per_token(flash, "fp8")) == 3850  # FP8 584 B + FP8 indexer 132 B: 3,850 B
+    assert analytic_per_token(pro, "bf16") == 9848 and round(analytic_per_token(pro, "fp8")) == 5511
+
+
+@pytest.mark.parametrize("kv_dtype", ["bf16", "f32", "fp8"])
+def test_kv_bytes_match_analytic_at_64k(model, small_args, kv_dtype):
     ctx = 65536
     s = model.session(ctx=ctx, kv_dtype=kv_dtype)
     kv = s.kv_bytes()
-    # spec §11: per compressed layer hd/m entries-per-token x bytes, CSA layers + index_head_dim/4
-    analytic = sum(a.head_dim * nbytes / m + (a.index_head_dim * nbytes / 4 if m == 4 else 0)
-                   for m in a.compress_ratios[: a.n_layers] if m)
+    analytic = analytic_per_token(small_args, kv_dtype)
     assert kv["per_token"] == pytest.approx(analytic, rel=1e-12)
     per_token_total = kv["total"] / ctx  # includes the 128-entry windows and compressor states
     assert abs(per_token_total / analytic - 1) < 0.05, (per_token_total, analytic)
+
+
+def test_kv_fp8_storage_is_lossless_for_qat_rows(model, tokens600):
+    """With the QAT simulation on, the cached non-rope dims already sit on the e4m3 grid with the
+    same power-of-two block scales (indexer: e2m1 x 2^k), so FP8 storage changes only the bf16 rope dims."""
+    a = model.session(ctx=1024, kv_dtype="bf16").prefill(tokens600[:200], all_logits=True)
+    b = model.session(ctx=1024, kv_dtype="fp8").prefill(tokens600[:200], all_logits=True)
+    assert np.array_equal(a, b)
 
 
 def test_kv_bf16_close_to_f32(model, tokens600):
@@ -99,3 +133,10 @@ def test_wrong_arch_truncated_missing(tmp_path, small_gguf):
         runtime.load(tmp_path / "absent.gguf")
     shutil.copy(src, tmp_path / "ok.gguf")
     assert runtime.load(tmp_path / "ok.gguf").config["n_layers"] == 5
+
+
+def test_thread_count_does_not_change_logits(small_gguf, tokens600):
+    """Rows are split over threads, never a reduction: 1 and 2 threads give bit-equal logits."""
+    one = runtime.load(small_gguf("Q4_K_M"), threads=1).session(ctx=256).prefill(tokens600[:150], all_logits=True)
+    two = runtime.load(small_gguf("Q4_K_M"), threads=2).session(ctx=256).prefill(tokens600[:150], all_logits=True)
+    assert np.array_equal(one, two)
