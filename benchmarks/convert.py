@@ -139,8 +139,9 @@ def main() -> int:
         f"Command: `python benchmarks/convert.py --preset {ns.preset} --experts {args.n_routed_experts}`  ",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared with other jobs); "
         f"checkpoint: synthetic {ns.preset} (dim {args.dim}, {args.n_layers} layers + {args.n_mtp_layers} MTP, "
-        f"{args.n_routed_experts} experts), {total / 1e9:.2f} GB of tensors, generated in {gen:.0f} s. "
-        "Page cache warm for all rows (the copy runs first). Each conversion is a fresh process; RSS = its peak; "
+        f"{args.n_routed_experts} experts), {total / 1e9:.2f} GB of tensors"
+        + (f", generated in {gen:.0f} s. " if gen > 1 else " (reused from --workdir). ")
+        + "Page cache warm for all rows (the copy runs first). Each conversion is a fresh process; RSS = its peak; "
         "--no-mtp everywhere (llama.cpp's converter writes no MTP either). "
         f"Validated first: SOURCE bit-exact on `{ns.verify}`, every output parsed by open_gguf.",
         "",
