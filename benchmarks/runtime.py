@@ -77,7 +77,7 @@ def bench_pair(path: Path, threads: int, n_prompt: int, n_decode: int) -> dict:
 def bench_matvec(threads: int) -> dict:
     from dsv4_gguf import _C
 
-    rows, cols = 4096, 4096
+    rows, cols = 16384, 4096  # 70 MB as Q8_0: larger than any cache
     w = np.random.default_rng(1).standard_normal((rows, cols)).astype(np.float32)
     x = np.random.default_rng(2).standard_normal(cols).astype(np.float32)
     out = {}
