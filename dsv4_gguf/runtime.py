@@ -112,11 +112,17 @@ class Session:
             raise IndexError(f"token id {int(a[bad[0]])} at index {int(bad[0])} is outside the vocabulary [0, {V})")
         return np.ascontiguousarray(a, dtype=np.int32)
 
-    def prefill(self, tokens: Sequence[int] | np.ndarray, all_logits: bool = False) -> np.ndarray:
-        """Consume tokens (any length that fits the context); logits ``[V]`` of the last one
+    def prefill(self, tokens: Sequence[int] | np.ndarray, all_logits: bool = False,
+                chunk_size: int = 1024) -> np.ndarray:
+        """Consume tokens (any length that fits the context) in chunks of ``chunk_size`` (bounded
+        activation memory; results are bit-identical for any chunking); logits ``[V]`` of the last token
         (``all_logits``: ``[T, V]``)."""
-        out = self._s.forward(self._ids(tokens), all_logits)
-        return out if all_logits else out[0]
+        ids = self._ids(tokens)
+        if self.pos + len(ids) > self.ctx:
+            raise ValueError(f"context overflow: the session holds {self.pos} tokens and {len(ids)} more exceed "
+                             f"its context of {self.ctx}; create the session with a larger ctx")
+        outs = [self._s.forward(ids[i:i + chunk_size], all_logits) for i in range(0, len(ids), max(1, chunk_size))]
+        return np.concatenate(outs) if all_logits else outs[-1][0]
 
     def decode(self, token: int) -> np.ndarray:
         return self._s.forward(self._ids([token]), False)[0]

@@ -55,14 +55,16 @@ class KvRows {
   void read(int64_t r, float* out) const;
   int64_t rows() const { return rows_; }
   int64_t dim() const { return dim_; }
-  size_t bytes() const { return f32_.size() * 4 + bf16_.size() * 2 + u8_.size(); }
+  // Bytes of the full capacity (what the cache holds at the session's context length).
+  size_t bytes() const { return static_cast<size_t>(rows_) * row_bytes_; }
+  void reserve(int64_t n_rows);
   std::vector<uint8_t> raw(int64_t n_rows) const;
   void set_raw(const uint8_t* p, int64_t n_rows);
   size_t row_bytes() const { return row_bytes_; }
 
  private:
   KvDtype dt_ = KvDtype::F32;
-  int64_t rows_ = 0, dim_ = 0, n_fp8_ = 0, fp8_block_ = 64;
+  int64_t rows_ = 0, dim_ = 0, n_fp8_ = 0, fp8_block_ = 64, stored_ = 0;
   size_t row_bytes_ = 0;
   std::vector<uint8_t> u8_;
   std::vector<float> f32_;
