@@ -81,3 +81,26 @@ def test_expert_counts_equal_reference_router(tmp_path):
     for L in range(args.n_layers):
         s = raw.sums[f"blk.{L}.ffn_down_exps.weight"]
         assert ((s.sum(1) > 0) == (counts[L] > 0)).all()
+
+
+def test_taps_do_not_change_the_forward_pass(tmp_path):
+    """The imatrix taps only copy activations: logits with every collection tap on are bit-identical."""
+    from dsv4_gguf.quantize.imatrix_collect import TAPS
+
+    from dsv4_gguf import runtime
+    from dsv4_gguf.config import PRESETS
+
+    gf = _gguf_fixture()
+    args = PRESETS["tiny"].replace(vocab_size=1024)
+    weights = {k: v.numpy() for k, v in random_weights(args, 0).items()}
+    path = gf.write_gguf(tmp_path / "Q8_0.gguf", args, weights, "Q8_0")
+    toks = np.random.default_rng(9).integers(0, args.vocab_size, 150).astype(np.int32)
+    model = runtime.load(path, threads=2)
+    s = model.session(ctx=256)
+    plain = s.prefill(toks, all_logits=True)
+    s.reset()
+    s.set_taps([*TAPS, "layers.*.block_out"])
+    tapped = s.prefill(toks, all_logits=True)
+    got = s.take_taps()
+    assert {"layers.3.exp_mid", "layers.0.hc_ffn_x", "layers.2.wo_a_in"} <= set(got)
+    np.testing.assert_array_equal(plain, tapped)
