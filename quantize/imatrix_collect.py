@@ -91,6 +91,9 @@ class Collector:
             else:  # exp_mid rows are the slots in (token, k) order
                 src = sq
             flat = ids.reshape(-1)
+            order = np.argsort(flat, kind="stable")  # group the rows by expert: one reduceat, no np.add.at
+            experts, starts = np.unique(flat[order], return_index=True)
+            grouped = np.add.reduceat(src[order], starts, axis=0) if flat.size else src[:0]
             for leaf in leaves:
                 name = f"blk.{layer}.{leaf}.weight"
                 slot = self._slot(name)
@@ -100,7 +103,7 @@ class Collector:
                 sums, counts = slot
                 if flat.size and (flat.min() < 0 or flat.max() >= sums.shape[0]):
                     raise ImatrixError(f"{tap}: router chose expert {int(flat.max())}, '{name}' has {sums.shape[0]}")
-                np.add.at(sums, flat, src)
+                sums[experts] += grouped
                 counts += np.bincount(flat, minlength=sums.shape[0])
 
     @staticmethod
