@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import re
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -245,7 +246,7 @@ def run_imatrix(ns: argparse.Namespace) -> int:
     try:
         return _run(ns)
     except ImatrixError as e:
-        print(f"dsv4-gguf imatrix: error: {e}")
+        print(f"dsv4-gguf imatrix: error: {e}", file=sys.stderr)
         return 1
 
 
