@@ -1,4 +1,4 @@
-"""Runtime vs reference on the converter's Q8_0, Q6_K GGUFs of the tiny checkpoint (issue 7,
+"""Runtime vs reference on the converter's Q8_0, Q6_K, Q3_K_M GGUFs of the tiny checkpoint (issue 7,
 must-show 1); the body and the rule are in tests/runtime/converter_parity.py and tests/runtime/parity.py."""
 
 from __future__ import annotations
@@ -19,4 +19,4 @@ _spec.loader.exec_module(_mod)
 
 tokens = _mod.tokens
 converted = _mod.converted
-test_converter_variant_parity, _report = _mod.make(['Q8_0', 'Q6_K'])
+test_converter_variant_parity, _report = _mod.make(['Q8_0', 'Q6_K', 'Q3_K_M'])
