@@ -140,3 +140,15 @@ def test_thread_count_does_not_change_logits(small_gguf, tokens600):
     one = runtime.load(small_gguf("Q4_K_M"), threads=1).session(ctx=256).prefill(tokens600[:150], all_logits=True)
     two = runtime.load(small_gguf("Q4_K_M"), threads=2).session(ctx=256).prefill(tokens600[:150], all_logits=True)
     assert np.array_equal(one, two)
+
+
+def test_long_chunks_after_a_prefix_and_full_context(model, tokens600):
+    """Chunks longer than the 128-token window starting mid-sequence (ring rows + chunk rows), and a
+    session filled exactly to its context."""
+    full = model.session(ctx=600).prefill(tokens600, all_logits=True)
+    s = model.session(ctx=600)
+    a = s.prefill(tokens600[:50], all_logits=True)
+    b = s.prefill(tokens600[50:], all_logits=True, chunk_size=300)
+    assert np.array_equal(full, np.concatenate([a, b])) and s.pos == s.ctx == 600
+    with pytest.raises(ValueError, match="context overflow"):
+        s.decode(1)
