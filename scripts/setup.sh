@@ -12,4 +12,13 @@ export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
 # llama-cpp-python is the peer in tests and benchmarks; build it portable (pip's wheel cache keeps it).
 CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" "$PY" -m pip install -q "llama-cpp-python==0.3.36"
 "$PY" -m pip install -q --no-build-isolation -e ".[test]"
+# The peer's own llama.cpp source (the exact tree llama-cpp-python 0.3.36 bundles): tests compile
+# llama.cpp's imatrix loader from it.  Fetched once from PyPI as the sdist, kept under .cache/.
+LLAMA_SRC=.cache/llama-cpp-src
+if [ ! -d "$LLAMA_SRC/llama_cpp_python-0.3.36/vendor/llama.cpp" ]; then
+  mkdir -p "$LLAMA_SRC"
+  "$PY" -m pip download -q --no-deps --no-build-isolation --no-binary llama-cpp-python \
+    "llama-cpp-python==0.3.36" -d "$LLAMA_SRC"
+  tar xzf "$LLAMA_SRC/llama_cpp_python-0.3.36.tar.gz" -C "$LLAMA_SRC"
+fi
 "$PY" -c "import dsv4_gguf, json; print('dsv4-gguf', dsv4_gguf.__version__, json.dumps(dsv4_gguf.build_info()))"

@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+export DSV4_LLAMA_CPP_SRC="${DSV4_LLAMA_CPP_SRC:-$PWD/.cache/llama-cpp-src/llama_cpp_python-0.3.36/vendor/llama.cpp}"
 set +e
 python3 -m pytest "$@"
 rc=$?
