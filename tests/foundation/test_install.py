@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_non_editable_install_without_cuda(tmp_path):
     src = tmp_path / "src"
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns("build", ".git", ".cache", "out", "__pycache__", "*.so", ".venv",
-                                                             "*.egg-info", ".pytest_cache", ".ruff_cache"))
+    skip = ("build", ".git", ".cache", "out", "__pycache__", "*.so", ".venv", "*.egg-info", ".pytest_cache",
+            ".ruff_cache")
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(*skip))
     # Build the wheel with this interpreter's build tools, then install it into an isolated venv (no
     # system site-packages, so neither the source tree nor an editable install can shadow it).
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
