@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gguf", nargs="*", type=Path, default=[])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--prompt", type=int, default=256)
+    ap.add_argument("--prompt", type=str, default="256", help="prompt lengths (context before decoding), e.g. 256,2048")
     ap.add_argument("--decode", type=int, default=64)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--flash-slice", type=Path, metavar="DIR",
@@ -134,10 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         w = {k: v.numpy() for k, v in random_weights(args, 0).items()}
         tmp = tempfile.TemporaryDirectory()
         paths = [gf.write_gguf(Path(tmp.name) / f"tiny_{v}.gguf", args, w, v) for v in ("MXFP4_MOE", "Q4_K_M")]
-    results = {"models": [bench_pair(p, ns.threads, ns.prompt, ns.decode) for p in paths],
+    results = {"models": [bench_pair(p, ns.threads, int(n), ns.decode) for p in paths for n in ns.prompt.split(",")],
                "matvec": bench_matvec(ns.threads)}
     for r in results["models"]:
-        print(f"{r['gguf']:24s} prefill ours {r['ours_prefill_tok_s']:8.1f} tok/s  "
+        print(f"{r['gguf']:24s} ctx {r['prompt']:6d} prefill ours {r['ours_prefill_tok_s']:8.1f} tok/s  "
               f"llama.cpp {r['llama_prefill_tok_s']:8.1f}"
               f"  ratio {r['prefill_ratio']:.2f} | decode ours {r['ours_decode_tok_s']:7.1f}  llama.cpp "
               f"{r['llama_decode_tok_s']:7.1f}  ratio {r['decode_ratio']:.2f} | KV {r['kv_bytes_per_token']:.0f} B/tok")
