@@ -90,6 +90,12 @@ class Session:
         from . import _C
 
         self.model = model
+        if model._cuda is not None:  # CUDA backend (dsv4_gguf/cuda.py): f32 KV, no MTP yet
+            if kv_dtype != "f32" or mtp:
+                raise NotImplementedError("device='cuda' sessions support kv_dtype='f32' without MTP only; "
+                                          "use device='cpu' for bf16/fp8 KV or the MTP draft block")
+            self._s = _C.CudaSession(model._cuda, int(ctx))
+            return
         self._s = _C.Session(model._rt, int(ctx), kv_dtype, mtp)
 
     @property
@@ -162,9 +168,14 @@ class Model:
     """A loaded GGUF (memory-mapped, validated)."""
 
     def __init__(self, path: str | Path, threads: int = 0, exact: bool = False, qat: bool = True,
-                 mtp: str | Path | bool | None = None):
+                 mtp: str | Path | bool | None = None, device: str = "cpu"):
         from . import _C
+        from .cuda import parse_device, require_cuda
 
+        cuda_index = parse_device(device)
+        if cuda_index is not None:
+            require_cuda(cuda_index)  # before opening the GGUF: a missing backend fails fast
+        self.device = device
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path}: no such GGUF file")
@@ -174,6 +185,7 @@ class Model:
         mtp_path = "" if mtp is False else str(mtp) if isinstance(mtp, (str, Path)) else (
             str(side) if side.is_file() else "")
         self._rt = _C.Runtime(str(self.path), threads=threads, exact=exact, qat=qat, mtp=mtp_path)
+        self._cuda: Any = None if cuda_index is None else _C.CudaModel(self._rt, cuda_index)
         self.config: dict[str, Any] = self._rt.config()
         self._tokenizer: Any = None
         self.last_stats = GenerationStats()
@@ -261,14 +273,16 @@ def _sample(logits: np.ndarray, temperature: float, top_p: float, rng: np.random
 
 
 def load(path: str | Path, threads: int = 0, exact: bool = False, qat: bool = True,
-         mtp: str | Path | bool | None = None) -> Model:
+         mtp: str | Path | bool | None = None, device: str = "cpu") -> Model:
     """Memory-map and validate a DeepSeek-V4 GGUF (pass the first shard of a split set).
 
     ``threads`` 0 = all cores.  ``exact`` multiplies dequantized weight rows with f32 activations
     (the reference's math; slower) instead of ggml-style quantized-activation dots.  ``qat`` keeps the
     official QAT simulation (FP8 KV, Hadamard + FP4 indexer).  ``mtp``: the MTP sidecar GGUF
-    (default: ``mtp-<name>`` next to the model when present; False = none)."""
-    return Model(path, threads=threads, exact=exact, qat=qat, mtp=mtp)
+    (default: ``mtp-<name>`` next to the model when present; False = none).  ``device``: ``"cpu"`` or
+    ``"cuda"``/``"cuda:N"`` (weights and KV on the GPU; RuntimeError saying why when CUDA is not built or
+    no device is visible; see dsv4_gguf/cuda.py for what the CUDA backend does not do yet)."""
+    return Model(path, threads=threads, exact=exact, qat=qat, mtp=mtp, device=device)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -251,6 +251,7 @@ void register_quant(py::module_& m) {
 }  // namespace
 
 void register_runtime(py::module_& m);  // runtime section at the end of this file
+void register_cuda(py::module_& m);     // CUDA backend section after it
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "dsv4-gguf native core: number-format decoders (and later quant kernels and the runtime)";
@@ -341,6 +342,7 @@ PYBIND11_MODULE(_C, m) {
 
   register_quant(m);  // quant kernels section above
   register_runtime(m);  // runtime section below
+  register_cuda(m);     // CUDA backend section (planning in every build; kernels only with DSV4_HAVE_CUDA)
 }
 
 // ================================================================================================
@@ -482,4 +484,256 @@ void register_runtime(py::module_& m) {
         }
         return d;
       });
+}
+
+// ================================================================================================
+// CUDA backend (csrc/runtime/ops_cuda, csrc/cuda): host-side planning in every build; the kernels on
+// host arrays (tests, benchmarks) and the device-resident CudaModel / CudaSession with DSV4_HAVE_CUDA.
+// ================================================================================================
+#include "runtime/ops_cuda/plan.h"
+#ifdef DSV4_HAVE_CUDA
+#include "runtime/ops_cuda/cuda_session.h"
+#endif
+
+namespace {
+
+py::dict gemv_config_py(int qtype, int64_t rows, int64_t cols, int64_t n_vec, int64_t n_slots) {
+  const dsv4::CudaGemvConfig c = dsv4::cuda_gemv_config(static_cast<dsv4::QType>(qtype), rows, cols, n_vec, n_slots);
+  py::dict d;
+  d["threads"] = c.threads;
+  d["warps"] = c.warps;
+  d["block_elems"] = c.block_elems;
+  d["block_bytes"] = c.block_bytes;
+  d["chunk_blocks"] = c.chunk_blocks;
+  d["lane_elems"] = c.lane_elems;
+  d["grid"] = py::make_tuple(c.grid_x, c.grid_y);
+  d["smem_bytes"] = c.smem_bytes;
+  d["row_bytes"] = c.row_bytes;
+  d["load_bytes"] = c.load_bytes;
+  return d;
+}
+
+py::dict upload_plan_py(const dsv4::Runtime& rt) {
+  const dsv4::CudaUploadPlan p = dsv4::plan_cuda_upload(rt.model());
+  py::list entries;
+  const char* kinds[] = {"weight", "f32", "i32"};
+  for (const auto& e : p.entries)
+    entries.append(py::dict(py::arg("name") = e.name, py::arg("kind") = kinds[e.kind],
+                            py::arg("type") = dsv4::ggml_type_name(static_cast<int32_t>(e.type)), py::arg("rows") = e.rows,
+                            py::arg("cols") = e.cols, py::arg("bytes") = e.bytes, py::arg("offset") = e.offset));
+  py::dict d;
+  d["total_bytes"] = p.total_bytes;
+  d["alignment"] = dsv4::CudaUploadPlan::kAlign;
+  d["entries"] = entries;
+  return d;
+}
+
+#ifdef DSV4_HAVE_CUDA
+const float* f32p(const py::array& a, const char* what) {
+  require_f32_c(a, what);
+  return static_cast<const float*>(a.data());
+}
+const float* f32opt(const py::object& o, const char* what) {
+  return o.is_none() ? nullptr : f32p(o.cast<py::array>(), what);
+}
+const int32_t* i32p(const py::array& a, const char* what) {
+  if (!a.dtype().is(py::dtype::of<int32_t>()) || !(a.flags() & py::array::c_style))
+    throw py::type_error(std::string(what) + ": expected a C-contiguous int32 array, got dtype " + std::string(py::str(a.dtype())));
+  return static_cast<const int32_t*>(a.data());
+}
+py::array_t<float> f32copy(const py::array& a, const char* what) {
+  f32p(a, what);
+  py::array_t<float> out(shape_of(a));
+  std::memcpy(out.mutable_data(), a.data(), static_cast<size_t>(a.size()) * 4);
+  return out;
+}
+int64_t dim(const py::array& a, int i, const char* what) {
+  if (a.ndim() != 2) throw py::value_error(std::string(what) + ": expected a 2-D array, got " + std::to_string(a.ndim()) + "-D");
+  return a.shape(i);
+}
+#endif
+
+}  // namespace
+
+void register_cuda(py::module_& m) {
+  m.def("cuda_gemv_config", &gemv_config_py, py::arg("qtype"), py::arg("rows"), py::arg("cols"), py::arg("n_vec") = 1,
+        py::arg("n_slots") = 1, "Launch geometry of the CUDA GEMV (host-side; ValueError for unsupported shapes/types).");
+  m.def("cuda_upload_plan", &upload_plan_py, py::arg("runtime"),
+        "Device arena layout of a loaded model's weights (host-side; ValueError names a tensor without a CUDA kernel).");
+#ifdef DSV4_HAVE_CUDA
+  namespace cu = dsv4::cuda;
+  m.def("cuda_dequant_rows_host", [](int qtype, const py::array& w, int64_t cols) {
+    require_u8(w, "w");
+    const int64_t rows = dim(w, 0, "w");
+    const auto c = dsv4::cuda_gemv_config(static_cast<dsv4::QType>(qtype), rows, cols, 1, 1);
+    if (static_cast<size_t>(w.shape(1)) != c.row_bytes)
+      throw py::value_error("w: rows of " + std::to_string(c.row_bytes) + " bytes expected, got " + std::to_string(w.shape(1)));
+    py::array_t<float> out({rows, cols});
+    cu::dequant_rows_host(qtype, u8ptr(w), rows, cols, out.mutable_data());
+    return out;
+  }, py::arg("qtype"), py::arg("w"), py::arg("cols"), "The CUDA decoders run on the host (no device needed).");
+  m.def("cuda_gemv", [](int qtype, const py::array& w, const py::array& x) {
+    require_u8(w, "w");
+    const int64_t rows = dim(w, 0, "w"), n = dim(x, 0, "x"), cols = dim(x, 1, "x");
+    const float* xp = f32p(x, "x");
+    py::array_t<float> y({n, rows});
+    float* yp = y.mutable_data();
+    const uint8_t* wp = u8ptr(w);
+    {
+      py::gil_scoped_release nogil;
+      cu::gemv(qtype, wp, rows, cols, xp, static_cast<int>(n), yp);
+    }
+    return y;
+  }, py::arg("qtype"), py::arg("w"), py::arg("x"), "y[v] = W x[v] on device 0 (x [n_vec <= 8, cols]).");
+  m.def("cuda_moe_gemv", [](int qtype, const py::array& w, int64_t rows, const py::array& ids, const py::array& x) {
+    require_u8(w, "w");
+    const int64_t n = dim(x, 0, "x"), cols = dim(x, 1, "x");
+    if (ids.size() != n) throw py::value_error("ids: one expert id per row of x expected");
+    const int64_t E = dim(w, 0, "w") / rows;
+    py::array_t<float> y({n, rows});
+    cu::moe_gemv(qtype, u8ptr(w), E, rows, cols, i32p(ids, "ids"), static_cast<int>(n), f32p(x, "x"), y.mutable_data());
+    return y;
+  }, py::arg("qtype"), py::arg("w"), py::arg("rows"), py::arg("ids"), py::arg("x"));
+  m.def("cuda_rms_norm", [](const py::array& x, const py::object& w, float eps) {
+    const int64_t rows = dim(x, 0, "x"), n = dim(x, 1, "x");
+    py::array_t<float> y({rows, n});
+    cu::rms_norm(f32p(x, "x"), f32opt(w, "w"), y.mutable_data(), rows, n, eps);
+    return y;
+  }, py::arg("x"), py::arg("w"), py::arg("eps"));
+  m.def("cuda_rope_tail", [](const py::array& x, int64_t rd, int64_t pos0, int64_t rows_per_pos, const py::array& freqs,
+                             bool inverse) {
+    auto y = f32copy(x, "x");
+    cu::rope_tail(y.mutable_data(), dim(x, 0, "x"), dim(x, 1, "x"), rd, pos0, rows_per_pos, f32p(freqs, "freqs"), inverse);
+    return y;
+  }, py::arg("x"), py::arg("rd"), py::arg("pos0"), py::arg("rows_per_pos"), py::arg("freqs"), py::arg("inverse"));
+  m.def("cuda_fake_quant", [](const py::array& x, int block, bool fp4) {
+    auto y = f32copy(x, "x");
+    cu::fake_quant(y.mutable_data(), dim(x, 0, "x"), dim(x, 1, "x"), block, fp4);
+    return y;
+  }, py::arg("x"), py::arg("block"), py::arg("fp4"));
+  m.def("cuda_hadamard", [](const py::array& x) {
+    auto y = f32copy(x, "x");
+    cu::hadamard(y.mutable_data(), dim(x, 0, "x"), dim(x, 1, "x"));
+    return y;
+  }, py::arg("x"));
+  m.def("cuda_hc_coeffs", [](const py::array& mixes, const py::array& scale, const py::array& base, int hc, int iters,
+                             float eps) {
+    const int64_t T = dim(mixes, 0, "mixes");
+    py::array_t<float> pre({T, static_cast<int64_t>(hc)}), post({T, static_cast<int64_t>(hc)}),
+        comb({T, static_cast<int64_t>(hc * hc)});
+    cu::hc_coeffs(f32p(mixes, "mixes"), T, f32p(scale, "scale"), f32p(base, "base"), hc, iters, eps, pre.mutable_data(),
+                  post.mutable_data(), comb.mutable_data());
+    return py::make_tuple(pre, post, comb);
+  }, py::arg("mixes"), py::arg("scale"), py::arg("base"), py::arg("hc"), py::arg("iters"), py::arg("eps"));
+  m.def("cuda_route", [](const py::array& logits, int K, const py::object& bias, const py::object& tid2eid,
+                         const py::object& tokens, float scale, bool norm) {
+    const int64_t T = dim(logits, 0, "logits"), E = dim(logits, 1, "logits");
+    const int32_t* tp = nullptr;
+    const int32_t* hp = nullptr;
+    int64_t V = 0;
+    if (!tid2eid.is_none()) {
+      auto h = tid2eid.cast<py::array>();
+      auto tk = tokens.cast<py::array>();
+      hp = i32p(h, "tid2eid");
+      tp = i32p(tk, "tokens");
+      V = dim(h, 0, "tid2eid");
+    }
+    py::array_t<int32_t> idx({T, static_cast<int64_t>(K)});
+    py::array_t<float> w({T, static_cast<int64_t>(K)});
+    cu::route(f32p(logits, "logits"), T, E, K, f32opt(bias, "bias"), hp, V, tp, scale, norm, idx.mutable_data(),
+              w.mutable_data());
+    return py::make_tuple(idx, w);
+  }, py::arg("logits"), py::arg("k"), py::arg("bias"), py::arg("tid2eid"), py::arg("tokens"), py::arg("scale"),
+     py::arg("norm"));
+  m.def("cuda_swiglu", [](const py::array& g, const py::array& u, const py::object& wt, float limit) {
+    const int64_t T = dim(g, 0, "g"), I = dim(g, 1, "g");
+    py::array_t<float> h({T, I});
+    cu::swiglu(f32p(g, "g"), f32p(u, "u"), f32opt(wt, "wt"), T, I, limit, h.mutable_data());
+    return h;
+  }, py::arg("g"), py::arg("u"), py::arg("wt"), py::arg("limit"));
+  m.def("cuda_sparse_attention", [](const py::array& q, const py::array& window, int64_t p, const py::array& comp,
+                                    const py::array& ids, const py::array& sinks, float scale) {
+    const int64_t H = dim(q, 0, "q"), hd = dim(q, 1, "q");
+    py::array_t<float> out({H, hd});
+    cu::sparse_attention(f32p(q, "q"), H, hd, f32p(window, "window"), dim(window, 0, "window"), p, f32p(comp, "comp"),
+                         dim(comp, 0, "comp"), i32p(ids, "ids"), ids.size(), f32p(sinks, "sinks"), scale,
+                         out.mutable_data());
+    return out;
+  }, py::arg("q"), py::arg("window"), py::arg("p"), py::arg("comp"), py::arg("ids"), py::arg("sinks"), py::arg("scale"));
+  m.def("cuda_compressor_run", [](int m_, int d, const py::array& a, const py::array& g, int64_t pos0) {
+    const int64_t T = dim(a, 0, "a");
+    std::vector<float> out(static_cast<size_t>((T / m_ + 1) * d));
+    const int64_t n = cu::compressor_run(m_, d, f32p(a, "a"), f32p(g, "g"), T, pos0, out.data());
+    py::array_t<float> r({n, static_cast<int64_t>(d)});
+    std::memcpy(r.mutable_data(), out.data(), static_cast<size_t>(n * d) * 4);
+    return r;
+  }, py::arg("m"), py::arg("d"), py::arg("a"), py::arg("g"), py::arg("pos0"));
+  m.def("cuda_indexer_topk", [](const py::array& q, const py::array& w, const py::array& keys, int64_t k) {
+    const int64_t nh = dim(q, 0, "q"), dI = dim(q, 1, "q"), n = dim(keys, 0, "keys");
+    py::array_t<float> scores(n);
+    py::array_t<int32_t> ids(k);
+    cu::indexer_topk(f32p(q, "q"), f32p(w, "w"), nh, dI, f32p(keys, "keys"), n, k, scores.mutable_data(),
+                     ids.mutable_data());
+    return py::make_tuple(scores, ids);
+  }, py::arg("q"), py::arg("w"), py::arg("keys"), py::arg("k"));
+
+  m.def("cuda_time_moe_gemv", [](int qtype, const py::array& w, int64_t rows, int64_t cols, const py::array& ids) {
+    require_u8(w, "w");
+    const int64_t iters = dim(ids, 0, "ids"), n_slots = dim(ids, 1, "ids");
+    const int64_t E = dim(w, 0, "w") / rows;
+    const int32_t* ip = i32p(ids, "ids");
+    const uint8_t* wp = u8ptr(w);
+    py::gil_scoped_release nogil;
+    return cu::time_moe_gemv(qtype, wp, E, rows, cols, ip, static_cast<int>(n_slots), static_cast<int>(iters));
+  }, py::arg("qtype"), py::arg("w"), py::arg("rows"), py::arg("cols"), py::arg("ids"),
+     "Mean seconds per routed-expert GEMV launch (ids [iters, n_slots]); weights resident on device 0.");
+  m.def("cuda_time_gemv", [](int qtype, const py::array& w, int64_t cols, int n_vec, int iters) {
+    require_u8(w, "w");
+    const int64_t rows = dim(w, 0, "w");
+    const uint8_t* wp = u8ptr(w);
+    py::gil_scoped_release nogil;
+    return cu::time_gemv(qtype, wp, rows, cols, n_vec, iters);
+  }, py::arg("qtype"), py::arg("w"), py::arg("cols"), py::arg("n_vec") = 1, py::arg("iters") = 20);
+  m.def("cuda_time_copy", [](size_t bytes, int iters) {
+    py::gil_scoped_release nogil;
+    return cu::time_copy(bytes, iters);
+  }, py::arg("bytes"), py::arg("iters") = 10, "Mean seconds per device-to-device copy of `bytes`.");
+
+  py::class_<dsv4::CudaModel>(m, "CudaModel")
+      .def(py::init([](const dsv4::Runtime& rt, int device) {
+             py::gil_scoped_release nogil;
+             return std::make_unique<dsv4::CudaModel>(rt, device);
+           }),
+           py::arg("runtime"), py::arg("device") = 0, py::keep_alive<1, 2>(),
+           "Upload a loaded Runtime's weights to a CUDA device.")
+      .def_property_readonly("device_bytes", &dsv4::CudaModel::device_bytes);
+  py::class_<dsv4::CudaSession>(m, "CudaSession")
+      .def(py::init([](const dsv4::CudaModel& cm, int64_t ctx) { return std::make_unique<dsv4::CudaSession>(cm, ctx); }),
+           py::arg("model"), py::arg("ctx"), py::keep_alive<1, 2>())
+      .def(
+          "forward",
+          [](dsv4::CudaSession& s, const py::array& tokens, bool all_logits) {
+            if (tokens.ndim() != 1) throw py::value_error("tokens: expected a 1-D array");
+            const int32_t* tp = i32p(tokens, "tokens");
+            const int64_t T = tokens.shape(0);
+            std::vector<float> out;
+            {
+              py::gil_scoped_release nogil;
+              try {
+                out = s.forward(tp, T, all_logits);
+              } catch (const std::length_error& e) {
+                throw std::invalid_argument(e.what());
+              }
+            }
+            const int64_t n = all_logits ? T : 1, V = static_cast<int64_t>(out.size()) / n;
+            py::array_t<float> arr({n, V});
+            std::memcpy(arr.mutable_data(), out.data(), out.size() * 4);
+            return arr;
+          },
+          py::arg("tokens"), py::arg("all_logits") = false)
+      .def_property_readonly("pos", &dsv4::CudaSession::pos)
+      .def_property_readonly("ctx", &dsv4::CudaSession::ctx)
+      .def_property_readonly("device_bytes", &dsv4::CudaSession::device_bytes)
+      .def("reset", &dsv4::CudaSession::reset);
+#endif
 }

@@ -37,6 +37,13 @@ TOLERANCES: dict[str, Tol] = {
     "unit_fp32": Tol(1e-5, 1e-5, "one fp32 op chain (pooling, einsum, norm, rope) vs float64 loops"),
     "yarn": Tol(0.0, 1e-6, "fp32 pow/blend of the rope frequencies vs float64 formula"),
     "sinkhorn": Tol(1e-5, 0.0, "issue requirement: row/column sums of comb within 1e-5 of 1"),
+    # CUDA backend (tests/cuda) against the CPU runtime / float64 on the same dequantized weights.
+    "cuda_gemv": Tol(5e-5, 1e-5, "fp32 FMA dot of <= 4096 terms in warp order vs float64, inputs scaled so "
+                     "|y| = O(1): a sequential fp32 sum errs by <= 5e-6 there (measured), 10x margin"),
+    "cuda_index_score": Tol(2e-3, 1e-5, "indexer score: 64 heads of relu(128-term fp32 dot), O(10) each, "
+                            "weighted and summed (|score| ~ 1e2) vs float64: ~1e-5 relative"),
+    "cuda_op": Tol(1e-5, 1e-5, "one fp32 op (norm, rope, softmax, Sinkhorn, pooling) with device expf/"
+                   "sqrtf (<= 2 ulp) vs the same op in float64"),
 }
 
 

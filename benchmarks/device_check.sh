@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# GPU checks of issue 10 (CUDA backend), prepared to run in ONE device call on an H200, under 8 minutes:
+#   1. build the extension with DSV4_CUDA=ON (CMake + nvcc, sm_90) into build/device, copy _C into dsv4_gguf/
+#   2. pytest tests/cuda (host checks + GPU op tests + CPU-vs-CUDA model parity, same bodies per backend)
+#   3. benchmarks/cuda_bench.py: MoE/dense GEMV HBM GB/s vs the copy ceiling; flash-slice MXFP4_MOE GGUF
+#      (written on the machine, ~10 GB in /tmp) decode tok/s at 4K (64K when the step-wise prefill fits)
+# Results land in $OUT (or ./out/device when OUT is unset): build.log, pytest.log, junit.xml, bench.log,
+# cuda_bench.json, summary.txt.  Each stage has its own time limit from one 470 s deadline.
+#
+# The image there lacks the `gguf` package: carry it as a wheel.  Once, here:
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_28_x86_64 -d .whl gguf==0.19.0
+# then call the device tool with carry [".whl"], timeout_s 600, command: bash benchmarks/device_check.sh
+set -u -o pipefail
+cd "$(dirname "$0")/.."
+OUTDIR="${OUT:-$PWD/out/device}"
+mkdir -p "$OUTDIR"
+START=$(date +%s)
+DEADLINE=$((START + 470))
+left() { echo $((DEADLINE - $(date +%s))); }
+SUMMARY="$OUTDIR/summary.txt"
+say() { echo "$*" | tee -a "$SUMMARY"; }
+say "device_check $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee -a "$SUMMARY"
+
+PY=python3
+if ! $PY -c "import gguf" 2>/dev/null; then
+  if ls .whl/gguf-*.whl >/dev/null 2>&1; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+      && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+  else
+    say "FAIL: the gguf package is missing and no .whl/gguf-*.whl was carried (see this script's header)"
+    exit 1
+  fi
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+
+# ---- 1. build (DSV4_CUDA=ON: configuring fails loudly without nvcc) ----
+t0=$(date +%s)
+GEN=""; command -v ninja >/dev/null && GEN="-G Ninja"
+if timeout $(( $(left) - 320 )) bash -c "cmake -S . -B build/device $GEN -DDSV4_CUDA=ON -DCMAKE_BUILD_TYPE=Release \
+      -DPython_EXECUTABLE=$(command -v $PY) -Dpybind11_DIR=$($PY -m pybind11 --cmakedir) -DSKBUILD_PROJECT_VERSION=0.1.0 \
+      && cmake --build build/device -j 16 --target _C" >"$OUTDIR/build.log" 2>&1; then
+  cp build/device/csrc/_C*.so dsv4_gguf/
+  say "build: OK in $(( $(date +%s) - t0 )) s"
+else
+  say "FAIL: build (see build.log)"; tail -30 "$OUTDIR/build.log"; exit 1
+fi
+$PY -c "from dsv4_gguf import _C; b = _C.build_info(); print('build_info:', b); assert b['cuda'] and b['cuda_devices'] > 0" \
+  2>&1 | tee -a "$SUMMARY" || { say "FAIL: the built extension sees no CUDA device"; exit 1; }
+
+# ---- 2. tests (GPU op tests, CPU-vs-CUDA parity, host checks) ----
+t0=$(date +%s)
+timeout $(( $(left) - 230 )) $PY -m pytest tests/cuda -q -rs -p no:cacheprovider --junitxml="$OUTDIR/junit.xml" \
+  >"$OUTDIR/pytest.log" 2>&1
+rc=$?
+say "pytest tests/cuda: rc $rc in $(( $(date +%s) - t0 )) s: $(tail -1 "$OUTDIR/pytest.log")"
+[ $rc -ne 0 ] && grep -E "^(FAILED|ERROR)" "$OUTDIR/pytest.log" | head -20 | tee -a "$SUMMARY"
+
+# ---- 3. benchmark (kernels first: they are the must-show HBM number; then the model within the budget) ----
+t0=$(date +%s)
+B=$(( $(left) - 10 ))
+timeout "$B" $PY benchmarks/cuda_bench.py --gguf-dir /tmp/dsv4_flash_slice --variants MXFP4_MOE Q4_K_M \
+  --ctx 4096 65536 --budget-s $(( B - 40 )) --json "$OUTDIR/cuda_bench.json" 2>&1 | tee "$OUTDIR/bench.log"
+rc=$?
+say "cuda_bench: rc $rc in $(( $(date +%s) - t0 )) s"
+grep -E "copy ceiling|gemv|ctx|CPU runtime" "$OUTDIR/bench.log" >>"$SUMMARY"
+say "total $(( $(date +%s) - START )) s"

@@ -1,0 +1,227 @@
+// CUDA attention-side ops (spec §5.4-§5.6): sparse attention of one query over the window ring and the
+// selected compressed rows in one softmax with the per-head sink; the compressor state machine step; the
+// lightning-indexer scores and a top-k with the CPU runtime's tie order.  KV rows are f32 on the device
+// (no FP8 KV storage on the GPU yet); decode-shaped (one query token per call).
+#include <cstdint>
+
+#include "runtime/ops_cuda/common.cuh"
+#include "runtime/ops_cuda/ops_cuda.h"
+
+namespace dsv4::cudaops {
+namespace {
+
+__device__ __forceinline__ const float* key_row(const float* window, int64_t win, int64_t first, int64_t n_win,
+                                                const float* comp, const int32_t* ids, int64_t e, int64_t hd) {
+  if (e < n_win) return window + ((first + e) % win) * hd;
+  const int32_t id = ids[e - n_win];
+  return id < 0 ? nullptr : comp + static_cast<int64_t>(id) * hd;
+}
+
+// block per head; dynamic smem: q [hd] | z [n_keys]
+__global__ void sparse_attention_kernel(const float* __restrict__ q, int64_t hd, const float* __restrict__ window,
+                                        int64_t win, int64_t p, const float* __restrict__ comp,
+                                        const int32_t* __restrict__ ids, int64_t n_ids, const float* __restrict__ sinks,
+                                        float scale, float* __restrict__ out) {
+  extern __shared__ float sm[];
+  const int h = blockIdx.x;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+  const int64_t first = p - win + 1 > 0 ? p - win + 1 : 0;
+  const int64_t n_win = p - first + 1, n_keys = n_win + n_ids;
+  float* qs = sm;
+  float* z = sm + hd;
+  for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) qs[d] = q[h * hd + d];
+  __syncthreads();
+  for (int64_t e = warp; e < n_keys; e += nw) {
+    const float* k = key_row(window, win, first, n_win, comp, ids, e, hd);
+    float s = 0.f;
+    if (k)
+      for (int64_t d = lane; d < hd; d += 32) s += qs[d] * k[d];
+    s = warp_sum(s);
+    if (lane == 0) z[e] = k ? s * scale : -INFINITY;
+  }
+  __syncthreads();
+  float mx = -INFINITY;
+  for (int64_t e = threadIdx.x; e < n_keys; e += blockDim.x) mx = fmaxf(mx, z[e]);
+  mx = block_max(mx);
+  __syncthreads();
+  float den = 0.f;
+  for (int64_t e = threadIdx.x; e < n_keys; e += blockDim.x) den += (z[e] = expf(z[e] - mx));
+  den = block_sum(den) + expf(sinks[h] - mx);
+  __syncthreads();
+  for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
+    float o = 0.f;
+    for (int64_t e = 0; e < n_keys; ++e) {
+      const float* k = key_row(window, win, first, n_win, comp, ids, e, hd);
+      if (k) o += z[e] * k[d];
+    }
+    out[h * hd + d] = o / den;
+  }
+}
+
+// Thread c owns channels c and d + c of every slot, so writing the token, pooling and advancing the
+// state need no synchronisation.  Slot layout as ops_cpu/compressor.cpp: [coff*m][coff*d].
+__global__ void compressor_step_kernel(float* kv, float* score, int m, int d, const float* __restrict__ a,
+                                       const float* __restrict__ g, int64_t pos, float* __restrict__ out) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= d) return;
+  const bool overlap = m == 4;
+  const int coff = overlap ? 2 : 1, w = coff * d, off = overlap ? m : 0;
+  const int slot = off + static_cast<int>(pos % m);
+  for (int h = 0; h < coff; ++h) {
+    kv[slot * w + h * d + c] = a[h * d + c];
+    score[slot * w + h * d + c] = g[h * d + c];
+  }
+  if ((pos + 1) % m != 0) return;
+  // pooled entry: softmax over the candidate slots of this channel
+  float mx = -INFINITY;
+  if (overlap)
+    for (int i = 0; i < m; ++i) mx = fmaxf(mx, fmaxf(score[i * w + c], score[(m + i) * w + d + c]));
+  else
+    for (int i = 0; i < m; ++i) mx = fmaxf(mx, score[i * w + c]);
+  float s = 0.f, acc = 0.f;
+  // two passes as the CPU (sum of exps first, then weighted values divided by the sum)
+  if (overlap) {
+    for (int i = 0; i < m; ++i) s += expf(score[i * w + c] - mx);
+    for (int i = 0; i < m; ++i) s += expf(score[(m + i) * w + d + c] - mx);
+    for (int i = 0; i < m; ++i) acc += kv[i * w + c] * (expf(score[i * w + c] - mx) / s);
+    for (int i = 0; i < m; ++i) acc += kv[(m + i) * w + d + c] * (expf(score[(m + i) * w + d + c] - mx) / s);
+  } else {
+    for (int i = 0; i < m; ++i) s += expf(score[i * w + c] - mx);
+    for (int i = 0; i < m; ++i) acc += kv[i * w + c] * (expf(score[i * w + c] - mx) / s);
+  }
+  out[c] = acc;
+  for (int i = 0; i < m; ++i)
+    for (int h = 0; h < coff; ++h) {
+      const int cur = (off + i) * w + h * d + c;
+      if (overlap) {
+        kv[i * w + h * d + c] = kv[cur];
+        score[i * w + h * d + c] = score[cur];
+      }
+      kv[cur] = 0.f;
+      score[cur] = -INFINITY;
+    }
+}
+
+// warp per key; dynamic smem q [nh][dI]
+__global__ void indexer_scores_kernel(const float* __restrict__ q, const float* __restrict__ w, int64_t nh, int64_t dI,
+                                      const float* __restrict__ k, int64_t n, float* __restrict__ score) {
+  extern __shared__ float qs[];
+  for (int64_t i = threadIdx.x; i < nh * dI; i += blockDim.x) qs[i] = q[i];
+  __syncthreads();
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int64_t j = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + warp;
+  if (j >= n) return;
+  const float* kj = k + j * dI;
+  float s = 0.f;
+  for (int64_t h = 0; h < nh; ++h) {
+    float dq = 0.f;
+    for (int64_t d = lane; d < dI; d += 32) dq += qs[h * dI + d] * kj[d];
+    dq = warp_sum(dq);
+    s += fmaxf(dq, 0.f) * w[h];
+  }
+  if (lane == 0) score[j] = s;
+}
+
+__global__ void topk_init_kernel(const float* __restrict__ score, int64_t n, int64_t N, float* key, int32_t* idx) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= N) return;
+  key[i] = i < n ? score[i] : -INFINITY;
+  idx[i] = i < n ? static_cast<int32_t>(i) : 0x7fffffff;
+}
+
+// "a before b": by_idx ? idx ascending : (key descending, idx ascending)
+__device__ __forceinline__ bool before(float ka, int32_t ia, float kb, int32_t ib, int by_idx) {
+  if (by_idx) return ia < ib;
+  return ka > kb || (ka == kb && ia < ib);
+}
+
+__global__ void bitonic_step_kernel(float* key, int32_t* idx, int64_t N, int64_t j, int64_t k, int by_idx) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= N) return;
+  const int64_t l = i ^ j;
+  if (l <= i) return;
+  const bool up = (i & k) == 0;
+  const bool swap = up ? before(key[l], idx[l], key[i], idx[i], by_idx) : before(key[i], idx[i], key[l], idx[l], by_idx);
+  if (swap) {
+    const float tk = key[i];
+    key[i] = key[l];
+    key[l] = tk;
+    const int32_t ti = idx[i];
+    idx[i] = idx[l];
+    idx[l] = ti;
+  }
+}
+
+__global__ void topk_mask_kernel(int32_t* idx, int64_t kk, int64_t K2) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < K2 && i >= kk) idx[i] = 0x7fffffff;
+}
+
+__global__ void topk_out_kernel(const int32_t* __restrict__ idx, int64_t kk, int64_t k, int32_t* out) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < k) out[i] = i < kk ? idx[i] : -1;
+}
+
+int64_t pow2ceil(int64_t n) {
+  int64_t N = 1;
+  while (N < n) N <<= 1;
+  return N;
+}
+
+void bitonic_sort(float* key, int32_t* idx, int64_t N, int by_idx, cudaStream_t s) {
+  for (int64_t k = 2; k <= N; k <<= 1)
+    for (int64_t j = k >> 1; j > 0; j >>= 1) bitonic_step_kernel<<<blocks_for(N, 256), 256, 0, s>>>(key, idx, N, j, k, by_idx);
+  check_launch("bitonic_step_kernel");
+}
+
+}  // namespace
+
+void sparse_attention(const float* q, int64_t H, int64_t hd, const float* window, int64_t win, int64_t p,
+                      const float* comp, const int32_t* ids, int64_t n_ids, const float* sinks, float scale,
+                      float* out, cudaStream_t s) {
+  const int64_t first = p - win + 1 > 0 ? p - win + 1 : 0;
+  const size_t smem = static_cast<size_t>(hd + (p - first + 1) + n_ids) * 4;
+  if (smem > 48 * 1024)
+    throw std::invalid_argument("sparse_attention: " + std::to_string(p - first + 1 + n_ids) +
+                                " keys exceed one block's shared scratch (at most ~12K keys per query)");
+  sparse_attention_kernel<<<static_cast<unsigned>(H), 256, smem, s>>>(q, hd, window, win, p, comp, ids, n_ids, sinks,
+                                                                       scale, out);
+  check_launch("sparse_attention_kernel");
+}
+
+bool compressor_step(float* st_kv, float* st_score, int m, int d, const float* a, const float* g, int64_t pos,
+                     float* out, cudaStream_t s) {
+  compressor_step_kernel<<<blocks_for(d, 128), 128, 0, s>>>(st_kv, st_score, m, d, a, g, pos, out);
+  check_launch("compressor_step_kernel");
+  return (pos + 1) % m == 0;
+}
+
+void indexer_scores(const float* q, const float* w, int64_t nh, int64_t dI, const float* k, int64_t n, float* score,
+                    cudaStream_t s) {
+  if (n <= 0) return;
+  const size_t smem = static_cast<size_t>(nh * dI) * 4;
+  if (smem > 48 * 1024) throw std::invalid_argument("indexer_scores: heads x dim exceed 12K floats");
+  indexer_scores_kernel<<<blocks_for(n, 8), 256, smem, s>>>(q, w, nh, dI, k, n, score);
+  check_launch("indexer_scores_kernel");
+}
+
+size_t topk_scratch_bytes(int64_t n) { return static_cast<size_t>(pow2ceil(n < 1 ? 1 : n)) * 8; }
+
+void topk_ids(const float* score, int64_t n, int64_t k, int32_t* out, void* scratch, cudaStream_t s) {
+  if (k <= 0) return;
+  const int64_t N = pow2ceil(n < 1 ? 1 : n);
+  float* key = static_cast<float*>(scratch);
+  int32_t* idx = reinterpret_cast<int32_t*>(key + N);
+  const int64_t kk = k < n ? k : n;
+  if (kk > 0) {
+    topk_init_kernel<<<blocks_for(N, 256), 256, 0, s>>>(score, n, N, key, idx);
+    bitonic_sort(key, idx, N, 0, s);
+    const int64_t K2 = pow2ceil(kk);  // <= N: re-sort the selected ids ascending (CPU order of sel)
+    topk_mask_kernel<<<blocks_for(K2, 256), 256, 0, s>>>(idx, kk, K2);
+    bitonic_sort(key, idx, K2, 1, s);
+  }
+  topk_out_kernel<<<blocks_for(k, 256), 256, 0, s>>>(idx, kk, k, out);
+  check_launch("topk_out_kernel");
+}
+
+}  // namespace dsv4::cudaops

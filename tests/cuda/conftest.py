@@ -1,0 +1,59 @@
+"""Fixtures of the CUDA backend tests: the runtime tests' seeded small models (tests/runtime/gguf_fixture.py)
+as GGUFs, written on first use.  Skip markers and the backend list come from dsv4_gguf.cuda in each test
+module (``cuda`` tests skip with the stated reason when the target is not compiled or no device is visible).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+
+
+def _fixture_module():
+    name = "cuda_tests_gguf_fixture"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, HERE.parent / "runtime" / "gguf_fixture.py")
+        mod = importlib.util.module_from_spec(spec)
+        assert spec.loader is not None
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def gguf_fixture():
+    return _fixture_module()
+
+
+@pytest.fixture(scope="session")
+def small_args():
+    from dsv4_gguf.config import PRESETS
+
+    return dataclasses.replace(PRESETS["tiny"], vocab_size=1024).validate()
+
+
+@pytest.fixture(scope="session")
+def small_weights(small_args):
+    from dsv4_gguf.reference import random_weights
+
+    return {k: v.numpy() for k, v in random_weights(small_args, 0).items()}
+
+
+@pytest.fixture(scope="session")
+def small_gguf(tmp_path_factory, small_args, small_weights, gguf_fixture):
+    """variant -> path of the small model's GGUF (written on first use)."""
+    d = tmp_path_factory.mktemp("cuda_gguf")
+    cache: dict[str, Path] = {}
+
+    def get(variant: str) -> Path:
+        if variant not in cache:
+            cache[variant] = gguf_fixture.write_gguf(d / f"small_{variant}.gguf", small_args, small_weights, variant)
+        return cache[variant]
+
+    return get
