@@ -292,6 +292,7 @@ def load(path: str | Path, threads: int = 0, exact: bool = False, qat: bool = Tr
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL.gguf", help="deepseek4 GGUF (first shard of a split set)")
     p.add_argument("-t", "--threads", type=int, default=0, help="CPU threads (default: all cores)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda / cuda:N (CUDA backend)")
     p.add_argument("-c", "--ctx", type=int, default=8192, help="context length of the session (default 8192)")
     p.add_argument("-n", "--max-tokens", type=int, default=256, help="tokens to generate (default 256)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature, 0 = greedy (default 1.0)")
@@ -318,7 +319,7 @@ def _think(ns: argparse.Namespace) -> str | bool:
 
 def _load_for_cli(ns: argparse.Namespace) -> Model | None:
     try:
-        return load(ns.model, threads=ns.threads)
+        return load(ns.model, threads=ns.threads, device=ns.device)
     except (ValueError, RuntimeError) as e:  # GgufError is a ValueError; messages name the file and fix
         print(f"dsv4-gguf {ns.command}: error: {e}", file=sys.stderr)
         return None

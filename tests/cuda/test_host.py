@@ -135,6 +135,15 @@ def test_load_cuda_errors_clearly_without_device(small_gguf, tmp_path):
     assert m.device == "cpu" and m.session(ctx=8).decode(1).shape == (1024,)
 
 
+@pytest.mark.skipif(CUDA_OK, reason="a CUDA device is visible: the CLI would run on it")
+def test_cli_device_cuda_reports_why(small_gguf, capsys):
+    from dsv4_gguf.cli import main
+
+    assert main(["run", str(small_gguf("Q8_0")), "-p", "x", "-n", "1", "--device", "cuda"]) == 1
+    err = capsys.readouterr().err
+    assert "error:" in err and ("no CUDA device is visible" in err or "build has none" in err)
+
+
 def _raw(qtype: int, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(stored bytes, the CPU's decoded f32) for one type."""
     if qtype == 0:
