@@ -25,9 +25,12 @@ struct Geom {
   static constexpr int elems = T == kQ4_K || T == kQ6_K ? 256 : 32;
   static constexpr int bytes = T == kF32 ? 128 : T == kF16 || T == kBF16 ? 64 : T == kQ8_0 ? 34 : T == kMXFP4 ? 17
                                : T == kQ4_K ? 144 : 210;
-  static constexpr int chunk = elems == 32 ? 32 : 8;  // blocks staged per warp pass (plan.cpp agrees)
-  static constexpr int lanes_per_block = 32 / chunk;
-  static constexpr int lane_elems = elems / lanes_per_block;
+  static constexpr int sub = elems == 32 ? 32 : 8;  // blocks one pass of the 32 lanes decodes
+  // sub-chunks staged per load phase: ~2 KB per warp in flight (latency x bandwidth needs ~25 KB per SM)
+  static constexpr int stages = T == kMXFP4 ? 4 : T == kQ8_0 || T == kQ4_K ? 2 : 1;
+  static constexpr int chunk = sub * stages;  // blocks staged per warp pass (plan.cpp agrees)
+  static constexpr int lanes_per_block = 32 / sub;
+  static constexpr int lane_elems = elems / lanes_per_block;  // per sub-chunk
 };
 
 constexpr int kWarps = 8;
@@ -62,6 +65,7 @@ __global__ void __launch_bounds__(256) gemv_kernel(const uint8_t* __restrict__ w
     __syncwarp();
     // chunk offsets are multiples of the chunk size (whole 16-byte words), so every load is aligned
     if (load_bytes == 16) {
+#pragma unroll 4
       for (int i = lane; i < nbytes / 16; i += 32)
         reinterpret_cast<uint4*>(sm)[i] = __ldg(reinterpret_cast<const uint4*>(src) + i);
     } else if (load_bytes == 8) {
@@ -74,7 +78,9 @@ __global__ void __launch_bounds__(256) gemv_kernel(const uint8_t* __restrict__ w
       for (int i = lane; i < nbytes; i += 32) sm[i] = __ldg(src + i);
     }
     __syncwarp();
-    const int lb = lane / G::lanes_per_block;
+#pragma unroll
+    for (int s = 0; s < G::stages; ++s) {
+    const int lb = s * G::sub + lane / G::lanes_per_block;
     if (lb < nb) {
       const int e0 = (lane % G::lanes_per_block) * G::lane_elems;
       const float* xb = x + (c0 + lb) * G::elems + e0;
@@ -100,6 +106,7 @@ __global__ void __launch_bounds__(256) gemv_kernel(const uint8_t* __restrict__ w
           }
         }
       }
+    }
     }
   }
   float* yo = y + slot * y_slot_stride + r;

@@ -18,8 +18,8 @@ bool cuda_gemv_supported(QType t);
 
 // Launch geometry of the quantized GEMV (ops_cuda/gemv.cu): one warp per output row, `warps` rows per
 // thread block; a warp stages `chunk_blocks` weight blocks of its row in shared memory, then each lane
-// decodes `lane_elems` elements (32-element types: one block per lane; 256-element types: 4 lanes per
-// block).  grid = (ceil(rows / warps), n_slots).  `load_bytes`: width of the staging loads, the largest of
+// decodes `lane_elems` elements of them (per sub-chunk of 32 lanes: one block per lane for 32-element
+// types, 4 lanes per block for 256-element types).  grid = (ceil(rows / warps), n_slots).  `load_bytes`: width of the staging loads, the largest of
 // 16, 8, 4, 1 that divides the row size (rows of the Flash widths are whole 16-byte words).
 struct CudaGemvConfig {
   int threads = 0, warps = 0;
