@@ -13,6 +13,7 @@ import pytest
 
 from dsv4_gguf import runtime
 from dsv4_gguf.cuda import unavailable_reason
+from dsv4_gguf.reference.tolerances import assert_close
 
 REASON = unavailable_reason()
 BACKENDS = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(REASON is not None, reason=str(REASON)))]
@@ -43,7 +44,8 @@ def test_decode_matches_cpu_exact(small_gguf, tokens, variant, backend):
     # Before any router/indexer near-tie flip the logits agree to fp32 reduction order; a flip later
     # changes the KV of one token, hence the rate bounds over the whole run (no taps on the GPU yet).
     parity.check(c, f"{backend} {variant}", min_top1=0.97, max_mean_kld=1e-3, strict=False)
-    np.testing.assert_allclose(got[:8], ref[:8], atol=2e-3, rtol=1e-3)  # first tokens: no compressed entries yet
+    # the first tokens (no compressed entry, no top-k yet): reduction order + QAT grid steps only
+    assert_close(got[:8], ref[:8], "chunking_qat", f"{backend} {variant} first 8 tokens")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
