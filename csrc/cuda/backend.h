@@ -29,8 +29,9 @@ void rope_tail(float* x, int64_t rows, int64_t n, int64_t rd, int64_t pos0, int6
                bool inverse);
 void fake_quant(float* x, int64_t rows, int64_t n, int block, bool fp4);
 void hadamard(float* x, int64_t rows, int64_t n);
+// on_host: run the kernel's per-thread code (runtime/ops_cuda/logic.cuh) on the CPU instead (no device needed).
 void hc_coeffs(const float* mixes, int64_t T, const float* scale, const float* base, int hc, int iters, float eps,
-               float* pre, float* post, float* comb);
+               float* pre, float* post, float* comb, bool on_host = false);
 // tid2eid [V][K] or nullptr; tokens [T] (hash layers only)
 void route(const float* logits, int64_t T, int64_t E, int K, const float* bias, const int32_t* tid2eid, int64_t V,
            const int32_t* tokens, float route_scale, bool norm, int32_t* idx, float* w);
@@ -41,7 +42,10 @@ void sparse_attention(const float* q, int64_t H, int64_t hd, const float* window
                       float scale, float* out);
 // Fresh compressor state, tokens at positions pos0..pos0+T-1 (a, g [T][coff*d], g already + ape); pooled
 // entries [n_emitted][d] are appended to `out` (capacity T / m + 1 rows); returns n_emitted.
-int64_t compressor_run(int m, int d, const float* a, const float* g, int64_t T, int64_t pos0, float* out);
+int64_t compressor_run(int m, int d, const float* a, const float* g, int64_t T, int64_t pos0, float* out,
+                       bool on_host = false);
+// Top-k ids of score[0..n) as the indexer's (descending, ties to the lower id; returned ascending, -1 padded).
+void topk(const float* score, int64_t n, int64_t k, int32_t* out, bool on_host = false);
 // Indexer scores of one query over n keys, then top-k ids (ascending, -1 padded) into out [k].
 void indexer_topk(const float* q, const float* w, int64_t nh, int64_t dI, const float* keys, int64_t n, int64_t k,
                   float* scores, int32_t* out);

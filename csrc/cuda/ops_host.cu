@@ -6,6 +6,7 @@
 
 #include "cuda/backend.h"
 #include "runtime/ops_cuda/common.cuh"
+#include "runtime/ops_cuda/logic.cuh"
 #include "runtime/ops_cuda/ops_cuda.h"
 #include "runtime/ops_cuda/plan.h"
 
@@ -99,9 +100,15 @@ void hadamard(float* x, int64_t rows, int64_t n) {
 }
 
 void hc_coeffs(const float* mixes, int64_t T, const float* scale, const float* base, int hc, int iters, float eps,
-               float* pre, float* post, float* comb) {
-  need_device();
+               float* pre, float* post, float* comb, bool on_host) {
   const int nmix = (2 + hc) * hc;
+  if (hc > 4) throw std::invalid_argument("hc_coeffs: hc must be <= 4");
+  if (on_host) {
+    for (int64_t t = 0; t < T; ++t)
+      cudaops::hc_coeffs_one(mixes + t * nmix, scale, base, hc, iters, eps, pre + t * hc, post + t * hc, comb + t * hc * hc);
+    return;
+  }
+  need_device();
   Dev<float> dm(mixes, static_cast<size_t>(T * nmix)), ds(scale, 3), db(base, static_cast<size_t>(nmix));
   Dev<float> dpre(static_cast<size_t>(T * hc)), dpost(static_cast<size_t>(T * hc)), dcomb(static_cast<size_t>(T * hc * hc));
   cudaops::hc_coeffs(dm.p, T, ds.p, db.p, hc, iters, eps, dpre.p, dpost.p, dcomb.p, nullptr);
@@ -142,11 +149,23 @@ void sparse_attention(const float* q, int64_t H, int64_t hd, const float* window
   dout.get(out);
 }
 
-int64_t compressor_run(int m, int d, const float* a, const float* g, int64_t T, int64_t pos0, float* out) {
-  need_device();
+int64_t compressor_run(int m, int d, const float* a, const float* g, int64_t T, int64_t pos0, float* out,
+                       bool on_host) {
   if (m != 4 && m != 128) throw std::invalid_argument("compressor_run: ratio must be 4 or 128");
   const int coff = m == 4 ? 2 : 1, w = coff * d;
   std::vector<float> sc(static_cast<size_t>(coff * m * w), -INFINITY);
+  if (on_host) {
+    std::vector<float> kv(sc.size(), 0.f);
+    int64_t n = 0;
+    for (int64_t t = 0; t < T; ++t) {
+      bool emitted = false;
+      for (int c = 0; c < d; ++c)
+        emitted = cudaops::compressor_channel(kv.data(), sc.data(), m, d, a + t * w, g + t * w, pos0 + t, c, out + n * d + c);
+      if (emitted) ++n;
+    }
+    return n;
+  }
+  need_device();
   Dev<float> dkv(static_cast<size_t>(coff * m * w)), dsc(sc.data(), sc.size());
   check(cudaMemset(dkv.p, 0, dkv.n * 4), "cudaMemset");
   Dev<float> da(a, static_cast<size_t>(T * w)), dg(g, static_cast<size_t>(T * w)), dout(static_cast<size_t>((T / m + 1) * d));
@@ -157,6 +176,43 @@ int64_t compressor_run(int m, int d, const float* a, const float* g, int64_t T, 
   dout.get(tmp.data());
   std::memcpy(out, tmp.data(), static_cast<size_t>(n * d) * 4);
   return n;
+}
+
+void topk(const float* score, int64_t n, int64_t k, int32_t* out, bool on_host) {
+  if (k <= 0) return;
+  if (!on_host) {
+    need_device();
+    Dev<float> ds(score, static_cast<size_t>(n));
+    Dev<int32_t> dout(static_cast<size_t>(k));
+    Dev<uint8_t> scratch(cudaops::topk_scratch_bytes(n));
+    cudaops::topk_ids(ds.p, n, k, dout.p, scratch.p, nullptr);
+    dout.get(out);
+    return;
+  }
+  // the launch sequence of cudaops::topk_ids, each launch's threads run one after another (a bitonic stage's
+  // compare-exchanges touch disjoint pairs, so the order inside a stage does not matter)
+  int64_t N = 1;
+  while (N < n) N <<= 1;
+  std::vector<float> key(static_cast<size_t>(N));
+  std::vector<int32_t> idx(static_cast<size_t>(N));
+  for (int64_t i = 0; i < N; ++i) {
+    key[static_cast<size_t>(i)] = i < n ? score[i] : -INFINITY;
+    idx[static_cast<size_t>(i)] = i < n ? static_cast<int32_t>(i) : 0x7fffffff;
+  }
+  auto sort = [&](int64_t len, int by_idx) {
+    for (int64_t kk = 2; kk <= len; kk <<= 1)
+      for (int64_t j = kk >> 1; j > 0; j >>= 1)
+        for (int64_t i = 0; i < len; ++i) cudaops::bitonic_pair(key.data(), idx.data(), i, j, kk, by_idx);
+  };
+  const int64_t kk = k < n ? k : n;
+  if (kk > 0) {
+    sort(N, 0);
+    int64_t K2 = 1;
+    while (K2 < kk) K2 <<= 1;
+    for (int64_t i = kk; i < K2; ++i) idx[static_cast<size_t>(i)] = 0x7fffffff;
+    sort(K2, 1);
+  }
+  for (int64_t i = 0; i < k; ++i) out[i] = i < kk ? idx[static_cast<size_t>(i)] : -1;
 }
 
 void indexer_topk(const float* q, const float* w, int64_t nh, int64_t dI, const float* keys, int64_t n, int64_t k,

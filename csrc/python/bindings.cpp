@@ -617,14 +617,15 @@ void register_cuda(py::module_& m) {
     return y;
   }, py::arg("x"));
   m.def("cuda_hc_coeffs", [](const py::array& mixes, const py::array& scale, const py::array& base, int hc, int iters,
-                             float eps) {
+                             float eps, bool on_host) {
     const int64_t T = dim(mixes, 0, "mixes");
     py::array_t<float> pre({T, static_cast<int64_t>(hc)}), post({T, static_cast<int64_t>(hc)}),
         comb({T, static_cast<int64_t>(hc * hc)});
     cu::hc_coeffs(f32p(mixes, "mixes"), T, f32p(scale, "scale"), f32p(base, "base"), hc, iters, eps, pre.mutable_data(),
-                  post.mutable_data(), comb.mutable_data());
+                  post.mutable_data(), comb.mutable_data(), on_host);
     return py::make_tuple(pre, post, comb);
-  }, py::arg("mixes"), py::arg("scale"), py::arg("base"), py::arg("hc"), py::arg("iters"), py::arg("eps"));
+  }, py::arg("mixes"), py::arg("scale"), py::arg("base"), py::arg("hc"), py::arg("iters"), py::arg("eps"),
+     py::arg("on_host") = false, "on_host: the kernel's per-thread code run on the CPU (no device needed).");
   m.def("cuda_route", [](const py::array& logits, int K, const py::object& bias, const py::object& tid2eid,
                          const py::object& tokens, float scale, bool norm) {
     const int64_t T = dim(logits, 0, "logits"), E = dim(logits, 1, "logits");
@@ -660,14 +661,22 @@ void register_cuda(py::module_& m) {
                          out.mutable_data());
     return out;
   }, py::arg("q"), py::arg("window"), py::arg("p"), py::arg("comp"), py::arg("ids"), py::arg("sinks"), py::arg("scale"));
-  m.def("cuda_compressor_run", [](int m_, int d, const py::array& a, const py::array& g, int64_t pos0) {
+  m.def("cuda_compressor_run", [](int m_, int d, const py::array& a, const py::array& g, int64_t pos0, bool on_host) {
     const int64_t T = dim(a, 0, "a");
+    if (dim(a, 1, "a") != (m_ == 4 ? 2 : 1) * d || dim(g, 1, "g") != dim(a, 1, "a") || dim(g, 0, "g") != T)
+      throw py::value_error("a, g: [T, coff * d] expected (coff = 2 for m = 4)");
     std::vector<float> out(static_cast<size_t>((T / m_ + 1) * d));
-    const int64_t n = cu::compressor_run(m_, d, f32p(a, "a"), f32p(g, "g"), T, pos0, out.data());
+    const int64_t n = cu::compressor_run(m_, d, f32p(a, "a"), f32p(g, "g"), T, pos0, out.data(), on_host);
     py::array_t<float> r({n, static_cast<int64_t>(d)});
     std::memcpy(r.mutable_data(), out.data(), static_cast<size_t>(n * d) * 4);
     return r;
-  }, py::arg("m"), py::arg("d"), py::arg("a"), py::arg("g"), py::arg("pos0"));
+  }, py::arg("m"), py::arg("d"), py::arg("a"), py::arg("g"), py::arg("pos0"), py::arg("on_host") = false);
+  m.def("cuda_topk", [](const py::array& score, int64_t k, bool on_host) {
+    py::array_t<int32_t> ids(k);
+    cu::topk(f32p(score, "score"), score.size(), k, ids.mutable_data(), on_host);
+    return ids;
+  }, py::arg("score"), py::arg("k"), py::arg("on_host") = false,
+     "Indexer top-k ids (ascending, -1 padded); on_host runs the bitonic network's code on the CPU.");
   m.def("cuda_indexer_topk", [](const py::array& q, const py::array& w, const py::array& keys, int64_t k) {
     const int64_t nh = dim(q, 0, "q"), dI = dim(q, 1, "q"), n = dim(keys, 0, "keys");
     py::array_t<float> scores(n);

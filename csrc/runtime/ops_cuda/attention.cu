@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "runtime/ops_cuda/common.cuh"
+#include "runtime/ops_cuda/logic.cuh"
 #include "runtime/ops_cuda/ops_cuda.h"
 
 namespace dsv4::cudaops {
@@ -58,48 +59,13 @@ __global__ void sparse_attention_kernel(const float* __restrict__ q, int64_t hd,
   }
 }
 
-// Thread c owns channels c and d + c of every slot, so writing the token, pooling and advancing the
-// state need no synchronisation.  Slot layout as ops_cpu/compressor.cpp: [coff*m][coff*d].
+// thread per channel (logic.cuh compressor_channel)
 __global__ void compressor_step_kernel(float* kv, float* score, int m, int d, const float* __restrict__ a,
                                        const float* __restrict__ g, int64_t pos, float* __restrict__ out) {
   const int c = blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= d) return;
-  const bool overlap = m == 4;
-  const int coff = overlap ? 2 : 1, w = coff * d, off = overlap ? m : 0;
-  const int slot = off + static_cast<int>(pos % m);
-  for (int h = 0; h < coff; ++h) {
-    kv[slot * w + h * d + c] = a[h * d + c];
-    score[slot * w + h * d + c] = g[h * d + c];
-  }
-  if ((pos + 1) % m != 0) return;
-  // pooled entry: softmax over the candidate slots of this channel
-  float mx = -INFINITY;
-  if (overlap)
-    for (int i = 0; i < m; ++i) mx = fmaxf(mx, fmaxf(score[i * w + c], score[(m + i) * w + d + c]));
-  else
-    for (int i = 0; i < m; ++i) mx = fmaxf(mx, score[i * w + c]);
-  float s = 0.f, acc = 0.f;
-  // two passes as the CPU (sum of exps first, then weighted values divided by the sum)
-  if (overlap) {
-    for (int i = 0; i < m; ++i) s += expf(score[i * w + c] - mx);
-    for (int i = 0; i < m; ++i) s += expf(score[(m + i) * w + d + c] - mx);
-    for (int i = 0; i < m; ++i) acc += kv[i * w + c] * (expf(score[i * w + c] - mx) / s);
-    for (int i = 0; i < m; ++i) acc += kv[(m + i) * w + d + c] * (expf(score[(m + i) * w + d + c] - mx) / s);
-  } else {
-    for (int i = 0; i < m; ++i) s += expf(score[i * w + c] - mx);
-    for (int i = 0; i < m; ++i) acc += kv[i * w + c] * (expf(score[i * w + c] - mx) / s);
-  }
-  out[c] = acc;
-  for (int i = 0; i < m; ++i)
-    for (int h = 0; h < coff; ++h) {
-      const int cur = (off + i) * w + h * d + c;
-      if (overlap) {
-        kv[i * w + h * d + c] = kv[cur];
-        score[i * w + h * d + c] = score[cur];
-      }
-      kv[cur] = 0.f;
-      score[cur] = -INFINITY;
-    }
+  float v;
+  if (compressor_channel(kv, score, m, d, a, g, pos, c, &v)) out[c] = v;
 }
 
 // warp per key; dynamic smem q [nh][dI]
@@ -129,27 +95,9 @@ __global__ void topk_init_kernel(const float* __restrict__ score, int64_t n, int
   idx[i] = i < n ? static_cast<int32_t>(i) : 0x7fffffff;
 }
 
-// "a before b": by_idx ? idx ascending : (key descending, idx ascending)
-__device__ __forceinline__ bool before(float ka, int32_t ia, float kb, int32_t ib, int by_idx) {
-  if (by_idx) return ia < ib;
-  return ka > kb || (ka == kb && ia < ib);
-}
-
 __global__ void bitonic_step_kernel(float* key, int32_t* idx, int64_t N, int64_t j, int64_t k, int by_idx) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= N) return;
-  const int64_t l = i ^ j;
-  if (l <= i) return;
-  const bool up = (i & k) == 0;
-  const bool swap = up ? before(key[l], idx[l], key[i], idx[i], by_idx) : before(key[i], idx[i], key[l], idx[l], by_idx);
-  if (swap) {
-    const float tk = key[i];
-    key[i] = key[l];
-    key[l] = tk;
-    const int32_t ti = idx[i];
-    idx[i] = idx[l];
-    idx[l] = ti;
-  }
+  if (i < N) bitonic_pair(key, idx, i, j, k, by_idx);
 }
 
 __global__ void topk_mask_kernel(int32_t* idx, int64_t kk, int64_t K2) {

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "runtime/ops_cuda/common.cuh"
+#include "runtime/ops_cuda/logic.cuh"
 #include "runtime/ops_cuda/ops_cuda.h"
 
 namespace dsv4::cudaops {
@@ -122,44 +123,13 @@ __global__ void hc_scale_mixes_kernel(const float* __restrict__ x, int64_t n, fl
   for (int o = threadIdx.x; o < n_mix; o += blockDim.x) mixes[blockIdx.x * n_mix + o] *= r;
 }
 
-// thread per token (hc = 4: 16 entries, 20 Sinkhorn iterations)
+// thread per token (hc <= 4; logic.cuh)
 __global__ void hc_coeffs_kernel(const float* __restrict__ mixes, int64_t T, const float* __restrict__ scale,
                                  const float* __restrict__ base, int hc, int iters, float eps, float* pre, float* post,
                                  float* comb) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= T || hc > 4) return;
-  const int nmix = (2 + hc) * hc;
-  const float* m = mixes + t * nmix;
-  float c[16];
-  for (int j = 0; j < hc; ++j) {
-    pre[t * hc + j] = sigmoidf_(m[j] * scale[0] + base[j]) + eps;
-    post[t * hc + j] = 2.0f * sigmoidf_(m[hc + j] * scale[1] + base[hc + j]);
-  }
-  for (int j = 0; j < hc; ++j) {
-    float mx = -INFINITY;
-    for (int k = 0; k < hc; ++k) {
-      c[j * 4 + k] = m[2 * hc + j * hc + k] * scale[2] + base[2 * hc + j * hc + k];
-      mx = fmaxf(mx, c[j * 4 + k]);
-    }
-    float s = 0.f;
-    for (int k = 0; k < hc; ++k) s += (c[j * 4 + k] = expf(c[j * 4 + k] - mx));
-    for (int k = 0; k < hc; ++k) c[j * 4 + k] = c[j * 4 + k] / s + eps;
-  }
-  for (int it = 0; it < iters; ++it) {
-    if (it > 0)
-      for (int j = 0; j < hc; ++j) {
-        float s = 0.f;
-        for (int k = 0; k < hc; ++k) s += c[j * 4 + k];
-        for (int k = 0; k < hc; ++k) c[j * 4 + k] /= (s + eps);
-      }
-    for (int k = 0; k < hc; ++k) {
-      float s = 0.f;
-      for (int j = 0; j < hc; ++j) s += c[j * 4 + k];
-      for (int j = 0; j < hc; ++j) c[j * 4 + k] /= (s + eps);
-    }
-  }
-  for (int j = 0; j < hc; ++j)
-    for (int k = 0; k < hc; ++k) comb[t * hc * hc + j * hc + k] = c[j * 4 + k];
+  hc_coeffs_one(mixes + t * (2 + hc) * hc, scale, base, hc, iters, eps, pre + t * hc, post + t * hc, comb + t * hc * hc);
 }
 
 __global__ void hc_head_pre_kernel(const float* __restrict__ mixes, int64_t T, const float* __restrict__ scale,
