@@ -18,7 +18,9 @@ void decode_e4m3(const uint8_t* in, float* out, size_t n);
 // ---- runtime ops on host arrays (csrc/cuda/ops_host.cu): copy in, run the ops_cuda kernel on device 0,
 // copy out.  For parity tests and benchmarks; the runtime itself keeps data on the device.  Each throws
 // std::runtime_error when no device is present.  Shapes as the launchers in runtime/ops_cuda/ops_cuda.h.
-void gemv(int qtype, const uint8_t* w, int64_t rows, int64_t cols, const float* x, int n_vec, float* y);
+// on_host: the kernel's per-lane code and warp reduction executed on the CPU, lane by lane (no device).
+void gemv(int qtype, const uint8_t* w, int64_t rows, int64_t cols, const float* x, int n_vec, float* y,
+          bool on_host = false);
 // w: stacked experts [n_experts * rows][row bytes]; x [n_slots][cols]; y [n_slots][rows]
 void moe_gemv(int qtype, const uint8_t* w, int64_t n_experts, int64_t rows, int64_t cols, const int32_t* ids,
               int n_slots, const float* x, float* y);

@@ -12,6 +12,7 @@
 
 namespace dsv4::cudaops {
 void dequant_rows_host(int qtype, const uint8_t* w, int64_t rows, int64_t cols, float* out);  // gemv.cu
+void gemv_emulate_host(int qtype, const uint8_t* w, int64_t rows, int64_t cols, const float* x, int n_vec, float* y);
 }
 
 namespace dsv4::cuda {
@@ -42,7 +43,8 @@ struct Dev {
 };
 }  // namespace
 
-void gemv(int qtype, const uint8_t* w, int64_t rows, int64_t cols, const float* x, int n_vec, float* y) {
+void gemv(int qtype, const uint8_t* w, int64_t rows, int64_t cols, const float* x, int n_vec, float* y, bool on_host) {
+  if (on_host) return cudaops::gemv_emulate_host(qtype, w, rows, cols, x, n_vec, y);
   need_device();
   const CudaGemvConfig c = cuda_gemv_config(static_cast<QType>(qtype), rows, cols, n_vec, 1);
   Dev<uint8_t> dw(w, c.row_bytes * static_cast<size_t>(rows));

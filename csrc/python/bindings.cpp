@@ -572,7 +572,7 @@ void register_cuda(py::module_& m) {
     cu::dequant_rows_host(qtype, u8ptr(w), rows, cols, out.mutable_data());
     return out;
   }, py::arg("qtype"), py::arg("w"), py::arg("cols"), "The CUDA decoders run on the host (no device needed).");
-  m.def("cuda_gemv", [](int qtype, const py::array& w, const py::array& x) {
+  m.def("cuda_gemv", [](int qtype, const py::array& w, const py::array& x, bool on_host) {
     require_u8(w, "w");
     const int64_t rows = dim(w, 0, "w"), n = dim(x, 0, "x"), cols = dim(x, 1, "x");
     const float* xp = f32p(x, "x");
@@ -581,10 +581,11 @@ void register_cuda(py::module_& m) {
     const uint8_t* wp = u8ptr(w);
     {
       py::gil_scoped_release nogil;
-      cu::gemv(qtype, wp, rows, cols, xp, static_cast<int>(n), yp);
+      cu::gemv(qtype, wp, rows, cols, xp, static_cast<int>(n), yp, on_host);
     }
     return y;
-  }, py::arg("qtype"), py::arg("w"), py::arg("x"), "y[v] = W x[v] on device 0 (x [n_vec <= 8, cols]).");
+  }, py::arg("qtype"), py::arg("w"), py::arg("x"), py::arg("on_host") = false,
+     "y[v] = W x[v] on device 0 (x [n_vec <= 8, cols]); on_host: the kernel's lane code run on the CPU.");
   m.def("cuda_moe_gemv", [](int qtype, const py::array& w, int64_t rows, const py::array& ids, const py::array& x) {
     require_u8(w, "w");
     const int64_t n = dim(x, 0, "x"), cols = dim(x, 1, "x");

@@ -1,5 +1,6 @@
-"""The CUDA kernels' per-thread logic (runtime/ops_cuda/logic.cuh: mHC Sinkhorn, the compressor state
-machine, the bitonic top-k network) against numpy definitions of the CPU ops.  Each body runs twice: the
+"""The CUDA kernels' per-thread logic (the GEMV's lane work + warp reduction, mHC Sinkhorn, the compressor
+state machine, the bitonic top-k network: runtime/ops_cuda/dequant.cuh, logic.cuh) against float64/numpy
+definitions of the CPU ops.  Each body runs twice: the
 kernel code executed on the host (every build with nvcc, no device needed) and the kernels on device 0
 (skipped with the stated reason without one)."""
 
@@ -15,6 +16,38 @@ from dsv4_gguf.reference.tolerances import assert_close
 REASON = unavailable_reason()
 pytestmark = pytest.mark.skipif(not cuda_info()["compiled"], reason="CUDA backend not compiled (no nvcc at build time)")
 WHERE = ["host", pytest.param("device", marks=pytest.mark.skipif(REASON is not None, reason=str(REASON)))]
+
+
+TYPES = {"F32": 0, "F16": 1, "BF16": 30, "Q8_0": 8, "MXFP4": 39, "Q4_K": 12, "Q6_K": 14}
+
+
+def weights(qtype: int, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(stored bytes [rows, row_bytes], CPU-decoded f32)."""
+    import ml_dtypes
+
+    rows = w.shape[0]
+    if qtype == 0:
+        return w.view(np.uint8).reshape(rows, -1), w
+    if qtype in (1, 30):
+        h = w.astype(np.float16 if qtype == 1 else ml_dtypes.bfloat16)
+        return h.view(np.uint8).reshape(rows, -1), h.astype(np.float32)
+    q = _C.quantize_rows(qtype, w)
+    return q, _C.dequantize_rows(qtype, q).reshape(w.shape)
+
+
+@pytest.mark.parametrize("where", WHERE)
+@pytest.mark.parametrize("name", list(TYPES))
+@pytest.mark.parametrize("rows,cols,n_vec", [(300, 1024, 1), (64, 4096, 3), (17, 512, 8), (9, 768, 2)])
+def test_gemv(where, name, rows, cols, n_vec):
+    """Full and partial staged chunks (MXFP4 stages 128 blocks: 4096 cols = 1 chunk, 768 = a partial one)."""
+    qt = TYPES[name]
+    if cols % 256 and qt in (12, 14):
+        cols = 1024
+    rng = np.random.default_rng(rows + cols)
+    q, wd = weights(qt, rng.standard_normal((rows, cols)).astype(np.float32))
+    x = (rng.standard_normal((n_vec, cols)) / np.sqrt(cols)).astype(np.float32)
+    got = _C.cuda_gemv(qt, q, x, on_host=where == "host")
+    assert_close(got, x.astype(np.float64) @ wd.astype(np.float64).T, "cuda_gemv", f"gemv {name} ({where})")
 
 
 def hc_coeffs_ref(m: np.ndarray, scale: np.ndarray, base: np.ndarray, iters: int = 20, eps: float = 1e-6):

@@ -33,17 +33,6 @@ def _weights(qtype: int, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q, _C.dequantize_rows(qtype, q).reshape(w.shape)
 
 
-@pytest.mark.parametrize("name", list(TYPES))
-@pytest.mark.parametrize("rows,cols,n_vec", [(300, 1024, 1), (64, 4096, 3), (17, 512, 8), (9, 768, 2)])
-def test_gemv(name, rows, cols, n_vec):
-    qt = TYPES[name]
-    rng = np.random.default_rng(rows + cols)
-    q, wd = _weights(qt, rng.standard_normal((rows, cols)).astype(np.float32))
-    x = (rng.standard_normal((n_vec, cols)) / np.sqrt(cols)).astype(np.float32)
-    got = _C.cuda_gemv(qt, q, x)
-    assert_close(got, x.astype(np.float64) @ wd.astype(np.float64).T, "cuda_gemv", f"gemv {name}")
-
-
 @pytest.mark.parametrize("name", ["Q8_0", "BF16"])
 def test_gemv_unaligned_rows_use_byte_staging(name):
     qt, cols = TYPES[name], 96  # Q8_0: 102-byte rows (2-byte aligned: 1-byte staging), BF16: 192 (16-byte)

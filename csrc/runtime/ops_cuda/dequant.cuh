@@ -162,4 +162,63 @@ DSV4_HD void dequant8<kQ6_K>(const uint8_t* b, int j, float* v) {
   }
 }
 
+// ---- the GEMV's per-lane work (gemv.cu), here so that the host can execute it too ----
+template <int T>
+struct GemvGeom {
+  static constexpr int elems = T == kQ4_K || T == kQ6_K ? 256 : 32;
+  static constexpr int bytes = T == kF32 ? 128 : T == kF16 || T == kBF16 ? 64 : T == kQ8_0 ? 34 : T == kMXFP4 ? 17
+                               : T == kQ4_K ? 144 : 210;
+  static constexpr int sub = elems == 32 ? 32 : 8;  // blocks one pass of the 32 lanes decodes
+  // sub-chunks staged per load phase: ~2 KB per warp in flight (latency x bandwidth needs ~25 KB per SM)
+  static constexpr int stages = T == kMXFP4 ? 4 : T == kQ8_0 || T == kQ4_K ? 2 : 1;
+  static constexpr int chunk = sub * stages;  // blocks staged per warp pass (plan.cpp agrees)
+  static constexpr int lanes_per_block = 32 / sub;
+  static constexpr int lane_elems = elems / lanes_per_block;  // per sub-chunk
+};
+
+DSV4_HD void load8(const float* p, float* v) {
+#ifdef __CUDA_ARCH__
+  const float4 a = __ldg(reinterpret_cast<const float4*>(p)), b = __ldg(reinterpret_cast<const float4*>(p + 4));
+  v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+#else
+  for (int i = 0; i < 8; ++i) v[i] = p[i];
+#endif
+}
+
+// Lane `lane`'s partial dots over one staged chunk: `sm` holds the chunk's `nb` blocks (block c0 of the
+// row onwards), x the activations [n_vec][cols]; adds into acc[0..n_vec).
+template <int T>
+DSV4_HD void gemv_lane(const uint8_t* sm, int lane, int nb, int64_t c0, const float* x, int64_t cols, int n_vec,
+                       float* acc) {
+  using G = GemvGeom<T>;
+#ifdef __CUDA_ARCH__
+#pragma unroll
+#endif
+  for (int st = 0; st < G::stages; ++st) {
+    const int lb = st * G::sub + lane / G::lanes_per_block;
+    if (lb >= nb) continue;
+    const int e0 = (lane % G::lanes_per_block) * G::lane_elems;
+    const float* xb = x + (c0 + lb) * G::elems + e0;
+#ifdef __CUDA_ARCH__
+#pragma unroll 2
+#endif
+    for (int j = 0; j < G::lane_elems; j += 8) {
+      float v[8];
+      dequant8<T>(sm + lb * G::bytes, e0 + j, v);
+#ifdef __CUDA_ARCH__
+#pragma unroll
+#endif
+      for (int t = 0; t < 8; ++t) {
+        if (t < n_vec) {
+          float a[8];
+          load8(xb + t * cols + j, a);
+          float s = acc[t];
+          for (int i = 0; i < 8; ++i) s = fmaf(v[i], a[i], s);
+          acc[t] = s;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace dsv4::cudaops

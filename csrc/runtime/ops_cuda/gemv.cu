@@ -3,7 +3,9 @@
 // memory with 16-byte loads (coalesced, whatever the block size), then each lane decodes its elements and
 // dots them with the f32 activations, up to 8 vectors per pass so a short chunk reads the weights once.
 // Accumulation is fp32 (spec §9.1), the CPU runtime's exact mode; activations are not quantized.
+#include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "runtime/ops_cuda/common.cuh"
 #include "runtime/ops_cuda/dequant.cuh"
@@ -21,17 +23,7 @@ static_assert(kF32 == static_cast<int>(QType::F32) && kF16 == static_cast<int>(Q
 namespace {
 
 template <int T>
-struct Geom {
-  static constexpr int elems = T == kQ4_K || T == kQ6_K ? 256 : 32;
-  static constexpr int bytes = T == kF32 ? 128 : T == kF16 || T == kBF16 ? 64 : T == kQ8_0 ? 34 : T == kMXFP4 ? 17
-                               : T == kQ4_K ? 144 : 210;
-  static constexpr int sub = elems == 32 ? 32 : 8;  // blocks one pass of the 32 lanes decodes
-  // sub-chunks staged per load phase: ~2 KB per warp in flight (latency x bandwidth needs ~25 KB per SM)
-  static constexpr int stages = T == kMXFP4 ? 4 : T == kQ8_0 || T == kQ4_K ? 2 : 1;
-  static constexpr int chunk = sub * stages;  // blocks staged per warp pass (plan.cpp agrees)
-  static constexpr int lanes_per_block = 32 / sub;
-  static constexpr int lane_elems = elems / lanes_per_block;  // per sub-chunk
-};
+using Geom = GemvGeom<T>;
 
 constexpr int kWarps = 8;
 
@@ -78,36 +70,7 @@ __global__ void __launch_bounds__(256) gemv_kernel(const uint8_t* __restrict__ w
       for (int i = lane; i < nbytes; i += 32) sm[i] = __ldg(src + i);
     }
     __syncwarp();
-#pragma unroll
-    for (int s = 0; s < G::stages; ++s) {
-    const int lb = s * G::sub + lane / G::lanes_per_block;
-    if (lb < nb) {
-      const int e0 = (lane % G::lanes_per_block) * G::lane_elems;
-      const float* xb = x + (c0 + lb) * G::elems + e0;
-#pragma unroll 2
-      for (int j = 0; j < G::lane_elems; j += 8) {
-        float v[8];
-        dequant8<T>(sm + lb * G::bytes, e0 + j, v);
-#pragma unroll
-        for (int t = 0; t < 8; ++t) {
-          if (t < n_vec) {
-            const float4 a = __ldg(reinterpret_cast<const float4*>(xb + t * cols + j));
-            const float4 b = __ldg(reinterpret_cast<const float4*>(xb + t * cols + j + 4));
-            float s = acc[t];
-            s = fmaf(v[0], a.x, s);
-            s = fmaf(v[1], a.y, s);
-            s = fmaf(v[2], a.z, s);
-            s = fmaf(v[3], a.w, s);
-            s = fmaf(v[4], b.x, s);
-            s = fmaf(v[5], b.y, s);
-            s = fmaf(v[6], b.z, s);
-            s = fmaf(v[7], b.w, s);
-            acc[t] = s;
-          }
-        }
-      }
-    }
-    }
+    gemv_lane<T>(sm, lane, nb, c0, x, cols, n_vec, acc);
   }
   float* yo = y + slot * y_slot_stride + r;
 #pragma unroll
@@ -190,6 +153,45 @@ void dequant_rows(int qtype, const void* w, int64_t cols, const int32_t* idx, in
     default: break;
   }
   check_launch("dequant_rows_kernel");
+}
+
+// Host execution of the GEMV kernel's per-lane code and its warp reduction (xor-shuffle tree), lane by
+// lane: the CPU tests check the kernel's indexing and order without a device.
+void gemv_emulate_host(int qtype, const uint8_t* w, int64_t rows, int64_t cols, const float* x, int n_vec, float* y) {
+  const CudaGemvConfig c = cuda_gemv_config(static_cast<QType>(qtype), rows, cols, n_vec, 1);
+  const int64_t nblocks = cols / c.block_elems;
+  std::vector<float> acc(32 * 8);
+  for (int64_t r = 0; r < rows; ++r) {
+    std::fill(acc.begin(), acc.end(), 0.f);
+    const uint8_t* wr = w + static_cast<size_t>(r) * c.row_bytes;
+    for (int64_t c0 = 0; c0 < nblocks; c0 += c.chunk_blocks) {
+      const int nb = static_cast<int>(std::min<int64_t>(nblocks - c0, c.chunk_blocks));
+      const uint8_t* sm = wr + static_cast<size_t>(c0) * c.block_bytes;  // the staged bytes are these bytes
+      for (int lane = 0; lane < 32; ++lane) {
+        float* a = &acc[static_cast<size_t>(lane) * 8];
+        switch (qtype) {
+          case kF32: gemv_lane<kF32>(sm, lane, nb, c0, x, cols, n_vec, a); break;
+          case kF16: gemv_lane<kF16>(sm, lane, nb, c0, x, cols, n_vec, a); break;
+          case kBF16: gemv_lane<kBF16>(sm, lane, nb, c0, x, cols, n_vec, a); break;
+          case kQ8_0: gemv_lane<kQ8_0>(sm, lane, nb, c0, x, cols, n_vec, a); break;
+          case kMXFP4: gemv_lane<kMXFP4>(sm, lane, nb, c0, x, cols, n_vec, a); break;
+          case kQ4_K: gemv_lane<kQ4_K>(sm, lane, nb, c0, x, cols, n_vec, a); break;
+          case kQ6_K: gemv_lane<kQ6_K>(sm, lane, nb, c0, x, cols, n_vec, a); break;
+          default: break;
+        }
+      }
+    }
+    for (int t = 0; t < n_vec; ++t) {
+      float v[32];
+      for (int l = 0; l < 32; ++l) v[l] = acc[static_cast<size_t>(l) * 8 + t];
+      for (int o = 16; o > 0; o >>= 1) {  // warp_sum: every lane adds its xor partner's value
+        float nv[32];
+        for (int l = 0; l < 32; ++l) nv[l] = v[l] + v[l ^ o];
+        for (int l = 0; l < 32; ++l) v[l] = nv[l];
+      }
+      y[t * rows + r] = v[0];
+    }
+  }
 }
 
 // Host execution of the same decoders (no device needed): the CPU tests compare it with csrc/quant.
