@@ -6,29 +6,16 @@ module (``cuda`` tests skip with the stated reason when the target is not compil
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).parent
-
-
-def _fixture_module():
-    name = "cuda_tests_gguf_fixture"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, HERE.parent / "runtime" / "gguf_fixture.py")
-        mod = importlib.util.module_from_spec(spec)
-        assert spec.loader is not None
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
 
 @pytest.fixture(scope="session")
 def gguf_fixture():
-    return _fixture_module()
+    from runtime import gguf_fixture
+
+    return gguf_fixture
 
 
 @pytest.fixture(scope="session")

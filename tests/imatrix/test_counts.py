@@ -9,8 +9,6 @@ choice may differ only at a recorded near-tie (runtime margin < 1e-4), never sil
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,21 +21,14 @@ from dsv4_gguf.reference import RefOptions, Taps, Transformer, load_weights, ran
 RT = Path(__file__).resolve().parents[1] / "runtime"
 
 
-def _gguf_fixture():
-    spec = importlib.util.spec_from_file_location("im_gguf_fixture", RT / "gguf_fixture.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_expert_counts_equal_reference_router(tmp_path):
     from dsv4_gguf.quantize.imatrix import load_imatrix_raw
     from dsv4_gguf.quantize.imatrix_collect import collect
+    from runtime import gguf_fixture as gf
 
     from dsv4_gguf.config import PRESETS
-
-    gf = _gguf_fixture()
     args = PRESETS["tiny"].replace(vocab_size=1024)
     weights = {k: v.numpy() for k, v in random_weights(args, 0).items()}
     path = gf.write_gguf(tmp_path / "F32.gguf", args, weights, "F32")
@@ -86,11 +77,10 @@ def test_expert_counts_equal_reference_router(tmp_path):
 def test_taps_do_not_change_the_forward_pass(tmp_path):
     """The imatrix taps only copy activations: logits with every collection tap on are bit-identical."""
     from dsv4_gguf.quantize.imatrix_collect import TAPS
+    from runtime import gguf_fixture as gf
 
     from dsv4_gguf import runtime
     from dsv4_gguf.config import PRESETS
-
-    gf = _gguf_fixture()
     args = PRESETS["tiny"].replace(vocab_size=1024)
     weights = {k: v.numpy() for k, v in random_weights(args, 0).items()}
     path = gf.write_gguf(tmp_path / "Q8_0.gguf", args, weights, "Q8_0")

@@ -3,19 +3,11 @@ must-show 1); the body and the rule are in tests/runtime/converter_parity.py and
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
 pytest.importorskip("torch")
 
-_spec = importlib.util.spec_from_file_location(
-    "rt_converter_parity_b", Path(__file__).resolve().parents[1] / "runtime" / "converter_parity.py")
-_mod = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _mod
-_spec.loader.exec_module(_mod)
+from runtime import converter_parity as _mod  # noqa: E402
 
 tokens = _mod.tokens
 converted = _mod.converted

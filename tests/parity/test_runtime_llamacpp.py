@@ -13,28 +13,15 @@ differences, and why the bounds are what they are:
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 llama_cpp = pytest.importorskip("llama_cpp")
 
-RT = Path(__file__).resolve().parents[1] / "runtime"
+from runtime import gguf_fixture as gf  # noqa: E402
+from runtime import report  # noqa: E402
 
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"rtl_{name}", RT / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses need their module registered
-    spec.loader.exec_module(mod)
-    return mod
-
-
-gf = _load("gguf_fixture")
-_report, LINES = _load("report").reporter_fixture("runtime vs llama.cpp (measured)")
+_report, LINES = report.reporter_fixture("runtime vs llama.cpp (measured)")
 
 # (variant, qat) -> (min top-1 agreement, max mean KLD)
 BOUNDS = {("F32", False): (0.97, 2e-3), ("F32", True): (0.90, 1e-2), ("MXFP4_MOE", False): (0.85, 2e-2),

@@ -5,30 +5,16 @@ MTP state (window, position, pending main streams)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
+from runtime import parity, report  # noqa: E402
+
 from dsv4_gguf.reference import Taps, Transformer, load_weights  # noqa: E402
 
-RT = Path(__file__).resolve().parents[1] / "runtime"
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"rtm_{name}", RT / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-parity = _load("parity")
-_report, LINES = _load("report").reporter_fixture("runtime MTP vs reference (measured)")
+_report, LINES = report.reporter_fixture("runtime MTP vs reference (measured)")
 
 
 @pytest.fixture(scope="module")

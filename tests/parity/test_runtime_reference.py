@@ -13,31 +13,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
+from runtime import gguf_fixture as gf  # noqa: E402
+from runtime import report  # noqa: E402
+
 from dsv4_gguf.reference import RefOptions, Taps, Transformer, load_weights, random_weights  # noqa: E402
 from dsv4_gguf.reference.tolerances import Tol, assert_close  # noqa: E402
 
-RT = Path(__file__).resolve().parents[1] / "runtime"
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"rt_{name}", RT / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses need their module registered
-    spec.loader.exec_module(mod)
-    return mod
-
-
-gf = _load("gguf_fixture")
-_report, LINES = _load("report").reporter_fixture("runtime vs reference (measured)")
+_report, LINES = report.reporter_fixture("runtime vs reference (measured)")
 
 RUNTIME_EXACT = Tol(2e-4, 2e-5, "runtime (AVX2 f32 dots, exact mode) vs reference (MKL sgemm), QAT off: only "
                     "fp32 reduction order differs (~1e-7 relative per op) through 5 blocks of mHC; measured <= 4e-5")

@@ -7,25 +7,13 @@ layers); the head matmul would dominate otherwise.  Measured numbers are printed
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+from runtime import gguf_fixture as gf
 
-HERE = Path(__file__).parent
 MEASURED: dict[str, str] = {}
-
-
-def load_helper(name: str):
-    spec = importlib.util.spec_from_file_location(f"runtime_tests_{name}", HERE / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(mod)
-    return mod
-
-
-gf = load_helper("gguf_fixture")
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,6 @@ files to keep each under ~90 s on the shared 2-core machines.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +25,8 @@ from dsv4_gguf.reference import RefOptions, Taps, Transformer, load_weights  # n
 RT = Path(__file__).resolve().parent
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"rtc_{name}", RT / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses need their module registered
-    spec.loader.exec_module(mod)
-    return mod
-
-
-parity = _load("parity")
+from runtime import parity  # noqa: E402
+from runtime import report as report_mod  # noqa: E402
 
 VARIANTS = ["SOURCE", "MXFP4_MOE", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K", "IQ2_XXS-MOE"]
 N_TOKENS = 600
@@ -79,7 +70,7 @@ def _ref_run(args, path, tokens):
 
 def make(variants: list[str]):
     """Test function + reporter fixture for a subset of VARIANTS (assign both in the test module)."""
-    report, lines = _load("report").reporter_fixture("runtime vs reference on converter GGUFs (measured)")
+    report, lines = report_mod.reporter_fixture("runtime vs reference on converter GGUFs (measured)")
 
     @pytest.mark.slow
     @pytest.mark.parametrize("variant", variants)
