@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -84,12 +85,17 @@ class GenerationStats:
 
 
 class Session:
-    """One sequence: KV caches and compressor state of every layer (``_C.Session``)."""
+    """One sequence: KV caches and compressor state of every layer (``_C.Session``).
+
+    Sessions of one ``Model`` may run concurrently on different threads (the GIL is released during the
+    math); one session is one sequence and raises ``RuntimeError`` (``_C.SessionBusyError``) when a second
+    thread calls it while it is busy, a multi-chunk ``prefill`` included."""
 
     def __init__(self, model: Model, ctx: int, kv_dtype: str = "f32", mtp: bool = False):
         from . import _C
 
         self.model = model
+        self._busy = threading.Lock()  # spans a whole multi-chunk prefill (the C++ guard covers one call)
         if model._cuda is not None:  # CUDA backend (dsv4_gguf/cuda.py): f32 KV, no MTP yet
             if kv_dtype != "f32" or mtp:
                 raise NotImplementedError("device='cuda' sessions support kv_dtype='f32' without MTP only; "
@@ -124,31 +130,47 @@ class Session:
         activation memory; results are bit-identical for any chunking); logits ``[V]`` of the last token
         (``all_logits``: ``[T, V]``)."""
         ids = self._ids(tokens)
-        if self.pos + len(ids) > self.ctx:
-            raise ValueError(f"context overflow: the session holds {self.pos} tokens and {len(ids)} more exceed "
-                             f"its context of {self.ctx}; create the session with a larger ctx")
-        outs = [self._s.forward(ids[i:i + chunk_size], all_logits) for i in range(0, len(ids), max(1, chunk_size))]
+        with self._exclusive("prefill"):
+            if self.pos + len(ids) > self.ctx:
+                raise ValueError(f"context overflow: the session holds {self.pos} tokens and {len(ids)} more "
+                                 f"exceed its context of {self.ctx}; create the session with a larger ctx")
+            step = max(1, chunk_size)
+            outs = [self._s.forward(ids[i:i + step], all_logits) for i in range(0, len(ids), step)]
         return np.concatenate(outs) if all_logits else outs[-1][0]
 
+    def _exclusive(self, what: str) -> _Exclusive:
+        return _Exclusive(self._busy, what)
+
     def decode(self, token: int) -> np.ndarray:
-        return self._s.forward(self._ids([token]), False)[0]
+        ids = self._ids([token])
+        with self._exclusive("decode"):
+            return self._s.forward(ids, False)[0]
 
     def mtp(self, next_tokens: Sequence[int] | np.ndarray, all_logits: bool = False) -> np.ndarray:
         """MTP draft logits (spec §7): the oldest ``len(next_tokens)`` main-model positions not yet seen
         by the MTP block, position i paired with ``next_tokens[i]`` (the token that follows it); the
         draft predicts the token after that.  Needs ``model.session(..., mtp=True)``."""
-        out = self._s.mtp_forward(self._ids(next_tokens), all_logits)
+        ids = self._ids(next_tokens)
+        with self._exclusive("mtp"):
+            out = self._s.mtp_forward(ids, all_logits)
         return out if all_logits else out[0]
 
     def save(self, path: str | Path) -> None:
-        """Write KV + compressor state atomically (temp file + rename)."""
-        self._s.save(str(path))
+        """Write KV + compressor state atomically (temp file + rename), tied to this model's weights
+        (fingerprint), KV dtype and options, with a checksum."""
+        with self._exclusive("save"):
+            self._s.save(str(path))
 
     def load_state(self, path: str | Path) -> None:
-        self._s.load(str(path))
+        """Restore a state written by ``save``.  A file of another model, KV dtype, MTP setting or
+        options, one too long for this session's ctx, a truncated or corrupt file: RuntimeError naming the
+        file, the mismatch and the fix; the session is left unchanged."""
+        with self._exclusive("load_state"):
+            self._s.load(str(path))
 
     def reset(self) -> None:
-        self._s.reset()
+        with self._exclusive("reset"):
+            self._s.reset()
 
     def kv_bytes(self) -> dict[str, float]:
         """``per_token``: compressed-cache bytes per token of the storage dtype (f32, bf16, or fp8:
@@ -162,6 +184,21 @@ class Session:
 
     def take_taps(self) -> dict[str, np.ndarray]:
         return dict(self._s.take_taps())
+
+
+class _Exclusive:
+    """Non-blocking hold of a session's lock: a second thread gets a clear error, never a wait."""
+
+    def __init__(self, lock: threading.Lock, what: str):
+        self._lock, self._what = lock, what
+
+    def __enter__(self) -> None:
+        if not self._lock.acquire(blocking=False):
+            raise RuntimeError(f"Session.{self._what}: this session is in use by another thread; a session is one "
+                               f"sequence, so give each thread its own session (sessions can share one model)")
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
 
 
 class Model:

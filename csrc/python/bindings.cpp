@@ -347,8 +347,10 @@ PYBIND11_MODULE(_C, m) {
 
 // ================================================================================================
 // Runtime (csrc/runtime): DeepSeek-V4 GGUF model + sessions.  GGUF/format errors -> GgufError
-// (a ValueError); bad token ids -> IndexError; context overflow -> ValueError.  The GIL is released
-// around loading and every forward pass.
+// (a ValueError); bad token ids -> IndexError; context overflow -> ValueError; a session used by two
+// threads at once -> SessionBusyError, an unusable state file -> SessionStateError (both RuntimeErrors).
+// The GIL is released around loading, every forward pass and state I/O; a Runtime may be shared by
+// sessions on many threads (session.h says what is thread-safe).
 // ================================================================================================
 #include <cstring>
 
@@ -401,6 +403,9 @@ py::dict runtime_config(const dsv4::Runtime& rt) {
 
 void register_runtime(py::module_& m) {
   py::register_exception<dsv4::GgufError>(m, "GgufError", PyExc_ValueError);
+  // Registered after GgufError; both derive std::runtime_error, pybind11 tries the latest registration first.
+  py::register_exception<dsv4::SessionBusy>(m, "SessionBusyError", PyExc_RuntimeError);
+  py::register_exception<dsv4::StateError>(m, "SessionStateError", PyExc_RuntimeError);
   py::class_<dsv4::Runtime>(m, "Runtime")
       .def(py::init([](const std::string& path, int threads, bool exact, bool qat, const std::string& mtp) {
              dsv4::RuntimeOptions o;
@@ -413,7 +418,9 @@ void register_runtime(py::module_& m) {
            py::arg("path"), py::arg("threads") = 0, py::arg("exact") = false, py::arg("qat") = true,
            py::arg("mtp") = "",
            "Memory-map and validate a deepseek4 GGUF (first shard of a split set).")
-      .def("config", &runtime_config, "Hyper-parameters, options and tensor types.");
+      .def("config", &runtime_config, "Hyper-parameters, options and tensor types.")
+      .def("fingerprint", [](const dsv4::Runtime& rt) { py::gil_scoped_release nogil; return rt.fingerprint(); },
+           "64-bit fingerprint of the loaded weights that session state files are tied to.");
   py::class_<dsv4::Session>(m, "Session")
       .def(py::init([](const dsv4::Runtime& rt, int64_t ctx, const std::string& kv, bool mtp) {
              return std::make_unique<dsv4::Session>(rt, ctx, parse_kv(kv), mtp);

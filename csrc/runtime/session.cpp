@@ -12,6 +12,8 @@
 #include <numeric>
 #include <stdexcept>
 
+#include <unistd.h>
+
 #include "core/fp_decode.h"
 #include "quant/blocks.h"
 #include "quant/quant.h"
@@ -36,6 +38,38 @@ Runtime::Runtime(const std::string& path, const RuntimeOptions& opts, const std:
   pool_ = std::make_unique<ThreadPool>(n);
   freqs_win_ = rope_freqs(model_.cfg(), 0);
   freqs_comp_ = rope_freqs(model_.cfg(), 4);
+}
+
+namespace {
+constexpr uint64_t kFnvBasis = 0xcbf29ce484222325ull, kFnvPrime = 0x100000001b3ull;
+uint64_t fnv1a(uint64_t h, const void* p, size_t n) {
+  const uint8_t* b = static_cast<const uint8_t*>(p);
+  for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * kFnvPrime;
+  return h;
+}
+uint64_t fingerprint_model(uint64_t h, const Model& m) {
+  // std::map: sorted by name, so the order (and the value) does not depend on the file's tensor order
+  for (const auto& [name, t] : m.file().tensors()) {
+    if (m.mtp_only && name.rfind("blk.", 0) != 0) continue;
+    h = fnv1a(h, name.data(), name.size() + 1);
+    h = fnv1a(h, &t.type, sizeof t.type);
+    h = fnv1a(h, t.ne, sizeof t.ne);
+    const size_t k = std::min<size_t>(64, t.nbytes);
+    h = fnv1a(h, t.data, k);
+    h = fnv1a(h, t.data + t.nbytes / 2 - std::min(t.nbytes / 2, k / 2), k);
+    h = fnv1a(h, t.data + t.nbytes - k, k);
+  }
+  return h;
+}
+}  // namespace
+
+uint64_t Runtime::fingerprint() const {
+  std::call_once(fp_once_, [this] {
+    uint64_t h = fingerprint_model(kFnvBasis, model_);
+    if (mtp_) h = fingerprint_model(h, *mtp_);
+    fp_ = h;
+  });
+  return fp_;
 }
 
 OpCtx Runtime::ctx() const {
@@ -148,7 +182,9 @@ std::vector<uint8_t> KvRows::raw(int64_t n) const {
   std::vector<uint8_t> out(static_cast<size_t>(n) * row_bytes());
   const void* src = dt_ == KvDtype::F32 ? static_cast<const void*>(f32_.data())
                     : dt_ == KvDtype::BF16 ? static_cast<const void*>(bf16_.data()) : static_cast<const void*>(u8_.data());
-  if (!out.empty()) std::memcpy(out.data(), src, out.size());
+  // rows past the grown storage were never written: they stay zero (the storage grows on demand)
+  const size_t have = static_cast<size_t>(std::min(n, stored_)) * row_bytes();
+  if (have) std::memcpy(out.data(), src, have);
   return out;
 }
 
@@ -161,14 +197,41 @@ void KvRows::set_raw(const uint8_t* p, int64_t n) {
 }
 
 // ------------------------------------------------------------------------------------------------
+namespace {
+// Largest context a session accepts: keeps every byte count (rows * row bytes) far from overflow.
+constexpr int64_t kMaxCtx = int64_t{1} << 32;
+}  // namespace
+
 Session::Session(const Runtime& rt, int64_t ctx, KvDtype kv, bool use_mtp) : rt_(rt), ctx_(ctx), kv_(kv), use_mtp_(use_mtp) {
   if (ctx <= 0) throw std::invalid_argument("ctx must be positive, got " + std::to_string(ctx));
+  if (ctx > kMaxCtx)
+    throw std::invalid_argument("ctx " + std::to_string(ctx) + " exceeds the runtime's limit of " + std::to_string(kMaxCtx) +
+                                " tokens; create the session with a smaller ctx");
   if (use_mtp && !rt.mtp())
     throw std::invalid_argument("this model has no MTP block; load it with its MTP sidecar GGUF (mtp-*.gguf)");
-  reset();
+  reset_state();
+  // spec §11: one compressed entry per m tokens (+ one indexer entry per 4 tokens in CSA layers)
+  for (const LayerState& l : layers_) {
+    if (l.comp.ratio) kv_per_token_ += static_cast<double>(l.comp_kv.row_bytes()) / l.comp.ratio;
+    if (l.idx_comp.ratio) kv_per_token_ += static_cast<double>(l.idx_kv.row_bytes()) / 4;
+    kv_total_ += l.window.bytes() + l.comp_kv.bytes() + l.idx_kv.bytes() + (l.comp.kv.size() + l.comp.score.size()) * 4 +
+                 (l.idx_comp.kv.size() + l.idx_comp.score.size()) * 4;
+  }
+}
+
+Session::Guard::Guard(const Session& s, const char* what) : s_(s) {
+  if (s.busy_.exchange(true, std::memory_order_acquire))
+    throw SessionBusy(std::string("Session.") + what +
+                      ": this session is in use by another thread; a session is one sequence, so give each thread "
+                      "its own session (sessions can share one loaded model)");
 }
 
 void Session::reset() {
+  Guard g(*this, "reset");
+  reset_state();
+}
+
+void Session::reset_state() {
   const ModelConfig& c = rt_.model().cfg();
   pos_ = 0;
   layers_.clear();
@@ -188,13 +251,9 @@ void Session::reset() {
   }
   mtp_pos_ = 0;
   pending_.clear();
+  pending_rows_ = 0;
   mtp_state_ = LayerState();
   if (use_mtp_) mtp_state_.window.init(c.window, c.head_dim, kv_, c.nope_dim(), 64);
-}
-
-int64_t Session::mtp_pending() const {
-  const ModelConfig& c = rt_.model().cfg();
-  return static_cast<int64_t>(pending_.size()) / (c.hc * c.dim);
 }
 
 void Session::check_tokens(const Model& M, const int32_t* tokens, int64_t T) const {
@@ -204,24 +263,6 @@ void Session::check_tokens(const Model& M, const int32_t* tokens, int64_t T) con
     if (tokens[t] < 0 || tokens[t] >= c.vocab)
       throw std::out_of_range("token id " + std::to_string(tokens[t]) + " at index " + std::to_string(t) +
                               " is outside the vocabulary [0, " + std::to_string(c.vocab) + ")");
-}
-
-double Session::kv_bytes_per_token() const {
-  // spec §11: one compressed entry per m tokens (+ one indexer entry per 4 tokens in CSA layers)
-  double s = 0;
-  for (const LayerState& l : layers_) {
-    if (l.comp.ratio) s += static_cast<double>(l.comp_kv.row_bytes()) / l.comp.ratio;
-    if (l.idx_comp.ratio) s += static_cast<double>(l.idx_kv.row_bytes()) / 4;
-  }
-  return s;
-}
-
-size_t Session::kv_bytes_total() const {
-  size_t s = 0;
-  for (const LayerState& l : layers_)
-    s += l.window.bytes() + l.comp_kv.bytes() + l.idx_kv.bytes() + (l.comp.kv.size() + l.comp.score.size()) * 4 +
-         (l.idx_comp.kv.size() + l.idx_comp.score.size()) * 4;
-  return s;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -235,6 +276,7 @@ bool glob(const char* p, const char* s) {
 }  // namespace
 
 void Session::set_taps(const std::vector<std::string>& patterns) {
+  Guard g(*this, "set_taps");
   tap_patterns_ = patterns;
   taps_.clear();
 }
@@ -253,6 +295,7 @@ void Session::tap(const std::string& name, const float* x, int64_t n, int64_t wi
 }
 
 std::map<std::string, std::pair<std::vector<float>, int64_t>> Session::take_taps() {
+  Guard g(*this, "take_taps");
   auto out = std::move(taps_);
   taps_.clear();
   return out;
@@ -260,11 +303,12 @@ std::map<std::string, std::pair<std::vector<float>, int64_t>> Session::take_taps
 
 // ------------------------------------------------------------------------------------------------
 std::vector<float> Session::forward(const int32_t* tokens, int64_t T, bool all_logits) {
+  Guard g(*this, "forward");
   const Model& M = rt_.model();
   const ModelConfig& c = M.cfg();
   check_tokens(M, tokens, T);
   if (pos_ + T > ctx_)
-    throw std::length_error("context overflow: the session holds " + std::to_string(pos_) + " tokens and " +
+    throw std::length_error("context overflow: the session holds " + std::to_string(pos_.load()) + " tokens and " +
                             std::to_string(T) + " more exceed its context of " + std::to_string(ctx_) +
                             "; create the session with a larger ctx");
   const bool taps = !tap_patterns_.empty();
@@ -281,7 +325,10 @@ std::vector<float> Session::forward(const int32_t* tokens, int64_t T, bool all_l
   }
   for (int l = 0; l < static_cast<int>(c.n_layers); ++l)
     block_forward(M, l, layers_[static_cast<size_t>(l)], X, tokens, T, p0, "layers." + std::to_string(l) + ".");
-  if (use_mtp_) pending_.insert(pending_.end(), X.begin(), X.end());
+  if (use_mtp_) {
+    pending_.insert(pending_.end(), X.begin(), X.end());
+    pending_rows_ = static_cast<int64_t>(pending_.size()) / hcD;
+  }
   const int64_t n_out = all_logits ? T : 1;
   std::vector<float> logits = head(M, &X[static_cast<size_t>((T - n_out) * hcD)], n_out, M.out_norm, "");
   pos_ = p0 + T;
@@ -312,6 +359,7 @@ std::vector<float> Session::head(const Model& M, const float* X, int64_t n_out, 
 }
 
 std::vector<float> Session::mtp_forward(const int32_t* tokens, int64_t T, bool all_logits) {
+  Guard g(*this, "mtp_forward");
   if (!use_mtp_) throw std::invalid_argument("create the session with mtp=True to run the MTP draft block");
   const Model& M = *rt_.mtp();
   const ModelConfig& c = M.cfg();
@@ -334,10 +382,11 @@ std::vector<float> Session::mtp_forward(const int32_t* tokens, int64_t T, bool a
     }
   }
   linear(b.eh_proj, in.data(), T * hc, X.data(), rt_.ctx());
-  block_forward(M, l, mtp_state_, X, tokens, T, mtp_pos_, "mtp.0.");
+  block_forward(M, l, mtp_state_, X, tokens, T, mtp_pos_.load(), "mtp.0.");
   const int64_t n_out = all_logits ? T : 1;
   std::vector<float> logits = head(M, &X[static_cast<size_t>((T - n_out) * hcD)], n_out, b.mtp_norm, "mtp.0.");
   pending_.erase(pending_.begin(), pending_.begin() + T * hcD);
+  pending_rows_ = static_cast<int64_t>(pending_.size()) / hcD;
   mtp_pos_ += T;
   return logits;
 }
@@ -628,119 +677,253 @@ void Session::moe(const Model& M, int l, const float* h, const int32_t* tokens, 
 }
 
 // ------------------------------------------------------------------------------------------------
-// Session file: "DSV4SES1", u32 version, fingerprint (vocab, dim, n_layers, head_dim, idx_dim, window,
-// kv dtype), ctx, pos, then per layer: window rows, n_comp + rows, n_idx + rows, compressor states.
+// Session state file, version 2 (little-endian; a state restores only into the model it came from):
+//   "DSV4SES1" u32 version=2 u32 0
+//   u64 model fingerprint (Runtime::fingerprint), 13 x i64: vocab dim n_layers head_dim idx_dim window
+//       kv_dtype ctx pos use_mtp qat exact mtp_pos
+//   u64 payload bytes, then the payload: per layer window rows (full ring), comp_kv rows [pos/ratio],
+//       idx_kv rows [pos/4], compressor kv + score, indexer compressor kv + score; with MTP the MTP
+//       window ring and the pending streams [pos - mtp_pos][hc*D]
+//   u64 checksum: 4-lane FNV-style hash of every byte before it
+// Every size in the payload follows from the header and this session's model, so the loader knows the
+// exact file size before it reads a row; the whole file is parsed and checked into temporaries, and
+// the session changes only after the checksum matched.
 namespace {
 constexpr char kMagic[8] = {'D', 'S', 'V', '4', 'S', 'E', 'S', '1'};
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;
+constexpr int kHeaderFields = 13;
+constexpr size_t kHeaderBytes = 8 + 4 + 4 + 8 + 8 * kHeaderFields + 8;
+const char* const kHeaderNames[kHeaderFields] = {"vocab",    "dim",     "n_layers", "head_dim", "indexer dim",
+                                                 "window",   "kv dtype", "ctx",     "pos",      "mtp",
+                                                 "qat",      "exact",   "mtp_pos"};
+
+const char* kv_name(int64_t v) {
+  return v == 0 ? "f32" : v == 1 ? "bf16" : v == 2 ? "fp8" : "unknown";
+}
+
+// Corruption check (not a cryptographic hash): four FNV-1a lanes over 8-byte words, streamed.
+class StateHash {
+ public:
+  void update(const void* p, size_t n) {
+    const uint8_t* b = static_cast<const uint8_t*>(p);
+    while (n > 0) {
+      const size_t k = std::min(n, sizeof buf_ - fill_);
+      std::memcpy(buf_ + fill_, b, k);
+      fill_ += k, b += k, n -= k;
+      if (fill_ == sizeof buf_) block();
+    }
+  }
+  uint64_t final() {
+    const uint64_t total = bytes_ + fill_;
+    std::memset(buf_ + fill_, 0, sizeof buf_ - fill_);
+    block();
+    uint64_t h = kFnvBasis;
+    for (uint64_t v : lane_) h = fnv1a(h, &v, 8);
+    return fnv1a(h, &total, 8);
+  }
+
+ private:
+  void block() {
+    for (int i = 0; i < 4; ++i) {
+      uint64_t w;
+      std::memcpy(&w, buf_ + 8 * i, 8);
+      lane_[i] = (lane_[i] ^ w) * kFnvPrime;
+    }
+    bytes_ += fill_;
+    fill_ = 0;
+  }
+  uint8_t buf_[32] = {};
+  size_t fill_ = 0;
+  uint64_t bytes_ = 0;
+  uint64_t lane_[4] = {kFnvBasis, kFnvBasis ^ 1, kFnvBasis ^ 2, kFnvBasis ^ 3};
+};
+
+// Payload bytes of a state at `pos` for sessions shaped like `layers` / `mtp_window`.
+uint64_t payload_bytes(const std::vector<LayerState>& layers, int64_t pos, const KvRows* mtp_window, int64_t pending,
+                       int64_t hcD) {
+  uint64_t n = 0;
+  for (const LayerState& s : layers) {
+    n += s.window.row_bytes() * static_cast<uint64_t>(s.window.rows());
+    if (s.comp.ratio) n += s.comp_kv.row_bytes() * static_cast<uint64_t>(pos / s.comp.ratio);
+    if (s.idx_comp.ratio) n += s.idx_kv.row_bytes() * static_cast<uint64_t>(pos / 4);
+    n += (s.comp.kv.size() + s.comp.score.size() + s.idx_comp.kv.size() + s.idx_comp.score.size()) * 4;
+  }
+  if (mtp_window) n += mtp_window->row_bytes() * static_cast<uint64_t>(mtp_window->rows()) + static_cast<uint64_t>(pending * hcD) * 4;
+  return n;
+}
 }  // namespace
 
 void Session::save(const std::string& path) const {
+  Guard g(*this, "save");
   const ModelConfig& c = rt_.model().cfg();
-  const std::string tmp = path + ".tmp";
-  {
+  const int64_t pos = pos_, hcD = c.hc * c.dim, pending = pending_rows_;
+  // a unique temp name: two sessions saving to one path never write the same temp file
+  static std::atomic<uint64_t> serial{0};
+  const std::string tmp = path + ".tmp." + std::to_string(static_cast<uint64_t>(::getpid())) + "." + std::to_string(serial++);
+  try {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
     if (!f) throw std::runtime_error(path + ": cannot write session state (" + std::strerror(errno) + ")");
-    auto put = [&](const void* p, size_t n) { f.write(static_cast<const char*>(p), static_cast<std::streamsize>(n)); };
-    auto put64 = [&](int64_t v) { put(&v, 8); };
+    StateHash hash;
+    auto put = [&](const void* p, size_t n) {
+      hash.update(p, n);
+      f.write(static_cast<const char*>(p), static_cast<std::streamsize>(n));
+    };
+    auto put64 = [&](uint64_t v) { put(&v, 8); };
+    const uint32_t ver[2] = {kVersion, 0};
     put(kMagic, 8);
-    put(&kVersion, 4);
-    for (int64_t v : {c.vocab, c.dim, c.n_layers, c.head_dim, c.idx_dim, c.window, static_cast<int64_t>(kv_), ctx_, pos_}) put64(v);
+    put(ver, 8);
+    put64(rt_.fingerprint());
+    const int64_t fields[kHeaderFields] = {c.vocab, c.dim, c.n_layers, c.head_dim, c.idx_dim, c.window, static_cast<int64_t>(kv_),
+                                          ctx_, pos, use_mtp_ ? 1 : 0, rt_.options().qat ? 1 : 0, rt_.options().exact ? 1 : 0,
+                                          mtp_pos_.load()};
+    put(fields, sizeof fields);
+    put64(payload_bytes(layers_, pos, use_mtp_ ? &mtp_state_.window : nullptr, pending, hcD));
     for (const LayerState& s : layers_) {
-      auto w = s.window.raw(s.window.rows());
-      put(w.data(), w.size());
-      put64(s.n_comp);
-      auto cr = s.comp_kv.raw(s.n_comp);
-      put(cr.data(), cr.size());
-      put64(s.n_idx);
-      auto ir = s.idx_kv.raw(s.n_idx);
-      put(ir.data(), ir.size());
+      put(s.window.raw(s.window.rows()).data(), s.window.row_bytes() * static_cast<size_t>(s.window.rows()));
+      if (s.comp.ratio) put(s.comp_kv.raw(s.n_comp).data(), s.comp_kv.row_bytes() * static_cast<size_t>(s.n_comp));
+      if (s.idx_comp.ratio) put(s.idx_kv.raw(s.n_idx).data(), s.idx_kv.row_bytes() * static_cast<size_t>(s.n_idx));
       for (const CompressorState* st : {&s.comp, &s.idx_comp}) {
-        put64(static_cast<int64_t>(st->kv.size()));
         put(st->kv.data(), st->kv.size() * 4);
         put(st->score.data(), st->score.size() * 4);
       }
     }
-    put64(use_mtp_ ? 1 : 0);
     if (use_mtp_) {
-      auto w = mtp_state_.window.raw(mtp_state_.window.rows());
-      put(w.data(), w.size());
-      put64(mtp_pos_);
-      put64(static_cast<int64_t>(pending_.size()));
+      put(mtp_state_.window.raw(mtp_state_.window.rows()).data(),
+          mtp_state_.window.row_bytes() * static_cast<size_t>(mtp_state_.window.rows()));
       put(pending_.data(), pending_.size() * 4);
     }
+    const uint64_t sum = hash.final();
+    f.write(reinterpret_cast<const char*>(&sum), 8);
     f.flush();
     if (!f) throw std::runtime_error(path + ": write failed (disk full?)");
+  } catch (...) {
+    std::remove(tmp.c_str());
+    throw;
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string why = std::strerror(errno);
     std::remove(tmp.c_str());
-    throw std::runtime_error(path + ": cannot move the session file into place");
+    throw std::runtime_error(path + ": cannot move the session file into place (" + why + ")");
   }
 }
 
 void Session::load(const std::string& path) {
+  Guard g(*this, "load");
   const ModelConfig& c = rt_.model().cfg();
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw std::runtime_error(path + ": cannot open session state (" + std::strerror(errno) + ")");
+  const int64_t hcD = c.hc * c.dim;
+  std::ifstream f(path, std::ios::binary | std::ios::ate);
+  if (!f) throw StateError(path + ": cannot open session state (" + std::strerror(errno) + ")");
+  const std::streamoff end = f.tellg();
+  f.seekg(0);
+  if (end < 0 || !f) throw StateError(path + ": cannot read session state (not a regular file?)");
+  const uint64_t file_size = static_cast<uint64_t>(end);
+  const std::string bad = path + ": cannot restore this session state: ";
+  if (file_size < kHeaderBytes)
+    throw StateError(bad + "truncated session state file (" + std::to_string(file_size) + " bytes, the header alone is " +
+                     std::to_string(kHeaderBytes) + ")");
+  StateHash hash;
   auto get = [&](void* p, size_t n) {
     f.read(static_cast<char*>(p), static_cast<std::streamsize>(n));
-    if (!f) throw std::runtime_error(path + ": truncated session state file");
-  };
-  auto get64 = [&] {
-    int64_t v;
-    get(&v, 8);
-    return v;
+    if (!f) throw StateError(bad + "truncated session state file (read error)");
+    hash.update(p, n);
   };
   char magic[8];
+  uint32_t ver[2];
   get(magic, 8);
-  uint32_t ver;
-  get(&ver, 4);
-  if (std::memcmp(magic, kMagic, 8) != 0 || ver != kVersion)
-    throw std::runtime_error(path + ": not a dsv4 session state file (or an incompatible version)");
-  const char* names[] = {"vocab", "dim", "n_layers", "head_dim", "indexer dim", "window", "kv dtype"};
-  int64_t want[] = {c.vocab, c.dim, c.n_layers, c.head_dim, c.idx_dim, c.window, static_cast<int64_t>(kv_)};
-  for (int i = 0; i < 7; ++i) {
-    int64_t v = get64();
-    if (v != want[i])
-      throw std::runtime_error(path + ": session state was saved for another model or KV dtype (" + names[i] + " " +
-                               std::to_string(v) + ", this session has " + std::to_string(want[i]) + ")");
+  get(ver, 8);
+  if (std::memcmp(magic, kMagic, 8) != 0) throw StateError(bad + "not a dsv4 session state file (bad magic)");
+  if (ver[0] != kVersion)
+    throw StateError(bad + "session state format version " + std::to_string(ver[0]) + ", this build reads version " +
+                     std::to_string(kVersion) + "; save the state again with this version");
+  uint64_t fp;
+  get(&fp, 8);
+  int64_t h[kHeaderFields];
+  get(h, sizeof h);
+  uint64_t n_payload;
+  get(&n_payload, 8);
+  // model identity first (the most useful message), then the session settings
+  const int64_t want[7] = {c.vocab, c.dim, c.n_layers, c.head_dim, c.idx_dim, c.window, static_cast<int64_t>(kv_)};
+  for (int i = 0; i < 6; ++i)
+    if (h[i] != want[i])
+      throw StateError(bad + "it was saved for another model or KV dtype (" + kHeaderNames[i] + " " + std::to_string(h[i]) +
+                       ", this model has " + std::to_string(want[i]) + "); restore it into a session of the model it was saved from");
+  if (fp != rt_.fingerprint())
+    throw StateError(bad + "it was saved for another model (weights fingerprint " + std::to_string(fp) + ", this model " +
+                     std::to_string(rt_.fingerprint()) + "); restore it into a session of the GGUF it was saved from");
+  if (h[6] != want[6])
+    throw StateError(bad + "it was saved with kv_dtype '" + kv_name(h[6]) + "' (another model or KV dtype setting), this session uses '" +
+                     kv_name(want[6]) + "'; create the session with kv_dtype='" + kv_name(h[6]) + "'");
+  const int64_t pos = h[8], mtp_pos = h[12];
+  if (h[9] != (use_mtp_ ? 1 : 0))
+    throw StateError(bad + "it was saved " + std::string(use_mtp_ ? "without" : "with") +
+                     " MTP; create the session with the same mtp setting");
+  if (h[10] != (rt_.options().qat ? 1 : 0) || h[11] != (rt_.options().exact ? 1 : 0))
+    throw StateError(bad + "it was computed with qat=" + std::to_string(h[10]) + " exact=" + std::to_string(h[11]) +
+                     ", this runtime has qat=" + std::to_string(rt_.options().qat) + " exact=" +
+                     std::to_string(rt_.options().exact) + "; load the model with the same options");
+  if (pos < 0 || pos > ctx_)
+    throw StateError(bad + "it holds " + std::to_string(pos) + " tokens (saved with ctx " + std::to_string(h[7]) +
+                     "), more than this session's ctx " + std::to_string(ctx_) + "; create the session with ctx >= " +
+                     std::to_string(pos));
+  if (mtp_pos < 0 || mtp_pos > pos || (!use_mtp_ && mtp_pos != 0))
+    throw StateError(bad + "corrupt header (mtp_pos " + std::to_string(mtp_pos) + ", pos " + std::to_string(pos) + ")");
+  // fresh temporaries shaped like this session; committed only when everything checked out
+  std::vector<LayerState> layers(layers_.size());
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const LayerState& src = layers_[l];
+    LayerState& s = layers[l];
+    s.window.init(src.window.rows(), src.window.dim(), kv_, c.nope_dim(), 64);
+    if (src.comp.ratio) {
+      s.comp_kv.init(src.comp_kv.rows(), src.comp_kv.dim(), kv_, c.nope_dim(), 64);
+      s.comp.init(src.comp.ratio, src.comp.d);
+    }
+    if (src.idx_comp.ratio) {
+      s.idx_kv.init(src.idx_kv.rows(), src.idx_kv.dim(), kv_, c.idx_dim, 32);
+      s.idx_comp.init(4, src.idx_comp.d);
+    }
   }
-  get64();  // saved ctx (informational)
-  int64_t pos = get64();
-  if (pos > ctx_)
-    throw std::runtime_error(path + ": state holds " + std::to_string(pos) + " tokens, more than this session's ctx " + std::to_string(ctx_));
-  reset();
+  LayerState mtp;
+  if (use_mtp_) mtp.window.init(c.window, c.head_dim, kv_, c.nope_dim(), 64);
+  const int64_t pending = pos - mtp_pos;
+  const uint64_t expect = payload_bytes(layers, pos, use_mtp_ ? &mtp.window : nullptr, pending, hcD);
+  if (n_payload != expect)
+    throw StateError(bad + "corrupt header (payload of " + std::to_string(n_payload) + " bytes, " + std::to_string(expect) +
+                     " expected for " + std::to_string(pos) + " tokens)");
+  if (file_size != kHeaderBytes + expect + 8)
+    throw StateError(bad + (file_size < kHeaderBytes + expect + 8 ? "truncated session state file (" : "trailing bytes after the state (") +
+                     std::to_string(file_size) + " bytes, expected " + std::to_string(kHeaderBytes + expect + 8) + ")");
   std::vector<uint8_t> buf;
-  for (LayerState& s : layers_) {
-    buf.resize(s.window.row_bytes() * static_cast<size_t>(s.window.rows()));
+  auto rows = [&](KvRows& r, int64_t n) {
+    buf.resize(r.row_bytes() * static_cast<size_t>(n));
     get(buf.data(), buf.size());
-    s.window.set_raw(buf.data(), s.window.rows());
-    s.n_comp = get64();
-    buf.resize(s.comp_kv.row_bytes() * static_cast<size_t>(s.n_comp));
-    get(buf.data(), buf.size());
-    s.comp_kv.set_raw(buf.data(), s.n_comp);
-    s.n_idx = get64();
-    buf.resize(s.idx_kv.row_bytes() * static_cast<size_t>(s.n_idx));
-    get(buf.data(), buf.size());
-    s.idx_kv.set_raw(buf.data(), s.n_idx);
+    r.set_raw(buf.data(), n);
+  };
+  for (LayerState& s : layers) {
+    rows(s.window, s.window.rows());
+    if (s.comp.ratio) rows(s.comp_kv, s.n_comp = pos / s.comp.ratio);
+    if (s.idx_comp.ratio) rows(s.idx_kv, s.n_idx = pos / 4);
     for (CompressorState* st : {&s.comp, &s.idx_comp}) {
-      int64_t n = get64();
-      if (n != static_cast<int64_t>(st->kv.size())) throw std::runtime_error(path + ": compressor state size mismatch");
       get(st->kv.data(), st->kv.size() * 4);
       get(st->score.data(), st->score.size() * 4);
     }
   }
-  if (get64() != (use_mtp_ ? 1 : 0))
-    throw std::runtime_error(path + ": the state was saved " + std::string(use_mtp_ ? "without" : "with") +
-                             " MTP; create the session with the same mtp setting");
+  std::vector<float> pend;
   if (use_mtp_) {
-    buf.resize(mtp_state_.window.row_bytes() * static_cast<size_t>(mtp_state_.window.rows()));
-    get(buf.data(), buf.size());
-    mtp_state_.window.set_raw(buf.data(), mtp_state_.window.rows());
-    mtp_pos_ = get64();
-    pending_.resize(static_cast<size_t>(get64()));
-    get(pending_.data(), pending_.size() * 4);
+    rows(mtp.window, mtp.window.rows());
+    pend.resize(static_cast<size_t>(pending * hcD));
+    get(pend.data(), pend.size() * 4);
   }
+  const uint64_t sum = hash.final();
+  uint64_t stored;
+  f.read(reinterpret_cast<char*>(&stored), 8);
+  if (!f) throw StateError(bad + "truncated session state file (no checksum)");
+  if (stored != sum)
+    throw StateError(bad + "checksum mismatch, the file is corrupt; save the state again");
+  layers_ = std::move(layers);
+  mtp_state_ = std::move(mtp);
+  pending_ = std::move(pend);
+  pending_rows_ = pending;
+  mtp_pos_ = mtp_pos;
   pos_ = pos;
 }
 

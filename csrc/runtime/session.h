@@ -2,10 +2,16 @@
 // ring buffer, compressed KV, indexer KV and compressor running states; spec §5.8, §11) with the full
 // forward pass over chunks of any length (prefill, chunked prefill, decode are one code path),
 // optional named taps for parity tests, and save/restore of the state to a file.
+// Threading: a Runtime is immutable after construction (its pool takes concurrent callers) and may be
+// shared by any number of sessions on any threads; a Session is one sequence and refuses a second
+// concurrent call (SessionBusy) instead of serialising it, because interleaved tokens would be garbage.
 // MTP draft decoding is not implemented here yet (the MTP block's weights are loaded and validated).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <mutex>
+#include <stdexcept>
 #include <map>
 #include <memory>
 #include <string>
@@ -38,8 +44,14 @@ class Runtime {
   OpCtx ctx() const;
   const std::vector<float>& freqs(int ratio) const { return ratio ? freqs_comp_ : freqs_win_; }
   ThreadPool& pool() const { return *pool_; }
+  // 64-bit FNV-1a over the tensor directory (names, types, shapes) and a sample of every tensor's bytes
+  // (first and last 64), MTP model included: what a session state file is tied to.  Computed on first
+  // use (touches one page per tensor), thread-safe.
+  uint64_t fingerprint() const;
 
  private:
+  mutable std::once_flag fp_once_;
+  mutable uint64_t fp_ = 0;
   Model model_;
   std::unique_ptr<Model> mtp_;
   RuntimeOptions opts_;
@@ -48,6 +60,16 @@ class Runtime {
 };
 
 // Row store of a KV cache in its storage dtype.
+// A second call on a Session while one is running on another thread (a Python RuntimeError).
+struct SessionBusy : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+// A session state file that cannot be restored into this session (another model, dtype, truncated,
+// corrupt); the session is left unchanged.  A Python ValueError.
+struct StateError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 class KvRows {
  public:
   void init(int64_t rows, int64_t dim, KvDtype dt, int64_t n_fp8 = 0, int64_t fp8_block = 64);
@@ -86,16 +108,17 @@ class Session {
   // MTP draft block (spec §7) on the oldest `T` pending main streams, stream i paired with tokens[i]
   // (the token after that stream's position); returns draft logits [n_out][vocab].
   std::vector<float> mtp_forward(const int32_t* tokens, int64_t T, bool all_logits);
-  int64_t mtp_pos() const { return mtp_pos_; }
-  int64_t mtp_pending() const;
-  int64_t pos() const { return pos_; }
+  // Accessors are safe while another thread runs forward (atomics / values fixed at construction).
+  int64_t mtp_pos() const { return mtp_pos_.load(); }
+  int64_t mtp_pending() const { return pending_rows_.load(); }
+  int64_t pos() const { return pos_.load(); }
   int64_t ctx() const { return ctx_; }
   void reset();
   void save(const std::string& path) const;
   void load(const std::string& path);
   // Analytic bytes per token of the compressed caches (spec §11) and the allocated total.
-  double kv_bytes_per_token() const;
-  size_t kv_bytes_total() const;
+  double kv_bytes_per_token() const { return kv_per_token_; }
+  size_t kv_bytes_total() const { return kv_total_; }
   // Taps: fnmatch-style patterns ('*' and '?'), e.g. "layers.*.q"; cleared by set_taps / take_taps.
   void set_taps(const std::vector<std::string>& patterns);
   std::map<std::string, std::pair<std::vector<float>, int64_t>> take_taps();  // name -> (data, row width)
@@ -110,17 +133,30 @@ class Session {
                           const std::string& pre);
   void check_tokens(const Model& M, const int32_t* tokens, int64_t T) const;
   bool want(const std::string& name) const;
+  void reset_state();
+  // Held by every public call that reads or writes the state; try-locked (SessionBusy when taken).
+  class Guard {
+   public:
+    Guard(const Session& s, const char* what);
+    ~Guard() { s_.busy_.store(false, std::memory_order_release); }
+   private:
+    const Session& s_;
+  };
+  mutable std::atomic<bool> busy_{false};
   void tap(const std::string& name, const float* x, int64_t n, int64_t width);
 
   const Runtime& rt_;
   int64_t ctx_;
   KvDtype kv_;
-  int64_t pos_ = 0;
+  std::atomic<int64_t> pos_{0};
   std::vector<LayerState> layers_;
   bool use_mtp_ = false;
   LayerState mtp_state_;
-  int64_t mtp_pos_ = 0;
+  std::atomic<int64_t> mtp_pos_{0};
   std::vector<float> pending_;  // [rows][hc*D] main streams not yet consumed by mtp_forward
+  std::atomic<int64_t> pending_rows_{0};  // pending_.size() / (hc*D), readable from other threads
+  double kv_per_token_ = 0;
+  size_t kv_total_ = 0;
   std::vector<std::string> tap_patterns_;
   std::map<std::string, std::pair<std::vector<float>, int64_t>> taps_;
 };

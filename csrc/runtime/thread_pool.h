@@ -1,6 +1,9 @@
 // A persistent worker pool for the runtime's many small parallel loops (decode issues hundreds per
 // token, so core/parallel.h's thread-per-call start-up would dominate).  One job at a time; the calling
-// thread works too.  Exceptions from workers are rethrown on the caller.  Not re-entrant.
+// thread works too.  Exceptions from workers are rethrown on the caller.  Safe to call from several
+// threads (sessions sharing one Runtime) and from inside a job: a caller that finds the pool busy runs
+// its loop on its own thread instead of waiting, which gives the same results (every caller splits only
+// independent iterations) and cannot deadlock.  It does not balance cores between concurrent callers.
 #pragma once
 
 #include <atomic>
@@ -38,6 +41,16 @@ class ThreadPool {
       fn(0, n);
       return;
     }
+    // busy_ is held for the whole job: the job fields below belong to one caller at a time.  A flag, not
+    // a mutex, so that a nested call from the owning thread is defined behaviour (it runs inline).
+    if (busy_.exchange(true, std::memory_order_acquire)) {
+      fn(0, n);
+      return;
+    }
+    struct Release {
+      std::atomic<bool>& b;
+      ~Release() { b.store(false, std::memory_order_release); }
+    } release{busy_};
     std::unique_lock<std::mutex> lk(mu_);
     fn_ = &fn;
     total_ = n;
@@ -85,6 +98,7 @@ class ThreadPool {
   int n_;
   std::vector<std::thread> workers_;
   std::mutex mu_, err_mu_;
+  std::atomic<bool> busy_{false};
   std::condition_variable cv_, done_cv_;
   uint64_t gen_ = 0;
   bool stop_ = false;
