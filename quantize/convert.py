@@ -5,7 +5,8 @@ tensor is read.  `convert` then streams the tensors in plan order: a producer th
 quantizes (the kernels use all cores) while the main thread writes, so memory holds a few chunks.
 Each file is written as ``<final>.partial`` with a ``.journal`` of finished tensors and their BLAKE2b
 digests; ``resume=True`` re-hashes what the journal claims, keeps the verified prefix and continues,
-producing the same bytes as an uninterrupted run.  Final names appear only when every file is done.
+producing the same bytes as an uninterrupted run.  Final names appear only when every file is done, the
+first file last; ``resume`` accepts files an interrupted run had already renamed (checked, not rewritten).
 """
 
 from __future__ import annotations
@@ -202,14 +203,16 @@ def convert(plan: Plan, source: Checkpoint | Any, *, resume: bool = False, overw
     """Write every file of ``plan`` from ``source`` (a `Checkpoint`, or a `GGUFModel` for requantize);
     returns the final paths.  ``progress(bytes, tensors_done, name)``.
     ``on_tensor(name)`` runs after each finished tensor (tests use it to simulate an interruption)."""
-    for f in plan.files:
-        if f.path.exists() and not overwrite:
-            raise ConvertError(f"{f.path}: already exists; choose another -o or pass --overwrite")
+    finished = [resume and not overwrite and _finished(f) for f in plan.files]
+    for f, done in zip(plan.files, finished, strict=True):
+        if f.path.exists() and not overwrite and not done:
+            raise ConvertError(f"{f.path}: already exists; choose another -o or pass --overwrite"
+                               + ("" if resume else " (or --resume if an earlier run was interrupted)"))
         f.path.parent.mkdir(parents=True, exist_ok=True)
     starts = []
-    for f in plan.files:
+    for f, done in zip(plan.files, finished, strict=True):
         tmp, jp = Path(str(f.path) + PARTIAL), Path(str(f.path) + JOURNAL)
-        starts.append(_verified_prefix(f, tmp, jp) if resume else -1)
+        starts.append(len(f.entries) if done else _verified_prefix(f, tmp, jp) if resume else -1)
     need = 0
     for f, s in zip(plan.files, starts, strict=True):
         need += f.size - (f.offsets[s] if 0 < s < len(f.entries) else (f.size if s == len(f.entries) else 0))
@@ -228,15 +231,33 @@ def convert(plan: Plan, source: Checkpoint | Any, *, resume: bool = False, overw
         make = partial(produce_from_gguf, model=source)
         close = None
     try:
-        for f, s in zip(plan.files, starts, strict=True):
-            _write_file(f, s, make, imatrix, progress, on_tensor)
+        for f, s, done in zip(plan.files, starts, finished, strict=True):
+            if not done:
+                _write_file(f, s, make, imatrix, progress, on_tensor)
     finally:
         if close:
             close()
-    for f in plan.files:  # every file complete: now the final names appear
-        os.replace(str(f.path) + PARTIAL, f.path)
+    # Every file is complete: the final names appear, the first file (the one users open) last, so its
+    # presence means the whole set is there.  Journals go only after every rename: until then a killed
+    # run's --resume can still check a renamed file against its digests (`_finished`).
+    for f, done in reversed(list(zip(plan.files, finished, strict=True))):
+        if not done:
+            os.replace(str(f.path) + PARTIAL, f.path)
+    for f in plan.files:
         Path(str(f.path) + JOURNAL).unlink(missing_ok=True)
     return [f.path for f in plan.files]
+
+
+def _finished(f: OutFile) -> bool:
+    """``f`` is already complete at its final path (an earlier run got as far as renaming it): header and
+    size as planned, and every tensor's digest matches while the run's journal is still there."""
+    if not f.path.is_file() or f.path.stat().st_size != f.size:
+        return False
+    jp = Path(str(f.path) + JOURNAL)
+    if not jp.is_file():
+        with open(f.path, "rb") as fh:
+            return fh.read(len(f.header)) == f.header
+    return _verified_prefix(f, f.path, jp) == len(f.entries)
 
 
 def _write_file(f: OutFile, start: int, make: Callable, imatrix, progress, on_tensor) -> None:

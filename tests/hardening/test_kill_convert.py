@@ -1,0 +1,66 @@
+"""`dsv4-gguf convert` killed with SIGKILL at 24 points (every step of the commit protocol, byte offsets,
+times): the final names hold nothing or files equal to an uninterrupted run's (the main file only once the
+MTP sidecar is there), and `--resume` then writes the same bytes, leaving no partial or journal behind."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from hardening import killharness as kh
+
+from dsv4_gguf.cli import main
+from dsv4_gguf.gguf_io import GGUFFile
+
+N_EVENT, N_BYTES, N_TIME = 14, 6, 4  # the converter makes 14 mutations
+NAMES = ("t.gguf", "mtp-t.gguf")
+
+
+def _args(ckpt: Path, out: Path) -> list[str]:
+    # The block tensors only: the two vocabulary matrices (4 x 66 MB of the 280 MB) are single writes that
+    # add time, not steps; with them gone the byte kills land across ~190 tensors of both files.
+    return ["convert", str(ckpt), "-o", str(out / "t.gguf"), "--type", "SOURCE", "--name", "tiny", "--only", r"^blk\."]
+
+
+def _digest(p: Path) -> str:
+    with open(p, "rb") as f:
+        return hashlib.file_digest(f, "sha1").hexdigest()
+
+
+@pytest.fixture(scope="module")
+def ref(tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("kill-convert-ref")
+    (root / "out").mkdir()
+    r = kh.reference("cli", _args(tiny_ckpt, root / "out"), root)
+    assert sorted(p.name for p in (root / "out").iterdir()) == sorted(NAMES)
+    pts = kh.points(r, N_EVENT, N_BYTES, N_TIME, seed=11)
+    return {"digests": {n: _digest(root / "out" / n) for n in NAMES}, "points": pts, "ref": r}
+
+
+def _state(out: Path, ref: dict) -> str:
+    """Checks what a kill left; returns which final files exist."""
+    present = []
+    for p in out.iterdir():
+        assert p.name in NAMES or p.name.endswith((".partial", ".partial.journal")), f"unexpected file {p.name}"
+        if p.name in NAMES:
+            GGUFFile(p)  # parses: header, every tensor inside the file
+            assert _digest(p) == ref["digests"][p.name], f"{p.name} at its final name differs from a whole run"
+            present.append(p.name)
+    if "t.gguf" in present:
+        assert "mtp-t.gguf" in present, "the main file appeared before the MTP sidecar"
+    return "+".join(sorted(present)) or "nothing"
+
+
+@pytest.mark.parametrize("i", range(N_EVENT + N_BYTES + N_TIME))
+def test_kill_then_resume(i: int, ref: dict, tiny_ckpt: Path, tmp_path: Path) -> None:
+    kind, at = ref["points"][i]
+    out = tmp_path / "out"
+    out.mkdir()
+    res = kh.run("cli", _args(tiny_ckpt, out), tmp_path, kind=kind, at=at)
+    assert res.killed or kind == "time", f"{kind} {at}: the run ended before the kill point"
+    state = _state(out, ref)
+    kh.record("convert", res, state)
+    assert main([*_args(tiny_ckpt, out), "--resume"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(NAMES)  # no partial or journal left
+    assert {n: _digest(out / n) for n in NAMES} == ref["digests"]
