@@ -59,6 +59,10 @@ def _copy(src: Path, dst: Path) -> float:
     return time.perf_counter() - t
 
 
+class _Done(Exception):
+    """The rows asked for are measured (--skip-two-step)."""
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="flash-slice", help="model preset (default flash-slice; tiny for a smoke run)")
@@ -67,6 +71,12 @@ def main() -> int:
     ap.add_argument("--verify", default=r"blk\.1\.", help="regex of GGUF tensors SOURCE is verified on")
     ap.add_argument("--write", metavar="RESULTS.md", help="replace this benchmark's section in RESULTS.md")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--skip-two-step", action="store_true",
+                    help="skip the llama-quantize two-step path and the Q4_K-experts row (the slow rows: ~40 min at "
+                         "256 experts on 2 cores); the ratio then comes from a smaller --experts run")
+    ap.add_argument("--section", default="convert", help="RESULTS.md section marker to replace (default convert)")
+    ap.add_argument("--keep-outputs", metavar="DIR",
+                    help="move the MXFP4_MOE and Q4_K_M outputs here (e.g. for benchmarks/runtime.py --flash-slice)")
     ns = ap.parse_args()
 
     base = PRESETS[ns.preset]
@@ -113,7 +123,18 @@ def main() -> int:
         for p in work.glob("*out-SOURCE*.gguf"):
             p.unlink()
         t_mx = conv("MXFP4_MOE", keep=True)
-        t_q4 = conv("Q4_K_M")
+        t_q4 = conv("Q4_K_M", keep=bool(ns.keep_outputs))
+        if ns.keep_outputs:
+            dest = Path(ns.keep_outputs)
+            dest.mkdir(parents=True, exist_ok=True)
+            for v in ("MXFP4_MOE", "Q4_K_M"):
+                for p in work.glob(f"*out-{v}*.gguf"):
+                    target = dest / p.name.replace("out-", f"{ns.preset}-")
+                    # the two-step path still needs the MXFP4_MOE file in the work dir
+                    (shutil.move if ns.skip_two_step else shutil.copyfile)(p, target)
+        if ns.skip_two_step:
+            two_step = t_q4e = None
+            raise _Done
         t_q4e = conv("Q4_K_M", "--tensor-type", "_exps=q4_k",
                      label="dsv4-gguf convert --type Q4_K_M --tensor-type _exps=q4_k (experts requantized too)")
         # two-step: llama.cpp's converter output (MXFP4 experts + Q8_0, = our MXFP4_MOE) -> llama-quantize Q4_K_M
@@ -126,6 +147,9 @@ def main() -> int:
         two_step = t_mx + dt
         rows.append({"what": "two-step total (convert to MXFP4_MOE/Q8_0 + llama-quantize)", "s": two_step,
                      "rss": None})
+        for p in work.glob("*.gguf"):
+            p.unlink()
+    except _Done:
         for p in work.glob("*.gguf"):
             p.unlink()
     finally:
@@ -151,14 +175,15 @@ def main() -> int:
     for r in rows:
         rss = f"{r['rss']:.2f}" if r["rss"] is not None else "—"
         lines.append(f"| {r['what']} | {r['s']:.1f} | {total / 1e9 / r['s']:.2f} | {r['s'] / copy_s:.2f}x | {rss} |")
-    lines += ["", f"Single-pass Q4_K_M vs two-step: {two_step / t_q4:.2f}x faster (experts kept MXFP4), "
-              f"{two_step / t_q4e:.2f}x with experts requantized to Q4_K as llama-quantize does."]
+    if two_step is not None:
+        lines += ["", f"Single-pass Q4_K_M vs two-step: {two_step / t_q4:.2f}x faster (experts kept MXFP4), "
+                  f"{two_step / t_q4e:.2f}x with experts requantized to Q4_K as llama-quantize does."]
     text = "\n".join(lines)
     print(text)
     if ns.write:
         p = Path(ns.write)
         cur = p.read_text() if p.exists() else "# Benchmark results\n"
-        begin, end = "<!-- convert:begin -->", "<!-- convert:end -->"
+        begin, end = f"<!-- {ns.section}:begin -->", f"<!-- {ns.section}:end -->"
         block = f"{begin}\n{text}\n{end}"
         if begin in cur:
             cur = cur[: cur.index(begin)] + block + cur[cur.index(end) + len(end):]
