@@ -1,9 +1,12 @@
 """Ollama export for DeepSeek-V4 GGUFs: a Modelfile, and either a direct install into an Ollama models
 store (blobs + manifest, spec gguf-ecosystem §7.3) or an upload through Ollama's HTTP API (§7.2).
 
-Direct install writes every blob atomically (temp file + rename) before the manifest, so a failed install
-never leaves a manifest pointing at missing blobs; split GGUFs are merged into one model blob as Ollama's
-create does. It does not validate the GGUF with llama-quantize (Ollama's create does) or quantize.
+Direct install writes every blob atomically (temp file + fsync + read-back sha256 check + rename) before the
+manifest, so a failed or killed install never leaves a manifest pointing at missing or wrong blobs; a failed
+one also removes what it added (blobs, folders, temp files; a killed one's temp files go on the next run).
+Names are plain ASCII path components that cannot leave the models directory. Split GGUFs are merged into
+one model blob as Ollama's create does. It does not validate the GGUF with llama-quantize (Ollama's create
+does) or quantize.
 """
 
 from __future__ import annotations
@@ -80,15 +83,44 @@ class OllamaExportError(RuntimeError):
 # ---------------------------------------------------------------------------------------------------
 
 
+def _show(text: str) -> str:
+    return repr(text) if len(text) <= 100 else repr(text[:60]) + f"... ({len(text)} characters)"
+
+
+def _name_problem(part: str) -> str:
+    """What breaks the name rule, specifically (the error says it next to the rule)."""
+    import unicodedata
+
+    if not part:
+        return "it is empty"
+    if len(part) > 80:
+        return f"it is {len(part)} characters long"
+    for ch in part:
+        if ch in "/\\":
+            return f"it contains the path separator {ch!r}"
+        if not ch.isascii():
+            return f"it contains U+{ord(ch):04X} {unicodedata.name(ch, 'unnamed character')} (only ASCII is allowed)"
+        if not ch.isprintable():
+            return f"it contains the control character {ch!r}"
+    if ".." in part:
+        return "it contains '..'"
+    if not _NAME_PART.fullmatch(part[0]):
+        return f"it starts with {part[0]!r}"
+    bad = sorted({ch for ch in part if not _NAME_PART.fullmatch("a" + ch)})
+    return f"it contains {', '.join(map(repr, bad))}"
+
+
 def parse_name(name: str) -> tuple[str, str]:
-    """`NAME[:TAG]` -> (name, tag). Only plain names: no host, namespace, path separators or `..`."""
+    """`NAME[:TAG]` -> (name, tag). Only plain ASCII names: no host, namespace, path separators, `..`,
+    control or look-alike characters (a name becomes two path components under the models directory)."""
     model, _, tag = name.partition(":")
     tag = tag or "latest"
     for what, part in (("name", model), ("tag", tag)):
         if "/" in part or "\\" in part or ".." in part or not _NAME_PART.fullmatch(part):
             raise OllamaExportError(
-                f"invalid model {what} {part!r} in {name!r}: use 1-80 characters from [A-Za-z0-9_.-], starting "
-                "with a letter, digit or '_', with no '/', '\\' or '..' (e.g. --name deepseek-v4-flash:q4_k_m)"
+                f"invalid model {what} {_show(part)} in {_show(name)}: {_name_problem(part)}; use 1-80 characters from "
+                "[A-Za-z0-9_.-], starting with a letter, digit or '_', with no '/', '\\' or '..' "
+                "(e.g. --name deepseek-v4-flash:q4_k_m)"
             )
     return model, tag
 
@@ -212,8 +244,45 @@ def _disk_full(exc: OSError, where: Path, need: int) -> OllamaExportError:
     )
 
 
+_TMP = ".dsv4-tmp-"  # + "<pid>-": temp files of a killed export are recognised (and removed) by the next one
+
+
+def _mkstemp(folder: Path) -> tuple[int, Path]:
+    fd, name = tempfile.mkstemp(prefix=f"{_TMP}{os.getpid()}-", dir=folder)
+    return fd, Path(name)
+
+
+def _remove_stale_temps(folder: Path) -> None:
+    """Deletes temp files that exports which no longer run (killed, crashed) left in `folder`."""
+    for p in folder.glob(_TMP + "*"):
+        m = re.match(re.escape(_TMP) + r"(\d+)-", p.name)
+        if m is None or int(m[1]) == os.getpid():
+            continue
+        try:
+            os.kill(int(m[1]), 0)
+        except ProcessLookupError:
+            p.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # alive, another user's
+
+
+def _check_blob(path: Path, digest: str, size: int, what: str) -> None:
+    """`path` holds exactly the bytes named by `digest` (read back and hashed)."""
+    got_size = path.stat().st_size
+    got = _sha256_file(path) if got_size == size else None
+    if got != digest:
+        found = f"sha256:{got}" if got else f"{got_size} bytes"
+        raise OllamaExportError(
+            f"{path}: {what} should be sha256:{digest} ({size} bytes) but holds {found}; "
+            + ("the store is damaged: delete this blob and rerun" if what == "stored blob" else
+               "the copy was corrupted on its way to disk; check the disk and rerun")
+            + ". No manifest was written."
+        )
+
+
 class _BlobWriter:
-    """Writes content-addressed blobs (temp + fsync + rename); remembers the ones it created for rollback."""
+    """Writes content-addressed blobs (temp + fsync + read-back check + rename); a blob already in the store
+    is re-hashed before it is reused. Remembers the blobs it created for rollback."""
 
     def __init__(self, blobs: Path):
         self.blobs = blobs
@@ -222,8 +291,9 @@ class _BlobWriter:
     def _finish(self, tmp: Path, digest: str) -> dict[str, Any]:
         final = self.blobs / f"sha256-{digest}"
         size = tmp.stat().st_size
-        if final.exists() and final.stat().st_size == size:
-            tmp.unlink()  # same content already stored (digest names content)
+        if final.exists():
+            _check_blob(final, digest, size, "stored blob")
+            tmp.unlink()  # the same content is already stored (and verified)
         else:
             os.chmod(tmp, 0o644)
             os.replace(tmp, final)
@@ -231,8 +301,8 @@ class _BlobWriter:
         return {"digest": f"sha256:{digest}", "size": size}
 
     def _tmp(self) -> tuple[Any, Path]:
-        fd, name = tempfile.mkstemp(prefix=".dsv4-tmp-", dir=self.blobs)
-        return os.fdopen(fd, "wb"), Path(name)
+        fd, name = _mkstemp(self.blobs)
+        return os.fdopen(fd, "wb"), name
 
     def write_bytes(self, data: bytes) -> dict[str, Any]:
         return self.write_chunks(iter([data]))
@@ -247,10 +317,11 @@ class _BlobWriter:
                     out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
+            _check_blob(tmp, h.hexdigest(), tmp.stat().st_size, "the written blob")
+            return self._finish(tmp, h.hexdigest())
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return self._finish(tmp, h.hexdigest())
 
     def write_merged(self, shards: list[Path]) -> dict[str, Any]:
         out, tmp = self._tmp()
@@ -262,9 +333,14 @@ class _BlobWriter:
             tmp.unlink(missing_ok=True)
             raise
 
-    def rollback(self) -> None:
+    def rollback(self, dirs: list[Path]) -> None:
         for path in self.created:
             path.unlink(missing_ok=True)
+        for d in reversed(dirs):
+            try:
+                d.rmdir()
+            except OSError:
+                break  # not empty (another model's files): keep it and its parents
 
 
 def _file_chunks(path: Path, what: str = "") -> Iterator[bytes]:
@@ -339,17 +415,27 @@ def install(
     info = inspect_gguf(gguf_path)
     root = Path(models_dir) if models_dir is not None else default_models_dir()
     manifest_path = root / "manifests" / REGISTRY / NAMESPACE / model / tag
+    inside = (root / "manifests").resolve()
+    if not manifest_path.resolve().is_relative_to(inside):  # a symlinked model folder pointing elsewhere
+        raise OllamaExportError(
+            f"{manifest_path}: resolves to {manifest_path.resolve()}, outside {inside}; a link in the models "
+            "directory points out of it. Remove the link or choose another --name"
+        )
     if manifest_path.exists() and not force:
         raise OllamaExportError(f"{manifest_path}: {model}:{tag} is already installed; pass --force to replace it")
     num_ctx = num_ctx or min(info.context_length or DEFAULT_NUM_CTX, DEFAULT_NUM_CTX)
     blobs = root / "blobs"
     blobs.mkdir(parents=True, exist_ok=True)
+    for folder in (blobs, manifest_path.parent):
+        if folder.is_dir():
+            _remove_stale_temps(folder)
     need = info.size + (1 << 20)
     free = shutil.disk_usage(blobs).free
     if free < need:
         raise _disk_full(OSError(errno.ENOSPC, f"{free} bytes free"), blobs, need)
 
     writer = _BlobWriter(blobs)
+    new_dirs: list[Path] = []  # folders made for the manifest, removed again on failure
     template = chat.ollama_template()
     try:
         if len(info.files) == 1:
@@ -374,8 +460,14 @@ def install(
         }
         config_layer = {"mediaType": MEDIA["config"], **writer.write_bytes(_json_blob(config))}
         manifest = {"schemaVersion": 2, "mediaType": MEDIA["manifest"], "config": config_layer, "layers": layers}
+        for layer in (config_layer, *layers):  # every blob the manifest names is in place, at its size
+            blob = blobs / layer["digest"].replace(":", "-")
+            if not blob.is_file() or blob.stat().st_size != layer["size"]:
+                raise OllamaExportError(f"{blob}: missing or resized while exporting; nothing was installed")
+        missing = [p for p in (manifest_path.parent, *manifest_path.parent.parents) if not p.exists()]
+        new_dirs.extend(reversed(missing))
         manifest_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=".dsv4-tmp-", dir=manifest_path.parent)
+        fd, tmp_name = _mkstemp(manifest_path.parent)
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(json.dumps(manifest).encode())
@@ -387,12 +479,12 @@ def install(
             Path(tmp_name).unlink(missing_ok=True)
             raise
     except OSError as exc:
-        writer.rollback()
+        writer.rollback(new_dirs)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise _disk_full(exc, blobs, need) from exc
         raise
     except BaseException:
-        writer.rollback()
+        writer.rollback(new_dirs)
         raise
     source = info.files[0].parent if len(info.files) > 1 else info.files[0]
     return InstallResult(manifest_path, manifest, modelfile(source.resolve(), num_ctx, license_text))
