@@ -23,7 +23,8 @@ import numpy as np
 
 from .imatrix import ImatrixError, RawImatrix, load_imatrix_raw, write_imatrix
 
-__all__ = ["TAPS", "Collector", "collect", "merge", "add_imatrix_arguments", "run_imatrix"]
+__all__ = ["TAPS", "Collector", "collect", "merge", "save_partial", "load_partial", "add_imatrix_arguments",
+           "run_imatrix"]
 
 # tap of the runtime -> GGUF weights (leaf names inside blk.L) whose input it is
 _INPUTS: dict[str, tuple[str, ...]] = {
@@ -170,9 +171,10 @@ def collect(model_path: str | Path, texts: Sequence[str] | None, out: str | Path
         chunk_tokens(model, texts or [], ctx, n_chunks)
     fp = _fingerprint(model_path, chunks, ctx)
     partial = out.with_name(out.name + ".partial")
+    out.parent.mkdir(parents=True, exist_ok=True)  # before the work, not at the first save
     raw = RawImatrix(datasets=list(datasets), chunk_size=ctx, extra={FINGERPRINT_KEY: fp})
     if resume and partial.is_file():
-        got = load_imatrix_raw(partial)
+        got = load_partial(partial)
         if got.extra.get(FINGERPRINT_KEY) != fp:
             raise ImatrixError(f"{partial}: made from another model, text or --ctx; "
                                f"delete it or rerun without --resume")
@@ -184,7 +186,7 @@ def collect(model_path: str | Path, texts: Sequence[str] | None, out: str | Path
     done_here = 0
     for i in range(raw.chunk_count, len(chunks)):
         if stop_after is not None and done_here >= stop_after:
-            write_imatrix(partial, raw)
+            save_partial(partial, raw)
             return raw
         sess.reset()
         c = chunks[i]
@@ -197,11 +199,52 @@ def collect(model_path: str | Path, texts: Sequence[str] | None, out: str | Path
         if progress:
             progress(raw.chunk_count, len(chunks))
         if save_every > 0 and raw.chunk_count % save_every == 0 and raw.chunk_count < len(chunks):
-            write_imatrix(partial, raw)
+            save_partial(partial, raw)
     sess.set_taps([])
     raw.extra = {}
     write_imatrix(out, raw)
     partial.unlink(missing_ok=True)
+    partial.with_name(partial.name + ".tmp").unlink(missing_ok=True)  # a save that a kill cut short
+    return raw
+
+
+_EXACT = "_f64"  # suffix of the float64 copies of ``in_sum2`` / ``counts`` in a partial file
+
+
+def save_partial(path: Path, raw: RawImatrix) -> None:
+    """The running state: llama.cpp's imatrix form (F32, readable as any imatrix file) plus the float64 sums
+    and counts as ``<name>.in_sum2_f64`` / ``.counts_f64``, so a resumed run continues from exactly the state
+    an uninterrupted one had and writes the same bytes (from the F32 copies the sums would be rounded).
+    Temp file + rename, as `write_imatrix`."""
+    from gguf import GGMLQuantizationType as Q
+
+    from dsv4_gguf.gguf_io import KV, TensorEntry, write_plain
+
+    kvs = [KV("general.type", "str", "imatrix"), KV("imatrix.datasets", "str[]", list(raw.datasets)),
+           KV("imatrix.chunk_count", "u32", int(raw.chunk_count)), KV("imatrix.chunk_size", "u32", int(raw.chunk_size))]
+    kvs += [KV(k, "str", v) for k, v in sorted(raw.extra.items())]
+    ts = []
+    for name in sorted(raw.sums):
+        s, c = np.ascontiguousarray(raw.sums[name], np.float64), np.ascontiguousarray(raw.counts[name], np.float64)
+        for leaf, a in ((".in_sum2", s), (".counts", c.reshape(-1, 1))):
+            ts += [(TensorEntry(name + leaf, a.shape, Q.F32), a.astype(np.float32)),
+                   (TensorEntry(name + leaf + _EXACT, a.shape, Q.F64), a)]
+    tmp = path.with_name(path.name + ".tmp")
+    write_plain(tmp, kvs, ts)
+    tmp.replace(path)
+
+
+def load_partial(path: Path) -> RawImatrix:
+    """A partial file with its exact float64 state (a plain imatrix file: its F32 values)."""
+    from dsv4_gguf.gguf_io import GGUFFile
+
+    raw = load_imatrix_raw(path)
+    g = GGUFFile(path)
+    for name in raw.sums:
+        s, c = name + ".in_sum2" + _EXACT, name + ".counts" + _EXACT
+        if s in g.tensors and c in g.tensors:
+            raw.sums[name] = np.array(g.raw(s), np.float64).reshape(raw.sums[name].shape)
+            raw.counts[name] = np.array(g.raw(c), np.float64).reshape(raw.counts[name].shape)
     return raw
 
 
