@@ -30,6 +30,9 @@ __all__ = ["CheckpointError", "SafetensorsFile", "Checkpoint", "NUMPY_DTYPES", "
 
 INDEX_NAME = "model.safetensors.index.json"
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors format's own limit
+MAX_INDEX_BYTES = 100 * 1024 * 1024  # the index of DeepSeek-V4 Pro is ~4 MB
+MAX_DIMS = 8
+MAX_ELEMENTS = 2**62  # a shape whose element count passes this is corrupt (and would overflow int64 sizes)
 
 NUMPY_DTYPES: dict[str, np.dtype] = {
     "F8_E4M3": np.dtype(ml_dtypes.float8_e4m3fn),
@@ -49,6 +52,25 @@ NUMPY_DTYPES: dict[str, np.dtype] = {
 
 class CheckpointError(ValueError):
     """A checkpoint file or directory is missing, corrupt or does not match the DeepSeek-V4 layout."""
+
+
+def _json_object(raw: bytes | str, what: str) -> object:
+    """``json.loads`` that rejects duplicate keys (the last one would silently win) and deep nesting."""
+
+    def pairs(items: list[tuple[str, object]]) -> dict[str, object]:
+        out: dict[str, object] = {}
+        for k, v in items:
+            if k in out:
+                raise CheckpointError(f"{what}: duplicate key '{k}'; the file is corrupt")
+            out[k] = v
+        return out
+
+    try:
+        return json.loads(raw, object_pairs_hook=pairs)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{what}: not valid JSON ({e}); the file is corrupt") from None
+    except RecursionError:
+        raise CheckpointError(f"{what}: JSON nested too deeply; the file is corrupt") from None
 
 
 @dataclass(frozen=True)
@@ -92,11 +114,7 @@ class SafetensorsFile:
         if 8 + n > size:
             raise CheckpointError(f"{p}: header length {n} is larger than the file ({size} bytes); the shard is "
                                   f"truncated or corrupt. Re-download it.")
-        raw = fh.read(n)
-        try:
-            header = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"{p}: header is not valid JSON ({e}); the shard is corrupt") from None
+        header = _json_object(fh.read(n), f"{p}: header")
         if not isinstance(header, dict):
             raise CheckpointError(f"{p}: header must be a JSON object")
         meta = header.pop("__metadata__", None) or {}
@@ -114,11 +132,19 @@ class SafetensorsFile:
             if not isinstance(shape, list) or not all(
                     isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
                 raise CheckpointError(f"{p}: tensor '{name}' has an invalid shape {shape!r}")
+            if len(shape) > MAX_DIMS:
+                raise CheckpointError(f"{p}: tensor '{name}' has {len(shape)} dimensions (limit {MAX_DIMS})")
+            count = 1
+            for d in shape:
+                count *= d
+            if count > MAX_ELEMENTS:
+                raise CheckpointError(f"{p}: tensor '{name}' has shape {shape} whose element count overflows "
+                                      f"(> 2^62); the header is corrupt")
             if (not isinstance(offs, list) or len(offs) != 2
                     or not all(isinstance(o, int) and not isinstance(o, bool) for o in offs)):
                 raise CheckpointError(f"{p}: tensor '{name}' has invalid data_offsets {offs!r}")
             b, e = offs
-            expect = NUMPY_DTYPES[dtype].itemsize * int(np.prod(shape, dtype=np.int64))
+            expect = NUMPY_DTYPES[dtype].itemsize * count
             if b < 0 or e < b:
                 raise CheckpointError(f"{p}: tensor '{name}' has invalid data_offsets [{b}, {e}]")
             if e - b != expect:
@@ -196,10 +222,11 @@ class Checkpoint:
             if single.is_file():
                 return {k: single.name for k in self._open(single.name).keys()}
             raise CheckpointError(f"{self.path}: no {INDEX_NAME} (and no single model.safetensors)")
-        try:
-            raw = json.loads(idx.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"{idx}: not valid JSON ({e})") from None
+        size = idx.stat().st_size
+        if size > MAX_INDEX_BYTES:
+            raise CheckpointError(f"{idx}: {size} bytes is over the {MAX_INDEX_BYTES}-byte limit for an index; "
+                                  f"the file is corrupt")
+        raw = _json_object(idx.read_bytes(), str(idx))
         wm = raw.get("weight_map") if isinstance(raw, dict) else None
         if not isinstance(wm, dict):
             raise CheckpointError(f"{idx}: missing the 'weight_map' object")
@@ -211,8 +238,9 @@ class Checkpoint:
             if not (self.path / shard).is_file():
                 raise CheckpointError(f"{self.path}: shard '{shard}' named in {INDEX_NAME} is missing; "
                                       f"download it (or re-run the download to complete the checkpoint)")
-        total = (raw.get("metadata") or {}).get("total_size")
-        self._index_total = total if isinstance(total, int) else None
+        meta = raw.get("metadata")
+        total = meta.get("total_size") if isinstance(meta, dict) else None
+        self._index_total = total if isinstance(total, int) and not isinstance(total, bool) else None
         return dict(wm)
 
     def _open(self, shard: str) -> SafetensorsFile:

@@ -33,6 +33,17 @@ class GGUFError(ValueError):
     """A GGUF file is malformed, incomplete or not the model it should be."""
 
 
+# Limits on what a header may claim (far above any real model), so a crafted file is rejected before the
+# reader allocates what it asks for.  Mirrored in csrc/runtime/gguf_file.h (a test checks they are equal).
+MAX_TENSORS = 1 << 20  # tensor infos per file
+MAX_KEYS = 1 << 16  # metadata pairs per file
+MAX_STRING = 1 << 26  # bytes of one string (key, value, array entry)
+MAX_ARRAY = 1 << 22  # entries of one metadata array
+MAX_METADATA_BYTES = 1 << 28  # bytes from the file start to the end of the metadata
+MAX_TENSOR_NAME = 63  # ggml's GGML_MAX_NAME - 1
+MAX_ALIGNMENT = 1 << 20
+
+
 @dataclass(frozen=True)
 class KV:
     """One metadata pair.  ``vtype``: u8 i8 u16 i16 u32 i32 u64 i64 f32 f64 bool str, or ``T[]``."""
@@ -63,7 +74,10 @@ _SCALAR = {"u8": (GGUFValueType.UINT8, "<B"), "i8": (GGUFValueType.INT8, "<b"), 
 
 
 def tensor_nbytes(shape: Sequence[int], qtype: GGMLQuantizationType) -> int:
-    block, size = GGML_QUANT_SIZES[GGMLQuantizationType(qtype)]
+    try:
+        block, size = GGML_QUANT_SIZES[GGMLQuantizationType(qtype)]
+    except (KeyError, ValueError):
+        raise GGUFError(f"ggml type {int(qtype)} has no known block size") from None
     n = 1
     for d in shape:
         n *= int(d)
@@ -209,26 +223,32 @@ class _Cursor:
         self.pos += n
         return v
 
-    def string(self) -> str:
+    def string(self, what: str) -> str:
         (n,) = self.take("<Q")
+        if n > MAX_STRING:
+            raise GGUFError(f"{self.path}: {what} at byte {self.pos - 8} claims {n} bytes (limit {MAX_STRING}); "
+                            f"the file is corrupt")
         if self.pos + n > len(self.buf):
-            raise GGUFError(f"{self.path}: truncated header (string of {n} bytes at {self.pos})")
+            raise GGUFError(f"{self.path}: truncated header ({what}: string of {n} bytes at {self.pos})")
         b = bytes(self.buf[self.pos : self.pos + n])
         self.pos += n
-        try:
-            return b.decode("utf-8")
-        except UnicodeDecodeError:
-            return b.decode("utf-8", "replace")
+        return b.decode("utf-8", "replace")
 
     def value(self, vt: int, key: str) -> Any:
         if vt == GGUFValueType.STRING:
-            return self.string()
+            return self.string(f"value of '{key}'")
         if vt == GGUFValueType.ARRAY:
             et, n = self.take("<iQ")
+            if n > MAX_ARRAY:
+                raise GGUFError(f"{self.path}: key '{key}' is an array of {n} entries (limit {MAX_ARRAY}); "
+                                f"the file is corrupt")
             if et == GGUFValueType.STRING:
-                return [self.string() for _ in range(n)]
+                if self.pos + 8 * n > len(self.buf):  # every entry has at least its 8-byte length
+                    raise GGUFError(f"{self.path}: truncated header (array '{key}' of {n} strings)")
+                return [self.string(f"entry of '{key}'") for _ in range(n)]
             if et not in _NP_SCALAR:
-                raise GGUFError(f"{self.path}: key '{key}' has an array of invalid type {et}")
+                raise GGUFError(f"{self.path}: key '{key}' is an array of unknown or nested type {et}; "
+                                f"the file is corrupt")
             dt = np.dtype(_NP_SCALAR[GGUFValueType(et)])
             if self.pos + n * dt.itemsize > len(self.buf):
                 raise GGUFError(f"{self.path}: truncated header (array '{key}')")
@@ -236,14 +256,16 @@ class _Cursor:
             self.pos += n * dt.itemsize
             return a.astype(bool).tolist() if et == GGUFValueType.BOOL else a.tolist()
         if vt not in _NP_SCALAR:
-            raise GGUFError(f"{self.path}: key '{key}' has invalid GGUF type {vt}")
+            raise GGUFError(f"{self.path}: key '{key}' has unknown value type {vt} (GGUF defines 0..12); the file "
+                            f"is corrupt or from a newer format")
         (v,) = self.take(_STRUCT[GGUFValueType(vt)])
         return bool(v) if vt == GGUFValueType.BOOL else v
 
 
 class GGUFFile:
     """One GGUF file over a read-only memory map.  Its own header parser (the `gguf` package's
-    ``GGUFReader`` takes ~8 s on a 129k-token vocabulary); checks offsets, sizes and types like ggml."""
+    ``GGUFReader`` takes ~8 s on a 129k-token vocabulary); checks offsets, sizes and types like ggml and
+    the limits above (errors name the file and the key or tensor)."""
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
@@ -254,53 +276,76 @@ class GGUFFile:
             if size < 24:
                 raise GGUFError(f"{self.path}: {size} bytes is too short for a GGUF file")
             self._mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-        c = _Cursor(self._mm, self.path)
+        p = self.path
+        c = _Cursor(self._mm, p)
         if bytes(self._mm[:4]) != GGUF_MAGIC:
-            raise GGUFError(f"{self.path}: not a GGUF file (magic {bytes(self._mm[:4])!r})")
+            raise GGUFError(f"{p}: not a GGUF file (magic {bytes(self._mm[:4])!r})")
         version, n_tensors, n_kv = struct.unpack_from("<IQQ", self._mm, 4)
         c.pos = 24
         if version not in (2, 3):
-            raise GGUFError(f"{self.path}: GGUF version {version} is not supported (2 or 3)")
+            raise GGUFError(f"{p}: GGUF version {version} is not supported (2 or 3)")
+        if n_tensors > MAX_TENSORS:
+            raise GGUFError(f"{p}: header claims {n_tensors} tensors (limit {MAX_TENSORS}); the file is corrupt")
+        if n_kv > MAX_KEYS:
+            raise GGUFError(f"{p}: header claims {n_kv} metadata keys (limit {MAX_KEYS}); the file is corrupt")
         self.metadata: dict[str, Any] = {}
         self.kv_types: dict[str, int] = {}
         for _ in range(n_kv):
-            key = c.string()
+            key = c.string("metadata key")
             (vt,) = c.take("<i")
+            value = c.value(vt, key)
+            if c.pos > MAX_METADATA_BYTES:
+                raise GGUFError(f"{p}: metadata runs past {MAX_METADATA_BYTES} bytes (at key '{key}'); "
+                                f"the file is corrupt")
             if key in self.metadata:
-                raise GGUFError(f"{self.path}: duplicate key '{key}'")
-            self.metadata[key] = c.value(vt, key)
+                raise GGUFError(f"{p}: duplicate metadata key '{key}'; the file is corrupt")
+            self.metadata[key] = value
             self.kv_types[key] = vt
-        align = int(self.metadata.get("general.alignment", GGUF_DEFAULT_ALIGNMENT))
+        align = self.metadata.get("general.alignment", GGUF_DEFAULT_ALIGNMENT)
+        if (isinstance(align, bool) or not isinstance(align, int) or align <= 0 or align & (align - 1)
+                or align > MAX_ALIGNMENT):
+            raise GGUFError(f"{p}: general.alignment = {align!r} is not a power of two in 1..{MAX_ALIGNMENT}")
         infos = []
         for _ in range(n_tensors):
-            name = c.string()
+            name = c.string("tensor name")
+            if len(name.encode("utf-8", "surrogatepass")) > MAX_TENSOR_NAME:
+                raise GGUFError(f"{p}: tensor name '{name[:80]}' is longer than ggml's {MAX_TENSOR_NAME}-byte limit")
             (nd,) = c.take("<I")
-            if nd > 4:
-                raise GGUFError(f"{self.path}: tensor '{name}' has {nd} dimensions (max 4)")
+            if not 1 <= nd <= 4:
+                raise GGUFError(f"{p}: tensor '{name}' has {nd} dimensions (1..4 allowed)")
             ne = c.take(f"<{nd}q")
+            for d, n in enumerate(ne):
+                if n < 0:
+                    raise GGUFError(f"{p}: tensor '{name}' has dimension {d} = {n} (must not be negative)")
+            if np.prod(ne, dtype=object) > np.iinfo(np.int64).max:
+                raise GGUFError(f"{p}: tensor '{name}': element count of {list(ne)} overflows int64; "
+                                f"the header is corrupt")
             qt, off = c.take("<iQ")
             try:
                 qtype = GGMLQuantizationType(qt)
             except ValueError:
-                raise GGUFError(f"{self.path}: tensor '{name}' has unknown ggml type {qt}") from None
+                raise GGUFError(f"{p}: tensor '{name}' has unknown ggml type {qt}") from None
+            if off % align:
+                raise GGUFError(f"{p}: tensor '{name}' has data offset {off}, not a multiple of the alignment "
+                                f"{align} (misaligned data)")
             infos.append((name, tuple(int(d) for d in reversed(ne)), qtype, off))
         data0 = c.pos + (-c.pos % align)
         self.tensors: dict[str, TensorRef] = {}
         expect = 0
         for name, shape, qtype, off in infos:
             if name in self.tensors:
-                raise GGUFError(f"{self.path}: duplicate tensor '{name}'")
+                raise GGUFError(f"{p}: duplicate tensor '{name}'")
             try:
                 nb = tensor_nbytes(shape, qtype)
             except GGUFError as e:
-                raise GGUFError(f"{self.path}: tensor '{name}': {e}") from None
+                raise GGUFError(f"{p}: tensor '{name}': {e}") from None
             if off != expect:
-                raise GGUFError(f"{self.path}: tensor '{name}' has offset {off}, expected {expect} (ggml requires "
+                raise GGUFError(f"{p}: tensor '{name}' has offset {off}, expected {expect} (ggml requires "
                                 f"tensor data in info order, padded to {align})")
             if data0 + off + nb > size:
-                raise GGUFError(f"{self.path}: tensor '{name}' runs past the end of the file ({data0 + off + nb} > "
+                raise GGUFError(f"{p}: tensor '{name}' runs past the end of the file ({data0 + off + nb} > "
                                 f"{size} bytes); the file is truncated")
-            self.tensors[name] = TensorRef(name, qtype, shape, nb, self.path, data0 + off)
+            self.tensors[name] = TensorRef(name, qtype, shape, nb, p, data0 + off)
             expect = off + nb + (-nb % align)
 
     def ref(self, name: str) -> TensorRef:
@@ -315,7 +360,7 @@ class GGUFFile:
         a = np.frombuffer(self._mm, np.uint8, t.nbytes, t.offset)
         if not t.shape:
             return a
-        return a.reshape(*t.shape[:-1], -1)
+        return a.reshape(*t.shape[:-1], tensor_nbytes(t.shape[-1:], t.qtype))
 
 
 class GGUFShards:
@@ -325,11 +370,15 @@ class GGUFShards:
 
     def __init__(self, path: str | os.PathLike[str]):
         first = GGUFFile(path)
-        count = int(first.metadata.get(KEY_SPLIT_COUNT, 1) or 1)
+        count = first.metadata.get(KEY_SPLIT_COUNT, 1)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise GGUFError(f"{first.path}: {KEY_SPLIT_COUNT} = {count!r} is not a shard count")
         self.files = [first]
         if count > 1:
             m = self._SPLIT_RE.match(str(first.path))
-            if not m or int(m.group("no")) != 1:
+            if count > 99999:
+                raise GGUFError(f"{first.path}: split.count = {count} is not a valid shard count (1..99999)")
+            if not m or int(m.group("no")) != 1 or int(m.group("count")) != count:
                 raise GGUFError(f"{first.path}: is shard of a {count}-file split; open the first shard "
                                 f"('...-00001-of-{count:05d}.gguf')")
             for p in split_paths(m.group("prefix") + ".gguf", count)[1:]:
@@ -337,8 +386,10 @@ class GGUFShards:
                     raise GGUFError(f"{first.path}: split shard '{p.name}' is missing ({count} shards expected)")
                 self.files.append(GGUFFile(p))
             for i, f in enumerate(self.files):
-                if int(f.metadata.get(KEY_SPLIT_NO, -1)) != i or int(f.metadata.get(KEY_SPLIT_COUNT, -1)) != count:
-                    raise GGUFError(f"{f.path}: split.no/split.count say it is not shard {i + 1} of {count}")
+                no, cnt = f.metadata.get(KEY_SPLIT_NO, -1), f.metadata.get(KEY_SPLIT_COUNT, -1)
+                if no != i or cnt != count:
+                    raise GGUFError(f"{f.path}: split.no = {no!r}, split.count = {cnt!r}: it is not shard {i} "
+                                    f"(0-based) of this {count}-file set; it belongs to another split set")
         self.metadata = dict(first.metadata)
         self._where: dict[str, GGUFFile] = {}
         for f in self.files:
@@ -347,7 +398,7 @@ class GGUFShards:
                     raise GGUFError(f"{f.path}: tensor '{n}' also appears in {self._where[n].path}")
                 self._where[n] = f
         want = self.metadata.get(KEY_SPLIT_TENSORS_COUNT)
-        if count > 1 and want is not None and int(want) != len(self._where):
+        if count > 1 and want is not None and want != len(self._where):
             raise GGUFError(f"{first.path}: split.tensors.count says {want} tensors, the shards hold "
                             f"{len(self._where)}")
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from gguf import GGMLQuantizationType
 
-from dsv4_gguf.config import ModelArgs
+from dsv4_gguf.config import ConfigError, ModelArgs
 from dsv4_gguf.constants import MTP_FILE_PREFIX
 from dsv4_gguf.gguf_io import GGUFError, GGUFShards, TensorRef
 
@@ -67,8 +67,15 @@ class GGUFModel:
             vocab = self.main.ref("token_embd.weight").shape[0]
         except GGUFError:
             vocab = None
-        self.args: ModelArgs = args_from_metadata(self.metadata, n_mtp_layers=None if self.mtp else 0,
-                                                  vocab_size=vocab)
+        try:
+            self.args: ModelArgs = args_from_metadata(self.metadata, n_mtp_layers=None if self.mtp else 0,
+                                                      vocab_size=vocab)
+        except ConfigError as e:
+            raise GGUFError(f"{self.path}: {e}") from None
+        except (TypeError, ValueError, OverflowError, IndexError) as e:
+            # a key of the wrong GGUF type (a string where a count belongs, an empty array, inf, ...)
+            raise GGUFError(f"{self.path}: deepseek4 metadata has a value of the wrong type or range ({e}); "
+                            f"the file is corrupt or not a DeepSeek-V4 GGUF") from None
         self._where: dict[str, GGUFShards] = {n: self.main for n in self.main.names()}
         self.mtp_tensors: dict[str, GGUFShards] = {n: self.mtp for n in self.mtp.names()} if self.mtp else {}
 

@@ -85,6 +85,8 @@ def write_imatrix(path: str | Path, raw: RawImatrix) -> None:
 
 
 def _load_gguf(path: Path) -> RawImatrix:
+    from gguf import GGMLQuantizationType as Q
+
     from dsv4_gguf.gguf_io import GGUFError, GGUFFile
 
     try:
@@ -94,21 +96,42 @@ def _load_gguf(path: Path) -> RawImatrix:
     sums = {n[: -len(".in_sum2")]: n for n in g.tensors if n.endswith(".in_sum2")}
     if not sums:
         raise ImatrixError(f"{path}: GGUF file has no '*.in_sum2' tensors; not a llama-imatrix file")
-    out = RawImatrix(datasets=list(g.metadata.get("imatrix.datasets", [])),
-                     chunk_count=int(g.metadata.get("imatrix.chunk_count", 0)),
-                     chunk_size=int(g.metadata.get("imatrix.chunk_size", 0)),
-                     extra={k: v for k, v in g.metadata.items() if k.startswith("dsv4.") and isinstance(v, str)})
+    md = g.metadata
+    datasets = md.get("imatrix.datasets", [])
+    if isinstance(datasets, str):
+        datasets = [datasets]
+    if not isinstance(datasets, list) or not all(isinstance(d, str) for d in datasets):
+        raise ImatrixError(f"{path}: 'imatrix.datasets' must be an array of strings, got {datasets!r:.80}")
+    chunks = {}
+    for key in ("imatrix.chunk_count", "imatrix.chunk_size"):
+        v = md.get(key, 0)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ImatrixError(f"{path}: '{key}' must be a non-negative integer, got {v!r:.80}")
+        chunks[key] = v
+    out = RawImatrix(datasets=datasets, chunk_count=chunks["imatrix.chunk_count"],
+                     chunk_size=chunks["imatrix.chunk_size"],
+                     extra={k: v for k, v in md.items() if k.startswith("dsv4.") and isinstance(v, str)})
     for name, sname in sums.items():
-        s = np.asarray(g.raw(sname), dtype=np.float64)
         cname = name + ".counts"
         if cname not in g.tensors:
             raise ImatrixError(f"{path}: '{sname}' has no matching '{cname}'")
+        for t in (sname, cname):
+            if g.ref(t).qtype != Q.F32:
+                raise ImatrixError(f"{path}: '{t}' is {g.ref(t).qtype.name}; llama-imatrix stores F32")
+        s = np.asarray(g.raw(sname), dtype=np.float64)
         c = np.asarray(g.raw(cname), dtype=np.float64).reshape(-1)
+        if len(c) == 0 or s.size == 0 or s.size % len(c):
+            raise ImatrixError(f"{path}: '{sname}' has {s.size} values, not a whole number of rows for the "
+                               f"{len(c)} counts of '{cname}'")
         s = s.reshape(len(c), -1) if s.ndim == 1 else s.reshape(-1, s.shape[-1])
         if s.shape[0] != len(c):
             raise ImatrixError(f"{path}: '{sname}' has {s.shape[0]} matrices but '{cname}' {len(c)} counts")
         out.sums[name], out.counts[name] = s, c
     return out
+
+
+MAX_DAT_ENTRIES = 1_000_000
+MAX_DAT_NAME = 4096
 
 
 def _load_dat(path: Path) -> RawImatrix:
@@ -125,17 +148,22 @@ def _load_dat(path: Path) -> RawImatrix:
         return v
 
     (n_entries,) = take("<i")
-    if n_entries < 0 or n_entries > 1_000_000:
-        raise ImatrixError(f"{path}: not an imatrix file (entry count {n_entries})")
+    if n_entries < 0 or n_entries > MAX_DAT_ENTRIES:
+        raise ImatrixError(f"{path}: not an imatrix file (entry count {n_entries}, limit {MAX_DAT_ENTRIES})")
     out = RawImatrix()
     for _ in range(n_entries):
         (ln,) = take("<i")
-        if ln <= 0 or ln > 4096:
-            raise ImatrixError(f"{path}: corrupt entry name length {ln}")
+        if ln <= 0 or ln > MAX_DAT_NAME:
+            raise ImatrixError(f"{path}: corrupt entry name length {ln} at byte {pos - 4} (1..{MAX_DAT_NAME})")
         name = bytes(take(f"<{ln}s")[0]).decode("utf-8", "replace")
         ncall, nval = take("<ii")
         if nval <= 0:
             raise ImatrixError(f"{path}: entry '{name}' has {nval} values")
+        if pos + 4 * nval > len(data):
+            raise ImatrixError(f"{path}: entry '{name}' claims {nval} values but the file ends after "
+                               f"{(len(data) - pos) // 4}; the file is truncated")
+        if name in out.sums:
+            raise ImatrixError(f"{path}: duplicate entry '{name}'; the file is corrupt")
         vals = np.frombuffer(data, np.float32, nval, pos).copy()
         pos += 4 * nval
         # legacy values are mean * ncall: kept as sums with count ncall (count 1 when ncall is 0)

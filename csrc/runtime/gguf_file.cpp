@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <regex>
@@ -63,7 +65,9 @@ struct Cursor {
   }
   std::string str(const char* what) {
     uint64_t n = get<uint64_t>(what);
-    if (n > (1ull << 30)) throw GgufError(path + ": implausible string length " + std::to_string(n) + " in " + what);
+    if (n > kGgufMaxString)
+      throw GgufError(path + ": " + what + " at byte " + std::to_string(off - 8) + " claims " + std::to_string(n) +
+                      " bytes (limit " + std::to_string(kGgufMaxString) + "); the file is corrupt");
     need(n, what);
     std::string s(reinterpret_cast<const char*>(p + off), n);
     off += n;
@@ -81,22 +85,40 @@ size_t scalar_size(GgufType t) {
   }
 }
 
-double read_num(Cursor& c, GgufType t, const std::string& key) {
+// Reads one scalar; integers are kept exact in `i` (u64 above INT64_MAX wraps, as a bit pattern).
+void read_scalar(Cursor& c, GgufType t, const std::string& key, int64_t* i, double* f) {
   const char* w = key.c_str();
   switch (t) {
-    case GgufType::U8: return c.get<uint8_t>(w);
-    case GgufType::I8: return c.get<int8_t>(w);
-    case GgufType::BOOL: return c.get<uint8_t>(w) ? 1 : 0;
-    case GgufType::U16: return c.get<uint16_t>(w);
-    case GgufType::I16: return c.get<int16_t>(w);
-    case GgufType::U32: return c.get<uint32_t>(w);
-    case GgufType::I32: return c.get<int32_t>(w);
-    case GgufType::F32: return c.get<float>(w);
-    case GgufType::U64: return static_cast<double>(c.get<uint64_t>(w));
-    case GgufType::I64: return static_cast<double>(c.get<int64_t>(w));
-    case GgufType::F64: return c.get<double>(w);
-    default: throw GgufError(c.path + ": key '" + key + "' has invalid value type " + std::to_string(int(t)));
+    case GgufType::U8: *i = c.get<uint8_t>(w); break;
+    case GgufType::I8: *i = c.get<int8_t>(w); break;
+    case GgufType::BOOL: *i = c.get<uint8_t>(w) ? 1 : 0; break;
+    case GgufType::U16: *i = c.get<uint16_t>(w); break;
+    case GgufType::I16: *i = c.get<int16_t>(w); break;
+    case GgufType::U32: *i = c.get<uint32_t>(w); break;
+    case GgufType::I32: *i = c.get<int32_t>(w); break;
+    case GgufType::U64: {
+      uint64_t u = c.get<uint64_t>(w);
+      *i = static_cast<int64_t>(u);
+      *f = static_cast<double>(u);
+      return;
+    }
+    case GgufType::I64: *i = c.get<int64_t>(w); break;
+    case GgufType::F32: *f = c.get<float>(w); return;
+    case GgufType::F64: *f = c.get<double>(w); return;
+    default:
+      throw GgufError(c.path + ": key '" + key + "' has unknown value type " + std::to_string(int(t)) +
+                      " (GGUF defines 0..12); the file is corrupt or from a newer format");
   }
+  *f = static_cast<double>(*i);
+}
+
+// a * b, or throw when it does not fit in size_t.
+size_t checked_mul(size_t a, size_t b, const std::string& what) {
+  size_t r;
+  if (__builtin_mul_overflow(a, b, &r))
+    throw GgufError(what + ": size overflows (" + std::to_string(a) + " x " + std::to_string(b) +
+                    "); the header is corrupt");
+  return r;
 }
 
 // Non-quant ggml types the runtime accepts besides the QType table (tid2eid is I32).
@@ -125,14 +147,17 @@ const char* ggml_type_name(int32_t type) {
 }
 
 size_t ggml_tensor_bytes(int32_t type, int64_t ne0, int64_t rows, const std::string& what) {
+  if (ne0 < 0 || rows < 0)
+    throw GgufError(what + ": negative size (" + std::to_string(ne0) + " x " + std::to_string(rows) + ")");
   if (const QTypeInfo* q = qtype_info(type)) {
     if (ne0 % q->block_size != 0)
       throw GgufError(what + ": row length " + std::to_string(ne0) + " is not a multiple of the " + q->name +
                       " block size " + std::to_string(q->block_size));
-    return static_cast<size_t>(ne0 / q->block_size) * q->type_size * static_cast<size_t>(rows);
+    return checked_mul(checked_mul(static_cast<size_t>(ne0 / q->block_size), q->type_size, what),
+                       static_cast<size_t>(rows), what);
   }
   for (const auto& p : kPlain)
-    if (p.id == type) return static_cast<size_t>(ne0) * p.size * static_cast<size_t>(rows);
+    if (p.id == type) return checked_mul(checked_mul(static_cast<size_t>(ne0), p.size, what), rows, what);
   throw GgufError(what + ": ggml type id " + std::to_string(type) +
                   " is not supported by this runtime (supported: F32, F16, BF16, Q4_0, Q8_0, MXFP4, Q2_K..Q6_K, "
                   "IQ2_XXS, IQ4_XS, I32); requantize the file with a supported type");
@@ -141,17 +166,26 @@ size_t ggml_tensor_bytes(int32_t type, int64_t ne0, int64_t rows, const std::str
 GgufFile::GgufFile(const std::string& path) : path_(path) {
   read_one(path, true);
   const GgufValue* cnt = find("split.count");
-  int n = cnt ? static_cast<int>(cnt->i) : 1;
+  int64_t n = cnt && !cnt->is_array() ? cnt->i : 1;
   if (n > 1) {
+    if (n > 99999)
+      throw GgufError(path + ": split.count = " + std::to_string(n) + " is not a valid shard count (1..99999)");
     std::smatch m;
     static const std::regex re("^(.*)-(\\d{5})-of-(\\d{5})\\.gguf$");
-    if (!std::regex_match(path, m, re) || std::stoi(m[2].str()) != 1)
-      throw GgufError(path + ": split.count = " + std::to_string(n) +
-                      " but the name is not '<prefix>-00001-of-NNNNN.gguf'; pass the first shard");
-    for (int i = 2; i <= n; ++i) {
-      char buf[32];
-      std::snprintf(buf, sizeof buf, "-%05d-of-%05d.gguf", i, n);
-      read_one(m[1].str() + buf, false);
+    if (!std::regex_match(path, m, re) || std::stoi(m[2].str()) != 1 || std::stoi(m[3].str()) != n)
+      throw GgufError(path + ": split.count = " + std::to_string(n) + " but the name is not '<prefix>-00001-of-" +
+                      std::to_string(n) + ".gguf' (zero-padded to 5 digits); pass the first shard");
+    const GgufValue* no = find("split.no");
+    if (!no || no->is_array() || no->i != 0)
+      throw GgufError(path + ": first shard of a " + std::to_string(n) + "-file split must have split.no = 0");
+    for (int64_t i = 2; i <= n; ++i) {
+      char buf[40];
+      std::snprintf(buf, sizeof buf, "-%05d-of-%05d.gguf", static_cast<int>(i), static_cast<int>(n));
+      const std::string shard = m[1].str() + buf;
+      if (::access(shard.c_str(), F_OK) != 0)
+        throw GgufError(path + ": split shard " + std::to_string(i) + " of " + std::to_string(n) + " ('" + shard +
+                        "') is missing (cannot open: " + std::strerror(errno) + "); download or copy every shard");
+      read_one(shard, false, i - 1, n);
     }
     const GgufValue* tc = find("split.tensors.count");
     if (tc && static_cast<size_t>(tc->i) != tensors_.size())
@@ -172,7 +206,7 @@ const GgufTensor* GgufFile::tensor(const std::string& name) const {
   return it == tensors_.end() ? nullptr : &it->second;
 }
 
-void GgufFile::read_one(const std::string& path, bool first) {
+void GgufFile::read_one(const std::string& path, bool first, int64_t split_no, int64_t split_count) {
   maps_.push_back(std::make_unique<MappedFile>(path));
   const MappedFile& mf = *maps_.back();
   total_bytes_ += mf.size();
@@ -186,64 +220,108 @@ void GgufFile::read_one(const std::string& path, bool first) {
     throw GgufError(path + ": GGUF version " + std::to_string(version) + " is not supported (expected 3)");
   uint64_t n_tensors = c.get<uint64_t>("tensor count");
   uint64_t n_kv = c.get<uint64_t>("metadata count");
-  if (n_tensors > (1u << 24) || n_kv > (1u << 24))
-    throw GgufError(path + ": implausible header counts (tensors " + std::to_string(n_tensors) + ", keys " +
-                    std::to_string(n_kv) + "); the file is corrupt");
+  if (n_tensors > kGgufMaxTensors)
+    throw GgufError(path + ": header claims " + std::to_string(n_tensors) + " tensors (limit " +
+                    std::to_string(kGgufMaxTensors) + "); the file is corrupt");
+  if (n_kv > kGgufMaxKeys)
+    throw GgufError(path + ": header claims " + std::to_string(n_kv) + " metadata keys (limit " +
+                    std::to_string(kGgufMaxKeys) + "); the file is corrupt");
+  std::map<std::string, GgufValue> kv;
   for (uint64_t k = 0; k < n_kv; ++k) {
     std::string key = c.str("metadata key");
     GgufValue v;
-    v.type = static_cast<GgufType>(c.get<int32_t>("value type"));
+    int32_t type = c.get<int32_t>("value type");
+    v.type = static_cast<GgufType>(type);
     if (v.type == GgufType::STRING) {
       v.s = c.str(key.c_str());
     } else if (v.type == GgufType::ARRAY) {
       v.elem = static_cast<GgufType>(c.get<int32_t>("array type"));
       uint64_t n = c.get<uint64_t>("array length");
+      if (n > kGgufMaxArray)
+        throw GgufError(path + ": key '" + key + "' is an array of " + std::to_string(n) + " entries (limit " +
+                        std::to_string(kGgufMaxArray) + "); the file is corrupt");
       if (v.elem == GgufType::STRING) {
+        c.need(n * 8, key.c_str());  // every entry has at least its 8-byte length
         v.strs.reserve(n);
         for (uint64_t i = 0; i < n; ++i) v.strs.push_back(c.str(key.c_str()));
       } else {
         size_t es = scalar_size(v.elem);
-        if (es == 0) throw GgufError(path + ": key '" + key + "' is an array of invalid type");
+        if (es == 0)
+          throw GgufError(path + ": key '" + key + "' is an array of unknown or nested type " +
+                          std::to_string(static_cast<int>(v.elem)) + "; the file is corrupt");
         c.need(es * n, key.c_str());
         v.nums.reserve(n);
-        for (uint64_t i = 0; i < n; ++i) v.nums.push_back(read_num(c, v.elem, key));
+        for (uint64_t i = 0; i < n; ++i) {
+          int64_t iv = 0;
+          double fv = 0;
+          read_scalar(c, v.elem, key, &iv, &fv);
+          v.nums.push_back(fv);
+        }
       }
     } else {
-      double x = read_num(c, v.type, key);
-      if (v.is_float()) v.f = x;
-      else v.i = static_cast<int64_t>(x), v.f = x;
+      read_scalar(c, v.type, key, &v.i, &v.f);
     }
-    if (first) kv_[key] = std::move(v);
-    else if (key.rfind("split.", 0) == 0) {
-    }  // other shards carry only split keys
+    if (c.off > kGgufMaxMetadataBytes)
+      throw GgufError(path + ": metadata runs past " + std::to_string(kGgufMaxMetadataBytes) +
+                      " bytes (at key '" + key + "'); the file is corrupt");
+    if (kv.count(key)) throw GgufError(path + ": duplicate metadata key '" + key + "'; the file is corrupt");
+    kv.emplace(std::move(key), std::move(v));
+  }
+  if (first) {
+    kv_ = std::move(kv);
+  } else {
+    // Other shards carry their own split keys; they must say which part of which set they are.
+    auto it_no = kv.find("split.no"), it_cnt = kv.find("split.count");
+    int64_t no = it_no == kv.end() || it_no->second.is_array() ? -1 : it_no->second.i;
+    int64_t cnt = it_cnt == kv.end() || it_cnt->second.is_array() ? -1 : it_cnt->second.i;
+    if (no != split_no || cnt != split_count)
+      throw GgufError(path + ": expected shard split.no = " + std::to_string(split_no) + " of split.count = " +
+                      std::to_string(split_count) + ", the file says split.no = " + std::to_string(no) +
+                      ", split.count = " + std::to_string(cnt) + "; it belongs to another split set");
   }
   size_t alignment = 32;
   if (const GgufValue* a = find("general.alignment")) {
-    if (a->i <= 0 || (a->i & (a->i - 1)))
-      throw GgufError(path + ": general.alignment = " + std::to_string(a->i) + " is not a power of two");
+    if (a->is_array() || !a->is_int() || a->i <= 0 || (a->i & (a->i - 1)) ||
+        static_cast<uint64_t>(a->i) > kGgufMaxAlignment)
+      throw GgufError(path + ": general.alignment = " + std::to_string(a->i) + " is not a power of two in 1.." +
+                      std::to_string(kGgufMaxAlignment));
     alignment = static_cast<size_t>(a->i);
   }
   std::vector<std::pair<GgufTensor, uint64_t>> infos;
+  infos.reserve(std::min<uint64_t>(n_tensors, (c.size - c.off) / 24));  // each info takes >= 24 bytes
   for (uint64_t t = 0; t < n_tensors; ++t) {
     GgufTensor ti;
     ti.name = c.str("tensor name");
-    ti.n_dims = static_cast<int>(c.get<uint32_t>("tensor dims"));
-    if (ti.n_dims < 1 || ti.n_dims > 4)
-      throw GgufError(path + ": tensor '" + ti.name + "' has " + std::to_string(ti.n_dims) + " dims (1..4 allowed)");
+    if (ti.name.size() > kGgufMaxTensorName)
+      throw GgufError(path + ": tensor name '" + ti.name.substr(0, 80) + "' is " + std::to_string(ti.name.size()) +
+                      " bytes (ggml's limit is " + std::to_string(kGgufMaxTensorName) + ")");
+    uint32_t nd = c.get<uint32_t>("tensor dims");
+    if (nd < 1 || nd > 4)
+      throw GgufError(path + ": tensor '" + ti.name + "' has " + std::to_string(nd) + " dims (1..4 allowed)");
+    ti.n_dims = static_cast<int>(nd);
+    int64_t n_el = 1;
     for (int d = 0; d < ti.n_dims; ++d) {
       ti.ne[d] = c.get<int64_t>("tensor shape");
-      if (ti.ne[d] <= 0) throw GgufError(path + ": tensor '" + ti.name + "' has a non-positive dimension");
+      if (ti.ne[d] <= 0)
+        throw GgufError(path + ": tensor '" + ti.name + "' has dimension " + std::to_string(d) + " = " +
+                        std::to_string(ti.ne[d]) + " (must be positive)");
+      if (__builtin_mul_overflow(n_el, ti.ne[d], &n_el))
+        throw GgufError(path + ": tensor '" + ti.name + "': element count overflows int64; the header is corrupt");
     }
     ti.type = c.get<int32_t>("tensor type");
     uint64_t off = c.get<uint64_t>("tensor offset");
+    if (off % alignment != 0)
+      throw GgufError(path + ": tensor '" + ti.name + "' has data offset " + std::to_string(off) +
+                      ", not a multiple of the alignment " + std::to_string(alignment) + " (misaligned data)");
     ti.file = path;
     infos.emplace_back(std::move(ti), off);
   }
   size_t data_start = (c.off + alignment - 1) / alignment * alignment;
   for (auto& [ti, off] : infos) {
-    ti.nbytes = ggml_tensor_bytes(ti.type, ti.ne[0], ti.ne[1] * ti.ne[2] * ti.ne[3], path + ": tensor '" + ti.name + "'");
+    const std::string what = path + ": tensor '" + ti.name + "'";
+    ti.nbytes = ggml_tensor_bytes(ti.type, ti.ne[0], ti.ne[1] * ti.ne[2] * ti.ne[3], what);
     size_t begin = data_start + off;
-    if (begin < data_start || begin + ti.nbytes > mf.size() || begin + ti.nbytes < begin)
+    if (off > mf.size() || begin < data_start || begin + ti.nbytes > mf.size() || begin + ti.nbytes < begin)
       throw GgufError(path + ": truncated file: tensor '" + ti.name + "' needs bytes [" + std::to_string(begin) + ", " +
                       std::to_string(begin + ti.nbytes) + ") but the file has " + std::to_string(mf.size()) +
                       " bytes; re-download or re-convert it");

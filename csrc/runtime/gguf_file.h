@@ -19,6 +19,17 @@ struct GgufError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Limits on what a header may claim, far above any real model (DeepSeek-V4 Pro: ~2k tensors, ~60 keys,
+// a 129k-entry vocabulary, a few MB of metadata).  A crafted file is rejected before any allocation it
+// asks for.  Mirrored in dsv4_gguf/gguf_io.py (a test checks the values are equal).
+constexpr uint64_t kGgufMaxTensors = 1ull << 20;         // tensor infos per file
+constexpr uint64_t kGgufMaxKeys = 1ull << 16;            // metadata pairs per file
+constexpr uint64_t kGgufMaxString = 1ull << 26;          // bytes of one string (key, value, array entry)
+constexpr uint64_t kGgufMaxArray = 1ull << 22;           // entries of one metadata array
+constexpr uint64_t kGgufMaxMetadataBytes = 1ull << 28;   // bytes from the file start to the end of the metadata
+constexpr size_t kGgufMaxTensorName = 63;                // ggml's GGML_MAX_NAME - 1
+constexpr uint64_t kGgufMaxAlignment = 1ull << 20;
+
 enum class GgufType : int32_t {
   U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, BOOL = 7, STRING = 8, ARRAY = 9,
   U64 = 10, I64 = 11, F64 = 12,
@@ -67,7 +78,7 @@ class GgufFile {
   int n_shards() const { return static_cast<int>(maps_.size()); }
 
  private:
-  void read_one(const std::string& path, bool first);
+  void read_one(const std::string& path, bool first, int64_t split_no = 0, int64_t split_count = 1);
   std::string path_;
   std::map<std::string, GgufValue> kv_;
   std::map<std::string, GgufTensor> tensors_;
