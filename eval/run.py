@@ -113,11 +113,12 @@ class RunDir:
         self._repair()
 
     def _repair(self) -> None:
-        # a kill mid-write leaves a torn last line: cut it so the next append starts a fresh line
+        # a kill mid-write leaves a torn last line: cut it so the next append starts a fresh line (one
+        # truncate call: rewriting the file would lose the finished records to a kill during the rewrite)
         if self.items_path.exists():
             data = self.items_path.read_bytes()
             if data and not data.endswith(b"\n"):
-                self.items_path.write_bytes(data[: data.rfind(b"\n") + 1])
+                os.truncate(self.items_path, data.rfind(b"\n") + 1)
 
     def records(self) -> list[dict[str, Any]]:
         if not self.items_path.exists():

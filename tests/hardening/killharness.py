@@ -33,9 +33,10 @@ REPORT_ENV = "DSV4_KILL_REPORT"  # optional: append one JSON line per kill (the 
 
 @dataclass
 class Ref:
-    """What an uninterrupted run did: its mutations (kind, path, seconds after the start), bytes, duration."""
+    """What an uninterrupted run did: its mutations (kind, path, seconds after the start, bytes written
+    before it), the bytes written in all and the duration."""
 
-    events: list[tuple[str, str, float]]
+    events: list[tuple[str, str, float, int]]
     total_bytes: int
     duration: float
 
@@ -108,7 +109,7 @@ def reference(entry: str, args: Any, root: Path) -> Ref:
     for line in log.read_text().splitlines():
         parts = line.split("\t")
         if parts[0] == "E":
-            events.append((parts[1], parts[2], float(parts[3])))
+            events.append((parts[1], parts[2], float(parts[3]), int(parts[4])))
         elif parts[0] == "B":
             total = int(parts[1])
     log.unlink()
@@ -183,7 +184,7 @@ def _install(root: str, kill_event: int, kill_bytes: int, log_path: str | None, 
         if state["events"] == kill_event:
             die()
         if log_fd >= 0:
-            os.write(log_fd, f"E\t{event}\t{os.fsdecode(path)}\t{time.time() - t0:.6f}\n".encode())
+            os.write(log_fd, f"E\t{event}\t{os.fsdecode(path)}\t{time.time() - t0:.6f}\t{state['bytes']}\n".encode())
 
     class Counted:
         """A writable file object that counts bytes and dies at the budget (after flushing the prefix)."""
