@@ -9,7 +9,8 @@ Three kinds of kill point, all deterministic given the seed and a reference run 
 ``time``   SIGKILL from the parent t seconds after the start, t drawn between the reference run's first
            mutation and its end (catches whatever the other two cannot see, e.g. C++ or buffered work).
 It does not judge the result: each test checks its writer's invariants on the state left behind.
-Run as a script it is the child: ``python killharness.py ENTRY JSON_ARGS`` (ENTRY ``cli`` or ``imatrix``).
+Run as a script it is the child: ``python killharness.py ENTRY JSON_ARGS`` (ENTRY ``cli``, ``imatrix`` or
+``demo``, the harness's own test writer).
 """
 
 from __future__ import annotations
@@ -247,6 +248,19 @@ def imatrix_driver(args: dict[str, Any]) -> int:
     return 0
 
 
+def demo_writer(args: dict[str, Any]) -> int:
+    """A writer for the harness's own test: 64 KiB blocks to ``path``, through a temp file + rename when
+    ``atomic`` (the right way) or straight to the final name (what the checks must catch)."""
+    final = Path(args["path"])
+    target = final.with_name(final.name + ".tmp") if args["atomic"] else final
+    with open(target, "wb") as f:
+        for i in range(args["blocks"]):
+            f.write(bytes([i % 251]) * 65536)
+    if args["atomic"]:
+        os.replace(target, final)
+    return 0
+
+
 def _child(entry: str, args: Any) -> int:
     env = os.environ
     _install(env["KILLH_ROOT"], int(env.get("KILLH_EVENT", 0)), int(env.get("KILLH_BYTES", 0)),
@@ -257,6 +271,8 @@ def _child(entry: str, args: Any) -> int:
         return main(args)
     if entry == "imatrix":
         return imatrix_driver(args)
+    if entry == "demo":
+        return demo_writer(args)
     raise SystemExit(f"unknown entry {entry!r}")
 
 
