@@ -1,7 +1,7 @@
 // AVX2 dot products of every quantized weight type with its activation format (Q8_0 for the 32-element
-// types, Q8_K for the super-block types).  Only the integer sums are vectorised (exact in any order);
-// the float scaling per block follows the reference expression and order, so results equal the _ref
-// dots bit for bit.  Float-type dots (F32/F16/BF16) stay scalar.
+// types, Q8_K for the super-block types).  Integer sums are exact in any order; the float part follows
+// the reference's order (per super-block expression, or dot_lanes32's 8-lane layout for the 32-element
+// types), so results equal the _ref dots bit for bit.  Float-type dots (F32/F16/BF16) stay scalar.
 #if defined(DSV4_X86)
 #include <immintrin.h>
 
@@ -14,78 +14,189 @@
 namespace dsv4 {
 
 // ================================================================ 32-element block dots
+// Two blocks per step in the 8-lane layout of dot_ref.cpp's dot_lanes32: lane 4*(b&1)+k accumulates
+// (weight scale * activation scale) * (exact int sum of elements 4k..4k+3 and 16+4k..16+4k+3 of block
+// b) with one FMA.  The *_rows kernels run R weight rows against one activation row, sharing its loads,
+// its scales and (for the 4-bit types) its offset correction; every row's result equals the one-row dot.
 namespace {
 
-// Per-block integer sums of 8 blocks, one per lane (v[k] holds block k's 8 partial sums).
-inline __m256i reduce8(const __m256i* v) {
-  const __m256i h01 = _mm256_hadd_epi32(v[0], v[1]), h23 = _mm256_hadd_epi32(v[2], v[3]);
-  const __m256i h45 = _mm256_hadd_epi32(v[4], v[5]), h67 = _mm256_hadd_epi32(v[6], v[7]);
-  const __m256i a = _mm256_hadd_epi32(h01, h23), b = _mm256_hadd_epi32(h45, h67);
-  // a = [b0 b1 b2 b3 | b0 b1 b2 b3] halves, b likewise for blocks 4-7
-  return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
+inline float f16(uint16_t h) { return _cvtsh_ss(h); }  // F16C, exact like fp16_to_f32
+
+// Fixed-tree sum of 8 float lanes: ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)), as reduce_lanes8 in dot_ref.cpp.
+inline float reduce_lanes8(__m256 v) {
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
 }
 
-// sum over blocks of (wd[b] * ad[b]) * isum[b], accumulated in block order like the reference.
-// scale8(b, out) writes the weight scales of blocks b..b+7 as floats.
-template <class LoadW, class Scale8, class ScaleW>
-float dot_blocks32(int64_t nb, const BlockQ8_0* a, LoadW load_w, Scale8 scale8, ScaleW scale_w) {
-  float sum = 0;
+inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+inline __m256i load2x16(const void* lo, const void* hi) {
+  return _mm256_loadu2_m128i(static_cast<const __m128i*>(hi), static_cast<const __m128i*>(lo));
+}
+inline __m128i fold_one(__m256i p) { return _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1)); }
+
+// Two blocks' int32 sums (lane l = elements 4l..4l+3) folded to the accumulation layout:
+// [b: lo+hi half | b+1: hi+lo half], i.e. lane 4*(b&1)+k holds elements 4k..4k+3 and 16+4k..16+4k+3.
+inline __m256i fold_pair(__m256i p0, __m256i p1) {
+  return _mm256_add_epi32(_mm256_blend_epi32(p0, p1, 0xF0), _mm256_permute2x128_si256(p0, p1, 0x21));
+}
+
+// fp16 scales of blocks b, b+1 (`stride` bytes apart) spread as [s0 x4 | s1 x4].
+inline __m256 f16_pair(const void* p, size_t stride) {
+  uint16_t h0, h1;
+  std::memcpy(&h0, p, 2);
+  std::memcpy(&h1, static_cast<const uint8_t*>(p) + stride, 2);
+  const __m128 s = _mm_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(h0), h1, 1));
+  return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(s), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+}
+
+// e8m0_to_f32_half of every byte (a 1 KB table: one load per block instead of a branchy conversion).
+struct E8m0Half {
+  float v[256];
+  E8m0Half() {
+    for (int e = 0; e < 256; ++e) v[e] = e8m0_to_f32_half(static_cast<uint8_t>(e));
+  }
+};
+const float* e8m0_half_table() {
+  static const E8m0Half t;
+  return t.v;
+}
+
+// Q8_0 weights: signed bytes, so the usual sign trick feeds maddubs (|w| <= 128, |a| <= 127: no
+// int16 saturation).
+template <int R>
+void q8_0_rows(int64_t nb, const uint8_t* w, size_t rs, const BlockQ8_0* a, float* out) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   int64_t b = 0;
-  for (; b + 8 <= nb; b += 8) {
-    __m256i parts[8];
-    alignas(16) uint16_t ah[8];
-    for (int k = 0; k < 8; ++k) {
-      parts[k] = dot_i8(load_w(b + k), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b + k].qs)));
-      ah[k] = a[b + k].d;
+  for (; b + 2 <= nb; b += 2) {
+    const __m256i a0 = load32(a[b].qs), a1 = load32(a[b + 1].qs);
+    const __m256 ad = f16_pair(&a[b].d, sizeof(BlockQ8_0));
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const BlockQ8_0* x = reinterpret_cast<const BlockQ8_0*>(w + r * rs) + b;
+      const __m256i w0 = load32(x[0].qs), w1 = load32(x[1].qs);
+      const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(a0, w0)), ones);
+      const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w1, w1), _mm256_sign_epi8(a1, w1)), ones);
+      const __m256 sc = _mm256_mul_ps(f16_pair(&x[0].d, sizeof(BlockQ8_0)), ad);
+      acc[r] = _mm256_fmadd_ps(sc, _mm256_cvtepi32_ps(fold_pair(p0, p1)), acc[r]);
     }
-    const __m256 ad = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(ah)));
-    const __m256 prod = _mm256_mul_ps(_mm256_mul_ps(scale8(b), ad), _mm256_cvtepi32_ps(reduce8(parts)));
-    alignas(32) float p[8];
-    _mm256_store_ps(p, prod);
-    for (int k = 0; k < 8; ++k) sum += p[k];
   }
-  for (; b < nb; ++b) {
-    const int isum = hsum_epi32(dot_i8(load_w(b), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs))));
-    sum += (scale_w(b) * fp16_to_f32(a[b].d)) * static_cast<float>(isum);
+  for (int r = 0; r < R; ++r) {
+    if (b < nb) {
+      const BlockQ8_0* x = reinterpret_cast<const BlockQ8_0*>(w + r * rs) + b;
+      const __m128 sc = _mm_set1_ps(f16(x->d) * f16(a[b].d));
+      const __m128 lo = _mm_fmadd_ps(sc, _mm_cvtepi32_ps(fold_one(dot_i8(load32(x->qs), load32(a[b].qs)))),
+                                     _mm256_castps256_ps128(acc[r]));
+      acc[r] = _mm256_insertf128_ps(acc[r], lo, 0);
+    }
+    out[r] = reduce_lanes8(acc[r]);
   }
-  return sum;
 }
 
-template <class Block>
-inline __m256 fp16_scales8(const Block* w, int64_t b) {
-  alignas(16) uint16_t h[8];
-  for (int k = 0; k < 8; ++k) h[k] = w[b + k].d;
-  return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(h)));
+// 4-bit index types (Q4_0, MXFP4): the lookup table holds value + kOff (unsigned, so maddubs needs no
+// sign trick) and kOff * sum(a) is subtracted per lane; that correction depends on the activation only,
+// so R rows share it.  |value + kOff| <= 24 and |a| <= 128 keep every int16 sum exact.
+struct Q4_0Fmt {
+  using Block = BlockQ4_0;
+  static constexpr int kOff = 8;
+  static __m256i table() { return _mm256_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); }
+  __m256 scale2(const Block* x) const { return f16_pair(&x[0].d, sizeof(Block)); }
+  float scale1(const Block* x) const { return f16(x->d); }
+};
+struct Mxfp4Fmt {
+  using Block = BlockMXFP4;
+  static constexpr int kOff = 12;
+  static __m256i table() {
+    alignas(16) int8_t t[16];
+    for (int i = 0; i < 16; ++i) t[i] = static_cast<int8_t>(kValuesMXFP4[i] + kOff);
+    return _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(t)));
+  }
+  const float* e8 = e8m0_half_table();
+  __m256 scale2(const Block* x) const {
+    return _mm256_blend_ps(_mm256_broadcast_ss(e8 + x[0].e), _mm256_broadcast_ss(e8 + x[1].e), 0xF0);
+  }
+  float scale1(const Block* x) const { return e8[x->e]; }
+};
+
+template <class Fmt, int R>
+void nibble_rows(int64_t nb, const uint8_t* w, size_t rs, const BlockQ8_0* a, float* out) {
+  using Block = typename Fmt::Block;
+  const Fmt fmt;
+  const __m256i table = Fmt::table(), m4 = _mm256_set1_epi8(0x0f), off = _mm256_set1_epi8(Fmt::kOff);
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    // [b | b+1] halves: elements 0..15 (al) and 16..31 (ah) of each block
+    const __m256i al = load2x16(a[b].qs, a[b + 1].qs), ah = load2x16(a[b].qs + 16, a[b + 1].qs + 16);
+    const __m256i corr = _mm256_add_epi16(_mm256_maddubs_epi16(off, al), _mm256_maddubs_epi16(off, ah));
+    const __m256 ad = f16_pair(&a[b].d, sizeof(BlockQ8_0));
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const Block* x = reinterpret_cast<const Block*>(w + r * rs) + b;
+      const __m256i q = load2x16(x[0].qs, x[1].qs);
+      const __m256i wl = _mm256_shuffle_epi8(table, _mm256_and_si256(q, m4));
+      const __m256i wh = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
+      const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(wl, al), _mm256_maddubs_epi16(wh, ah));
+      const __m256i iv = _mm256_madd_epi16(_mm256_sub_epi16(p, corr), ones);
+      acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(fmt.scale2(x), ad), _mm256_cvtepi32_ps(iv), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    if (b < nb) {
+      const Block* x = reinterpret_cast<const Block*>(w + r * rs) + b;
+      const __m256i av = load32(a[b].qs);
+      const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(_mm256_shuffle_epi8(table, load_nibbles(x->qs)), av),
+                                         _mm256_maddubs_epi16(off, av));
+      const __m128 sc = _mm_set1_ps(fmt.scale1(x) * f16(a[b].d));
+      const __m128 lo = _mm_fmadd_ps(sc, _mm_cvtepi32_ps(fold_one(_mm256_madd_epi16(p, ones))), _mm256_castps256_ps128(acc[r]));
+      acc[r] = _mm256_insertf128_ps(acc[r], lo, 0);
+    }
+    out[r] = reduce_lanes8(acc[r]);
+  }
+}
+
+// nrows rows, 4 at a time.
+template <void (*K4)(int64_t, const uint8_t*, size_t, const BlockQ8_0*, float*),
+          void (*K1)(int64_t, const uint8_t*, size_t, const BlockQ8_0*, float*)>
+void rows_by4(int64_t nb, const void* vw, size_t rs, int64_t nrows, const void* va, float* out) {
+  const uint8_t* w = static_cast<const uint8_t*>(vw);
+  const BlockQ8_0* a = static_cast<const BlockQ8_0*>(va);
+  int64_t r = 0;
+  for (; r + 4 <= nrows; r += 4) K4(nb, w + r * rs, rs, a, out + r);
+  for (; r < nrows; ++r) K1(nb, w + r * rs, rs, a, out + r);
 }
 
 }  // namespace
 
-float vec_dot_q8_0_avx2(int64_t n, const void* vw, const void* va) {
-  const BlockQ8_0* w = static_cast<const BlockQ8_0*>(vw);
-  return dot_blocks32(
-      n / QK8_0, static_cast<const BlockQ8_0*>(va),
-      [w](int64_t b) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs)); },
-      [w](int64_t b) { return fp16_scales8(w, b); }, [w](int64_t b) { return fp16_to_f32(w[b].d); });
+float vec_dot_q8_0_avx2(int64_t n, const void* w, const void* a) {
+  float y;
+  q8_0_rows<1>(n / QK8_0, static_cast<const uint8_t*>(w), 0, static_cast<const BlockQ8_0*>(a), &y);
+  return y;
+}
+void vec_dot_rows_q8_0_avx2(int64_t n, const void* w, size_t rs, int64_t nrows, const void* a, float* out) {
+  rows_by4<q8_0_rows<4>, q8_0_rows<1>>(n / QK8_0, w, rs, nrows, a, out);
 }
 
-float vec_dot_q4_0_avx2(int64_t n, const void* vw, const void* va) {
-  const BlockQ4_0* w = static_cast<const BlockQ4_0*>(vw);
-  return dot_blocks32(
-      n / QK4_0, static_cast<const BlockQ8_0*>(va),
-      [w](int64_t b) { return _mm256_sub_epi8(load_nibbles(w[b].qs), _mm256_set1_epi8(8)); },
-      [w](int64_t b) { return fp16_scales8(w, b); }, [w](int64_t b) { return fp16_to_f32(w[b].d); });
+float vec_dot_q4_0_avx2(int64_t n, const void* w, const void* a) {
+  float y;
+  nibble_rows<Q4_0Fmt, 1>(n / QK4_0, static_cast<const uint8_t*>(w), 0, static_cast<const BlockQ8_0*>(a), &y);
+  return y;
+}
+void vec_dot_rows_q4_0_avx2(int64_t n, const void* w, size_t rs, int64_t nrows, const void* a, float* out) {
+  rows_by4<nibble_rows<Q4_0Fmt, 4>, nibble_rows<Q4_0Fmt, 1>>(n / QK4_0, w, rs, nrows, a, out);
 }
 
-float vec_dot_mxfp4_avx2(int64_t n, const void* vw, const void* va) {
-  const BlockMXFP4* w = static_cast<const BlockMXFP4*>(vw);
-  return dot_blocks32(
-      n / QK_MXFP4, static_cast<const BlockQ8_0*>(va), [w](int64_t b) { return mxfp4_values(w[b].qs); },
-      [w](int64_t b) {
-        alignas(32) float f[8];
-        for (int k = 0; k < 8; ++k) f[k] = e8m0_to_f32_half(w[b + k].e);
-        return _mm256_load_ps(f);
-      },
-      [w](int64_t b) { return e8m0_to_f32_half(w[b].e); });
+float vec_dot_mxfp4_avx2(int64_t n, const void* w, const void* a) {
+  float y;
+  nibble_rows<Mxfp4Fmt, 1>(n / QK_MXFP4, static_cast<const uint8_t*>(w), 0, static_cast<const BlockQ8_0*>(a), &y);
+  return y;
+}
+void vec_dot_rows_mxfp4_avx2(int64_t n, const void* w, size_t rs, int64_t nrows, const void* a, float* out) {
+  rows_by4<nibble_rows<Mxfp4Fmt, 4>, nibble_rows<Mxfp4Fmt, 1>>(n / QK_MXFP4, w, rs, nrows, a, out);
 }
 
 // ================================================================ Q2_K / Q3_K / IQ4_XS / IQ2_XXS dots
@@ -131,7 +242,7 @@ float vec_dot_q2_k_avx2(int64_t n, const void* vw, const void* va) {
       }
     }
     const int sumi = hsum_epi32(acc);
-    sum += (fp16_to_f32(w[b].d) * a[b].d) * static_cast<float>(sumi) - (fp16_to_f32(w[b].dmin) * a[b].d) * static_cast<float>(summ);
+    sum += (f16(w[b].d) * a[b].d) * static_cast<float>(sumi) - (f16(w[b].dmin) * a[b].d) * static_cast<float>(summ);
   }
   return sum;
 }
@@ -167,7 +278,7 @@ float vec_dot_q3_k_avx2(int64_t n, const void* vw, const void* va) {
       }
     }
     const int sumi = hsum_epi32(acc) - 4 * off;
-    sum += (fp16_to_f32(w[b].d) * a[b].d) * static_cast<float>(sumi);
+    sum += (f16(w[b].d) * a[b].d) * static_cast<float>(sumi);
   }
   return sum;
 }
@@ -186,7 +297,7 @@ float vec_dot_iq4_xs_avx2(int64_t n, const void* vw, const void* va) {
       const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(av, wv));
       acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(static_cast<int16_t>(ls - 32))));
     }
-    sum += (fp16_to_f32(w[b].d) * a[b].d) * static_cast<float>(hsum_epi32(acc));
+    sum += (f16(w[b].d) * a[b].d) * static_cast<float>(hsum_epi32(acc));
   }
   return sum;
 }
@@ -218,36 +329,70 @@ float vec_dot_iq2_xxs_avx2(int64_t n, const void* vw, const void* va) {
       const __m256i p = _mm256_maddubs_epi16(g, as);
       acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(static_cast<int16_t>(2 * (aux[1] >> 28) + 1))));
     }
-    sum += ((fp16_to_f32(w[b].d) * a[b].d) * static_cast<float>(hsum_epi32(acc))) * 0.125f;
+    sum += ((f16(w[b].d) * a[b].d) * static_cast<float>(hsum_epi32(acc))) * 0.125f;
   }
   return sum;
 }
 
 
 // ================================================================ Q4_K / Q5_K / Q6_K dots
+namespace {
+
+// The 8 scales and 8 mins of a Q4_K/Q5_K super-block as int16 [sc0..sc7 | m0..m7]: get_scale_min_k4 for
+// all j at once (j < 4: low 6 bits of bytes j / j+4; j >= 4: nibbles of byte j+4 plus the top 2 bits
+// of bytes j-4 / j).
+inline __m256i scales_mins_k4(const uint8_t* q) {
+  uint32_t u[3];
+  std::memcpy(u, q, 12);
+  const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
+  const __m128i s8 = _mm_setr_epi32(static_cast<int>(u[0] & m6), static_cast<int>((u[2] & m4) | (((u[0] >> 6) & m2) << 4)),
+                                    static_cast<int>(u[1] & m6),
+                                    static_cast<int>(((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4)));
+  return _mm256_cvtepu8_epi16(s8);
+}
+// 4 int32 lanes from sum_j m_j * (bsums[2j] + bsums[2j+1]) (exact; summed by the caller).
+inline __m128i mins_bsums_k4(__m256i scmin, const int16_t* bsums) {
+  const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bsums));
+  const __m128i pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+  return _mm_madd_epi16(_mm256_extracti128_si256(scmin, 1), pairs);
+}
+// Exact integer sums of an 8-lane and a 4-lane vector, returned together (one reduction).
+inline void hsum2_epi32(__m256i v8, __m128i v4, int* s8, int* s4) {
+  const __m128i v = _mm_add_epi32(_mm256_castsi256_si128(v8), _mm256_extracti128_si256(v8, 1));
+  const __m128i h = _mm_hadd_epi32(v, v4);  // [v0+v1, v2+v3, w0+w1, w2+w3]
+  const __m128i t = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+  *s8 = _mm_cvtsi128_si32(t);
+  *s4 = _mm_extract_epi32(t, 2);
+}
+// int16 broadcast of scale j of a [sc0..sc7] vector held in both 128-bit halves.
+inline __m256i scale_j(__m256i sc2, int j) { return _mm256_shuffle_epi8(sc2, _mm256_set1_epi16(static_cast<int16_t>(0x0100 + 0x0202 * j))); }
+
+}  // namespace
+
+// Integer part as ggml: scales/mins unpacked with 32-bit ops, mins . bsums by madd, 64 values per step.
+// The float part stays the reference's per-super-block expression (so the integer sums must be exact).
 float vec_dot_q4_k_avx2(int64_t n, const void* vw, const void* va) {
   const BlockQ4_K* w = static_cast<const BlockQ4_K*>(vw);
   const BlockQ8_K* a = static_cast<const BlockQ8_K*>(va);
   float sum = 0;
   const __m256i m4 = _mm256_set1_epi8(0x0f);
   for (int64_t b = 0; b < n / QK_K; ++b) {
+    const __m256i scmin = scales_mins_k4(w[b].scales);
+    const __m128i mprod = mins_bsums_k4(scmin, a[b].bsums);
+    const __m256i sc2 = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(scmin));
     __m256i acc = _mm256_setzero_si256();
-    int summ = 0;
     for (int c = 0; c < 4; ++c) {
-      uint8_t sc0, m0, sc1, m1;
-      kq::get_scale_min_k4(2 * c, w[b].scales, &sc0, &m0);
-      kq::get_scale_min_k4(2 * c + 1, w[b].scales, &sc1, &m1);
-      summ += m0 * (a[b].bsums[4 * c] + a[b].bsums[4 * c + 1]) + m1 * (a[b].bsums[4 * c + 2] + a[b].bsums[4 * c + 3]);
       const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * c));
       const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * c));
       const __m256i a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * c + 32));
       const __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(q, m4), a0);
       const __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), a1);
-      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, _mm256_set1_epi16(sc0)));
-      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, _mm256_set1_epi16(sc1)));
+      acc = _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(p0, scale_j(sc2, 2 * c)),
+                                                   _mm256_madd_epi16(p1, scale_j(sc2, 2 * c + 1))));
     }
-    const int sumi = hsum_epi32(acc);
-    sum += (fp16_to_f32(w[b].d) * a[b].d) * static_cast<float>(sumi) - (fp16_to_f32(w[b].dmin) * a[b].d) * static_cast<float>(summ);
+    int sumi, summ;
+    hsum2_epi32(acc, mprod, &sumi, &summ);
+    sum += (f16(w[b].d) * a[b].d) * static_cast<float>(sumi) - (f16(w[b].dmin) * a[b].d) * static_cast<float>(summ);
   }
   return sum;
 }
@@ -258,14 +403,12 @@ float vec_dot_q5_k_avx2(int64_t n, const void* vw, const void* va) {
   float sum = 0;
   const __m256i m4 = _mm256_set1_epi8(0x0f), m1b = _mm256_set1_epi8(0x01);
   for (int64_t b = 0; b < n / QK_K; ++b) {
+    const __m256i scmin = scales_mins_k4(w[b].scales);
+    const __m128i mprod = mins_bsums_k4(scmin, a[b].bsums);
+    const __m256i sc2 = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(scmin));
     __m256i acc = _mm256_setzero_si256();
-    int summ = 0;
     const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qh));
     for (int c = 0; c < 4; ++c) {
-      uint8_t sc0, m0, sc1, m1;
-      kq::get_scale_min_k4(2 * c, w[b].scales, &sc0, &m0);
-      kq::get_scale_min_k4(2 * c + 1, w[b].scales, &sc1, &m1);
-      summ += m0 * (a[b].bsums[4 * c] + a[b].bsums[4 * c + 1]) + m1 * (a[b].bsums[4 * c + 2] + a[b].bsums[4 * c + 3]);
       const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * c));
       const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), m1b), 4);
       const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), m1b), 4);
@@ -273,11 +416,12 @@ float vec_dot_q5_k_avx2(int64_t n, const void* vw, const void* va) {
       const __m256i a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * c + 32));
       const __m256i p0 = _mm256_maddubs_epi16(_mm256_or_si256(_mm256_and_si256(q, m4), h0), a0);
       const __m256i p1 = _mm256_maddubs_epi16(_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), h1), a1);
-      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, _mm256_set1_epi16(sc0)));
-      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, _mm256_set1_epi16(sc1)));
+      acc = _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(p0, scale_j(sc2, 2 * c)),
+                                                   _mm256_madd_epi16(p1, scale_j(sc2, 2 * c + 1))));
     }
-    const int sumi = hsum_epi32(acc);
-    sum += (fp16_to_f32(w[b].d) * a[b].d) * static_cast<float>(sumi) - (fp16_to_f32(w[b].dmin) * a[b].d) * static_cast<float>(summ);
+    int sumi, summ;
+    hsum2_epi32(acc, mprod, &sumi, &summ);
+    sum += (f16(w[b].d) * a[b].d) * static_cast<float>(sumi) - (f16(w[b].dmin) * a[b].d) * static_cast<float>(summ);
   }
   return sum;
 }
@@ -309,7 +453,7 @@ float vec_dot_q6_k_avx2(int64_t n, const void* vw, const void* va) {
       }
     }
     const int sumi = hsum_epi32(acc) - 32 * sum_off;
-    sum += (fp16_to_f32(w[b].d) * a[b].d) * static_cast<float>(sumi);
+    sum += (f16(w[b].d) * a[b].d) * static_cast<float>(sumi);
   }
   return sum;
 }

@@ -1,8 +1,10 @@
 // Scalar reference dot products: weight row (its own format) . activation row (Q8_0 for the
 // 32-element types, Q8_K for the super-block types, f32 for the float types).  Integer sums per
-// (sub-)block are exact; the float part is evaluated per block in one fixed expression, which the
-// AVX2 versions reproduce, so ref and SIMD agree to the bit.  Like ggml's vec_dot, the result differs
+// (sub-)block are exact; the float part follows one fixed order (per super-block expression, or the
+// 8-lane layout of dot_lanes32), which the AVX2 versions reproduce, so ref and SIMD agree to the bit.  Like ggml's vec_dot, the result differs
 // from the float dot of the dequantized rows only by the activation quantization.
+#include <cmath>
+
 #include "quant/kernels.h"
 #include "quant/kquant_impl.h"
 
@@ -30,46 +32,56 @@ float vec_dot_bf16_ref(int64_t n, const void* w, const void* a) {
   return static_cast<float>(s);
 }
 
+// 32-element block types accumulate in 8 float lanes, the layout of the AVX2 kernels (two blocks per
+// 256-bit step): block b adds to lane 4*(b&1)+k (k < 4) the exact integer sum of its elements 4k..4k+3
+// and 16+4k..16+4k+3, times (weight scale * activation scale), with one fused multiply-add, in block
+// order.  The lanes are then summed in a fixed tree.  ggml accumulates one block per 8-lane FMA;
+// either order differs from the exact float dot by a few float32 roundings.
+namespace {
+
+inline float reduce_lanes8(const float* l) { return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7])); }
+
+// val(b, i): weight value i of block b as an integer; scale(b): the weight block's float scale.
+template <class Val, class Scale>
+float dot_lanes32(int64_t nb, const BlockQ8_0* a, Val val, Scale scale) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (int64_t b = 0; b < nb; ++b) {
+    const float s = scale(b) * fp16_to_f32(a[b].d);
+    for (int k = 0; k < 4; ++k) {
+      int isum = 0;
+      for (int i = 4 * k; i < 4 * k + 4; ++i) isum += val(b, i) * a[b].qs[i] + val(b, i + 16) * a[b].qs[i + 16];
+      float& lane = acc[4 * (b & 1) + k];
+      lane = std::fma(s, static_cast<float>(isum), lane);
+    }
+  }
+  return reduce_lanes8(acc);
+}
+
+}  // namespace
+
 float vec_dot_q8_0_ref(int64_t n, const void* vw, const void* va) {
   const BlockQ8_0* w = static_cast<const BlockQ8_0*>(vw);
-  const BlockQ8_0* a = static_cast<const BlockQ8_0*>(va);
-  float sum = 0;
-  for (int64_t b = 0; b < n / QK8_0; ++b) {
-    int isum = 0;
-    for (int j = 0; j < 32; ++j) isum += w[b].qs[j] * a[b].qs[j];
-    sum += (fp16_to_f32(w[b].d) * fp16_to_f32(a[b].d)) * static_cast<float>(isum);
-  }
-  return sum;
+  return dot_lanes32(
+      n / QK8_0, static_cast<const BlockQ8_0*>(va), [w](int64_t b, int i) { return static_cast<int>(w[b].qs[i]); },
+      [w](int64_t b) { return fp16_to_f32(w[b].d); });
 }
 
 float vec_dot_q4_0_ref(int64_t n, const void* vw, const void* va) {
   const BlockQ4_0* w = static_cast<const BlockQ4_0*>(vw);
-  const BlockQ8_0* a = static_cast<const BlockQ8_0*>(va);
-  float sum = 0;
-  for (int64_t b = 0; b < n / QK4_0; ++b) {
-    int isum = 0;
-    for (int j = 0; j < 16; ++j) {
-      isum += ((w[b].qs[j] & 0xf) - 8) * a[b].qs[j];
-      isum += ((w[b].qs[j] >> 4) - 8) * a[b].qs[j + 16];
-    }
-    sum += (fp16_to_f32(w[b].d) * fp16_to_f32(a[b].d)) * static_cast<float>(isum);
-  }
-  return sum;
+  return dot_lanes32(
+      n / QK4_0, static_cast<const BlockQ8_0*>(va),
+      [w](int64_t b, int i) { return (i < 16 ? (w[b].qs[i] & 0xf) : (w[b].qs[i - 16] >> 4)) - 8; },
+      [w](int64_t b) { return fp16_to_f32(w[b].d); });
 }
 
 float vec_dot_mxfp4_ref(int64_t n, const void* vw, const void* va) {
   const BlockMXFP4* w = static_cast<const BlockMXFP4*>(vw);
-  const BlockQ8_0* a = static_cast<const BlockQ8_0*>(va);
-  float sum = 0;
-  for (int64_t b = 0; b < n / QK_MXFP4; ++b) {
-    int isum = 0;
-    for (int j = 0; j < 16; ++j) {
-      isum += kValuesMXFP4[w[b].qs[j] & 0xf] * a[b].qs[j];
-      isum += kValuesMXFP4[w[b].qs[j] >> 4] * a[b].qs[j + 16];
-    }
-    sum += (e8m0_to_f32_half(w[b].e) * fp16_to_f32(a[b].d)) * static_cast<float>(isum);
-  }
-  return sum;
+  return dot_lanes32(
+      n / QK_MXFP4, static_cast<const BlockQ8_0*>(va),
+      [w](int64_t b, int i) {
+        return static_cast<int>(kValuesMXFP4[i < 16 ? (w[b].qs[i] & 0xf) : (w[b].qs[i - 16] >> 4)]);
+      },
+      [w](int64_t b) { return e8m0_to_f32_half(w[b].e); });
 }
 
 float vec_dot_q2_k_ref(int64_t n, const void* vw, const void* va) {

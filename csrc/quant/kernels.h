@@ -4,6 +4,7 @@
 // sum_i w[i] * a[i] with the activation row `a` already in the type's vec_dot format (Q8_0 or Q8_K).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "quant/blocks.h"
@@ -13,6 +14,8 @@ namespace dsv4 {
 using QuantizeRowFn = void (*)(const float* x, void* y, int64_t n, const float* qw);
 using DequantizeRowFn = void (*)(const void* x, float* y, int64_t n);
 using VecDotFn = float (*)(int64_t n, const void* w, const void* a);
+// out[r] = vec_dot(n, w + r * row_bytes, a) for r < nrows, bit for bit; several rows share the activation.
+using VecDotRowsFn = void (*)(int64_t n, const void* w, size_t row_bytes, int64_t nrows, const void* a, float* out);
 
 #define DSV4_DECLARE_QTYPE_KERNELS(T, SUFFIX)                                  \
   void quantize_row_##T##_##SUFFIX(const float* x, void* y, int64_t n, const float* qw); \
@@ -75,6 +78,9 @@ void dequantize_row_q4_k_avx2(const void* x, float* y, int64_t n);
 void dequantize_row_q6_k_avx2(const void* x, float* y, int64_t n);
 void dequantize_row_f16_avx2(const void* x, float* y, int64_t n);
 float vec_dot_q8_0_avx2(int64_t n, const void* w, const void* a);
+void vec_dot_rows_q8_0_avx2(int64_t n, const void* w, size_t row_bytes, int64_t nrows, const void* a, float* out);
+void vec_dot_rows_q4_0_avx2(int64_t n, const void* w, size_t row_bytes, int64_t nrows, const void* a, float* out);
+void vec_dot_rows_mxfp4_avx2(int64_t n, const void* w, size_t row_bytes, int64_t nrows, const void* a, float* out);
 float vec_dot_q4_0_avx2(int64_t n, const void* w, const void* a);
 float vec_dot_mxfp4_avx2(int64_t n, const void* w, const void* a);
 float vec_dot_q4_k_avx2(int64_t n, const void* w, const void* a);

@@ -63,16 +63,19 @@ QuantKernels avx2_kernels(QType t) {
       k.quantize = quantize_row_q8_0_avx2;
       k.dequantize = dequantize_row_q8_0_avx2;
       k.dot = vec_dot_q8_0_avx2;
+      k.dot_rows = vec_dot_rows_q8_0_avx2;
       break;
     case QType::Q4_0:
       k.quantize = quantize_row_q4_0_avx2;
       k.dequantize = dequantize_row_q4_0_avx2;
       k.dot = vec_dot_q4_0_avx2;
+      k.dot_rows = vec_dot_rows_q4_0_avx2;
       break;
     case QType::MXFP4:
       k.quantize = quantize_row_mxfp4_avx2;
       k.dequantize = dequantize_row_mxfp4_avx2;
       k.dot = vec_dot_mxfp4_avx2;
+      k.dot_rows = vec_dot_rows_mxfp4_avx2;
       break;
     case QType::Q8_K: k.quantize = quantize_row_q8_k_avx2; break;
     case QType::Q2_K:
@@ -234,7 +237,7 @@ void matvec(QType t, const void* w, const float* x, float* y, int64_t rows, int6
   const uint8_t* wb = static_cast<const uint8_t*>(w);
   const int64_t min_rows = std::max<int64_t>(1, 65536 / cols);
   parallel_for(rows, threads, min_rows, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) y[r] = k.dot(cols, wb + static_cast<size_t>(r) * rs, a);
+    vec_dot_rows(k, cols, wb + static_cast<size_t>(r0) * rs, rs, r1 - r0, a, y + r0);
   });
 }
 

@@ -18,7 +18,19 @@ struct QuantKernels {
   DequantizeRowFn dequantize;
   VecDotFn dot;  // nullptr when the type has no dot product (Q8_K)
   const char* impl;
+  VecDotRowsFn dot_rows = nullptr;  // several rows at once (same bits as `dot`); nullptr: loop over dot
 };
+
+// out[r] = k.dot(n, w + r * row_bytes, a) for r < nrows, through the multi-row kernel where there is one.
+inline void vec_dot_rows(const QuantKernels& k, int64_t n, const void* w, size_t row_bytes, int64_t nrows, const void* a,
+                         float* out) {
+  if (k.dot_rows) {
+    k.dot_rows(n, w, row_bytes, nrows, a, out);
+    return;
+  }
+  const uint8_t* wb = static_cast<const uint8_t*>(w);
+  for (int64_t r = 0; r < nrows; ++r) out[r] = k.dot(n, wb + static_cast<size_t>(r) * row_bytes, a);
+}
 
 // Kernels for `t` under `impl` (Auto/Ref/Simd resolved); throws std::invalid_argument for unknown t.
 QuantKernels quant_kernels(QType t, Impl impl);

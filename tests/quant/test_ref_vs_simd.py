@@ -14,7 +14,7 @@ import pytest
 from gguf import GGMLQuantizationType as T
 
 from dsv4_gguf import _C, quants
-from dsv4_gguf.constants import WEIGHT_QTYPES
+from dsv4_gguf.constants import QTYPES, WEIGHT_QTYPES
 
 pytestmark = pytest.mark.skipif(
     not _C.build_info()["cpu_avx2"], reason="this CPU has no AVX2: only the reference path exists"
@@ -55,6 +55,27 @@ def test_quantize_dequantize_dot_bit_exact(qtype, with_imatrix, heavy_tailed, ma
     y_ref = quants.matvec(qb, v, qtype, impl="ref")
     y_simd = quants.matvec(qb, v, qtype, impl="simd")
     assert np.array_equal(y_ref.view(np.uint32), y_simd.view(np.uint32)), f"{qtype.name} dot ref != simd"
+
+
+@pytest.mark.parametrize("qtype", [t for t in WEIGHT_QTYPES if t not in (T.F32, T.F16, T.BF16)], ids=lambda t: t.name)
+@pytest.mark.parametrize("rows", [1, 3, 4, 7, 203])
+def test_multi_row_dot_equals_one_row_dot(qtype, rows, heavy_tailed, make_imatrix):
+    """matvec runs several rows per kernel call (shared activation) and splits rows over threads (203
+    rows: two uneven chunks); every row must still equal the one-row vec_dot of both impls bit for bit.
+    An odd block count exercises the lone last block of the two-blocks-per-step 32-element kernels."""
+    block = QTYPES[qtype].block_size
+    cols = block * (25 if block == 32 else 3)
+    x = np.ascontiguousarray(np.resize(heavy_tailed[:, :cols], (rows, cols)))
+    qb = quants.quantize(x, qtype, make_imatrix(x) if qtype == T.IQ2_XXS else None).view(np.uint8).reshape(rows, -1)
+    v = np.random.default_rng(3).standard_normal(cols).astype(np.float32)
+    at = QTYPES[qtype].vec_dot_type
+    a = quants.quantize(v[None], at).view(np.uint8).reshape(-1)
+    one = np.array([_C.vec_dot(int(qtype), qb[r], a, cols, "simd") for r in range(rows)], np.float32)
+    one_ref = np.array([_C.vec_dot(int(qtype), qb[r], a, cols, "ref") for r in range(rows)], np.float32)
+    assert np.array_equal(one.view(np.uint32), one_ref.view(np.uint32)), f"{qtype.name} vec_dot ref != simd"
+    for threads in (1, 2, 3):
+        got = quants.matvec(qb, v, qtype, impl="simd", threads=threads)
+        assert np.array_equal(got.view(np.uint32), one.view(np.uint32)), f"{qtype.name} rows={rows} threads={threads}"
 
 
 def test_q8_k_activation_bit_exact():
