@@ -137,9 +137,9 @@ class SafetensorsFile:
             count = 1
             for d in shape:
                 count *= d
-            if count > MAX_ELEMENTS:
+            if count > MAX_ELEMENTS or max(shape, default=0) > MAX_ELEMENTS:
                 raise CheckpointError(f"{p}: tensor '{name}' has shape {shape} whose element count overflows "
-                                      f"(> 2^62); the header is corrupt")
+                                      f"(a dimension or the product > 2^62); the header is corrupt")
             if (not isinstance(offs, list) or len(offs) != 2
                     or not all(isinstance(o, int) and not isinstance(o, bool) for o in offs)):
                 raise CheckpointError(f"{p}: tensor '{name}' has invalid data_offsets {offs!r}")
