@@ -245,6 +245,7 @@ def convert(plan: Plan, source: Checkpoint | Any, *, resume: bool = False, overw
             os.replace(str(f.path) + PARTIAL, f.path)
     for f in plan.files:
         Path(str(f.path) + JOURNAL).unlink(missing_ok=True)
+        Path(str(f.path) + JOURNAL + ".tmp").unlink(missing_ok=True)
     return [f.path for f in plan.files]
 
 
@@ -272,7 +273,9 @@ def _write_file(f: OutFile, start: int, make: Callable, imatrix, progress, on_te
         with open(tmp, "r+b") as fh:
             fh.truncate(keep)
         ents = _journal_entries(jp)[:start]
-        jp.write_text("".join(f"{i} {f.entries[i].tensor.name} {n} {d}\n" for i, n, d in ents))
+        jtmp = Path(str(jp) + ".tmp")  # replaced, not rewritten: a kill here must not lose the verified prefix
+        jtmp.write_text("".join(f"{i} {f.entries[i].tensor.name} {n} {d}\n" for i, n, d in ents))
+        os.replace(jtmp, jp)
         if progress:
             progress(keep, start, "resumed")
     todo = list(range(start, len(f.entries)))
@@ -316,6 +319,8 @@ def _write_file(f: OutFile, start: int, make: Callable, imatrix, progress, on_te
                 written += len(b)
                 if progress:
                     progress(len(b), i, p.tensor.name)
+            fh.flush()
+            os.fsync(fh.fileno())  # on disk before its final name can appear
     except OSError as e:
         if e.errno == errno.ENOSPC:
             raise ConvertError(f"{tmp}: disk full while writing; free space and rerun with --resume "
