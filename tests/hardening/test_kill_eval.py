@@ -1,9 +1,9 @@
 """`dsv4-gguf eval kld` killed with SIGKILL at 26 points (every manifest, reference, position and record
-write, byte offsets (two inside a record line), times): results.json is absent or equal to an uninterrupted
-run's, every stored file is whole (the records file may end in a torn line, which the rerun cuts), and
-rerunning the command writes the same results.json and records with no temp file left. The deterministic
-`fake` backend stands in for a model (the run-folder writers are the same for every backend;
-tests/eval/test_resume_kill.py kills a runtime run)."""
+write, byte offsets (two inside a record line), times) and 4 more in a rerun after a torn record:
+results.json is absent or equal to an uninterrupted run's, every stored file is whole (the records file
+may end in a torn line, which the rerun cuts), and rerunning the command writes the same results.json and
+records with no temp file left. The deterministic `fake` backend stands in for a model (the run-folder
+writers are the same for every backend; tests/eval/test_resume_kill.py kills a runtime run)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
     torn = [("bytes", float(opens[0] + 40)), ("bytes", float(opens[4] + 40))]
     return {"text": text, "run": run, "files": files, "results": (run / "results.json").read_bytes(),
             "items": (run / "items.jsonl").read_bytes(), "manifest": json.loads((run / "manifest.json").read_text()),
-            "points": kh.points(r, N_EVENT, N_BYTES, N_TIME, seed=5) + torn}
+            "points": kh.points(r, N_EVENT, N_BYTES, N_TIME, seed=5) + torn, "items_opens": opens}
 
 
 def _state(run: Path, s: dict) -> str:
@@ -99,3 +99,21 @@ def test_kill_then_rerun(i: int, setup: dict, tmp_path: Path) -> None:
     assert (run / "results.json").read_bytes() == setup["results"]
     assert (run / "items.jsonl").read_bytes() == setup["items"]
     assert sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()) == sorted(setup["files"])
+
+
+# Mutations of a rerun after a torn record: 3 cuts the torn line (truncate), 4 makes positions/, 5-6 the
+# next chunk's positions (temp + rename), 7 its record.
+@pytest.mark.parametrize("k", [3, 4, 6, 7])
+def test_kill_during_rerun(k: int, setup: dict, tmp_path: Path) -> None:
+    """A run killed inside its 3rd record, rerun and killed again before the rerun's k-th mutation: a third
+    run still writes the same results and records."""
+    run = tmp_path / "run"
+    args = _args(setup["text"], run)
+    assert kh.run("cli", args, tmp_path, kind="bytes", at=setup["items_opens"][2] + 40).killed
+    assert not (run / "items.jsonl").read_bytes().endswith(b"\n")
+    res = kh.run("cli", args, tmp_path, kind="event", at=k)
+    assert res.killed
+    kh.record("eval-rerun", res, _state(run, setup))
+    assert main(args) == 0
+    assert (run / "results.json").read_bytes() == setup["results"]
+    assert (run / "items.jsonl").read_bytes() == setup["items"]
