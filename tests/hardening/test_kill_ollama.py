@@ -1,7 +1,8 @@
-"""`dsv4-gguf ollama` (store install) killed with SIGKILL at 24 points into a store that already holds another
-model: that model's files stay untouched, the new manifest is absent or names only present blobs whose
-sha256 is their name, no blob at a final name is half written, and re-running the command leaves exactly
-the store (and Modelfile) of an uninterrupted run: no temp file of the killed run survives."""
+"""`dsv4-gguf ollama` (store install) killed with SIGKILL at 24 points (and a rerun at 3 more) into a store
+that already holds another model: that model's files stay untouched, the new manifest is absent or names
+only present blobs whose sha256 is their name, no blob at a final name is half written, and re-running the
+command leaves exactly the store (and Modelfile) of an uninterrupted run: no temp file of a killed run
+survives."""
 
 from __future__ import annotations
 
@@ -97,3 +98,21 @@ def test_kill_then_rerun(i: int, setup: dict, tmp_path: Path) -> None:
     assert main(again) == 0
     assert _snapshot(store) == setup["after"]
     assert modelfile.read_text() == setup["modelfile"]
+
+
+# Mutations of a rerun after a kill inside the model copy: 4 removes the killed run's temp file, 5 opens the
+# new model temp file, 7 renames it into place.
+@pytest.mark.parametrize("k", [4, 5, 7])
+def test_kill_during_rerun(k: int, setup: dict, tmp_path: Path) -> None:
+    """A run killed inside the model copy (a temp file left), rerun and killed again before the rerun's k-th
+    mutation: a third run still leaves exactly an uninterrupted run's store."""
+    store, modelfile = tmp_path / "store", tmp_path / "Modelfile"
+    shutil.copytree(setup["base"], store)
+    args = _args(setup["gguf"], store, modelfile)
+    assert kh.run("cli", args, tmp_path, kind="bytes", at=20 << 20).killed
+    assert any(p.name.startswith(".dsv4-tmp-") for p in (store / "blobs").iterdir())
+    res = kh.run("cli", args, tmp_path, kind="event", at=k)
+    assert res.killed
+    kh.record("ollama-rerun", res, _state(store, setup))
+    assert main(args) == 0
+    assert _snapshot(store) == setup["after"]
