@@ -214,6 +214,7 @@ _TYPED = {GGMLQuantizationType.F32: np.float32, GGMLQuantizationType.F16: np.flo
 class _Cursor:
     def __init__(self, buf: Any, path: Path):
         self.buf, self.pos, self.path = buf, 0, path
+        self.last_len = 0
 
     def take(self, fmt: str) -> tuple:
         n = struct.calcsize(fmt)
@@ -232,6 +233,7 @@ class _Cursor:
             raise GGUFError(f"{self.path}: truncated header ({what}: string of {n} bytes at {self.pos})")
         b = bytes(self.buf[self.pos : self.pos + n])
         self.pos += n
+        self.last_len = n  # in bytes, before invalid UTF-8 is replaced
         return b.decode("utf-8", "replace")
 
     def value(self, vt: int, key: str) -> Any:
@@ -308,7 +310,7 @@ class GGUFFile:
         infos = []
         for _ in range(n_tensors):
             name = c.string("tensor name")
-            if len(name.encode("utf-8", "surrogatepass")) > MAX_TENSOR_NAME:
+            if c.last_len > MAX_TENSOR_NAME:
                 raise GGUFError(f"{p}: tensor name '{name[:80]}' is longer than ggml's {MAX_TENSOR_NAME}-byte limit")
             (nd,) = c.take("<I")
             if not 1 <= nd <= 4:

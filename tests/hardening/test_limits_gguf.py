@@ -3,8 +3,7 @@ the imatrix loader) and the runtime's C++ loader (csrc/runtime/gguf_file.cpp, th
 
 Every case is a hand-built header that breaks one rule (limits, overflow, offsets, alignment, duplicates,
 unknown types, split sets); each reader must raise its own error naming the file and the problem.  Cases
-marked "fuzz" crashed the C++ loader before it had these checks (libFuzzer found them in < 1k inputs:
-std::length_error / allocation-size-too-big from a reserve() of a claimed array length).
+marked "fuzz" reproduce crashes the fuzzers found before these checks existed (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -97,6 +96,7 @@ CASES: dict[str, tuple[bytes, dict[str, str]]] = {
     "unknown value type": (gguf([kv("a.x", 13, b"\0" * 8)], []), {"*": r"key 'a.x' has unknown value type 13"}),
     "duplicate key": (gguf([kv("a.k", U32, u32(1)), kv("a.k", U32, u32(2))], []),
                       {"*": r"duplicate metadata key 'a.k'"}),
+    # fuzz: ZeroDivisionError in the Python reader (atheris, 4k inputs); a string alignment was a raw ValueError
     "alignment zero": (gguf([kv("general.alignment", U32, u32(0))], []),
                        {"*": r"general.alignment = 0 is not a power of two"}),
     "alignment not power of two": (gguf([kv("general.alignment", U32, u32(48))], [], align=48),
