@@ -6,10 +6,14 @@ gold-patch NLL vs bits per weight. Reads only results.json / manifest.json; reco
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
+
+from .run import write_text
 
 __all__ = ["load_runs", "write_report", "COLUMNS"]
 
@@ -86,7 +90,7 @@ def _plot_kld(runs: list[dict[str, Any]], path: Path) -> bool:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    _save(fig, path)
     plt.close(fig)
     return True
 
@@ -115,7 +119,7 @@ def _plot_mrcr(runs: list[dict[str, Any]], path: Path) -> bool:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    _save(fig, path)
     plt.close(fig)
     return True
 
@@ -139,9 +143,15 @@ def _plot_vs_bpw(runs: list[dict[str, Any]], path: Path, task: str, key: str, yl
     ax.set_title(f"{task}: {ylabel} vs bits per weight")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
+    _save(fig, path)
     plt.close(fig)
     return True
+
+
+def _save(fig: Any, path: Path) -> None:
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    fig.savefig(tmp)
+    os.replace(tmp, path)
 
 
 def write_report(runs: list[dict[str, Any]], out: str | Path) -> dict[str, Path]:
@@ -168,13 +178,17 @@ def write_report(runs: list[dict[str, Any]], out: str | Path) -> dict[str, Path]
             files[name] = out / name
             md += [f"![{name}]({name})", ""]
     md += ["Runs: " + ", ".join(f"`{r['run']}`" for r in runs), ""]
-    (out / "report.md").write_text("\n".join(md), encoding="utf-8")
+    write_text(out / "report.md", "\n".join(md))
     files["report.md"] = out / "report.md"
     keys = sorted({k for r in runs for k, v in r.items() if isinstance(v, (int, float, str)) or v is None} - {"run"})
-    with open(out / "report.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["run", *keys])
-        for r in runs:
-            w.writerow([r["run"], *(r.get(k, "") for k in keys)])
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(["run", *keys])
+    for r in runs:
+        w.writerow([r["run"], *(r.get(k, "") for k in keys)])
+    tmp = out / "report.csv.tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as f:  # newline="": the csv module's own \r\n stay
+        f.write(buf.getvalue())
+    os.replace(tmp, out / "report.csv")
     files["report.csv"] = out / "report.csv"
     return files

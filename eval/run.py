@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunDir", "RunError", "file_digest", "gguf_info", "write_json"]
+__all__ = ["RunDir", "RunError", "file_digest", "gguf_info", "write_json", "write_text"]
 
 QUICK_HASH_ABOVE = 2 << 30  # files larger than this get a quick fingerprint unless --full-hash
 _QUICK_SPAN = 16 << 20
@@ -29,10 +29,15 @@ class RunError(RuntimeError):
     pass
 
 
-def write_json(path: Path, obj: Any) -> None:
+def write_text(path: Path, text: str) -> None:
+    """Temp file + rename: a kill leaves the old file or the new one at ``path``, never a torn one."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def file_digest(path: str | Path, full: bool = False) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from ..backends import log_softmax
 from ..datasets.swebench import build_prompt, load_swebench, select
 from ..metrics.kld import PositionStats, compare_sparse, summarize
 from ..metrics.swebench import nll_summary, patch_similarity, write_predictions
-from ..run import RunDir, file_digest
+from ..run import RunDir, file_digest, write_text
 from .common import RefStore, model_fingerprint, model_info, open_candidate, open_reference, ref_fingerprint, save_npz
 
 __all__ = ["run_swebench", "extract_patch"]
@@ -53,7 +53,7 @@ def run_swebench(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
                 str(ns.data), "model": model_fingerprint(ns.backend, ns.model, ns.url, ns.full_hash),
                 "reference": ref_fingerprint(ns) if has_ref else None}
     run = RunDir(out, "swebench", settings, info=minfo, overwrite=ns.overwrite)
-    (out / "instance_ids.txt").write_text("".join(r.instance_id + "\n" for r in rows), encoding="utf-8")
+    write_text(out / "instance_ids.txt", "".join(r.instance_id + "\n" for r in rows))
     done = run.done()
     todo = [r for r in rows if r.instance_id not in done]
     backend = open_candidate(ns)
