@@ -66,6 +66,8 @@ def build_tokenizer(path: str | Path) -> Any:
     tok.eos_id = int(_field(r, "tokenizer.ggml.eos_token_id") or 1)
     return tok
 
+_MAX_CTX = 1 << 32  # csrc/runtime/session.cpp kMaxCtx: byte counts of the caches stay far from overflow
+
 
 @dataclass
 class GenerationStats:
@@ -94,6 +96,8 @@ class Session:
     def __init__(self, model: Model, ctx: int, kv_dtype: str = "f32", mtp: bool = False):
         from . import _C
 
+        if isinstance(ctx, bool) or not isinstance(ctx, (int, np.integer)) or not 0 < int(ctx) <= _MAX_CTX:
+            raise ValueError(f"ctx must be an integer in [1, {_MAX_CTX}] (tokens the session can hold), got {ctx!r}")
         self.model = model
         self._busy = threading.Lock()  # spans a whole multi-chunk prefill (the C++ guard covers one call)
         if model._cuda is not None:  # CUDA backend (dsv4_gguf/cuda.py): f32 KV, no MTP yet

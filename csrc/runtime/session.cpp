@@ -12,6 +12,7 @@
 #include <numeric>
 #include <stdexcept>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/fp_decode.h"
@@ -811,6 +812,9 @@ void Session::load(const std::string& path) {
   Guard g(*this, "load");
   const ModelConfig& c = rt_.model().cfg();
   const int64_t hcD = c.hc * c.dim;
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) throw StateError(path + ": cannot open session state (" + std::strerror(errno) + ")");
+  if (!S_ISREG(st.st_mode)) throw StateError(path + ": cannot read session state (not a regular file)");
   std::ifstream f(path, std::ios::binary | std::ios::ate);
   if (!f) throw StateError(path + ": cannot open session state (" + std::strerror(errno) + ")");
   const std::streamoff end = f.tellg();
