@@ -1,6 +1,7 @@
 // QType table, kernel dispatch and the row-parallel drivers.
 #include "quant/quant.h"
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -235,9 +236,15 @@ void matvec(QType t, const void* w, const float* x, float* y, int64_t rows, int6
     a = act.data();
   }
   const uint8_t* wb = static_cast<const uint8_t*>(w);
-  const int64_t min_rows = std::max<int64_t>(1, 65536 / cols);
-  parallel_for(rows, threads, min_rows, [&](int64_t r0, int64_t r1) {
-    vec_dot_rows(k, cols, wb + static_cast<size_t>(r0) * rs, rs, r1 - r0, a, y + r0);
+  // Rows are claimed in small chunks from a shared counter rather than split once: on a shared machine
+  // a descheduled thread would otherwise leave its whole half for last.
+  if (threads <= 0) threads = default_threads();
+  const int64_t chunk = std::max<int64_t>(4, (262144 / cols + 3) / 4 * 4);  // ~256K elements
+  const int64_t workers = std::min<int64_t>(threads, (rows + chunk - 1) / chunk);
+  std::atomic<int64_t> next{0};
+  parallel_for(workers, static_cast<int>(workers), 1, [&](int64_t, int64_t) {
+    for (int64_t r0; (r0 = next.fetch_add(chunk)) < rows;)
+      vec_dot_rows(k, cols, wb + static_cast<size_t>(r0) * rs, rs, std::min(chunk, rows - r0), a, y + r0);
   });
 }
 
