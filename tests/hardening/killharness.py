@@ -120,7 +120,7 @@ def reference(entry: str, args: Any, root: Path) -> Ref:
 def points(ref: Ref, n_event: int, n_bytes: int, n_time: int, seed: int) -> list[tuple[str, float]]:
     """``n_event + n_bytes + n_time`` kill points: events spread evenly over the reference's mutations (all of
     them when there are fewer); byte offsets and times stratified-random (one per equal slice, seeded) over
-    the bytes written and the period from the first mutation to the end."""
+    the bytes written and the period from the first mutation to 90% of the run."""
     rng = random.Random(seed)
     out: list[tuple[str, float]] = []
     n_ev = len(ref.events)
@@ -128,7 +128,8 @@ def points(ref: Ref, n_event: int, n_bytes: int, n_time: int, seed: int) -> list
     out += [("event", float(k)) for k in picks]
     n_bytes += n_event - len(picks)  # fewer mutations than asked for: every one is a point, bytes get the rest
     out += [("bytes", float(max(1, int(ref.total_bytes * (j + rng.random()) / n_bytes)))) for j in range(n_bytes)]
-    t0, t1 = ref.first_mutation, ref.duration
+    t0 = ref.first_mutation
+    t1 = t0 + 0.9 * (ref.duration - t0)  # the last tenth is mostly interpreter exit
     out += [("time", t0 + (t1 - t0) * (j + rng.random()) / n_time) for j in range(n_time)]
     return out
 

@@ -15,7 +15,9 @@ from hardening import killharness as kh
 from dsv4_gguf.cli import main
 from dsv4_gguf.gguf_io import GGUFFile
 
-N_EVENT, N_BYTES, N_TIME = 14, 6, 4  # the converter makes 14 mutations
+pytestmark = pytest.mark.slow  # ~80-100 s on 2 shared cores (a child process per kill)
+
+N_EVENT, N_BYTES, N_TIME = 16, 4, 4  # every one of the 16 mutations of a run
 NAMES = ("t.gguf", "mtp-t.gguf")
 
 
@@ -36,6 +38,7 @@ def ref(tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     (root / "out").mkdir()
     r = kh.reference("cli", _args(tiny_ckpt, root / "out"), root)
     assert sorted(p.name for p in (root / "out").iterdir()) == sorted(NAMES)
+    assert len(r.events) == N_EVENT, [e[:2] for e in r.events]  # a new step: give it its kill point
     pts = kh.points(r, N_EVENT, N_BYTES, N_TIME, seed=11)
     return {"digests": {n: _digest(root / "out" / n) for n in NAMES}, "points": pts, "ref": r}
 

@@ -14,6 +14,8 @@ from dsv4_gguf.quantize.imatrix import load_imatrix_raw
 from dsv4_gguf.quantize.imatrix_collect import FINGERPRINT_KEY, collect, load_partial
 from hardening import killharness as kh
 
+pytestmark = pytest.mark.slow  # ~80 s on 2 shared cores (a child process per kill)
+
 N_EVENT, N_BYTES, N_TIME = 12, 8, 4
 N_CHUNKS = 6
 
