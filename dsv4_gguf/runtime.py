@@ -229,7 +229,8 @@ class Model:
         self._cuda: Any = None if cuda_index is None else _C.CudaModel(self._rt, cuda_index)
         self.config: dict[str, Any] = self._rt.config()
         self._tokenizer: Any = None
-        self.last_stats = GenerationStats()
+        self._tokenizer_lock = threading.Lock()
+        self._local = threading.local()  # last_stats per thread: concurrent generate() calls do not mix
 
     @property
     def vocab_size(self) -> int:
@@ -237,9 +238,20 @@ class Model:
 
     @property
     def tokenizer(self) -> Any:
-        if self._tokenizer is None:
-            self._tokenizer = build_tokenizer(self.path)
+        with self._tokenizer_lock:  # built once even when several threads ask first
+            if self._tokenizer is None:
+                self._tokenizer = build_tokenizer(self.path)
         return self._tokenizer
+
+    @property
+    def last_stats(self) -> GenerationStats:
+        """Counts and timings of this thread's most recent ``generate``."""
+        st: GenerationStats | None = getattr(self._local, "stats", None)
+        return st if st is not None else GenerationStats()
+
+    @last_stats.setter
+    def last_stats(self, st: GenerationStats) -> None:
+        self._local.stats = st
 
     def session(self, ctx: int = 4096, kv_dtype: str = "f32", mtp: bool = False) -> Session:
         return Session(self, ctx, kv_dtype, mtp)
@@ -266,7 +278,8 @@ class Model:
                  thinking: str | bool = False, ctx: int | None = None,
                  session: Session | None = None) -> Iterator[str]:
         """Stream decoded text pieces; stops at EOS or ``max_tokens``.  ``self.last_stats`` holds the
-        token counts and prefill/decode timings afterwards."""
+        token counts and prefill/decode timings afterwards (per thread; several threads may generate at
+        once, each in its own session)."""
         ids = self.encode(self.prompt(messages_or_prompt, thinking))
         if not ids:
             raise ValueError("empty prompt")

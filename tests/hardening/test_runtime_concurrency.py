@@ -113,3 +113,28 @@ def test_one_session_on_two_threads_is_refused(model):
     assert np.array_equal(out, ref) and raw.pos == 600 and set(seen) <= {601, 1201}
     raw.reset()  # idle again: accepted
     assert raw.pos == 0
+
+
+@pytest.fixture(scope="module")
+def text_model(tiny_ckpt, tmp_path_factory):
+    from dsv4_gguf.cli import main
+
+    out = tmp_path_factory.mktemp("rt_conc_text") / "tiny.gguf"
+    assert main(["convert", str(tiny_ckpt), "-o", str(out), "--type", "Q8_0", "--no-mtp"]) == 0
+    return runtime.load(out, threads=2)
+
+
+def test_generate_on_threads(text_model):
+    """generate() from several threads on one model: each text equals its sequential run, and last_stats
+    is per thread (the tokenizer is built once, on first use, by whichever thread comes first)."""
+    prompts = ["Hello world", "def f(x):", "深度求索", "1 2 3 4"]
+
+    def gen(p: str) -> tuple[str, int, list[int]]:
+        text = "".join(text_model.generate(p, max_tokens=6, temperature=0.0))
+        st = text_model.last_stats
+        return text, st.prompt_tokens, st.tokens
+
+    got = _run_threads([lambda p=p: gen(p) for p in prompts])
+    ref = [gen(p) for p in prompts]
+    assert got == ref
+    assert [r[1] for r in ref] == [len(text_model.encode(p)) for p in prompts]
