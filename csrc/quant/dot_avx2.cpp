@@ -350,80 +350,66 @@ inline __m256i scales_mins_k4(const uint8_t* q) {
                                     static_cast<int>(((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4)));
   return _mm256_cvtepu8_epi16(s8);
 }
-// 4 int32 lanes from sum_j m_j * (bsums[2j] + bsums[2j+1]) (exact; summed by the caller).
+// 4 int32 lanes of sum_j m_j * (bsums[2j] + bsums[2j+1]): lane k holds sub-blocks 2k and 2k+1.
 inline __m128i mins_bsums_k4(__m256i scmin, const int16_t* bsums) {
   const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bsums));
   const __m128i pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
   return _mm_madd_epi16(_mm256_extracti128_si256(scmin, 1), pairs);
 }
-// Exact integer sums of an 8-lane and a 4-lane vector, returned together (one reduction).
-inline void hsum2_epi32(__m256i v8, __m128i v4, int* s8, int* s4) {
-  const __m128i v = _mm_add_epi32(_mm256_castsi256_si128(v8), _mm256_extracti128_si256(v8, 1));
-  const __m128i h = _mm_hadd_epi32(v, v4);  // [v0+v1, v2+v3, w0+w1, w2+w3]
-  const __m128i t = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
-  *s8 = _mm_cvtsi128_si32(t);
-  *s4 = _mm_extract_epi32(t, 2);
-}
 // int16 broadcast of scale j of a [sc0..sc7] vector held in both 128-bit halves.
 inline __m256i scale_j(__m256i sc2, int j) { return _mm256_shuffle_epi8(sc2, _mm256_set1_epi16(static_cast<int16_t>(0x0100 + 0x0202 * j))); }
 
-}  // namespace
-
-// Integer part as ggml: scales/mins unpacked with 32-bit ops, mins . bsums by madd, 64 values per step.
-// The float part stays the reference's per-super-block expression (so the integer sums must be exact).
-float vec_dot_q4_k_avx2(int64_t n, const void* vw, const void* va) {
-  const BlockQ4_K* w = static_cast<const BlockQ4_K*>(vw);
-  const BlockQ8_K* a = static_cast<const BlockQ8_K*>(va);
-  float sum = 0;
-  const __m256i m4 = _mm256_set1_epi8(0x0f);
-  for (int64_t b = 0; b < n / QK_K; ++b) {
+// Integer part as ggml: scales/mins unpacked with 32-bit ops, mins . bsums by madd, 64 values per step;
+// float part as ggml too: one FMA of the 8 scaled int32 lanes per super-block, and one of the 4 min
+// lanes (dot_k4_lanes in dot_ref.cpp is the same order in scalar code).
+template <class Block, class Quants>
+float dot_k4_avx2(int64_t nb, const Block* w, const BlockQ8_K* a, Quants quants) {
+  __m256 acc = _mm256_setzero_ps();
+  __m128 accm = _mm_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
     const __m256i scmin = scales_mins_k4(w[b].scales);
     const __m128i mprod = mins_bsums_k4(scmin, a[b].bsums);
     const __m256i sc2 = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(scmin));
-    __m256i acc = _mm256_setzero_si256();
+    __m256i sumi = _mm256_setzero_si256();
     for (int c = 0; c < 4; ++c) {
-      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * c));
-      const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * c));
-      const __m256i a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * c + 32));
-      const __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(q, m4), a0);
-      const __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), a1);
-      acc = _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(p0, scale_j(sc2, 2 * c)),
-                                                   _mm256_madd_epi16(p1, scale_j(sc2, 2 * c + 1))));
+      __m256i q0, q1;  // values of sub-blocks 2c and 2c+1 (bytes in element order)
+      quants(w[b], c, &q0, &q1);
+      const __m256i p0 = _mm256_maddubs_epi16(q0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * c)));
+      const __m256i p1 = _mm256_maddubs_epi16(q1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * c + 32)));
+      sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_madd_epi16(p0, scale_j(sc2, 2 * c)),
+                                                     _mm256_madd_epi16(p1, scale_j(sc2, 2 * c + 1))));
     }
-    int sumi, summ;
-    hsum2_epi32(acc, mprod, &sumi, &summ);
-    sum += (f16(w[b].d) * a[b].d) * static_cast<float>(sumi) - (f16(w[b].dmin) * a[b].d) * static_cast<float>(summ);
+    const float d = f16(w[b].d) * a[b].d, dm = -(f16(w[b].dmin) * a[b].d);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    accm = _mm_fmadd_ps(_mm_set1_ps(dm), _mm_cvtepi32_ps(mprod), accm);
   }
-  return sum;
+  const __m128 h = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
+  return reduce_lanes8(acc) + _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+}
+
+}  // namespace
+
+float vec_dot_q4_k_avx2(int64_t n, const void* vw, const void* va) {
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  return dot_k4_avx2(n / QK_K, static_cast<const BlockQ4_K*>(vw), static_cast<const BlockQ8_K*>(va),
+                     [m4](const BlockQ4_K& x, int c, __m256i* q0, __m256i* q1) {
+                       const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 32 * c));
+                       *q0 = _mm256_and_si256(q, m4);
+                       *q1 = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                     });
 }
 
 float vec_dot_q5_k_avx2(int64_t n, const void* vw, const void* va) {
-  const BlockQ5_K* w = static_cast<const BlockQ5_K*>(vw);
-  const BlockQ8_K* a = static_cast<const BlockQ8_K*>(va);
-  float sum = 0;
   const __m256i m4 = _mm256_set1_epi8(0x0f), m1b = _mm256_set1_epi8(0x01);
-  for (int64_t b = 0; b < n / QK_K; ++b) {
-    const __m256i scmin = scales_mins_k4(w[b].scales);
-    const __m128i mprod = mins_bsums_k4(scmin, a[b].bsums);
-    const __m256i sc2 = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(scmin));
-    __m256i acc = _mm256_setzero_si256();
-    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qh));
-    for (int c = 0; c < 4; ++c) {
-      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * c));
-      const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), m1b), 4);
-      const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), m1b), 4);
-      const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * c));
-      const __m256i a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * c + 32));
-      const __m256i p0 = _mm256_maddubs_epi16(_mm256_or_si256(_mm256_and_si256(q, m4), h0), a0);
-      const __m256i p1 = _mm256_maddubs_epi16(_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), h1), a1);
-      acc = _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(p0, scale_j(sc2, 2 * c)),
-                                                   _mm256_madd_epi16(p1, scale_j(sc2, 2 * c + 1))));
-    }
-    int sumi, summ;
-    hsum2_epi32(acc, mprod, &sumi, &summ);
-    sum += (f16(w[b].d) * a[b].d) * static_cast<float>(sumi) - (f16(w[b].dmin) * a[b].d) * static_cast<float>(summ);
-  }
-  return sum;
+  return dot_k4_avx2(n / QK_K, static_cast<const BlockQ5_K*>(vw), static_cast<const BlockQ8_K*>(va),
+                     [m4, m1b](const BlockQ5_K& x, int c, __m256i* q0, __m256i* q1) {
+                       const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 32 * c));
+                       const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qh));
+                       const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), m1b), 4);
+                       const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), m1b), 4);
+                       *q0 = _mm256_or_si256(_mm256_and_si256(q, m4), h0);
+                       *q1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), h1);
+                     });
 }
 
 float vec_dot_q6_k_avx2(int64_t n, const void* vw, const void* va) {

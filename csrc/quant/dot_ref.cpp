@@ -135,48 +135,47 @@ float vec_dot_q3_k_ref(int64_t n, const void* vw, const void* va) {
   return sum;
 }
 
-float vec_dot_q4_k_ref(int64_t n, const void* vw, const void* va) {
-  const BlockQ4_K* w = static_cast<const BlockQ4_K*>(vw);
-  const BlockQ8_K* a = static_cast<const BlockQ8_K*>(va);
-  float sum = 0;
-  for (int64_t b = 0; b < n / QK_K; ++b) {
-    int sumi = 0, summ = 0;
+// Q4_K / Q5_K accumulate like their AVX2 kernels (and ggml's): per super-block the scaled integer sums
+// stay in 8 int32 lanes (lane m: elements 32j+4m..32j+4m+3 of every sub-block j, times its scale), added
+// to 8 float lanes with one FMA by d*da; the min terms in 4 lanes (lane k: sub-blocks 2k, 2k+1) with one
+// FMA by -(dmin*da).  Both lane sets are reduced in fixed trees at the end.
+namespace {
+
+template <class Block, class Val>
+float dot_k4_lanes(int64_t nb, const Block* w, const BlockQ8_K* a, Val val) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, accm[4] = {0, 0, 0, 0};
+  for (int64_t b = 0; b < nb; ++b) {
+    int lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0}, mins[4] = {0, 0, 0, 0};
     for (int j = 0; j < 8; ++j) {
       uint8_t sc, m;
       kq::get_scale_min_k4(j, w[b].scales, &sc, &m);
-      const uint8_t* q = w[b].qs + 32 * (j / 2);
-      const int8_t* q8 = a[b].qs + 32 * j;
-      const int shift = 4 * (j & 1);
-      int isum = 0;
-      for (int l = 0; l < 32; ++l) isum += ((q[l] >> shift) & 0xF) * q8[l];
-      sumi += sc * isum;
-      summ += m * (a[b].bsums[2 * j] + a[b].bsums[2 * j + 1]);
+      for (int l = 0; l < 8; ++l) {
+        int isum = 0;
+        for (int i = 32 * j + 4 * l; i < 32 * j + 4 * l + 4; ++i) isum += val(w[b], i) * a[b].qs[i];
+        lanes[l] += sc * isum;
+      }
+      mins[j / 2] += m * (a[b].bsums[2 * j] + a[b].bsums[2 * j + 1]);
     }
-    sum += (fp16_to_f32(w[b].d) * a[b].d) * static_cast<float>(sumi) - (fp16_to_f32(w[b].dmin) * a[b].d) * static_cast<float>(summ);
+    const float d = fp16_to_f32(w[b].d) * a[b].d, dm = -(fp16_to_f32(w[b].dmin) * a[b].d);
+    for (int l = 0; l < 8; ++l) acc[l] = std::fma(d, static_cast<float>(lanes[l]), acc[l]);
+    for (int k = 0; k < 4; ++k) accm[k] = std::fma(dm, static_cast<float>(mins[k]), accm[k]);
   }
-  return sum;
+  return reduce_lanes8(acc) + ((accm[0] + accm[2]) + (accm[1] + accm[3]));
+}
+
+}  // namespace
+
+float vec_dot_q4_k_ref(int64_t n, const void* vw, const void* va) {
+  return dot_k4_lanes(n / QK_K, static_cast<const BlockQ4_K*>(vw), static_cast<const BlockQ8_K*>(va),
+                      [](const BlockQ4_K& x, int i) { return (x.qs[32 * (i / 64) + i % 32] >> (4 * ((i / 32) & 1))) & 0xF; });
 }
 
 float vec_dot_q5_k_ref(int64_t n, const void* vw, const void* va) {
-  const BlockQ5_K* w = static_cast<const BlockQ5_K*>(vw);
-  const BlockQ8_K* a = static_cast<const BlockQ8_K*>(va);
-  float sum = 0;
-  for (int64_t b = 0; b < n / QK_K; ++b) {
-    int sumi = 0, summ = 0;
-    for (int j = 0; j < 8; ++j) {
-      uint8_t sc, m;
-      kq::get_scale_min_k4(j, w[b].scales, &sc, &m);
-      const uint8_t* q = w[b].qs + 32 * (j / 2);
-      const int8_t* q8 = a[b].qs + 32 * j;
-      const int shift = 4 * (j & 1);
-      int isum = 0;
-      for (int l = 0; l < 32; ++l) isum += (((q[l] >> shift) & 0xF) | (((w[b].qh[l] >> j) & 1) << 4)) * q8[l];
-      sumi += sc * isum;
-      summ += m * (a[b].bsums[2 * j] + a[b].bsums[2 * j + 1]);
-    }
-    sum += (fp16_to_f32(w[b].d) * a[b].d) * static_cast<float>(sumi) - (fp16_to_f32(w[b].dmin) * a[b].d) * static_cast<float>(summ);
-  }
-  return sum;
+  return dot_k4_lanes(n / QK_K, static_cast<const BlockQ5_K*>(vw), static_cast<const BlockQ8_K*>(va),
+                      [](const BlockQ5_K& x, int i) {
+                        const int lo = (x.qs[32 * (i / 64) + i % 32] >> (4 * ((i / 32) & 1))) & 0xF;
+                        return lo | (((x.qh[i % 32] >> (i / 32)) & 1) << 4);
+                      });
 }
 
 float vec_dot_q6_k_ref(int64_t n, const void* vw, const void* va) {
