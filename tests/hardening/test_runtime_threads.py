@@ -20,7 +20,7 @@ def driver():
     why = sanitizer_problem(TSAN)
     if why:
         pytest.skip(f"ThreadSanitizer unavailable: {why}")
-    return build_driver("tsan", TSAN, opt="-O1")
+    return build_driver("tsan", TSAN, opt="-O0")
 
 
 @pytest.fixture(scope="module")
