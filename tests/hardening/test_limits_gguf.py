@@ -81,8 +81,8 @@ CASES: dict[str, tuple[bytes, dict[str, str]]] = {
                              "cpp": r"a.s at byte \d+ claims 1099511627776 bytes \(limit"}),
     "array length": (gguf([kv("a.arr", ARR, struct.pack("<iQ", U32, (1 << 22) + 1))], []),
                      {"*": r"key 'a.arr' is an array of 4194305 entries \(limit 4194304\)"}),
-    # fuzz: the C++ loader reserve()d every claimed array length (std::length_error, allocation-size-too-big),
-    # for numbers after 8 * 2^61 wrapped to 0 in its bounds check
+    # fuzz: the C++ loader reserve()d a claimed string-array length (std::length_error, allocation-size-too-big);
+    # its numeric twin (review): 8 * 2^61 wrapped to 0 in the bounds check, then the same reserve()
     "string array 2^62 (fuzz)": (gguf([kv("a.strs", ARR, struct.pack("<iQ", STR, 1 << 62))], []),
                                  {"*": r"key 'a.strs' is an array of 4611686018427387904 entries \(limit"}),
     "number array 2^61 (fuzz)": (gguf([kv("a.nums", ARR, struct.pack("<iQ", U64, 1 << 61))], []),
