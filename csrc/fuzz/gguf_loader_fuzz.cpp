@@ -3,9 +3,13 @@
 // tensor byte and metadata value is read.  The only acceptable failure is GgufError.  Built by
 // benchmarks/fuzz.sh (clang -fsanitize=fuzzer,address,undefined) and, with standalone_main.cpp, by
 // tests/hardening/test_fuzz_cpp.py (g++ or clang with ASan/UBSan); it does not load a model (model.cpp).
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <climits>
 #include <cstdint>
 #include <cstdio>
@@ -34,27 +38,45 @@ std::string second_shard() {
   return s;
 }
 
+// libFuzzer ends a run with _Exit (no destructors), so the scratch folder is named after the process and
+// every new process first removes the folders of processes that are gone.
+const char kPrefix[] = "dsv4-gguf-fuzz-";
+
+void remove_stale(const std::string& root) {
+  DIR* d = ::opendir(root.c_str());
+  if (!d) return;
+  while (dirent* e = ::readdir(d)) {
+    if (std::strncmp(e->d_name, kPrefix, sizeof kPrefix - 1) != 0) continue;
+    const long pid = std::strtol(e->d_name + sizeof kPrefix - 1, nullptr, 10);
+    if (pid <= 0 || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM) continue;
+    const std::string dir = root + "/" + e->d_name;
+    ::unlink((dir + "/m-00001-of-00002.gguf").c_str());
+    ::unlink((dir + "/m-00002-of-00002.gguf").c_str());
+    ::rmdir(dir.c_str());
+  }
+  ::closedir(d);
+}
+
 struct Dir {
-  std::string first, second;
+  std::string dir, first, second;
   Dir() {
     // tmpfs when there is one: a disk-backed file rewritten per input is 50x slower.
     const char* tmp = std::getenv("TMPDIR");
-    std::string root = tmp && *tmp ? tmp : (::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
-    std::string base = root + "/dsv4-gguf-fuzz-XXXXXX";
-    if (!::mkdtemp(base.data())) std::abort();
-    first = base + "/m-00001-of-00002.gguf";
-    second = base + "/m-00002-of-00002.gguf";
+    const std::string root = tmp && *tmp ? tmp : (::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+    remove_stale(root);
+    dir = root + "/" + kPrefix + std::to_string(::getpid());
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) std::abort();
+    first = dir + "/m-00001-of-00002.gguf";
+    second = dir + "/m-00002-of-00002.gguf";
     const std::string s = second_shard();
     FILE* f = std::fopen(second.c_str(), "wb");
     if (!f || std::fwrite(s.data(), 1, s.size(), f) != s.size() || std::fclose(f) != 0) std::abort();
-    dir = base;
   }
   ~Dir() {
     ::unlink(first.c_str());
     ::unlink(second.c_str());
     ::rmdir(dir.c_str());
   }
-  std::string dir;
 };
 
 bool write_all(const std::string& path, const uint8_t* data, size_t size) {

@@ -15,8 +15,10 @@ target is csrc/fuzz/gguf_loader_fuzz.cpp.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import random
+import shutil
 import struct
 import sys
 import tempfile
@@ -35,6 +37,7 @@ def scratch() -> Path:
     if _SCRATCH is None:
         root = os.environ.get("DSV4_FUZZ_TMP") or ("/dev/shm" if os.access("/dev/shm", os.W_OK) else None)
         _SCRATCH = Path(tempfile.mkdtemp(prefix="dsv4-fuzz-", dir=root))
+        atexit.register(shutil.rmtree, _SCRATCH, True)  # libFuzzer ends with exit(): atexit handlers run
     return _SCRATCH
 
 
