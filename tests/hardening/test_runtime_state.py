@@ -54,11 +54,15 @@ class Victim:
                                                   self.twin.prefill(toks[205:209], all_logits=True))
 
 
-def test_checksum_model_matches_the_runtime(saved):
-    """The Python re-implementation used to forge headers reproduces the runtime's checksum."""
+def test_checksum_model_matches_the_runtime(model, paths, saved):
+    """The Python re-implementation used to forge headers reproduces the runtime's checksum; the header
+    carries the model's fingerprint, which differs for other weights of the same shapes."""
     _, data, _ = saved
     assert struct.unpack("<Q", data[-8:])[0] == state_checksum(data[:-8])
+    assert state_checksum(data[:-9]) != state_checksum(data[:-8])
     h = read_header(data)
+    assert h["fingerprint"] == model._rt.fingerprint() == runtime.load(paths["a"], threads=1)._rt.fingerprint()
+    assert h["fingerprint"] != runtime.load(paths["b"], threads=1)._rt.fingerprint()
     assert h["version"] == 2 and h["pos"] == 131 and h["ctx"] == 512 and h["vocab"] == 1024
     assert HEADER_BYTES + h["payload"] + 8 == len(data)
 
