@@ -21,12 +21,18 @@ class MappedFile {
   explicit MappedFile(const std::string& path) : path_(path) {
     fd_ = ::open(path.c_str(), O_RDONLY);
     if (fd_ < 0) throw GgufError(path + ": cannot open (" + std::strerror(errno) + ")");
+    // A throwing constructor runs no destructor: close the descriptor before every error.
+    auto fail = [&](const std::string& why) {
+      ::close(fd_);
+      return GgufError(path + ": " + why);
+    };
     struct stat st {};
-    if (::fstat(fd_, &st) != 0) throw GgufError(path + ": cannot stat");
+    if (::fstat(fd_, &st) != 0) throw fail("cannot stat");
+    if (!S_ISREG(st.st_mode)) throw fail("not a regular file");
     size_ = static_cast<size_t>(st.st_size);
-    if (size_ == 0) throw GgufError(path + ": empty file, not a GGUF");
+    if (size_ == 0) throw fail("empty file, not a GGUF");
     void* p = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd_, 0);
-    if (p == MAP_FAILED) throw GgufError(path + ": mmap failed (" + std::strerror(errno) + ")");
+    if (p == MAP_FAILED) throw fail(std::string("mmap failed (") + std::strerror(errno) + ")");
     data_ = static_cast<const uint8_t*>(p);
   }
   ~MappedFile() {

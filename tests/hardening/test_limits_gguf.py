@@ -8,6 +8,7 @@ marked "fuzz" reproduce crashes the fuzzers found before these checks existed (b
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 from pathlib import Path
@@ -214,6 +215,20 @@ def test_split_set_names_must_match_count(tmp_path, reader):
                                   gguf(_split(1, 3), [tinfo("b", [8])], b"\0" * 32)])
     with pytest.raises(err, match=rf"{re.escape(str(first))}: .*first shard"):
         fn(first)
+
+
+def test_failed_opens_close_their_files(tmp_path, reader):
+    """Errors before the header is parsed (empty file, a folder) leave no descriptor open: a fuzzer (or a
+    server retrying a bad path) would otherwise run out of them."""
+    name, fn, err = reader
+    (tmp_path / "empty.gguf").write_bytes(b"")
+    (tmp_path / "dir.gguf").mkdir()
+    fds = len(os.listdir("/proc/self/fd"))
+    for _ in range(50):
+        for bad, match in (("empty.gguf", r"empty|too short"), ("dir.gguf", r"not a regular file|not found")):
+            with pytest.raises(err, match=match):
+                fn(tmp_path / bad)
+    assert len(os.listdir("/proc/self/fd")) <= fds + 2
 
 
 def test_limits_equal_in_python_and_cpp():
