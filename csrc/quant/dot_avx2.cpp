@@ -159,6 +159,57 @@ void nibble_rows(int64_t nb, const uint8_t* w, size_t rs, const BlockQ8_0* a, fl
   }
 }
 
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#define DSV4_AVXVNNI 1
+// AVX-VNNI variant of nibble_rows' two-block step (vpdpbusd: u8 x s8 sums of 4 into int32, no int16
+// stage): the same exact integers in the same lanes, so the float part and the result are identical.
+// Compiled for avxvnni by this pragma region only; chosen at run time where the CPU has it.
+#pragma GCC push_options
+#pragma GCC target("avxvnni")
+template <class Fmt, int R>
+void nibble_rows_vnni(int64_t nb, const uint8_t* w, size_t rs, const BlockQ8_0* a, float* out) {
+  using Block = typename Fmt::Block;
+  const Fmt fmt;
+  const __m256i table = Fmt::table(), m4 = _mm256_set1_epi8(0x0f), off = _mm256_set1_epi8(Fmt::kOff);
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const __m256i al = load2x16(a[b].qs, a[b + 1].qs), ah = load2x16(a[b].qs + 16, a[b + 1].qs + 16);
+    const __m256i zero = _mm256_setzero_si256();
+    const __m256i ncorr = _mm256_sub_epi32(zero, _mm256_dpbusd_avx_epi32(_mm256_dpbusd_avx_epi32(zero, off, al), off, ah));
+    const __m256 ad = f16_pair(&a[b].d, sizeof(BlockQ8_0));
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const Block* x = reinterpret_cast<const Block*>(w + r * rs) + b;
+      const __m256i q = load2x16(x[0].qs, x[1].qs);
+      const __m256i wl = _mm256_shuffle_epi8(table, _mm256_and_si256(q, m4));
+      const __m256i wh = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
+      const __m256i iv = _mm256_dpbusd_avx_epi32(_mm256_dpbusd_avx_epi32(ncorr, wl, al), wh, ah);
+      acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(fmt.scale2(x), ad), _mm256_cvtepi32_ps(iv), acc[r]);
+    }
+  }
+  if (b < nb) {  // the lone last block as nibble_rows does it
+    for (int r = 0; r < R; ++r) {
+      const Block* x = reinterpret_cast<const Block*>(w + r * rs) + b;
+      const __m256i av = load32(a[b].qs), ones = _mm256_set1_epi16(1);
+      const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(_mm256_shuffle_epi8(table, load_nibbles(x->qs)), av),
+                                         _mm256_maddubs_epi16(off, av));
+      const __m128 sc = _mm_set1_ps(fmt.scale1(x) * f16(a[b].d));
+      const __m128 lo = _mm_fmadd_ps(sc, _mm_cvtepi32_ps(fold_one(_mm256_madd_epi16(p, ones))), _mm256_castps256_ps128(acc[r]));
+      acc[r] = _mm256_insertf128_ps(acc[r], lo, 0);
+    }
+  }
+  for (int r = 0; r < R; ++r) out[r] = reduce_lanes8(acc[r]);
+}
+#pragma GCC pop_options
+
+bool cpu_has_avxvnni() {
+  static const bool has = __builtin_cpu_supports("avxvnni");
+  return has;
+}
+#endif
+
 // nrows rows, 4 at a time.
 template <void (*K4)(int64_t, const uint8_t*, size_t, const BlockQ8_0*, float*),
           void (*K1)(int64_t, const uint8_t*, size_t, const BlockQ8_0*, float*)>
@@ -187,6 +238,9 @@ float vec_dot_q4_0_avx2(int64_t n, const void* w, const void* a) {
   return y;
 }
 void vec_dot_rows_q4_0_avx2(int64_t n, const void* w, size_t rs, int64_t nrows, const void* a, float* out) {
+#if defined(DSV4_AVXVNNI)
+  if (cpu_has_avxvnni()) return rows_by4<nibble_rows_vnni<Q4_0Fmt, 4>, nibble_rows_vnni<Q4_0Fmt, 1>>(n / QK4_0, w, rs, nrows, a, out);
+#endif
   rows_by4<nibble_rows<Q4_0Fmt, 4>, nibble_rows<Q4_0Fmt, 1>>(n / QK4_0, w, rs, nrows, a, out);
 }
 
@@ -196,6 +250,10 @@ float vec_dot_mxfp4_avx2(int64_t n, const void* w, const void* a) {
   return y;
 }
 void vec_dot_rows_mxfp4_avx2(int64_t n, const void* w, size_t rs, int64_t nrows, const void* a, float* out) {
+#if defined(DSV4_AVXVNNI)
+  if (cpu_has_avxvnni())
+    return rows_by4<nibble_rows_vnni<Mxfp4Fmt, 4>, nibble_rows_vnni<Mxfp4Fmt, 1>>(n / QK_MXFP4, w, rs, nrows, a, out);
+#endif
   rows_by4<nibble_rows<Mxfp4Fmt, 4>, nibble_rows<Mxfp4Fmt, 1>>(n / QK_MXFP4, w, rs, nrows, a, out);
 }
 
