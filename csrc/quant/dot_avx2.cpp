@@ -33,6 +33,14 @@ inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<con
 inline __m256i load2x16(const void* lo, const void* hi) {
   return _mm256_loadu2_m128i(static_cast<const __m128i*>(hi), static_cast<const __m128i*>(lo));
 }
+// Software prefetch `dist` bytes ahead.  The multi-row kernels walk R rows side by side, R short streams
+// that the hardware prefetcher restarts for every group of rows; fetching the same position of the
+// next group (R * row bytes ahead) keeps DRAM busy (measured on the build box: ~2x per core, cold weights).
+inline void prefetch(const void* p, size_t dist) { _mm_prefetch(static_cast<const char*>(p) + dist, _MM_HINT_T0); }
+// The one-row super-block dots read one long stream; 4 KB ahead measured best there (~1.7x per core).
+// Prefetches past the end of the data are harmless (a hint never faults).
+constexpr size_t kStreamAhead = 4096;
+
 inline __m128i fold_one(__m256i p) { return _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1)); }
 
 // Two blocks' int32 sums (lane l = elements 4l..4l+3) folded to the accumulation layout:
@@ -76,6 +84,8 @@ void q8_0_rows(int64_t nb, const uint8_t* w, size_t rs, const BlockQ8_0* a, floa
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
       const BlockQ8_0* x = reinterpret_cast<const BlockQ8_0*>(w + r * rs) + b;
+      prefetch(x, R * rs);
+      prefetch(x, R * rs + 64);
       const __m256i w0 = load32(x[0].qs), w1 = load32(x[1].qs);
       const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(a0, w0)), ones);
       const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w1, w1), _mm256_sign_epi8(a1, w1)), ones);
@@ -137,6 +147,7 @@ void nibble_rows(int64_t nb, const uint8_t* w, size_t rs, const BlockQ8_0* a, fl
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
       const Block* x = reinterpret_cast<const Block*>(w + r * rs) + b;
+      prefetch(x, R * rs);
       const __m256i q = load2x16(x[0].qs, x[1].qs);
       const __m256i wl = _mm256_shuffle_epi8(table, _mm256_and_si256(q, m4));
       const __m256i wh = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
@@ -182,6 +193,7 @@ void nibble_rows_vnni(int64_t nb, const uint8_t* w, size_t rs, const BlockQ8_0* 
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
       const Block* x = reinterpret_cast<const Block*>(w + r * rs) + b;
+      prefetch(x, R * rs);
       const __m256i q = load2x16(x[0].qs, x[1].qs);
       const __m256i wl = _mm256_shuffle_epi8(table, _mm256_and_si256(q, m4));
       const __m256i wh = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
@@ -425,6 +437,7 @@ float dot_k4_avx2(int64_t nb, const Block* w, const BlockQ8_K* a, Quants quants)
   __m256 acc = _mm256_setzero_ps();
   __m128 accm = _mm_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
+    for (size_t o = 0; o < sizeof(Block); o += 64) prefetch(w + b, kStreamAhead + o);
     const __m256i scmin = scales_mins_k4(w[b].scales);
     const __m128i mprod = mins_bsums_k4(scmin, a[b].bsums);
     const __m256i sc2 = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(scmin));
@@ -477,6 +490,7 @@ float vec_dot_q6_k_avx2(int64_t n, const void* vw, const void* va) {
   const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x03);
   const ScaleCtrl ctl;
   for (int64_t b = 0; b < n / QK_K; ++b) {
+    for (size_t o = 0; o < sizeof(BlockQ6_K); o += 64) prefetch(w + b, kStreamAhead + o);
     __m256i acc = _mm256_setzero_si256();
     const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].scales)));
     // sum of sc * bsum, times 32 below (the -32 code offset)
