@@ -13,6 +13,7 @@ namespace dsv4 {
 
 #if defined(DSV4_X86)
 float dot_f32_avx2(const float* a, const float* b, int64_t n);
+float dot_bf16_f32_avx2(const uint16_t* a, const float* b, int64_t n);
 #endif
 
 float dot_f32_ref(const float* a, const float* b, int64_t n) {
@@ -63,6 +64,20 @@ void linear(const WeightView& w, const float* x, int64_t T, float* y, int64_t ys
     });
     return;
   }
+#if defined(DSV4_X86)
+  // BF16 weights (embedding-sized heads): conversion fused into the AVX2 dot, the same bits as
+  // dequantize + dot_f32 (which uses dot_f32_avx2 on this CPU), without the row buffer round trip.
+  static const bool simd = resolve_impl(Impl::Auto) == Impl::Simd;
+  if (simd && w.type == QType::BF16) {
+    ctx.pool->parallel_for(w.rows, min_chunk, [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) {
+        const uint16_t* wr = reinterpret_cast<const uint16_t*>(w.row(r));
+        for (int64_t t = 0; t < T; ++t) y[t * ys + r] = dot_bf16_f32_avx2(wr, x + t * cols, cols);
+      }
+    });
+    return;
+  }
+#endif
   ctx.pool->parallel_for(w.rows, min_chunk, [&](int64_t b, int64_t e) {
     std::vector<float> buf(w.type == QType::F32 ? 0 : static_cast<size_t>(cols));
     for (int64_t r = b; r < e; ++r) {
