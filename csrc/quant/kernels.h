@@ -39,8 +39,8 @@ using VecDotRowsFn = void (*)(int64_t n, const void* w, size_t row_bytes, int64_
 
 DSV4_FOR_EACH_QTYPE(DSV4_DECLARE_QTYPE_KERNELS, ref)
 
-// Dot products (weight row . activation row), integer block sums then per-block float scaling in a
-// fixed order, so that the AVX2 versions (which only speed up the exact integer part) are bit-exact.
+// Dot products (weight row . activation row): exact integer block sums, then float scaling and
+// accumulation in one fixed lane order (see dot_ref.cpp) that the AVX2 versions reproduce bit for bit.
 float vec_dot_q8_0_ref(int64_t n, const void* w, const void* a);
 float vec_dot_q4_0_ref(int64_t n, const void* w, const void* a);
 float vec_dot_mxfp4_ref(int64_t n, const void* w, const void* a);
