@@ -297,6 +297,7 @@ float vec_dot_q2_k_avx2(int64_t n, const void* vw, const void* va) {
   const ScaleCtrl ctl;
   float sum = 0;
   for (int64_t b = 0; b < n / QK_K; ++b) {
+    for (size_t o = 0; o < sizeof(*w); o += 64) prefetch(w + b, kStreamAhead + o);
     const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].scales));
     const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].bsums));
     const int summ = hsum_epi32(_mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0xF))), bs));
@@ -324,6 +325,7 @@ float vec_dot_q3_k_avx2(int64_t n, const void* vw, const void* va) {
   const ScaleCtrl ctl;
   float sum = 0;
   for (int64_t b = 0; b < n / QK_K; ++b) {
+    for (size_t o = 0; o < sizeof(*w); o += 64) prefetch(w + b, kStreamAhead + o);
     // unpack the 16 6-bit scales (low nibbles in bytes 0-7, high 2 bits in bytes 8-11), minus 32
     uint32_t aux[3];
     std::memcpy(aux, w[b].scales, 12);
@@ -359,6 +361,7 @@ float vec_dot_iq4_xs_avx2(int64_t n, const void* vw, const void* va) {
   const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kValuesIQ4NL)));
   float sum = 0;
   for (int64_t b = 0; b < n / QK_K; ++b) {
+    for (size_t o = 0; o < sizeof(*w); o += 64) prefetch(w + b, kStreamAhead + o);
     __m256i acc = _mm256_setzero_si256();
     for (int ib = 0; ib < 8; ++ib) {
       const int ls = ((w[b].scales_l[ib / 2] >> 4 * (ib % 2)) & 0xf) | (((w[b].scales_h >> 2 * ib) & 3) << 4);
@@ -381,6 +384,7 @@ float vec_dot_iq2_xxs_avx2(int64_t n, const void* vw, const void* va) {
                                        3, 3, 3, 3);
   float sum = 0;
   for (int64_t b = 0; b < n / QK_K; ++b) {
+    for (size_t o = 0; o < sizeof(*w); o += 64) prefetch(w + b, kStreamAhead + o);
     __m256i acc = _mm256_setzero_si256();
     for (int ib = 0; ib < 8; ++ib) {
       uint32_t aux[2];
