@@ -15,6 +15,7 @@ import json
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -77,17 +78,34 @@ def bench_pair(path: Path, threads: int, n_prompt: int, n_decode: int) -> dict:
 MATVEC_TYPES = (("Q8_0", 8), ("MXFP4", 39), ("Q4_K", 12), ("Q6_K", 14))
 
 
-def _memcpy_gb_s(reps: int = 5) -> float:
-    """Best of `reps` copies of 256 MB (read + write bytes / time): the machine's memory bandwidth."""
-    src = np.empty(256 << 20, np.uint8)
+def _memcpy_gb_s(threads: int = 1, reps: int = 5) -> float:
+    """Best of `reps` copies of 512 MB split over `threads` threads (read + write bytes / time)."""
+    src = np.empty(512 << 20, np.uint8)
     src[:] = 1
     dst = np.empty_like(src)
     best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        np.copyto(dst, src)
-        best = min(best, time.perf_counter() - t0)
+    with ThreadPoolExecutor(threads) as ex:
+        step = -(-src.size // threads)
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            list(ex.map(lambda t: np.copyto(dst[t * step:(t + 1) * step], src[t * step:(t + 1) * step]),
+                        range(threads)))
+            best = min(best, time.perf_counter() - t0)
     return 2 * src.nbytes / best / 1e9
+
+
+def _read_gb_s(threads: int = 1, reps: int = 5) -> float:
+    """Best of `reps` read-only passes over 512 MB split over `threads` threads (an OR-reduction of 64-bit
+    words: bytes read / time).  A matvec only reads its weights, so this is its bandwidth roof."""
+    src = np.ones(64 << 20, np.uint64)
+    best = float("inf")
+    with ThreadPoolExecutor(threads) as ex:
+        step = -(-src.size // threads)
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            list(ex.map(lambda t: np.bitwise_or.reduce(src[t * step:(t + 1) * step]), range(threads)))
+            best = min(best, time.perf_counter() - t0)
+    return src.nbytes / best / 1e9
 
 
 def _loadavg() -> float:
@@ -109,7 +127,8 @@ def bench_matvec(threads: int, calls: int = 20, stream_mb: int = 512) -> dict:
     w = np.random.default_rng(1).standard_normal((rows, cols)).astype(np.float32)
     x = np.random.default_rng(2).standard_normal(cols).astype(np.float32)
     ref = w @ x
-    out: dict = {"threads": threads, "loadavg_start": _loadavg(), "memcpy_GB_s_before": _memcpy_gb_s()}
+    out: dict = {"threads": threads, "loadavg_start": _loadavg(), "memcpy_GB_s_before": _memcpy_gb_s(threads),
+                 "read_GB_s_before": _read_gb_s(threads), "memcpy_1t_GB_s": _memcpy_gb_s(1)}
     for name, qt in MATVEC_TYPES:
         q = _C.quantize_rows(qt, w)
         got = _C.matvec(qt, q, x, threads=threads)
@@ -127,20 +146,27 @@ def bench_matvec(threads: int, calls: int = 20, stream_mb: int = 512) -> dict:
                 out[f"matvec_{name}_per_core_GB_s"] = n * q.nbytes / (time.process_time() - c0) / 1e9
         out[f"matvec_{name}_GB_s"] = out[f"matvec_{name}_cold_GB_s"]
         del copies
-    out["memcpy_GB_s_after"] = _memcpy_gb_s()
+    out["memcpy_GB_s_after"] = _memcpy_gb_s(threads)
+    out["read_GB_s_after"] = _read_gb_s(threads)
     out["loadavg_end"] = _loadavg()
+    # the bandwidth figures use the matvec's own thread count: a 1-thread copy understates what 2 cores draw
     out["memcpy_GB_s"] = max(out["memcpy_GB_s_before"], out["memcpy_GB_s_after"])
+    out["read_GB_s"] = max(out["read_GB_s_before"], out["read_GB_s_after"])
     for name, _ in MATVEC_TYPES:
-        out[f"matvec_{name}_pct"] = 100 * out[f"matvec_{name}_GB_s"] / out["memcpy_GB_s"]
+        out[f"matvec_{name}_pct"] = 100 * out[f"matvec_{name}_GB_s"] / out["read_GB_s"]
+        out[f"matvec_{name}_pct_memcpy"] = 100 * out[f"matvec_{name}_GB_s"] / out["memcpy_GB_s"]
     return out
 
 
 def format_matvec(mv: dict) -> str:
-    types = ", ".join(f"{n} {mv[f'matvec_{n}_GB_s']:.1f} ({mv[f'matvec_{n}_pct']:.0f} %; hot "
+    types = ", ".join(f"{n} {mv[f'matvec_{n}_GB_s']:.1f} ({mv[f'matvec_{n}_pct']:.0f} % of read, "
+                      f"{mv[f'matvec_{n}_pct_memcpy']:.0f} % of memcpy; hot "
                       f"{mv[f'matvec_{n}_hot_GB_s']:.1f}; per core {mv[f'matvec_{n}_per_core_GB_s']:.1f})"
                       for n, _ in MATVEC_TYPES)
-    return (f"matvec GB/s, weights from DRAM ({mv['threads']} threads): {types}  | memcpy read+write "
-            f"{mv['memcpy_GB_s_before']:.1f} / {mv['memcpy_GB_s_after']:.1f} GB/s (before / after) | load average "
+    return (f"matvec GB/s, weights from DRAM ({mv['threads']} threads): {types}  | {mv['threads']}-thread read "
+            f"stream {mv['read_GB_s_before']:.1f} / {mv['read_GB_s_after']:.1f} GB/s, memcpy read+write "
+            f"{mv['memcpy_GB_s_before']:.1f} / {mv['memcpy_GB_s_after']:.1f} GB/s (before / after; 1-thread memcpy "
+            f"{mv['memcpy_1t_GB_s']:.1f}) | load average "
             f"{mv['loadavg_start']:.2f} -> {mv['loadavg_end']:.2f}")
 
 
