@@ -12,6 +12,7 @@ prompts, timing, the ``run``/``chat`` CLI commands.  The MTP draft head is expos
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 import time
@@ -209,7 +210,7 @@ class Model:
     """A loaded GGUF (memory-mapped, validated)."""
 
     def __init__(self, path: str | Path, threads: int = 0, exact: bool = False, qat: bool = True,
-                 mtp: str | Path | bool | None = None, device: str = "cpu"):
+                 mtp: str | Path | bool | None = None, device: str = "cpu", prefetch: bool | None = None):
         from . import _C
         from .cuda import parse_device, require_cuda
 
@@ -227,6 +228,8 @@ class Model:
             str(side) if side.is_file() else "")
         self._rt = _C.Runtime(str(self.path), threads=threads, exact=exact, qat=qat, mtp=mtp_path)
         self._cuda: Any = None if cuda_index is None else _C.CudaModel(self._rt, cuda_index)
+        if self._cuda is None and (prefetch if prefetch is not None else _fits_in_ram(self._rt.config())):
+            self._rt.prefetch()
         self.config: dict[str, Any] = self._rt.config()
         self._tokenizer: Any = None
         self._tokenizer_lock = threading.Lock()
@@ -326,8 +329,18 @@ def _sample(logits: np.ndarray, temperature: float, top_p: float, rng: np.random
     return int(rng.choice(p.size, p=p))
 
 
+def _fits_in_ram(config: dict[str, Any]) -> bool:
+    """Whether the mapped GGUF bytes take under 80 % of physical memory (then prefetching them is cheap)."""
+    try:
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return False
+    size = config.get("file_bytes")
+    return isinstance(size, int) and 0 < size < 0.8 * ram
+
+
 def load(path: str | Path, threads: int = 0, exact: bool = False, qat: bool = True,
-         mtp: str | Path | bool | None = None, device: str = "cpu") -> Model:
+         mtp: str | Path | bool | None = None, device: str = "cpu", prefetch: bool | None = None) -> Model:
     """Memory-map and validate a DeepSeek-V4 GGUF (pass the first shard of a split set).
 
     ``threads`` 0 = all cores.  ``exact`` multiplies dequantized weight rows with f32 activations
@@ -335,8 +348,11 @@ def load(path: str | Path, threads: int = 0, exact: bool = False, qat: bool = Tr
     official QAT simulation (FP8 KV, Hadamard + FP4 indexer).  ``mtp``: the MTP sidecar GGUF
     (default: ``mtp-<name>`` next to the model when present; False = none).  ``device``: ``"cpu"`` or
     ``"cuda"``/``"cuda:N"`` (weights and KV on the GPU; RuntimeError saying why when CUDA is not built or
-    no device is visible; see dsv4_gguf/cuda.py for what the CUDA backend does not do yet)."""
-    return Model(path, threads=threads, exact=exact, qat=qat, mtp=mtp, device=device)
+    no device is visible; see dsv4_gguf/cuda.py for what the CUDA backend does not do yet).  ``prefetch``
+    maps every page of the file into the process at load, as llama.cpp's mmap prefetch does, so that the
+    first tokens that route to an expert take no page faults (default: when the file takes under 80 % of
+    RAM; False keeps loading lazy)."""
+    return Model(path, threads=threads, exact=exact, qat=qat, mtp=mtp, device=device, prefetch=prefetch)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -348,6 +364,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-t", "--threads", type=int, default=0, help="CPU threads (default: all cores)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda / cuda:N (CUDA backend)")
     p.add_argument("-c", "--ctx", type=int, default=8192, help="context length of the session (default 8192)")
+    p.add_argument("--no-prefetch", dest="prefetch", action="store_false", default=None,
+                   help="keep loading lazy (default: map the whole file at load when it takes < 80%% of RAM)")
     p.add_argument("-n", "--max-tokens", type=int, default=256, help="tokens to generate (default 256)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature, 0 = greedy (default 1.0)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling (default 1.0)")
@@ -373,7 +391,7 @@ def _think(ns: argparse.Namespace) -> str | bool:
 
 def _load_for_cli(ns: argparse.Namespace) -> Model | None:
     try:
-        return load(ns.model, threads=ns.threads, device=ns.device)
+        return load(ns.model, threads=ns.threads, device=ns.device, prefetch=ns.prefetch)
     except (ValueError, RuntimeError) as e:  # GgufError is a ValueError; messages name the file and fix
         print(f"dsv4-gguf {ns.command}: error: {e}", file=sys.stderr)
         return None

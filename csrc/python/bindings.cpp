@@ -369,6 +369,7 @@ py::dict runtime_config(const dsv4::Runtime& rt) {
   const dsv4::ModelConfig& c = rt.model().cfg();
   py::dict d;
   d["arch"] = rt.model().arch;
+  d["file_bytes"] = rt.model().file().total_bytes();
   d["vocab_size"] = c.vocab;
   d["dim"] = c.dim;
   d["n_layers"] = c.n_layers;
@@ -418,6 +419,13 @@ void register_runtime(py::module_& m) {
            py::arg("path"), py::arg("threads") = 0, py::arg("exact") = false, py::arg("qat") = true,
            py::arg("mtp") = "",
            "Memory-map and validate a deepseek4 GGUF (first shard of a split set).")
+      .def(
+          "prefetch",
+          [](const dsv4::Runtime& r) {
+            py::gil_scoped_release nogil;
+            return r.prefetch();
+          },
+          "Map every page of the GGUF(s) into the process now (as llama.cpp's MAP_POPULATE); bytes.")
       .def("config", &runtime_config, "Hyper-parameters, options and tensor types.")
       .def("fingerprint", [](const dsv4::Runtime& rt) { py::gil_scoped_release nogil; return rt.fingerprint(); },
            "64-bit fingerprint of the loaded weights that session state files are tied to.");

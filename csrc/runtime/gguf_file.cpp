@@ -41,6 +41,17 @@ class MappedFile {
   }
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
+  void populate() const {
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22  // Linux 5.14; older headers lack the name
+#endif
+    if (::madvise(const_cast<uint8_t*>(data_), size_, MADV_POPULATE_READ) == 0) return;
+    // older kernels: read one byte per page
+    const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+    volatile uint8_t sink = 0;
+    for (size_t i = 0; i < size_; i += page) sink = static_cast<uint8_t>(sink ^ data_[i]);
+    (void)sink;
+  }
 
  private:
   std::string path_;
@@ -167,6 +178,15 @@ size_t ggml_tensor_bytes(int32_t type, int64_t ne0, int64_t rows, const std::str
   throw GgufError(what + ": ggml type id " + std::to_string(type) +
                   " is not supported by this runtime (supported: F32, F16, BF16, Q4_0, Q8_0, MXFP4, Q2_K..Q6_K, "
                   "IQ2_XXS, IQ4_XS, I32); requantize the file with a supported type");
+}
+
+size_t GgufFile::populate() const {
+  size_t n = 0;
+  for (const auto& m : maps_) {
+    m->populate();
+    n += m->size();
+  }
+  return n;
 }
 
 GgufFile::GgufFile(const std::string& path) : path_(path) {

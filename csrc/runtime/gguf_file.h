@@ -76,6 +76,10 @@ class GgufFile {
   const GgufTensor* tensor(const std::string& name) const;
   size_t total_bytes() const { return total_bytes_; }
   int n_shards() const { return static_cast<int>(maps_.size()); }
+  // Maps every page of every shard into this process (reading it into the page cache if needed), as
+  // llama.cpp's MAP_POPULATE prefetch does: later first touches of an expert's pages then cost no page
+  // fault.  Returns the bytes populated.  Reads the whole model: callers skip it when RAM is short.
+  size_t populate() const;
 
  private:
   void read_one(const std::string& path, bool first, int64_t split_no = 0, int64_t split_count = 1);

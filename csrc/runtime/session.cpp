@@ -22,6 +22,10 @@
 namespace dsv4 {
 
 // ------------------------------------------------------------------------------------------------
+size_t Runtime::prefetch() const {
+  return model_.file().populate() + (mtp_ ? mtp_->file().populate() : 0);
+}
+
 Runtime::Runtime(const std::string& path, const RuntimeOptions& opts, const std::string& mtp_path)
     : model_(path), opts_(opts) {
   if (model_.mtp_only)

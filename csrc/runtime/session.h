@@ -48,6 +48,8 @@ class Runtime {
   // (first and last 64), MTP model included: what a session state file is tied to.  Computed on first
   // use (touches one page per tensor), thread-safe.
   uint64_t fingerprint() const;
+  // GgufFile::populate for the model and its MTP file; bytes populated.
+  size_t prefetch() const;
 
  private:
   mutable std::once_flag fp_once_;

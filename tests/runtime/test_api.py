@@ -100,3 +100,18 @@ def test_config_reports_types(model):
     assert c["arch"] == "deepseek4" and c["n_layers"] == 5
     assert c["tensor_types"]["blk.2.ffn_gate_exps.weight"] == "MXFP4"
     json.dumps({k: v for k, v in c.items() if k != "tensor_types"})
+
+
+def test_prefetch_maps_every_shard_and_changes_no_result(tmp_path, small_args, small_weights, gguf_fixture):
+    first = gguf_fixture.write_gguf(tmp_path / "split.gguf", small_args, small_weights, "Q8_0", split_max_tensors=40)
+    shards = sorted(tmp_path.glob("split-*-of-*.gguf"))
+    assert len(shards) >= 2
+    size = sum(p.stat().st_size for p in shards)
+    lazy = runtime.load(first, threads=2, prefetch=False)
+    assert lazy.config["file_bytes"] == size
+    assert lazy._rt.prefetch() == size  # every byte of every shard, and idempotent with the load-time call
+    eager = runtime.load(first, threads=2, prefetch=True)
+    toks = np.arange(30)
+    assert np.array_equal(lazy.session(ctx=64).prefill(toks, all_logits=True),
+                          eager.session(ctx=64).prefill(toks, all_logits=True))
+    assert runtime._fits_in_ram({"file_bytes": size}) and not runtime._fits_in_ram({"file_bytes": 1 << 62})
