@@ -4,9 +4,13 @@
 // threads (sessions sharing one Runtime) and from inside a job: a caller that finds the pool busy runs
 // its loop on its own thread instead of waiting, which gives the same results (every caller splits only
 // independent iterations) and cannot deadlock.  It does not balance cores between concurrent callers.
+// Waits spin first, as ggml's pool does: a worker polls for the next job, and the caller for the workers'
+// completion, for up to kSpinUs before sleeping on a condition variable, so the back-to-back jobs of one
+// decode step cost no futex wake-up each, while an idle pool goes to sleep within ~0.1 ms.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -14,6 +18,10 @@
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 namespace dsv4 {
 
@@ -25,8 +33,8 @@ class ThreadPool {
   ~ThreadPool() {
     {
       std::lock_guard<std::mutex> lk(mu_);
-      stop_ = true;
-      ++gen_;
+      stop_.store(true, std::memory_order_release);
+      gen_.fetch_add(1, std::memory_order_release);
     }
     cv_.notify_all();
     for (auto& t : workers_) t.join();
@@ -56,14 +64,17 @@ class ThreadPool {
     total_ = n;
     step_ = (n + chunks - 1) / chunks;
     next_.store(0);
-    pending_ = static_cast<int>(workers_.size());
+    pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
     error_ = nullptr;
-    ++gen_;
+    gen_.fetch_add(1, std::memory_order_release);  // under mu_: a worker about to sleep cannot miss it
     lk.unlock();
-    cv_.notify_all();
+    cv_.notify_all();  // no system call when every worker is still spinning
     work();
-    lk.lock();
-    done_cv_.wait(lk, [this] { return pending_ == 0; });
+    if (!spin_until([this] { return pending_.load(std::memory_order_acquire) == 0; })) {
+      lk.lock();
+      done_cv_.wait(lk, [this] { return pending_.load(std::memory_order_acquire) == 0; });
+      lk.unlock();
+    }
     fn_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
@@ -82,17 +93,36 @@ class ThreadPool {
       }
     }
   }
+  static constexpr int kSpinUs = 100;
+  // Polls pred (with a pause hint) for up to kSpinUs; true once it holds.
+  template <class Pred>
+  static bool spin_until(Pred pred) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (;;) {
+      for (int i = 0; i < 64; ++i) {
+        if (pred()) return true;
+#if defined(__x86_64__) || defined(__i386__)
+        _mm_pause();
+#endif
+      }
+      if (std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(kSpinUs)) return pred();
+    }
+  }
   void loop() {
     uint64_t seen = 0;
     for (;;) {
-      std::unique_lock<std::mutex> lk(mu_);
-      cv_.wait(lk, [&] { return gen_ != seen; });
-      seen = gen_;
-      if (stop_) return;
-      lk.unlock();
+      if (!spin_until([&] { return gen_.load(std::memory_order_acquire) != seen; })) {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [&] { return gen_.load(std::memory_order_acquire) != seen; });
+      }
+      seen = gen_.load(std::memory_order_acquire);
+      if (stop_.load(std::memory_order_acquire)) return;
       work();
-      lk.lock();
-      if (--pending_ == 0) done_cv_.notify_one();
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        // the caller may be asleep: take mu_ so the decrement cannot fall between its check and its wait
+        { std::lock_guard<std::mutex> lk(mu_); }
+        done_cv_.notify_one();
+      }
     }
   }
   int n_;
@@ -100,12 +130,12 @@ class ThreadPool {
   std::mutex mu_, err_mu_;
   std::atomic<bool> busy_{false};
   std::condition_variable cv_, done_cv_;
-  uint64_t gen_ = 0;
-  bool stop_ = false;
+  std::atomic<uint64_t> gen_{0};
+  std::atomic<bool> stop_{false};
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
   int64_t total_ = 0, step_ = 1;
   std::atomic<int64_t> next_{0};
-  int pending_ = 0;
+  std::atomic<int> pending_{0};
   std::exception_ptr error_;
 };
 
