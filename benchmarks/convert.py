@@ -59,10 +59,6 @@ def _copy(src: Path, dst: Path) -> float:
     return time.perf_counter() - t
 
 
-class _Done(Exception):
-    """The rows asked for are measured (--skip-two-step)."""
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="flash-slice", help="model preset (default flash-slice; tiny for a smoke run)")
@@ -132,24 +128,20 @@ def main() -> int:
                     target = dest / p.name.replace("out-", f"{ns.preset}-")
                     # the two-step path still needs the MXFP4_MOE file in the work dir
                     (shutil.move if ns.skip_two_step else shutil.copyfile)(p, target)
-        if ns.skip_two_step:
-            two_step = t_q4e = None
-            raise _Done
-        t_q4e = conv("Q4_K_M", "--tensor-type", "_exps=q4_k",
-                     label="dsv4-gguf convert --type Q4_K_M --tensor-type _exps=q4_k (experts requantized too)")
-        # two-step: llama.cpp's converter output (MXFP4 experts + Q8_0, = our MXFP4_MOE) -> llama-quantize Q4_K_M
-        code = ("import llama_cpp,sys; p=llama_cpp.llama_model_quantize_default_params(); p.ftype=15; "
-                f"p.nthread={os.cpu_count()}; p.allow_requantize=True; "
-                "rc = llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), p); sys.exit(rc)")
-        dt, rss = _run(code, [str(work / "out-MXFP4_MOE.gguf"), str(work / "lq.gguf")])
-        rows.append({"what": "llama_model_quantize MXFP4_MOE -> Q4_K_M (step 2 of the two-step path)", "s": dt,
-                     "rss": rss})
-        two_step = t_mx + dt
-        rows.append({"what": "two-step total (convert to MXFP4_MOE/Q8_0 + llama-quantize)", "s": two_step,
-                     "rss": None})
-        for p in work.glob("*.gguf"):
-            p.unlink()
-    except _Done:
+        two_step = t_q4e = None
+        if not ns.skip_two_step:
+            t_q4e = conv("Q4_K_M", "--tensor-type", "_exps=q4_k",
+                         label="dsv4-gguf convert --type Q4_K_M --tensor-type _exps=q4_k (experts requantized too)")
+            # two-step: llama.cpp's converter output (MXFP4 experts + Q8_0, = our MXFP4_MOE) -> llama-quantize Q4_K_M
+            code = ("import llama_cpp,sys; p=llama_cpp.llama_model_quantize_default_params(); p.ftype=15; "
+                    f"p.nthread={os.cpu_count()}; p.allow_requantize=True; "
+                    "rc = llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), p); sys.exit(rc)")
+            dt, rss = _run(code, [str(work / "out-MXFP4_MOE.gguf"), str(work / "lq.gguf")])
+            rows.append({"what": "llama_model_quantize MXFP4_MOE -> Q4_K_M (step 2 of the two-step path)", "s": dt,
+                         "rss": rss})
+            two_step = t_mx + dt
+            rows.append({"what": "two-step total (convert to MXFP4_MOE/Q8_0 + llama-quantize)", "s": two_step,
+                         "rss": None})
         for p in work.glob("*.gguf"):
             p.unlink()
     finally:
@@ -160,7 +152,8 @@ def main() -> int:
     lines = [
         "## Conversion (`benchmarks/convert.py`)",
         "",
-        f"Command: `python benchmarks/convert.py --preset {ns.preset} --experts {args.n_routed_experts}`  ",
+        f"Command: `python benchmarks/convert.py --preset {ns.preset} --experts {args.n_routed_experts}"
+        + (" --skip-two-step" if ns.skip_two_step else "") + "`  ",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared with other jobs); "
         f"checkpoint: synthetic {ns.preset} (dim {args.dim}, {args.n_layers} layers + {args.n_mtp_layers} MTP, "
         f"{args.n_routed_experts} experts), {total / 1e9:.2f} GB of tensors"
