@@ -1,10 +1,13 @@
 """Generates the Jinja `tokenizer.chat_template` from the constants in `dsv4_gguf.chat`.
 
 The template reproduces `chat.encode_messages` for HF-style inputs (`messages`, `tools`,
-`add_generation_prompt`, `thinking` / `enable_thinking`, `reasoning_effort`). It renders in plain jinja2 and
-its sandbox (transformers, llama-cpp-python): no `tojson` (engines disagree on it; a macro writes Python's
-`json.dumps` format), no list mutation, no `break`, and every tag trims whitespace so `trim_blocks` and
-`lstrip_blocks` change nothing. String tool-call arguments need a `from_json` filter (llama.cpp has one).
+`add_generation_prompt`, `thinking` / `enable_thinking`, `reasoning_effort`). It renders the same in plain
+jinja2 and its sandbox (transformers, llama-cpp-python) and in llama.cpp's C++ engine (common/jinja: llama-server
+--jinja, llama-cli): no `tojson` (engines disagree on it; a macro writes Python's `json.dumps` format), no list
+mutation, no `break`, every tag trims whitespace so `trim_blocks` and `lstrip_blocks` change nothing, no
+namespace attribute named like a mapping method (llama.cpp resolves `ns.keys` to the method `keys`), and an
+undefined `add_generation_prompt` means false (llama.cpp passes it only when true). String tool-call arguments
+need a `from_json` filter; llama.cpp has none but parses them to mappings before rendering.
 Not covered: `context` continuation, `drop_thinking=False`, internal `task` tokens, `wo_eos`.
 """
 
@@ -63,7 +66,7 @@ _JSON_MACROS = r"""
 
 _BODY = r"""
 {%- set ds = namespace(think=false, effort=none, tools=none, drop=true, msgs=messages, starts=[], last=-1,
-    kept=[], prev_user=false, ids=[], pending="", blocks=[], keys=[], ranked=[], run=true, k=0, t=0) -%}
+    kept=[], prev_user=false, ids=[], pending="", blocks=[], call_pos=[], ranked=[], run=true, k=0, t=0) -%}
 {%- if thinking is defined and thinking is not none -%}{%- set ds.think = true if thinking else false -%}
 {%- elif enable_thinking is defined and enable_thinking is not none -%}
 {%- set ds.think = true if enable_thinking else false -%}
@@ -74,7 +77,7 @@ _BODY = r"""
 {%- endif -%}
 {%- set ds.effort = reasoning_effort -%}
 {%- endif -%}
-{%- set ds_gen = add_generation_prompt if add_generation_prompt is defined else true -%}
+{%- set ds_gen = add_generation_prompt is defined and add_generation_prompt -%}
 {%- if tools is defined and tools -%}{%- set ds.tools = tools -%}{%- endif -%}
 {%- if ds.tools and (messages | length == 0 or messages[0].role != "system") -%}
 {%- set ds.msgs = [{"role": "system", "content": ""}] + messages -%}
@@ -108,7 +111,7 @@ _BODY = r"""
 {{- USER ~ m.content -}}
 {{- ds_extras(m, m.tools if (m.tools is defined and m.tools) else none) -}}
 {%- elif m.role in ["user", "tool"] -%}
-{%- set ds.run = true -%}{%- set ds.blocks = [] -%}{%- set ds.keys = [] -%}{%- set ds.ranked = [] -%}
+{%- set ds.run = true -%}{%- set ds.blocks = [] -%}{%- set ds.call_pos = [] -%}{%- set ds.ranked = [] -%}
 {%- for b in ds.msgs[s:] -%}
 {%- if ds.run and b.role in ["user", "tool"] -%}
 {%- set ds.k = 0 -%}
@@ -117,14 +120,14 @@ _BODY = r"""
 {%- if cid and b.tool_call_id is defined and cid == b.tool_call_id -%}{%- set ds.k = loop.index0 -%}{%- endif -%}
 {%- endfor -%}
 {%- endif -%}
-{%- set ds.blocks = ds.blocks + [b] -%}{%- set ds.keys = ds.keys + [ds.k] -%}
+{%- set ds.blocks = ds.blocks + [b] -%}{%- set ds.call_pos = ds.call_pos + [ds.k] -%}
 {%- else -%}{%- set ds.run = false -%}
 {%- endif -%}
 {%- endfor -%}
 {#- Tool results go back in call order (stable on the call position, unknown ids first). -#}
 {%- for kv in range(ds.ids | length + 1) -%}
 {%- for b in ds.blocks -%}
-{%- if b.role == "tool" and ds.keys[loop.index0] == kv -%}{%- set ds.ranked = ds.ranked + [b] -%}{%- endif -%}
+{%- if b.role == "tool" and ds.call_pos[loop.index0] == kv -%}{%- set ds.ranked = ds.ranked + [b] -%}{%- endif -%}
 {%- endfor -%}
 {%- endfor -%}
 {%- set ds.t = 0 -%}

@@ -4,12 +4,18 @@ chat.py-only encoder options (context continuation, drop_thinking, tasks, wo_eos
 from __future__ import annotations
 
 import json
+import re
 
 import jinja2
 import jinja2.sandbox
 import pytest
 
 from dsv4_gguf import chat
+
+# Mapping methods of Python dicts and of llama.cpp's engine objects (common/jinja/value.cpp builtins).
+MAPPING_METHODS = frozenset(
+    "keys items values get update pop copy setdefault clear tojson string length dictsort join default".split()
+)
 
 
 def _env(**filters):
@@ -33,9 +39,19 @@ def test_no_generation_prompt(oracle, corpus):
     assert want == got + chat.ASSISTANT + chat.THINK_START
 
 
-def test_generation_prompt_defaults_on(oracle, corpus):
+def test_generation_prompt_defaults_off(oracle, corpus):
+    """Undefined means false, as llama.cpp reads it: it passes add_generation_prompt only when true."""
     conv = _conv(corpus, "system-user")
-    assert _env().render(messages=conv["messages"]) == oracle.encode_messages(conv["messages"], "chat")
+    want = oracle.encode_messages(conv["messages"], "chat")
+    assert _env().render(messages=conv["messages"]) + chat.ASSISTANT + chat.THINK_END == want
+    assert _env().render(messages=conv["messages"], add_generation_prompt=True) == want
+
+
+def test_namespace_attributes_are_not_mapping_methods():
+    """llama.cpp's engine resolves `ns.keys` to the mapping method `keys`, whatever the namespace holds."""
+    template = chat.jinja_template()
+    attrs = set(re.findall(r"\bds\.([A-Za-z_]\w*)", template))
+    assert attrs and not attrs & MAPPING_METHODS, sorted(attrs)
 
 
 @pytest.mark.parametrize("flag", [True, False])
@@ -43,9 +59,12 @@ def test_enable_thinking_alias(oracle, corpus, flag):
     conv = _conv(corpus, "two-turns-reasoning")
     want = oracle.encode_messages(conv["messages"], "thinking" if flag else "chat")
     template = _env()
-    assert template.render(messages=conv["messages"], enable_thinking=flag) == want
+    assert template.render(messages=conv["messages"], enable_thinking=flag, add_generation_prompt=True) == want
     # `thinking` wins over the alias when both are given.
-    assert template.render(messages=conv["messages"], thinking=flag, enable_thinking=not flag) == want
+    got = template.render(
+        messages=conv["messages"], thinking=flag, enable_thinking=not flag, add_generation_prompt=True
+    )
+    assert got == want
 
 
 def test_bad_reasoning_effort():
@@ -57,12 +76,13 @@ def test_bad_reasoning_effort():
 
 def test_json_string_arguments_need_from_json(oracle, corpus):
     conv = _conv(corpus, "typed-arguments")
-    kwargs = dict(messages=conv["messages"], tools=conv["tools"], thinking=True)
+    kwargs = dict(messages=conv["messages"], tools=conv["tools"], thinking=True, add_generation_prompt=True)
     want = oracle.encode_messages(corpus.oracle_messages(conv), "thinking")
     # Plain jinja2 has no JSON parser: a clear error, never a wrong prompt ...
     with pytest.raises(jinja2.TemplateRuntimeError, match="from_json"):
         _env().render(**kwargs)
-    # ... while an engine with `from_json` (llama.cpp) renders the OpenAI convention exactly.
+    # ... while an engine with `from_json` renders the OpenAI convention exactly (llama.cpp has none: it
+    # parses the arguments to mappings before rendering, tests/chat/test_llama_cpp_jinja.py).
     assert _env(from_json=json.loads).render(**kwargs) == want
 
 
