@@ -1,7 +1,8 @@
-// Runtime (model + threads + numerics options) and Session (one sequence's state: per-layer window
-// ring buffer, compressed KV, indexer KV and compressor running states; spec §5.8, §11) with the full
-// forward pass over chunks of any length (prefill, chunked prefill, decode are one code path),
-// optional named taps for parity tests, and save/restore of the state to a file.
+// Runtime (model + threads + numerics options) and Session (one sequence's state: per-layer KV caches
+// and compressor states, kv_cache.h) with the forward pass over chunks of any length (prefill, chunked
+// prefill, decode are one code path): embedding, mHC around the attention and MoE sub-layers
+// (ops_cpu/layer.h), head, MTP draft block; optional named taps for parity tests; save/restore of the
+// state to a file (session_state.cpp).
 // Threading: a Runtime is immutable after construction (its pool takes concurrent callers) and may be
 // shared by any number of sessions on any threads; a Session is one sequence and refuses a second
 // concurrent call (SessionBusy) instead of serialising it, because interleaved tokens would be garbage.
@@ -17,16 +18,13 @@
 #include <string>
 #include <vector>
 
+#include "runtime/kv_cache.h"
 #include "runtime/model.h"
 #include "runtime/ops_cpu/ops.h"
+#include "runtime/taps.h"
 #include "runtime/thread_pool.h"
 
 namespace dsv4 {
-
-// KV storage.  FP8: the leading `n_fp8` dims of a row as e4m3 with one E8M0 scale byte per `fp8_block`
-// (the QAT grid, so storage is lossless for QAT'd rows), the remaining (rope) dims as bf16, rows padded to
-// 4 bytes: 448 + 7 + 128 + 1 = 584 B per main entry and 128 + 4 = 132 B per indexer entry (spec §5.8, §11).
-enum class KvDtype : int { F32 = 0, BF16 = 1, FP8 = 2 };
 
 struct RuntimeOptions {
   int threads = 0;    // 0 = all hardware threads
@@ -61,7 +59,6 @@ class Runtime {
   std::vector<float> freqs_win_, freqs_comp_;
 };
 
-// Row store of a KV cache in its storage dtype.
 // A second call on a Session while one is running on another thread (a Python RuntimeError).
 struct SessionBusy : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -70,35 +67,6 @@ struct SessionBusy : std::runtime_error {
 // corrupt); the session is left unchanged.  A Python ValueError.
 struct StateError : std::runtime_error {
   using std::runtime_error::runtime_error;
-};
-
-class KvRows {
- public:
-  void init(int64_t rows, int64_t dim, KvDtype dt, int64_t n_fp8 = 0, int64_t fp8_block = 64);
-  void write(int64_t r, const float* x);
-  void read(int64_t r, float* out) const;
-  int64_t rows() const { return rows_; }
-  int64_t dim() const { return dim_; }
-  // Bytes of the full capacity (what the cache holds at the session's context length).
-  size_t bytes() const { return static_cast<size_t>(rows_) * row_bytes_; }
-  void reserve(int64_t n_rows);
-  std::vector<uint8_t> raw(int64_t n_rows) const;
-  void set_raw(const uint8_t* p, int64_t n_rows);
-  size_t row_bytes() const { return row_bytes_; }
-
- private:
-  KvDtype dt_ = KvDtype::F32;
-  int64_t rows_ = 0, dim_ = 0, n_fp8_ = 0, fp8_block_ = 64, stored_ = 0;
-  size_t row_bytes_ = 0;
-  std::vector<uint8_t> u8_;
-  std::vector<float> f32_;
-  std::vector<uint16_t> bf16_;
-};
-
-struct LayerState {
-  KvRows window, comp_kv, idx_kv;
-  int64_t n_comp = 0, n_idx = 0;
-  CompressorState comp, idx_comp;
 };
 
 class Session {
@@ -128,13 +96,9 @@ class Session {
  private:
   void block_forward(const Model& M, int l, LayerState& S, std::vector<float>& X, const int32_t* tokens, int64_t T,
                      int64_t p0, const std::string& pre);
-  void attention(const Model& M, int l, LayerState& S, const float* h, int64_t T, int64_t p0, float* out,
-                 const std::string& pre);
-  void moe(const Model& M, int l, const float* h, const int32_t* tokens, int64_t T, float* out, const std::string& pre);
   std::vector<float> head(const Model& M, const float* X, int64_t n_out, const std::vector<float>& norm,
                           const std::string& pre);
   void check_tokens(const Model& M, const int32_t* tokens, int64_t T) const;
-  bool want(const std::string& name) const;
   void reset_state();
   // Held by every public call that reads or writes the state; try-locked (SessionBusy when taken).
   class Guard {
@@ -145,7 +109,6 @@ class Session {
     const Session& s_;
   };
   mutable std::atomic<bool> busy_{false};
-  void tap(const std::string& name, const float* x, int64_t n, int64_t width);
 
   const Runtime& rt_;
   int64_t ctx_;
@@ -159,8 +122,7 @@ class Session {
   std::atomic<int64_t> pending_rows_{0};  // pending_.size() / (hc*D), readable from other threads
   double kv_per_token_ = 0;
   size_t kv_total_ = 0;
-  std::vector<std::string> tap_patterns_;
-  std::map<std::string, std::pair<std::vector<float>, int64_t>> taps_;
+  Taps taps_;
 };
 
 }  // namespace dsv4

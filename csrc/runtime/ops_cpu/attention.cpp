@@ -1,7 +1,15 @@
-// One softmax over window + compressed keys with a per-head sink in the denominator (spec §5.6).
-// Keys are the shared latent K = V rows; the running max is over keys only (as the official kernel).
+// Attention (spec §5): the sub-layer over a chunk of tokens (query/KV projections, the indexer and the
+// compressors run token by token in position order, attention per token in parallel, grouped low-rank
+// output projection), and the one-query sparse softmax over window + compressed keys with a per-head
+// sink in the denominator (§5.6).  Keys are the shared latent K = V rows; the running max is over keys
+// only (as the official kernel).
+#include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <numeric>
+#include <vector>
 
+#include "runtime/ops_cpu/layer.h"
 #include "runtime/ops_cpu/ops.h"
 
 namespace dsv4 {
@@ -29,6 +37,170 @@ void sparse_attention(const float* q, int64_t H, int64_t hd, const std::vector<c
     }
     for (int64_t d = 0; d < hd; ++d) oh[d] /= den;
   }
+}
+
+void attention_layer(const LayerCtx& lc, LayerState& S, const float* h, int64_t T, int64_t p0, float* out) {
+  const ModelConfig& c = lc.cfg;
+  const BlockWeights& b = lc.b;
+  const OpCtx& ctx = lc.ops;
+  const bool qat = lc.qat, taps = lc.taps.active();
+  const int64_t D = c.dim, H = c.n_heads, hd = c.head_dim, rd = c.rope_dim, nd = hd - rd, Rq = c.q_lora_rank;
+  const int64_t win = c.window, ratio = b.ratio;
+  const float* freqs = lc.freqs;
+
+  std::vector<float> qr(static_cast<size_t>(T * Rq)), q(static_cast<size_t>(T * H * hd)), kv(static_cast<size_t>(T * hd));
+  linear(b.wq_a, h, T, qr.data(), ctx);
+  for (int64_t t = 0; t < T; ++t) rms_norm(&qr[static_cast<size_t>(t * Rq)], b.q_norm.data(), &qr[static_cast<size_t>(t * Rq)], Rq, c.norm_eps);
+  if (taps) lc.taps.add(lc.pre + "qr", qr.data(), T * Rq, Rq);  // input of wq_b and the indexer's wq_b
+  linear(b.wq_b, qr.data(), T, q.data(), ctx);
+  linear(b.wkv, h, T, kv.data(), ctx);
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t p = p0 + t;
+    for (int64_t hh = 0; hh < H; ++hh) {
+      float* qh = &q[static_cast<size_t>((t * H + hh) * hd)];
+      rms_norm(qh, nullptr, qh, hd, c.norm_eps);
+      rope_tail(qh, hd, rd, p, freqs, false);
+    }
+    float* k = &kv[static_cast<size_t>(t * hd)];
+    rms_norm(k, b.kv_norm.data(), k, hd, c.norm_eps);
+    rope_tail(k, hd, rd, p, freqs, false);
+    if (qat) fp8_fake_quant(k, nd, 64);
+  }
+  if (taps) {
+    lc.taps.add(lc.pre + "q", q.data(), T * H * hd, H * hd);
+    lc.taps.add(lc.pre + "kv", kv.data(), T * hd, hd);
+  }
+
+  // ---- compressed entries (indexer first, as the reference) ----
+  std::vector<std::vector<int64_t>> sel(static_cast<size_t>(T));
+  auto run_compressor = [&](const CompressorWeights& cw, CompressorState& st, KvRows& rows, int64_t& n_rows, bool rotate,
+                            const char* tap_name) {
+    const int64_t d = cw.d, w = cw.coff * d, m = cw.ratio;
+    std::vector<float> a(static_cast<size_t>(T * w)), g(static_cast<size_t>(T * w)), e(static_cast<size_t>(d));
+    linear(cw.wkv, h, T, a.data(), ctx);
+    linear(cw.wgate, h, T, g.data(), ctx);
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t p = p0 + t;
+      const float* ape = &cw.ape[static_cast<size_t>((p % m) * w)];
+      float* gt = &g[static_cast<size_t>(t * w)];
+      for (int64_t i = 0; i < w; ++i) gt[i] += ape[i];
+      if (!compressor_step(st, &a[static_cast<size_t>(t * w)], gt, p, e.data())) continue;
+      rms_norm(e.data(), cw.norm.data(), e.data(), d, c.norm_eps);
+      rope_tail(e.data(), d, rd, p + 1 - m, freqs, false);
+      if (rotate) {
+        hadamard(e.data(), d);
+        if (qat) fp4_fake_quant(e.data(), d, 32);
+      } else if (qat) {
+        fp8_fake_quant(e.data(), d - rd, 64);
+      }
+      rows.write(n_rows++, e.data());
+      if (taps) lc.taps.add(lc.pre + tap_name, e.data(), d, d);
+    }
+  };
+  if (ratio == 4) {
+    const int64_t nI = c.idx_heads, dI = c.idx_dim;
+    std::vector<float> iq(static_cast<size_t>(T * nI * dI)), iw(static_cast<size_t>(T * nI));
+    linear(b.idx_wq_b, qr.data(), T, iq.data(), ctx);
+    linear(b.idx_proj, h, T, iw.data(), ctx);
+    const float wscale = static_cast<float>(std::pow(static_cast<double>(dI), -0.5) * std::pow(static_cast<double>(nI), -0.5));
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t hh = 0; hh < nI; ++hh) {
+        float* x = &iq[static_cast<size_t>((t * nI + hh) * dI)];
+        rope_tail(x, dI, rd, p0 + t, freqs, false);
+        hadamard(x, dI);
+        if (qat) fp4_fake_quant(x, dI, 32);
+      }
+      for (int64_t hh = 0; hh < nI; ++hh) iw[static_cast<size_t>(t * nI + hh)] *= wscale;
+    }
+    run_compressor(b.idx_comp, S.idx_comp, S.idx_kv, S.n_idx, true, "idx_kv");
+    const int64_t K = c.idx_topk;
+    std::vector<float> margins(static_cast<size_t>(T), INFINITY);
+    ctx.pool->parallel_for(T, 1, [&](int64_t t0, int64_t t1) {
+      std::vector<float> kbuf(static_cast<size_t>(dI));
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t n_vis = (p0 + t + 1) / 4;
+        std::vector<float> score(static_cast<size_t>(n_vis));
+        for (int64_t j = 0; j < n_vis; ++j) {
+          S.idx_kv.read(j, kbuf.data());
+          float s = 0.f;
+          for (int64_t hh = 0; hh < nI; ++hh) {
+            float dq = dot_f32(&iq[static_cast<size_t>((t * nI + hh) * dI)], kbuf.data(), dI);
+            s += std::max(dq, 0.f) * iw[static_cast<size_t>(t * nI + hh)];
+          }
+          score[static_cast<size_t>(j)] = s;
+        }
+        std::vector<int64_t> order(static_cast<size_t>(n_vis));
+        std::iota(order.begin(), order.end(), 0);
+        std::stable_sort(order.begin(), order.end(),
+                         [&](int64_t x, int64_t y) { return score[static_cast<size_t>(x)] > score[static_cast<size_t>(y)]; });
+        const int64_t k = std::min(K, n_vis);
+        if (n_vis > K) margins[static_cast<size_t>(t)] = score[static_cast<size_t>(order[static_cast<size_t>(K - 1)])] - score[static_cast<size_t>(order[static_cast<size_t>(K)])];
+        sel[static_cast<size_t>(t)].assign(order.begin(), order.begin() + k);
+        std::sort(sel[static_cast<size_t>(t)].begin(), sel[static_cast<size_t>(t)].end());
+      }
+    });
+    if (taps) {
+      std::vector<float> ids(static_cast<size_t>(T * K), -1.f);
+      for (int64_t t = 0; t < T; ++t)
+        for (size_t i = 0; i < sel[static_cast<size_t>(t)].size(); ++i) ids[static_cast<size_t>(t * K) + i] = static_cast<float>(sel[static_cast<size_t>(t)][i]);
+      lc.taps.add(lc.pre + "idx_topk", ids.data(), T * K, K);
+      lc.taps.add(lc.pre + "idx_margin", margins.data(), T, 1);
+    }
+  }
+  if (ratio) run_compressor(b.comp, S.comp, S.comp_kv, S.n_comp, false, "comp_kv");
+
+  // ---- attention per token: window (ring rows before the chunk + this chunk's rows) + compressed ----
+  std::vector<float> o(static_cast<size_t>(T * H * hd));
+  const float scale = static_cast<float>(std::pow(static_cast<double>(hd), -0.5));
+  ctx.pool->parallel_for(T, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<float> keybuf;
+    std::vector<const float*> keys;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t p = p0 + t;
+      const int64_t first = std::max<int64_t>(0, p - win + 1);
+      std::vector<int64_t> comp_ids;
+      if (ratio == 128)
+        for (int64_t j = 0; j < (p + 1) / 128; ++j) comp_ids.push_back(j);
+      else if (ratio == 4)
+        comp_ids = sel[static_cast<size_t>(t)];
+      const int64_t n_keys = (p - first + 1) + static_cast<int64_t>(comp_ids.size());
+      keybuf.resize(static_cast<size_t>(n_keys * hd));
+      keys.clear();
+      int64_t r = 0;
+      for (int64_t qp = first; qp <= p; ++qp, ++r) {
+        float* dst = &keybuf[static_cast<size_t>(r * hd)];
+        if (qp < p0) S.window.read(qp % win, dst);
+        else if (lc.kv == KvDtype::F32) std::memcpy(dst, &kv[static_cast<size_t>((qp - p0) * hd)], static_cast<size_t>(hd) * 4);
+        else {  // same rounding as the stored row
+          KvRows tmp;
+          tmp.init(1, hd, lc.kv, c.nope_dim(), 64);
+          tmp.write(0, &kv[static_cast<size_t>((qp - p0) * hd)]);
+          tmp.read(0, dst);
+        }
+      }
+      for (int64_t j : comp_ids) S.comp_kv.read(j, &keybuf[static_cast<size_t>((r++) * hd)]);
+      for (int64_t i = 0; i < n_keys; ++i) keys.push_back(&keybuf[static_cast<size_t>(i * hd)]);
+      float* ot = &o[static_cast<size_t>(t * H * hd)];
+      sparse_attention(&q[static_cast<size_t>(t * H * hd)], H, hd, keys, b.sinks.data(), scale, ot);
+      for (int64_t hh = 0; hh < H; ++hh) rope_tail(ot + hh * hd, hd, rd, p, freqs, true);
+    }
+  });
+  for (int64_t t = std::max<int64_t>(0, T - win); t < T; ++t) S.window.write((p0 + t) % win, &kv[static_cast<size_t>(t * hd)]);
+
+  // ---- grouped low-rank output projection ----
+  const int64_t G = c.o_groups, Ro = c.o_lora_rank, gs = H * hd / G;
+  std::vector<float> z(static_cast<size_t>(T * G * Ro)), og(static_cast<size_t>(T * gs));
+  for (int64_t g = 0; g < G; ++g) {
+    for (int64_t t = 0; t < T; ++t)
+      std::memcpy(&og[static_cast<size_t>(t * gs)], &o[static_cast<size_t>(t * H * hd + g * gs)], static_cast<size_t>(gs) * 4);
+    linear(b.wo_a.slice(g * Ro, Ro), og.data(), T, z.data() + g * Ro, G * Ro, ctx);
+  }
+  if (taps) {  // inputs of wo_a (one row per token and group) and wo_b
+    lc.taps.add(lc.pre + "wo_a_in", o.data(), T * H * hd, gs);
+    lc.taps.add(lc.pre + "wo_b_in", z.data(), T * G * Ro, G * Ro);
+  }
+  linear(b.wo_b, z.data(), T, out, ctx);
+  (void)D;
 }
 
 }  // namespace dsv4

@@ -1,10 +1,13 @@
 // MoE routing (spec §6): sqrt-softplus scores, bias used for selection only, hash routing via
 // tid2eid, normalised weights x routed scale; and the clamped SwiGLU expert (routing weight applied
-// before the down projection, as the reference).
+// before the down projection, as the reference); the MoE sub-layer over a chunk, routed tokens grouped
+// by expert so each active expert's rows are read once per chunk.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 
+#include "runtime/ops_cpu/layer.h"
 #include "runtime/ops_cpu/ops.h"
 
 namespace dsv4 {
@@ -57,6 +60,78 @@ void expert_ffn(const WeightView& w1, const WeightView& w3, const WeightView& w2
     }
   if (mid) std::copy(g.begin(), g.end(), mid);
   linear(w2, g.data(), T, y, ctx);
+}
+
+void moe_layer(const LayerCtx& lc, const float* h, const int32_t* tokens, int64_t T, float* out) {
+  const ModelConfig& c = lc.cfg;
+  const BlockWeights& b = lc.b;
+  const OpCtx& ctx = lc.ops;
+  const int64_t D = c.dim, E = c.n_experts, K = c.n_used, I = c.moe_inter;
+  const bool taps = lc.taps.active();
+  std::vector<float> logits(static_cast<size_t>(T * E));
+  linear(b.gate, h, T, logits.data(), ctx);
+  std::vector<Routing> R(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t)
+    R[static_cast<size_t>(t)] = route(&logits[static_cast<size_t>(t * E)], E, static_cast<int>(K), b.bias.empty() ? nullptr : b.bias.data(),
+                                      b.hash ? b.tid2eid + static_cast<int64_t>(tokens[t]) * K : nullptr, c.route_scale, c.norm_topk);
+  if (taps) {
+    std::vector<float> ids(static_cast<size_t>(T * K)), ws(static_cast<size_t>(T * K)), mg(static_cast<size_t>(T));
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t k = 0; k < K; ++k) {
+        ids[static_cast<size_t>(t * K + k)] = static_cast<float>(R[static_cast<size_t>(t)].idx[static_cast<size_t>(k)]);
+        ws[static_cast<size_t>(t * K + k)] = R[static_cast<size_t>(t)].w[static_cast<size_t>(k)];
+      }
+      mg[static_cast<size_t>(t)] = R[static_cast<size_t>(t)].margin;
+    }
+    lc.taps.add(lc.pre + "router_idx", ids.data(), T * K, K);
+    lc.taps.add(lc.pre + "router_w", ws.data(), T * K, K);
+    lc.taps.add(lc.pre + "router_margin", mg.data(), T, 1);
+  }
+  // per (token, slot) outputs, grouped by expert so each expert's rows are read once per chunk
+  std::vector<float> y(static_cast<size_t>(T * K * D));
+  // W2 inputs per (token, slot), routing weight included (imatrix collection); only when tapped
+  std::vector<float> mid(taps && lc.taps.want(lc.pre + "exp_mid") ? static_cast<size_t>(T * K * I) : 0);
+  for (int64_t e = 0; e < E; ++e) {
+    std::vector<int64_t> slots;
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t k = 0; k < K; ++k)
+        if (R[static_cast<size_t>(t)].idx[static_cast<size_t>(k)] == e) slots.push_back(t * K + k);
+    if (slots.empty()) continue;
+    const int64_t n = static_cast<int64_t>(slots.size());
+    std::vector<float> xe(static_cast<size_t>(n * D)), we(static_cast<size_t>(n)), ye(static_cast<size_t>(n * D));
+    std::vector<float> me(mid.empty() ? 0 : static_cast<size_t>(n * I));
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t t = slots[static_cast<size_t>(i)] / K, k = slots[static_cast<size_t>(i)] % K;
+      std::memcpy(&xe[static_cast<size_t>(i * D)], h + t * D, static_cast<size_t>(D) * 4);
+      we[static_cast<size_t>(i)] = R[static_cast<size_t>(t)].w[static_cast<size_t>(k)];
+    }
+    expert_ffn(b.w1.slice(e * I, I), b.w3.slice(e * I, I), b.w2.slice(e * D, D), xe.data(), n, we.data(),
+               c.swiglu_exp[static_cast<size_t>(lc.layer)], ye.data(), ctx, me.empty() ? nullptr : me.data());
+    for (int64_t i = 0; i < n; ++i) {
+      std::memcpy(&y[static_cast<size_t>(slots[static_cast<size_t>(i)] * D)], &ye[static_cast<size_t>(i * D)], static_cast<size_t>(D) * 4);
+      if (!me.empty())
+        std::memcpy(&mid[static_cast<size_t>(slots[static_cast<size_t>(i)] * I)], &me[static_cast<size_t>(i * I)], static_cast<size_t>(I) * 4);
+    }
+  }
+  if (!mid.empty()) lc.taps.add(lc.pre + "exp_mid", mid.data(), T * K * I, I);  // row t*K+k: slot k of token t (router_idx)
+  std::vector<float> sh(static_cast<size_t>(T * D));
+  std::vector<float> shmid(taps && lc.taps.want(lc.pre + "shexp_mid") ? static_cast<size_t>(T * b.sw1.rows) : 0);
+  expert_ffn(b.sw1, b.sw3, b.sw2, h, T, nullptr, c.swiglu_shexp[static_cast<size_t>(lc.layer)], sh.data(), ctx,
+             shmid.empty() ? nullptr : shmid.data());
+  if (!shmid.empty()) lc.taps.add(lc.pre + "shexp_mid", shmid.data(), T * b.sw1.rows, b.sw1.rows);
+  for (int64_t t = 0; t < T; ++t) {
+    // sum in ascending expert id, then the shared expert (the reference's order)
+    std::vector<int64_t> ks(static_cast<size_t>(K));
+    std::iota(ks.begin(), ks.end(), 0);
+    std::sort(ks.begin(), ks.end(), [&](int64_t a, int64_t bb) {
+      return R[static_cast<size_t>(t)].idx[static_cast<size_t>(a)] < R[static_cast<size_t>(t)].idx[static_cast<size_t>(bb)];
+    });
+    float* ot = out + t * D;
+    for (int64_t d = 0; d < D; ++d) ot[d] = 0.f;
+    for (int64_t k : ks)
+      for (int64_t d = 0; d < D; ++d) ot[d] += y[static_cast<size_t>((t * K + k) * D + d)];
+    for (int64_t d = 0; d < D; ++d) ot[d] += sh[static_cast<size_t>(t * D + d)];
+  }
 }
 
 }  // namespace dsv4

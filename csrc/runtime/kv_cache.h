@@ -1,0 +1,49 @@
+// KV cache rows of one layer in their storage dtype (F32, BF16, or FP8 with bf16 rope dims, spec §5.8,
+// §11), and LayerState: the window ring, compressed KV, indexer KV and compressor running states that a
+// session keeps per layer.  Storage grows on demand: a 1M-token context is not committed up front.
+// What a row means (positions, ring indices) is the attention op's business, not this file's.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "runtime/ops_cpu/ops.h"
+
+namespace dsv4 {
+
+// FP8: the leading `n_fp8` dims of a row as e4m3 with one E8M0 scale byte per `fp8_block` (the QAT
+// grid, so storage is lossless for QAT'd rows), the remaining (rope) dims as bf16, rows padded to 4
+// bytes: 448 + 7 + 128 + 1 = 584 B per main entry and 128 + 4 = 132 B per indexer entry.
+enum class KvDtype : int { F32 = 0, BF16 = 1, FP8 = 2 };
+
+class KvRows {
+ public:
+  void init(int64_t rows, int64_t dim, KvDtype dt, int64_t n_fp8 = 0, int64_t fp8_block = 64);
+  void write(int64_t r, const float* x);
+  void read(int64_t r, float* out) const;
+  int64_t rows() const { return rows_; }
+  int64_t dim() const { return dim_; }
+  // Bytes of the full capacity (what the cache holds at the session's context length).
+  size_t bytes() const { return static_cast<size_t>(rows_) * row_bytes_; }
+  void reserve(int64_t n_rows);
+  std::vector<uint8_t> raw(int64_t n_rows) const;
+  void set_raw(const uint8_t* p, int64_t n_rows);
+  size_t row_bytes() const { return row_bytes_; }
+
+ private:
+  KvDtype dt_ = KvDtype::F32;
+  int64_t rows_ = 0, dim_ = 0, n_fp8_ = 0, fp8_block_ = 64, stored_ = 0;
+  size_t row_bytes_ = 0;
+  std::vector<uint8_t> u8_;
+  std::vector<float> f32_;
+  std::vector<uint16_t> bf16_;
+};
+
+struct LayerState {
+  KvRows window, comp_kv, idx_kv;
+  int64_t n_comp = 0, n_idx = 0;
+  CompressorState comp, idx_comp;
+};
+
+}  // namespace dsv4

@@ -1,0 +1,37 @@
+// Layer-level CPU ops: the attention sub-layer (projections, compressors and indexer, sparse attention,
+// grouped output projection; spec §5) and the MoE sub-layer (router, routed experts grouped by expert,
+// shared expert; spec §6) over a chunk of T tokens.  They read and write one layer's KV state and
+// know nothing of sessions, files or scheduling; mHC mixing around them stays with the caller.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "runtime/kv_cache.h"
+#include "runtime/model.h"
+#include "runtime/ops_cpu/ops.h"
+#include "runtime/taps.h"
+
+namespace dsv4 {
+
+// Everything a sub-layer needs besides its activations: the block's weights, numerics options, the
+// RoPE table of the block's compression ratio, and the taps of the calling session (names prefixed
+// with `pre`, e.g. "layers.3.").
+struct LayerCtx {
+  const ModelConfig& cfg;
+  const BlockWeights& b;
+  int layer;
+  const OpCtx& ops;
+  bool qat;
+  KvDtype kv;
+  const float* freqs;
+  Taps& taps;
+  const std::string& pre;
+};
+
+// h: [T][dim] normed attention input of the tokens at positions p0..p0+T-1; out: [T][dim].
+void attention_layer(const LayerCtx& lc, LayerState& S, const float* h, int64_t T, int64_t p0, float* out);
+// h: [T][dim] normed FFN input; tokens: the chunk's ids (hash routing); out: [T][dim].
+void moe_layer(const LayerCtx& lc, const float* h, const int32_t* tokens, int64_t T, float* out);
+
+}  // namespace dsv4
