@@ -18,7 +18,8 @@ from gguf import GGMLQuantizationType
 from . import _C
 from .constants import QTYPES
 
-Impl = Literal["auto", "ref", "simd"]
+# "simd" is the AVX2 level (its historical name), "avx512" the AVX-512 one; "auto" the best the CPU has.
+Impl = Literal["auto", "ref", "simd", "avx2", "avx512"]
 
 __all__ = [
     "quantize",
@@ -143,6 +144,18 @@ def matvec(
         raise ValueError(f"matvec: weight must be 2-D [rows, row_bytes], got {weight.ndim}-D")
     _require_f32(x, "matvec x")
     return _C.matvec(int(info.qtype), weight, x, impl, threads)
+
+
+def matmul(
+    weight: np.ndarray, x: np.ndarray, qtype: GGMLQuantizationType, *, impl: Impl = "auto", threads: int = 0
+) -> np.ndarray:
+    """Y = X @ W.T for quantized W [rows, row_bytes] and X float32 [tokens, cols] -> [tokens, rows]; each
+    row of X is quantized once, and every value equals matvec of that row bit for bit."""
+    info = _info(qtype)
+    if weight.ndim != 2:
+        raise ValueError(f"matmul: weight must be 2-D [rows, row_bytes], got {weight.ndim}-D")
+    _require_f32(x, "matmul x")
+    return _C.matmul(int(info.qtype), weight, np.ascontiguousarray(x), impl, threads)
 
 
 def repack_fp4_to_mxfp4(weight: np.ndarray, scale: np.ndarray, *, threads: int = 0) -> np.ndarray:

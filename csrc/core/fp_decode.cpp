@@ -71,7 +71,7 @@ void dequant_fp4_rows_ref(const uint8_t* w, const uint8_t* scale, float* out, in
 }
 
 namespace {
-bool use_simd(Impl impl) { return resolve_impl(impl) == Impl::Simd; }
+bool use_simd(Impl impl) { return is_simd(resolve_impl(impl)); }
 }  // namespace
 
 void decode_e4m3(const uint8_t* in, float* out, size_t n, Impl impl) {

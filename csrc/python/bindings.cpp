@@ -24,7 +24,8 @@ Impl parse_impl(const std::string& s) {
   if (s == "auto") return Impl::Auto;
   if (s == "ref") return Impl::Ref;
   if (s == "simd" || s == "avx2") return Impl::Simd;
-  throw py::value_error("impl must be 'auto', 'ref' or 'simd', got '" + s + "'");
+  if (s == "avx512") return Impl::Avx512;
+  throw py::value_error("impl must be 'auto', 'ref', 'simd' (= 'avx2') or 'avx512', got '" + s + "'");
 }
 
 void require_u8(const py::array& a, const char* what) {
@@ -68,12 +69,14 @@ py::dict build_info() {
   d["compiler"] = DSV4_CXX_COMPILER;
   d["build_type"] = DSV4_BUILD_TYPE;
 #if defined(DSV4_X86)
-  d["simd_compiled"] = py::make_tuple("avx2");
+  d["simd_compiled"] = py::make_tuple("avx2", "avx512");
 #else
   d["simd_compiled"] = py::tuple();
 #endif
   d["cpu_avx2"] = dsv4::cpu_has_avx2();
+  d["cpu_avx512"] = dsv4::cpu_has_avx512();
   d["force_ref"] = dsv4::force_ref_from_env();
+  d["force_avx2"] = dsv4::force_avx2_from_env();
   d["kernel_impl"] = dsv4::impl_name(dsv4::resolve_impl(Impl::Auto));
   d["hardware_threads"] = static_cast<int>(std::thread::hardware_concurrency());
 #ifdef DSV4_HAVE_CUDA
@@ -182,6 +185,29 @@ py::array_t<float> matvec_py(int qtype, const py::array& w, const py::array& x, 
   return out;
 }
 
+py::array_t<float> matmul_py(int qtype, const py::array& w, const py::array& x, const std::string& impl, int threads) {
+  const auto& info = qinfo(qtype);
+  require_u8(w, "matmul weight");
+  require_2d(w, "matmul weight");
+  require_f32_c(x, "matmul x");
+  if (x.ndim() != 2) throw py::value_error("matmul x: expected a 2-D float32 array [tokens, cols]");
+  const int64_t rows = w.shape(0), ntok = x.shape(0), cols = x.shape(1);
+  const size_t rs = dsv4::quant_row_size(info.type, cols);
+  if (static_cast<size_t>(w.shape(1)) != rs)
+    throw py::value_error(std::string("matmul: weight has ") + std::to_string(w.shape(1)) + " bytes per row, expected " +
+                          std::to_string(rs) + " for " + std::to_string(cols) + " " + info.name + " columns");
+  Impl i = parse_impl(impl);
+  py::array_t<float> out({ntok, rows});
+  const uint8_t* wp = u8ptr(w);
+  const float* xp = static_cast<const float*>(x.data());
+  float* yp = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    dsv4::matmul(info.type, wp, xp, yp, rows, cols, ntok, i, threads);
+  }
+  return out;
+}
+
 float vec_dot_py(int qtype, const py::array& w, const py::array& a, int64_t n, const std::string& impl) {
   const auto& info = qinfo(qtype);
   require_u8(w, "vec_dot weight");
@@ -241,6 +267,9 @@ void register_quant(py::module_& m) {
   m.def("matvec", &matvec_py, py::arg("qtype"), py::arg("weight"), py::arg("x"), py::arg("impl") = "auto",
         py::arg("threads") = 0,
         "y[r] = W[r] . x with x quantized once to the type's activation format (Q8_0 / Q8_K), like ggml's vec_dot.");
+  m.def("matmul", &matmul_py, py::arg("qtype"), py::arg("weight"), py::arg("x"), py::arg("impl") = "auto",
+        py::arg("threads") = 0,
+        "Y[t, r] = W[r] . X[t] for X float32 [tokens, cols], each row quantized once; equals matvec row by row.");
   m.def("vec_dot", &vec_dot_py, py::arg("qtype"), py::arg("weight"), py::arg("activation"), py::arg("n"),
         py::arg("impl") = "auto",
         "One dot product of n elements: weight bytes in `qtype`, activation bytes in its vec_dot type (Q8_0/Q8_K/f32).");

@@ -117,6 +117,31 @@ QuantKernels avx2_kernels(QType t) {
   }
   return k;
 }
+
+// The AVX-512 level: the AVX2 kernels with the tiled VNNI products where they exist.
+QuantKernels avx512_kernels(QType t) {
+  QuantKernels k = avx2_kernels(t);
+  k.impl = "avx512";
+  switch (t) {
+    case QType::Q8_0:
+      k.dot = vec_dot_q8_0_avx512;
+      k.dot_rows = vec_dot_rows_q8_0_avx512;
+      k.gemm = gemm_q8_0_avx512;
+      break;
+    case QType::Q4_0:
+      k.dot = vec_dot_q4_0_avx512;
+      k.dot_rows = vec_dot_rows_q4_0_avx512;
+      k.gemm = gemm_q4_0_avx512;
+      break;
+    case QType::MXFP4:
+      k.dot = vec_dot_mxfp4_avx512;
+      k.dot_rows = vec_dot_rows_mxfp4_avx512;
+      k.gemm = gemm_mxfp4_avx512;
+      break;
+    default: break;
+  }
+  return k;
+}
 #endif
 
 // Branch-free scan (vectorises in any build); the slow path only runs to name the bad column.
@@ -154,7 +179,9 @@ const QTypeInfo& require_qtype(int32_t id) {
 QuantKernels quant_kernels(QType t, Impl impl) {
   require_qtype(static_cast<int32_t>(t));
 #if defined(DSV4_X86)
-  if (resolve_impl(impl) == Impl::Simd) return avx2_kernels(t);
+  const Impl r = resolve_impl(impl);
+  if (r == Impl::Avx512) return avx512_kernels(t);
+  if (r == Impl::Simd) return avx2_kernels(t);
 #else
   resolve_impl(impl);
 #endif
@@ -245,6 +272,35 @@ void matvec(QType t, const void* w, const float* x, float* y, int64_t rows, int6
   parallel_for(workers, static_cast<int>(workers), 1, [&](int64_t, int64_t) {
     for (int64_t r0; (r0 = next.fetch_add(chunk)) < rows;)
       vec_dot_rows(k, cols, wb + static_cast<size_t>(r0) * rs, rs, std::min(chunk, rows - r0), a, y + r0);
+  });
+}
+
+void matmul(QType t, const void* w, const float* x, float* y, int64_t rows, int64_t cols, int64_t ntok, Impl impl,
+            int threads) {
+  const QTypeInfo& info = require_qtype(static_cast<int32_t>(t));
+  const size_t rs = quant_row_size(t, cols);
+  const QuantKernels k = quant_kernels(t, impl);
+  if (!k.dot) throw std::invalid_argument(std::string(info.name) + " has no dot product (activation-only format)");
+  for (int64_t i = 0; i < ntok * cols; ++i)
+    if (!std::isfinite(x[i]))
+      throw std::invalid_argument("matmul: activation is not finite at " + where(i / cols, i % cols));
+  const QType at = info.vec_dot_type;
+  const size_t ars = at == QType::F32 ? static_cast<size_t>(cols) * 4 : quant_row_size(at, cols);
+  std::vector<uint8_t> act(static_cast<size_t>(ntok) * ars);
+  for (int64_t r = 0; r < ntok; ++r) {
+    if (at == QType::F32) std::memcpy(act.data() + r * ars, x + r * cols, ars);
+    else quant_kernels(at, impl).quantize(x + r * cols, act.data() + r * ars, cols, nullptr);
+  }
+  const uint8_t* wb = static_cast<const uint8_t*>(w);
+  if (threads <= 0) threads = default_threads();
+  // odd chunk sizes on purpose: tests see row tiles cut at every remainder
+  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(67, rows));
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::min<int64_t>(threads, (rows + chunk - 1) / chunk);
+  parallel_for(workers, static_cast<int>(workers), 1, [&](int64_t, int64_t) {
+    for (int64_t r0; (r0 = next.fetch_add(chunk)) < rows;)
+      vec_dot_gemm(k, cols, wb + static_cast<size_t>(r0) * rs, rs, std::min(chunk, rows - r0), act.data(), ars, ntok,
+                   y + r0, rows);
   });
 }
 

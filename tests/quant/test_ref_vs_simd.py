@@ -1,6 +1,7 @@
-"""The AVX2 kernels are bit-exact with the scalar references: quantize (with and without imatrix),
-dequantize and the dot products, on odd shapes and adversarial data; DSV4_FORCE_REF selects the
-reference path; and threading does not change a single byte."""
+"""Every SIMD level (AVX2, and AVX-512 where the CPU has it) is bit-exact with the scalar references:
+quantize (with and without imatrix), dequantize, the dot products and the tiled rows x tokens products,
+on odd shapes and adversarial data; DSV4_FORCE_REF / DSV4_FORCE_AVX2 select the level; and threading
+does not change a single byte."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from dsv4_gguf.constants import QTYPES, WEIGHT_QTYPES
 pytestmark = pytest.mark.skipif(
     not _C.build_info()["cpu_avx2"], reason="this CPU has no AVX2: only the reference path exists"
 )
+# The SIMD levels this CPU runs (a CPU with AVX-512 runs both, so both are tested there).
+LEVELS = ["avx2"] + (["avx512"] if _C.build_info()["cpu_avx512"] else [])
 
 
 def nasty_rows(cols: int) -> np.ndarray:
@@ -40,26 +43,28 @@ def nasty_rows(cols: int) -> np.ndarray:
 CASES = [(t, im) for t in WEIGHT_QTYPES for im in (False, True) if t != T.IQ2_XXS or im]
 
 
+@pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("qtype,with_imatrix", CASES, ids=lambda v: v.name if isinstance(v, T) else str(v))
-def test_quantize_dequantize_dot_bit_exact(qtype, with_imatrix, heavy_tailed, make_imatrix):
+def test_quantize_dequantize_dot_bit_exact(qtype, with_imatrix, level, heavy_tailed, make_imatrix):
     x = np.concatenate([heavy_tailed[:24, :768], nasty_rows(768)])
     im = make_imatrix(x) if with_imatrix else None
     q_ref = quants.quantize(x, qtype, im, impl="ref")
-    q_simd = quants.quantize(x, qtype, im, impl="simd")
+    q_simd = quants.quantize(x, qtype, im, impl=level)
     assert np.array_equal(q_ref.view(np.uint8), q_simd.view(np.uint8)), f"{qtype.name} quantize ref != simd"
     qb = q_ref.view(np.uint8)
     d_ref = quants.dequantize(qb, qtype, impl="ref")
-    d_simd = quants.dequantize(qb, qtype, impl="simd")
+    d_simd = quants.dequantize(qb, qtype, impl=level)
     assert np.array_equal(d_ref.view(np.uint32), d_simd.view(np.uint32)), f"{qtype.name} dequantize ref != simd"
     v = np.random.default_rng(1).standard_normal(768).astype(np.float32)
     y_ref = quants.matvec(qb, v, qtype, impl="ref")
-    y_simd = quants.matvec(qb, v, qtype, impl="simd")
+    y_simd = quants.matvec(qb, v, qtype, impl=level)
     assert np.array_equal(y_ref.view(np.uint32), y_simd.view(np.uint32)), f"{qtype.name} dot ref != simd"
 
 
+@pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("qtype", [t for t in WEIGHT_QTYPES if t not in (T.F32, T.F16, T.BF16)], ids=lambda t: t.name)
 @pytest.mark.parametrize("rows", [1, 3, 4, 7, 701])
-def test_multi_row_dot_equals_one_row_dot(qtype, rows, heavy_tailed, make_imatrix):
+def test_multi_row_dot_equals_one_row_dot(qtype, rows, level, heavy_tailed, make_imatrix):
     """matvec runs several rows per kernel call (shared activation) and hands row chunks to threads (701
     rows: three chunks, the last short); every row must equal the one-row vec_dot of both impls bit for bit.
     An odd block count exercises the lone last block of the two-blocks-per-step 32-element kernels."""
@@ -70,17 +75,43 @@ def test_multi_row_dot_equals_one_row_dot(qtype, rows, heavy_tailed, make_imatri
     v = np.random.default_rng(3).standard_normal(cols).astype(np.float32)
     at = QTYPES[qtype].vec_dot_type
     a = quants.quantize(v[None], at).view(np.uint8).reshape(-1)
-    one = np.array([_C.vec_dot(int(qtype), qb[r], a, cols, "simd") for r in range(rows)], np.float32)
+    one = np.array([_C.vec_dot(int(qtype), qb[r], a, cols, level) for r in range(rows)], np.float32)
     one_ref = np.array([_C.vec_dot(int(qtype), qb[r], a, cols, "ref") for r in range(rows)], np.float32)
     assert np.array_equal(one.view(np.uint32), one_ref.view(np.uint32)), f"{qtype.name} vec_dot ref != simd"
     for threads in (1, 2, 3):
-        got = quants.matvec(qb, v, qtype, impl="simd", threads=threads)
+        got = quants.matvec(qb, v, qtype, impl=level, threads=threads)
         assert np.array_equal(got.view(np.uint32), one.view(np.uint32)), f"{qtype.name} rows={rows} threads={threads}"
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("qtype", [t for t in WEIGHT_QTYPES if t not in (T.F32, T.F16, T.BF16)], ids=lambda t: t.name)
+def test_tiled_matmul_equals_one_row_dot(qtype, level, heavy_tailed, make_imatrix):
+    """The rows x tokens product (prefill's path: each weight block decoded once per tile of tokens)
+    equals the reference one-row dot for every (row, token): row tiles cut at every remainder (67-row
+    chunks, 4-row tiles), token tiles cut at both (2-token tiles, 32-token blocks: 37 tokens), and a
+    block count that leaves 1, 2 and 3 blocks past the last 4-block group of the 32-element types."""
+    block = QTYPES[qtype].block_size
+    at = QTYPES[qtype].vec_dot_type
+    rng = np.random.default_rng(5)
+    for nblocks in (25, 26, 27, 8) if block == 32 else (3,):
+        cols = block * nblocks
+        w = np.ascontiguousarray(np.resize(heavy_tailed[:, :cols], (139, cols)))
+        qb = quants.quantize(w, qtype, make_imatrix(w) if qtype == T.IQ2_XXS else None).view(np.uint8).reshape(139, -1)
+        x = (rng.standard_normal((37, cols)) * rng.uniform(0.01, 30, (37, 1))).astype(np.float32)
+        x[3] = 0.0  # an all-zero activation row (zero scales)
+        got = quants.matmul(qb, x, qtype, impl=level, threads=2)
+        a = quants.quantize(x, at).view(np.uint8).reshape(37, -1)
+        for t in (0, 1, 3, 17, 35, 36):
+            want = np.array([_C.vec_dot(int(qtype), qb[r], a[t], cols, "ref") for r in range(139)], np.float32)
+            assert np.array_equal(got[t].view(np.uint32), want.view(np.uint32)), f"{qtype.name} cols={cols} token {t}"
+        for t in range(37):
+            assert np.array_equal(got[t].view(np.uint32), quants.matvec(qb, x[t], qtype, impl="ref").view(np.uint32))
 
 
 def test_q8_k_activation_bit_exact():
     x = np.concatenate([np.random.default_rng(2).standard_normal((6, 512)), nasty_rows(512)]).astype(np.float32)
-    assert np.array_equal(quants.quantize(x, T.Q8_K, impl="ref"), quants.quantize(x, T.Q8_K, impl="simd"))
+    for level in LEVELS:
+        assert np.array_equal(quants.quantize(x, T.Q8_K, impl="ref"), quants.quantize(x, T.Q8_K, impl=level))
 
 
 def test_threads_do_not_change_bytes(gaussian):
@@ -110,4 +141,15 @@ def test_force_ref_env_selects_reference():
     assert got.stdout.strip() == "ref"
     env["DSV4_FORCE_REF"] = "0"
     got = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert got.stdout.strip() == LEVELS[-1]
+    env["DSV4_FORCE_AVX2"] = "1"
+    got = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert got.stdout.strip() == "avx2"
+
+
+@pytest.mark.skipif(not _C.build_info()["cpu_avx512"], reason="this CPU has no AVX-512 F/BW/DQ/VL/VNNI")
+def test_avx512_level_is_default_and_named():
+    """On an AVX-512 CPU the level is chosen by default and can be asked for by name."""
+    assert _C.build_info()["kernel_impl"] == "avx512" or _C.build_info()["force_avx2"]
+    x = np.random.default_rng(0).standard_normal((2, 64)).astype(np.float32)
+    assert quants.quantize(x, T.Q8_0, impl="avx512").shape == quants.quantize(x, T.Q8_0, impl="ref").shape

@@ -14,6 +14,8 @@ namespace dsv4 {
 #if defined(DSV4_X86)
 float dot_f32_avx2(const float* a, const float* b, int64_t n);
 float dot_bf16_f32_avx2(const uint16_t* a, const float* b, int64_t n);
+float dot_f32_avx512(const float* a, const float* b, int64_t n);
+float dot_bf16_f32_avx512(const uint16_t* a, const float* b, int64_t n);
 #endif
 
 float dot_f32_ref(const float* a, const float* b, int64_t n) {
@@ -26,13 +28,26 @@ float dot_f32_ref(const float* a, const float* b, int64_t n) {
   return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + s;
 }
 
-float dot_f32(const float* a, const float* b, int64_t n) {
+namespace {
+// The f32-activation dots of the process's kernel level (Auto: CPU and environment), resolved once.
+struct FloatDots {
+  float (*f32)(const float*, const float*, int64_t) = dot_f32_ref;
+  float (*bf16)(const uint16_t*, const float*, int64_t) = nullptr;  // nullptr: dequantize + f32
+  FloatDots() {
 #if defined(DSV4_X86)
-  static const bool simd = resolve_impl(Impl::Auto) == Impl::Simd;
-  if (simd) return dot_f32_avx2(a, b, n);
+    const Impl i = resolve_impl(Impl::Auto);
+    if (i == Impl::Avx512) f32 = dot_f32_avx512, bf16 = dot_bf16_f32_avx512;
+    else if (i == Impl::Simd) f32 = dot_f32_avx2, bf16 = dot_bf16_f32_avx2;
 #endif
-  return dot_f32_ref(a, b, n);
+  }
+};
+const FloatDots& float_dots() {
+  static const FloatDots d;
+  return d;
 }
+}  // namespace
+
+float dot_f32(const float* a, const float* b, int64_t n) { return float_dots().f32(a, b, n); }
 
 void dequant_row(const WeightView& w, int64_t r, float* out) {
   if (w.type == QType::F32) {
@@ -54,6 +69,12 @@ void linear(const WeightView& w, const float* x, int64_t T, float* y, int64_t ys
     std::vector<uint8_t> act(static_cast<size_t>(T) * ars);
     const QuantizeRowFn qa = quant_kernels(at, ctx.impl).quantize;
     for (int64_t t = 0; t < T; ++t) qa(x + t * cols, act.data() + t * ars, cols, nullptr);
+    if (k.gemm) {  // tiled rows x tokens (each weight block decoded once per tile of tokens)
+      ctx.pool->parallel_for(w.rows, min_chunk, [&](int64_t b, int64_t e) {
+        k.gemm(cols, w.row(b), w.row_bytes, e - b, act.data(), ars, T, y + b, ys);
+      });
+      return;
+    }
     // 4 rows at a time against each token (the multi-row kernels share the activation loads; the rows
     // stay in L1 across tokens); each result is bit-identical to the one-row dot.
     ctx.pool->parallel_for(w.rows, min_chunk, [&](int64_t b, int64_t e) {
@@ -65,14 +86,14 @@ void linear(const WeightView& w, const float* x, int64_t T, float* y, int64_t ys
     return;
   }
 #if defined(DSV4_X86)
-  // BF16 weights (embedding-sized heads): conversion fused into the AVX2 dot, the same bits as
-  // dequantize + dot_f32 (which uses dot_f32_avx2 on this CPU), without the row buffer round trip.
-  static const bool simd = resolve_impl(Impl::Auto) == Impl::Simd;
-  if (simd && w.type == QType::BF16) {
+  // BF16 weights (embedding-sized heads): conversion fused into the SIMD dot, the same bits as
+  // dequantize + dot_f32 (the same kernel level), without the row buffer round trip.
+  const auto bf16_dot = float_dots().bf16;
+  if (bf16_dot && w.type == QType::BF16) {
     ctx.pool->parallel_for(w.rows, min_chunk, [&](int64_t b, int64_t e) {
       for (int64_t r = b; r < e; ++r) {
         const uint16_t* wr = reinterpret_cast<const uint16_t*>(w.row(r));
-        for (int64_t t = 0; t < T; ++t) y[t * ys + r] = dot_bf16_f32_avx2(wr, x + t * cols, cols);
+        for (int64_t t = 0; t < T; ++t) y[t * ys + r] = bf16_dot(wr, x + t * cols, cols);
       }
     });
     return;
