@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-HERE = Path(__file__).parent
+# the ggml binding lives with the benchmarks (which must not import from tests/); the tests load it from there
+PEER = Path(__file__).resolve().parents[2] / "benchmarks" / "ggml_peer.py"
 
 
-def load_module(name: str):
-    spec = importlib.util.spec_from_file_location(f"quant_tests_{name}", HERE / f"{name}.py")
+def load_module(path: Path):
+    spec = importlib.util.spec_from_file_location(f"quant_tests_{path.stem}", path)
     mod = importlib.util.module_from_spec(spec)
     assert spec.loader is not None
     spec.loader.exec_module(mod)
@@ -27,7 +28,7 @@ def ggml():
         import llama_cpp  # noqa: F401
     except ImportError as e:
         pytest.skip(f"llama-cpp-python (the ggml peer) is not importable: {e}")
-    peer = load_module("ggml_peer").load()
+    peer = load_module(PEER).load()
     assert peer is not None, "llama_cpp is importable but its libggml-base/libggml-cpu libraries were not found"
     return peer
 
