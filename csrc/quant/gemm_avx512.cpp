@@ -179,7 +179,7 @@ void tile_n(int n_tok, int64_t ng, int64_t nb, const uint8_t* w, size_t rs, cons
 
 // Cache blocking: 64 weight rows (a few hundred KB for 4K columns) against 32 activation rows (256 B
 // per 4 blocks each), both resident in L2 while the 4 x 2 tiles sweep them.
-constexpr int64_t kRowBlock = 64, kTokBlock = 32;
+constexpr int64_t kRowBlock = 64, kTokBlock = 4;
 
 template <class Fmt>
 void gemm(int64_t n, const void* vw, size_t rs, int64_t nrows, const void* va, size_t ars, int64_t ntok, float* y,

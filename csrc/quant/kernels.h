@@ -106,6 +106,10 @@ DSV4_DECLARE_AVX512_GEMM(q8_0)
 DSV4_DECLARE_AVX512_GEMM(q4_0)
 DSV4_DECLARE_AVX512_GEMM(mxfp4)
 #undef DSV4_DECLARE_AVX512_GEMM
+void gemm_q4_k_avx512(int64_t n, const void* w, size_t row_bytes, int64_t nrows, const void* a, size_t a_row_bytes,
+                      int64_t ntok, float* y, int64_t ys);
+void gemm_q5_k_avx512(int64_t n, const void* w, size_t row_bytes, int64_t nrows, const void* a, size_t a_row_bytes,
+                      int64_t ntok, float* y, int64_t ys);
 #endif
 
 }  // namespace dsv4

@@ -138,6 +138,8 @@ QuantKernels avx512_kernels(QType t) {
       k.dot_rows = vec_dot_rows_mxfp4_avx512;
       k.gemm = gemm_mxfp4_avx512;
       break;
+    case QType::Q4_K: k.gemm = gemm_q4_k_avx512; break;
+    case QType::Q5_K: k.gemm = gemm_q5_k_avx512; break;
     default: break;
   }
   return k;
