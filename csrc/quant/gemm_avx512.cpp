@@ -42,6 +42,17 @@ inline __m512 spread4(float s0, float s1, float s2, float s3) {
   return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_setr_ps(s0, s1, s2, s3)));
 }
 
+// fp16 scales of 4 blocks `stride` bytes apart, spread as above (F16C: exact, like fp16_to_f32).
+inline __m512 spread4_f16(const void* p, size_t stride) {
+  const uint8_t* b = static_cast<const uint8_t*>(p);
+  uint16_t h[4];
+  for (int i = 0; i < 4; ++i) std::memcpy(&h[i], b + i * stride, 2);
+  const __m128 s = _mm_cvtph_ps(_mm_setr_epi16(static_cast<short>(h[0]), static_cast<short>(h[1]), static_cast<short>(h[2]),
+                                               static_cast<short>(h[3]), 0, 0, 0, 0));
+  const __m512i idx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+  return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(s));
+}
+
 // Weight formats: decode(x) -> unsigned bytes value + kOff of blocks x[0..3] (elements 0..15 in lo,
 // 16..31 in hi) and their float scales; val / scale1 are the scalar definitions for tail blocks.
 struct Q8_0W {
@@ -51,7 +62,7 @@ struct Q8_0W {
     const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
     lo = _mm512_xor_si512(load4x16(x[0].qs, x[1].qs, x[2].qs, x[3].qs), flip);
     hi = _mm512_xor_si512(load4x16(x[0].qs + 16, x[1].qs + 16, x[2].qs + 16, x[3].qs + 16), flip);
-    sc = spread4(fp16_to_f32(x[0].d), fp16_to_f32(x[1].d), fp16_to_f32(x[2].d), fp16_to_f32(x[3].d));
+    sc = spread4_f16(&x[0].d, sizeof(Block));
   }
   static int val(const Block& x, int i) { return x.qs[i]; }
   static float scale1(const Block& x) { return fp16_to_f32(x.d); }
@@ -64,13 +75,14 @@ struct NibbleW {
   static constexpr int kOff = Off;
   static __m512i table();
   static float scale1(const Block& x);
+  static __m512 scale4(const Block* x);
   static int value(int code);
   static void decode(const Block* x, __m512i& lo, __m512i& hi, __m512& sc) {
     const __m512i m4 = _mm512_set1_epi8(0x0f), t = table();
     const __m512i q = load4x16(x[0].qs, x[1].qs, x[2].qs, x[3].qs);
     lo = _mm512_shuffle_epi8(t, _mm512_and_si512(q, m4));
     hi = _mm512_shuffle_epi8(t, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4));
-    sc = spread4(scale1(x[0]), scale1(x[1]), scale1(x[2]), scale1(x[3]));
+    sc = scale4(x);
   }
   static int val(const Block& x, int i) { return value(i < 16 ? (x.qs[i] & 0xf) : (x.qs[i - 16] >> 4)); }
 };
@@ -84,6 +96,10 @@ __m512i Q4_0W::table() {
 template <>
 float Q4_0W::scale1(const BlockQ4_0& x) {
   return fp16_to_f32(x.d);
+}
+template <>
+__m512 Q4_0W::scale4(const BlockQ4_0* x) {
+  return spread4_f16(&x[0].d, sizeof(BlockQ4_0));
 }
 template <>
 int Q4_0W::value(int code) {
@@ -100,6 +116,10 @@ float Mxfp4W::scale1(const BlockMXFP4& x) {
   return e8m0_to_f32_half(x.e);
 }
 template <>
+__m512 Mxfp4W::scale4(const BlockMXFP4* x) {
+  return spread4(scale1(x[0]), scale1(x[1]), scale1(x[2]), scale1(x[3]));
+}
+template <>
 int Mxfp4W::value(int code) {
   return kValuesMXFP4[code];
 }
@@ -113,7 +133,7 @@ void repack(const BlockQ8_0* a, int64_t ng, ActGroup* out) {
     ActGroup& o = out[g];
     o.lo = load4x16(x[0].qs, x[1].qs, x[2].qs, x[3].qs);
     o.hi = load4x16(x[0].qs + 16, x[1].qs + 16, x[2].qs + 16, x[3].qs + 16);
-    o.scale = spread4(fp16_to_f32(x[0].d), fp16_to_f32(x[1].d), fp16_to_f32(x[2].d), fp16_to_f32(x[3].d));
+    o.scale = spread4_f16(&x[0].d, sizeof(BlockQ8_0));
     o.ncorr = _mm512_sub_epi32(z, _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(z, off, o.lo), off, o.hi));
   }
 }
