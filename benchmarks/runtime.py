@@ -314,11 +314,15 @@ def format_models(res: dict) -> str:
         "| gguf | prompt | top-1 = | logit corr | prefill tok/s ours | peer | ours/peer | decode tok/s ours | peer | "
         "ours/peer | MB/token | roof tok/s | ours/roof | peer/roof |"
     )
+    ours = res["ours"]
     lines = [
+        f"ours: dsv4-gguf {ours['version']}, kernels {ours['kernel_impl']} (compiled: "
+        f"{' '.join(ours['simd_compiled'])}; {ours['compiler']} {ours['build_type']})",
         describe(res["peer"], res["cpu"]),
         f"{res['threads']} threads; {res['rounds']} rounds, engines alternating (ours, peer, ...); best of rounds. "
         f"Validated before timing: top-1 equal{'' if res['top1_required'] else ' (not required)'} and logit "
-        f"correlation >= {res['min_corr']} on each prompt.",
+        f"correlation >= {res['min_corr']} on each prompt. 1-minute load average {res['loadavg_models'][0]:.2f} -> "
+        f"{res['loadavg_models'][1]:.2f} (a shared machine: compare rounds before trusting a best-of).",
         "",
         head,
         "|" + "---|" * (head.count("|") - 1),
@@ -400,18 +404,23 @@ def main(argv: list[str] | None = None) -> int:
 
         tmp = tempfile.TemporaryDirectory()
         paths = write_ggufs("tiny", Path(tmp.name), VARIANTS)
+    load_start = _loadavg()
     try:
         models = [r for p in paths for r in bench_model(p, llama_cpp, ns)]
     finally:
         if tmp:
             tmp.cleanup()
     mv = bench_matvec(ns.threads)
+    from dsv4_gguf import build_info
+
     res = {
+        "ours": build_info(),
         "peer": peer,
         "cpu": cpu_simd(),
         "threads": ns.threads,
         "rounds": ns.rounds,
         "prompts": ns.prompt,
+        "loadavg_models": [load_start, _loadavg()],
         "min_corr": ns.min_corr,
         "top1_required": not ns.no_top1,
         "models": models,
