@@ -35,7 +35,7 @@ FLAGS = ["-std=c++17", "-O1"]
 
 
 class Unavailable(RuntimeError):
-    """The llama.cpp tree or a C++ compiler is missing (a skip locally, a failure under CI)."""
+    """The llama.cpp tree or a C++ compiler is missing (a skip; under CI the policy of tests/conftest.py fails it)."""
 
 
 class BuildError(RuntimeError):

@@ -3,8 +3,8 @@
 used by ``llama_model_quantize`` for a full IQ2_XXS quantization (every tensor there requires an
 imatrix) without error; our reader gives the same sums, counts and means.  Also: merging and resuming.
 
-The llama.cpp source tree is found through $DSV4_LLAMA_CPP_SRC or the unpacked llama-cpp-python sdist
-(vendor/llama.cpp); the test is skipped when neither is present or no C++ compiler exists.
+The llama.cpp source tree is $DSV4_LLAMA_CPP_SRC, else the one scripts/setup.sh unpacks from the llama-cpp-python
+sdist (vendor/llama.cpp under .cache/); the test skips without it or without g++ (a failure under CI).
 """
 
 from __future__ import annotations
@@ -17,20 +17,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from chat.llama_jinja import DEFAULT_SRC
 
 from dsv4_gguf.cli import main
 
 HERE = Path(__file__).resolve().parent
-_CANDIDATES = [os.environ.get("DSV4_LLAMA_CPP_SRC", ""), "/tmp/llsrc/llama_cpp_python-0.3.36/vendor/llama.cpp"]
 
 
 @pytest.fixture(scope="module")
 def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
     llama_cpp = pytest.importorskip("llama_cpp")
-    src = next((Path(c) for c in _CANDIDATES if c and (Path(c) / "common" / "imatrix-loader.cpp").is_file()), None)
-    if src is None or not shutil.which("g++"):
-        pytest.skip("llama.cpp source (set DSV4_LLAMA_CPP_SRC to vendor/llama.cpp of the llama-cpp-python sdist) "
-                    "or g++ not available")
+    src = Path(os.environ.get("DSV4_LLAMA_CPP_SRC") or DEFAULT_SRC)
+    if not (src / "common" / "imatrix-loader.cpp").is_file():
+        pytest.skip(f"{src}: no llama.cpp tree with common/imatrix-loader.cpp; run scripts/setup.sh or set "
+                    "DSV4_LLAMA_CPP_SRC to vendor/llama.cpp of the llama-cpp-python 0.3.36 sdist")
+    if not shutil.which("g++"):
+        pytest.skip("no C++ compiler: 'g++' not found on PATH (Debian: apt-get install g++)")
     lib = Path(llama_cpp.__file__).parent / "lib"
     out = tmp_path_factory.mktemp("shim") / "imatrix_shim.so"
     subprocess.run(["g++", "-std=c++17", "-O1", "-shared", "-fPIC", f"-I{src / 'common'}", f"-I{src / 'include'}",
