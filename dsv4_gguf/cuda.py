@@ -5,7 +5,7 @@ there (``_C.CudaSession``: f32 KV on the device, decode-shaped steps; a prefill 
 kernels compute the CPU runtime's exact mode (f32 activations against in-kernel dequantized weights)
 whatever ``exact`` says.  Not on the GPU yet: bf16/fp8 KV, taps, MTP, session save/restore, batched
 prefill.  Checks happen before the GGUF is opened, so a missing backend fails fast.
-``available_backends()`` is what tests parametrize over.
+``available_backends()`` lists the backends usable here.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Fixtures of the CUDA backend tests: the runtime tests' seeded small models (tests/runtime/gguf_fixture.py)
-as GGUFs, written on first use.  Skip markers and the backend list come from dsv4_gguf.cuda in each test
-module (``cuda`` tests skip with the stated reason when the target is not compiled or no device is visible).
+as GGUFs, written on first use.  Skip markers come from tests/ci_policy.py: ``needs_cuda_build`` (host
+execution of the kernel code) and ``needs_cuda_device`` (the "no CUDA device:" reason, the one skip CI accepts).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""The runtime on every available backend against the CPU runtime in exact mode (f32 activations against
-dequantized weights: the math the CUDA kernels implement) on the small seeded model.  The test bodies are
-the same for ``cpu`` and ``cuda``; on ``cpu`` they check decode-shaped steps against one prefill."""
+"""The runtime on CUDA device 0 against the CPU runtime in exact mode (f32 activations against dequantized
+weights: the math the CUDA kernels implement) on the small seeded model.  Every test needs a device and skips
+with the no-CUDA-device reason without one.  The CPU runtime's own reference (exact-mode decode steps equal one
+prefill, bit for bit) is tested in tests/runtime/test_session.py."""
 
 from __future__ import annotations
 
@@ -10,13 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ci_policy import needs_cuda_device
 
 from dsv4_gguf import runtime
-from dsv4_gguf.cuda import unavailable_reason
 from dsv4_gguf.reference.tolerances import assert_close
 
-REASON = unavailable_reason()
-BACKENDS = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(REASON is not None, reason=str(REASON)))]
+pytestmark = needs_cuda_device
 _spec = importlib.util.spec_from_file_location("cuda_tests_parity", Path(__file__).parents[1] / "runtime" / "parity.py")
 parity = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = parity  # dataclasses look their module up while the file executes
@@ -32,25 +32,23 @@ def tokens() -> np.ndarray:
 
 
 @pytest.mark.parametrize("variant", ["MXFP4_MOE", "Q4_K_M", "BF16"])
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_decode_matches_cpu_exact(small_gguf, tokens, variant, backend):
+def test_cuda_decode_matches_cpu_exact(small_gguf, tokens, variant):
     path = small_gguf(variant)
     ref = runtime.load(path, threads=2, exact=True).session(ctx=512).prefill(tokens, all_logits=True)
-    m = runtime.load(path, threads=2, exact=True, device=backend)
+    m = runtime.load(path, threads=2, exact=True, device="cuda")
     s = m.session(ctx=512)
     got = np.stack([s.decode(int(t)) for t in tokens])
     assert np.isfinite(got).all()
     c = parity.compare(ref, got, {}, {})
     # Before any router/indexer near-tie flip the logits agree to fp32 reduction order; a flip later
     # changes the KV of one token, hence the rate bounds over the whole run (no taps on the GPU yet).
-    parity.check(c, f"{backend} {variant}", min_top1=0.97, max_mean_kld=1e-3, strict=False)
+    parity.check(c, f"cuda {variant}", min_top1=0.97, max_mean_kld=1e-3, strict=False)
     # the first tokens (no compressed entry, no top-k yet): reduction order + QAT grid steps only
-    assert_close(got[:8], ref[:8], "chunking_qat", f"{backend} {variant} first 8 tokens")
+    assert_close(got[:8], ref[:8], "chunking_qat", f"cuda {variant} first 8 tokens")
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_reset_repeats_and_context_errors(small_gguf, tokens, backend):
-    m = runtime.load(small_gguf("MXFP4_MOE"), threads=2, exact=True, device=backend)
+def test_cuda_reset_repeats_and_context_errors(small_gguf, tokens):
+    m = runtime.load(small_gguf("MXFP4_MOE"), threads=2, exact=True, device="cuda")
     s = m.session(ctx=64)
     a = s.prefill(tokens[:40], all_logits=True)
     s.reset()
@@ -62,7 +60,6 @@ def test_reset_repeats_and_context_errors(small_gguf, tokens, backend):
         s.decode(5000)
 
 
-@pytest.mark.skipif(REASON is not None, reason=str(REASON))
 def test_cuda_session_refuses_unsupported_options(small_gguf):
     m = runtime.load(small_gguf("MXFP4_MOE"), threads=1, device="cuda")
     with pytest.raises(NotImplementedError, match="kv_dtype='f32'"):

@@ -1,19 +1,27 @@
 """Host-side checks of the CUDA backend that run on every machine: launch geometry, the device upload plan
 of real GGUFs, the in-kernel decoders executed on the host (bit-exact vs csrc/quant), and the clear errors
-of ``load(path, device="cuda")`` where CUDA cannot be used."""
+of ``load(path, device="cuda")`` where CUDA cannot be used (in a process that sees no device, whatever this
+machine has)."""
 
 from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
 
 import ml_dtypes
 import numpy as np
 import pytest
+from ci_policy import needs_cuda_build
 
 from dsv4_gguf import _C, runtime
 from dsv4_gguf.cuda import available_backends, cuda_info, parse_device, unavailable_reason
 
 INFO = cuda_info()
 CUDA_OK = unavailable_reason() is None
-needs_cuda_build = pytest.mark.skipif(not INFO["compiled"], reason="CUDA backend not compiled (no nvcc at build time)")
+# the no-device message of a build with the CUDA target, else the not-built one (dsv4_gguf/cuda.py)
+NO_DEVICE = "no CUDA device is visible" if INFO["compiled"] else "build has none.*DSV4_CUDA=ON"
 
 # ggml type id -> (elements per block, bytes per block); mirrors plan.cpp / dequant.cuh
 GEOM = {0: (32, 128), 1: (32, 64), 30: (32, 64), 8: (32, 34), 39: (32, 17), 12: (256, 144), 14: (256, 210)}
@@ -121,27 +129,45 @@ def test_available_backends():
     assert ("cuda" in b) == CUDA_OK
 
 
-@pytest.mark.skipif(CUDA_OK, reason="a CUDA device is visible: device='cuda' loads (tests/cuda/test_backends.py)")
+def _without_devices(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`code` in a fresh interpreter that sees no CUDA device (CUDA_VISIBLE_DEVICES empty), on any machine."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+LOAD_WITHOUT_DEVICE = """
+import sys
+from dsv4_gguf import runtime
+gguf, absent = sys.argv[1:]
+for path, device in ((gguf, "cuda"), (absent, "cuda:0")):
+    try:
+        runtime.load(path, device=device)
+        print("loaded", device)
+    except RuntimeError as e:
+        print("RuntimeError:", e)
+m = runtime.load(gguf, threads=1, device="cpu")  # the default backend is unaffected
+print("cpu", m.device, m.session(ctx=8).decode(1).shape)
+"""
+
+
 def test_load_cuda_errors_clearly_without_device(small_gguf, tmp_path):
-    want = "no CUDA device is visible" if INFO["compiled"] else "build has none.*DSV4_CUDA=ON"
-    with pytest.raises(RuntimeError, match=want):
-        runtime.load(small_gguf("Q8_0"), device="cuda")
+    r = _without_devices(LOAD_WITHOUT_DEVICE, str(small_gguf("Q8_0")), str(tmp_path / "absent.gguf"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = r.stdout.splitlines()
+    assert len(lines) == 3, r.stdout
     # the check comes before the file is opened: a missing backend is reported, not a missing file
-    with pytest.raises(RuntimeError, match=want):
-        runtime.load(tmp_path / "absent.gguf", device="cuda:0")
+    for line in lines[:2]:
+        assert line.startswith("RuntimeError:") and re.search(NO_DEVICE, line), line
+    assert lines[2] == "cpu cpu (1024,)"
     with pytest.raises(ValueError, match="unknown device"):
         runtime.load(small_gguf("Q8_0"), device="tpu")
-    m = runtime.load(small_gguf("Q8_0"), threads=1, device="cpu")  # the default backend is unaffected
-    assert m.device == "cpu" and m.session(ctx=8).decode(1).shape == (1024,)
 
 
-@pytest.mark.skipif(CUDA_OK, reason="a CUDA device is visible: the CLI would run on it")
-def test_cli_device_cuda_reports_why(small_gguf, capsys):
-    from dsv4_gguf.cli import main
-
-    assert main(["run", str(small_gguf("Q8_0")), "-p", "x", "-n", "1", "--device", "cuda"]) == 1
-    err = capsys.readouterr().err
-    assert "error:" in err and ("no CUDA device is visible" in err or "build has none" in err)
+def test_cli_device_cuda_reports_why(small_gguf):
+    code = "import sys; from dsv4_gguf.cli import main; sys.exit(main(sys.argv[1:]))"
+    r = _without_devices(code, "run", str(small_gguf("Q8_0")), "-p", "x", "-n", "1", "--device", "cuda")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "error:" in r.stderr and re.search(NO_DEVICE, r.stderr), r.stderr
 
 
 def _raw(qtype: int, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

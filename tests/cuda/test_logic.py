@@ -2,20 +2,19 @@
 state machine, the bitonic top-k network: runtime/ops_cuda/dequant.cuh, logic.cuh) against float64/numpy
 definitions of the CPU ops.  Each body runs twice: the
 kernel code executed on the host (every build with nvcc, no device needed) and the kernels on device 0
-(skipped with the stated reason without one)."""
+(skipped with the no-CUDA-device reason without one)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from ci_policy import needs_cuda_build, needs_cuda_device
 
 from dsv4_gguf import _C
-from dsv4_gguf.cuda import cuda_info, unavailable_reason
 from dsv4_gguf.reference.tolerances import assert_close
 
-REASON = unavailable_reason()
-pytestmark = pytest.mark.skipif(not cuda_info()["compiled"], reason="CUDA backend not compiled (no nvcc at build time)")
-WHERE = ["host", pytest.param("device", marks=pytest.mark.skipif(REASON is not None, reason=str(REASON)))]
+pytestmark = needs_cuda_build
+WHERE = ["host", pytest.param("device", marks=needs_cuda_device)]
 
 
 TYPES = {"F32": 0, "F16": 1, "BF16": 30, "Q8_0": 8, "MXFP4": 39, "Q4_K": 12, "Q6_K": 14}

@@ -1,5 +1,5 @@
 """CUDA ops on device 0 against float64 / numpy definitions of the CPU ops (spec §4-§6, §9.2).  Every test
-skips with the stated reason where no device is visible; benchmarks/device_check.sh runs them on an H200.
+skips with the no-CUDA-device reason where no device is visible; benchmarks/device_check.sh runs them on an H200.
 The Sinkhorn, compressor and top-k logic is in test_logic.py (host and device)."""
 
 from __future__ import annotations
@@ -7,13 +7,12 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 import pytest
+from ci_policy import needs_cuda_device
 
 from dsv4_gguf import _C
-from dsv4_gguf.cuda import unavailable_reason
 from dsv4_gguf.reference.tolerances import assert_close
 
-REASON = unavailable_reason()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=str(REASON))
+pytestmark = needs_cuda_device
 
 TYPES = {"F32": 0, "F16": 1, "BF16": 30, "Q8_0": 8, "MXFP4": 39, "Q4_K": 12, "Q6_K": 14}
 
@@ -87,8 +86,6 @@ def _fake_quant_ref(x: np.ndarray, block: int, fp4: bool) -> np.ndarray:
 
 @pytest.mark.parametrize("fp4,block", [(False, 64), (True, 32)])
 def test_fake_quant(fp4, block):
-    if fp4 and not hasattr(ml_dtypes, "float4_e2m1fn"):
-        pytest.skip(f"ml_dtypes {ml_dtypes.__version__} has no float4_e2m1fn (the FP4 reference grid)")
     x = (np.random.default_rng(2).standard_normal((4, 256)) * 3).astype(np.float32)
     np.testing.assert_array_equal(_C.cuda_fake_quant(x, block, fp4), _fake_quant_ref(x, block, fp4))
 

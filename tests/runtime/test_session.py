@@ -1,5 +1,6 @@
 """Sessions of the C++ runtime: save/restore gives identical subsequent logits (must-show 3), KV byte
-accounting vs the analytic formula of spec §11 (must-show 4, KV part), clear errors on bad input."""
+accounting vs the analytic formula of spec §11 (must-show 4, KV part), clear errors on bad input, exact-mode
+decode steps equal to one prefill."""
 
 from __future__ import annotations
 
@@ -133,6 +134,19 @@ def test_wrong_arch_truncated_missing(tmp_path, small_gguf):
         runtime.load(tmp_path / "absent.gguf")
     shutil.copy(src, tmp_path / "ok.gguf")
     assert runtime.load(tmp_path / "ok.gguf").config["n_layers"] == 5
+
+
+@pytest.mark.parametrize("variant", ["MXFP4_MOE", "Q4_K_M", "BF16"])
+def test_exact_decode_equals_prefill(small_gguf, tokens600, variant):
+    """Exact mode (f32 activations against dequantized weights), the CUDA backend's parity reference
+    (tests/cuda/test_backends.py): 300 decode steps equal one prefill bit for bit (window ring reuse, two HCA
+    blocks, more CSA entries than index_topk)."""
+    toks = tokens600[:300]
+    model = runtime.load(small_gguf(variant), threads=2, exact=True)
+    full = model.session(ctx=512).prefill(toks, all_logits=True)
+    s = model.session(ctx=512)
+    dec = np.stack([s.decode(int(t)) for t in toks])
+    assert np.array_equal(full, dec), f"{variant}: prefill vs decode max diff {np.abs(full - dec).max():.3g}"
 
 
 def test_thread_count_does_not_change_logits(small_gguf, tokens600):
