@@ -197,6 +197,108 @@ void tile_n(int n_tok, int64_t ng, int64_t nb, const uint8_t* w, size_t rs, cons
   else tile<Fmt, R, 1>(ng, nb, w, rs, act, ga, araw, ars, y, ys);
 }
 
+// ---- one activation row (decode): 256-bit EVEX vpdpbusd, two blocks per step, R rows sharing the
+// activation's loads, scales and offset correction.  Weights stream from DRAM here, so the per-byte work
+// matters more than reuse, and on this class of CPU 512-bit integer ops cost two 256-bit slots.
+// Lanes as dot_lanes32: block b adds to lanes 4*(b&1)+k.
+inline __m256i load2x16(const void* lo, const void* hi) {
+  return _mm256_loadu2_m128i(static_cast<const __m128i*>(hi), static_cast<const __m128i*>(lo));
+}
+inline __m256 f16_pair(const void* p, size_t stride) {
+  uint16_t h0, h1;
+  std::memcpy(&h0, p, 2);
+  std::memcpy(&h1, static_cast<const uint8_t*>(p) + stride, 2);
+  const __m128 s = _mm_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(h0), h1, 1));
+  return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(s), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+}
+struct E8m0Half {  // e8m0_to_f32_half of every byte: one load per block instead of the branchy conversion
+  float v[256];
+  E8m0Half() {
+    for (int e = 0; e < 256; ++e) v[e] = e8m0_to_f32_half(static_cast<uint8_t>(e));
+  }
+};
+inline __m256 scale2(const BlockMXFP4* x) {
+  static const E8m0Half t;
+  return _mm256_blend_ps(_mm256_broadcast_ss(t.v + x[0].e), _mm256_broadcast_ss(t.v + x[1].e), 0xF0);
+}
+inline __m256 scale2(const BlockQ4_0* x) { return f16_pair(&x[0].d, sizeof(BlockQ4_0)); }
+inline __m256 scale2(const BlockQ8_0* x) { return f16_pair(&x[0].d, sizeof(BlockQ8_0)); }
+
+// Two weight blocks as unsigned bytes (value + kOff) against the activation halves: 8 int32 lanes in the
+// accumulation layout, offset correction included.
+template <class Fmt>
+struct Pair;
+template <class B, int Off>
+struct Pair<NibbleW<B, Off>> {
+  static __m256i dot(const B* x, __m256i al, __m256i ah, __m256i ncorr) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), t = _mm512_castsi512_si256(NibbleW<B, Off>::table());
+    const __m256i q = load2x16(x[0].qs, x[1].qs);
+    const __m256i wl = _mm256_shuffle_epi8(t, _mm256_and_si256(q, m4));
+    const __m256i wh = _mm256_shuffle_epi8(t, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
+    return _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(ncorr, wl, al), wh, ah);
+  }
+};
+template <>
+struct Pair<Q8_0W> {  // whole 32-byte blocks: lanes 4l..4l+3 folded to the layout (lane k + lane k+4)
+  static __m256i dot(const BlockQ8_0* x, __m256i a0, __m256i a1, __m256i ncorr) {
+    const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+    const __m256i w0 = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[0].qs)), flip);
+    const __m256i w1 = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[1].qs)), flip);
+    const __m256i z = _mm256_setzero_si256();
+    const __m256i p0 = _mm256_dpbusd_epi32(z, w0, a0), p1 = _mm256_dpbusd_epi32(z, w1, a1);
+    const __m256i folded = _mm256_add_epi32(_mm256_blend_epi32(p0, p1, 0xF0), _mm256_permute2x128_si256(p0, p1, 0x21));
+    return _mm256_add_epi32(folded, ncorr);
+  }
+};
+
+template <class Fmt, int R>
+void rows1(int64_t nb, const uint8_t* w, size_t rs, const BlockQ8_0* a, float* out) {
+  using Block = typename Fmt::Block;
+  constexpr bool kQ8 = Fmt::kOff == 128;
+  const __m256i off = _mm256_set1_epi8(static_cast<char>(Fmt::kOff)), z = _mm256_setzero_si256();
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    // activation: nibble types pair element halves (al, ah), Q8_0 whole blocks (a0, a1)
+    const __m256i x0 = kQ8 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs)) : load2x16(a[b].qs, a[b + 1].qs);
+    const __m256i x1 = kQ8 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b + 1].qs))
+                           : load2x16(a[b].qs + 16, a[b + 1].qs + 16);
+    __m256i ncorr;
+    if (kQ8) {  // per-block sums of 4 folded like the products: [b: lo+hi | b+1: hi+lo]
+      const __m256i s0 = _mm256_dpbusd_epi32(z, off, x0), s1 = _mm256_dpbusd_epi32(z, off, x1);
+      ncorr = _mm256_add_epi32(_mm256_blend_epi32(s0, s1, 0xF0), _mm256_permute2x128_si256(s0, s1, 0x21));
+    } else {
+      ncorr = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(z, off, x0), off, x1);
+    }
+    ncorr = _mm256_sub_epi32(z, ncorr);
+    const __m256 ad = f16_pair(&a[b].d, sizeof(BlockQ8_0));
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const Block* x = reinterpret_cast<const Block*>(w + r * rs) + b;
+      _mm_prefetch(reinterpret_cast<const char*>(x) + R * rs, _MM_HINT_T0);
+      if (sizeof(Block) * 2 > 64) _mm_prefetch(reinterpret_cast<const char*>(x) + R * rs + 64, _MM_HINT_T0);
+      const __m256i iv = Pair<Fmt>::dot(x, x0, x1, ncorr);
+      acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(scale2(x), ad), _mm256_cvtepi32_ps(iv), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    alignas(32) float l[8];
+    _mm256_store_ps(l, acc[r]);
+    const Block* x = reinterpret_cast<const Block*>(w + r * rs);
+    for (int64_t bb = b; bb < nb; ++bb) {  // the lone last block, as dot_lanes32
+      const float s = Fmt::scale1(x[bb]) * fp16_to_f32(a[bb].d);
+      for (int k = 0; k < 4; ++k) {
+        int isum = 0;
+        for (int i = 4 * k; i < 4 * k + 4; ++i)
+          isum += Fmt::val(x[bb], i) * a[bb].qs[i] + Fmt::val(x[bb], i + 16) * a[bb].qs[i + 16];
+        l[4 * (bb & 1) + k] = std::fma(s, static_cast<float>(isum), l[4 * (bb & 1) + k]);
+      }
+    }
+    out[r] = reduce_lanes8(l);
+  }
+}
+
 // Cache blocking: 64 weight rows (a few hundred KB for 4K columns) against 32 activation rows (256 B
 // per 4 blocks each), both resident in L2 while the 4 x 2 tiles sweep them.
 constexpr int64_t kRowBlock = 64, kTokBlock = 4;
@@ -207,6 +309,13 @@ void gemm(int64_t n, const void* vw, size_t rs, int64_t nrows, const void* va, s
   const int64_t nb = n / 32, ng = nb / 4;
   const uint8_t* w = static_cast<const uint8_t*>(vw);
   const uint8_t* a = static_cast<const uint8_t*>(va);
+  if (ntok == 1) {
+    const BlockQ8_0* a1 = static_cast<const BlockQ8_0*>(va);
+    int64_t r = 0;
+    for (; r + 4 <= nrows; r += 4) rows1<Fmt, 4>(nb, w + r * rs, rs, a1, y + r);
+    for (; r < nrows; ++r) rows1<Fmt, 1>(nb, w + r * rs, rs, a1, y + r);
+    return;
+  }
   thread_local std::vector<ActGroup> buf;
   const int64_t tb = std::min(ntok, kTokBlock);
   if (static_cast<int64_t>(buf.size()) < tb * ng) buf.resize(static_cast<size_t>(tb * ng));
