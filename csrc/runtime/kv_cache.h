@@ -22,6 +22,10 @@ class KvRows {
   void init(int64_t rows, int64_t dim, KvDtype dt, int64_t n_fp8 = 0, int64_t fp8_block = 64);
   void write(int64_t r, const float* x);
   void read(int64_t r, float* out) const;
+  // Row r itself when the storage is f32 (no copy), else nullptr.  Valid until the next write/reserve.
+  const float* f32_row(int64_t r) const {
+    return dt_ == KvDtype::F32 && r >= 0 && r < stored_ ? f32_.data() + r * dim_ : nullptr;
+  }
   int64_t rows() const { return rows_; }
   int64_t dim() const { return dim_; }
   // Bytes of the full capacity (what the cache holds at the session's context length).

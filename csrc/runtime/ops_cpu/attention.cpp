@@ -30,11 +30,7 @@ void sparse_attention(const float* q, int64_t H, int64_t hd, const std::vector<c
     den += std::exp(sinks[h] - mx);
     float* oh = out + h * hd;
     for (int64_t d = 0; d < hd; ++d) oh[d] = 0.f;
-    for (size_t e = 0; e < n; ++e) {
-      const float p = z[e];
-      const float* k = keys[e];
-      for (int64_t d = 0; d < hd; ++d) oh[d] += p * k[d];
-    }
+    for (size_t e = 0; e < n; ++e) axpy_f32(oh, z[e], keys[e], hd);
     for (int64_t d = 0; d < hd; ++d) oh[d] /= den;
   }
 }
@@ -121,10 +117,14 @@ void attention_layer(const LayerCtx& lc, LayerState& S, const float* h, int64_t 
         const int64_t n_vis = (p0 + t + 1) / 4;
         std::vector<float> score(static_cast<size_t>(n_vis));
         for (int64_t j = 0; j < n_vis; ++j) {
-          S.idx_kv.read(j, kbuf.data());
+          const float* kj = S.idx_kv.f32_row(j);
+          if (!kj) {
+            S.idx_kv.read(j, kbuf.data());
+            kj = kbuf.data();
+          }
           float s = 0.f;
           for (int64_t hh = 0; hh < nI; ++hh) {
-            float dq = dot_f32(&iq[static_cast<size_t>((t * nI + hh) * dI)], kbuf.data(), dI);
+            float dq = dot_f32(&iq[static_cast<size_t>((t * nI + hh) * dI)], kj, dI);
             s += std::max(dq, 0.f) * iw[static_cast<size_t>(t * nI + hh)];
           }
           score[static_cast<size_t>(j)] = s;
@@ -167,19 +167,28 @@ void attention_layer(const LayerCtx& lc, LayerState& S, const float* h, int64_t 
       keybuf.resize(static_cast<size_t>(n_keys * hd));
       keys.clear();
       int64_t r = 0;
+      // f32 storage: the keys are the stored rows and this chunk's rows themselves (no copy); other
+      // dtypes decode into keybuf.  Pointers are taken after keybuf has its final size.
+      std::vector<const float*> direct(static_cast<size_t>(n_keys), nullptr);
       for (int64_t qp = first; qp <= p; ++qp, ++r) {
         float* dst = &keybuf[static_cast<size_t>(r * hd)];
-        if (qp < p0) S.window.read(qp % win, dst);
-        else if (lc.kv == KvDtype::F32) std::memcpy(dst, &kv[static_cast<size_t>((qp - p0) * hd)], static_cast<size_t>(hd) * 4);
-        else {  // same rounding as the stored row
+        if (qp < p0) {
+          if (!(direct[static_cast<size_t>(r)] = S.window.f32_row(qp % win))) S.window.read(qp % win, dst);
+        } else if (lc.kv == KvDtype::F32) {
+          direct[static_cast<size_t>(r)] = &kv[static_cast<size_t>((qp - p0) * hd)];
+        } else {  // same rounding as the stored row
           KvRows tmp;
           tmp.init(1, hd, lc.kv, c.nope_dim(), 64);
           tmp.write(0, &kv[static_cast<size_t>((qp - p0) * hd)]);
           tmp.read(0, dst);
         }
       }
-      for (int64_t j : comp_ids) S.comp_kv.read(j, &keybuf[static_cast<size_t>((r++) * hd)]);
-      for (int64_t i = 0; i < n_keys; ++i) keys.push_back(&keybuf[static_cast<size_t>(i * hd)]);
+      for (int64_t j : comp_ids) {
+        if (!(direct[static_cast<size_t>(r)] = S.comp_kv.f32_row(j))) S.comp_kv.read(j, &keybuf[static_cast<size_t>(r * hd)]);
+        ++r;
+      }
+      for (int64_t i = 0; i < n_keys; ++i)
+        keys.push_back(direct[static_cast<size_t>(i)] ? direct[static_cast<size_t>(i)] : &keybuf[static_cast<size_t>(i * hd)]);
       float* ot = &o[static_cast<size_t>(t * H * hd)];
       sparse_attention(&q[static_cast<size_t>(t * H * hd)], H, hd, keys, b.sinks.data(), scale, ot);
       for (int64_t hh = 0; hh < H; ++hh) rope_tail(ot + hh * hd, hd, rd, p, freqs, true);

@@ -57,4 +57,12 @@ float dot_bf16_f32_avx2(const uint16_t* a, const float* b, int64_t n) {
       b, n, a, 2);
 }
 
+void axpy_f32_avx2(float* y, float a, const float* x, int64_t n) {
+  const __m256 av = _mm256_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(av, _mm256_loadu_ps(x + i))));
+  for (; i < n; ++i) y[i] = _mm_cvtss_f32(_mm_add_ss(_mm_set_ss(y[i]), _mm_mul_ss(_mm_set_ss(a), _mm_set_ss(x[i]))));
+}
+
 }  // namespace dsv4

@@ -64,4 +64,12 @@ float dot_bf16_f32_avx512(const uint16_t* a, const float* b, int64_t n) {
       b, n, a, 2);
 }
 
+void axpy_f32_avx512(float* y, float a, const float* x, int64_t n) {
+  const __m512 av = _mm512_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_loadu_ps(y + i), _mm512_mul_ps(av, _mm512_loadu_ps(x + i))));
+  for (; i < n; ++i) y[i] = _mm_cvtss_f32(_mm_add_ss(_mm_set_ss(y[i]), _mm_mul_ss(_mm_set_ss(a), _mm_set_ss(x[i]))));
+}
+
 }  // namespace dsv4

@@ -15,6 +15,8 @@ namespace dsv4 {
 float dot_f32_avx2(const float* a, const float* b, int64_t n);
 float dot_bf16_f32_avx2(const uint16_t* a, const float* b, int64_t n);
 float dot_f32_avx512(const float* a, const float* b, int64_t n);
+void axpy_f32_avx2(float* y, float a, const float* x, int64_t n);
+void axpy_f32_avx512(float* y, float a, const float* x, int64_t n);
 float dot_bf16_f32_avx512(const uint16_t* a, const float* b, int64_t n);
 #endif
 
@@ -33,11 +35,12 @@ namespace {
 struct FloatDots {
   float (*f32)(const float*, const float*, int64_t) = dot_f32_ref;
   float (*bf16)(const uint16_t*, const float*, int64_t) = nullptr;  // nullptr: dequantize + f32
+  void (*axpy)(float*, float, const float*, int64_t) = nullptr;     // nullptr: scalar loop
   FloatDots() {
 #if defined(DSV4_X86)
     const Impl i = resolve_impl(Impl::Auto);
-    if (i == Impl::Avx512) f32 = dot_f32_avx512, bf16 = dot_bf16_f32_avx512;
-    else if (i == Impl::Simd) f32 = dot_f32_avx2, bf16 = dot_bf16_f32_avx2;
+    if (i == Impl::Avx512) f32 = dot_f32_avx512, bf16 = dot_bf16_f32_avx512, axpy = axpy_f32_avx512;
+    else if (i == Impl::Simd) f32 = dot_f32_avx2, bf16 = dot_bf16_f32_avx2, axpy = axpy_f32_avx2;
 #endif
   }
 };
@@ -48,6 +51,14 @@ const FloatDots& float_dots() {
 }  // namespace
 
 float dot_f32(const float* a, const float* b, int64_t n) { return float_dots().f32(a, b, n); }
+
+void axpy_f32(float* y, float a, const float* x, int64_t n) {
+  if (const auto f = float_dots().axpy) return f(y, a, x, n);
+  for (int64_t i = 0; i < n; ++i) {
+    const float p = a * x[i];
+    y[i] += p;
+  }
+}
 
 void dequant_row(const WeightView& w, int64_t r, float* out) {
   if (w.type == QType::F32) {

@@ -30,6 +30,8 @@ inline void linear(const WeightView& w, const float* x, int64_t T, float* y, con
   linear(w, x, T, y, w.rows, ctx);
 }
 void dequant_row(const WeightView& w, int64_t r, float* out);
+// y[i] += a * x[i]: product rounded, then the sum (never fused), so every SIMD level gives the same bits.
+void axpy_f32(float* y, float a, const float* x, int64_t n);
 
 // ---- norm_rope.cpp ----
 void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps);  // w may be nullptr
