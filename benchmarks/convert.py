@@ -28,11 +28,13 @@ from dsv4_gguf.config import PRESETS
 
 # Peak RSS is read by the child itself (VmHWM of its own address space): ru_maxrss from wait4 would
 # include the parent's memory copied at fork, which survives exec.
-_HWM = ("import atexit, os\n"
-        "def _hwm():\n"
-        "    kb = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
-        "    open(os.environ['DSV4_BENCH_HWM'], 'w').write(kb)\n"
-        "atexit.register(_hwm)\n")
+_HWM = (
+    "import atexit, os\n"
+    "def _hwm():\n"
+    "    kb = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+    "    open(os.environ['DSV4_BENCH_HWM'], 'w').write(kb)\n"
+    "atexit.register(_hwm)\n"
+)
 
 
 def _run(code: str, argv: list[str]) -> tuple[float, float]:
@@ -40,8 +42,7 @@ def _run(code: str, argv: list[str]) -> tuple[float, float]:
     with tempfile.TemporaryFile() as log, tempfile.NamedTemporaryFile() as hwm:  # log: a file, not a pipe
         env = dict(os.environ, DSV4_BENCH_HWM=hwm.name)
         t = time.perf_counter()
-        p = subprocess.run([sys.executable, "-c", _HWM + code, *argv], stdout=subprocess.DEVNULL, stderr=log,
-                           env=env)
+        p = subprocess.run([sys.executable, "-c", _HWM + code, *argv], stdout=subprocess.DEVNULL, stderr=log, env=env)
         dt = time.perf_counter() - t
         log.seek(0)
         err = log.read().decode(errors="replace")
@@ -67,12 +68,18 @@ def main() -> int:
     ap.add_argument("--verify", default=r"blk\.1\.", help="regex of GGUF tensors SOURCE is verified on")
     ap.add_argument("--write", metavar="RESULTS.md", help="replace this benchmark's section in RESULTS.md")
     ap.add_argument("--keep", action="store_true")
-    ap.add_argument("--skip-two-step", action="store_true",
-                    help="skip the llama-quantize two-step path and the Q4_K-experts row (the slow rows: ~40 min at "
-                         "256 experts on 2 cores); the ratio then comes from a smaller --experts run")
+    ap.add_argument(
+        "--skip-two-step",
+        action="store_true",
+        help="skip the llama-quantize two-step path and the Q4_K-experts row (the slow rows: ~40 min at "
+        "256 experts on 2 cores); the ratio then comes from a smaller --experts run",
+    )
     ap.add_argument("--section", default="convert", help="RESULTS.md section marker to replace (default convert)")
-    ap.add_argument("--keep-outputs", metavar="DIR",
-                    help="move the MXFP4_MOE and Q4_K_M outputs here (e.g. for benchmarks/runtime.py --flash-slice)")
+    ap.add_argument(
+        "--keep-outputs",
+        metavar="DIR",
+        help="move the MXFP4_MOE and Q4_K_M outputs here (e.g. for benchmarks/runtime.py --flash-slice)",
+    )
     ns = ap.parse_args()
 
     base = PRESETS[ns.preset]
@@ -97,8 +104,9 @@ def main() -> int:
 
         def conv(variant: str, *extra: str, label: str | None = None, keep: bool = False) -> float:
             out = work / f"out-{variant}.gguf"
-            dt, rss = _run(cli, ["convert", str(ck), "-o", str(out), "--type", variant, "--overwrite", "--no-mtp",
-                                 *extra])
+            dt, rss = _run(
+                cli, ["convert", str(ck), "-o", str(out), "--type", variant, "--overwrite", "--no-mtp", *extra]
+            )
             from dsv4_gguf import open_gguf
 
             open_gguf(out)  # parses (main + sidecar)
@@ -110,8 +118,12 @@ def main() -> int:
 
         conv("SOURCE", keep=True)
         # validate: bit-exact on the chosen layers
-        out = subprocess.run([*py, "verify", str(work / "out-SOURCE.gguf"), "--against", str(ck), "--only",
-                              ns.verify], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [*py, "verify", str(work / "out-SOURCE.gguf"), "--against", str(ck), "--only", ns.verify],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         line = [ln for ln in out.splitlines() if ln.startswith("bit-exact:")][0]
         n, m = line.split()[1].split("/")
         if n != m:
@@ -130,18 +142,26 @@ def main() -> int:
                     (shutil.move if ns.skip_two_step else shutil.copyfile)(p, target)
         two_step = t_q4e = None
         if not ns.skip_two_step:
-            t_q4e = conv("Q4_K_M", "--tensor-type", "_exps=q4_k",
-                         label="dsv4-gguf convert --type Q4_K_M --tensor-type _exps=q4_k (experts requantized too)")
+            t_q4e = conv(
+                "Q4_K_M",
+                "--tensor-type",
+                "_exps=q4_k",
+                label="dsv4-gguf convert --type Q4_K_M --tensor-type _exps=q4_k (experts requantized too)",
+            )
             # two-step: llama.cpp's converter output (MXFP4 experts + Q8_0, = our MXFP4_MOE) -> llama-quantize Q4_K_M
-            code = ("import llama_cpp,sys; p=llama_cpp.llama_model_quantize_default_params(); p.ftype=15; "
-                    f"p.nthread={os.cpu_count()}; p.allow_requantize=True; "
-                    "rc = llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), p); sys.exit(rc)")
+            code = (
+                "import llama_cpp,sys; p=llama_cpp.llama_model_quantize_default_params(); p.ftype=15; "
+                f"p.nthread={os.cpu_count()}; p.allow_requantize=True; "
+                "rc = llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), p); sys.exit(rc)"
+            )
             dt, rss = _run(code, [str(work / "out-MXFP4_MOE.gguf"), str(work / "lq.gguf")])
-            rows.append({"what": "llama_model_quantize MXFP4_MOE -> Q4_K_M (step 2 of the two-step path)", "s": dt,
-                         "rss": rss})
+            rows.append(
+                {"what": "llama_model_quantize MXFP4_MOE -> Q4_K_M (step 2 of the two-step path)", "s": dt, "rss": rss}
+            )
             two_step = t_mx + dt
-            rows.append({"what": "two-step total (convert to MXFP4_MOE/Q8_0 + llama-quantize)", "s": two_step,
-                         "rss": None})
+            rows.append(
+                {"what": "two-step total (convert to MXFP4_MOE/Q8_0 + llama-quantize)", "s": two_step, "rss": None}
+            )
         for p in work.glob("*.gguf"):
             p.unlink()
     finally:
@@ -153,7 +173,8 @@ def main() -> int:
         "## Conversion (`benchmarks/convert.py`)",
         "",
         f"Command: `python benchmarks/convert.py --preset {ns.preset} --experts {args.n_routed_experts}"
-        + (" --skip-two-step" if ns.skip_two_step else "") + "`  ",
+        + (" --skip-two-step" if ns.skip_two_step else "")
+        + "`  ",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared with other jobs); "
         f"checkpoint: synthetic {ns.preset} (dim {args.dim}, {args.n_layers} layers + {args.n_mtp_layers} MTP, "
         f"{args.n_routed_experts} experts), {total / 1e9:.2f} GB of tensors"
@@ -169,8 +190,11 @@ def main() -> int:
         rss = f"{r['rss']:.2f}" if r["rss"] is not None else "—"
         lines.append(f"| {r['what']} | {r['s']:.1f} | {total / 1e9 / r['s']:.2f} | {r['s'] / copy_s:.2f}x | {rss} |")
     if two_step is not None:
-        lines += ["", f"Single-pass Q4_K_M vs two-step: {two_step / t_q4:.2f}x faster (experts kept MXFP4), "
-                  f"{two_step / t_q4e:.2f}x with experts requantized to Q4_K as llama-quantize does."]
+        lines += [
+            "",
+            f"Single-pass Q4_K_M vs two-step: {two_step / t_q4:.2f}x faster (experts kept MXFP4), "
+            f"{two_step / t_q4e:.2f}x with experts requantized to Q4_K as llama-quantize does.",
+        ]
     text = "\n".join(lines)
     print(text)
     if ns.write:
@@ -179,7 +203,7 @@ def main() -> int:
         begin, end = f"<!-- {ns.section}:begin -->", f"<!-- {ns.section}:end -->"
         block = f"{begin}\n{text}\n{end}"
         if begin in cur:
-            cur = cur[: cur.index(begin)] + block + cur[cur.index(end) + len(end):]
+            cur = cur[: cur.index(begin)] + block + cur[cur.index(end) + len(end) :]
         else:
             cur = cur.rstrip("\n") + "\n\n" + block + "\n"
         p.write_text(cur)

@@ -138,8 +138,10 @@ def bench_model(path: Path, ctxs: list[int], n_decode: int, deadline: float) -> 
     for ctx in ctxs:
         left = deadline - time.perf_counter()
         if step_s is not None and ctx * step_s * 1.2 > left:
-            res["contexts"][ctx] = {"skipped": f"step-wise prefill of {ctx} tokens needs ~{ctx * step_s:.0f} s, "
-                                               f"{left:.0f} s of the budget left"}
+            res["contexts"][ctx] = {
+                "skipped": f"step-wise prefill of {ctx} tokens needs ~{ctx * step_s:.0f} s, "
+                f"{left:.0f} s of the budget left"
+            }
             continue
         s = gpu.session(ctx=ctx + n_decode + 8)
         prompt = rng.integers(0, 1000, ctx)
@@ -152,8 +154,11 @@ def bench_model(path: Path, ctxs: list[int], n_decode: int, deadline: float) -> 
         for _ in range(n_decode):
             nxt = int(s.decode(nxt).argmax())
         t_dec = time.perf_counter() - t0
-        res["contexts"][ctx] = {"prefill_tok_s": ctx / t_pf, "decode_tok_s": n_decode / t_dec,
-                                "decode_ms": 1e3 * t_dec / n_decode}
+        res["contexts"][ctx] = {
+            "prefill_tok_s": ctx / t_pf,
+            "decode_tok_s": n_decode / t_dec,
+            "decode_ms": 1e3 * t_dec / n_decode,
+        }
         del s
     # CPU runtime peer (all cores, its default quantized-activation mode), short context
     cpu = runtime.load(path)
@@ -188,12 +193,17 @@ def main(argv: list[str] | None = None) -> int:
     from dsv4_gguf import _C
 
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=HERE).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE
+        ).stdout.strip()
     except OSError:
         commit = "unknown"
-    results: dict = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                     "commit": commit, "device": _C.cuda_device_name(0), "build": dict(_C.build_info())}
+    results: dict = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "commit": commit,
+        "device": _C.cuda_device_name(0),
+        "build": dict(_C.build_info()),
+    }
     t_start = time.perf_counter()
 
     def dump() -> None:  # after every stage: a run killed at its time limit still leaves its numbers
@@ -204,9 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     results["kernels"] = bench_kernels(ns.iters)
     dump()
     k = results["kernels"]
-    print(f"copy ceiling {k['copy_GB_s']:.0f} GB/s | MoE GEMV all experts {k['moe_all_experts']['GB_s']:.0f} GB/s "
-          f"({k['moe_all_experts']['frac_of_copy']:.0%}) | decode K=6 {k['moe_decode_k6']['GB_s']:.0f} GB/s "
-          f"({k['moe_decode_k6']['us']:.1f} us)", flush=True)
+    print(
+        f"copy ceiling {k['copy_GB_s']:.0f} GB/s | MoE GEMV all experts {k['moe_all_experts']['GB_s']:.0f} GB/s "
+        f"({k['moe_all_experts']['frac_of_copy']:.0%}) | decode K=6 {k['moe_decode_k6']['GB_s']:.0f} GB/s "
+        f"({k['moe_decode_k6']['us']:.1f} us)",
+        flush=True,
+    )
     for name in TYPES:
         n1, n8 = k[f"gemv_{name}_n1"]["GB_s"], k[f"gemv_{name}_n8"]["GB_s"]
         print(f"  gemv {name:6s} n=1 {n1:7.0f} GB/s  n=8 {n8:7.0f} GB/s", flush=True)
@@ -229,11 +242,20 @@ def main(argv: list[str] | None = None) -> int:
             results["models"].append(r)
             dump()
             for ctx, c in r["contexts"].items():
-                print(f"{r['gguf']} ctx {ctx}: " + (c["skipped"] if "skipped" in c else
-                      f"decode {c['decode_tok_s']:.1f} tok/s ({c['decode_ms']:.2f} ms), step-wise prefill "
-                      f"{c['prefill_tok_s']:.0f} tok/s"), flush=True)
-            print(f"  CPU runtime decode (ctx 64) {r['cpu_decode_tok_s_ctx64']:.2f} tok/s; peer: {r['llama_cpp']}",
-                  flush=True)
+                print(
+                    f"{r['gguf']} ctx {ctx}: "
+                    + (
+                        c["skipped"]
+                        if "skipped" in c
+                        else f"decode {c['decode_tok_s']:.1f} tok/s ({c['decode_ms']:.2f} ms), step-wise prefill "
+                        f"{c['prefill_tok_s']:.0f} tok/s"
+                    ),
+                    flush=True,
+                )
+            print(
+                f"  CPU runtime decode (ctx 64) {r['cpu_decode_tok_s_ctx64']:.2f} tok/s; peer: {r['llama_cpp']}",
+                flush=True,
+            )
     dump()
     return 0
 

@@ -7,7 +7,15 @@ __version__ = "0.1.0"
 from .config import PRESETS, ConfigError, ModelArgs, load_config, preset  # noqa: E402
 
 __all__ = [
-    "__version__", "ModelArgs", "ConfigError", "PRESETS", "preset", "load_config", "build_info", "open_gguf", "load",
+    "__version__",
+    "ModelArgs",
+    "ConfigError",
+    "PRESETS",
+    "preset",
+    "load_config",
+    "build_info",
+    "open_gguf",
+    "load",
 ]
 
 

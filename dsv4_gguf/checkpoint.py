@@ -105,15 +105,21 @@ class SafetensorsFile:
         p = self.path
         size = os.fstat(fh.fileno()).st_size
         if size < 8:
-            raise CheckpointError(f"{p}: truncated ({size} bytes); a safetensors file starts with an 8-byte "
-                                  f"header length. Re-download the shard.")
+            raise CheckpointError(
+                f"{p}: truncated ({size} bytes); a safetensors file starts with an 8-byte "
+                f"header length. Re-download the shard."
+            )
         (n,) = struct.unpack("<Q", fh.read(8))
         if n > MAX_HEADER_BYTES:
-            raise CheckpointError(f"{p}: header length {n} exceeds the {MAX_HEADER_BYTES}-byte limit; "
-                                  f"the file is corrupt or not a safetensors file")
+            raise CheckpointError(
+                f"{p}: header length {n} exceeds the {MAX_HEADER_BYTES}-byte limit; "
+                f"the file is corrupt or not a safetensors file"
+            )
         if 8 + n > size:
-            raise CheckpointError(f"{p}: header length {n} is larger than the file ({size} bytes); the shard is "
-                                  f"truncated or corrupt. Re-download it.")
+            raise CheckpointError(
+                f"{p}: header length {n} is larger than the file ({size} bytes); the shard is "
+                f"truncated or corrupt. Re-download it."
+            )
         header = _json_object(fh.read(n), f"{p}: header")
         if not isinstance(header, dict):
             raise CheckpointError(f"{p}: header must be a JSON object")
@@ -127,10 +133,12 @@ class SafetensorsFile:
                 raise CheckpointError(f"{p}: tensor '{name}': header entry needs dtype, shape and data_offsets")
             dtype, shape, offs = ent["dtype"], ent["shape"], ent["data_offsets"]
             if dtype not in NUMPY_DTYPES:
-                raise CheckpointError(f"{p}: tensor '{name}' has unknown dtype {dtype!r}; supported: "
-                                      f"{', '.join(NUMPY_DTYPES)}")
+                raise CheckpointError(
+                    f"{p}: tensor '{name}' has unknown dtype {dtype!r}; supported: {', '.join(NUMPY_DTYPES)}"
+                )
             if not isinstance(shape, list) or not all(
-                    isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+                isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+            ):
                 raise CheckpointError(f"{p}: tensor '{name}' has an invalid shape {shape!r}")
             if len(shape) > MAX_DIMS:
                 raise CheckpointError(f"{p}: tensor '{name}' has {len(shape)} dimensions (limit {MAX_DIMS})")
@@ -138,21 +146,30 @@ class SafetensorsFile:
             for d in shape:
                 count *= d
             if count > MAX_ELEMENTS or max(shape, default=0) > MAX_ELEMENTS:
-                raise CheckpointError(f"{p}: tensor '{name}' has shape {shape} whose element count overflows "
-                                      f"(a dimension or the product > 2^62); the header is corrupt")
-            if (not isinstance(offs, list) or len(offs) != 2
-                    or not all(isinstance(o, int) and not isinstance(o, bool) for o in offs)):
+                raise CheckpointError(
+                    f"{p}: tensor '{name}' has shape {shape} whose element count overflows "
+                    f"(a dimension or the product > 2^62); the header is corrupt"
+                )
+            if (
+                not isinstance(offs, list)
+                or len(offs) != 2
+                or not all(isinstance(o, int) and not isinstance(o, bool) for o in offs)
+            ):
                 raise CheckpointError(f"{p}: tensor '{name}' has invalid data_offsets {offs!r}")
             b, e = offs
             expect = NUMPY_DTYPES[dtype].itemsize * count
             if b < 0 or e < b:
                 raise CheckpointError(f"{p}: tensor '{name}' has invalid data_offsets [{b}, {e}]")
             if e - b != expect:
-                raise CheckpointError(f"{p}: tensor '{name}' occupies {e - b} bytes but {dtype}{shape} needs "
-                                      f"{expect}; the header is corrupt")
+                raise CheckpointError(
+                    f"{p}: tensor '{name}' occupies {e - b} bytes but {dtype}{shape} needs "
+                    f"{expect}; the header is corrupt"
+                )
             if e > data_len:
-                raise CheckpointError(f"{p}: tensor '{name}' data_offsets [{b}, {e}] run past the end of the data "
-                                      f"({data_len} bytes); the shard is truncated. Re-download it.")
+                raise CheckpointError(
+                    f"{p}: tensor '{name}' data_offsets [{b}, {e}] run past the end of the data "
+                    f"({data_len} bytes); the shard is truncated. Re-download it."
+                )
             infos[name] = TensorInfo(name, dtype, tuple(shape), data_start + b, data_start + e)
         spans = sorted((i.begin, i.end, i.name) for i in infos.values() if i.end > i.begin)
         for (_b0, e0, n0), (b1, _e1, n1) in zip(spans, spans[1:], strict=False):
@@ -201,8 +218,9 @@ class Checkpoint:
     def __init__(self, path: str | os.PathLike[str], *, validate: bool = True, args: ModelArgs | None = None):
         self.path = Path(path)
         if not self.path.is_dir():
-            raise CheckpointError(f"{self.path}: not a directory; pass the checkpoint folder that holds "
-                                  f"config.json and {INDEX_NAME}")
+            raise CheckpointError(
+                f"{self.path}: not a directory; pass the checkpoint folder that holds config.json and {INDEX_NAME}"
+            )
         self.args = args if args is not None else load_config(self.path)
         self.weight_map = self._read_index()
         self._shards: dict[str, SafetensorsFile] = {}
@@ -224,20 +242,25 @@ class Checkpoint:
             raise CheckpointError(f"{self.path}: no {INDEX_NAME} (and no single model.safetensors)")
         size = idx.stat().st_size
         if size > MAX_INDEX_BYTES:
-            raise CheckpointError(f"{idx}: {size} bytes is over the {MAX_INDEX_BYTES}-byte limit for an index; "
-                                  f"the file is corrupt")
+            raise CheckpointError(
+                f"{idx}: {size} bytes is over the {MAX_INDEX_BYTES}-byte limit for an index; the file is corrupt"
+            )
         raw = _json_object(idx.read_bytes(), str(idx))
         wm = raw.get("weight_map") if isinstance(raw, dict) else None
         if not isinstance(wm, dict):
             raise CheckpointError(f"{idx}: missing the 'weight_map' object")
         for name, shard in wm.items():
             if not isinstance(shard, str) or not _SAFE_SHARD.match(shard):
-                raise CheckpointError(f"{idx}: tensor '{name}' maps to {shard!r}, which is not a plain "
-                                      f"'*.safetensors' file name in the checkpoint folder")
+                raise CheckpointError(
+                    f"{idx}: tensor '{name}' maps to {shard!r}, which is not a plain "
+                    f"'*.safetensors' file name in the checkpoint folder"
+                )
         for shard in sorted(set(wm.values())):
             if not (self.path / shard).is_file():
-                raise CheckpointError(f"{self.path}: shard '{shard}' named in {INDEX_NAME} is missing; "
-                                      f"download it (or re-run the download to complete the checkpoint)")
+                raise CheckpointError(
+                    f"{self.path}: shard '{shard}' named in {INDEX_NAME} is missing; "
+                    f"download it (or re-run the download to complete the checkpoint)"
+                )
         meta = raw.get("metadata")
         total = meta.get("total_size") if isinstance(meta, dict) else None
         self._index_total = total if isinstance(total, int) and not isinstance(total, bool) else None
@@ -261,8 +284,10 @@ class Checkpoint:
             raise CheckpointError(f"{self.path}: tensor '{name}' is not in {INDEX_NAME}")
         f = self._open(shard)
         if name not in f.tensors:
-            raise CheckpointError(f"{self.path / shard}: tensor '{name}' is listed in {INDEX_NAME} but not "
-                                  f"stored in this shard; the index and shards are from different downloads")
+            raise CheckpointError(
+                f"{self.path / shard}: tensor '{name}' is listed in {INDEX_NAME} but not "
+                f"stored in this shard; the index and shards are from different downloads"
+            )
         return f.tensors[name]
 
     def view(self, name: str) -> np.ndarray:
@@ -288,8 +313,9 @@ class Checkpoint:
         if self._index_total is not None and not problems:
             total = sum(i.nbytes for i in stored.values())
             if total != self._index_total:
-                problems.append(f"{INDEX_NAME} says total_size {self._index_total} but the shards hold {total} "
-                                f"tensor bytes")
+                problems.append(
+                    f"{INDEX_NAME} says total_size {self._index_total} but the shards hold {total} tensor bytes"
+                )
         for name, spec in self.specs.items():
             got = stored.get(name)
             if got is None:
@@ -298,25 +324,32 @@ class Checkpoint:
                 problems.append(self._explain_missing(spec))
                 continue
             if got.dtype != spec.dtype or got.shape != spec.shape:
-                problems.append(f"tensor '{name}' is {got.dtype}{list(got.shape)}, expected "
-                                f"{spec.dtype}{list(spec.shape)} for this config.json")
+                problems.append(
+                    f"tensor '{name}' is {got.dtype}{list(got.shape)}, expected "
+                    f"{spec.dtype}{list(spec.shape)} for this config.json"
+                )
         for name in stored:
             if name not in self.specs:
                 problems.append(self._explain_unexpected(name))
         if problems:
             head = "\n  - ".join(problems[:20])
             more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-            raise CheckpointError(f"{self.path}: checkpoint does not match the DeepSeek-V4 layout for its "
-                                  f"config.json:\n  - {head}{more}")
+            raise CheckpointError(
+                f"{self.path}: checkpoint does not match the DeepSeek-V4 layout for its config.json:\n  - {head}{more}"
+            )
 
     def _explain_missing(self, spec: TensorSpec) -> str:
         if spec.kind == "scale":
             w = spec.name[: -len(".scale")] + ".weight"
-            return (f"scale tensor '{spec.name}' ({spec.dtype}{list(spec.shape)}) is missing: weight '{w}' "
-                    f"cannot be dequantized without it; the checkpoint is incomplete")
+            return (
+                f"scale tensor '{spec.name}' ({spec.dtype}{list(spec.shape)}) is missing: weight '{w}' "
+                f"cannot be dequantized without it; the checkpoint is incomplete"
+            )
         if spec.name.endswith(".tid2eid"):
-            return (f"hash-routed block {spec.block} (< n_hash_layers={self.args.n_hash_layers}) needs "
-                    f"'{spec.name}'; it is missing")
+            return (
+                f"hash-routed block {spec.block} (< n_hash_layers={self.args.n_hash_layers}) needs "
+                f"'{spec.name}'; it is missing"
+            )
         if spec.name.endswith(".gate.bias"):
             return f"block {spec.block} is not hash-routed and needs '{spec.name}'; it is missing"
         return f"tensor '{spec.name}' ({spec.dtype}{list(spec.shape)}) is missing"
@@ -329,17 +362,25 @@ class Checkpoint:
                 return f"tensor '{name}' belongs to block {block}, but config.json has {self.args.n_blocks} blocks"
             r = self.args.ratio(block)
             if ".attn.indexer." in name and r != 4:
-                return (f"tensor '{name}' is an indexer tensor, but block {block} has compress ratio {r}; "
-                        f"an indexer exists only for ratio 4")
+                return (
+                    f"tensor '{name}' is an indexer tensor, but block {block} has compress ratio {r}; "
+                    f"an indexer exists only for ratio 4"
+                )
             if ".attn.compressor." in name and r == 0:
-                return (f"tensor '{name}' is a compressor tensor, but block {block} has compress ratio 0; "
-                        f"a compressor exists only for ratio > 0")
+                return (
+                    f"tensor '{name}' is a compressor tensor, but block {block} has compress ratio 0; "
+                    f"a compressor exists only for ratio > 0"
+                )
             if name.endswith(".gate.bias") and self.args.is_hash_layer(block):
-                return (f"tensor '{name}': hash-routed block {block} has 'tid2eid' and must not have "
-                        f"'gate.bias' (tid2eid xor gate.bias)")
+                return (
+                    f"tensor '{name}': hash-routed block {block} has 'tid2eid' and must not have "
+                    f"'gate.bias' (tid2eid xor gate.bias)"
+                )
             if name.endswith(".tid2eid") and not self.args.is_hash_layer(block):
-                return (f"tensor '{name}': block {block} is not hash-routed (n_hash_layers="
-                        f"{self.args.n_hash_layers}) and must not have 'tid2eid'")
+                return (
+                    f"tensor '{name}': block {block} is not hash-routed (n_hash_layers="
+                    f"{self.args.n_hash_layers}) and must not have 'tid2eid'"
+                )
         return f"tensor '{name}' is not part of the DeepSeek-V4 layout for this config.json"
 
     # ---- decoding ----
@@ -361,8 +402,10 @@ class Checkpoint:
                 raise CheckpointError(f"{self.path}: weight '{name}' has no scale tensor '{sname}'")
             scale = self.view(sname)
             if scale.dtype != NUMPY_DTYPES["F8_E8M0"]:
-                raise CheckpointError(f"{self.path}: scale '{sname}' is {scale.dtype}, expected F8_E8M0 "
-                                      f"(FP8-mixed Base checkpoints with float32 scales are not supported)")
+                raise CheckpointError(
+                    f"{self.path}: scale '{sname}' is {scale.dtype}, expected F8_E8M0 "
+                    f"(FP8-mixed Base checkpoints with float32 scales are not supported)"
+                )
             w8, s8 = raw.view(np.uint8), scale.view(np.uint8)
             try:
                 if kind == "fp8":

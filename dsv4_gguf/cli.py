@@ -43,14 +43,22 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
         "(for 'flash' and 'pro' these are the published totals of the real checkpoints).",
     )
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--preset", choices=sorted(PRESETS), default="tiny",
-                     help="model size (default: tiny; flash/pro are the real sizes, flash-slice full "
-                          "Flash widths with a few layers)")
+    src.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="tiny",
+        help="model size (default: tiny; flash/pro are the real sizes, flash-slice full "
+        "Flash widths with a few layers)",
+    )
     src.add_argument("--config", metavar="JSON", help="use this config.json (HF or inference form) instead")
     p.add_argument("--out", metavar="DIR", help="output checkpoint folder (required unless --dry-run)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same bytes")
-    p.add_argument("--shard-size", type=_size, metavar="SIZE",
-                   help="largest shard, e.g. 4G (default: ~1/8 of the model, 32 MiB .. 4 GiB)")
+    p.add_argument(
+        "--shard-size",
+        type=_size,
+        metavar="SIZE",
+        help="largest shard, e.g. 4G (default: ~1/8 of the model, 32 MiB .. 4 GiB)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the census, write nothing")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     p.set_defaults(func=_run_synth)
@@ -74,8 +82,9 @@ def _run_synth(ns: argparse.Namespace) -> int:
         return 2
     total = census(args).nbytes
     with tqdm(total=total, unit="B", unit_scale=True, desc=f"synth {name}", disable=None) as bar:
-        path = write_synthetic(args, ns.out, seed=ns.seed, max_shard_bytes=ns.shard_size,
-                               overwrite=ns.overwrite, progress=bar.update)
+        path = write_synthetic(
+            args, ns.out, seed=ns.seed, max_shard_bytes=ns.shard_size, overwrite=ns.overwrite, progress=bar.update
+        )
     print(f"wrote {path}")
     print(describe(args, ns.shard_size))
     return 0
@@ -120,16 +129,36 @@ def _add_convert_family(sub: argparse._SubParsersAction) -> None:
     from .quantize import imatrix_collect
 
     for name, help_, add, run in (
-        ("convert", "convert a checkpoint folder to GGUF (SOURCE lossless, MXFP4_MOE, K-quant and IQ2 variants)",
-         qcli.add_convert_arguments, qcli.run_convert),
-        ("requantize", "turn a deepseek4 GGUF (ours or llama.cpp's) into another variant",
-         qcli.add_requantize_arguments, qcli.run_requantize),
-        ("verify", "compare every tensor of a GGUF with the checkpoint (bit-exact / error statistics)",
-         qcli.add_verify_arguments, qcli.run_verify),
-        ("inspect", "print arch, variant, tensor types, sizes, bits per weight and key metadata of a GGUF",
-         qcli.add_inspect_arguments, qcli.run_inspect),
-        ("imatrix", "collect an importance matrix (per routed expert) with the runtime; merge imatrix files",
-         imatrix_collect.add_imatrix_arguments, imatrix_collect.run_imatrix),
+        (
+            "convert",
+            "convert a checkpoint folder to GGUF (SOURCE lossless, MXFP4_MOE, K-quant and IQ2 variants)",
+            qcli.add_convert_arguments,
+            qcli.run_convert,
+        ),
+        (
+            "requantize",
+            "turn a deepseek4 GGUF (ours or llama.cpp's) into another variant",
+            qcli.add_requantize_arguments,
+            qcli.run_requantize,
+        ),
+        (
+            "verify",
+            "compare every tensor of a GGUF with the checkpoint (bit-exact / error statistics)",
+            qcli.add_verify_arguments,
+            qcli.run_verify,
+        ),
+        (
+            "inspect",
+            "print arch, variant, tensor types, sizes, bits per weight and key metadata of a GGUF",
+            qcli.add_inspect_arguments,
+            qcli.run_inspect,
+        ),
+        (
+            "imatrix",
+            "collect an importance matrix (per routed expert) with the runtime; merge imatrix files",
+            imatrix_collect.add_imatrix_arguments,
+            imatrix_collect.run_imatrix,
+        ),
     ):
         p = sub.add_parser(name, help=help_, description=help_)
         add(p)

@@ -64,9 +64,7 @@ class ModelArgs:
     scale_dtype: str = "fp8"
     expert_dtype: str = "fp4"
     compress_rope_theta: float = 160000.0
-    compress_ratios: tuple[int, ...] = field(
-        default_factory=lambda: (0, 0) + (4, 128) * 20 + (4, 0)
-    )
+    compress_ratios: tuple[int, ...] = field(default_factory=lambda: (0, 0) + (4, 128) * 20 + (4, 0))
     max_seq_len: int = 4096  # runtime-only, official default
     max_batch_size: int = 4  # runtime-only, official default
 
@@ -94,10 +92,25 @@ class ModelArgs:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ConfigError(f"config key '{name}' must be a non-negative integer, got {v!r}")
-        positive = ["vocab_size", "dim", "moe_inter_dim", "n_layers", "n_heads", "n_routed_experts",
-                    "n_activated_experts", "q_lora_rank", "head_dim", "rope_head_dim", "o_groups",
-                    "o_lora_rank", "window_size", "index_n_heads", "index_head_dim", "index_topk",
-                    "hc_sinkhorn_iters"]
+        positive = [
+            "vocab_size",
+            "dim",
+            "moe_inter_dim",
+            "n_layers",
+            "n_heads",
+            "n_routed_experts",
+            "n_activated_experts",
+            "q_lora_rank",
+            "head_dim",
+            "rope_head_dim",
+            "o_groups",
+            "o_lora_rank",
+            "window_size",
+            "index_n_heads",
+            "index_head_dim",
+            "index_topk",
+            "hc_sinkhorn_iters",
+        ]
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"config key '{name}' must be > 0, got {getattr(self, name)}")
@@ -112,11 +125,13 @@ class ModelArgs:
         if self.dtype != "fp8" or self.scale_fmt != "ue8m0":
             raise ConfigError(
                 f"config keys 'dtype'/'scale_fmt' must be 'fp8'/'ue8m0' (FP8 weights with E8M0 block "
-                f"scales), got {self.dtype!r}/{self.scale_fmt!r}")
+                f"scales), got {self.dtype!r}/{self.scale_fmt!r}"
+            )
         if len(self.compress_ratios) != self.n_blocks:
             raise ConfigError(
                 f"config key 'compress_ratios' must have n_layers + n_mtp_layers = {self.n_blocks} "
-                f"entries (the last ones for the MTP blocks), got {len(self.compress_ratios)}")
+                f"entries (the last ones for the MTP blocks), got {len(self.compress_ratios)}"
+            )
         for i, r in enumerate(self.compress_ratios):
             if r not in VALID_RATIOS:
                 raise ConfigError(f"config key 'compress_ratios[{i}]' must be one of {VALID_RATIOS}, got {r}")
@@ -124,36 +139,41 @@ class ModelArgs:
             if self.compress_ratios[i] != 0:
                 raise ConfigError(
                     f"config key 'compress_ratios[{i}]' belongs to an MTP block and must be 0, "
-                    f"got {self.compress_ratios[i]}")
+                    f"got {self.compress_ratios[i]}"
+                )
         if self.n_hash_layers >= self.n_layers:
-            raise ConfigError(
-                f"config key 'n_hash_layers' ({self.n_hash_layers}) must be < n_layers ({self.n_layers})")
+            raise ConfigError(f"config key 'n_hash_layers' ({self.n_hash_layers}) must be < n_layers ({self.n_layers})")
         if self.n_activated_experts > self.n_routed_experts:
             raise ConfigError(
                 f"config key 'n_activated_experts' ({self.n_activated_experts}) exceeds "
-                f"n_routed_experts ({self.n_routed_experts})")
+                f"n_routed_experts ({self.n_routed_experts})"
+            )
         if self.rope_head_dim % 2 or self.rope_head_dim >= self.head_dim:
             raise ConfigError(
-                f"config key 'rope_head_dim' ({self.rope_head_dim}) must be even and < head_dim "
-                f"({self.head_dim})")
+                f"config key 'rope_head_dim' ({self.rope_head_dim}) must be even and < head_dim ({self.head_dim})"
+            )
         if self.nope_head_dim % 64:
             raise ConfigError(
                 f"config keys 'head_dim' - 'rope_head_dim' = {self.nope_head_dim} must be a multiple of "
-                f"64 (the KV FP8 simulation block)")
+                f"64 (the KV FP8 simulation block)"
+            )
         if self.n_heads % self.o_groups:
             raise ConfigError(
-                f"config key 'n_heads' ({self.n_heads}) must be divisible by 'o_groups' ({self.o_groups})")
+                f"config key 'n_heads' ({self.n_heads}) must be divisible by 'o_groups' ({self.o_groups})"
+            )
         # Inputs of FP8/FP4 linears are quantised in 128-element blocks (spec §9.1, §14).
-        for what, v in [("dim", self.dim), ("q_lora_rank", self.q_lora_rank),
-                        ("moe_inter_dim", self.moe_inter_dim),
-                        ("o_groups * o_lora_rank", self.o_groups * self.o_lora_rank),
-                        ("n_heads * head_dim / o_groups", self.n_heads * self.head_dim // self.o_groups)]:
+        for what, v in [
+            ("dim", self.dim),
+            ("q_lora_rank", self.q_lora_rank),
+            ("moe_inter_dim", self.moe_inter_dim),
+            ("o_groups * o_lora_rank", self.o_groups * self.o_lora_rank),
+            ("n_heads * head_dim / o_groups", self.n_heads * self.head_dim // self.o_groups),
+        ]:
             if v % 128:
                 raise ConfigError(f"config value {what} = {v} must be a multiple of 128 (FP8 block size)")
         d = self.index_head_dim
         if d < 64 or d & (d - 1):
-            raise ConfigError(
-                f"config key 'index_head_dim' must be a power of two >= 64 (Hadamard), got {d}")
+            raise ConfigError(f"config key 'index_head_dim' must be a power of two >= 64 (Hadamard), got {d}")
         if self.rope_head_dim > self.index_head_dim:
             raise ConfigError("config key 'rope_head_dim' must not exceed 'index_head_dim'")
         return self
@@ -218,8 +238,12 @@ class ModelArgs:
             rs = raw.get("rope_scaling") or {}
             if not isinstance(rs, dict):
                 raise ConfigError(f"{source}: key 'rope_scaling' must be an object")
-            for hf_key, key in [("factor", "rope_factor"), ("original_max_position_embeddings",
-                                "original_seq_len"), ("beta_fast", "beta_fast"), ("beta_slow", "beta_slow")]:
+            for hf_key, key in [
+                ("factor", "rope_factor"),
+                ("original_max_position_embeddings", "original_seq_len"),
+                ("beta_fast", "beta_fast"),
+                ("beta_slow", "beta_slow"),
+            ]:
                 if hf_key in rs:
                     kw[key] = rs[hf_key]
             qc = raw.get("quantization_config") or {}
@@ -311,8 +335,7 @@ def _coerce(key: str, v: Any, typ: Any, source: str) -> Any:
             raise ConfigError(f"{source}: key '{key}' must be a string, got {v!r}")
         return v
     if t.startswith("tuple"):
-        if not isinstance(v, (list, tuple)) or not all(
-                isinstance(x, int) and not isinstance(x, bool) for x in v):
+        if not isinstance(v, (list, tuple)) or not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
             raise ConfigError(f"{source}: key '{key}' must be a list of integers, got {v!r}")
         return tuple(v)
     return v  # pragma: no cover
@@ -336,16 +359,35 @@ def load_config(path: str | Path) -> ModelArgs:
 _FLASH = ModelArgs()
 
 _PRO = ModelArgs(
-    dim=7168, moe_inter_dim=3072, n_layers=61, n_heads=128, n_routed_experts=384, route_scale=2.5,
-    q_lora_rank=1536, o_groups=16, index_topk=1024,
+    dim=7168,
+    moe_inter_dim=3072,
+    n_layers=61,
+    n_heads=128,
+    n_routed_experts=384,
+    route_scale=2.5,
+    q_lora_rank=1536,
+    o_groups=16,
+    index_topk=1024,
     compress_ratios=(128, 128) + (4, 128) * 29 + (4, 0),
 )
 
 # Spec §14: every structural feature (SWA, HCA, CSA, hash layers, MTP, real vocabulary) at small width.
 _TINY = ModelArgs(
-    dim=256, moe_inter_dim=256, n_layers=5, n_hash_layers=2, n_heads=4, n_routed_experts=8,
-    n_activated_experts=2, head_dim=128, q_lora_rank=128, o_groups=2, o_lora_rank=128,
-    index_n_heads=4, index_head_dim=128, index_topk=8, compress_ratios=(0, 128, 4, 128, 4, 0),
+    dim=256,
+    moe_inter_dim=256,
+    n_layers=5,
+    n_hash_layers=2,
+    n_heads=4,
+    n_routed_experts=8,
+    n_activated_experts=2,
+    head_dim=128,
+    q_lora_rank=128,
+    o_groups=2,
+    o_lora_rank=128,
+    index_n_heads=4,
+    index_head_dim=128,
+    index_topk=8,
+    compress_ratios=(0, 128, 4, 128, 4, 0),
 )
 
 # Full Flash widths and 256 experts, few layers: hash+SWA, CSA, HCA, then the MTP block.

@@ -20,8 +20,12 @@ def cuda_info() -> dict[str, Any]:
     from . import _C
 
     b = _C.build_info()
-    return {"compiled": bool(b["cuda"]), "devices": int(b["cuda_devices"]),
-            "cuda_version": b.get("cuda_version"), "archs": b.get("cuda_archs")}
+    return {
+        "compiled": bool(b["cuda"]),
+        "devices": int(b["cuda_devices"]),
+        "cuda_version": b.get("cuda_version"),
+        "archs": b.get("cuda_archs"),
+    }
 
 
 def parse_device(device: str) -> int | None:
@@ -42,12 +46,16 @@ def unavailable_reason(index: int = 0) -> str | None:
     """Why CUDA device ``index`` cannot be used (with the fix), or None when it can."""
     info = cuda_info()
     if not info["compiled"]:
-        return ("device='cuda' needs the CUDA backend, but this dsv4_gguf build has none (nvcc was not found at "
-                "build time, or it was configured with DSV4_CUDA=OFF); rebuild with the CUDA toolkit on PATH: "
-                "pip install --no-build-isolation -e . -Ccmake.define.DSV4_CUDA=ON, or use device='cpu'")
+        return (
+            "device='cuda' needs the CUDA backend, but this dsv4_gguf build has none (nvcc was not found at "
+            "build time, or it was configured with DSV4_CUDA=OFF); rebuild with the CUDA toolkit on PATH: "
+            "pip install --no-build-isolation -e . -Ccmake.define.DSV4_CUDA=ON, or use device='cpu'"
+        )
     if info["devices"] == 0:
-        return ("device='cuda': the CUDA backend is built but no CUDA device is visible (no GPU, no driver, or "
-                "CUDA_VISIBLE_DEVICES hides them); use device='cpu'")
+        return (
+            "device='cuda': the CUDA backend is built but no CUDA device is visible (no GPU, no driver, or "
+            "CUDA_VISIBLE_DEVICES hides them); use device='cpu'"
+        )
     if index >= info["devices"]:
         return f"device='cuda:{index}': only {info['devices']} CUDA device(s) are visible"
     return None

@@ -22,8 +22,18 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
 
 from .constants import GGUF_DEFAULT_ALIGNMENT, KEY_SPLIT_COUNT, KEY_SPLIT_NO, KEY_SPLIT_TENSORS_COUNT
 
-__all__ = ["GGUFError", "KV", "TensorEntry", "encode_header", "tensor_nbytes", "split_groups", "split_paths",
-           "GGUFFile", "GGUFShards", "write_plain"]
+__all__ = [
+    "GGUFError",
+    "KV",
+    "TensorEntry",
+    "encode_header",
+    "tensor_nbytes",
+    "split_groups",
+    "split_paths",
+    "GGUFFile",
+    "GGUFShards",
+    "write_plain",
+]
 
 GGUF_MAGIC = b"GGUF"
 GGUF_VERSION = 3
@@ -66,11 +76,19 @@ class TensorEntry:
         return tensor_nbytes(self.shape, self.qtype)
 
 
-_SCALAR = {"u8": (GGUFValueType.UINT8, "<B"), "i8": (GGUFValueType.INT8, "<b"), "u16": (GGUFValueType.UINT16, "<H"),
-           "i16": (GGUFValueType.INT16, "<h"), "u32": (GGUFValueType.UINT32, "<I"),
-           "i32": (GGUFValueType.INT32, "<i"), "u64": (GGUFValueType.UINT64, "<Q"),
-           "i64": (GGUFValueType.INT64, "<q"), "f32": (GGUFValueType.FLOAT32, "<f"),
-           "f64": (GGUFValueType.FLOAT64, "<d"), "bool": (GGUFValueType.BOOL, "<?")}
+_SCALAR = {
+    "u8": (GGUFValueType.UINT8, "<B"),
+    "i8": (GGUFValueType.INT8, "<b"),
+    "u16": (GGUFValueType.UINT16, "<H"),
+    "i16": (GGUFValueType.INT16, "<h"),
+    "u32": (GGUFValueType.UINT32, "<I"),
+    "i32": (GGUFValueType.INT32, "<i"),
+    "u64": (GGUFValueType.UINT64, "<Q"),
+    "i64": (GGUFValueType.INT64, "<q"),
+    "f32": (GGUFValueType.FLOAT32, "<f"),
+    "f64": (GGUFValueType.FLOAT64, "<d"),
+    "bool": (GGUFValueType.BOOL, "<?"),
+}
 
 
 def tensor_nbytes(shape: Sequence[int], qtype: GGMLQuantizationType) -> int:
@@ -82,8 +100,9 @@ def tensor_nbytes(shape: Sequence[int], qtype: GGMLQuantizationType) -> int:
     for d in shape:
         n *= int(d)
     if shape and shape[-1] % block:
-        raise GGUFError(f"row length {shape[-1]} is not a multiple of the {GGMLQuantizationType(qtype).name} "
-                        f"block size {block}")
+        raise GGUFError(
+            f"row length {shape[-1]} is not a multiple of the {GGMLQuantizationType(qtype).name} block size {block}"
+        )
     return n // block * size
 
 
@@ -117,8 +136,9 @@ def _pad(n: int, align: int) -> int:
     return -n % align
 
 
-def encode_header(kvs: Sequence[KV], tensors: Sequence[TensorEntry],
-                  alignment: int = GGUF_DEFAULT_ALIGNMENT) -> tuple[bytes, list[int]]:
+def encode_header(
+    kvs: Sequence[KV], tensors: Sequence[TensorEntry], alignment: int = GGUF_DEFAULT_ALIGNMENT
+) -> tuple[bytes, list[int]]:
     """Header bytes (padded to ``alignment``) and the absolute file offset of every tensor's data."""
     keys = [kv.key for kv in kvs]
     if len(set(keys)) != len(keys):
@@ -133,8 +153,12 @@ def encode_header(kvs: Sequence[KV], tensors: Sequence[TensorEntry],
         if len(t.name.encode()) > 63:
             raise GGUFError(f"tensor name '{t.name}' is longer than ggml's 63-byte limit")
         ne = list(reversed(t.shape)) or [1]
-        parts.append(_str(t.name) + struct.pack("<I", len(ne)) + struct.pack(f"<{len(ne)}q", *ne)
-                     + struct.pack("<iQ", int(t.qtype), off))
+        parts.append(
+            _str(t.name)
+            + struct.pack("<I", len(ne))
+            + struct.pack(f"<{len(ne)}q", *ne)
+            + struct.pack("<iQ", int(t.qtype), off)
+        )
         rel.append(off)
         off += t.nbytes + _pad(t.nbytes, alignment)
     head = b"".join(parts)
@@ -167,12 +191,19 @@ def split_paths(path: str | os.PathLike[str], count: int) -> list[Path]:
 
 
 def split_kvs(no: int, count: int, n_tensors_total: int) -> list[KV]:
-    return [KV(KEY_SPLIT_NO, "u16", no), KV(KEY_SPLIT_COUNT, "u16", count),
-            KV(KEY_SPLIT_TENSORS_COUNT, "i32", n_tensors_total)]
+    return [
+        KV(KEY_SPLIT_NO, "u16", no),
+        KV(KEY_SPLIT_COUNT, "u16", count),
+        KV(KEY_SPLIT_TENSORS_COUNT, "i32", n_tensors_total),
+    ]
 
 
-def write_plain(path: str | os.PathLike[str], kvs: Sequence[KV], tensors: Sequence[tuple[TensorEntry, np.ndarray]],
-                alignment: int = GGUF_DEFAULT_ALIGNMENT) -> None:
+def write_plain(
+    path: str | os.PathLike[str],
+    kvs: Sequence[KV],
+    tensors: Sequence[tuple[TensorEntry, np.ndarray]],
+    alignment: int = GGUF_DEFAULT_ALIGNMENT,
+) -> None:
     """Small in-memory writer (tests, imatrix files): tensors given as arrays of their exact bytes."""
     head, offs = encode_header(kvs, [t for t, _ in tensors], alignment)
     with open(path, "wb") as f:
@@ -198,17 +229,41 @@ class TensorRef:
     offset: int  # absolute
 
 
-_NP_SCALAR = {GGUFValueType.UINT8: "<u1", GGUFValueType.INT8: "<i1", GGUFValueType.UINT16: "<u2",
-              GGUFValueType.INT16: "<i2", GGUFValueType.UINT32: "<u4", GGUFValueType.INT32: "<i4",
-              GGUFValueType.FLOAT32: "<f4", GGUFValueType.BOOL: "<u1", GGUFValueType.UINT64: "<u8",
-              GGUFValueType.INT64: "<i8", GGUFValueType.FLOAT64: "<f8"}
-_STRUCT = {GGUFValueType.UINT8: "<B", GGUFValueType.INT8: "<b", GGUFValueType.UINT16: "<H",
-           GGUFValueType.INT16: "<h", GGUFValueType.UINT32: "<I", GGUFValueType.INT32: "<i",
-           GGUFValueType.FLOAT32: "<f", GGUFValueType.BOOL: "<B", GGUFValueType.UINT64: "<Q",
-           GGUFValueType.INT64: "<q", GGUFValueType.FLOAT64: "<d"}
-_TYPED = {GGMLQuantizationType.F32: np.float32, GGMLQuantizationType.F16: np.float16,
-          GGMLQuantizationType.I8: np.int8, GGMLQuantizationType.I16: np.int16, GGMLQuantizationType.I32: np.int32,
-          GGMLQuantizationType.I64: np.int64, GGMLQuantizationType.F64: np.float64}
+_NP_SCALAR = {
+    GGUFValueType.UINT8: "<u1",
+    GGUFValueType.INT8: "<i1",
+    GGUFValueType.UINT16: "<u2",
+    GGUFValueType.INT16: "<i2",
+    GGUFValueType.UINT32: "<u4",
+    GGUFValueType.INT32: "<i4",
+    GGUFValueType.FLOAT32: "<f4",
+    GGUFValueType.BOOL: "<u1",
+    GGUFValueType.UINT64: "<u8",
+    GGUFValueType.INT64: "<i8",
+    GGUFValueType.FLOAT64: "<f8",
+}
+_STRUCT = {
+    GGUFValueType.UINT8: "<B",
+    GGUFValueType.INT8: "<b",
+    GGUFValueType.UINT16: "<H",
+    GGUFValueType.INT16: "<h",
+    GGUFValueType.UINT32: "<I",
+    GGUFValueType.INT32: "<i",
+    GGUFValueType.FLOAT32: "<f",
+    GGUFValueType.BOOL: "<B",
+    GGUFValueType.UINT64: "<Q",
+    GGUFValueType.INT64: "<q",
+    GGUFValueType.FLOAT64: "<d",
+}
+_TYPED = {
+    GGMLQuantizationType.F32: np.float32,
+    GGMLQuantizationType.F16: np.float16,
+    GGMLQuantizationType.I8: np.int8,
+    GGMLQuantizationType.I16: np.int16,
+    GGMLQuantizationType.I32: np.int32,
+    GGMLQuantizationType.I64: np.int64,
+    GGMLQuantizationType.F64: np.float64,
+}
 
 
 class _Cursor:
@@ -227,8 +282,9 @@ class _Cursor:
     def string(self, what: str) -> str:
         (n,) = self.take("<Q")
         if n > MAX_STRING:
-            raise GGUFError(f"{self.path}: {what} at byte {self.pos - 8} claims {n} bytes (limit {MAX_STRING}); "
-                            f"the file is corrupt")
+            raise GGUFError(
+                f"{self.path}: {what} at byte {self.pos - 8} claims {n} bytes (limit {MAX_STRING}); the file is corrupt"
+            )
         if self.pos + n > len(self.buf):
             raise GGUFError(f"{self.path}: truncated header ({what}: string of {n} bytes at {self.pos})")
         b = bytes(self.buf[self.pos : self.pos + n])
@@ -242,15 +298,17 @@ class _Cursor:
         if vt == GGUFValueType.ARRAY:
             et, n = self.take("<iQ")
             if n > MAX_ARRAY:
-                raise GGUFError(f"{self.path}: key '{key}' is an array of {n} entries (limit {MAX_ARRAY}); "
-                                f"the file is corrupt")
+                raise GGUFError(
+                    f"{self.path}: key '{key}' is an array of {n} entries (limit {MAX_ARRAY}); the file is corrupt"
+                )
             if et == GGUFValueType.STRING:
                 if self.pos + 8 * n > len(self.buf):  # every entry has at least its 8-byte length
                     raise GGUFError(f"{self.path}: truncated header (array '{key}' of {n} strings)")
                 return [self.string(f"entry of '{key}'") for _ in range(n)]
             if et not in _NP_SCALAR:
-                raise GGUFError(f"{self.path}: key '{key}' is an array of unknown or nested type {et}; "
-                                f"the file is corrupt")
+                raise GGUFError(
+                    f"{self.path}: key '{key}' is an array of unknown or nested type {et}; the file is corrupt"
+                )
             dt = np.dtype(_NP_SCALAR[GGUFValueType(et)])
             if self.pos + n * dt.itemsize > len(self.buf):
                 raise GGUFError(f"{self.path}: truncated header (array '{key}')")
@@ -258,8 +316,10 @@ class _Cursor:
             self.pos += n * dt.itemsize
             return a.astype(bool).tolist() if et == GGUFValueType.BOOL else a.tolist()
         if vt not in _NP_SCALAR:
-            raise GGUFError(f"{self.path}: key '{key}' has unknown value type {vt} (GGUF defines 0..12); the file "
-                            f"is corrupt or from a newer format")
+            raise GGUFError(
+                f"{self.path}: key '{key}' has unknown value type {vt} (GGUF defines 0..12); the file "
+                f"is corrupt or from a newer format"
+            )
         (v,) = self.take(_STRUCT[GGUFValueType(vt)])
         return bool(v) if vt == GGUFValueType.BOOL else v
 
@@ -297,15 +357,21 @@ class GGUFFile:
             (vt,) = c.take("<i")
             value = c.value(vt, key)
             if c.pos > MAX_METADATA_BYTES:
-                raise GGUFError(f"{p}: metadata runs past {MAX_METADATA_BYTES} bytes (at key '{key}'); "
-                                f"the file is corrupt")
+                raise GGUFError(
+                    f"{p}: metadata runs past {MAX_METADATA_BYTES} bytes (at key '{key}'); the file is corrupt"
+                )
             if key in self.metadata:
                 raise GGUFError(f"{p}: duplicate metadata key '{key}'; the file is corrupt")
             self.metadata[key] = value
             self.kv_types[key] = vt
         align = self.metadata.get("general.alignment", GGUF_DEFAULT_ALIGNMENT)
-        if (isinstance(align, bool) or not isinstance(align, int) or align <= 0 or align & (align - 1)
-                or align > MAX_ALIGNMENT):
+        if (
+            isinstance(align, bool)
+            or not isinstance(align, int)
+            or align <= 0
+            or align & (align - 1)
+            or align > MAX_ALIGNMENT
+        ):
             raise GGUFError(f"{p}: general.alignment = {align!r} is not a power of two in 1..{MAX_ALIGNMENT}")
         infos = []
         for _ in range(n_tensors):
@@ -320,16 +386,19 @@ class GGUFFile:
                 if n < 0:
                     raise GGUFError(f"{p}: tensor '{name}' has dimension {d} = {n} (must not be negative)")
             if np.prod(ne, dtype=object) > np.iinfo(np.int64).max:
-                raise GGUFError(f"{p}: tensor '{name}': element count of {list(ne)} overflows int64; "
-                                f"the header is corrupt")
+                raise GGUFError(
+                    f"{p}: tensor '{name}': element count of {list(ne)} overflows int64; the header is corrupt"
+                )
             qt, off = c.take("<iQ")
             try:
                 qtype = GGMLQuantizationType(qt)
             except ValueError:
                 raise GGUFError(f"{p}: tensor '{name}' has unknown ggml type {qt}") from None
             if off % align:
-                raise GGUFError(f"{p}: tensor '{name}' has data offset {off}, not a multiple of the alignment "
-                                f"{align} (misaligned data)")
+                raise GGUFError(
+                    f"{p}: tensor '{name}' has data offset {off}, not a multiple of the alignment "
+                    f"{align} (misaligned data)"
+                )
             infos.append((name, tuple(int(d) for d in reversed(ne)), qtype, off))
         data0 = c.pos + (-c.pos % align)
         self.tensors: dict[str, TensorRef] = {}
@@ -342,11 +411,15 @@ class GGUFFile:
             except GGUFError as e:
                 raise GGUFError(f"{p}: tensor '{name}': {e}") from None
             if off != expect:
-                raise GGUFError(f"{p}: tensor '{name}' has offset {off}, expected {expect} (ggml requires "
-                                f"tensor data in info order, padded to {align})")
+                raise GGUFError(
+                    f"{p}: tensor '{name}' has offset {off}, expected {expect} (ggml requires "
+                    f"tensor data in info order, padded to {align})"
+                )
             if data0 + off + nb > size:
-                raise GGUFError(f"{p}: tensor '{name}' runs past the end of the file ({data0 + off + nb} > "
-                                f"{size} bytes); the file is truncated")
+                raise GGUFError(
+                    f"{p}: tensor '{name}' runs past the end of the file ({data0 + off + nb} > "
+                    f"{size} bytes); the file is truncated"
+                )
             self.tensors[name] = TensorRef(name, qtype, shape, nb, p, data0 + off)
             expect = off + nb + (-nb % align)
 
@@ -381,8 +454,10 @@ class GGUFShards:
             if count > 99999:
                 raise GGUFError(f"{first.path}: split.count = {count} is not a valid shard count (1..99999)")
             if not m or int(m.group("no")) != 1 or int(m.group("count")) != count:
-                raise GGUFError(f"{first.path}: is shard of a {count}-file split; open the first shard "
-                                f"('...-00001-of-{count:05d}.gguf')")
+                raise GGUFError(
+                    f"{first.path}: is shard of a {count}-file split; open the first shard "
+                    f"('...-00001-of-{count:05d}.gguf')"
+                )
             for p in split_paths(m.group("prefix") + ".gguf", count)[1:]:
                 if not p.is_file():
                     raise GGUFError(f"{first.path}: split shard '{p.name}' is missing ({count} shards expected)")
@@ -390,8 +465,10 @@ class GGUFShards:
             for i, f in enumerate(self.files):
                 no, cnt = f.metadata.get(KEY_SPLIT_NO, -1), f.metadata.get(KEY_SPLIT_COUNT, -1)
                 if no != i or cnt != count:
-                    raise GGUFError(f"{f.path}: split.no = {no!r}, split.count = {cnt!r}: it is not shard {i} "
-                                    f"(0-based) of this {count}-file set; it belongs to another split set")
+                    raise GGUFError(
+                        f"{f.path}: split.no = {no!r}, split.count = {cnt!r}: it is not shard {i} "
+                        f"(0-based) of this {count}-file set; it belongs to another split set"
+                    )
         self.metadata = dict(first.metadata)
         self._where: dict[str, GGUFFile] = {}
         for f in self.files:
@@ -401,8 +478,9 @@ class GGUFShards:
                 self._where[n] = f
         want = self.metadata.get(KEY_SPLIT_TENSORS_COUNT)
         if count > 1 and want is not None and want != len(self._where):
-            raise GGUFError(f"{first.path}: split.tensors.count says {want} tensors, the shards hold "
-                            f"{len(self._where)}")
+            raise GGUFError(
+                f"{first.path}: split.tensors.count says {want} tensors, the shards hold {len(self._where)}"
+            )
 
     def names(self) -> list[str]:
         return list(self._where)

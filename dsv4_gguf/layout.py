@@ -19,7 +19,14 @@ __all__ = ["TensorSpec", "checkpoint_tensors", "census", "Census", "DTYPE_SIZES"
 # Bytes per element of each safetensors dtype the release uses.  I8 holds two FP4 values per byte,
 # which the *shape* already accounts for (``[out, in/2]``).
 DTYPE_SIZES: dict[str, int] = {
-    "F8_E4M3": 1, "F8_E8M0": 1, "I8": 1, "BF16": 2, "F16": 2, "F32": 4, "I32": 4, "I64": 8,
+    "F8_E4M3": 1,
+    "F8_E8M0": 1,
+    "I8": 1,
+    "BF16": 2,
+    "F16": 2,
+    "F32": 4,
+    "I32": 4,
+    "I64": 8,
 }
 
 

@@ -274,8 +274,11 @@ def _check_blob(path: Path, digest: str, size: int, what: str) -> None:
         found = f"sha256:{got}" if got else f"{got_size} bytes"
         raise OllamaExportError(
             f"{path}: {what} should be sha256:{digest} ({size} bytes) but holds {found}; "
-            + ("the store is damaged: delete this blob and rerun" if what == "stored blob" else
-               "the copy was corrupted on its way to disk; check the disk and rerun")
+            + (
+                "the store is damaged: delete this blob and rerun"
+                if what == "stored blob"
+                else "the copy was corrupted on its way to disk; check the disk and rerun"
+            )
             + ". No manifest was written."
         )
 

@@ -23,8 +23,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["load", "Model", "Session", "GenerationStats", "build_tokenizer", "add_run_arguments", "run_run",
-           "add_chat_arguments", "run_chat"]
+__all__ = [
+    "load",
+    "Model",
+    "Session",
+    "GenerationStats",
+    "build_tokenizer",
+    "add_run_arguments",
+    "run_run",
+    "add_chat_arguments",
+    "run_chat",
+]
 
 # DeepSeek-V3/V4 pre-tokenizer (the official tokenizer.json's Split sequence before byte-level BPE).
 _DSV4_SPLITS = (
@@ -48,8 +57,10 @@ def build_tokenizer(path: str | Path) -> Any:
     r = GGUFReader(str(path))
     kind = _field(r, "tokenizer.ggml.model")
     if kind != "gpt2":
-        raise ValueError(f"{path}: tokenizer.ggml.model is {kind!r}; text I/O needs a BPE ('gpt2') vocabulary "
-                         f"(token ids can still be passed directly)")
+        raise ValueError(
+            f"{path}: tokenizer.ggml.model is {kind!r}; text I/O needs a BPE ('gpt2') vocabulary "
+            f"(token ids can still be passed directly)"
+        )
     tokens = _field(r, "tokenizer.ggml.tokens")
     merges = _field(r, "tokenizer.ggml.merges") or []
     types = _field(r, "tokenizer.ggml.token_type") or [1] * len(tokens)
@@ -58,14 +69,17 @@ def build_tokenizer(path: str | Path) -> Any:
     tok = Tokenizer(bpe)
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Split(Regex(p), behavior="isolated") for p in _DSV4_SPLITS]
-        + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+        + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+    )
     tok.decoder = decoders.ByteLevel()
-    special = [AddedToken(t, special=True, normalized=False)
-               for t, ty in zip(tokens, types, strict=False) if ty in (3, 4)]
+    special = [
+        AddedToken(t, special=True, normalized=False) for t, ty in zip(tokens, types, strict=False) if ty in (3, 4)
+    ]
     tok.add_special_tokens(special)
     tok.bos_id = int(_field(r, "tokenizer.ggml.bos_token_id") or 0)
     tok.eos_id = int(_field(r, "tokenizer.ggml.eos_token_id") or 1)
     return tok
+
 
 _MAX_CTX = 1 << 32  # csrc/runtime/session.cpp kMaxCtx: byte counts of the caches stay far from overflow
 
@@ -103,8 +117,10 @@ class Session:
         self._busy = threading.Lock()  # spans a whole multi-chunk prefill (the C++ guard covers one call)
         if model._cuda is not None:  # CUDA backend (dsv4_gguf/cuda.py): f32 KV, no MTP yet
             if kv_dtype != "f32" or mtp:
-                raise NotImplementedError("device='cuda' sessions support kv_dtype='f32' without MTP only; "
-                                          "use device='cpu' for bf16/fp8 KV or the MTP draft block")
+                raise NotImplementedError(
+                    "device='cuda' sessions support kv_dtype='f32' without MTP only; "
+                    "use device='cpu' for bf16/fp8 KV or the MTP draft block"
+                )
             self._s = _C.CudaSession(model._cuda, int(ctx))
             return
         self._s = _C.Session(model._rt, int(ctx), kv_dtype, mtp)
@@ -129,18 +145,21 @@ class Session:
             raise IndexError(f"token id {int(a[bad[0]])} at index {int(bad[0])} is outside the vocabulary [0, {V})")
         return np.ascontiguousarray(a, dtype=np.int32)
 
-    def prefill(self, tokens: Sequence[int] | np.ndarray, all_logits: bool = False,
-                chunk_size: int = 1024) -> np.ndarray:
+    def prefill(
+        self, tokens: Sequence[int] | np.ndarray, all_logits: bool = False, chunk_size: int = 1024
+    ) -> np.ndarray:
         """Consume tokens (any length that fits the context) in chunks of ``chunk_size`` (bounded
         activation memory; results are bit-identical for any chunking); logits ``[V]`` of the last token
         (``all_logits``: ``[T, V]``)."""
         ids = self._ids(tokens)
         with self._exclusive("prefill"):
             if self.pos + len(ids) > self.ctx:
-                raise ValueError(f"context overflow: the session holds {self.pos} tokens and {len(ids)} more "
-                                 f"exceed its context of {self.ctx}; create the session with a larger ctx")
+                raise ValueError(
+                    f"context overflow: the session holds {self.pos} tokens and {len(ids)} more "
+                    f"exceed its context of {self.ctx}; create the session with a larger ctx"
+                )
             step = max(1, chunk_size)
-            outs = [self._s.forward(ids[i:i + step], all_logits) for i in range(0, len(ids), step)]
+            outs = [self._s.forward(ids[i : i + step], all_logits) for i in range(0, len(ids), step)]
         return np.concatenate(outs) if all_logits else outs[-1][0]
 
     def _exclusive(self, what: str) -> _Exclusive:
@@ -181,8 +200,11 @@ class Session:
         """``per_token``: compressed-cache bytes per token of the storage dtype (f32, bf16, or fp8:
         584 B main / 132 B indexer entries; spec §11); ``total``: bytes
         allocated for this session's context (window ring buffers and compressor states included)."""
-        return {"per_token": self._s.kv_bytes_per_token(), "total": float(self._s.kv_bytes_total()),
-                "ctx": float(self.ctx)}
+        return {
+            "per_token": self._s.kv_bytes_per_token(),
+            "total": float(self._s.kv_bytes_total()),
+            "ctx": float(self.ctx),
+        }
 
     def set_taps(self, patterns: Sequence[str]) -> None:
         self._s.set_taps(list(patterns))
@@ -199,8 +221,10 @@ class _Exclusive:
 
     def __enter__(self) -> None:
         if not self._lock.acquire(blocking=False):
-            raise RuntimeError(f"Session.{self._what}: this session is in use by another thread; a session is one "
-                               f"sequence, so give each thread its own session (sessions can share one model)")
+            raise RuntimeError(
+                f"Session.{self._what}: this session is in use by another thread; a session is one "
+                f"sequence, so give each thread its own session (sessions can share one model)"
+            )
 
     def __exit__(self, *exc: object) -> None:
         self._lock.release()
@@ -209,8 +233,16 @@ class _Exclusive:
 class Model:
     """A loaded GGUF (memory-mapped, validated)."""
 
-    def __init__(self, path: str | Path, threads: int = 0, exact: bool = False, qat: bool = True,
-                 mtp: str | Path | bool | None = None, device: str = "cpu", prefetch: bool | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        threads: int = 0,
+        exact: bool = False,
+        qat: bool = True,
+        mtp: str | Path | bool | None = None,
+        device: str = "cpu",
+        prefetch: bool | None = None,
+    ):
         from . import _C
         from .cuda import parse_device, require_cuda
 
@@ -224,8 +256,9 @@ class Model:
         side = self.path.with_name(f"mtp-{self.path.name}")
         if mtp is True and not side.is_file():
             raise FileNotFoundError(f"{side}: no MTP sidecar next to the model (pass its path as mtp=...)")
-        mtp_path = "" if mtp is False else str(mtp) if isinstance(mtp, (str, Path)) else (
-            str(side) if side.is_file() else "")
+        mtp_path = (
+            "" if mtp is False else str(mtp) if isinstance(mtp, (str, Path)) else (str(side) if side.is_file() else "")
+        )
         self._rt = _C.Runtime(str(self.path), threads=threads, exact=exact, qat=qat, mtp=mtp_path)
         self._cuda: Any = None if cuda_index is None else _C.CudaModel(self._rt, cuda_index)
         if self._cuda is None and (prefetch if prefetch is not None else _fits_in_ram(self._rt.config())):
@@ -273,13 +306,21 @@ class Model:
         from .chat import encode_messages
 
         mode = "thinking" if thinking in (True, "high", "max", "thinking") else "chat"
-        return encode_messages(list(messages_or_prompt), thinking_mode=mode,
-                               reasoning_effort="max" if thinking == "max" else None)
+        return encode_messages(
+            list(messages_or_prompt), thinking_mode=mode, reasoning_effort="max" if thinking == "max" else None
+        )
 
-    def generate(self, messages_or_prompt: str | Sequence[Mapping[str, Any]], max_tokens: int = 256,
-                 temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None,
-                 thinking: str | bool = False, ctx: int | None = None,
-                 session: Session | None = None) -> Iterator[str]:
+    def generate(
+        self,
+        messages_or_prompt: str | Sequence[Mapping[str, Any]],
+        max_tokens: int = 256,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        thinking: str | bool = False,
+        ctx: int | None = None,
+        session: Session | None = None,
+    ) -> Iterator[str]:
         """Stream decoded text pieces; stops at EOS or ``max_tokens``.  ``self.last_stats`` holds the
         token counts and prefill/decode timings afterwards (per thread; several threads may generate at
         once, each in its own session)."""
@@ -300,7 +341,7 @@ class Model:
             if tok == eos:
                 break
             text = self.decode_tokens(st.tokens)
-            piece, text_so_far = text[len(text_so_far):], text
+            piece, text_so_far = text[len(text_so_far) :], text
             if piece and not piece.endswith("\ufffd"):
                 yield piece
             else:
@@ -339,8 +380,15 @@ def _fits_in_ram(config: dict[str, Any]) -> bool:
     return isinstance(size, int) and 0 < size < 0.8 * ram
 
 
-def load(path: str | Path, threads: int = 0, exact: bool = False, qat: bool = True,
-         mtp: str | Path | bool | None = None, device: str = "cpu", prefetch: bool | None = None) -> Model:
+def load(
+    path: str | Path,
+    threads: int = 0,
+    exact: bool = False,
+    qat: bool = True,
+    mtp: str | Path | bool | None = None,
+    device: str = "cpu",
+    prefetch: bool | None = None,
+) -> Model:
     """Memory-map and validate a DeepSeek-V4 GGUF (pass the first shard of a split set).
 
     ``threads`` 0 = all cores.  ``exact`` multiplies dequantized weight rows with f32 activations
@@ -364,14 +412,23 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-t", "--threads", type=int, default=0, help="CPU threads (default: all cores)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda / cuda:N (CUDA backend)")
     p.add_argument("-c", "--ctx", type=int, default=8192, help="context length of the session (default 8192)")
-    p.add_argument("--no-prefetch", dest="prefetch", action="store_false", default=None,
-                   help="keep loading lazy (default: map the whole file at load when it takes < 80%% of RAM)")
+    p.add_argument(
+        "--no-prefetch",
+        dest="prefetch",
+        action="store_false",
+        default=None,
+        help="keep loading lazy (default: map the whole file at load when it takes < 80%% of RAM)",
+    )
     p.add_argument("-n", "--max-tokens", type=int, default=256, help="tokens to generate (default 256)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature, 0 = greedy (default 1.0)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling (default 1.0)")
     p.add_argument("--seed", type=int, default=None, help="sampling seed")
-    p.add_argument("--think", choices=["none", "high", "max"], default="none",
-                   help="thinking mode for chat prompts (Non-think, Think High, Think Max)")
+    p.add_argument(
+        "--think",
+        choices=["none", "high", "max"],
+        default="none",
+        help="thinking mode for chat prompts (Non-think, Think High, Think Max)",
+    )
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -381,8 +438,10 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _stats_line(st: GenerationStats) -> str:
-    return (f"[prefill {st.prompt_tokens} tok {st.prefill_tok_s:.1f} tok/s | decode {st.generated_tokens} tok "
-            f"{st.decode_tok_s:.1f} tok/s]")
+    return (
+        f"[prefill {st.prompt_tokens} tok {st.prefill_tok_s:.1f} tok/s | decode {st.generated_tokens} tok "
+        f"{st.decode_tok_s:.1f} tok/s]"
+    )
 
 
 def _think(ns: argparse.Namespace) -> str | bool:
@@ -402,8 +461,15 @@ def run_run(ns: argparse.Namespace) -> int:
     if model is None:
         return 1
     prompt: Any = [{"role": "user", "content": ns.prompt}] if ns.chat else ns.prompt
-    for piece in model.generate(prompt, max_tokens=ns.max_tokens, temperature=ns.temperature, top_p=ns.top_p,
-                                seed=ns.seed, thinking=_think(ns), ctx=ns.ctx):
+    for piece in model.generate(
+        prompt,
+        max_tokens=ns.max_tokens,
+        temperature=ns.temperature,
+        top_p=ns.top_p,
+        seed=ns.seed,
+        thinking=_think(ns),
+        ctx=ns.ctx,
+    ):
         print(piece, end="", flush=True)
     print()
     print(_stats_line(model.last_stats), file=sys.stderr)
@@ -432,18 +498,29 @@ def run_chat(ns: argparse.Namespace) -> int:
             break
         messages.append({"role": "user", "content": line})
         pieces = []
-        for piece in model.generate(messages, max_tokens=ns.max_tokens, temperature=ns.temperature,
-                                    top_p=ns.top_p, seed=ns.seed, thinking=_think(ns), ctx=ns.ctx):
+        for piece in model.generate(
+            messages,
+            max_tokens=ns.max_tokens,
+            temperature=ns.temperature,
+            top_p=ns.top_p,
+            seed=ns.seed,
+            thinking=_think(ns),
+            ctx=ns.ctx,
+        ):
             pieces.append(piece)
             print(piece, end="", flush=True)
         print()
         print(_stats_line(model.last_stats), file=sys.stderr)
         text = "".join(pieces)
         try:
-            msg = parse_completion(text + "<｜end▁of▁sentence｜>",
-                                   thinking_mode="thinking" if _think(ns) else "chat")
-            messages.append({"role": "assistant", "content": msg.get("content", text),
-                             "reasoning_content": msg.get("reasoning_content", "")})
+            msg = parse_completion(text + "<｜end▁of▁sentence｜>", thinking_mode="thinking" if _think(ns) else "chat")
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": msg.get("content", text),
+                    "reasoning_content": msg.get("reasoning_content", ""),
+                }
+            )
         except Exception:  # noqa: BLE001 - keep chatting with the raw text when the reply does not parse
             messages.append({"role": "assistant", "content": text})
     return 0

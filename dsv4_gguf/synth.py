@@ -26,8 +26,14 @@ import numpy as np
 from .config import ModelArgs
 from .layout import TensorSpec, census, checkpoint_tensors
 
-__all__ = ["write_synthetic", "plan_shards", "quantize_fp8_blocks", "quantize_fp4_groups", "SynthError",
-           "WEIGHT_CHOICES"]
+__all__ = [
+    "write_synthetic",
+    "plan_shards",
+    "quantize_fp8_blocks",
+    "quantize_fp4_groups",
+    "SynthError",
+    "WEIGHT_CHOICES",
+]
 
 WEIGHT_CHOICES = """
 * Linear weights: N(0, 1) elements with a sparse heavy tail (0.2 % of entries x6), each row scaled
@@ -109,8 +115,18 @@ def _linear(rng: np.random.Generator, out: int, inp: int, gain: float = 1.0) -> 
     return w
 
 
-_RESIDUAL_READERS = ("attn.wq_a", "attn.wkv", "compressor.wkv", "compressor.wgate", "weights_proj",
-                     "ffn.gate.weight", ".w1.", ".w3.", "e_proj", "h_proj")
+_RESIDUAL_READERS = (
+    "attn.wq_a",
+    "attn.wkv",
+    "compressor.wkv",
+    "compressor.wgate",
+    "weights_proj",
+    "ffn.gate.weight",
+    ".w1.",
+    ".w3.",
+    "e_proj",
+    "h_proj",
+)
 _RESIDUAL_WRITERS = ("attn.wo_b", ".w2.", "e_proj", "h_proj")
 
 
@@ -144,7 +160,7 @@ class _Generator:
             return _linear(rng, *shape, gain=2.5)
         base = name.rsplit(".", 1)[-1] if "hc_" in name else ""
         if "hc_" in name and name.endswith("_fn"):
-            return (rng.standard_normal(shape, dtype=np.float32) * np.float32(0.5 / np.sqrt(shape[1])))
+            return rng.standard_normal(shape, dtype=np.float32) * np.float32(0.5 / np.sqrt(shape[1]))
         if "hc_" in name and base.endswith("_scale"):
             return (1.0 + 0.05 * rng.standard_normal(shape)).astype(np.float32)
         if "hc_" in name and base.endswith("_base"):
@@ -250,8 +266,9 @@ def write_synthetic(
     parent.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(parent).free
     if free < total + 64 * 1024**2:
-        raise SynthError(f"{parent}: {free:,} bytes free but the checkpoint needs {total:,}; free space or "
-                         f"choose another --out")
+        raise SynthError(
+            f"{parent}: {free:,} bytes free but the checkpoint needs {total:,}; free space or choose another --out"
+        )
     tmp = out.with_name(out.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -277,8 +294,14 @@ def write_synthetic(
         (tmp / "config.json").write_text(json.dumps(args.to_hf_dict(), indent=2) + "\n")
         (tmp / "inference").mkdir()
         (tmp / "inference" / "config.json").write_text(json.dumps(args.to_inference_dict(), indent=2) + "\n")
-        gen_cfg = {"bos_token_id": 0, "eos_token_id": 1, "do_sample": True, "temperature": 1.0, "top_p": 1.0,
-                   "transformers_version": "4.57.1"}
+        gen_cfg = {
+            "bos_token_id": 0,
+            "eos_token_id": 1,
+            "do_sample": True,
+            "temperature": 1.0,
+            "top_p": 1.0,
+            "transformers_version": "4.57.1",
+        }
         (tmp / "generation_config.json").write_text(json.dumps(gen_cfg, indent=2) + "\n")
         for fn, data in _tokenizer_files().items():
             (tmp / fn).write_bytes(data)
@@ -291,8 +314,9 @@ def write_synthetic(
     return out
 
 
-def _with_values(group: list[TensorSpec], gen: _Generator,
-                 pending_scales: dict[str, np.ndarray]) -> Iterator[tuple[TensorSpec, np.ndarray]]:
+def _with_values(
+    group: list[TensorSpec], gen: _Generator, pending_scales: dict[str, np.ndarray]
+) -> Iterator[tuple[TensorSpec, np.ndarray]]:
     for spec in group:
         if spec.kind == "scale":
             arr = pending_scales.pop(spec.name, None)

@@ -16,17 +16,27 @@ from .run import RunError
 
 __all__ = ["add_eval_arguments", "add_eval_parser", "run_eval"]
 
-_HEADLINE = {"kld": ("kld_mean", "kld_median", "kld_p99", "kld_p999", "same_top_p", "rms_dp", "ppl_ratio"),
-             "mrcr": ("mrcr_score", "mrcr_score_lenient", "mrcr_n", "mrcr_skipped"),
-             "swebench": ("nll_mean", "nll_delta_mean", "flip_rate", "kld_mean", "swe_n", "swe_skipped")}
+_HEADLINE = {
+    "kld": ("kld_mean", "kld_median", "kld_p99", "kld_p999", "same_top_p", "rms_dp", "ppl_ratio"),
+    "mrcr": ("mrcr_score", "mrcr_score_lenient", "mrcr_n", "mrcr_skipped"),
+    "swebench": ("nll_mean", "nll_delta_mean", "flip_rate", "kld_mean", "swe_n", "swe_skipped"),
+}
 
 
 def _common(p: argparse.ArgumentParser, data_help: str) -> None:
     p.add_argument("--data", required=True, metavar="PATH", help=data_help)
-    p.add_argument("--model", required=True, metavar="A.gguf",
-                   help="candidate: a GGUF path, a served model name (with --url), or a fake spec ('seed=0,noise=0.1')")
-    p.add_argument("--backend", choices=BACKENDS, default="auto",
-                   help="auto: in-process runtime if built, else llama-cpp-python, for .gguf; openai with --url")
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="A.gguf",
+        help="candidate: a GGUF path, a served model name (with --url), or a fake spec ('seed=0,noise=0.1')",
+    )
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="auto: in-process runtime if built, else llama-cpp-python, for .gguf; openai with --url",
+    )
     p.add_argument("--url", help="server for --backend openai|ollama, e.g. http://127.0.0.1:8080")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (created; an existing one is resumed)")
     p.add_argument("--variant", help="label in reports (default: the model file name)")
@@ -51,9 +61,12 @@ def _reference(p: argparse.ArgumentParser) -> None:
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="eval_task", metavar="TASK", required=True)
-    k = sub.add_parser("kld", help="KL divergence and llama-perplexity statistics against a reference",
-                       description="Chunk a text by --ctx, score the second half of each chunk, compare the "
-                       "candidate's distributions with the reference's (llama-perplexity --kl-divergence).")
+    k = sub.add_parser(
+        "kld",
+        help="KL divergence and llama-perplexity statistics against a reference",
+        description="Chunk a text by --ctx, score the second half of each chunk, compare the "
+        "candidate's distributions with the reference's (llama-perplexity --kl-divergence).",
+    )
     _common(k, "plain text file (ignored with --ref-kld, which carries its tokens)")
     _reference(k)
     k.add_argument("--ref-kld", metavar="FILE.kld", help="llama-perplexity --kl-divergence-base file as reference")
@@ -66,8 +79,12 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--bins", help="context bins, e.g. 8K-128K or 8K,1M (default all)")
     m.add_argument("--limit", type=int, help="seeded sample of at most N rows per needle x bin")
     m.add_argument("--max-tokens", type=int, help="only rows of at most N o200k prompt+answer tokens")
-    m.add_argument("--bin-by", choices=("o200k", "native"), default="o200k",
-                   help="bin by o200k prompt+answer tokens (official) or by the model's own count")
+    m.add_argument(
+        "--bin-by",
+        choices=("o200k", "native"),
+        default="o200k",
+        help="bin by o200k prompt+answer tokens (official) or by the model's own count",
+    )
     m.add_argument("--max-new-tokens", type=int, help="generation budget (default: from the answer length)")
 
     s = sub.add_parser("swebench", help="SWE-bench subsets: gold-patch NLL, delta/flips vs a reference, predictions")
@@ -122,10 +139,13 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def add_eval_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register `eval` on the top-level `dsv4-gguf` subparsers (called from dsv4_gguf/cli.py)."""
-    p = sub.add_parser("eval", help="quant quality: KL divergence vs a reference, MRCR and SWE-bench subsets, reports",
-                       description="Measure how much a quantized GGUF loses against the original weights: "
-                       "KLD statistics as llama-perplexity defines them, MRCR, SWE-bench gold-patch NLL. "
-                       "See docs/eval.md.")
+    p = sub.add_parser(
+        "eval",
+        help="quant quality: KL divergence vs a reference, MRCR and SWE-bench subsets, reports",
+        description="Measure how much a quantized GGUF loses against the original weights: "
+        "KLD statistics as llama-perplexity defines them, MRCR, SWE-bench gold-patch NLL. "
+        "See docs/eval.md.",
+    )
     add_eval_arguments(p)
     p.set_defaults(func=run_eval)
     return p

@@ -19,17 +19,35 @@ __all__ = ["load_runs", "write_report", "COLUMNS"]
 
 # (results key, header, format) per task; the CSV carries every scalar, the markdown these columns.
 COLUMNS: dict[str, list[tuple[str, str, str]]] = {
-    "kld": [("kld_mean", "KLD mean", ".6f"), ("kld_median", "KLD median", ".6f"), ("kld_p99", "KLD p99", ".6f"),
-            ("kld_p999", "KLD p99.9", ".6f"), ("same_top_p", "same top p", ".2%"), ("rms_dp", "RMS Δp", ".3%"),
-            ("ppl_ratio", "PPL(Q)/PPL(base)", ".5f"), ("n_positions", "positions", ".0f")],
-    "mrcr": [("mrcr_score", "MRCR (official)", ".4f"), ("mrcr_score_lenient", "lenient", ".4f"),
-             ("mrcr_8needle_all_bins", "8-needle all bins", ".4f"),
-             ("mrcr_8needle_upto_128k", "8-needle ≤128K", ".4f"), ("mrcr_8needle_1m", "8-needle 1M", ".4f"),
-             ("mrcr_prefix_hit_rate", "prefix hits", ".1%"), ("mrcr_n", "n", ".0f"),
-             ("mrcr_skipped", "skipped", ".0f")],
-    "swebench": [("nll_mean", "gold NLL", ".4f"), ("nll_delta_mean", "ΔNLL vs ref", "+.4f"),
-                 ("flip_rate", "flip rate", ".1%"), ("kld_mean", "KLD mean (patch)", ".6f"),
-                 ("line_f1_mean", "line F1", ".3f"), ("swe_n", "n", ".0f"), ("swe_skipped", "skipped", ".0f")],
+    "kld": [
+        ("kld_mean", "KLD mean", ".6f"),
+        ("kld_median", "KLD median", ".6f"),
+        ("kld_p99", "KLD p99", ".6f"),
+        ("kld_p999", "KLD p99.9", ".6f"),
+        ("same_top_p", "same top p", ".2%"),
+        ("rms_dp", "RMS Δp", ".3%"),
+        ("ppl_ratio", "PPL(Q)/PPL(base)", ".5f"),
+        ("n_positions", "positions", ".0f"),
+    ],
+    "mrcr": [
+        ("mrcr_score", "MRCR (official)", ".4f"),
+        ("mrcr_score_lenient", "lenient", ".4f"),
+        ("mrcr_8needle_all_bins", "8-needle all bins", ".4f"),
+        ("mrcr_8needle_upto_128k", "8-needle ≤128K", ".4f"),
+        ("mrcr_8needle_1m", "8-needle 1M", ".4f"),
+        ("mrcr_prefix_hit_rate", "prefix hits", ".1%"),
+        ("mrcr_n", "n", ".0f"),
+        ("mrcr_skipped", "skipped", ".0f"),
+    ],
+    "swebench": [
+        ("nll_mean", "gold NLL", ".4f"),
+        ("nll_delta_mean", "ΔNLL vs ref", "+.4f"),
+        ("flip_rate", "flip rate", ".1%"),
+        ("kld_mean", "KLD mean (patch)", ".6f"),
+        ("line_f1_mean", "line F1", ".3f"),
+        ("swe_n", "n", ".0f"),
+        ("swe_skipped", "skipped", ".0f"),
+    ],
 }
 
 
@@ -81,8 +99,13 @@ def _plot_kld(runs: list[dict[str, Any]], path: Path) -> bool:
     if zero:
         ax.plot([_x(r) for r in zero], [floor] * len(zero), "kv", label="KLD = 0 (reference)")
     for r in pts:
-        ax.annotate(_label(r), (_x(r), r["kld_mean"] if r["kld_mean"] > 0 else floor), textcoords="offset points",
-                    xytext=(4, 6), fontsize=8)
+        ax.annotate(
+            _label(r),
+            (_x(r), r["kld_mean"] if r["kld_mean"] > 0 else floor),
+            textcoords="offset points",
+            xytext=(4, 6),
+            fontsize=8,
+        )
     ax.set_yscale("log")
     ax.set_xlabel("bits per weight (repeating blocks)" if pts[0].get("bpw_blocks") else "bits per weight")
     ax.set_ylabel("KL divergence vs reference (nats)")
@@ -109,8 +132,7 @@ def _plot_mrcr(runs: list[dict[str, Any]], path: Path) -> bool:
     for r in pts:
         for needles in sorted({c["n_needles"] for c in r["table"]}):
             cells = sorted((c for c in r["table"] if c["n_needles"] == needles), key=lambda c: c["bin"])
-            ax.plot([c["bin"] for c in cells], [c["score"] for c in cells], "o-",
-                    label=f"{_label(r)} {needles}-needle")
+            ax.plot([c["bin"] for c in cells], [c["score"] for c in cells], "o-", label=f"{_label(r)} {needles}-needle")
     ax.set_xticks(range(len(labels)), labels)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("context bin (o200k prompt+answer tokens)")
@@ -163,16 +185,27 @@ def write_report(runs: list[dict[str, Any]], out: str | Path) -> dict[str, Path]
         rows = sorted((r for r in runs if r["task"] == task), key=lambda r: -(_x(r) or 0))
         if not rows:
             continue
-        md += [f"## {task}", "", "| variant | bpw (all) | bpw (blocks) | " + " | ".join(h for _, h, _ in cols) + " |",
-               "|---|---:|---:|" + "---:|" * len(cols)]
+        md += [
+            f"## {task}",
+            "",
+            "| variant | bpw (all) | bpw (blocks) | " + " | ".join(h for _, h, _ in cols) + " |",
+            "|---|---:|---:|" + "---:|" * len(cols),
+        ]
         for r in rows:
-            md.append(f"| {_label(r)} | {_fmt(r.get('bpw'), '.3f')} | {_fmt(r.get('bpw_blocks'), '.3f')} | "
-                      + " | ".join(_fmt(r.get(k), f) for k, _, f in cols) + " |")
+            md.append(
+                f"| {_label(r)} | {_fmt(r.get('bpw'), '.3f')} | {_fmt(r.get('bpw_blocks'), '.3f')} | "
+                + " | ".join(_fmt(r.get(k), f) for k, _, f in cols)
+                + " |"
+            )
         md.append("")
-    plots = {"kld_vs_bpw.png": _plot_kld, "mrcr_by_bin.png": _plot_mrcr,
-             "mrcr_vs_bpw.png": lambda rs, p: _plot_vs_bpw(rs, p, "mrcr", "mrcr_score", "MRCR (official)"),
-             "swebench_nll_vs_bpw.png": lambda rs, p: _plot_vs_bpw(rs, p, "swebench", "nll_mean",
-                                                                   "gold-patch NLL (nats/token)")}
+    plots = {
+        "kld_vs_bpw.png": _plot_kld,
+        "mrcr_by_bin.png": _plot_mrcr,
+        "mrcr_vs_bpw.png": lambda rs, p: _plot_vs_bpw(rs, p, "mrcr", "mrcr_score", "MRCR (official)"),
+        "swebench_nll_vs_bpw.png": lambda rs, p: _plot_vs_bpw(
+            rs, p, "swebench", "nll_mean", "gold-patch NLL (nats/token)"
+        ),
+    }
     for name, fn in plots.items():
         if fn(runs, out / name):
             files[name] = out / name

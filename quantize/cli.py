@@ -13,8 +13,17 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-__all__ = ["add_convert_arguments", "run_convert", "add_requantize_arguments", "run_requantize",
-           "add_verify_arguments", "run_verify", "add_inspect_arguments", "run_inspect", "format_plan"]
+__all__ = [
+    "add_convert_arguments",
+    "run_convert",
+    "add_requantize_arguments",
+    "run_requantize",
+    "add_verify_arguments",
+    "run_verify",
+    "add_inspect_arguments",
+    "run_inspect",
+    "format_plan",
+]
 
 
 def _size(text: str) -> int:
@@ -32,20 +41,38 @@ def _variants() -> list[str]:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--type", dest="variant", default="SOURCE", metavar="VARIANT",
-                   help=f"output variant: {', '.join(_variants())} (default SOURCE)")
-    p.add_argument("--tensor-type", action="append", default=[], metavar="PATTERN=TYPE",
-                   help="override the type of tensors whose GGUF name matches the regex (llama-quantize syntax; "
-                        "repeatable, first match wins)")
+    p.add_argument(
+        "--type",
+        dest="variant",
+        default="SOURCE",
+        metavar="VARIANT",
+        help=f"output variant: {', '.join(_variants())} (default SOURCE)",
+    )
+    p.add_argument(
+        "--tensor-type",
+        action="append",
+        default=[],
+        metavar="PATTERN=TYPE",
+        help="override the type of tensors whose GGUF name matches the regex (llama-quantize syntax; "
+        "repeatable, first match wins)",
+    )
     p.add_argument("--imatrix", metavar="FILE", help="importance matrix from llama-imatrix (GGUF or legacy .dat)")
-    p.add_argument("--split-max-size", type=_size, default=0, metavar="SIZE",
-                   help="split the main file into gguf-split shards of at most SIZE (e.g. 50G)")
+    p.add_argument(
+        "--split-max-size",
+        type=_size,
+        default=0,
+        metavar="SIZE",
+        help="split the main file into gguf-split shards of at most SIZE (e.g. 50G)",
+    )
     p.add_argument("--only", metavar="PATTERN", help="convert only tensors whose GGUF name matches (debugging)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (types, sizes, bpw); write nothing")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run (verifies what was written)")
-    p.add_argument("--compare-tensor", metavar="NAME",
-                   help="regenerate tensor NAME and compare it with the same tensor of the existing -o file")
+    p.add_argument(
+        "--compare-tensor",
+        metavar="NAME",
+        help="regenerate tensor NAME and compare it with the same tensor of the existing -o file",
+    )
 
 
 def add_convert_arguments(p: argparse.ArgumentParser) -> None:
@@ -93,8 +120,10 @@ def format_plan(plan) -> str:  # noqa: ANN001
             size[p.qtype.name] += p.nbytes
             elems[p.qtype.name] += p.tensor.n_elements
         n = sum(elems.values())
-        lines.append(f"{f.path.name}: {len(f.entries)} tensors, {f.size:,} bytes ({f.size / 1e9:.2f} GB), "
-                     f"{8 * sum(size.values()) / max(n, 1):.3f} bits per weight")
+        lines.append(
+            f"{f.path.name}: {len(f.entries)} tensors, {f.size:,} bytes ({f.size / 1e9:.2f} GB), "
+            f"{8 * sum(size.values()) / max(n, 1):.3f} bits per weight"
+        )
         for q in sorted(count, key=lambda q: -size[q]):
             lines.append(f"  {q:<8} {count[q]:>6} tensors {size[q]:>18,} bytes  {8 * size[q] / elems[q]:6.3f} bpw")
     classes: dict[tuple[str, str], list] = defaultdict(list)
@@ -139,8 +168,10 @@ def _run(plan, source, ns: argparse.Namespace, desc: str) -> int:  # noqa: ANN00
     imatrix = load_imatrix(ns.imatrix) if ns.imatrix else None
     if imatrix is not None and imatrix.unseen:  # reported: these slices get the weight-energy fallback
         n = sum(len(v) for v in imatrix.unseen.values())
-        print(f"imatrix: {n} expert slices were never routed during collection and use the weight-energy "
-              f"fallback: " + "; ".join(f"{k} {v}" for k, v in sorted(imatrix.unseen.items())))
+        print(
+            f"imatrix: {n} expert slices were never routed during collection and use the weight-energy "
+            f"fallback: " + "; ".join(f"{k} {v}" for k, v in sorted(imatrix.unseen.items()))
+        )
     bar, update, n_total = _bar(plan.total_bytes, desc)
     n_total[0] = len(plan.entries)
     t0 = time.perf_counter()
@@ -167,8 +198,11 @@ def _compare(plan, source, ns: argparse.Namespace) -> int:  # noqa: ANN001
     if entry is None:
         raise ValueError(f"--compare-tensor: no tensor '{ns.compare_tensor}' in the plan")
     t = entry.tensor
-    im = imatrix_for(load_imatrix(ns.imatrix), t.name, t.shape[0] if t.assemble == "stack" else 1, t.shape[-1]) \
-        if ns.imatrix else None
+    im = (
+        imatrix_for(load_imatrix(ns.imatrix), t.name, t.shape[0] if t.assemble == "stack" else 1, t.shape[-1])
+        if ns.imatrix
+        else None
+    )
     if isinstance(source, Checkpoint):
         rd = RawReader(source)
         new = b"".join(bytes(c) for c in produce(entry, rd=rd, imatrix=im))
@@ -183,10 +217,12 @@ def _compare(plan, source, ns: argparse.Namespace) -> int:  # noqa: ANN001
     if info.qtype == entry.qtype and new == old:
         print("identical bytes")
         return 0
-    a = dequantize_raw(np.frombuffer(new, np.uint8).reshape(*t.shape[:-1], -1)
-                       if entry.qtype.name not in ("F32", "I32") else
-                       np.frombuffer(new, np.float32 if entry.qtype.name == "F32" else np.int32).reshape(t.shape),
-                       entry.qtype)
+    a = dequantize_raw(
+        np.frombuffer(new, np.uint8).reshape(*t.shape[:-1], -1)
+        if entry.qtype.name not in ("F32", "I32")
+        else np.frombuffer(new, np.float32 if entry.qtype.name == "F32" else np.int32).reshape(t.shape),
+        entry.qtype,
+    )
     b = other.dequantize(t.name, file)
     d = a.astype(np.float64) - b.astype(np.float64)
     rel = float(np.sqrt(np.sum(d * d) / max(np.sum(b.astype(np.float64) ** 2), 1e-300)))
@@ -210,8 +246,17 @@ def run_convert(ns: argparse.Namespace) -> int:
             raise ValueError("--preset plans only (use --dry-run); converting needs a checkpoint folder")
         args = preset(ns.preset)
         out = Path(ns.out or f"DeepSeek-V4-{ns.preset}-{recipe.name}.gguf")
-        plan = make_plan(args, recipe, out, ckpt_dir=None, name=f"DeepSeek-V4-{ns.preset}",
-                         overrides=_overrides(ns), mtp=not ns.no_mtp, split_max_size=ns.split_max_size, only=only)
+        plan = make_plan(
+            args,
+            recipe,
+            out,
+            ckpt_dir=None,
+            name=f"DeepSeek-V4-{ns.preset}",
+            overrides=_overrides(ns),
+            mtp=not ns.no_mtp,
+            split_max_size=ns.split_max_size,
+            only=only,
+        )
         print(format_plan(plan))
         return 0
     if not ns.checkpoint:
@@ -220,8 +265,17 @@ def run_convert(ns: argparse.Namespace) -> int:
         raise ValueError("-o OUT.gguf is required")
     ck = Checkpoint(ns.checkpoint)
     try:
-        plan = make_plan(ck.args, recipe, Path(ns.out), ckpt_dir=ck.path, name=ns.name or ck.path.name,
-                         overrides=_overrides(ns), mtp=not ns.no_mtp, split_max_size=ns.split_max_size, only=only)
+        plan = make_plan(
+            ck.args,
+            recipe,
+            Path(ns.out),
+            ckpt_dir=ck.path,
+            name=ns.name or ck.path.name,
+            overrides=_overrides(ns),
+            mtp=not ns.no_mtp,
+            split_max_size=ns.split_max_size,
+            only=only,
+        )
         return _run(plan, ck, ns, f"convert {recipe.name}")
     finally:
         ck.close()
@@ -233,8 +287,14 @@ def run_requantize(ns: argparse.Namespace) -> int:
     from .requantize import make_requant_plan
 
     m = open_gguf(ns.input)
-    plan = make_requant_plan(m, load_recipe(ns.variant), Path(ns.out), overrides=_overrides(ns),
-                             split_max_size=ns.split_max_size, only=re.compile(ns.only) if ns.only else None)
+    plan = make_requant_plan(
+        m,
+        load_recipe(ns.variant),
+        Path(ns.out),
+        overrides=_overrides(ns),
+        split_max_size=ns.split_max_size,
+        only=re.compile(ns.only) if ns.only else None,
+    )
     return _run(plan, m, ns, f"requantize {ns.variant}")
 
 
@@ -258,12 +318,16 @@ def run_inspect(ns: argparse.Namespace) -> int:
     md = m.metadata
     side = f", MTP sidecar {m.mtp.files[0].path.name}" if m.mtp else ""
     print(f"file: {m.path} ({len(m.main.files)} file(s){side})")
-    print(f"arch: {md.get('general.architecture')}  name: {md.get('general.name')}  "
-          f"variant: {md.get('general.quantized_by')}  file_type: {md.get('general.file_type')}")
+    print(
+        f"arch: {md.get('general.architecture')}  name: {md.get('general.name')}  "
+        f"variant: {md.get('general.quantized_by')}  file_type: {md.get('general.file_type')}"
+    )
     a = m.args
-    print(f"model: dim {a.dim}, layers {a.n_layers} (+{a.n_mtp_layers} MTP), heads {a.n_heads}, experts "
-          f"{a.n_routed_experts} ({a.n_activated_experts} active), vocab {a.vocab_size}, "
-          f"compress {list(a.compress_ratios)}")
+    print(
+        f"model: dim {a.dim}, layers {a.n_layers} (+{a.n_mtp_layers} MTP), heads {a.n_heads}, experts "
+        f"{a.n_routed_experts} ({a.n_activated_experts} active), vocab {a.vocab_size}, "
+        f"compress {list(a.compress_ratios)}"
+    )
     for label, names, file in (("main", m.names(), "main"), ("mtp", m.names("mtp"), "mtp")):
         if not names:
             continue
@@ -291,9 +355,11 @@ def run_inspect(ns: argparse.Namespace) -> int:
     for k in keys:
         v = md[k]
         print(f"  {k} = {v if not isinstance(v, list) or len(v) < 16 else str(v[:8])[:-1] + ', ...]'}")
-    print(f"  tokenizer: {md.get('tokenizer.ggml.model')}/{md.get('tokenizer.ggml.pre')}, "
-          f"{len(md.get('tokenizer.ggml.tokens', []))} tokens, {len(md.get('tokenizer.ggml.merges', []))} merges, "
-          f"chat template {'yes' if 'tokenizer.chat_template' in md else 'no'}")
+    print(
+        f"  tokenizer: {md.get('tokenizer.ggml.model')}/{md.get('tokenizer.ggml.pre')}, "
+        f"{len(md.get('tokenizer.ggml.tokens', []))} tokens, {len(md.get('tokenizer.ggml.merges', []))} merges, "
+        f"chat template {'yes' if 'tokenizer.chat_template' in md else 'no'}"
+    )
     return 0
 
 

@@ -82,9 +82,19 @@ class Plan:
         return sum(f.size for f in self.files)
 
 
-def make_plan(args: ModelArgs, recipe: Recipe, out: Path, *, ckpt_dir: Path | None, name: str = "DeepSeek-V4",
-              overrides: list | None = None, mtp: bool = True, split_max_size: int = 0, split_max_tensors: int = 0,
-              only: re.Pattern[str] | None = None) -> Plan:
+def make_plan(
+    args: ModelArgs,
+    recipe: Recipe,
+    out: Path,
+    *,
+    ckpt_dir: Path | None,
+    name: str = "DeepSeek-V4",
+    overrides: list | None = None,
+    mtp: bool = True,
+    split_max_size: int = 0,
+    split_max_tensors: int = 0,
+    only: re.Pattern[str] | None = None,
+) -> Plan:
     from dsv4_gguf import chat
 
     tensors = gguf_tensors(args, mtp=mtp)
@@ -96,16 +106,20 @@ def make_plan(args: ModelArgs, recipe: Recipe, out: Path, *, ckpt_dir: Path | No
     files: list[OutFile] = []
     base = general_kvs(name, recipe.file_type, variant=recipe.name)
     main_kv = base + arch_kvs(args, block_count=args.n_layers) + tok
-    groups = split_groups([TensorEntry(p.tensor.name, p.tensor.shape, p.qtype) for p in main],
-                          split_max_size, split_max_tensors)
+    groups = split_groups(
+        [TensorEntry(p.tensor.name, p.tensor.shape, p.qtype) for p in main], split_max_size, split_max_tensors
+    )
     paths = split_paths(out, len(groups))
     for i, (g, p) in enumerate(zip(groups, paths, strict=True)):
         kv = (main_kv if i == 0 else []) + (split_kvs(i, len(groups), len(main)) if len(groups) > 1 else [])
         files.append(OutFile(p, kv, [main[j] for j in g]))
     side = [p for p in planned if p.tensor.file == MTP]
     if side:
-        kv = (general_kvs(f"{name} MTP", recipe.file_type, variant=recipe.name)
-              + arch_kvs(args, block_count=args.n_blocks, nextn=args.n_mtp_layers) + tok)
+        kv = (
+            general_kvs(f"{name} MTP", recipe.file_type, variant=recipe.name)
+            + arch_kvs(args, block_count=args.n_blocks, nextn=args.n_mtp_layers)
+            + tok
+        )
         files.append(OutFile(out.with_name(MTP_FILE_PREFIX + out.name), kv, side))
     for f in files:
         f.finalize()
@@ -197,17 +211,26 @@ def _verified_prefix(f: OutFile, tmp: Path, jpath: Path) -> int:
     return n
 
 
-def convert(plan: Plan, source: Checkpoint | Any, *, resume: bool = False, overwrite: bool = False,
-            imatrix: dict[str, np.ndarray] | None = None, progress: Callable[[int, int, str], None] | None = None,
-            on_tensor: Callable[[str], None] | None = None) -> list[Path]:
+def convert(
+    plan: Plan,
+    source: Checkpoint | Any,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    imatrix: dict[str, np.ndarray] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+    on_tensor: Callable[[str], None] | None = None,
+) -> list[Path]:
     """Write every file of ``plan`` from ``source`` (a `Checkpoint`, or a `GGUFModel` for requantize);
     returns the final paths.  ``progress(bytes, tensors_done, name)``.
     ``on_tensor(name)`` runs after each finished tensor (tests use it to simulate an interruption)."""
     finished = [resume and not overwrite and _finished(f) for f in plan.files]
     for f, done in zip(plan.files, finished, strict=True):
         if f.path.exists() and not overwrite and not done:
-            raise ConvertError(f"{f.path}: already exists; choose another -o or pass --overwrite"
-                               + ("" if resume else " (or --resume if an earlier run was interrupted)"))
+            raise ConvertError(
+                f"{f.path}: already exists; choose another -o or pass --overwrite"
+                + ("" if resume else " (or --resume if an earlier run was interrupted)")
+            )
         f.path.parent.mkdir(parents=True, exist_ok=True)
     starts = []
     for f, done in zip(plan.files, finished, strict=True):
@@ -219,8 +242,10 @@ def convert(plan: Plan, source: Checkpoint | Any, *, resume: bool = False, overw
     parent = plan.files[0].path.parent
     free = shutil.disk_usage(parent).free
     if free < need + SPACE_MARGIN:
-        raise ConvertError(f"{parent}: {free:,} bytes free but the conversion needs {need:,} more "
-                           f"(+{SPACE_MARGIN >> 20} MiB margin); free space or choose another -o")
+        raise ConvertError(
+            f"{parent}: {free:,} bytes free but the conversion needs {need:,} more "
+            f"(+{SPACE_MARGIN >> 20} MiB margin); free space or choose another -o"
+        )
     if isinstance(source, Checkpoint):
         rd = RawReader(source)
         make = partial(produce, rd=rd)
@@ -302,8 +327,9 @@ def _write_file(f: OutFile, start: int, make: Callable, imatrix, progress, on_te
                     fh.seek(f.offsets[i])
                 if c is None:
                     if written != p.nbytes:
-                        raise ConvertError(f"internal: tensor '{p.tensor.name}' produced {written} bytes, "
-                                           f"planned {p.nbytes}")
+                        raise ConvertError(
+                            f"internal: tensor '{p.tensor.name}' produced {written} bytes, planned {p.nbytes}"
+                        )
                     fh.write(b"\0" * (-written % 32))
                     fh.flush()
                     jf.write(f"{i} {p.tensor.name} {written} {h.hexdigest()}\n")
@@ -323,6 +349,7 @@ def _write_file(f: OutFile, start: int, make: Callable, imatrix, progress, on_te
             os.fsync(fh.fileno())  # on disk before its final name can appear
     except OSError as e:
         if e.errno == errno.ENOSPC:
-            raise ConvertError(f"{tmp}: disk full while writing; free space and rerun with --resume "
-                               f"(finished tensors are kept)") from None
+            raise ConvertError(
+                f"{tmp}: disk full while writing; free space and rerun with --resume (finished tensors are kept)"
+            ) from None
         raise ConvertError(f"{tmp}: write failed ({e}); rerun with --resume") from None

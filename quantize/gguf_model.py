@@ -68,14 +68,17 @@ class GGUFModel:
         except GGUFError:
             vocab = None
         try:
-            self.args: ModelArgs = args_from_metadata(self.metadata, n_mtp_layers=None if self.mtp else 0,
-                                                      vocab_size=vocab)
+            self.args: ModelArgs = args_from_metadata(
+                self.metadata, n_mtp_layers=None if self.mtp else 0, vocab_size=vocab
+            )
         except ConfigError as e:
             raise GGUFError(f"{self.path}: {e}") from None
         except (TypeError, ValueError, OverflowError, IndexError) as e:
             # a key of the wrong GGUF type (a string where a count belongs, an empty array, inf, ...)
-            raise GGUFError(f"{self.path}: deepseek4 metadata has a value of the wrong type or range ({e}); "
-                            f"the file is corrupt or not a DeepSeek-V4 GGUF") from None
+            raise GGUFError(
+                f"{self.path}: deepseek4 metadata has a value of the wrong type or range ({e}); "
+                f"the file is corrupt or not a DeepSeek-V4 GGUF"
+            ) from None
         self._where: dict[str, GGUFShards] = {n: self.main for n in self.main.names()}
         self.mtp_tensors: dict[str, GGUFShards] = {n: self.mtp for n in self.mtp.names()} if self.mtp else {}
 

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ImatrixError", "Imatrix", "RawImatrix", "load_imatrix", "load_imatrix_raw", "write_imatrix",
-           "imatrix_for"]
+__all__ = ["ImatrixError", "Imatrix", "RawImatrix", "load_imatrix", "load_imatrix_raw", "write_imatrix", "imatrix_for"]
 
 
 class ImatrixError(ValueError):
@@ -32,9 +31,15 @@ class Imatrix(dict):
 class RawImatrix:
     """Raw sums of squares ``[n_mat, ne0]`` and token counts ``[n_mat]`` (float64), plus provenance."""
 
-    def __init__(self, sums: dict[str, np.ndarray] | None = None, counts: dict[str, np.ndarray] | None = None,
-                 datasets: list[str] | None = None, chunk_count: int = 0, chunk_size: int = 0,
-                 extra: dict[str, str] | None = None):
+    def __init__(
+        self,
+        sums: dict[str, np.ndarray] | None = None,
+        counts: dict[str, np.ndarray] | None = None,
+        datasets: list[str] | None = None,
+        chunk_count: int = 0,
+        chunk_size: int = 0,
+        extra: dict[str, str] | None = None,
+    ):
         self.sums = sums or {}
         self.counts = counts or {}
         self.datasets = datasets or []
@@ -70,8 +75,12 @@ def write_imatrix(path: str | Path, raw: RawImatrix) -> None:
 
     from dsv4_gguf.gguf_io import KV, TensorEntry, write_plain
 
-    kvs = [KV("general.type", "str", "imatrix"), KV("imatrix.datasets", "str[]", list(raw.datasets)),
-           KV("imatrix.chunk_count", "u32", int(raw.chunk_count)), KV("imatrix.chunk_size", "u32", int(raw.chunk_size))]
+    kvs = [
+        KV("general.type", "str", "imatrix"),
+        KV("imatrix.datasets", "str[]", list(raw.datasets)),
+        KV("imatrix.chunk_count", "u32", int(raw.chunk_count)),
+        KV("imatrix.chunk_size", "u32", int(raw.chunk_size)),
+    ]
     kvs += [KV(k, "str", v) for k, v in sorted(raw.extra.items())]
     ts = []
     for name in sorted(raw.sums):
@@ -108,9 +117,12 @@ def _load_gguf(path: Path) -> RawImatrix:
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ImatrixError(f"{path}: '{key}' must be a non-negative integer, got {v!r:.80}")
         chunks[key] = v
-    out = RawImatrix(datasets=datasets, chunk_count=chunks["imatrix.chunk_count"],
-                     chunk_size=chunks["imatrix.chunk_size"],
-                     extra={k: v for k, v in md.items() if k.startswith("dsv4.") and isinstance(v, str)})
+    out = RawImatrix(
+        datasets=datasets,
+        chunk_count=chunks["imatrix.chunk_count"],
+        chunk_size=chunks["imatrix.chunk_size"],
+        extra={k: v for k, v in md.items() if k.startswith("dsv4.") and isinstance(v, str)},
+    )
     for name, sname in sums.items():
         cname = name + ".counts"
         if cname not in g.tensors:
@@ -121,8 +133,10 @@ def _load_gguf(path: Path) -> RawImatrix:
         s = np.asarray(g.raw(sname), dtype=np.float64)
         c = np.asarray(g.raw(cname), dtype=np.float64).reshape(-1)
         if len(c) == 0 or s.size == 0 or s.size % len(c):
-            raise ImatrixError(f"{path}: '{sname}' has {s.size} values, not a whole number of rows for the "
-                               f"{len(c)} counts of '{cname}'")
+            raise ImatrixError(
+                f"{path}: '{sname}' has {s.size} values, not a whole number of rows for the "
+                f"{len(c)} counts of '{cname}'"
+            )
         s = s.reshape(len(c), -1) if s.ndim == 1 else s.reshape(-1, s.shape[-1])
         if s.shape[0] != len(c):
             raise ImatrixError(f"{path}: '{sname}' has {s.shape[0]} matrices but '{cname}' {len(c)} counts")
@@ -160,8 +174,10 @@ def _load_dat(path: Path) -> RawImatrix:
         if nval <= 0:
             raise ImatrixError(f"{path}: entry '{name}' has {nval} values")
         if pos + 4 * nval > len(data):
-            raise ImatrixError(f"{path}: entry '{name}' claims {nval} values but the file ends after "
-                               f"{(len(data) - pos) // 4}; the file is truncated")
+            raise ImatrixError(
+                f"{path}: entry '{name}' claims {nval} values but the file ends after "
+                f"{(len(data) - pos) // 4}; the file is truncated"
+            )
         if name in out.sums:
             raise ImatrixError(f"{path}: duplicate entry '{name}'; the file is corrupt")
         vals = np.frombuffer(data, np.float32, nval, pos).copy()
@@ -171,20 +187,23 @@ def _load_dat(path: Path) -> RawImatrix:
     if pos + 8 <= len(data):
         out.chunk_count, ln = struct.unpack_from("<ii", data, pos)
         if 0 < ln <= len(data) - pos - 8:
-            out.datasets = [data[pos + 8: pos + 8 + ln].decode("utf-8", "replace")]
+            out.datasets = [data[pos + 8 : pos + 8 + ln].decode("utf-8", "replace")]
     return out
 
 
-def imatrix_for(im: dict[str, np.ndarray] | None, name: str, n_mat: int, ne0: int,
-                unseen_nan: bool = False) -> np.ndarray | None:
+def imatrix_for(
+    im: dict[str, np.ndarray] | None, name: str, n_mat: int, ne0: int, unseen_nan: bool = False
+) -> np.ndarray | None:
     """The ``[n_mat, ne0]`` importance array of GGUF tensor ``name`` (``None`` when the file has none).
     ``unseen_nan``: rows of experts never routed become NaN (the converter then uses the weight energy)."""
     if im is None or name not in im:
         return None
     a = im[name]
     if a.size != n_mat * ne0:
-        raise ImatrixError(f"imatrix entry '{name}' has {a.size} values, the tensor needs {n_mat} x {ne0} "
-                           f"(columns x experts); the imatrix was computed for a different model")
+        raise ImatrixError(
+            f"imatrix entry '{name}' has {a.size} values, the tensor needs {n_mat} x {ne0} "
+            f"(columns x experts); the imatrix was computed for a different model"
+        )
     a = np.array(a.reshape(n_mat, ne0), dtype=np.float32)
     for e in getattr(im, "unseen", {}).get(name, ()) if unseen_nan else ():
         a[e] = np.nan

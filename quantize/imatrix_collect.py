@@ -23,13 +23,28 @@ import numpy as np
 
 from .imatrix import ImatrixError, RawImatrix, load_imatrix_raw, write_imatrix
 
-__all__ = ["TAPS", "Collector", "collect", "merge", "save_partial", "load_partial", "add_imatrix_arguments",
-           "run_imatrix"]
+__all__ = [
+    "TAPS",
+    "Collector",
+    "collect",
+    "merge",
+    "save_partial",
+    "load_partial",
+    "add_imatrix_arguments",
+    "run_imatrix",
+]
 
 # tap of the runtime -> GGUF weights (leaf names inside blk.L) whose input it is
 _INPUTS: dict[str, tuple[str, ...]] = {
-    "attn_in": ("attn_q_a", "attn_kv", "attn_compressor_kv", "attn_compressor_gate", "indexer_compressor_kv",
-                "indexer_compressor_gate", "indexer.proj"),
+    "attn_in": (
+        "attn_q_a",
+        "attn_kv",
+        "attn_compressor_kv",
+        "attn_compressor_gate",
+        "indexer_compressor_kv",
+        "indexer_compressor_gate",
+        "indexer.proj",
+    ),
     "qr": ("attn_q_b", "indexer.attn_q_b"),
     "wo_a_in": ("attn_output_a",),
     "wo_b_in": ("attn_output_b",),
@@ -48,8 +63,9 @@ FINGERPRINT_KEY = "dsv4.imatrix.fingerprint"
 class Collector:
     """Accumulates the taps of one forward call into per-weight sums (float64) and counts."""
 
-    def __init__(self, shapes: dict[str, tuple[int, ...]], raw: RawImatrix | None = None, n_layers: int = 0,
-                 eps: float = 1e-6):
+    def __init__(
+        self, shapes: dict[str, tuple[int, ...]], raw: RawImatrix | None = None, n_layers: int = 0, eps: float = 1e-6
+    ):
         self.shapes = shapes  # GGUF weight name -> numpy-order shape (experts first for stacked ones)
         self.raw = raw or RawImatrix()
         self.last, self.eps = n_layers - 1, eps
@@ -119,8 +135,11 @@ def _weights(model_path: Path) -> dict[str, tuple[int, ...]]:
 
     g = GGUFFile(model_path)
     leaves = {*(v for vs in _INPUTS.values() for v in vs), *(v for vs in _ROUTED.values() for v in vs)}
-    return {n: t.shape for n, t in g.tensors.items() if n == "output_hc_fn.weight"
-            or (n.startswith("blk.") and n.split(".", 2)[2].removesuffix(".weight") in leaves)}
+    return {
+        n: t.shape
+        for n, t in g.tensors.items()
+        if n == "output_hc_fn.weight" or (n.startswith("blk.") and n.split(".", 2)[2].removesuffix(".weight") in leaves)
+    }
 
 
 def _metadata(model_path: Path) -> dict:
@@ -138,10 +157,11 @@ def chunk_tokens(model, texts: Sequence[str], ctx: int, n_chunks: int = 0) -> li
         ids += model.encode(t)
     step = ctx - 1
     bos = model.tokenizer.bos_id
-    out = [np.asarray([bos, *ids[i:i + step]], np.int32) for i in range(0, len(ids) - step + 1, step)]
+    out = [np.asarray([bos, *ids[i : i + step]], np.int32) for i in range(0, len(ids) - step + 1, step)]
     if not out:
-        raise ImatrixError(f"the text has {len(ids)} tokens, fewer than one chunk of --ctx {ctx}; "
-                           f"give more text or a smaller --ctx")
+        raise ImatrixError(
+            f"the text has {len(ids)} tokens, fewer than one chunk of --ctx {ctx}; give more text or a smaller --ctx"
+        )
     return out[:n_chunks] if n_chunks > 0 else out
 
 
@@ -154,11 +174,24 @@ def _fingerprint(model_path: Path, chunks: Sequence[np.ndarray], ctx: int) -> st
     return h.hexdigest()
 
 
-def collect(model_path: str | Path, texts: Sequence[str] | None, out: str | Path, *, ctx: int = 512,
-            n_chunks: int = 0, batch: int = 128, threads: int = 0, datasets: Sequence[str] = (),
-            resume: bool = False, save_every: int = 10, progress: Callable[[int, int], None] | None = None,
-            stop_after: int | None = None, token_chunks: Sequence[np.ndarray] | None = None,
-            exact: bool = False, qat: bool = True) -> RawImatrix:
+def collect(
+    model_path: str | Path,
+    texts: Sequence[str] | None,
+    out: str | Path,
+    *,
+    ctx: int = 512,
+    n_chunks: int = 0,
+    batch: int = 128,
+    threads: int = 0,
+    datasets: Sequence[str] = (),
+    resume: bool = False,
+    save_every: int = 10,
+    progress: Callable[[int, int], None] | None = None,
+    stop_after: int | None = None,
+    token_chunks: Sequence[np.ndarray] | None = None,
+    exact: bool = False,
+    qat: bool = True,
+) -> RawImatrix:
     """Collect over ``texts`` (or ready ``token_chunks``) and write ``out``.  A partial file
     (``out + '.partial'``) is saved every ``save_every`` chunks; ``resume`` continues from it when it
     was made from the same model, tokens and ctx.  ``stop_after``: stop (partial file saved) after that
@@ -167,8 +200,11 @@ def collect(model_path: str | Path, texts: Sequence[str] | None, out: str | Path
 
     model_path, out = Path(model_path), Path(out)
     model = runtime.load(model_path, threads=threads, exact=exact, qat=qat)
-    chunks = [np.asarray(c, np.int32) for c in token_chunks] if token_chunks is not None else \
-        chunk_tokens(model, texts or [], ctx, n_chunks)
+    chunks = (
+        [np.asarray(c, np.int32) for c in token_chunks]
+        if token_chunks is not None
+        else chunk_tokens(model, texts or [], ctx, n_chunks)
+    )
     fp = _fingerprint(model_path, chunks, ctx)
     partial = out.with_name(out.name + ".partial")
     out.parent.mkdir(parents=True, exist_ok=True)  # before the work, not at the first save
@@ -176,11 +212,16 @@ def collect(model_path: str | Path, texts: Sequence[str] | None, out: str | Path
     if resume and partial.is_file():
         got = load_partial(partial)
         if got.extra.get(FINGERPRINT_KEY) != fp:
-            raise ImatrixError(f"{partial}: made from another model, text or --ctx; "
-                               f"delete it or rerun without --resume")
+            raise ImatrixError(
+                f"{partial}: made from another model, text or --ctx; delete it or rerun without --resume"
+            )
         raw = got
-    col = Collector(_weights(model_path), raw, n_layers=int(model.config["n_layers"]),
-                    eps=float(_metadata(model_path).get("deepseek4.attention.layer_norm_rms_epsilon", 1e-6)))
+    col = Collector(
+        _weights(model_path),
+        raw,
+        n_layers=int(model.config["n_layers"]),
+        eps=float(_metadata(model_path).get("deepseek4.attention.layer_norm_rms_epsilon", 1e-6)),
+    )
     taps = [*TAPS, f"layers.{col.last}.block_out"]
     sess = model.session(ctx=max(ctx, max(len(c) for c in chunks)))
     done_here = 0
@@ -192,7 +233,7 @@ def collect(model_path: str | Path, texts: Sequence[str] | None, out: str | Path
         c = chunks[i]
         for b0 in range(0, len(c), batch):  # bounded tap memory: taps are taken per batch
             sess.set_taps(taps)
-            sess.prefill(c[b0:b0 + batch])
+            sess.prefill(c[b0 : b0 + batch])
             col.add(sess.take_taps())
         raw.chunk_count = i + 1
         done_here += 1
@@ -220,15 +261,21 @@ def save_partial(path: Path, raw: RawImatrix) -> None:
 
     from dsv4_gguf.gguf_io import KV, TensorEntry, write_plain
 
-    kvs = [KV("general.type", "str", "imatrix"), KV("imatrix.datasets", "str[]", list(raw.datasets)),
-           KV("imatrix.chunk_count", "u32", int(raw.chunk_count)), KV("imatrix.chunk_size", "u32", int(raw.chunk_size))]
+    kvs = [
+        KV("general.type", "str", "imatrix"),
+        KV("imatrix.datasets", "str[]", list(raw.datasets)),
+        KV("imatrix.chunk_count", "u32", int(raw.chunk_count)),
+        KV("imatrix.chunk_size", "u32", int(raw.chunk_size)),
+    ]
     kvs += [KV(k, "str", v) for k, v in sorted(raw.extra.items())]
     ts = []
     for name in sorted(raw.sums):
         s, c = np.ascontiguousarray(raw.sums[name], np.float64), np.ascontiguousarray(raw.counts[name], np.float64)
         for leaf, a in ((".in_sum2", s), (".counts", c.reshape(-1, 1))):
-            ts += [(TensorEntry(name + leaf, a.shape, Q.F32), a.astype(np.float32)),
-                   (TensorEntry(name + leaf + _EXACT, a.shape, Q.F64), a)]
+            ts += [
+                (TensorEntry(name + leaf, a.shape, Q.F32), a.astype(np.float32)),
+                (TensorEntry(name + leaf + _EXACT, a.shape, Q.F64), a),
+            ]
     tmp = path.with_name(path.name + ".tmp")
     write_plain(tmp, kvs, ts)
     tmp.replace(path)
@@ -256,8 +303,10 @@ def merge(paths: Iterable[str | Path], out: str | Path) -> RawImatrix:
         for name, s in r.sums.items():
             if name in acc.sums:
                 if acc.sums[name].shape != s.shape:
-                    raise ImatrixError(f"{p}: '{name}' has shape {s.shape}, earlier files {acc.sums[name].shape}; "
-                                       f"the files come from different models")
+                    raise ImatrixError(
+                        f"{p}: '{name}' has shape {s.shape}, earlier files {acc.sums[name].shape}; "
+                        f"the files come from different models"
+                    )
                 acc.sums[name] += s
                 acc.counts[name] += r.counts[name]
             else:
@@ -270,10 +319,19 @@ def merge(paths: Iterable[str | Path], out: str | Path) -> RawImatrix:
 
 
 def add_imatrix_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", metavar="MODEL.gguf", nargs="?", help="model to run (any variant our runtime loads; "
-                   "SOURCE or Q8_0 give the most faithful statistics)")
-    p.add_argument("--text", metavar="FILE", nargs="+", default=[], help="calibration text files (read in order); "
-                   "the shipped corpus: quantize/calibration/calibration.txt")
+    p.add_argument(
+        "model",
+        metavar="MODEL.gguf",
+        nargs="?",
+        help="model to run (any variant our runtime loads; SOURCE or Q8_0 give the most faithful statistics)",
+    )
+    p.add_argument(
+        "--text",
+        metavar="FILE",
+        nargs="+",
+        default=[],
+        help="calibration text files (read in order); the shipped corpus: quantize/calibration/calibration.txt",
+    )
     p.add_argument("-o", "--output", metavar="FILE", required=True, help="imatrix file to write (llama.cpp GGUF form)")
     p.add_argument("--ctx", type=int, default=512, help="tokens per chunk, BOS included (default 512)")
     p.add_argument("--chunks", type=int, default=0, help="use at most N chunks (default: all)")
@@ -281,8 +339,12 @@ def add_imatrix_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0, help="runtime threads (default: all cores)")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT.partial of an interrupted run")
     p.add_argument("--save-every", type=int, default=10, metavar="N", help="save OUTPUT.partial every N chunks")
-    p.add_argument("--merge", metavar="FILE", nargs="+", help="instead of collecting: sum these imatrix files "
-                   "(GGUF or legacy .dat) into OUTPUT")
+    p.add_argument(
+        "--merge",
+        metavar="FILE",
+        nargs="+",
+        help="instead of collecting: sum these imatrix files (GGUF or legacy .dat) into OUTPUT",
+    )
 
 
 def run_imatrix(ns: argparse.Namespace) -> int:
@@ -312,11 +374,23 @@ def _run(ns: argparse.Namespace) -> int:
         bar.refresh()
 
     with bar:
-        r = collect(ns.model, texts, ns.output, ctx=ns.ctx, n_chunks=ns.chunks, batch=ns.batch, threads=ns.threads,
-                    datasets=[Path(t).name for t in ns.text], resume=ns.resume, save_every=ns.save_every,
-                    progress=update)
+        r = collect(
+            ns.model,
+            texts,
+            ns.output,
+            ctx=ns.ctx,
+            n_chunks=ns.chunks,
+            batch=ns.batch,
+            threads=ns.threads,
+            datasets=[Path(t).name for t in ns.text],
+            resume=ns.resume,
+            save_every=ns.save_every,
+            progress=update,
+        )
     exps = [n for n in r.sums if "_exps" in n]
     unseen = sum(int((r.counts[n] == 0).sum()) for n in exps)
-    print(f"wrote {ns.output}: {len(r.sums)} entries, {r.chunk_count} chunks of {ns.ctx} tokens in "
-          f"{time.perf_counter() - t0:.1f} s; {unseen} routed-expert slices never routed (weight-energy fallback)")
+    print(
+        f"wrote {ns.output}: {len(r.sums)} entries, {r.chunk_count} chunks of {ns.ctx} tokens in "
+        f"{time.perf_counter() - t0:.1f} s; {unseen} routed-expert slices never routed (weight-energy fallback)"
+    )
     return 0

@@ -105,8 +105,10 @@ def tokenizer_kvs(ckpt_dir: Path | None, vocab_size: int, *, chat_template: str 
     else:
         tj, tc = ckpt_dir / "tokenizer.json", ckpt_dir / "tokenizer_config.json"
         if not tj.is_file():
-            raise ConfigError(f"{ckpt_dir}: tokenizer.json is missing; the GGUF needs the model's vocabulary "
-                              f"(copy it from the release)")
+            raise ConfigError(
+                f"{ckpt_dir}: tokenizer.json is missing; the GGUF needs the model's vocabulary "
+                f"(copy it from the release)"
+            )
         tok_text = tj.read_text("utf-8")
         cfg_text = tc.read_text("utf-8") if tc.is_file() else "{}"
         where = str(tj)
@@ -123,15 +125,19 @@ def tokenizer_kvs(ckpt_dir: Path | None, vocab_size: int, *, chat_template: str 
     for text, a in added.items():
         vocab[text] = a["id"]
     if max(vocab.values()) >= vocab_size:
-        raise ConfigError(f"{where}: token id {max(vocab.values())} does not fit vocab_size {vocab_size} "
-                          f"of config.json")
+        raise ConfigError(
+            f"{where}: token id {max(vocab.values())} does not fit vocab_size {vocab_size} of config.json"
+        )
     tokens = [f"[PAD{i}]" for i in range(vocab_size)]
     types = np.full(vocab_size, _TT_UNUSED, np.int32)
     for text, i in vocab.items():
         tokens[i] = text
         if text in added:
-            special = added[text].get("special") or (text.startswith("<｜") and text.endswith("｜>")) \
+            special = (
+                added[text].get("special")
+                or (text.startswith("<｜") and text.endswith("｜>"))
                 or (text.startswith("<|") and text.endswith("|>"))
+            )
             types[i] = _TT_CONTROL if special else _TT_USER_DEFINED
         else:
             types[i] = _TT_NORMAL
@@ -164,8 +170,9 @@ def _f(v: Any) -> float:
     return float(np.format_float_positional(np.float32(v), unique=True, trim="-"))
 
 
-def args_from_metadata(md: dict[str, Any], *, n_mtp_layers: int | None = None, vocab_size: int | None = None,
-                       expert_dtype: str = "fp4") -> ModelArgs:
+def args_from_metadata(
+    md: dict[str, Any], *, n_mtp_layers: int | None = None, vocab_size: int | None = None, expert_dtype: str = "fp4"
+) -> ModelArgs:
     """ModelArgs of a ``deepseek4`` GGUF (main file: ``block_count`` = main layers; MTP layers are the extra
     entries of ``compress_ratios``)."""
     if md.get("general.architecture") != GGUF_ARCH:
@@ -185,21 +192,38 @@ def args_from_metadata(md: dict[str, Any], *, n_mtp_layers: int | None = None, v
         vocab_size = len(md["tokenizer.ggml.tokens"]) if "tokenizer.ggml.tokens" in md else 0
     clamp = g("swiglu_clamp_exp")
     kw = dict(
-        vocab_size=int(vocab_size), dim=int(g("embedding_length")), moe_inter_dim=int(g("expert_feed_forward_length")),
-        n_layers=n_layers, n_hash_layers=int(g("hash_layer_count")), n_mtp_layers=n_mtp,
-        n_heads=int(g("attention.head_count")), n_routed_experts=int(g("expert_count")),
-        n_shared_experts=int(g("expert_shared_count")), n_activated_experts=int(g("expert_used_count")),
-        route_scale=_f(g("expert_weights_scale")), swiglu_limit=_f(clamp[0] if isinstance(clamp, list) else clamp),
-        q_lora_rank=int(g("attention.q_lora_rank")), head_dim=int(g("attention.key_length")),
-        rope_head_dim=int(g("rope.dimension_count")), o_groups=int(g("attention.output_group_count")),
-        o_lora_rank=int(g("attention.output_lora_rank")), window_size=int(g("attention.sliding_window")),
-        original_seq_len=int(g("rope.scaling.original_context_length")), rope_theta=_f(g("rope.freq_base")),
-        rope_factor=_f(g("rope.scaling.factor")), beta_fast=int(g("rope.scaling.yarn_beta_fast")),
-        beta_slow=int(g("rope.scaling.yarn_beta_slow")), index_n_heads=int(g("attention.indexer.head_count")),
-        index_head_dim=int(g("attention.indexer.key_length")), index_topk=int(g("attention.indexer.top_k")),
-        hc_mult=int(g("hyper_connection.count")), hc_sinkhorn_iters=int(g("hyper_connection.sinkhorn_iterations")),
-        hc_eps=_f(g("hyper_connection.epsilon")), norm_eps=_f(g("attention.layer_norm_rms_epsilon")),
+        vocab_size=int(vocab_size),
+        dim=int(g("embedding_length")),
+        moe_inter_dim=int(g("expert_feed_forward_length")),
+        n_layers=n_layers,
+        n_hash_layers=int(g("hash_layer_count")),
+        n_mtp_layers=n_mtp,
+        n_heads=int(g("attention.head_count")),
+        n_routed_experts=int(g("expert_count")),
+        n_shared_experts=int(g("expert_shared_count")),
+        n_activated_experts=int(g("expert_used_count")),
+        route_scale=_f(g("expert_weights_scale")),
+        swiglu_limit=_f(clamp[0] if isinstance(clamp, list) else clamp),
+        q_lora_rank=int(g("attention.q_lora_rank")),
+        head_dim=int(g("attention.key_length")),
+        rope_head_dim=int(g("rope.dimension_count")),
+        o_groups=int(g("attention.output_group_count")),
+        o_lora_rank=int(g("attention.output_lora_rank")),
+        window_size=int(g("attention.sliding_window")),
+        original_seq_len=int(g("rope.scaling.original_context_length")),
+        rope_theta=_f(g("rope.freq_base")),
+        rope_factor=_f(g("rope.scaling.factor")),
+        beta_fast=int(g("rope.scaling.yarn_beta_fast")),
+        beta_slow=int(g("rope.scaling.yarn_beta_slow")),
+        index_n_heads=int(g("attention.indexer.head_count")),
+        index_head_dim=int(g("attention.indexer.key_length")),
+        index_topk=int(g("attention.indexer.top_k")),
+        hc_mult=int(g("hyper_connection.count")),
+        hc_sinkhorn_iters=int(g("hyper_connection.sinkhorn_iterations")),
+        hc_eps=_f(g("hyper_connection.epsilon")),
+        norm_eps=_f(g("attention.layer_norm_rms_epsilon")),
         compress_rope_theta=_f(g("attention.compress_rope_freq_base")),
-        compress_ratios=ratios[: n_layers + n_mtp], expert_dtype=expert_dtype,
+        compress_ratios=ratios[: n_layers + n_mtp],
+        expert_dtype=expert_dtype,
     )
     return ModelArgs(**kw).validate()

@@ -63,7 +63,7 @@ def use_more_bits(i: int, n: int) -> bool:
 
 
 def _local(name: str, prefix: str) -> str:
-    return name[len(prefix) + 1:]
+    return name[len(prefix) + 1 :]
 
 
 def gguf_tensors(args: ModelArgs, *, mtp: bool = True) -> list[GTensor]:
@@ -117,6 +117,15 @@ def _block(args: ModelArgs, b: int, specs: list[TensorSpec], file: str) -> list[
         if not lst:
             continue
         shape = (len(lst), *lst[0].logical_shape)
-        out.append(GTensor(EXPERT_TENSOR_NAMES[w].format(bid=b), shape, tuple(s.name for s in lst), "stack",
-                           source_kind(lst[0]), b, file))
+        out.append(
+            GTensor(
+                EXPERT_TENSOR_NAMES[w].format(bid=b),
+                shape,
+                tuple(s.name for s in lst),
+                "stack",
+                source_kind(lst[0]),
+                b,
+                file,
+            )
+        )
     return out

@@ -55,8 +55,10 @@ class RawReader:
         fd = self._fd(self.ck.weight_map[name])
         got = os.preadv(fd, [buf], info.begin + r0 * row_bytes) if n else 0
         if got != n:
-            raise CheckpointError(f"{self.ck.path / self.ck.weight_map[name]}: short read of '{name}' "
-                                  f"({got} of {n} bytes); the shard is truncated")
+            raise CheckpointError(
+                f"{self.ck.path / self.ck.weight_map[name]}: short read of '{name}' "
+                f"({got} of {n} bytes); the shard is truncated"
+            )
         self.bytes_read += n
         out = buf.view(dt)
         return out.reshape((r1 - r0, *shape[1:])) if shape else out.reshape(())

@@ -19,13 +19,35 @@ from dsv4_gguf.config import ModelArgs
 
 from .names import GTensor, use_more_bits
 
-__all__ = ["Recipe", "Planned", "RecipeError", "load_recipe", "recipe_names", "plan_types", "parse_tensor_type",
-           "SUPPORTED_TYPES"]
+__all__ = [
+    "Recipe",
+    "Planned",
+    "RecipeError",
+    "load_recipe",
+    "recipe_names",
+    "plan_types",
+    "parse_tensor_type",
+    "SUPPORTED_TYPES",
+]
 
 Q = GGMLQuantizationType
 SUPPORTED_TYPES: dict[str, GGMLQuantizationType] = {
-    t.name: t for t in (Q.F32, Q.F16, Q.BF16, Q.Q8_0, Q.Q4_0, Q.Q2_K, Q.Q3_K, Q.Q4_K, Q.Q5_K, Q.Q6_K,
-                        Q.IQ2_XXS, Q.IQ4_XS, Q.MXFP4)
+    t.name: t
+    for t in (
+        Q.F32,
+        Q.F16,
+        Q.BF16,
+        Q.Q8_0,
+        Q.Q4_0,
+        Q.Q2_K,
+        Q.Q3_K,
+        Q.Q4_K,
+        Q.Q5_K,
+        Q.Q6_K,
+        Q.IQ2_XXS,
+        Q.IQ4_XS,
+        Q.MXFP4,
+    )
 }
 _KEEP = {"bf16": Q.BF16, "f32": Q.F32, "f16": Q.F16, "fp8": Q.BF16, "fp4": Q.MXFP4}
 
@@ -66,8 +88,12 @@ class Planned:
     def lossless(self) -> bool:
         """Whether the stored values reproduce the checkpoint's dequantized values exactly."""
         k, t = self.tensor.kind, self.qtype
-        return (t == Q.F32 or (t == Q.BF16 and k in ("bf16", "fp8")) or (t == Q.MXFP4 and k == "fp4")
-                or (t == Q.I32 and k == "i64"))
+        return (
+            t == Q.F32
+            or (t == Q.BF16 and k in ("bf16", "fp8"))
+            or (t == Q.MXFP4 and k == "fp4")
+            or (t == Q.I32 and k == "i64")
+        )
 
 
 def _dir() -> Any:
@@ -95,8 +121,9 @@ def load_recipe(name: str) -> Recipe:
             t = r["type"]
             if t != "keep" and t not in SUPPORTED_TYPES:
                 raise RecipeError(f"recipe {fn}: unsupported type {t!r}")
-            rules.append(Rule(t, r["reason"], re.compile(r["match"]) if "match" in r else None, r.get("source"),
-                              r.get("when")))
+            rules.append(
+                Rule(t, r["reason"], re.compile(r["match"]) if "match" in r else None, r.get("source"), r.get("when"))
+            )
         return Recipe(raw["name"], int(raw["file_type"]), raw["description"], tuple(rules))
     except (KeyError, TypeError, json.JSONDecodeError, re.error) as e:
         raise RecipeError(f"recipe {fn} is malformed: {e}") from None
@@ -120,8 +147,9 @@ def _fits(t: GTensor, qt: GGMLQuantizationType) -> bool:
     return t.shape[-1] % GGML_QUANT_SIZES[qt][0] == 0
 
 
-def _choose(recipe: Recipe, t: GTensor, args: ModelArgs,
-            overrides: list[tuple[re.Pattern[str], GGMLQuantizationType]]) -> tuple[GGMLQuantizationType, str]:
+def _choose(
+    recipe: Recipe, t: GTensor, args: ModelArgs, overrides: list[tuple[re.Pattern[str], GGMLQuantizationType]]
+) -> tuple[GGMLQuantizationType, str]:
     if t.kind == "i64":
         return Q.I32, "hash-routing table: I64 -> I32 (llama.cpp's type; values < n_routed_experts)"
     if len(t.shape) == 1:
@@ -134,8 +162,9 @@ def _choose(recipe: Recipe, t: GTensor, args: ModelArgs,
             continue
         if r.source is not None and r.source != t.kind:
             continue
-        if r.when == "more_bits" and not (t.block is not None and t.block < args.n_layers
-                                          and use_more_bits(t.block, args.n_layers)):
+        if r.when == "more_bits" and not (
+            t.block is not None and t.block < args.n_layers and use_more_bits(t.block, args.n_layers)
+        ):
             continue
         if r.type == "keep":
             return _KEEP[t.kind], r.reason
@@ -146,8 +175,12 @@ def _choose(recipe: Recipe, t: GTensor, args: ModelArgs,
     raise RecipeError(f"recipe {recipe.name}: no rule matches tensor '{t.name}'")
 
 
-def plan_types(recipe: Recipe, tensors: list[GTensor], args: ModelArgs,
-               overrides: list[tuple[re.Pattern[str], GGMLQuantizationType]] | None = None) -> list[Planned]:
+def plan_types(
+    recipe: Recipe,
+    tensors: list[GTensor],
+    args: ModelArgs,
+    overrides: list[tuple[re.Pattern[str], GGMLQuantizationType]] | None = None,
+) -> list[Planned]:
     out = []
     for t in tensors:
         qt, why = _choose(recipe, t, args, overrides or [])

@@ -25,22 +25,46 @@ from .recipes import Planned, Recipe
 
 __all__ = ["make_requant_plan", "produce_from_gguf", "tokenizer_kvs_from"]
 
-_TOK_TYPES = {"tokenizer.ggml.model": "str", "tokenizer.ggml.pre": "str", "tokenizer.ggml.tokens": "str[]",
-              "tokenizer.ggml.token_type": "i32[]", "tokenizer.ggml.merges": "str[]",
-              "tokenizer.ggml.bos_token_id": "u32", "tokenizer.ggml.eos_token_id": "u32",
-              "tokenizer.ggml.padding_token_id": "u32", "tokenizer.ggml.add_bos_token": "bool",
-              "tokenizer.ggml.add_eos_token": "bool", "tokenizer.chat_template": "str"}
+_TOK_TYPES = {
+    "tokenizer.ggml.model": "str",
+    "tokenizer.ggml.pre": "str",
+    "tokenizer.ggml.tokens": "str[]",
+    "tokenizer.ggml.token_type": "i32[]",
+    "tokenizer.ggml.merges": "str[]",
+    "tokenizer.ggml.bos_token_id": "u32",
+    "tokenizer.ggml.eos_token_id": "u32",
+    "tokenizer.ggml.padding_token_id": "u32",
+    "tokenizer.ggml.add_bos_token": "bool",
+    "tokenizer.ggml.add_eos_token": "bool",
+    "tokenizer.chat_template": "str",
+}
 
 
 def tokenizer_kvs_from(md: dict) -> list[KV]:
     return [KV(k, t, md[k]) for k, t in _TOK_TYPES.items() if k in md]
 
 
-def make_requant_plan(m: GGUFModel, recipe: Recipe, out: Path, *, overrides=None, split_max_size: int = 0,
-                      only: re.Pattern[str] | None = None) -> Plan:
+def make_requant_plan(
+    m: GGUFModel,
+    recipe: Recipe,
+    out: Path,
+    *,
+    overrides=None,
+    split_max_size: int = 0,
+    only: re.Pattern[str] | None = None,
+) -> Plan:
     name = str(m.metadata.get("general.name", "DeepSeek-V4"))
-    plan = make_plan(m.args, recipe, out, ckpt_dir=None, name=name, overrides=overrides, mtp=m.mtp is not None,
-                     split_max_size=split_max_size, only=only)
+    plan = make_plan(
+        m.args,
+        recipe,
+        out,
+        ckpt_dir=None,
+        name=name,
+        overrides=overrides,
+        mtp=m.mtp is not None,
+        split_max_size=split_max_size,
+        only=only,
+    )
     have = {(t.file, t.name) for t in m.gtensors()}
     tok = tokenizer_kvs_from(m.metadata)
     for f in plan.files:
@@ -74,8 +98,11 @@ def produce_from_gguf(p: Planned, *, model: GGUFModel, imatrix: np.ndarray | Non
     im = imatrix[0] if imatrix is not None else None
     if raw.ndim <= 1 or len(t.shape) == 1:
         x = dequantize_raw(raw, info.qtype).astype(np.float32).reshape(t.shape)
-        yield quant_checked(x, p.qtype, im).view(np.uint8).reshape(-1) if p.qtype.name != "F32" else \
-            x.view(np.uint8).reshape(-1)
+        yield (
+            quant_checked(x, p.qtype, im).view(np.uint8).reshape(-1)
+            if p.qtype.name != "F32"
+            else x.view(np.uint8).reshape(-1)
+        )
         return
     step = row_block(t.shape[-1])
     for r0 in range(0, t.shape[0], step):

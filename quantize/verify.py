@@ -53,8 +53,11 @@ def _stats(name: str, q: GGMLQuantizationType, got: np.ndarray, ref: np.ndarray)
     got, ref = np.asarray(got, np.float32), np.asarray(ref, np.float32)
     # equal values (so -0 == +0) and identical bits for every non-zero value (catches NaN payloads too)
     exact = bool(np.array_equal(got.view(np.uint32), ref.view(np.uint32))) or bool(
-        np.array_equal(np.where(got == 0, np.float32(0), got).view(np.uint32),
-                       np.where(ref == 0, np.float32(0), ref).view(np.uint32)))
+        np.array_equal(
+            np.where(got == 0, np.float32(0), got).view(np.uint32),
+            np.where(ref == 0, np.float32(0), ref).view(np.uint32),
+        )
+    )
     if exact:
         return TensorReport(name, q.name, True, None, 0.0, float(np.dot(ref.ravel(), ref.ravel())), 0.0, ref.size)
     d = got.astype(np.float64) - ref.astype(np.float64)
@@ -67,8 +70,16 @@ def _stats(name: str, q: GGMLQuantizationType, got: np.ndarray, ref: np.ndarray)
 def _merge(a: TensorReport | None, b: TensorReport) -> TensorReport:
     if a is None:
         return b
-    return TensorReport(a.name, a.qtype, a.exact and b.exact, a.storage_exact, a.rmse + b.rmse, a.rel_rmse + b.rel_rmse,
-                        max(a.max_abs, b.max_abs), a.n + b.n)
+    return TensorReport(
+        a.name,
+        a.qtype,
+        a.exact and b.exact,
+        a.storage_exact,
+        a.rmse + b.rmse,
+        a.rel_rmse + b.rel_rmse,
+        max(a.max_abs, b.max_abs),
+        a.n + b.n,
+    )
 
 
 def _finish(r: TensorReport) -> TensorReport:
@@ -91,8 +102,9 @@ def verify_tensor(m: GGUFModel, ck: Checkpoint, t: GTensor) -> TensorReport:
             if storage:
                 packed, e8 = mxfp4_to_fp4(np.asarray(raw[e]))
                 sname = src[: -len(".weight")] + ".scale"
-                storage = (np.array_equal(packed, ck.view(src).view(np.uint8))
-                           and np.array_equal(e8, ck.view(sname).view(np.uint8)))
+                storage = np.array_equal(packed, ck.view(src).view(np.uint8)) and np.array_equal(
+                    e8, ck.view(sname).view(np.uint8)
+                )
         assert rep is not None
         rep.storage_exact = storage if q == Q.MXFP4 and t.kind == "fp4" else None
         return _finish(rep)
@@ -105,10 +117,18 @@ def verify_tensor(m: GGUFModel, ck: Checkpoint, t: GTensor) -> TensorReport:
 
 
 def verify(m: GGUFModel, ck: Checkpoint, *, only=None, progress=None) -> list[TensorReport]:
-    if m.args.replace(n_mtp_layers=ck.args.n_mtp_layers, compress_ratios=ck.args.compress_ratios,
-                      expert_dtype=ck.args.expert_dtype) != ck.args:
-        raise ValueError(f"{m.path}: the GGUF's hyper-parameters do not match {ck.path}/config.json; "
-                         f"verify against the checkpoint it was converted from")
+    if (
+        m.args.replace(
+            n_mtp_layers=ck.args.n_mtp_layers,
+            compress_ratios=ck.args.compress_ratios,
+            expert_dtype=ck.args.expert_dtype,
+        )
+        != ck.args
+    ):
+        raise ValueError(
+            f"{m.path}: the GGUF's hyper-parameters do not match {ck.path}/config.json; "
+            f"verify against the checkpoint it was converted from"
+        )
     out = []
     for t in m.gtensors():
         if only is not None and not only.search(t.name):
@@ -128,14 +148,18 @@ def format_report(reps: list[TensorReport], *, verbose: bool = False) -> str:
     by: dict[str, list[TensorReport]] = {}
     for r in reps:
         by.setdefault(r.qtype, []).append(r)
-    lines.append(f"{'type':<8} {'tensors':>7} {'exact':>6} {'storage':>8} {'rel_rmse(mean)':>15} {'rel_rmse(max)':>14} "
-                 f"{'max_abs':>10}")
+    lines.append(
+        f"{'type':<8} {'tensors':>7} {'exact':>6} {'storage':>8} {'rel_rmse(mean)':>15} {'rel_rmse(max)':>14} "
+        f"{'max_abs':>10}"
+    )
     for q, rs in sorted(by.items()):
         st = [r.storage_exact for r in rs if r.storage_exact is not None]
-        lines.append(f"{q:<8} {len(rs):>7} {sum(r.exact for r in rs):>6} "
-                     f"{(str(sum(st)) + '/' + str(len(st))) if st else '-':>8} "
-                     f"{np.mean([r.rel_rmse for r in rs]):>15.3e} {max(r.rel_rmse for r in rs):>14.3e} "
-                     f"{max(r.max_abs for r in rs):>10.3e}")
+        lines.append(
+            f"{q:<8} {len(rs):>7} {sum(r.exact for r in rs):>6} "
+            f"{(str(sum(st)) + '/' + str(len(st))) if st else '-':>8} "
+            f"{np.mean([r.rel_rmse for r in rs]):>15.3e} {max(r.rel_rmse for r in rs):>14.3e} "
+            f"{max(r.max_abs for r in rs):>10.3e}"
+        )
     n_exact = sum(r.exact for r in reps)
     lines.append(f"bit-exact: {n_exact}/{len(reps)} tensors")
     return "\n".join(lines)

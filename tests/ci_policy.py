@@ -36,8 +36,10 @@ def cuda_device_skip_reason() -> str | None:
     if not info["compiled"]:
         return CUDA_NOT_BUILT
     if info["devices"] == 0:
-        return (f"{NO_CUDA_DEVICE} the CUDA backend is built but no device is visible (no GPU, no driver, or "
-                "CUDA_VISIBLE_DEVICES hides them)")
+        return (
+            f"{NO_CUDA_DEVICE} the CUDA backend is built but no device is visible (no GPU, no driver, or "
+            "CUDA_VISIBLE_DEVICES hides them)"
+        )
     return None
 
 

@@ -70,5 +70,4 @@ def micro_ckpt(tmp_path_factory: pytest.TempPathFactory, micro_args: ModelArgs) 
     """A micro checkpoint split into many small shards; tests copy it before corrupting it."""
     from dsv4_gguf.synth import write_synthetic
 
-    return write_synthetic(micro_args, tmp_path_factory.mktemp("ckpt") / "micro", seed=1,
-                           max_shard_bytes=1 << 20)
+    return write_synthetic(micro_args, tmp_path_factory.mktemp("ckpt") / "micro", seed=1, max_shard_bytes=1 << 20)

@@ -13,5 +13,13 @@ from .model import (
 )
 from .random_init import random_weights
 
-__all__ = ["AttnState", "CompressorState", "RefOptions", "State", "Taps", "Transformer", "load_weights",
-           "random_weights"]
+__all__ = [
+    "AttnState",
+    "CompressorState",
+    "RefOptions",
+    "State",
+    "Taps",
+    "Transformer",
+    "load_weights",
+    "random_weights",
+]

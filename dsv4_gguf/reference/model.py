@@ -26,10 +26,32 @@ from torch import nn
 from ..config import ModelArgs
 
 __all__ = [
-    "RefOptions", "Taps", "State", "AttnState", "CompressorState", "RMSNorm", "Linear", "Compressor",
-    "Indexer", "Attention", "Gate", "Expert", "MoE", "Block", "MTPBlock", "ParallelHead", "Transformer",
-    "load_weights", "fp8_fake_quant", "fp4_fake_quant", "e2m1_round", "hadamard", "hc_split_sinkhorn",
-    "rope_freqs", "yarn_correction_range", "apply_rotary_emb",
+    "RefOptions",
+    "Taps",
+    "State",
+    "AttnState",
+    "CompressorState",
+    "RMSNorm",
+    "Linear",
+    "Compressor",
+    "Indexer",
+    "Attention",
+    "Gate",
+    "Expert",
+    "MoE",
+    "Block",
+    "MTPBlock",
+    "ParallelHead",
+    "Transformer",
+    "load_weights",
+    "fp8_fake_quant",
+    "fp4_fake_quant",
+    "e2m1_round",
+    "hadamard",
+    "hc_split_sinkhorn",
+    "rope_freqs",
+    "yarn_correction_range",
+    "apply_rotary_emb",
 ]
 
 FP8_MAX = 448.0
@@ -189,12 +211,13 @@ def hadamard(x: torch.Tensor) -> torch.Tensor:
     return (y * n**-0.5).to(x.dtype)
 
 
-def hc_split_sinkhorn(mixes: torch.Tensor, hc_scale: torch.Tensor, hc_base: torch.Tensor, hc: int,
-                      iters: int, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def hc_split_sinkhorn(
+    mixes: torch.Tensor, hc_scale: torch.Tensor, hc_base: torch.Tensor, hc: int, iters: int, eps: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """mHC coefficients (spec §4.1-4.2): ``pre [..,hc]``, ``post [..,hc]``, ``comb [..,hc,hc]`` (fp32)."""
     pre = torch.sigmoid(mixes[..., :hc] * hc_scale[0] + hc_base[:hc]) + eps
-    post = 2 * torch.sigmoid(mixes[..., hc:2 * hc] * hc_scale[1] + hc_base[hc:2 * hc])
-    comb = (mixes[..., 2 * hc:] * hc_scale[2] + hc_base[2 * hc:]).unflatten(-1, (hc, hc))
+    post = 2 * torch.sigmoid(mixes[..., hc : 2 * hc] * hc_scale[1] + hc_base[hc : 2 * hc])
+    comb = (mixes[..., 2 * hc :] * hc_scale[2] + hc_base[2 * hc :]).unflatten(-1, (hc, hc))
     comb = comb.softmax(-1) + eps
     comb = comb / (comb.sum(-2, keepdim=True) + eps)
     for _ in range(iters - 1):
@@ -241,12 +264,10 @@ def rope_freqs(args: ModelArgs, ratio: int) -> torch.Tensor:
         base = args.rope_theta if ratio == 0 else args.compress_rope_theta
         return _rope_freqs_cached(args.rope_head_dim, float(base), None)
     low, high = yarn_correction_range(args, args.compress_rope_theta)
-    return _rope_freqs_cached(args.rope_head_dim, float(args.compress_rope_theta),
-                              (low, high, float(args.rope_factor)))
+    return _rope_freqs_cached(args.rope_head_dim, float(args.compress_rope_theta), (low, high, float(args.rope_factor)))
 
 
-def apply_rotary_emb(x: torch.Tensor, pos: torch.Tensor, freqs: torch.Tensor,
-                     inverse: bool = False) -> torch.Tensor:
+def apply_rotary_emb(x: torch.Tensor, pos: torch.Tensor, freqs: torch.Tensor, inverse: bool = False) -> torch.Tensor:
     """Rotate adjacent pairs of ``x [b, s, (h,) rd]`` at positions ``pos [s]``; returns x's dtype."""
     ang = torch.outer(pos.to(torch.float32), freqs.to(pos.device))  # [s, rd/2]
     cis = torch.polar(torch.ones_like(ang), ang)
@@ -257,8 +278,7 @@ def apply_rotary_emb(x: torch.Tensor, pos: torch.Tensor, freqs: torch.Tensor,
     return torch.view_as_real(xc * cis).flatten(-2).to(x.dtype)
 
 
-def _rope_tail(x: torch.Tensor, pos: torch.Tensor, freqs: torch.Tensor, rd: int,
-               inverse: bool = False) -> torch.Tensor:
+def _rope_tail(x: torch.Tensor, pos: torch.Tensor, freqs: torch.Tensor, rd: int, inverse: bool = False) -> torch.Tensor:
     return torch.cat([x[..., :-rd], apply_rotary_emb(x[..., -rd:], pos, freqs, inverse)], dim=-1)
 
 
@@ -370,14 +390,15 @@ class Compressor(nn.Module):
         self.wgate = Linear(args.dim, coff * head_dim, quantized=False)
         self.norm = RMSNorm(head_dim, args.norm_eps)
 
-    def init_state(self, bsz: int, device: torch.device, dtype: torch.dtype = torch.float32
-                   ) -> CompressorState:
+    def init_state(self, bsz: int, device: torch.device, dtype: torch.dtype = torch.float32) -> CompressorState:
         shape = (bsz, self.coff * self.ratio, self.coff * self.head_dim)
-        return CompressorState(torch.zeros(shape, device=device, dtype=dtype),
-                               torch.full(shape, float("-inf"), device=device, dtype=dtype))
+        return CompressorState(
+            torch.zeros(shape, device=device, dtype=dtype), torch.full(shape, float("-inf"), device=device, dtype=dtype)
+        )
 
-    def forward(self, x: torch.Tensor, start_pos: int, st: CompressorState, freqs: torch.Tensor,
-                ctx: _Ctx) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, start_pos: int, st: CompressorState, freqs: torch.Tensor, ctx: _Ctx
+    ) -> torch.Tensor:
         """Consume tokens ``start_pos..start_pos+s-1``; return the entries of the blocks completed by
         them ``[b, n_new, d]`` (post-processed) and advance ``st`` in place."""
         bsz, seqlen, _ = x.size()
@@ -389,11 +410,11 @@ class Compressor(nn.Module):
         score = self.wgate(xf, ctx) + self.ape[pos % m]
         off = m if self.overlap else 0
         r0 = start_pos % m
-        cur_kv = torch.cat([st.kv[:, off:off + r0], kv], dim=1)  # tokens (start_pos-r0) .. end-1
-        cur_sc = torch.cat([st.score[:, off:off + r0], score], dim=1)
+        cur_kv = torch.cat([st.kv[:, off : off + r0], kv], dim=1)  # tokens (start_pos-r0) .. end-1
+        cur_sc = torch.cat([st.score[:, off : off + r0], score], dim=1)
         nb, rem = divmod(r0 + seqlen, m)
-        blk_kv = cur_kv[:, :nb * m].unflatten(1, (nb, m))  # [b,nb,m,coff*d]
-        blk_sc = cur_sc[:, :nb * m].unflatten(1, (nb, m))
+        blk_kv = cur_kv[:, : nb * m].unflatten(1, (nb, m))  # [b,nb,m,coff*d]
+        blk_sc = cur_sc[:, : nb * m].unflatten(1, (nb, m))
         if self.overlap:
             # candidates of block j: first-half channels of block j-1, second-half channels of block j
             prev_kv = torch.cat([st.kv[:, None, :m], blk_kv], dim=1)[:, :nb]
@@ -407,10 +428,10 @@ class Compressor(nn.Module):
         if self.overlap and nb > 0:
             st.kv[:, :m] = blk_kv[:, -1]
             st.score[:, :m] = blk_sc[:, -1]
-        st.kv[:, off:off + m] = 0.0
-        st.score[:, off:off + m] = float("-inf")
-        st.kv[:, off:off + rem] = cur_kv[:, nb * m:]
-        st.score[:, off:off + rem] = cur_sc[:, nb * m:]
+        st.kv[:, off : off + m] = 0.0
+        st.score[:, off : off + m] = float("-inf")
+        st.kv[:, off : off + rem] = cur_kv[:, nb * m :]
+        st.score[:, off : off + rem] = cur_sc[:, nb * m :]
         if nb == 0:
             return out.to(dtype)
         first = (start_pos - r0) // m
@@ -448,8 +469,9 @@ class Indexer(nn.Module):
         qk = torch.einsum("bshd,btd->bsht", _f(q), _f(k)).to(dt)
         return (qk.relu() * w.unsqueeze(-1)).sum(dim=2)
 
-    def forward(self, x: torch.Tensor, qr: torch.Tensor, start_pos: int, st: AttnState,
-                freqs: torch.Tensor, ctx: _Ctx) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, qr: torch.Tensor, start_pos: int, st: AttnState, freqs: torch.Tensor, ctx: _Ctx
+    ) -> torch.Tensor:
         """Return the selection mask ``[b, s, n_entries]`` over all indexer entries so far."""
         bsz, seqlen, _ = x.size()
         pos = torch.arange(start_pos, start_pos + seqlen, device=x.device)
@@ -476,7 +498,7 @@ class Indexer(nn.Module):
         ctx.tap("idx_kv", new)
         if ctx.taps is not None and ctx.taps.want(ctx.prefix + "idx_topk"):
             idx = torch.where(sel, torch.arange(n, device=x.device), n)
-            idx = idx.sort(-1).values[..., :self.index_topk]
+            idx = idx.sort(-1).values[..., : self.index_topk]
             idx = torch.where(idx == n, -1, idx)
             if idx.size(-1) < self.index_topk:
                 idx = F.pad(idx, (0, self.index_topk - idx.size(-1)), value=-1)
@@ -507,8 +529,9 @@ class Attention(nn.Module):
         self.wkv = Linear(args.dim, self.head_dim)
         self.kv_norm = RMSNorm(self.head_dim, self.eps)
         # wo_a is FP8 in the checkpoint but the official model dequantises it and runs a BF16 einsum
-        self.wo_a = Linear(self.n_heads * self.head_dim // self.n_groups, self.n_groups * self.o_lora_rank,
-                           quantized=False)
+        self.wo_a = Linear(
+            self.n_heads * self.head_dim // self.n_groups, self.n_groups * self.o_lora_rank, quantized=False
+        )
         self.wo_b = Linear(self.n_groups * self.o_lora_rank, args.dim)
         self.softmax_scale = self.head_dim**-0.5
         self.compressor: Compressor | None = None
@@ -586,8 +609,7 @@ class Attention(nn.Module):
         ctx.tap("attn_out", out)
         return out
 
-    def sparse_attn(self, q: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor,
-                    dt: torch.dtype) -> torch.Tensor:
+    def sparse_attn(self, q: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor, dt: torch.dtype) -> torch.Tensor:
         """One softmax over the allowed keys plus the per-head sink (denominator only, unscaled).
 
         q ``[b,s,h,d]``, keys ``[b,t,d]``, mask ``[b,s,t]``.  The running max is taken over the keys
@@ -660,7 +682,8 @@ class MoE(nn.Module):
         self.n_routed_experts = args.n_routed_experts
         self.gate = Gate(layer_id, args)
         self.experts = nn.ModuleList(
-            [Expert(args.dim, args.moe_inter_dim, args.swiglu_limit) for _ in range(args.n_routed_experts)])
+            [Expert(args.dim, args.moe_inter_dim, args.swiglu_limit) for _ in range(args.n_routed_experts)]
+        )
         # current official revision: the shared expert is clamped too (spec §0.1, §6)
         self.shared_experts = Expert(args.dim, args.moe_inter_dim, args.swiglu_limit)
 
@@ -703,28 +726,27 @@ class Block(nn.Module):
         self.hc_attn_scale = nn.Parameter(torch.empty(3, dtype=torch.float32))
         self.hc_ffn_scale = nn.Parameter(torch.empty(3, dtype=torch.float32))
 
-    def hc_pre(self, x: torch.Tensor, hc_fn: torch.Tensor, hc_scale: torch.Tensor, hc_base: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def hc_pre(
+        self, x: torch.Tensor, hc_fn: torch.Tensor, hc_scale: torch.Tensor, hc_base: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         # x: [b,s,hc,d] -> y [b,s,d], post [b,s,hc], comb [b,s,hc,hc] (rows j = source stream)
         shape, dtype = x.size(), x.dtype
         xf = _f(x.flatten(2))
         rsqrt = torch.rsqrt(xf.square().mean(-1, keepdim=True) + self.norm_eps)
         mixes = F.linear(xf, hc_fn.to(xf.dtype)) * rsqrt
-        pre, post, comb = hc_split_sinkhorn(mixes, hc_scale, hc_base, self.hc_mult, self.hc_sinkhorn_iters,
-                                            self.hc_eps)
+        pre, post, comb = hc_split_sinkhorn(mixes, hc_scale, hc_base, self.hc_mult, self.hc_sinkhorn_iters, self.hc_eps)
         y = torch.sum(pre.unsqueeze(-1) * xf.view(shape), dim=2)
         return y.to(dtype), pre, post, comb
 
     @staticmethod
-    def hc_post(x: torch.Tensor, residual: torch.Tensor, post: torch.Tensor,
-                comb: torch.Tensor) -> torch.Tensor:
+    def hc_post(x: torch.Tensor, residual: torch.Tensor, post: torch.Tensor, comb: torch.Tensor) -> torch.Tensor:
         # X'_k = post_k * f + sum_j comb[j,k] X_j (comb consumed transposed)
-        y = post.unsqueeze(-1) * _f(x.unsqueeze(-2)) + torch.sum(
-            comb.unsqueeze(-1) * _f(residual.unsqueeze(-2)), dim=2)
+        y = post.unsqueeze(-1) * _f(x.unsqueeze(-2)) + torch.sum(comb.unsqueeze(-1) * _f(residual.unsqueeze(-2)), dim=2)
         return y.to(x.dtype)
 
-    def forward(self, x: torch.Tensor, start_pos: int, input_ids: torch.Tensor, st: AttnState,
-                ctx: _Ctx) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, start_pos: int, input_ids: torch.Tensor, st: AttnState, ctx: _Ctx
+    ) -> torch.Tensor:
         residual = x
         h, pre, post, comb = self.hc_pre(x, self.hc_attn_fn, self.hc_attn_scale, self.hc_attn_base)
         ctx.tap("hc_attn_pre", pre)
@@ -757,8 +779,16 @@ class ParallelHead(nn.Module):
         self.hc_eps = hc_eps
         self.weight = nn.Parameter(torch.empty(vocab_size, dim, dtype=torch.float32))
 
-    def forward(self, x: torch.Tensor, hc_fn: torch.Tensor, hc_scale: torch.Tensor, hc_base: torch.Tensor,
-                norm: RMSNorm, ctx: _Ctx, all_logits: bool = False) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        hc_fn: torch.Tensor,
+        hc_scale: torch.Tensor,
+        hc_base: torch.Tensor,
+        norm: RMSNorm,
+        ctx: _Ctx,
+        all_logits: bool = False,
+    ) -> torch.Tensor:
         u = self.hc_head(x, hc_fn, hc_scale, hc_base)
         ctx.tap("hc_head_out", u)
         u = norm(u)
@@ -769,8 +799,9 @@ class ParallelHead(nn.Module):
         ctx.tap("logits", logits)
         return logits if all_logits else logits[:, 0]
 
-    def hc_head(self, x: torch.Tensor, hc_fn: torch.Tensor, hc_scale: torch.Tensor,
-                hc_base: torch.Tensor) -> torch.Tensor:
+    def hc_head(
+        self, x: torch.Tensor, hc_fn: torch.Tensor, hc_scale: torch.Tensor, hc_base: torch.Tensor
+    ) -> torch.Tensor:
         shape, dtype = x.size(), x.dtype
         xf = _f(x.flatten(2))
         rsqrt = torch.rsqrt(xf.square().mean(-1, keepdim=True) + self.norm_eps)
@@ -795,9 +826,17 @@ class MTPBlock(Block):
         self.hc_head_base = nn.Parameter(torch.empty(hc, dtype=torch.float32))
         self.hc_head_scale = nn.Parameter(torch.empty(1, dtype=torch.float32))
 
-    def forward(self, x: torch.Tensor, start_pos: int, input_ids: torch.Tensor,  # type: ignore[override]
-                st: AttnState, ctx: _Ctx, embed: nn.Embedding, head: ParallelHead,
-                all_logits: bool = False) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        start_pos: int,
+        input_ids: torch.Tensor,  # type: ignore[override]
+        st: AttnState,
+        ctx: _Ctx,
+        embed: nn.Embedding,
+        head: ParallelHead,
+        all_logits: bool = False,
+    ) -> torch.Tensor:
         # x: [b,s,hc,d] pre-hc_head streams of the main model; input_ids: the tokens to embed
         e = self.enorm(embed(input_ids).to(ctx.opts.act_dtype))
         h = self.hnorm(x)
@@ -829,13 +868,24 @@ class Transformer(nn.Module):
     # ---- state ----
     def new_state(self, bsz: int = 1) -> State:
         dev, dt = self.head.weight.device, self.opts.act_dtype
-        return State(0, [blk.attn.init_state(bsz, dev, dt) for blk in self.layers],
-                     [blk.attn.init_state(bsz, dev, dt) for blk in self.mtp], [0] * len(self.mtp))
+        return State(
+            0,
+            [blk.attn.init_state(bsz, dev, dt) for blk in self.layers],
+            [blk.attn.init_state(bsz, dev, dt) for blk in self.mtp],
+            [0] * len(self.mtp),
+        )
 
     # ---- forward ----
     @torch.no_grad()
-    def forward(self, input_ids: torch.Tensor, state: State | None = None, *, all_logits: bool = False,
-                taps: Taps | None = None, return_hidden: bool = False) -> Any:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        state: State | None = None,
+        *,
+        all_logits: bool = False,
+        taps: Taps | None = None,
+        return_hidden: bool = False,
+    ) -> Any:
         """Consume ``input_ids [b, s]`` at positions ``state.pos ..``; return fp32 logits of the last
         position ``[b, V]`` (``all_logits``: ``[b, s, V]``).  ``state`` is advanced in place (a fresh one
         is made when ``None``).  ``return_hidden`` also returns the pre-hc_head streams ``[b,s,hc,d]``
@@ -845,8 +895,10 @@ class Transformer(nn.Module):
         if state is None:
             state = self.new_state(input_ids.size(0))
         if state.layers and state.layers[0].window.size(0) != input_ids.size(0):
-            raise ValueError(f"state was made for batch {state.layers[0].window.size(0)}, input has batch "
-                             f"{input_ids.size(0)}; use model.new_state({input_ids.size(0)})")
+            raise ValueError(
+                f"state was made for batch {state.layers[0].window.size(0)}, input has batch "
+                f"{input_ids.size(0)}; use model.new_state({input_ids.size(0)})"
+            )
         ctx = _Ctx(self.opts, taps)
         start_pos = state.pos
         h = self.embed(input_ids).to(self.opts.act_dtype)
@@ -854,21 +906,29 @@ class Transformer(nn.Module):
         h = h.unsqueeze(2).repeat(1, 1, self.hc_mult, 1)
         for i, layer in enumerate(self.layers):
             h = layer(h, start_pos, input_ids, state.layers[i], ctx.at(f"layers.{i}."))
-        logits = self.head(h, self.hc_head_fn, self.hc_head_scale, self.hc_head_base, self.norm, ctx,
-                           all_logits)
+        logits = self.head(h, self.hc_head_fn, self.hc_head_scale, self.hc_head_base, self.norm, ctx, all_logits)
         state.pos = start_pos + input_ids.size(1)
         return (logits, h) if return_hidden else logits
 
     @torch.no_grad()
-    def forward_mtp(self, hidden: torch.Tensor, input_ids: torch.Tensor, state: State, k: int = 0, *,
-                    all_logits: bool = False, taps: Taps | None = None) -> torch.Tensor:
+    def forward_mtp(
+        self,
+        hidden: torch.Tensor,
+        input_ids: torch.Tensor,
+        state: State,
+        k: int = 0,
+        *,
+        all_logits: bool = False,
+        taps: Taps | None = None,
+    ) -> torch.Tensor:
         """Run MTP block ``k`` on main-model streams ``hidden [b,s,hc,d]`` combined with the embeddings
         of ``input_ids [b,s]`` (caller supplies the shifted tokens: stream i with token i+1); uses and
         advances ``state.mtp[k]`` from ``state.mtp_pos[k]``."""
         ctx = _Ctx(self.opts, taps, prefix=f"mtp.{k}.")
         start = state.mtp_pos[k]
-        logits = self.mtp[k](hidden.to(self.opts.act_dtype), start, input_ids, state.mtp[k], ctx, self.embed,
-                             self.head, all_logits)
+        logits = self.mtp[k](
+            hidden.to(self.opts.act_dtype), start, input_ids, state.mtp[k], ctx, self.embed, self.head, all_logits
+        )
         state.mtp_pos[k] = start + input_ids.size(1)
         return logits
 
@@ -918,18 +978,25 @@ def load_weights(model: Transformer, tensors: Mapping[str, np.ndarray | torch.Te
     if missing:
         more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
         raise KeyError(f"load_weights: tensors missing from the source: {missing[:5]}{more}")
-    extra = [n for n in tensors if n not in targets
-             and not (n.endswith(".scale") and n[:-len(".scale")] + ".weight" in targets)]
+    extra = [
+        n
+        for n in tensors
+        if n not in targets and not (n.endswith(".scale") and n[: -len(".scale")] + ".weight" in targets)
+    ]
     if extra:
-        raise KeyError(f"load_weights: source has tensors the model does not know: {extra[:5]}; "
-                       f"check that the config matches the checkpoint")
+        raise KeyError(
+            f"load_weights: source has tensors the model does not know: {extra[:5]}; "
+            f"check that the config matches the checkpoint"
+        )
     with torch.no_grad():
         for name, dst in targets.items():
             src = tensors[name]
             t = torch.from_numpy(np.ascontiguousarray(src)) if isinstance(src, np.ndarray) else src
             if tuple(t.shape) != tuple(dst.shape):
-                raise ValueError(f"load_weights: '{name}' has shape {tuple(t.shape)}, the model expects "
-                                 f"{tuple(dst.shape)} for this config")
+                raise ValueError(
+                    f"load_weights: '{name}' has shape {tuple(t.shape)}, the model expects "
+                    f"{tuple(dst.shape)} for this config"
+                )
             if dst.dtype == torch.int64:
                 if t.dtype.is_floating_point:
                     raise TypeError(f"load_weights: '{name}' must be an integer tensor, got {t.dtype}")

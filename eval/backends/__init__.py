@@ -6,8 +6,17 @@ from pathlib import Path
 
 from .base import Backend, BackendError, Capabilities, CapabilityError, SparseRows, log_softmax
 
-__all__ = ["Backend", "BackendError", "Capabilities", "CapabilityError", "SparseRows", "log_softmax",
-           "BACKENDS", "open_backend", "runtime_available"]
+__all__ = [
+    "Backend",
+    "BackendError",
+    "Capabilities",
+    "CapabilityError",
+    "SparseRows",
+    "log_softmax",
+    "BACKENDS",
+    "open_backend",
+    "runtime_available",
+]
 
 BACKENDS = ("auto", "runtime", "llama-cpp", "openai", "ollama", "fake")
 
@@ -19,8 +28,16 @@ def runtime_available() -> bool:
     return callable(getattr(dsv4_gguf, "load", None))
 
 
-def open_backend(kind: str, model: str, *, url: str | None = None, n_ctx: int = 4096,
-                 threads: int | None = None, prompt_logprobs: bool = False, seed: int = 0) -> Backend:
+def open_backend(
+    kind: str,
+    model: str,
+    *,
+    url: str | None = None,
+    n_ctx: int = 4096,
+    threads: int | None = None,
+    prompt_logprobs: bool = False,
+    seed: int = 0,
+) -> Backend:
     """Open `model` with backend `kind`. `auto`: a .gguf path goes to the in-process runtime when it is
     installed, else to llama-cpp-python; a model name with `url` goes to the OpenAI-compatible client."""
     if kind == "auto":
@@ -29,8 +46,10 @@ def open_backend(kind: str, model: str, *, url: str | None = None, n_ctx: int = 
         elif Path(model).suffix == ".gguf":
             kind = "runtime" if runtime_available() else "llama-cpp"
         else:
-            raise BackendError(f"cannot tell which backend serves {model!r}: give a .gguf path, or --backend "
-                               f"with one of {', '.join(BACKENDS[1:])}")
+            raise BackendError(
+                f"cannot tell which backend serves {model!r}: give a .gguf path, or --backend "
+                f"with one of {', '.join(BACKENDS[1:])}"
+            )
     if kind == "fake":
         from .fake import FakeBackend, parse_fake_spec
 
@@ -41,8 +60,9 @@ def open_backend(kind: str, model: str, *, url: str | None = None, n_ctx: int = 
         return LlamaCppBackend(model, n_ctx=n_ctx, n_threads=threads, seed=seed)
     if kind == "runtime":
         if not runtime_available():
-            raise BackendError("the in-process runtime (dsv4_gguf.load) is not part of this build; use "
-                               "--backend llama-cpp")
+            raise BackendError(
+                "the in-process runtime (dsv4_gguf.load) is not part of this build; use --backend llama-cpp"
+            )
         from .runtime import RuntimeBackend  # type: ignore[import-not-found]
 
         return RuntimeBackend(model, n_ctx=n_ctx, threads=threads)

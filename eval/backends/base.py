@@ -92,8 +92,9 @@ class SparseRows:
             return cls(z["target"], z["target_lp"], z["top_ids"], z["top_lp"])
 
     def slice(self, start: int, stop: int) -> SparseRows:
-        return SparseRows(self.target[start:stop], self.target_lp[start:stop], self.top_ids[start:stop],
-                          self.top_lp[start:stop])
+        return SparseRows(
+            self.target[start:stop], self.target_lp[start:stop], self.top_ids[start:stop], self.top_lp[start:stop]
+        )
 
 
 class Backend:
@@ -108,7 +109,8 @@ class Backend:
             raise CapabilityError(
                 f"backend '{self.kind}' cannot provide {', '.join(missing)} (it declares "
                 f"{ {k: v for k, v in self.caps.as_dict().items() if v} }); use the in-process runtime, "
-                "llama-cpp-python, or a vLLM/SGLang server with prompt_logprobs for scoring tasks")
+                "llama-cpp-python, or a vLLM/SGLang server with prompt_logprobs for scoring tasks"
+            )
 
     def describe(self) -> dict[str, Any]:
         """Manifest entry: what was run (path, hash, server, model name), never secrets."""

@@ -31,8 +31,9 @@ def parse_fake_spec(spec: str) -> dict[str, Any]:
         elif key == "answer":
             out[key] = val
         else:
-            raise ValueError(f"fake backend: unknown option {key!r} in {spec!r} "
-                             "(known: seed, noise, vocab, bpw, fail_after, answer)")
+            raise ValueError(
+                f"fake backend: unknown option {key!r} in {spec!r} (known: seed, noise, vocab, bpw, fail_after, answer)"
+            )
     return out
 
 
@@ -40,8 +41,16 @@ class FakeBackend(Backend):
     kind = "fake"
     caps = Capabilities(logits=True, prompt_topk=True, generate=True, tokenize=True)
 
-    def __init__(self, seed: int = 0, noise: float = 0.0, vocab: int = 64, bpw: float | None = None,
-                 fail_after: int | None = None, answer: str | None = None, variant_seed: int = 1) -> None:
+    def __init__(
+        self,
+        seed: int = 0,
+        noise: float = 0.0,
+        vocab: int = 64,
+        bpw: float | None = None,
+        fail_after: int | None = None,
+        answer: str | None = None,
+        variant_seed: int = 1,
+    ) -> None:
         self.seed, self.noise, self.vocab, self.bpw, self.answer = seed, noise, vocab, bpw, answer
         rng = np.random.default_rng(seed)
         self._table = rng.standard_normal((vocab, vocab, vocab), dtype=np.float32) * 2.0
@@ -51,8 +60,7 @@ class FakeBackend(Backend):
         self.fail_after, self.calls = fail_after, 0
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "seed": self.seed, "noise": self.noise, "vocab": self.vocab,
-                "bpw": self.bpw}
+        return {**super().describe(), "seed": self.seed, "noise": self.noise, "vocab": self.vocab, "bpw": self.bpw}
 
     @property
     def bos_id(self) -> int | None:

@@ -45,8 +45,9 @@ class OpenAIBackend(Backend):
 
     kind = "openai"
 
-    def __init__(self, url: str, model: str, prompt_logprobs: bool = False, timeout: float = 600.0,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, url: str, model: str, prompt_logprobs: bool = False, timeout: float = 600.0, seed: int = 0
+    ) -> None:
         self.url, self.model, self.timeout, self.seed = url.rstrip("/"), model, timeout, seed
         if self.url.endswith("/v1"):
             self.url = self.url[:-3]
@@ -59,30 +60,47 @@ class OpenAIBackend(Backend):
     def bos_id(self) -> int | None:
         """The id the server's tokenizer prepends to an empty text, if exactly one (DeepSeek: BOS)."""
         if not hasattr(self, "_bos"):
-            out = _post(f"{self.url}/tokenize", {"model": self.model, "prompt": "", "content": "",
-                                                 "add_special_tokens": True, "add_special": True}, self.timeout)
+            out = _post(
+                f"{self.url}/tokenize",
+                {"model": self.model, "prompt": "", "content": "", "add_special_tokens": True, "add_special": True},
+                self.timeout,
+            )
             toks = out.get("tokens") or []
             self._bos = int(toks[0]) if len(toks) == 1 else None
         return self._bos
 
     def tokenize(self, text: str) -> list[int]:
         # vLLM: {"model","prompt"} -> {"tokens"}; llama-server: {"content"} -> {"tokens"}
-        out = _post(f"{self.url}/tokenize", {"model": self.model, "prompt": text, "content": text,
-                                             "add_special_tokens": False, "add_special": False},
-                    self.timeout)
+        out = _post(
+            f"{self.url}/tokenize",
+            {"model": self.model, "prompt": text, "content": text, "add_special_tokens": False, "add_special": False},
+            self.timeout,
+        )
         return [int(t) for t in out["tokens"]]
 
     def prompt_topk(self, tokens: Sequence[int], first: int, k: int) -> SparseRows:
         if not self.caps.prompt_topk:
-            raise CapabilityError(f"{self.url}: prompt log-probabilities were not enabled for this server "
-                                  "(llama-server and Ollama cannot return them; use --ref-url with vLLM/SGLang)")
-        out = _post(f"{self.url}/v1/completions",
-                    {"model": self.model, "prompt": list(map(int, tokens)), "max_tokens": 1,
-                     "temperature": 0.0, "prompt_logprobs": k}, self.timeout)
+            raise CapabilityError(
+                f"{self.url}: prompt log-probabilities were not enabled for this server "
+                "(llama-server and Ollama cannot return them; use --ref-url with vLLM/SGLang)"
+            )
+        out = _post(
+            f"{self.url}/v1/completions",
+            {
+                "model": self.model,
+                "prompt": list(map(int, tokens)),
+                "max_tokens": 1,
+                "temperature": 0.0,
+                "prompt_logprobs": k,
+            },
+            self.timeout,
+        )
         rows = out["choices"][0].get("prompt_logprobs")
         if rows is None:
-            raise CapabilityError(f"{self.url}: the server ignored 'prompt_logprobs' (llama-server does); "
-                                  "serve the reference with vLLM or SGLang")
+            raise CapabilityError(
+                f"{self.url}: the server ignored 'prompt_logprobs' (llama-server does); "
+                "serve the reference with vLLM or SGLang"
+            )
         if len(rows) != len(tokens):
             raise BackendError(f"{self.url}: {len(rows)} prompt_logprobs entries for {len(tokens)} tokens")
         n = len(tokens) - 1 - first
@@ -92,11 +110,11 @@ class OpenAIBackend(Backend):
         tlp = np.empty(n, np.float64)
         for i in range(n):
             # entry p holds log p(tokens[p] | tokens[:p]): the row predicting target i is entry first+i+1
-            entry = {int(t): float(v["logprob"] if isinstance(v, dict) else v)
-                     for t, v in rows[first + i + 1].items()}
+            entry = {int(t): float(v["logprob"] if isinstance(v, dict) else v) for t, v in rows[first + i + 1].items()}
             if int(tgt[i]) not in entry:
-                raise BackendError(f"{self.url}: prompt_logprobs at position {first + i + 1} lacks the prompt "
-                                   "token itself")
+                raise BackendError(
+                    f"{self.url}: prompt_logprobs at position {first + i + 1} lacks the prompt token itself"
+                )
             tlp[i] = entry[int(tgt[i])]
             top = sorted(entry.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
             ids[i, : len(top)] = [t for t, _ in top]
@@ -104,9 +122,18 @@ class OpenAIBackend(Backend):
         return SparseRows(tgt, tlp, ids, lps)
 
     def generate(self, prompt: str, max_tokens: int, stop: Sequence[str] = ()) -> str:
-        out = _post(f"{self.url}/v1/completions",
-                    {"model": self.model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0.0,
-                     "seed": self.seed, "stop": list(stop) or None}, self.timeout)
+        out = _post(
+            f"{self.url}/v1/completions",
+            {
+                "model": self.model,
+                "prompt": prompt,
+                "max_tokens": max_tokens,
+                "temperature": 0.0,
+                "seed": self.seed,
+                "stop": list(stop) or None,
+            },
+            self.timeout,
+        )
         return str(out["choices"][0]["text"])
 
 
@@ -128,7 +155,9 @@ class OllamaBackend(Backend):
             options["stop"] = list(stop)
         if self.num_ctx:
             options["num_ctx"] = self.num_ctx
-        out = _post(f"{self.url}/api/generate",
-                    {"model": self.model, "prompt": prompt, "raw": True, "stream": False, "options": options},
-                    self.timeout)
+        out = _post(
+            f"{self.url}/api/generate",
+            {"model": self.model, "prompt": prompt, "raw": True, "stream": False, "options": options},
+            self.timeout,
+        )
         return str(out["response"])

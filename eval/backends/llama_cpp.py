@@ -22,30 +22,47 @@ class LlamaCppBackend(Backend):
     kind = "llama-cpp"
     caps = Capabilities(logits=True, prompt_topk=True, generate=True, tokenize=True)
 
-    def __init__(self, path: str | Path, n_ctx: int = 4096, n_threads: int | None = None,
-                 n_gpu_layers: int = 0, seed: int = 0) -> None:
+    def __init__(
+        self, path: str | Path, n_ctx: int = 4096, n_threads: int | None = None, n_gpu_layers: int = 0, seed: int = 0
+    ) -> None:
         try:
             import llama_cpp
         except ImportError as e:  # pragma: no cover - depends on the install
-            raise BackendError("llama-cpp-python is not installed: pip install 'dsv4-gguf[eval]' "
-                               "(it builds llama.cpp from source) or use --backend runtime") from e
+            raise BackendError(
+                "llama-cpp-python is not installed: pip install 'dsv4-gguf[eval]' "
+                "(it builds llama.cpp from source) or use --backend runtime"
+            ) from e
         self.path = Path(path)
         if not self.path.is_file():
             raise BackendError(f"{self.path}: no such GGUF file")
         self._n_ctx = n_ctx
         try:
-            self._llm = llama_cpp.Llama(str(self.path), n_ctx=n_ctx, n_batch=min(n_ctx, 512),
-                                        n_threads=n_threads, n_threads_batch=n_threads, logits_all=True,
-                                        n_gpu_layers=n_gpu_layers, seed=seed, verbose=False)
+            self._llm = llama_cpp.Llama(
+                str(self.path),
+                n_ctx=n_ctx,
+                n_batch=min(n_ctx, 512),
+                n_threads=n_threads,
+                n_threads_batch=n_threads,
+                logits_all=True,
+                n_gpu_layers=n_gpu_layers,
+                seed=seed,
+                verbose=False,
+            )
         except (ValueError, RuntimeError) as e:
-            raise BackendError(f"{self.path}: llama.cpp could not load it ({e}); check that the "
-                               "installed llama-cpp-python supports arch deepseek4 (>= 0.3.36)") from e
+            raise BackendError(
+                f"{self.path}: llama.cpp could not load it ({e}); check that the "
+                "installed llama-cpp-python supports arch deepseek4 (>= 0.3.36)"
+            ) from e
 
     def describe(self) -> dict[str, Any]:
         import llama_cpp
 
-        return {**super().describe(), "path": str(self.path), "n_ctx": self._n_ctx,
-                "llama_cpp_python": llama_cpp.__version__}
+        return {
+            **super().describe(),
+            "path": str(self.path),
+            "n_ctx": self._n_ctx,
+            "llama_cpp_python": llama_cpp.__version__,
+        }
 
     @property
     def bos_id(self) -> int | None:
@@ -62,8 +79,9 @@ class LlamaCppBackend(Backend):
     def logits(self, tokens: Sequence[int], first: int = 0) -> np.ndarray:
         n = len(tokens)
         if n > self._n_ctx:
-            raise BackendError(f"{n} tokens exceed the context of {self._n_ctx} this backend was "
-                               "opened with; raise --n-ctx")
+            raise BackendError(
+                f"{n} tokens exceed the context of {self._n_ctx} this backend was opened with; raise --n-ctx"
+            )
         self._llm.reset()
         self._llm.eval(list(tokens))
         return np.array(self._llm.scores[first : n - 1], dtype=np.float32, copy=True)
@@ -71,8 +89,9 @@ class LlamaCppBackend(Backend):
     def generate(self, prompt: str, max_tokens: int, stop: Sequence[str] = ()) -> str:
         self._llm.reset()
         toks = self.tokenize(prompt)
-        out = self._llm.create_completion(toks, max_tokens=max_tokens, temperature=0.0, top_k=1,
-                                          stop=list(stop) or None, seed=0)
+        out = self._llm.create_completion(
+            toks, max_tokens=max_tokens, temperature=0.0, top_k=1, stop=list(stop) or None, seed=0
+        )
         return str(out["choices"][0]["text"])  # type: ignore[index]
 
     def close(self) -> None:

@@ -63,8 +63,7 @@ class RuntimeBackend(Backend):
         return np.asarray(out[first : len(tokens) - 1], dtype=np.float32)
 
     def generate(self, prompt: str, max_tokens: int, stop: Sequence[str] = ()) -> str:
-        text = "".join(self._model.generate(prompt, max_tokens=max_tokens, temperature=0.0,
-                                            session=self._session()))
+        text = "".join(self._model.generate(prompt, max_tokens=max_tokens, temperature=0.0, session=self._session()))
         for s in stop:
             if s in text:
                 text = text[: text.index(s)]

@@ -23,8 +23,15 @@ from ..metrics.mrcr import BIN_LABELS, bin_index
 
 __all__ = ["MrcrRow", "MrcrSource", "discover", "merge_same_role", "load_mrcr", "parse_bins"]
 
-COLUMNS = ("prompt", "answer", "random_string_to_prepend", "n_needles", "desired_msg_index", "total_messages",
-           "n_chars")
+COLUMNS = (
+    "prompt",
+    "answer",
+    "random_string_to_prepend",
+    "n_needles",
+    "desired_msg_index",
+    "total_messages",
+    "n_chars",
+)
 
 
 @dataclass
@@ -65,16 +72,20 @@ def discover(path: str | Path, needles: Sequence[int] = (2, 4, 8)) -> MrcrSource
     if root.is_file():
         return MrcrSource("file", [root])
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no MRCR data there; download openai/mrcr (the {{2,4,8}}needle/ "
-                                "folders) on a machine with hub access and pass the local folder")
+        raise FileNotFoundError(
+            f"{root}: no MRCR data there; download openai/mrcr (the {{2,4,8}}needle/ "
+            "folders) on a machine with hub access and pass the local folder"
+        )
     tree = [p for n in needles for p in sorted((root / f"{n}needle").glob(f"{n}needle_*.parquet"))]
     if tree:
         return MrcrSource("tree", tree)
     legacy = [root / f"{n}needle.parquet" for n in needles if (root / f"{n}needle.parquet").is_file()]
     if legacy:
         return MrcrSource("legacy", legacy)
-    raise FileNotFoundError(f"{root}: expected {{2,4,8}}needle/{{N}}needle_{{0,1}}.parquet (current layout) or "
-                            "{N}needle.parquet (old layout); found neither")
+    raise FileNotFoundError(
+        f"{root}: expected {{2,4,8}}needle/{{N}}needle_{{0,1}}.parquet (current layout) or "
+        "{N}needle.parquet (old layout); found neither"
+    )
 
 
 def parse_bins(spec: str | None) -> set[int] | None:
@@ -113,9 +124,15 @@ def _rows(files: list[Path], batch_size: int = 8) -> Iterator[tuple[Path, int, d
                 i += 1
 
 
-def load_mrcr(path: str | Path, needles: Sequence[int] = (2, 4, 8), bins: set[int] | None = None,
-              per_cell: int | None = None, seed: int = 0, max_tokens: int | None = None,
-              count: Callable[[str], int] | None = None) -> tuple[MrcrSource, list[MrcrRow]]:
+def load_mrcr(
+    path: str | Path,
+    needles: Sequence[int] = (2, 4, 8),
+    bins: set[int] | None = None,
+    per_cell: int | None = None,
+    seed: int = 0,
+    max_tokens: int | None = None,
+    count: Callable[[str], int] | None = None,
+) -> tuple[MrcrSource, list[MrcrRow]]:
     """Rows passing the needle, bin and `max_tokens` (o200k prompt+answer) filters, in file order;
     `per_cell` keeps a seeded sample of at most that many rows per (needles, bin). `count` is the o200k
     counter (injectable for tests)."""
@@ -133,9 +150,20 @@ def load_mrcr(path: str | Path, needles: Sequence[int] = (2, 4, 8), bins: set[in
         if b is None or (bins is not None and b not in bins) or (max_tokens is not None and n_tok > max_tokens):
             continue
         extra = {k: r[k] for k in ("desired_msg_index", "total_messages") if k in r}
-        rows.append(MrcrRow(f"{f.parent.name + '/' if src.layout == 'tree' else ''}{f.stem}:{i}", messages,
-                            r["answer"], r["random_string_to_prepend"], n, int(r["n_chars"]), n_tok, b,
-                            str(r["date_added"]) if r.get("date_added") is not None else None, extra))
+        rows.append(
+            MrcrRow(
+                f"{f.parent.name + '/' if src.layout == 'tree' else ''}{f.stem}:{i}",
+                messages,
+                r["answer"],
+                r["random_string_to_prepend"],
+                n,
+                int(r["n_chars"]),
+                n_tok,
+                b,
+                str(r["date_added"]) if r.get("date_added") is not None else None,
+                extra,
+            )
+        )
     if per_cell is not None:
         groups: dict[tuple[int, int | None], list[MrcrRow]] = defaultdict(list)
         for row in rows:

@@ -23,9 +23,11 @@ from ...chat import encode_messages
 __all__ = ["SweInstance", "load_swebench", "select", "build_prompt"]
 
 _ALIASES = {"fail_to_pass": "FAIL_TO_PASS", "pass_to_pass": "PASS_TO_PASS"}
-INSTRUCTION = ("You will be given a GitHub issue from the repository {repo}. Write a patch that resolves it, "
-               "as a unified diff (`diff --git a/... b/...`) that applies with `git apply`.\n\n"
-               "<issue>\n{problem}\n</issue>\n")
+INSTRUCTION = (
+    "You will be given a GitHub issue from the repository {repo}. Write a patch that resolves it, "
+    "as a unified diff (`diff --git a/... b/...`) that applies with `git apply`.\n\n"
+    "<issue>\n{problem}\n</issue>\n"
+)
 
 
 @dataclass
@@ -69,14 +71,27 @@ def load_swebench(path: str | Path) -> list[SweInstance]:
         missing = [k for k in ("instance_id", "repo", "patch") if not row.get(k)]
         if missing:
             raise ValueError(f"{p}: row {i} lacks {missing}; is this a SWE-bench file?")
-        out.append(SweInstance(str(row["instance_id"]), str(row["repo"]), str(row["patch"]),
-                               str(row.get("problem_statement") or ""), row.get("text") or None,
-                               str(row.get("hints_text") or ""), row))
+        out.append(
+            SweInstance(
+                str(row["instance_id"]),
+                str(row["repo"]),
+                str(row["patch"]),
+                str(row.get("problem_statement") or ""),
+                row.get("text") or None,
+                str(row.get("hints_text") or ""),
+                row,
+            )
+        )
     return out
 
 
-def select(rows: Sequence[SweInstance], ids: Sequence[str] | None = None, repos: Sequence[str] | None = None,
-           limit: int | None = None, seed: int = 0) -> list[SweInstance]:
+def select(
+    rows: Sequence[SweInstance],
+    ids: Sequence[str] | None = None,
+    repos: Sequence[str] | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+) -> list[SweInstance]:
     """Filter by ids and repos, then a seeded repo-stratified sample of `limit` rows (dataset order kept)."""
     if ids:
         known = {r.instance_id for r in rows}

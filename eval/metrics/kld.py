@@ -36,8 +36,12 @@ class PositionStats:
 
     @staticmethod
     def concat(parts: list[PositionStats]) -> PositionStats:
-        return PositionStats(*(np.concatenate([getattr(p, f) for p in parts]) if parts else np.zeros(0)
-                               for f in ("kld", "nll", "nll_base", "same_top")))
+        return PositionStats(
+            *(
+                np.concatenate([getattr(p, f) for p in parts]) if parts else np.zeros(0)
+                for f in ("kld", "nll", "nll_base", "same_top")
+            )
+        )
 
     def save(self, path: object) -> None:
         np.savez(path, kld=self.kld, nll=self.nll, nll_base=self.nll_base, same_top=self.same_top)
@@ -52,8 +56,10 @@ def compare_sparse(ref: SparseRows, logits: np.ndarray, block: int = 64) -> Posi
     """Candidate logits [n, vocab] against a sparse reference of the same n positions."""
     n = len(ref)
     if logits.shape[0] != n:
-        raise ValueError(f"candidate has {logits.shape[0]} rows, reference {n}: the two runs scored "
-                         "different positions (same tokens and --ctx are required)")
+        raise ValueError(
+            f"candidate has {logits.shape[0]} rows, reference {n}: the two runs scored "
+            "different positions (same tokens and --ctx are required)"
+        )
     kld = np.empty(n)
     nll = np.empty(n)
     same = np.empty(n, bool)
@@ -125,19 +131,32 @@ def summarize(st: PositionStats) -> dict[str, float]:
     same = float(st.same_top.mean())
     out = {
         "n_positions": float(n),
-        "ppl_q": math.exp(ln_q), "ppl_base": math.exp(ln_b),
-        "ln_ppl_ratio": ln_ratio, "ln_ppl_ratio_unc": ln_ratio_unc,
-        "ppl_ratio": math.exp(ln_ratio), "ppl_ratio_unc": math.exp(ln_ratio) * ln_ratio_unc,
+        "ppl_q": math.exp(ln_q),
+        "ppl_base": math.exp(ln_b),
+        "ln_ppl_ratio": ln_ratio,
+        "ln_ppl_ratio_unc": ln_ratio_unc,
+        "ppl_ratio": math.exp(ln_ratio),
+        "ppl_ratio_unc": math.exp(ln_ratio) * ln_ratio_unc,
         "ppl_cor": cov / (ln_q_unc * ln_b_unc) if ln_q_unc > 0 and ln_b_unc > 0 else float("nan"),
-        "kld_mean": kld_mean, "kld_mean_unc": kld_unc,
-        "kld_max": float(kld_sorted[-1]), "kld_p999": percentile(kld_sorted, 0.999),
-        "kld_p99": percentile(kld_sorted, 0.99), "kld_p95": percentile(kld_sorted, 0.95),
-        "kld_p90": percentile(kld_sorted, 0.90), "kld_median": float(np.median(kld_sorted)),
-        "kld_p10": percentile(kld_sorted, 0.10), "kld_min": float(kld_sorted[0]),
-        "dp_mean": float(dp.mean()), "dp_max": float(dp_sorted[-1]), "dp_min": float(dp_sorted[0]),
-        "dp_p99": percentile(dp_sorted, 0.99), "dp_median": float(np.median(dp_sorted)),
+        "kld_mean": kld_mean,
+        "kld_mean_unc": kld_unc,
+        "kld_max": float(kld_sorted[-1]),
+        "kld_p999": percentile(kld_sorted, 0.999),
+        "kld_p99": percentile(kld_sorted, 0.99),
+        "kld_p95": percentile(kld_sorted, 0.95),
+        "kld_p90": percentile(kld_sorted, 0.90),
+        "kld_median": float(np.median(kld_sorted)),
+        "kld_p10": percentile(kld_sorted, 0.10),
+        "kld_min": float(kld_sorted[0]),
+        "dp_mean": float(dp.mean()),
+        "dp_max": float(dp_sorted[-1]),
+        "dp_min": float(dp_sorted[0]),
+        "dp_p99": percentile(dp_sorted, 0.99),
+        "dp_median": float(np.median(dp_sorted)),
         "dp_p01": percentile(dp_sorted, 0.01),
-        "rms_dp": math.sqrt(mse), "rms_dp_unc": 0.5 / math.sqrt(mse) * mse_unc if mse > 0 else 0.0,
-        "same_top_p": same, "same_top_p_unc": math.sqrt(same * (1 - same) / (n - 1)) if n > 1 else 0.0,
+        "rms_dp": math.sqrt(mse),
+        "rms_dp_unc": 0.5 / math.sqrt(mse) * mse_unc if mse > 0 else 0.0,
+        "same_top_p": same,
+        "same_top_p_unc": math.sqrt(same * (1 - same) / (n - 1)) if n > 1 else 0.0,
     }
     return out

@@ -44,15 +44,19 @@ class KldFile:
         with open(self.path, "rb") as f:
             head = f.read(20)
         if len(head) < 20 or head[:8] != MAGIC:
-            raise KldFormatError(f"{self.path}: not a llama.cpp log-probability file (magic {head[:8]!r}, "
-                                 f"expected {MAGIC!r}); write one with llama-perplexity --kl-divergence-base")
+            raise KldFormatError(
+                f"{self.path}: not a llama.cpp log-probability file (magic {head[:8]!r}, "
+                f"expected {MAGIC!r}); write one with llama-perplexity --kl-divergence-base"
+            )
         self.n_ctx, self.n_vocab, self.n_chunk = struct.unpack("<Iii", head[8:20])
         self.n_scored = self.n_ctx - 1 - scored_first(self.n_ctx)
         self.nv = _nv(self.n_vocab)
         expect = 20 + 4 * self.n_ctx * self.n_chunk + 2 * self.nv * self.n_scored * self.n_chunk
         if self.n_ctx < 2 or self.n_vocab < 1 or self.n_chunk < 0 or size != expect:
-            raise KldFormatError(f"{self.path}: {size} bytes, expected {expect} for n_ctx={self.n_ctx} "
-                                 f"n_vocab={self.n_vocab} n_chunk={self.n_chunk}; the file is truncated or corrupt")
+            raise KldFormatError(
+                f"{self.path}: {size} bytes, expected {expect} for n_ctx={self.n_ctx} "
+                f"n_vocab={self.n_vocab} n_chunk={self.n_chunk}; the file is truncated or corrupt"
+            )
         self._mm = np.memmap(self.path, dtype=np.uint8, mode="r")
         self.tokens = self._mm[20 : 20 + 4 * self.n_ctx * self.n_chunk].view("<i4").reshape(self.n_chunk, self.n_ctx)
 
@@ -97,7 +101,8 @@ def write_kld(path: str | Path, n_ctx: int, tokens: np.ndarray, chunk_logits: li
         f.write(tokens.astype("<i4").tobytes())
         for rows in chunk_logits:
             if rows.shape != (n_ctx - 1 - scored_first(n_ctx), n_vocab):
-                raise ValueError(f"chunk logits shape {rows.shape}, expected "
-                                 f"{(n_ctx - 1 - scored_first(n_ctx), n_vocab)}")
+                raise ValueError(
+                    f"chunk logits shape {rows.shape}, expected {(n_ctx - 1 - scored_first(n_ctx), n_vocab)}"
+                )
             f.write(np.stack([_quantize_row(r, nv) for r in rows]).astype("<u2").tobytes())
     os.replace(tmp, path)

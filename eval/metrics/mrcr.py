@@ -78,9 +78,18 @@ def aggregate(items: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     for (needles, b), c in sorted(cells.items()):
         mean = c["sum"] / c["n"]
         var = max(c["sum2"] / c["n"] - mean * mean, 0.0)
-        table.append({"n_needles": needles, "bin": b, "bin_label": BIN_LABELS[b], "n": c["n"], "score": mean,
-                      "se": math.sqrt(var / (c["n"] - 1)) if c["n"] > 1 else float("nan"),
-                      "score_lenient": c["lenient"] / c["n"], "prefix_hit_rate": c["prefix_hits"] / c["n"]})
+        table.append(
+            {
+                "n_needles": needles,
+                "bin": b,
+                "bin_label": BIN_LABELS[b],
+                "n": c["n"],
+                "score": mean,
+                "se": math.sqrt(var / (c["n"] - 1)) if c["n"] > 1 else float("nan"),
+                "score_lenient": c["lenient"] / c["n"],
+                "prefix_hit_rate": c["prefix_hits"] / c["n"],
+            }
+        )
 
     def _mean8(pred: Any) -> float | None:
         vals = [r["score"] for r in table if r["n_needles"] == 8 and pred(r["bin"])]

@@ -34,9 +34,11 @@ def patch_similarity(generated: str, gold: str) -> dict[str, float]:
     prec = tp / len(g) if g else 0.0
     rec = tp / len(r) if r else 0.0
     files_g, files_r = {f for f, _ in g}, {f for f, _ in r}
-    return {"diff_ratio": float(SequenceMatcher(None, generated, gold).ratio()),
-            "line_f1": 2 * prec * rec / (prec + rec) if prec + rec else 0.0,
-            "files_match": float(files_g == files_r and bool(files_r))}
+    return {
+        "diff_ratio": float(SequenceMatcher(None, generated, gold).ratio()),
+        "line_f1": 2 * prec * rec / (prec + rec) if prec + rec else 0.0,
+        "files_match": float(files_g == files_r and bool(files_r)),
+    }
 
 
 def nll_summary(items: Sequence[Mapping[str, Any]], flip_threshold: float) -> dict[str, Any]:
@@ -47,19 +49,32 @@ def nll_summary(items: Sequence[Mapping[str, Any]], flip_threshold: float) -> di
     if scored:
         nll = [float(i["nll"]) for i in scored]
         tokens = sum(int(i["n_tokens"]) for i in scored)
-        out.update({"nll_mean": sum(nll) / len(nll),
-                    "nll_token_mean": sum(float(i["nll"]) * int(i["n_tokens"]) for i in scored) / tokens,
-                    "patch_tokens": tokens})
+        out.update(
+            {
+                "nll_mean": sum(nll) / len(nll),
+                "nll_token_mean": sum(float(i["nll"]) * int(i["n_tokens"]) for i in scored) / tokens,
+                "patch_tokens": tokens,
+            }
+        )
     if scored and all(i.get("nll_ref") is not None for i in scored):
         d = [float(i["nll"]) - float(i["nll_ref"]) for i in scored]
-        out.update({"nll_ref_mean": sum(float(i["nll_ref"]) for i in scored) / len(scored),
-                    "nll_delta_mean": sum(d) / len(d),
-                    "flip_rate": sum(abs(x) > flip_threshold for x in d) / len(d),
-                    "flip_threshold": flip_threshold})
+        out.update(
+            {
+                "nll_ref_mean": sum(float(i["nll_ref"]) for i in scored) / len(scored),
+                "nll_delta_mean": sum(d) / len(d),
+                "flip_rate": sum(abs(x) > flip_threshold for x in d) / len(d),
+                "flip_threshold": flip_threshold,
+            }
+        )
     gen = [i for i in items if i.get("line_f1") is not None]
     if gen:
-        out.update({"gen_n": len(gen), "line_f1_mean": sum(float(i["line_f1"]) for i in gen) / len(gen),
-                    "diff_ratio_mean": sum(float(i["diff_ratio"]) for i in gen) / len(gen)})
+        out.update(
+            {
+                "gen_n": len(gen),
+                "line_f1_mean": sum(float(i["line_f1"]) for i in gen) / len(gen),
+                "diff_ratio_mean": sum(float(i["diff_ratio"]) for i in gen) / len(gen),
+            }
+        )
     return out
 
 
@@ -70,8 +85,16 @@ def write_predictions(path: str | Path, model_name: str, items: Iterable[Mapping
         for it in items:
             if it.get("model_patch") is None:
                 continue
-            f.write(json.dumps({"instance_id": it["instance_id"], "model_name_or_path": model_name,
-                                "model_patch": it["model_patch"]}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "instance_id": it["instance_id"],
+                        "model_name_or_path": model_name,
+                        "model_patch": it["model_patch"],
+                    }
+                )
+                + "\n"
+            )
             n += 1
     tmp.replace(path)
     return n

@@ -89,8 +89,10 @@ class RefStore:
             old = json.loads(mp.read_text(encoding="utf-8"))
             if old != meta:
                 k = sorted(x for x in set(old) | set(meta) if old.get(x) != meta.get(x))[0]
-                raise RunError(f"{self.path}: reference cache made with {k}={old.get(k)!r}, this run needs "
-                               f"{meta.get(k)!r}; use another --ref-cache")
+                raise RunError(
+                    f"{self.path}: reference cache made with {k}={old.get(k)!r}, this run needs "
+                    f"{meta.get(k)!r}; use another --ref-cache"
+                )
         else:
             write_json(mp, meta)
         self._opener = opener
@@ -123,8 +125,10 @@ class RefStore:
         if f.exists():
             rows = SparseRows.load(f)
             if not np.array_equal(rows.target, np.asarray(tokens[first + 1 :])):
-                raise RunError(f"{f}: the stored reference scored other tokens than this run's '{uid}' (another "
-                               "tokenizer, prompt or dataset version); use another --ref-cache")
+                raise RunError(
+                    f"{f}: the stored reference scored other tokens than this run's '{uid}' (another "
+                    "tokenizer, prompt or dataset version); use another --ref-cache"
+                )
             return rows
         be = self.backend()
         be.require(prompt_topk=True)

@@ -59,8 +59,10 @@ def run_kld(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
         if cand.n_vocab != kld_file.n_vocab:
             raise RunError(f"{ns.ref_kld}: vocabulary {kld_file.n_vocab}, the model's is {cand.n_vocab}")
         bos = cand.bos_id  # llama-perplexity puts BOS in place of each chunk's first token, as we do
-        chunk_tokens = [[bos if bos is not None and j == 0 else int(x) for j, x in enumerate(t)]
-                        for t in kld_file.tokens[: ns.chunks or kld_file.n_chunk]]
+        chunk_tokens = [
+            [bos if bos is not None and j == 0 else int(x) for j, x in enumerate(t)]
+            for t in kld_file.tokens[: ns.chunks or kld_file.n_chunk]
+        ]
         ctx = kld_file.n_ctx
         ref_fp: dict[str, Any] = {"kld_file": file_digest(ns.ref_kld, full=ns.full_hash)}
     else:
@@ -70,22 +72,31 @@ def run_kld(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
         ref_fp = ref_fingerprint(ns)
         # As llama-perplexity's base file: the reference tokenizes once and stores the tokens; every
         # candidate scores exactly those tokens (candidates must share the reference's vocabulary).
-        store = RefStore(Path(ns.ref_cache) if ns.ref_cache else out / "ref",
-                         {"reference": ref_fp, "data": file_digest(ns.data), "ctx": ctx, "chunks": ns.chunks,
-                          "top_k": ns.top_k}, lambda: open_reference(ns))
+        store = RefStore(
+            Path(ns.ref_cache) if ns.ref_cache else out / "ref",
+            {"reference": ref_fp, "data": file_digest(ns.data), "ctx": ctx, "chunks": ns.chunks, "top_k": ns.top_k},
+            lambda: open_reference(ns),
+        )
         toks = store.tokens()
         if toks is None:
             ref = store.backend()
             ref.require(tokenize=True)
-            toks = np.asarray(_chunks(ref.tokenize(Path(ns.data).read_text(encoding="utf-8")), ctx, ref.bos_id,
-                                      ns.chunks), np.int32)
+            toks = np.asarray(
+                _chunks(ref.tokenize(Path(ns.data).read_text(encoding="utf-8")), ctx, ref.bos_id, ns.chunks), np.int32
+            )
             store.save_tokens(toks)
         chunk_tokens = [list(map(int, t)) for t in toks]
     first = scored_first(ctx)
     tok_hash = tokens_digest([t for c in chunk_tokens for t in c])
-    settings = {"ctx": ctx, "n_chunks": len(chunk_tokens), "top_k": ns.top_k, "tokens_sha256": tok_hash,
-                "data": file_digest(ns.data) if ns.data and not kld_file else None,
-                "model": cand_fp, "reference": ref_fp}
+    settings = {
+        "ctx": ctx,
+        "n_chunks": len(chunk_tokens),
+        "top_k": ns.top_k,
+        "tokens_sha256": tok_hash,
+        "data": file_digest(ns.data) if ns.data and not kld_file else None,
+        "model": cand_fp,
+        "reference": ref_fp,
+    }
     run = RunDir(out, "kld", settings, info=minfo, overwrite=ns.overwrite)
     done = run.done()
     todo = [c for c in range(len(chunk_tokens)) if f"chunk:{c}" not in done]
@@ -103,25 +114,38 @@ def run_kld(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
                 cand.require(logits=True)
             top = max(chunk_tokens[c])
             if top >= cand.n_vocab:
-                raise RunError(f"token id {top} of the reference's tokenization is outside the candidate's "
-                               f"vocabulary ({cand.n_vocab}); candidate and reference must share a tokenizer")
+                raise RunError(
+                    f"token id {top} of the reference's tokenization is outside the candidate's "
+                    f"vocabulary ({cand.n_vocab}); candidate and reference must share a tokenizer"
+                )
             logits = cand.logits(chunk_tokens[c], first)
             if kld_file is not None:
                 st = compare_full(kld_file.rows(c), logits, np.asarray(chunk_tokens[c][first + 1 :]))
             else:
                 assert store is not None
                 st = compare_sparse(store.get(f"chunk:{c}", chunk_tokens[c], first, ns.top_k), logits)
-            save_npz(pos_dir / f"chunk_{c:05d}.npz", kld=st.kld, nll=st.nll, nll_base=st.nll_base,
-                     same_top=st.same_top)
-            run.append({"uid": f"chunk:{c}", "chunk": c, "n": len(st.kld), "kld_mean": float(st.kld.mean()),
-                        "nll_mean": float(st.nll.mean()), "nll_base_mean": float(st.nll_base.mean())})
+            save_npz(pos_dir / f"chunk_{c:05d}.npz", kld=st.kld, nll=st.nll, nll_base=st.nll_base, same_top=st.same_top)
+            run.append(
+                {
+                    "uid": f"chunk:{c}",
+                    "chunk": c,
+                    "n": len(st.kld),
+                    "kld_mean": float(st.kld.mean()),
+                    "nll_mean": float(st.nll.mean()),
+                    "nll_base_mean": float(st.nll_base.mean()),
+                }
+            )
     finally:
         if cand is not None:
             cand.close()
 
-    stats = PositionStats.concat([PositionStats.load(pos_dir / f"chunk_{c:05d}.npz")
-                                  for c in range(len(chunk_tokens))])
-    results: dict[str, Any] = {"task": "kld", **minfo, **summarize(stats),
-                               "nll_mean": float(stats.nll.mean()), "nll_base_mean": float(stats.nll_base.mean())}
+    stats = PositionStats.concat([PositionStats.load(pos_dir / f"chunk_{c:05d}.npz") for c in range(len(chunk_tokens))])
+    results: dict[str, Any] = {
+        "task": "kld",
+        **minfo,
+        **summarize(stats),
+        "nll_mean": float(stats.nll.mean()),
+        "nll_base_mean": float(stats.nll_base.mean()),
+    }
     run.finish(results)
     return results

@@ -33,15 +33,28 @@ def run_mrcr(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
     needles = tuple(int(x) for x in ns.needles.split(","))
     wanted = parse_bins(ns.bins)
     # with --bin-by native the bins are known only after the model's tokenizer has seen each row
-    src, rows = load_mrcr(ns.data, needles=needles, bins=wanted if ns.bin_by == "o200k" else None,
-                          per_cell=ns.limit, seed=ns.seed, max_tokens=ns.max_tokens)
-    settings = {"needles": needles, "bins": ns.bins, "per_cell": ns.limit, "seed": ns.seed, "bin_by": ns.bin_by,
-                "max_tokens": ns.max_tokens,
-                "thinking": ns.thinking, "max_new_tokens": ns.max_new_tokens, "n_ctx": ns.n_ctx,
-                "dataset": {"layout": src.layout, "files": [file_digest(f) for f in src.files]},
-                "model": model_fingerprint(ns.backend, ns.model, ns.url, ns.full_hash)}
-    info = {**minfo, "mrcr_layout": src.layout,
-            "mrcr_rows_post_fix": sum(r.date_added is not None for r in rows)}
+    src, rows = load_mrcr(
+        ns.data,
+        needles=needles,
+        bins=wanted if ns.bin_by == "o200k" else None,
+        per_cell=ns.limit,
+        seed=ns.seed,
+        max_tokens=ns.max_tokens,
+    )
+    settings = {
+        "needles": needles,
+        "bins": ns.bins,
+        "per_cell": ns.limit,
+        "seed": ns.seed,
+        "bin_by": ns.bin_by,
+        "max_tokens": ns.max_tokens,
+        "thinking": ns.thinking,
+        "max_new_tokens": ns.max_new_tokens,
+        "n_ctx": ns.n_ctx,
+        "dataset": {"layout": src.layout, "files": [file_digest(f) for f in src.files]},
+        "model": model_fingerprint(ns.backend, ns.model, ns.url, ns.full_hash),
+    }
+    info = {**minfo, "mrcr_layout": src.layout, "mrcr_rows_post_fix": sum(r.date_added is not None for r in rows)}
     if src.layout == "legacy":
         info["note"] = "old single-file MRCR layout: pre-Dec-2025 data with known wrong rows"
     run = RunDir(Path(ns.out), "mrcr", settings, info=info, overwrite=ns.overwrite)
@@ -60,8 +73,13 @@ def run_mrcr(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
                 answer_native = len(backend.tokenize(row.answer))
             budget = _budget(ns, answer_native or row.o200k_tokens)
             b = row.bin if ns.bin_by == "o200k" or native is None else bin_index(native + (answer_native or 0))
-            rec: dict[str, Any] = {"uid": row.uid, "n_needles": row.n_needles, "bin": b,
-                                   "o200k_tokens": row.o200k_tokens, "native_tokens": native}
+            rec: dict[str, Any] = {
+                "uid": row.uid,
+                "n_needles": row.n_needles,
+                "bin": b,
+                "o200k_tokens": row.o200k_tokens,
+                "native_tokens": native,
+            }
             if b is None or (wanted is not None and b not in wanted):
                 run.append({**rec, "skipped": f"native count {native} + {answer_native} is outside --bins"})
                 continue
@@ -71,9 +89,16 @@ def run_mrcr(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
             raw = backend.generate(prompt, max_tokens=budget, stop=[EOS])
             content = raw.rsplit("</think>", 1)[-1] if ns.thinking == "thinking" else raw
             content = content.removesuffix(EOS)
-            run.append({**rec, "response": raw, "score": grade(content, row.answer, row.prefix),
-                        "score_lenient": grade_lenient(raw, row.answer, row.prefix),
-                        "prefix_hit": content.startswith(row.prefix), "max_new_tokens": budget})
+            run.append(
+                {
+                    **rec,
+                    "response": raw,
+                    "score": grade(content, row.answer, row.prefix),
+                    "score_lenient": grade_lenient(raw, row.answer, row.prefix),
+                    "prefix_hit": content.startswith(row.prefix),
+                    "max_new_tokens": budget,
+                }
+            )
     finally:
         if backend is not None:
             backend.close()
@@ -81,7 +106,6 @@ def run_mrcr(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
     recs = sorted((r for r in run.records() if r["uid"] in order), key=lambda r: order[r["uid"]])
     scored = [r for r in recs if "score" in r]
     agg = aggregate(scored)
-    results = {"task": "mrcr", **minfo, **agg,
-               "mrcr_skipped": len(recs) - len(scored), "bin_labels": list(BIN_LABELS)}
+    results = {"task": "mrcr", **minfo, **agg, "mrcr_skipped": len(recs) - len(scored), "bin_labels": list(BIN_LABELS)}
     run.finish(results)
     return results

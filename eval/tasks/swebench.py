@@ -47,11 +47,18 @@ def run_swebench(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
     rows = select(load_swebench(ns.data), ids=_ids(ns.instance_ids), repos=ns.repo, limit=ns.limit, seed=ns.seed)
     out = Path(ns.out)
     has_ref = bool(ns.ref or ns.ref_url)
-    settings = {"ids": [r.instance_id for r in rows], "thinking": ns.thinking, "n_ctx": ns.n_ctx,
-                "top_k": ns.top_k, "generate": ns.generate, "max_new_tokens": ns.max_new_tokens,
-                "flip_threshold": ns.flip_threshold, "dataset": file_digest(ns.data) if Path(ns.data).is_file() else
-                str(ns.data), "model": model_fingerprint(ns.backend, ns.model, ns.url, ns.full_hash),
-                "reference": ref_fingerprint(ns) if has_ref else None}
+    settings = {
+        "ids": [r.instance_id for r in rows],
+        "thinking": ns.thinking,
+        "n_ctx": ns.n_ctx,
+        "top_k": ns.top_k,
+        "generate": ns.generate,
+        "max_new_tokens": ns.max_new_tokens,
+        "flip_threshold": ns.flip_threshold,
+        "dataset": file_digest(ns.data) if Path(ns.data).is_file() else str(ns.data),
+        "model": model_fingerprint(ns.backend, ns.model, ns.url, ns.full_hash),
+        "reference": ref_fingerprint(ns) if has_ref else None,
+    }
     run = RunDir(out, "swebench", settings, info=minfo, overwrite=ns.overwrite)
     write_text(out / "instance_ids.txt", "".join(r.instance_id + "\n" for r in rows))
     done = run.done()
@@ -67,9 +74,16 @@ def run_swebench(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
         spans[r.instance_id] = (p_ids + c_ids, len(p_ids) - 1)
     store = None
     if has_ref and score:
-        store = RefStore(Path(ns.ref_cache) if ns.ref_cache else out / "ref",
-                         {"reference": settings["reference"], "top_k": ns.top_k, "thinking": ns.thinking,
-                          "dataset": settings["dataset"]}, lambda: open_reference(ns))
+        store = RefStore(
+            Path(ns.ref_cache) if ns.ref_cache else out / "ref",
+            {
+                "reference": settings["reference"],
+                "top_k": ns.top_k,
+                "thinking": ns.thinking,
+                "dataset": settings["dataset"],
+            },
+            lambda: open_reference(ns),
+        )
         missing = [r for r in todo if not store.has(r.instance_id) and len(spans[r.instance_id][0]) <= ns.n_ctx]
         if missing:
             backend.close()
@@ -93,8 +107,13 @@ def run_swebench(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
                 rec["nll"] = float(-log_softmax(logits)[np.arange(len(target)), target].mean())
             if store is not None:
                 st = compare_sparse(store.get(r.instance_id, tokens, first, ns.top_k), logits)
-                save_npz(pos_dir / f"{r.instance_id.replace('/', '_')}.npz", kld=st.kld, nll=st.nll,
-                         nll_base=st.nll_base, same_top=st.same_top)
+                save_npz(
+                    pos_dir / f"{r.instance_id.replace('/', '_')}.npz",
+                    kld=st.kld,
+                    nll=st.nll,
+                    nll_base=st.nll_base,
+                    same_top=st.same_top,
+                )
                 rec.update(nll_ref=float(st.nll_base.mean()), kld_mean=float(st.kld.mean()))
             if ns.generate:
                 gen = backend.generate(build_prompt(r, ns.thinking), max_tokens=ns.max_new_tokens or 2048, stop=[EOS])
@@ -106,11 +125,16 @@ def run_swebench(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
     order = {r.instance_id: i for i, r in enumerate(rows)}
     recs = sorted((x for x in run.records() if x["uid"] in order), key=lambda x: order[x["uid"]])
     scored = [x for x in recs if "skipped" not in x]
-    results: dict[str, Any] = {"task": "swebench", **minfo,
-                               **nll_summary(scored, ns.flip_threshold), "swe_skipped": len(recs) - len(scored)}
+    results: dict[str, Any] = {
+        "task": "swebench",
+        **minfo,
+        **nll_summary(scored, ns.flip_threshold),
+        "swe_skipped": len(recs) - len(scored),
+    }
     if store is not None and any("nll" in x for x in scored):
-        st = PositionStats.concat([PositionStats.load(pos_dir / f"{x['uid'].replace('/', '_')}.npz")
-                                   for x in scored if "nll" in x])
+        st = PositionStats.concat(
+            [PositionStats.load(pos_dir / f"{x['uid'].replace('/', '_')}.npz") for x in scored if "nll" in x]
+        )
         results.update({k: v for k, v in summarize(st).items() if k.startswith(("kld", "same_top", "rms_dp"))})
     if ns.generate:
         model_name = ns.variant or Path(ns.model).stem

@@ -42,8 +42,7 @@ def llama_logits() -> Callable[[Path], np.ndarray]:
     llama_cpp = pytest.importorskip("llama_cpp")
 
     def run(path: Path, text: bytes = b"DeepSeek-V4 in GGUF: one, two, three.") -> np.ndarray:
-        llm = llama_cpp.Llama(model_path=str(path), n_ctx=128, n_threads=2, n_batch=64, logits_all=True,
-                              verbose=False)
+        llm = llama_cpp.Llama(model_path=str(path), n_ctx=128, n_threads=2, n_batch=64, logits_all=True, verbose=False)
         try:
             toks = llm.tokenize(text, add_bos=True)
             llm.eval(toks)
@@ -79,8 +78,7 @@ def llama_load_mtp() -> Callable[[Path], str]:
     import sys
 
     def run(path: Path) -> str:
-        r = subprocess.run([sys.executable, "-c", _mtp_probe_script(path)], capture_output=True, text=True,
-                           timeout=120)
+        r = subprocess.run([sys.executable, "-c", _mtp_probe_script(path)], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, f"llama.cpp could not load {path.name}: {r.stderr[-2000:]}"
         return r.stdout.strip()
 

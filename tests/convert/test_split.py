@@ -11,8 +11,23 @@ def split_out(tiny_ckpt, tmp_path_factory):
     from dsv4_gguf.cli import main
 
     out = tmp_path_factory.mktemp("split") / "tiny.gguf"
-    assert main(["convert", str(tiny_ckpt), "-o", str(out), "--type", "MXFP4_MOE", "--split-max-size", "40M",
-                 "--name", "tiny"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                str(tiny_ckpt),
+                "-o",
+                str(out),
+                "--type",
+                "MXFP4_MOE",
+                "--split-max-size",
+                "40M",
+                "--name",
+                "tiny",
+            ]
+        )
+        == 0
+    )
     return out
 
 

@@ -31,8 +31,20 @@ def test_requantize_to_q4_k_m_runs(convert_tiny, tmp_path, llama_logits):
     from dsv4_gguf import open_gguf
 
     out = tmp_path / "r.gguf"
-    assert main(["requantize", str(convert_tiny("MXFP4_MOE")), str(out), "--type", "Q4_K_M",
-                 "--tensor-type", "token_embd|output\\.weight=q8_0"]) == 0
+    assert (
+        main(
+            [
+                "requantize",
+                str(convert_tiny("MXFP4_MOE")),
+                str(out),
+                "--type",
+                "Q4_K_M",
+                "--tensor-type",
+                "token_embd|output\\.weight=q8_0",
+            ]
+        )
+        == 0
+    )
     m = open_gguf(out)
     assert m.info("blk.1.attn_output_b.weight").qtype == Q.Q4_K
     assert m.info("output.weight").qtype == Q.Q8_0  # override before the recipe
@@ -46,9 +58,14 @@ def _imatrix_gguf(path: Path, name: str, n_mat: int, ne0: int, seed: int = 0) ->
     sums = rng.random((n_mat, ne0), dtype=np.float32) * 10
     counts = np.full((n_mat, 1), 4.0, np.float32)
     counts[1] = 0  # an expert never routed to: llama.cpp uses 1.0
-    write_plain(path, [KV("general.type", "str", "imatrix"), KV("imatrix.chunk_count", "u32", 1)],
-                [(TensorEntry(name + ".in_sum2", (n_mat, ne0), Q.F32), sums),
-                 (TensorEntry(name + ".counts", (n_mat, 1), Q.F32), counts)])
+    write_plain(
+        path,
+        [KV("general.type", "str", "imatrix"), KV("imatrix.chunk_count", "u32", 1)],
+        [
+            (TensorEntry(name + ".in_sum2", (n_mat, ne0), Q.F32), sums),
+            (TensorEntry(name + ".counts", (n_mat, 1), Q.F32), counts),
+        ],
+    )
     mean = sums / np.maximum(counts, 1)
     mean[1] = 1.0
     return mean
@@ -90,8 +107,12 @@ def test_imatrix_changes_iq2_experts(tiny_ckpt, tmp_path):
     outs = []
     for extra in ([], ["--imatrix", str(tmp_path / "im.gguf")]):
         out = tmp_path / f"o{len(outs)}.gguf"
-        assert main(["convert", str(tiny_ckpt), "-o", str(out), "--type", "IQ2_XXS-MOE", "--only", name,
-                     "--no-mtp", *extra]) == 0
+        assert (
+            main(
+                ["convert", str(tiny_ckpt), "-o", str(out), "--type", "IQ2_XXS-MOE", "--only", name, "--no-mtp", *extra]
+            )
+            == 0
+        )
         outs.append(np.asarray(open_gguf(out).raw(name)))
         assert open_gguf(out).names() == [name]
     assert outs[0].shape == outs[1].shape and not np.array_equal(outs[0], outs[1])
@@ -99,11 +120,41 @@ def test_imatrix_changes_iq2_experts(tiny_ckpt, tmp_path):
 
 def test_compare_tensor(convert_tiny, tiny_ckpt, capsys):
     path = convert_tiny("Q4_K_M", mtp=False)
-    assert main(["convert", str(tiny_ckpt), "-o", str(path), "--type", "Q4_K_M", "--no-mtp",
-                 "--compare-tensor", "blk.3.attn_kv.weight"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                str(tiny_ckpt),
+                "-o",
+                str(path),
+                "--type",
+                "Q4_K_M",
+                "--no-mtp",
+                "--compare-tensor",
+                "blk.3.attn_kv.weight",
+            ]
+        )
+        == 0
+    )
     assert "identical bytes" in capsys.readouterr().out
-    assert main(["convert", str(tiny_ckpt), "-o", str(path), "--type", "Q4_K_M", "--no-mtp", "--tensor-type",
-                 "attn_kv=q8_0", "--compare-tensor", "blk.3.attn_kv.weight"]) == 1
+    assert (
+        main(
+            [
+                "convert",
+                str(tiny_ckpt),
+                "-o",
+                str(path),
+                "--type",
+                "Q4_K_M",
+                "--no-mtp",
+                "--tensor-type",
+                "attn_kv=q8_0",
+                "--compare-tensor",
+                "blk.3.attn_kv.weight",
+            ]
+        )
+        == 1
+    )
     out = capsys.readouterr().out
     assert "differs" in out and "relative RMS diff" in out
 
@@ -121,9 +172,11 @@ def _llama_quantize(src: Path, dst: Path, ftype: int) -> None:
     import sys
 
     pytest.importorskip("llama_cpp")
-    code = (f"import llama_cpp; p = llama_cpp.llama_model_quantize_default_params(); p.ftype = {ftype}; "
-            f"p.nthread = 2; p.allow_requantize = True; "
-            f"raise SystemExit(llama_cpp.llama_model_quantize({str(src)!r}.encode(), {str(dst)!r}.encode(), p))")
+    code = (
+        f"import llama_cpp; p = llama_cpp.llama_model_quantize_default_params(); p.ftype = {ftype}; "
+        f"p.nthread = 2; p.allow_requantize = True; "
+        f"raise SystemExit(llama_cpp.llama_model_quantize({str(src)!r}.encode(), {str(dst)!r}.encode(), p))"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
 

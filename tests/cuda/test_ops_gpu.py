@@ -51,7 +51,7 @@ def test_moe_gemv_reads_the_selected_experts(name):
     x = (rng.standard_normal((len(ids), cols)) / np.sqrt(cols)).astype(np.float32)
     got = _C.cuda_moe_gemv(qt, q, rows, ids, x)
     for i, e in enumerate(ids):
-        ref = np.zeros(rows) if e < 0 else wd[e * rows:(e + 1) * rows].astype(np.float64) @ x[i]
+        ref = np.zeros(rows) if e < 0 else wd[e * rows : (e + 1) * rows].astype(np.float64) @ x[i]
         assert_close(got[i], ref, "cuda_gemv", f"slot {i} expert {e}")
 
 
@@ -77,7 +77,7 @@ def test_rms_norm_and_rope():
 
 def _fake_quant_ref(x: np.ndarray, block: int, fp4: bool) -> np.ndarray:
     lim, dt = (6.0, ml_dtypes.float4_e2m1fn) if fp4 else (448.0, ml_dtypes.float8_e4m3fn)
-    floor = 6.0 * 2.0 ** -126 if fp4 else 1e-4
+    floor = 6.0 * 2.0**-126 if fp4 else 1e-4
     g = x.reshape(-1, block).astype(np.float32)
     amax = np.maximum(np.abs(g).max(-1, keepdims=True), np.float32(floor)) / np.float32(lim)
     s = (2.0 ** np.ceil(np.log2(amax.astype(np.float64)))).astype(np.float32)
@@ -132,9 +132,9 @@ def test_sparse_attention_window_compressed_sink():
     comp = rng.standard_normal((20, hd)).astype(np.float32)
     ids = np.array([3, -1, 17, 0], np.int32)
     sinks = rng.standard_normal(H).astype(np.float32)
-    got = _C.cuda_sparse_attention(q, window, p, comp, ids, sinks, hd ** -0.5)
+    got = _C.cuda_sparse_attention(q, window, p, comp, ids, sinks, hd**-0.5)
     keys = np.concatenate([window[[qp % win for qp in range(p - win + 1, p + 1)]], comp[[3, 17, 0]]]).astype(np.float64)
-    z = q.astype(np.float64) @ keys.T * hd ** -0.5
+    z = q.astype(np.float64) @ keys.T * hd**-0.5
     mx = z.max(-1, keepdims=True)
     e = np.exp(z - mx)
     ref = e @ keys / (e.sum(-1, keepdims=True) + np.exp(sinks[:, None] - mx))
@@ -153,5 +153,4 @@ def test_indexer_scores_and_topk(n, k):
     assert_close(scores, ref, "cuda_index_score", "indexer scores")
     order = np.argsort(-scores, kind="stable")[: min(k, n)]  # the device scores' own order: ids are exact
     np.testing.assert_array_equal(ids[: min(k, n)], np.sort(order))
-    assert (ids[min(k, n):] == -1).all()
-
+    assert (ids[min(k, n) :] == -1).all()

@@ -14,8 +14,9 @@ def _fake_o200k(text: str) -> int:
     return len(text)
 
 
-def mrcr_row(i: int, n_needles: int, total_chars: int, answer_body: str, prefix: str, response: str,
-             two_user_turns: bool = True) -> dict:
+def mrcr_row(
+    i: int, n_needles: int, total_chars: int, answer_body: str, prefix: str, response: str, two_user_turns: bool = True
+) -> dict:
     """One MRCR-shaped row whose o200k count under `_fake_o200k` is exactly total_chars. The last user
     turn carries 'ANSWER:<response>' so the fake backend replies `response`."""
     answer = prefix + answer_body
@@ -24,12 +25,21 @@ def mrcr_row(i: int, n_needles: int, total_chars: int, answer_body: str, prefix:
     fixed = sum(len(m["content"]) for m in head) + len(tail) + len(answer)
     filler = total_chars - fixed - len("poem about tapirs")
     assert filler > 0, (total_chars, fixed)
-    msgs = head + [{"role": "user", "content": "poem about tapirs"},
-                   {"role": "assistant", "content": "x" * filler},
-                   {"role": "user", "content": tail}]
-    return {"prompt": json.dumps(msgs), "answer": answer, "random_string_to_prepend": prefix,
-            "n_needles": n_needles, "desired_msg_index": 2, "total_messages": len(msgs),
-            "n_chars": sum(len(m["content"]) for m in msgs), "date_added": "12/5/2025"}
+    msgs = head + [
+        {"role": "user", "content": "poem about tapirs"},
+        {"role": "assistant", "content": "x" * filler},
+        {"role": "user", "content": tail},
+    ]
+    return {
+        "prompt": json.dumps(msgs),
+        "answer": answer,
+        "random_string_to_prepend": prefix,
+        "n_needles": n_needles,
+        "desired_msg_index": 2,
+        "total_messages": len(msgs),
+        "n_chars": sum(len(m["content"]) for m in msgs),
+        "date_added": "12/5/2025",
+    }
 
 
 def write_mrcr(root: Path, rows: dict[int, list[dict]], legacy: bool = False) -> Path:
@@ -38,15 +48,18 @@ def write_mrcr(root: Path, rows: dict[int, list[dict]], legacy: bool = False) ->
 
     for n, rs in rows.items():
         if legacy:
-            pq.write_table(pa.Table.from_pylist([{k: v for k, v in r.items() if k != "date_added"} for r in rs]),
-                           root / f"{n}needle.parquet")
+            pq.write_table(
+                pa.Table.from_pylist([{k: v for k, v in r.items() if k != "date_added"} for r in rs]),
+                root / f"{n}needle.parquet",
+            )
             continue
         (root / f"{n}needle").mkdir(parents=True, exist_ok=True)
         half = (len(rs) + 1) // 2
         for s, part in enumerate((rs[:half], rs[half:])):
             if part:
-                pq.write_table(pa.Table.from_pylist(part), root / f"{n}needle" / f"{n}needle_{s}.parquet",
-                               row_group_size=2)
+                pq.write_table(
+                    pa.Table.from_pylist(part), root / f"{n}needle" / f"{n}needle_{s}.parquet", row_group_size=2
+                )
     return root
 
 
@@ -83,8 +96,9 @@ def mrcr_tree(tmp_path: Path) -> tuple[Path, dict[str, float]]:
             stem, idx = (f"{n}needle/{n}needle_0", j) if j < half else (f"{n}needle/{n}needle_1", j - half)
             resp = json.loads(r["prompt"])[-1]["content"].split("ANSWER:", 1)[1]
             p = r["random_string_to_prepend"]
-            expected[f"{stem}:{idx}"] = (SequenceMatcher(None, resp[len(p):], r["answer"][len(p):]).ratio()
-                                         if resp.startswith(p) else 0.0)
+            expected[f"{stem}:{idx}"] = (
+                SequenceMatcher(None, resp[len(p) :], r["answer"][len(p) :]).ratio() if resp.startswith(p) else 0.0
+            )
     return root, expected
 
 
@@ -92,13 +106,25 @@ def mrcr_tree(tmp_path: Path) -> tuple[Path, dict[str, float]]:
 def swe_jsonl(tmp_path: Path) -> Path:
     rows = []
     for i, repo in enumerate(["astropy/astropy"] * 4 + ["django/django"] * 6 + ["psf/requests"] * 2):
-        rows.append({
-            "repo": repo, "instance_id": f"{repo.replace('/', '__')}-{100 + i}", "base_commit": "0" * 40,
-            "patch": (f"diff --git a/m{i}.py b/m{i}.py\n--- a/m{i}.py\n+++ b/m{i}.py\n@@ -1 +1 @@\n"
-                      f"-x = {i}\n+x = {i + 1}\n"),
-            "test_patch": "", "problem_statement": f"x should be {i + 1} in m{i}.py", "hints_text": "",
-            "created_at": "2020-01-01", "version": "1.0", "FAIL_TO_PASS": json.dumps([f"test_m{i}"]),
-            "PASS_TO_PASS": "[]", "environment_setup_commit": "1" * 40})
+        rows.append(
+            {
+                "repo": repo,
+                "instance_id": f"{repo.replace('/', '__')}-{100 + i}",
+                "base_commit": "0" * 40,
+                "patch": (
+                    f"diff --git a/m{i}.py b/m{i}.py\n--- a/m{i}.py\n+++ b/m{i}.py\n@@ -1 +1 @@\n"
+                    f"-x = {i}\n+x = {i + 1}\n"
+                ),
+                "test_patch": "",
+                "problem_statement": f"x should be {i + 1} in m{i}.py",
+                "hints_text": "",
+                "created_at": "2020-01-01",
+                "version": "1.0",
+                "FAIL_TO_PASS": json.dumps([f"test_m{i}"]),
+                "PASS_TO_PASS": "[]",
+                "environment_setup_commit": "1" * 40,
+            }
+        )
     p = tmp_path / "swe.jsonl"
     p.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return p
@@ -108,8 +134,9 @@ def swe_jsonl(tmp_path: Path) -> Path:
 def text_file(tmp_path: Path) -> Path:
     rng = random.Random(0)
     p = tmp_path / "text.txt"
-    p.write_text(" ".join(rng.choice(["alpha", "beta", "gamma", "delta", "x", "yz", "q"]) for _ in range(3000)),
-                 encoding="utf-8")
+    p.write_text(
+        " ".join(rng.choice(["alpha", "beta", "gamma", "delta", "x", "yz", "q"]) for _ in range(3000)), encoding="utf-8"
+    )
     return p
 
 

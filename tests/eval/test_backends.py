@@ -132,9 +132,33 @@ def test_errors_name_the_fix(stub: str) -> None:
 def test_eval_kld_with_ref_url(stub: str, text_file: Path, tmp_path: Path) -> None:
     """vLLM as the full-precision reference: identical model behind the server -> KLD 0 within float error."""
     out = tmp_path / "r"
-    assert main(["eval", "kld", "--data", str(text_file), "--backend", "fake", "--model", "seed=0",
-                 "--ref-url", stub, "--ref-model", "ref", "--out", str(out), "--ctx", "64", "--chunks", "2",
-                 "--top-k", "8"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "kld",
+                "--data",
+                str(text_file),
+                "--backend",
+                "fake",
+                "--model",
+                "seed=0",
+                "--ref-url",
+                stub,
+                "--ref-model",
+                "ref",
+                "--out",
+                str(out),
+                "--ctx",
+                "64",
+                "--chunks",
+                "2",
+                "--top-k",
+                "8",
+            ]
+        )
+        == 0
+    )
     r = json.loads((out / "results.json").read_text())
     assert r["kld_mean"] < 1e-12 and r["same_top_p"] == 1.0 and r["n_positions"] == 2 * 31
     toks = np.load(out / "ref" / "tokens.npy")
@@ -145,8 +169,22 @@ def test_eval_kld_with_ref_url(stub: str, text_file: Path, tmp_path: Path) -> No
 
 def test_swebench_generation_only_through_ollama(stub: str, swe_jsonl: Path, tmp_path: Path) -> None:
     out = tmp_path / "o"
-    base = ["eval", "swebench", "--data", str(swe_jsonl), "--backend", "ollama", "--url", stub, "--model", "dsv4",
-            "--limit", "2", "--out", str(out)]
+    base = [
+        "eval",
+        "swebench",
+        "--data",
+        str(swe_jsonl),
+        "--backend",
+        "ollama",
+        "--url",
+        stub,
+        "--model",
+        "dsv4",
+        "--limit",
+        "2",
+        "--out",
+        str(out),
+    ]
     assert main(base) == 1  # scoring needs logits: refused before any work, naming the capable backends
     assert main([*base, "--generate", "--max-new-tokens", "16", "--overwrite"]) == 0
     r = json.loads((out / "results.json").read_text())

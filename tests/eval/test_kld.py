@@ -31,11 +31,21 @@ def _direct(base: np.ndarray, cand: np.ndarray, target: np.ndarray) -> dict[str,
     r = np.arange(len(target))
     dp = q[r, target] - p[r, target]
     nll, nllb = -np.log(q[r, target]), -np.log(p[r, target])
-    return {"kld_mean": kld.mean(), "kld_median": np.median(kld), "kld_p90": np.percentile(kld, 90),
-            "kld_p99": np.percentile(kld, 99), "kld_p999": np.percentile(kld, 99.9), "kld_max": kld.max(),
-            "same_top_p": (p.argmax(1) == q.argmax(1)).mean(), "rms_dp": np.sqrt((dp**2).mean()),
-            "dp_mean": dp.mean(), "ppl_q": np.exp(nll.mean()), "ppl_base": np.exp(nllb.mean()),
-            "ppl_ratio": np.exp(nll.mean() - nllb.mean()), "ppl_cor": np.corrcoef(nll, nllb)[0, 1]}
+    return {
+        "kld_mean": kld.mean(),
+        "kld_median": np.median(kld),
+        "kld_p90": np.percentile(kld, 90),
+        "kld_p99": np.percentile(kld, 99),
+        "kld_p999": np.percentile(kld, 99.9),
+        "kld_max": kld.max(),
+        "same_top_p": (p.argmax(1) == q.argmax(1)).mean(),
+        "rms_dp": np.sqrt((dp**2).mean()),
+        "dp_mean": dp.mean(),
+        "ppl_q": np.exp(nll.mean()),
+        "ppl_base": np.exp(nllb.mean()),
+        "ppl_ratio": np.exp(nll.mean() - nllb.mean()),
+        "ppl_cor": np.corrcoef(nll, nllb)[0, 1],
+    }
 
 
 def test_full_k_equals_direct_numpy() -> None:
@@ -105,8 +115,26 @@ def test_kld_file_round_trip(tmp_path: Path) -> None:
 
 
 def _kld_args(text: Path, out: Path, model: str, **kw: str) -> list[str]:
-    args = ["eval", "kld", "--data", str(text), "--backend", "fake", "--model", model, "--ref", "seed=0",
-            "--out", str(out), "--ctx", "128", "--chunks", "6", "--top-k", "16"]
+    args = [
+        "eval",
+        "kld",
+        "--data",
+        str(text),
+        "--backend",
+        "fake",
+        "--model",
+        model,
+        "--ref",
+        "seed=0",
+        "--out",
+        str(out),
+        "--ctx",
+        "128",
+        "--chunks",
+        "6",
+        "--top-k",
+        "16",
+    ]
     for k, v in kw.items():
         args += [f"--{k.replace('_', '-')}", v]
     return args
@@ -119,8 +147,14 @@ def test_eval_kld_zero_monotone_resume_report(text_file: Path, tmp_path: Path) -
     res = {}
     for noise, bpw in ((0.0, "16"), (0.1, "8.5"), (0.4, "4.5"), (1.5, "2.06")):
         out = tmp_path / f"n{noise}"
-        assert main(_kld_args(text_file, out, f"seed=0,noise={noise}", ref_cache=str(cache), bpw=bpw,
-                              variant=f"noise{noise}")) == 0
+        assert (
+            main(
+                _kld_args(
+                    text_file, out, f"seed=0,noise={noise}", ref_cache=str(cache), bpw=bpw, variant=f"noise{noise}"
+                )
+            )
+            == 0
+        )
         res[noise] = json.loads((out / "results.json").read_text())
     assert res[0.0]["kld_mean"] == 0.0 and res[0.0]["kld_p999"] == 0.0 and res[0.0]["same_top_p"] == 1.0
     means = [res[n]["kld_mean"] for n in (0.0, 0.1, 0.4, 1.5)]
@@ -129,12 +163,12 @@ def test_eval_kld_zero_monotone_resume_report(text_file: Path, tmp_path: Path) -
 
     # interrupted after 2 of 6 chunks, resumed: identical results.json
     out = tmp_path / "resumed"
-    args = _kld_args(text_file, out, "seed=0,noise=0.4,fail_after=2", ref_cache=str(cache), bpw="4.5",
-                     variant="noise0.4")
+    args = _kld_args(
+        text_file, out, "seed=0,noise=0.4,fail_after=2", ref_cache=str(cache), bpw="4.5", variant="noise0.4"
+    )
     assert main(args) == 130
     assert len((out / "items.jsonl").read_text().splitlines()) == 2
-    assert main(_kld_args(text_file, out, "seed=0,noise=0.4", ref_cache=str(cache), bpw="4.5",
-                          variant="noise0.4")) == 0
+    assert main(_kld_args(text_file, out, "seed=0,noise=0.4", ref_cache=str(cache), bpw="4.5", variant="noise0.4")) == 0
     assert json.loads((out / "results.json").read_text()) == res[0.4]
 
     # a reference cache made from another text is refused
@@ -163,8 +197,25 @@ def test_eval_kld_against_kld_file(tmp_path: Path, text_file: Path) -> None:
     with_bos = [[0, *t[1:]] for t in toks]
     write_kld(tmp_path / "b.kld", n_ctx, toks, [fb.logits(t, n_ctx // 2) for t in with_bos])
     out = tmp_path / "r"
-    assert main(["eval", "kld", "--data", str(text_file), "--backend", "fake", "--model", "seed=0",
-                 "--ref-kld", str(tmp_path / "b.kld"), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "kld",
+                "--data",
+                str(text_file),
+                "--backend",
+                "fake",
+                "--model",
+                "seed=0",
+                "--ref-kld",
+                str(tmp_path / "b.kld"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     r = json.loads((out / "results.json").read_text())
     assert r["n_positions"] == 3 * (n_ctx - 1 - n_ctx // 2)
     # not 0: the file stores log-probs on a 16-nat uint16 grid (step 2.4e-4), first-order error ~1e-5

@@ -30,7 +30,7 @@ def test_official_uses_autojunk_default() -> None:
     # >= 200 chars with a letter in > 1% of positions: autojunk changes the ratio, the grader must not
     answer = P + ("the tapir sleeps under the tree\n" * 12)
     response = P + ("the tapir sleeps under the tree\n" * 11) + "a tapir sleeps under a tree\n"
-    a, r = answer[len(P):], response[len(P):]
+    a, r = answer[len(P) :], response[len(P) :]
     with_junk = SequenceMatcher(None, r, a).ratio()
     without = SequenceMatcher(None, r, a, autojunk=False).ratio()
     assert with_junk != without
@@ -45,8 +45,24 @@ def test_lenient_variant() -> None:
     assert grade_lenient("poem", ans, P) == 0.0
 
 
-@pytest.mark.parametrize("n,b", [(4095, None), (4096, 0), (4097, 0), (8192, 0), (8193, 1), (16384, 1), (16385, 2),
-                                 (131072, 4), (131073, 5), (524288, 6), (524289, 7), (1048576, 7), (1048577, None)])
+@pytest.mark.parametrize(
+    "n,b",
+    [
+        (4095, None),
+        (4096, 0),
+        (4097, 0),
+        (8192, 0),
+        (8193, 1),
+        (16384, 1),
+        (16385, 2),
+        (131072, 4),
+        (131073, 5),
+        (524288, 6),
+        (524289, 7),
+        (1048576, 7),
+        (1048577, None),
+    ],
+)
 def test_bins_at_edges(n: int, b: int | None) -> None:
     assert bin_index(n) == b
 
@@ -59,11 +75,18 @@ def test_parse_bins() -> None:
 
 
 def test_merge_same_role_and_render() -> None:
-    msgs = [{"role": "user", "content": "a"}, {"role": "user", "content": "b"},
-            {"role": "assistant", "content": "c"}, {"role": "user", "content": "d"}]
+    msgs = [
+        {"role": "user", "content": "a"},
+        {"role": "user", "content": "b"},
+        {"role": "assistant", "content": "c"},
+        {"role": "user", "content": "d"},
+    ]
     merged = merge_same_role(msgs)
-    assert merged == [{"role": "user", "content": "a\nb"}, {"role": "assistant", "content": "c"},
-                      {"role": "user", "content": "d"}]
+    assert merged == [
+        {"role": "user", "content": "a\nb"},
+        {"role": "assistant", "content": "c"},
+        {"role": "user", "content": "d"},
+    ]
     assert encode_messages(merged).count("<｜User｜>") == 2
 
 
@@ -79,8 +102,12 @@ def test_loader_tree_and_filters(mrcr_tree: tuple[Path, dict[str, float]], fake_
     src, rows = load_mrcr(root, count=fake_o200k)
     assert src.layout == "tree" and len(src.files) == 4
     assert {r.uid for r in rows} == set(expected)
-    assert sorted((r.o200k_tokens, r.bin) for r in rows if r.n_needles == 2) == [(4096, 0), (8192, 0), (8193, 1),
-                                                                                (16384, 1)]
+    assert sorted((r.o200k_tokens, r.bin) for r in rows if r.n_needles == 2) == [
+        (4096, 0),
+        (8192, 0),
+        (8193, 1),
+        (16384, 1),
+    ]
     _, only8 = load_mrcr(root, needles=(8,), bins={1}, count=fake_o200k)
     assert {(r.n_needles, r.bin) for r in only8} == {(8, 1)} and len(only8) == 2
     _, short = load_mrcr(root, max_tokens=8192, count=fake_o200k)
@@ -101,8 +128,22 @@ def test_loader_legacy_layout(tmp_path: Path, fake_o200k, mrcr_writer) -> None:
 
 
 def _mrcr_args(data: Path, out: Path, model: str = "seed=0", **kw: str) -> list[str]:
-    args = ["eval", "mrcr", "--data", str(data), "--backend", "fake", "--model", model, "--out", str(out),
-            "--n-ctx", "100000", "--variant", "fake"]
+    args = [
+        "eval",
+        "mrcr",
+        "--data",
+        str(data),
+        "--backend",
+        "fake",
+        "--model",
+        model,
+        "--out",
+        str(out),
+        "--n-ctx",
+        "100000",
+        "--variant",
+        "fake",
+    ]
     for k, v in kw.items():
         args += [f"--{k.replace('_', '-')}", v]
     return args
@@ -123,8 +164,7 @@ def test_eval_mrcr_end_to_end_and_resume(mrcr_tree, fake_o200k, tmp_path: Path, 
     assert res["mrcr_n"] == 8 and res["mrcr_skipped"] == 0
     cells = {(c["n_needles"], c["bin_label"]): c["n"] for c in res["table"]}
     assert cells == {(2, "8K"): 2, (2, "16K"): 2, (8, "8K"): 2, (8, "16K"): 2}
-    assert res["mrcr_8needle_all_bins"] == pytest.approx(
-        sum(v for u, v in expected.items() if u.startswith("8")) / 4)
+    assert res["mrcr_8needle_all_bins"] == pytest.approx(sum(v for u, v in expected.items() if u.startswith("8")) / 4)
     assert res["mrcr_8needle_1m"] is None
     assert aggregate([])["mrcr_score"] is None and BIN_LABELS[0] == "8K"
 

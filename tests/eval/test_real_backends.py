@@ -36,9 +36,36 @@ def test_swebench_through_llama_cpp(tiny_ggufs: dict[str, Path], swe_jsonl: Path
     pytest.importorskip("llama_cpp")
     src = str(tiny_ggufs["SOURCE"])
     out = tmp_path / "swe"
-    assert main(["eval", "swebench", "--data", str(swe_jsonl), "--backend", "llama-cpp", "--model", src,
-                 "--ref", src, "--out", str(out), "--limit", "1", "--generate", "--max-new-tokens", "4",
-                 "--n-ctx", "512", "--threads", "2", "--top-k", "8"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "swebench",
+                "--data",
+                str(swe_jsonl),
+                "--backend",
+                "llama-cpp",
+                "--model",
+                src,
+                "--ref",
+                src,
+                "--out",
+                str(out),
+                "--limit",
+                "1",
+                "--generate",
+                "--max-new-tokens",
+                "4",
+                "--n-ctx",
+                "512",
+                "--threads",
+                "2",
+                "--top-k",
+                "8",
+            ]
+        )
+        == 0
+    )
     r = json.loads((out / "results.json").read_text())
     assert r["swe_n"] == 1 and r["nll_delta_mean"] == 0.0 and r["flip_rate"] == 0.0 and r["kld_mean"] == 0.0
     assert r["nll_mean"] > 0 and r["predictions"] == 1
@@ -51,8 +78,33 @@ def test_llama_cpp_backend_source_is_exactly_zero(tiny_ggufs: dict[str, Path], t
     src = tiny_ggufs["SOURCE"]
     text = tmp_path / "t.txt"
     text.write_text("the tapir walks under the tree at dawn and eats leaves by the river " * 20, encoding="utf-8")
-    assert main(["eval", "kld", "--data", str(text), "--model", str(src), "--ref", str(src), "--backend", "llama-cpp",
-                 "--out", str(tmp_path / "lc"), "--ctx", "64", "--chunks", "1", "--n-ctx", "64", "--threads", "2"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "kld",
+                "--data",
+                str(text),
+                "--model",
+                str(src),
+                "--ref",
+                str(src),
+                "--backend",
+                "llama-cpp",
+                "--out",
+                str(tmp_path / "lc"),
+                "--ctx",
+                "64",
+                "--chunks",
+                "1",
+                "--n-ctx",
+                "64",
+                "--threads",
+                "2",
+            ]
+        )
+        == 0
+    )
     r = json.loads((tmp_path / "lc" / "results.json").read_text())
     assert r["kld_mean"] == 0.0 and r["same_top_p"] == 1.0
     man = json.loads((tmp_path / "lc" / "manifest.json").read_text())

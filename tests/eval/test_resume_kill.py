@@ -28,9 +28,30 @@ def test_killed_run_resumes_to_identical_results(tiny_ggufs: dict[str, Path], tm
     text.write_text(" ".join(random.Random(1).choice(words) for _ in range(450)), encoding="utf-8")
 
     def args(out: Path) -> list[str]:
-        return ["eval", "kld", "--data", str(text), "--model", str(tiny_ggufs["Q4_K_M"]), "--ref",
-                str(tiny_ggufs["SOURCE"]), "--backend", "runtime", "--ref-cache", str(tmp_path / "ref"), "--out",
-                str(out), "--ctx", "64", "--n-ctx", "64", "--threads", "2", "--variant", "q4"]
+        return [
+            "eval",
+            "kld",
+            "--data",
+            str(text),
+            "--model",
+            str(tiny_ggufs["Q4_K_M"]),
+            "--ref",
+            str(tiny_ggufs["SOURCE"]),
+            "--backend",
+            "runtime",
+            "--ref-cache",
+            str(tmp_path / "ref"),
+            "--out",
+            str(out),
+            "--ctx",
+            "64",
+            "--n-ctx",
+            "64",
+            "--threads",
+            "2",
+            "--variant",
+            "q4",
+        ]
 
     assert main(args(tmp_path / "whole")) == 0
     whole = json.loads((tmp_path / "whole" / "results.json").read_text())
@@ -38,8 +59,9 @@ def test_killed_run_resumes_to_identical_results(tiny_ggufs: dict[str, Path], tm
     assert n_chunks >= 6
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "dsv4_gguf.cli", *args(killed)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dsv4_gguf.cli", *args(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     items = killed / "items.jsonl"
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:

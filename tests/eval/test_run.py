@@ -43,7 +43,7 @@ def test_file_digest_full_and_quick(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(runmod, "QUICK_HASH_ABOVE", 1 << 20)
     monkeypatch.setattr(runmod, "_QUICK_SPAN", 1 << 20)
     quick = file_digest(p)
-    want = hashlib.sha256(str(len(data)).encode() + data[: 1 << 20] + data[-(1 << 20):]).hexdigest()
+    want = hashlib.sha256(str(len(data)).encode() + data[: 1 << 20] + data[-(1 << 20) :]).hexdigest()
     assert quick == {"name": "m.gguf", "size": len(data), "quick_sha256": want}
     assert "sha256" in file_digest(p, full=True)
 

@@ -68,8 +68,26 @@ def test_patch_similarity_and_extraction() -> None:
 
 
 def _swe(data: Path, out: Path, model: str = "seed=0,noise=0.5", **kw: str) -> list[str]:
-    args = ["eval", "swebench", "--data", str(data), "--backend", "fake", "--model", model, "--ref", "seed=0",
-            "--out", str(out), "--n-ctx", "100000", "--variant", "fake-q", "--top-k", "8"]
+    args = [
+        "eval",
+        "swebench",
+        "--data",
+        str(data),
+        "--backend",
+        "fake",
+        "--model",
+        model,
+        "--ref",
+        "seed=0",
+        "--out",
+        str(out),
+        "--n-ctx",
+        "100000",
+        "--variant",
+        "fake-q",
+        "--top-k",
+        "8",
+    ]
     for k, v in kw.items():
         args += [f"--{k.replace('_', '-')}"] + ([v] if v else [])
     return args
@@ -107,8 +125,12 @@ def test_eval_swebench_end_to_end(swe_jsonl: Path, tmp_path: Path) -> None:
     r0 = json.loads((same / "results.json").read_text())
     assert r0["nll_delta_mean"] == 0.0 and r0["flip_rate"] == 0.0 and r0["kld_mean"] == 0.0
     again = tmp_path / "again"
-    assert main(_swe(swe_jsonl, again, model="seed=0,noise=0.5,fail_after=2", limit="4", generate="",
-                     flip_threshold="0.02")) == 130
+    assert (
+        main(
+            _swe(swe_jsonl, again, model="seed=0,noise=0.5,fail_after=2", limit="4", generate="", flip_threshold="0.02")
+        )
+        == 130
+    )
     assert main(_swe(swe_jsonl, again, limit="4", generate="", flip_threshold="0.02")) == 0
     assert json.loads((again / "results.json").read_text()) == res
     assert (again / "predictions.jsonl").read_text() == (out / "predictions.jsonl").read_text()
@@ -117,8 +139,10 @@ def test_eval_swebench_end_to_end(swe_jsonl: Path, tmp_path: Path) -> None:
 def test_report_quality_vs_bpw(tmp_path: Path) -> None:
     from dsv4_gguf.eval.report import write_report
 
-    runs = [{"run": f"r{i}", "task": "swebench", "variant": f"v{i}", "bpw": b, "nll_mean": n, "swe_n": 3}
-            for i, (b, n) in enumerate([(2.0, 2.0), (8.5, 1.0), (4.5, 1.3)])]
+    runs = [
+        {"run": f"r{i}", "task": "swebench", "variant": f"v{i}", "bpw": b, "nll_mean": n, "swe_n": 3}
+        for i, (b, n) in enumerate([(2.0, 2.0), (8.5, 1.0), (4.5, 1.3)])
+    ]
     files = write_report(runs, tmp_path)
     assert files["swebench_nll_vs_bpw.png"].read_bytes()[:4] == b"\x89PNG"
     md = files["report.md"].read_text().splitlines()

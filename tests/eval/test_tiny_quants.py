@@ -19,19 +19,50 @@ VARIANTS = ("SOURCE", "Q8_0", "Q4_K_M", "IQ2_XXS-MOE")  # the order of the tiny_
 
 @pytest.fixture(scope="module")
 def english(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    words = ("the a tapir walks under tree at dawn and dusk river forest quietly eats leaves while birds sing "
-             "over water in morning light").split()
+    words = (
+        "the a tapir walks under tree at dawn and dusk river forest quietly eats leaves while birds sing "
+        "over water in morning light"
+    ).split()
     rng = random.Random(0)
     p = tmp_path_factory.mktemp("text") / "text.txt"
     p.write_text(" ".join(rng.choice(words) for _ in range(800)), encoding="utf-8")
     return p
 
 
-def _kld(text: Path, model: Path, ref: Path, out: Path, cache: Path, backend: str = "runtime", chunks: int = 2,
-         ctx: int = 128) -> dict:
-    args = ["eval", "kld", "--data", str(text), "--model", str(model), "--ref", str(ref), "--backend", backend,
-            "--ref-cache", str(cache), "--out", str(out), "--ctx", str(ctx), "--chunks", str(chunks), "--n-ctx", "256",
-            "--threads", "2"]
+def _kld(
+    text: Path,
+    model: Path,
+    ref: Path,
+    out: Path,
+    cache: Path,
+    backend: str = "runtime",
+    chunks: int = 2,
+    ctx: int = 128,
+) -> dict:
+    args = [
+        "eval",
+        "kld",
+        "--data",
+        str(text),
+        "--model",
+        str(model),
+        "--ref",
+        str(ref),
+        "--backend",
+        backend,
+        "--ref-cache",
+        str(cache),
+        "--out",
+        str(out),
+        "--ctx",
+        str(ctx),
+        "--chunks",
+        str(chunks),
+        "--n-ctx",
+        "256",
+        "--threads",
+        "2",
+    ]
     assert main(args) == 0
     return json.loads((out / "results.json").read_text())
 
@@ -55,4 +86,3 @@ def test_kld_ladder_on_tiny_model(tiny_ggufs: dict[str, Path], english: Path, tm
         assert f"| tiny-{v} |" in md
     assert "![kld_vs_bpw.png](kld_vs_bpw.png)" in md
     assert (rep / "kld_vs_bpw.png").stat().st_size > 10_000
-

@@ -8,7 +8,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-E2M1 = np.array([0, .5, 1, 1.5, 2, 3, 4, 6, -0.0, -.5, -1, -1.5, -2, -3, -4, -6], np.float32)
+E2M1 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6], np.float32)
 
 
 def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
@@ -16,8 +16,7 @@ def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
     nan = np.isnan(a)
-    return bool(np.array_equal(nan, np.isnan(b))
-                and np.array_equal(a.view(np.uint32)[~nan], b.view(np.uint32)[~nan]))
+    return bool(np.array_equal(nan, np.isnan(b)) and np.array_equal(a.view(np.uint32)[~nan], b.view(np.uint32)[~nan]))
 
 
 def e8m0(b: np.ndarray) -> np.ndarray:
@@ -47,5 +46,6 @@ def fp4_group(w: np.ndarray, s: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def npdecode() -> SimpleNamespace:
-    return SimpleNamespace(same_bits=same_bits, e8m0=e8m0, e4m3=e4m3, fp8_block=fp8_block,
-                           fp4_group=fp4_group, E2M1=E2M1)
+    return SimpleNamespace(
+        same_bits=same_bits, e8m0=e8m0, e4m3=e4m3, fp8_block=fp8_block, fp4_group=fp4_group, E2M1=E2M1
+    )

@@ -17,8 +17,14 @@ from dsv4_gguf.synth import quantize_fp4_groups, quantize_fp8_blocks, write_synt
 
 def test_tiny_checkpoint_files_and_layout(tiny_ckpt, tiny_args):
     names = {p.name for p in tiny_ckpt.iterdir()}
-    assert {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-            "model.safetensors.index.json", "inference"} <= names
+    assert {
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "model.safetensors.index.json",
+        "inference",
+    } <= names
     shards = sorted(n for n in names if n.endswith(".safetensors"))
     assert len(shards) >= 2 and shards[0] == f"model-00001-of-{len(shards):05d}.safetensors"
     index = json.loads((tiny_ckpt / "model.safetensors.index.json").read_text())

@@ -19,6 +19,7 @@ INDEX = "model.safetensors.index.json"
 
 # ---- single-file header attacks -------------------------------------------------------------
 
+
 def _raw(tmp_path: Path, header: dict | bytes, data: bytes = b"", length: int | None = None) -> Path:
     body = header if isinstance(header, bytes) else json.dumps(header).encode()
     p = tmp_path / "x.safetensors"
@@ -52,8 +53,20 @@ def _ent(dtype="F32", shape=(2,), offs=(0, 8)):
         (lambda t: _raw(t, {"a": _ent(shape=(2, -1))}, b"\0" * 8), "invalid shape"),
         (lambda t: _raw(t, {"a": {"dtype": "F32"}}, b""), "needs dtype, shape and data_offsets"),
     ],
-    ids=["truncated", "header-too-long", "header-huge", "bad-json", "not-object", "unknown-dtype",
-         "size-mismatch", "out-of-range", "overlap", "negative-offset", "bad-shape", "missing-fields"],
+    ids=[
+        "truncated",
+        "header-too-long",
+        "header-huge",
+        "bad-json",
+        "not-object",
+        "unknown-dtype",
+        "size-mismatch",
+        "out-of-range",
+        "overlap",
+        "negative-offset",
+        "bad-shape",
+        "missing-fields",
+    ],
 )
 def test_hostile_shard_headers(tmp_path, make, match):
     path = make(tmp_path)
@@ -73,6 +86,7 @@ def test_truncated_data_in_a_real_shard(tmp_path, micro_ckpt):
 
 
 # ---- directory-level problems ---------------------------------------------------------------
+
 
 def _copy(src: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "ckpt"
@@ -160,10 +174,16 @@ def test_wrong_dtype(tmp_path, micro_ckpt):
 @pytest.mark.parametrize(
     "name,arr,match",
     [
-        ("layers.0.attn.compressor.norm.weight", np.ones(128, np.float32),
-         "block 0 has compress ratio 0; a compressor exists only for ratio > 0"),
-        ("layers.1.attn.indexer.weights_proj.weight", np.ones((4, 256), np.float32),
-         "block 1 has compress ratio 128; an indexer exists only for ratio 4"),
+        (
+            "layers.0.attn.compressor.norm.weight",
+            np.ones(128, np.float32),
+            "block 0 has compress ratio 0; a compressor exists only for ratio > 0",
+        ),
+        (
+            "layers.1.attn.indexer.weights_proj.weight",
+            np.ones((4, 256), np.float32),
+            "block 1 has compress ratio 128; an indexer exists only for ratio 4",
+        ),
         ("layers.0.ffn.gate.bias", np.zeros(8, np.float32), r"tid2eid xor gate\.bias"),
         ("layers.3.ffn.gate.tid2eid", np.zeros((1024, 2), np.int64), "not hash-routed"),
         ("layers.9.attn_norm.weight", np.ones(256, np.float32), "config.json has 6 blocks"),

@@ -93,10 +93,22 @@ def test_under_ci_a_module_skip_fails_collection(run_pytest):
     assert "1 error" in out, out
 
 
-@pytest.mark.parametrize(("value", "on"), [
-    (None, False), ("", False), ("0", False), ("false", False), ("False", False), ("no", False), (" NO ", False),
-    ("true", True), ("1", True), ("yes", True), ("github-actions", True),
-])
+@pytest.mark.parametrize(
+    ("value", "on"),
+    [
+        (None, False),
+        ("", False),
+        ("0", False),
+        ("false", False),
+        ("False", False),
+        ("no", False),
+        (" NO ", False),
+        ("true", True),
+        ("1", True),
+        ("yes", True),
+        ("github-actions", True),
+    ],
+)
 def test_ci_switch(value, on):
     assert ci_enabled({} if value is None else {"CI": value}) is on
 

@@ -13,17 +13,30 @@ from dsv4_gguf.config import PRESETS, ConfigError, ModelArgs, load_config
 def test_flash_and_pro_presets_have_spec_values():
     f, p = PRESETS["flash"], PRESETS["pro"]
     assert (f.dim, f.n_layers, f.n_heads, f.q_lora_rank, f.o_groups, f.n_routed_experts, f.index_topk) == (
-        4096, 43, 64, 1024, 8, 256, 512)
+        4096,
+        43,
+        64,
+        1024,
+        8,
+        256,
+        512,
+    )
     assert (p.dim, p.n_layers, p.n_heads, p.q_lora_rank, p.o_groups, p.n_routed_experts, p.index_topk) == (
-        7168, 61, 128, 1536, 16, 384, 1024)
+        7168,
+        61,
+        128,
+        1536,
+        16,
+        384,
+        1024,
+    )
     assert f.compress_ratios[:4] == (0, 0, 4, 128) and f.compress_ratios[-2:] == (4, 0)
     assert len(f.compress_ratios) == 44 and len(p.compress_ratios) == 62
     assert p.compress_ratios[:4] == (128, 128, 4, 128) and p.compress_ratios[-2:] == (4, 0)
     assert (f.route_scale, p.route_scale) == (1.5, 2.5)
     for a in (f, p):
         assert (a.rope_factor, a.original_seq_len, a.beta_fast, a.beta_slow) == (16.0, 65536, 32, 1)
-        assert (a.compress_rope_theta, a.rope_theta, a.window_size, a.hc_sinkhorn_iters) == (
-            160000.0, 10000.0, 128, 20)
+        assert (a.compress_rope_theta, a.rope_theta, a.window_size, a.hc_sinkhorn_iters) == (160000.0, 10000.0, 128, 20)
 
 
 def test_tiny_preset_has_every_structural_feature():

@@ -15,6 +15,8 @@ from dsv4_gguf import _C, build_info
 
 IMPLS = ["ref", "simd"] if build_info()["cpu_avx2"] else ["ref"]
 ALL = np.arange(256, dtype=np.uint8)
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 def test_e4m3_all_codes(impl, npdecode):
     ref = ALL.view(ml_dtypes.float8_e4m3fn).astype(np.float32)

@@ -23,15 +23,37 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_non_editable_install_without_cuda(tmp_path):
     src = tmp_path / "src"
-    skip = ("build", ".git", ".cache", "out", "__pycache__", "*.so", ".venv", "*.egg-info", ".pytest_cache",
-            ".ruff_cache")
+    skip = (
+        "build",
+        ".git",
+        ".cache",
+        "out",
+        "__pycache__",
+        "*.so",
+        ".venv",
+        "*.egg-info",
+        ".pytest_cache",
+        ".ruff_cache",
+    )
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(*skip))
     # Build the wheel with this interpreter's build tools, then install it into an isolated venv (no
     # system site-packages, so neither the source tree nor an editable install can shadow it).
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     wheels = tmp_path / "wheels"
-    cmd = [sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "-q", "-w", str(wheels),
-           "-Ccmake.define.DSV4_CUDA=OFF", f"-Cbuild-dir={tmp_path / 'build'}", str(src)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-build-isolation",
+        "--no-deps",
+        "-q",
+        "-w",
+        str(wheels),
+        "-Ccmake.define.DSV4_CUDA=OFF",
+        f"-Cbuild-dir={tmp_path / 'build'}",
+        str(src),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1500)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     (wheel,) = wheels.glob("dsv4_gguf-*.whl")
@@ -41,16 +63,20 @@ def test_non_editable_install_without_cuda(tmp_path):
     env_dir = tmp_path / "venv"
     venv.create(env_dir, system_site_packages=False, with_pip=True)
     py = env_dir / "bin" / "python"
-    r = subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
-                       capture_output=True, text=True, env=env, timeout=600)
+    r = subprocess.run(
+        [str(py), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     code = (
         "import json, dsv4_gguf, dsv4_gguf.quantize, dsv4_gguf.eval, dsv4_gguf._C as C;"
         "print(json.dumps({'files': [dsv4_gguf.__file__, dsv4_gguf.quantize.__file__, dsv4_gguf.eval.__file__,"
         " C.__file__], 'info': C.build_info()}))"
     )
-    out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
-                         check=True)
+    out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, check=True)
     got = json.loads(out.stdout)
     site = str(env_dir)
     for f in got["files"]:

@@ -21,12 +21,24 @@ def _sample(path: Path) -> dict:
     from dsv4_gguf import quants
 
     q8 = quants.quantize(rng.standard_normal((4, 64), dtype=np.float32), Q.Q8_0)
-    kvs = [KV("general.architecture", "str", "deepseek4"), KV("a.u32", "u32", 7), KV("a.i32", "i32", -7),
-           KV("a.f32", "f32", 0.5), KV("a.bool", "bool", True), KV("a.u16", "u16", 3), KV("a.u64", "u64", 2**40),
-           KV("a.arr_i", "i32[]", [0, 4, 128]), KV("a.arr_f", "f32[]", [10.0, 10.0]),
-           KV("a.arr_s", "str[]", ["x", "ÿ", ""]), KV("a.s", "str", "héllo")]
-    tens = [(TensorEntry("t.f32", (3, 64), Q.F32), f32), (TensorEntry("t.i32", (2, 6), Q.I32), i32),
-            (TensorEntry("t.q8", (4, 64), Q.Q8_0), q8)]
+    kvs = [
+        KV("general.architecture", "str", "deepseek4"),
+        KV("a.u32", "u32", 7),
+        KV("a.i32", "i32", -7),
+        KV("a.f32", "f32", 0.5),
+        KV("a.bool", "bool", True),
+        KV("a.u16", "u16", 3),
+        KV("a.u64", "u64", 2**40),
+        KV("a.arr_i", "i32[]", [0, 4, 128]),
+        KV("a.arr_f", "f32[]", [10.0, 10.0]),
+        KV("a.arr_s", "str[]", ["x", "ÿ", ""]),
+        KV("a.s", "str", "héllo"),
+    ]
+    tens = [
+        (TensorEntry("t.f32", (3, 64), Q.F32), f32),
+        (TensorEntry("t.i32", (2, 6), Q.I32), i32),
+        (TensorEntry("t.q8", (4, 64), Q.Q8_0), q8),
+    ]
     write_plain(path, kvs, tens)
     return {"f32": f32, "i32": i32, "q8": q8}
 
@@ -59,12 +71,15 @@ def _bytes(tmp_path) -> tuple[Path, bytes]:
     return p, p.read_bytes()
 
 
-@pytest.mark.parametrize("damage, match", [
-    (lambda b: b"GGUX" + b[4:], "not a GGUF"),
-    (lambda b: b[:4] + struct.pack("<I", 1) + b[8:], "version 1"),
-    (lambda b: b[:200], "truncated"),
-    (lambda b: b[:-100], "past the end"),
-])
+@pytest.mark.parametrize(
+    "damage, match",
+    [
+        (lambda b: b"GGUX" + b[4:], "not a GGUF"),
+        (lambda b: b[:4] + struct.pack("<I", 1) + b[8:], "version 1"),
+        (lambda b: b[:200], "truncated"),
+        (lambda b: b[:-100], "past the end"),
+    ],
+)
 def test_malformed_files_rejected(tmp_path, damage, match):
     p, b = _bytes(tmp_path)
     p.write_bytes(damage(b))
@@ -76,7 +91,7 @@ def test_offsets_must_follow_ggml_layout(tmp_path):
     p, b = _bytes(tmp_path)
     i = b.index(b"t.i32") + len(b"t.i32") + 4 + 16 + 4  # name, n_dims, ne[2], type -> offset
     (off,) = struct.unpack_from("<Q", b, i)
-    p.write_bytes(b[:i] + struct.pack("<Q", off + 32) + b[i + 8:])
+    p.write_bytes(b[:i] + struct.pack("<Q", off + 32) + b[i + 8 :])
     with pytest.raises(GGUFError, match="expected"):
         GGUFFile(p)
 
@@ -84,7 +99,7 @@ def test_offsets_must_follow_ggml_layout(tmp_path):
 def test_unknown_type_and_duplicates(tmp_path):
     p, b = _bytes(tmp_path)
     i = b.index(b"t.q8") + len(b"t.q8") + 4 + 16
-    p.write_bytes(b[:i] + struct.pack("<i", 250) + b[i + 4:])
+    p.write_bytes(b[:i] + struct.pack("<i", 250) + b[i + 4 :])
     with pytest.raises(GGUFError, match="unknown ggml type"):
         GGUFFile(p)
     with pytest.raises(GGUFError, match="duplicate"):

@@ -22,14 +22,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 CSRC = ROOT / "csrc"
 # the loader's own dependencies (qtype_info lives in quant.cpp, whose kernel table needs the ref kernels)
-SUPPORT = ["quant/quant.cpp", "quant/quant_basic_ref.cpp", "quant/quant_k_ref.cpp", "quant/dot_ref.cpp",
-           "quant/tables.cpp", "quant/repack.cpp", "core/cpu_features.cpp"]
+SUPPORT = [
+    "quant/quant.cpp",
+    "quant/quant_basic_ref.cpp",
+    "quant/quant_k_ref.cpp",
+    "quant/dot_ref.cpp",
+    "quant/tables.cpp",
+    "quant/repack.cpp",
+    "core/cpu_features.cpp",
+]
 SANITIZED = ["runtime/gguf_file.cpp", "fuzz/gguf_loader_fuzz.cpp"]
 SAN = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer"]
 # ASan/UBSan settings for every run: abort with a report on the first error; leak checking off (it needs
 # ptrace, which containers often forbid, and the loader's ownership is plain RAII).
-SAN_ENV = {"ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1:symbolize=1",
-           "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
+SAN_ENV = {
+    "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1:symbolize=1",
+    "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
+}
 
 
 class BuildError(RuntimeError):
@@ -42,9 +51,11 @@ def clang() -> str | None:
         path = shutil.which(cxx)
         if path is None:
             continue
-        probe = subprocess.run([path, "-x", "c++", "-fsanitize=fuzzer,address", "-o", os.devnull, "-"],
-                               input=b'extern "C" int LLVMFuzzerTestOneInput(const char*, unsigned long) '
-                                     b"{ return 0; }", capture_output=True)
+        probe = subprocess.run(
+            [path, "-x", "c++", "-fsanitize=fuzzer,address", "-o", os.devnull, "-"],
+            input=b'extern "C" int LLVMFuzzerTestOneInput(const char*, unsigned long) { return 0; }',
+            capture_output=True,
+        )
         if probe.returncode == 0:
             return path
     return None

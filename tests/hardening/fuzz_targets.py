@@ -69,10 +69,17 @@ def safetensors_seeds() -> list[bytes]:
 
     rng = np.random.default_rng(0)
     return [
-        _safetensors_bytes({"a.weight": rng.standard_normal((4, 8)).astype(np.float32),
-                            "b.bias": np.arange(3, dtype=np.int64)}, {"format": "pt"}),
-        _safetensors_bytes({"w": rng.standard_normal((2, 16)).astype(ml_dtypes.bfloat16),
-                            "w.scale": np.ones((1, 1), np.uint8), "e": np.zeros((0, 4), np.float16)}),
+        _safetensors_bytes(
+            {"a.weight": rng.standard_normal((4, 8)).astype(np.float32), "b.bias": np.arange(3, dtype=np.int64)},
+            {"format": "pt"},
+        ),
+        _safetensors_bytes(
+            {
+                "w": rng.standard_normal((2, 16)).astype(ml_dtypes.bfloat16),
+                "w.scale": np.ones((1, 1), np.uint8),
+                "e": np.zeros((0, 4), np.float16),
+            }
+        ),
         struct.pack("<Q", 19) + b'{"__metadata__":{}}',
     ]
 
@@ -94,11 +101,20 @@ def gguf_seeds() -> list[bytes]:
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 64)).astype(np.float32)
     q8 = quants.quantize(x, Q.Q8_0)
-    kvs = [KV("general.architecture", "str", "deepseek4"), KV("general.alignment", "u32", 32),
-           KV("a.f", "f32", 1.5), KV("a.list", "i32[]", [1, 2, 3]), KV("a.strs", "str[]", ["x", "yz"]),
-           KV("a.b", "bool", True), KV("a.u64", "u64", 7)]
-    tensors = [(TensorEntry("f32", (2, 64), Q.F32), x), (TensorEntry("q8", (2, 64), Q.Q8_0), q8),
-               (TensorEntry("i32", (5,), Q.I32), np.arange(5, dtype=np.int32))]
+    kvs = [
+        KV("general.architecture", "str", "deepseek4"),
+        KV("general.alignment", "u32", 32),
+        KV("a.f", "f32", 1.5),
+        KV("a.list", "i32[]", [1, 2, 3]),
+        KV("a.strs", "str[]", ["x", "yz"]),
+        KV("a.b", "bool", True),
+        KV("a.u64", "u64", 7),
+    ]
+    tensors = [
+        (TensorEntry("f32", (2, 64), Q.F32), x),
+        (TensorEntry("q8", (2, 64), Q.Q8_0), q8),
+        (TensorEntry("i32", (5,), Q.I32), np.arange(5, dtype=np.int32)),
+    ]
     return [
         _gguf_bytes(kvs, tensors),
         _gguf_bytes(split_kvs(0, 2, 2), [(TensorEntry("a", (8,), Q.F32), np.ones(8, np.float32))]),
@@ -130,14 +146,25 @@ def _second_shard() -> bytes:
 def imatrix_seeds() -> list[bytes]:
     from dsv4_gguf.quantize.imatrix import RawImatrix, write_imatrix
 
-    raw = RawImatrix(sums={"blk.0.ffn_down.weight": np.ones((1, 8)), "blk.0.ffn_up_exps.weight": np.ones((2, 4))},
-                     counts={"blk.0.ffn_down.weight": np.array([3.0]), "blk.0.ffn_up_exps.weight": np.array([1.0, 0])},
-                     datasets=["wiki"], chunk_count=2, chunk_size=16, extra={"dsv4.fingerprint": "abc"})
+    raw = RawImatrix(
+        sums={"blk.0.ffn_down.weight": np.ones((1, 8)), "blk.0.ffn_up_exps.weight": np.ones((2, 4))},
+        counts={"blk.0.ffn_down.weight": np.array([3.0]), "blk.0.ffn_up_exps.weight": np.array([1.0, 0])},
+        datasets=["wiki"],
+        chunk_count=2,
+        chunk_size=16,
+        extra={"dsv4.fingerprint": "abc"},
+    )
     p = scratch() / "seed.imatrix.gguf"
     write_imatrix(p, raw)
     name = b"blk.0.attn_q.weight"
-    dat = (struct.pack("<ii", 1, len(name)) + name + struct.pack("<ii", 2, 4) + np.arange(4, dtype="<f4").tobytes()
-           + struct.pack("<ii", 5, 4) + b"wiki")
+    dat = (
+        struct.pack("<ii", 1, len(name))
+        + name
+        + struct.pack("<ii", 2, 4)
+        + np.arange(4, dtype="<f4").tobytes()
+        + struct.pack("<ii", 5, 4)
+        + b"wiki"
+    )
     return [p.read_bytes(), dat]
 
 
@@ -145,8 +172,14 @@ def dsml_seeds() -> list[bytes]:
     from dsv4_gguf import chat
 
     call = {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris", "days": 3}'}}
-    calls = chat.TOOL_CALLS_OPEN + chat._render_call(call) + "\n" + chat._render_call(
-        {"function": {"name": "noop", "arguments": "{}"}}) + chat.TOOL_CALLS_CLOSE + chat.EOS
+    calls = (
+        chat.TOOL_CALLS_OPEN
+        + chat._render_call(call)
+        + "\n"
+        + chat._render_call({"function": {"name": "noop", "arguments": "{}"}})
+        + chat.TOOL_CALLS_CLOSE
+        + chat.EOS
+    )
     texts = [
         "Hello there." + chat.EOS,
         "Let me think." + chat.THINK_END + "The answer is 4." + chat.EOS,
@@ -196,9 +229,11 @@ def one_index(data: bytes) -> None:
 
 
 def index_seeds() -> list[bytes]:
-    return [b'{"metadata": {"total_size": 152}, "weight_map": {"a.weight": "model-00001-of-00001.safetensors", '
-            b'"b.bias": "model-00001-of-00001.safetensors"}}',
-            b'{"weight_map": {"a.weight": "model-00001-of-00001.safetensors", "x": "other.safetensors"}}']
+    return [
+        b'{"metadata": {"total_size": 152}, "weight_map": {"a.weight": "model-00001-of-00001.safetensors", '
+        b'"b.bias": "model-00001-of-00001.safetensors"}}',
+        b'{"weight_map": {"a.weight": "model-00001-of-00001.safetensors", "x": "other.safetensors"}}',
+    ]
 
 
 _GGUF_READY = False
@@ -267,8 +302,14 @@ TARGETS: dict[str, tuple[Callable[[bytes], None], Callable[[], list[bytes]]]] = 
 }
 PARSERS = [t for t in TARGETS if t != "selftest"]
 # modules instrumented for coverage under atheris
-INSTRUMENT = ["dsv4_gguf.checkpoint", "dsv4_gguf.gguf_io", "dsv4_gguf.quantize.gguf_model",
-              "dsv4_gguf.quantize.imatrix", "dsv4_gguf.quantize.metadata", "dsv4_gguf.chat"]
+INSTRUMENT = [
+    "dsv4_gguf.checkpoint",
+    "dsv4_gguf.gguf_io",
+    "dsv4_gguf.quantize.gguf_model",
+    "dsv4_gguf.quantize.imatrix",
+    "dsv4_gguf.quantize.metadata",
+    "dsv4_gguf.chat",
+]
 
 
 def write_seeds(target: str, corpus: Path) -> int:
@@ -295,13 +336,13 @@ def _mutate(b: bytearray, rng: random.Random) -> bytearray:
         elif op == 2:
             w = rng.choice((1, 2, 4, 8))
             v = rng.choice(interesting + [len(b)]) % (1 << (8 * w))
-            b[pos:pos + w] = v.to_bytes(w, "little")
+            b[pos : pos + w] = v.to_bytes(w, "little")
         elif op == 3:
             b[pos:pos] = bytes([rng.randrange(256)]) * rng.randint(1, 16)
         elif op == 4 and b:
-            del b[pos:pos + rng.randint(1, 64)]
+            del b[pos : pos + rng.randint(1, 64)]
         elif op == 5 and b:
-            del b[rng.randrange(len(b)):]
+            del b[rng.randrange(len(b)) :]
     return b
 
 
@@ -359,8 +400,14 @@ def instrument() -> None:
 def run_atheris(target: str, corpus: Path, runs: int, seconds: float, seed: int, extra: list[str]) -> None:
     import atheris
 
-    flags = [f"-seed={seed}", "-rss_limit_mb=3072", "-timeout=20", "-print_final_stats=1", "-max_len=65536",
-             f"-artifact_prefix={corpus.parent}/crash-{target}-"]
+    flags = [
+        f"-seed={seed}",
+        "-rss_limit_mb=3072",
+        "-timeout=20",
+        "-print_final_stats=1",
+        "-max_len=65536",
+        f"-artifact_prefix={corpus.parent}/crash-{target}-",
+    ]
     if runs:
         flags.append(f"-runs={runs}")
     if seconds:

@@ -27,8 +27,18 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve()
-_AUDITED = {"os.rename", "os.remove", "os.truncate", "os.mkdir", "os.rmdir", "os.chmod", "os.link", "os.symlink",
-            "shutil.copyfile", "shutil.rmtree"}
+_AUDITED = {
+    "os.rename",
+    "os.remove",
+    "os.truncate",
+    "os.mkdir",
+    "os.rmdir",
+    "os.chmod",
+    "os.link",
+    "os.symlink",
+    "shutil.copyfile",
+    "shutil.rmtree",
+}
 REPORT_ENV = "DSV4_KILL_REPORT"  # optional: append one JSON line per kill (the numbers in the report)
 
 
@@ -71,8 +81,16 @@ def _child_env(root: Path, extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def run(entry: str, args: Any, root: Path, *, kind: str | None = None, at: float = 0, log: Path | None = None,
-        timeout: float = 300) -> Outcome:
+def run(
+    entry: str,
+    args: Any,
+    root: Path,
+    *,
+    kind: str | None = None,
+    at: float = 0,
+    log: Path | None = None,
+    timeout: float = 300,
+) -> Outcome:
     """Run the child once; ``kind``/``at`` choose the kill point (None: run to the end)."""
     extra: dict[str, str] = {}
     if kind == "event":
@@ -83,8 +101,12 @@ def run(entry: str, args: Any, root: Path, *, kind: str | None = None, at: float
         extra["KILLH_LOG"] = str(log)
     t0 = time.time()
     extra["KILLH_T0"] = repr(t0)
-    proc = subprocess.Popen([sys.executable, str(HERE), entry, json.dumps(args)], env=_child_env(root, extra),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE), entry, json.dumps(args)],
+        env=_child_env(root, extra),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     if kind == "time":
         try:
             proc.wait(timeout=at)
@@ -139,8 +161,19 @@ def record(writer: str, out: Outcome, state: str) -> None:
     path = os.environ.get(REPORT_ENV)
     if path:
         with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"writer": writer, "kind": out.point[0], "at": out.point[1], "killed": out.killed,
-                                "state": state, "wall_s": round(out.wall, 3)}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "writer": writer,
+                        "kind": out.point[0],
+                        "at": out.point[1],
+                        "killed": out.killed,
+                        "state": state,
+                        "wall_s": round(out.wall, 3),
+                    }
+                )
+                + "\n"
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,8 +258,12 @@ def _install(root: str, kill_event: int, kill_bytes: int, log_path: str | None, 
 
     def open_(file: Any, mode: str = "r", *a: Any, **kw: Any) -> Any:
         f = real_open(file, mode, *a, **kw)
-        if any(c in mode for c in "wax+") and under_root(file if not isinstance(file, int) else None) \
-                or isinstance(file, int) and any(c in mode for c in "wax+"):
+        if (
+            any(c in mode for c in "wax+")
+            and under_root(file if not isinstance(file, int) else None)
+            or isinstance(file, int)
+            and any(c in mode for c in "wax+")
+        ):
             return Counted(f)
         return f
 
@@ -264,8 +301,13 @@ def demo_writer(args: dict[str, Any]) -> int:
 
 def _child(entry: str, args: Any) -> int:
     env = os.environ
-    _install(env["KILLH_ROOT"], int(env.get("KILLH_EVENT", 0)), int(env.get("KILLH_BYTES", 0)),
-             env.get("KILLH_LOG"), float(env.get("KILLH_T0", time.time())))
+    _install(
+        env["KILLH_ROOT"],
+        int(env.get("KILLH_EVENT", 0)),
+        int(env.get("KILLH_BYTES", 0)),
+        env.get("KILLH_LOG"),
+        float(env.get("KILLH_T0", time.time())),
+    )
     if entry == "cli":
         from dsv4_gguf.cli import main
 

@@ -25,12 +25,28 @@ CSRC = ROOT / "csrc"
 DRIVER = Path(__file__).resolve().with_name("tsan_driver.cpp")
 CORE_DIRS = ("core", "quant", "runtime", "runtime/ops_cpu")
 # ASan: leak checking needs ptrace (often forbidden in containers) and is not what these tests check.
-SAN_ENV = {"ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1", "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
-           "TSAN_OPTIONS": "halt_on_error=1:exitcode=66:second_deadlock_stack=1"}
+SAN_ENV = {
+    "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1",
+    "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
+    "TSAN_OPTIONS": "halt_on_error=1:exitcode=66:second_deadlock_stack=1",
+}
 
 # session state file v2 (csrc/runtime/session.cpp): magic, u32 version, u32 0, u64 fingerprint, 13 x i64, u64 payload
-HEADER_FIELDS = ("vocab", "dim", "n_layers", "head_dim", "idx_dim", "window", "kv_dtype", "ctx", "pos", "mtp", "qat",
-                 "exact", "mtp_pos")
+HEADER_FIELDS = (
+    "vocab",
+    "dim",
+    "n_layers",
+    "head_dim",
+    "idx_dim",
+    "window",
+    "kv_dtype",
+    "ctx",
+    "pos",
+    "mtp",
+    "qat",
+    "exact",
+    "mtp_pos",
+)
 HEADER_BYTES = 8 + 4 + 4 + 8 + 8 * len(HEADER_FIELDS) + 8
 _FNV_BASIS, _FNV_PRIME, _M64 = 0xCBF29CE484222325, 0x100000001B3, (1 << 64) - 1
 
@@ -72,9 +88,12 @@ def state_checksum(body: bytes) -> int:
 
 def read_header(data: bytes) -> dict[str, int]:
     fields = struct.unpack_from(f"<{len(HEADER_FIELDS)}q", data, 24)
-    return {"version": struct.unpack_from("<I", data, 8)[0], "fingerprint": struct.unpack_from("<Q", data, 16)[0],
-            **dict(zip(HEADER_FIELDS, fields, strict=True)),
-            "payload": struct.unpack_from("<Q", data, HEADER_BYTES - 8)[0]}
+    return {
+        "version": struct.unpack_from("<I", data, 8)[0],
+        "fingerprint": struct.unpack_from("<Q", data, 16)[0],
+        **dict(zip(HEADER_FIELDS, fields, strict=True)),
+        "payload": struct.unpack_from("<Q", data, HEADER_BYTES - 8)[0],
+    }
 
 
 def forge(data: bytes, **fields: int) -> bytes:
@@ -107,8 +126,12 @@ def sanitizer_problem(flags: list[str]) -> str | None:
         return "no g++ found"
     exe = ROOT / "build" / "sanitize" / f"probe-{hashlib.sha256(' '.join(flags).encode()).hexdigest()[:12]}"
     exe.parent.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run([cxx, "-x", "c++", *flags, "-pthread", "-o", str(exe), "-"], capture_output=True, text=True,
-                       input="#include <thread>\nint main() { std::thread t([] {}); t.join(); return 0; }\n")
+    r = subprocess.run(
+        [cxx, "-x", "c++", *flags, "-pthread", "-o", str(exe), "-"],
+        capture_output=True,
+        text=True,
+        input="#include <thread>\nint main() { std::thread t([] {}); t.join(); return 0; }\n",
+    )
     if r.returncode:
         return f"{cxx} {' '.join(flags)} does not link: {r.stderr.strip()[-300:]}"
     r = subprocess.run([str(exe)], capture_output=True, text=True, env={**os.environ, **SAN_ENV})
@@ -150,8 +173,21 @@ def build_driver(name: str, san: list[str], opt: str = "-O1", jobs: int = 2) -> 
 
     def compile_one(w: tuple[Path, Path, list[str]]) -> None:
         src, obj, extra = w
-        cmd = [cxx, "-std=c++17", opt, "-g", "-fno-omit-frame-pointer", "-pthread", f"-I{CSRC}", *san, *extra,
-               "-c", str(src), "-o", str(obj)]
+        cmd = [
+            cxx,
+            "-std=c++17",
+            opt,
+            "-g",
+            "-fno-omit-frame-pointer",
+            "-pthread",
+            f"-I{CSRC}",
+            *san,
+            *extra,
+            "-c",
+            str(src),
+            "-o",
+            str(obj),
+        ]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode:
             raise BuildError(f"{' '.join(cmd)}\n{r.stderr[-4000:]}")
@@ -167,8 +203,14 @@ def build_driver(name: str, san: list[str], opt: str = "-O1", jobs: int = 2) -> 
     return binary
 
 
-def run_driver(binary: Path, args: list[str], timeout: float,
-               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_driver(
+    binary: Path, args: list[str], timeout: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the driver with the sanitizer settings; a hang (a deadlocked pool, say) is a TimeoutExpired."""
-    return subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **SAN_ENV, **(env or {})})
+    return subprocess.run(
+        [str(binary), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **SAN_ENV, **(env or {})},
+    )

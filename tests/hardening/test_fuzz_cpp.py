@@ -35,8 +35,14 @@ def _run(binary, engine, corpus, *flags, env=None):
     args = [str(binary), *flags]
     if engine == "libfuzzer":
         args += ["-print_final_stats=1", f"-artifact_prefix={corpus.parent}/crash-"]
-    return subprocess.run([*args, str(corpus)], capture_output=True, text=True, timeout=180,
-                          env={**os.environ, **fuzz_build.SAN_ENV, **(env or {})}, cwd=corpus.parent)
+    return subprocess.run(
+        [*args, str(corpus)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, **fuzz_build.SAN_ENV, **(env or {})},
+        cwd=corpus.parent,
+    )
 
 
 def test_short_run_under_sanitizers(target, corpus):
@@ -49,8 +55,10 @@ def test_short_run_under_sanitizers(target, corpus):
     assert m and int(m.group(1) or m.group(2)) >= 1000, out[-3000:]
 
 
-@pytest.mark.parametrize("kind, report", [("asan", "AddressSanitizer: heap-buffer-overflow"),
-                                          ("ubsan", "runtime error: signed integer overflow")])
+@pytest.mark.parametrize(
+    "kind, report",
+    [("asan", "AddressSanitizer: heap-buffer-overflow"), ("ubsan", "runtime error: signed integer overflow")],
+)
 def test_sanitizers_are_live(target, corpus, kind, report):
     binary, engine = target
     r = _run(binary, engine, corpus, "-runs=1", env={"DSV4_FUZZ_SELFTEST": kind})

@@ -21,8 +21,13 @@ RUNS, SECONDS = 20000, 4
 
 def _fuzz(target: str, corpus: Path, *extra: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}  # an atheris import warning must not fail the run
-    return subprocess.run([sys.executable, str(SCRIPT), target, "--corpus", str(corpus), *extra],
-                          capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), target, "--corpus", str(corpus), *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
 
 
 @pytest.mark.parametrize("target", ft.PARSERS)

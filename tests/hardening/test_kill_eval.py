@@ -22,8 +22,26 @@ N_CHUNKS = 8
 
 
 def _args(text: Path, run: Path) -> list[str]:
-    return ["eval", "kld", "--data", str(text), "--model", "seed=0,noise=0.1,vocab=64", "--ref", "seed=0,vocab=64",
-            "--backend", "fake", "--out", str(run), "--ctx", "32", "--chunks", str(N_CHUNKS), "--variant", "f"]
+    return [
+        "eval",
+        "kld",
+        "--data",
+        str(text),
+        "--model",
+        "seed=0,noise=0.1,vocab=64",
+        "--ref",
+        "seed=0,vocab=64",
+        "--backend",
+        "fake",
+        "--out",
+        str(run),
+        "--ctx",
+        "32",
+        "--chunks",
+        str(N_CHUNKS),
+        "--variant",
+        "f",
+    ]
 
 
 def _arrays(p: Path) -> dict[str, np.ndarray]:
@@ -52,9 +70,16 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
     opens = [b for kind, path, _, b in r.events if kind == "open" and path.endswith("items.jsonl")]
     assert len(opens) == N_CHUNKS
     torn = [("bytes", float(opens[0] + 40)), ("bytes", float(opens[4] + 40))]
-    return {"text": text, "run": run, "files": files, "results": (run / "results.json").read_bytes(),
-            "items": (run / "items.jsonl").read_bytes(), "manifest": json.loads((run / "manifest.json").read_text()),
-            "points": kh.points(r, N_EVENT, N_BYTES, N_TIME, seed=5) + torn, "items_opens": opens}
+    return {
+        "text": text,
+        "run": run,
+        "files": files,
+        "results": (run / "results.json").read_bytes(),
+        "items": (run / "items.jsonl").read_bytes(),
+        "manifest": json.loads((run / "manifest.json").read_text()),
+        "points": kh.points(r, N_EVENT, N_BYTES, N_TIME, seed=5) + torn,
+        "items_opens": opens,
+    }
 
 
 def _state(run: Path, s: dict) -> str:

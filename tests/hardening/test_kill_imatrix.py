@@ -25,8 +25,14 @@ def _digest(p: Path) -> str:
 
 
 def _args(setup: dict, out: Path) -> dict:
-    return {"model": str(setup["model"]), "out": str(out / "x.imatrix"), "tokens": str(setup["tokens"]),
-            "ctx": 32, "threads": 1, "save_every": 1}
+    return {
+        "model": str(setup["model"]),
+        "out": str(out / "x.imatrix"),
+        "tokens": str(setup["tokens"]),
+        "ctx": 32,
+        "threads": 1,
+        "save_every": 1,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +44,9 @@ def setup(tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     assert main(["convert", str(tiny_ckpt), "-o", str(model), "--type", "SOURCE", "--no-mtp", "--name", "tiny"]) == 0
     rng = np.random.default_rng(0)
     tokens = d / "tokens.npy"
-    np.save(tokens, np.concatenate([np.zeros((N_CHUNKS, 1)), rng.integers(10, 1000, (N_CHUNKS, 31))], 1)
-            .astype(np.int32))
+    np.save(
+        tokens, np.concatenate([np.zeros((N_CHUNKS, 1)), rng.integers(10, 1000, (N_CHUNKS, 31))], 1).astype(np.int32)
+    )
     s = {"model": model, "tokens": tokens}
     root = d / "ref"
     (root / "out").mkdir(parents=True)

@@ -40,8 +40,11 @@ def _gguf(path: Path, seed: int, n: int) -> Path:
 
 
 def _snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _args(gguf: Path, store: Path, modelfile: Path) -> list[str]:
@@ -58,8 +61,14 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root.mkdir()
     shutil.copytree(base, root / "store")
     r = kh.reference("cli", _args(gguf, root / "store", root / "Modelfile"), root)
-    return {"gguf": gguf, "base": base, "before": _snapshot(base), "after": _snapshot(root / "store"),
-            "modelfile": (root / "Modelfile").read_text(), "points": kh.points(r, N_EVENT, N_BYTES, N_TIME, seed=7)}
+    return {
+        "gguf": gguf,
+        "base": base,
+        "before": _snapshot(base),
+        "after": _snapshot(root / "store"),
+        "modelfile": (root / "Modelfile").read_text(),
+        "points": kh.points(r, N_EVENT, N_BYTES, N_TIME, seed=7),
+    }
 
 
 def _state(store: Path, s: dict) -> str:

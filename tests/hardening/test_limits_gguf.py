@@ -40,10 +40,20 @@ def tinfo(name: str | bytes, ne: list[int], gtype: int = G_F32, off: int = 0) ->
     return s(name) + u32(len(ne)) + struct.pack(f"<{len(ne)}q", *ne) + struct.pack("<iQ", gtype, off)
 
 
-def gguf(kvs: list[bytes], tensors: list[bytes], data: bytes = b"", n_kv: int | None = None,
-         n_tensors: int | None = None, align: int = 32) -> bytes:
-    head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors) if n_tensors is None else n_tensors,
-                                 len(kvs) if n_kv is None else n_kv) + b"".join(kvs) + b"".join(tensors)
+def gguf(
+    kvs: list[bytes],
+    tensors: list[bytes],
+    data: bytes = b"",
+    n_kv: int | None = None,
+    n_tensors: int | None = None,
+    align: int = 32,
+) -> bytes:
+    head = (
+        b"GGUF"
+        + struct.pack("<IQQ", 3, len(tensors) if n_tensors is None else n_tensors, len(kvs) if n_kv is None else n_kv)
+        + b"".join(kvs)
+        + b"".join(tensors)
+    )
     return head + b"\0" * (-len(head) % align) + data
 
 
@@ -75,60 +85,103 @@ F32_8 = tinfo("t", [8]), b"\0" * 32
 CASES: dict[str, tuple[bytes, dict[str, str]]] = {
     "tensor count": (gguf([], [], n_tensors=(1 << 20) + 1), {"*": r"claims 1048577 tensors \(limit 1048576\)"}),
     "key count": (gguf([], [], n_kv=(1 << 16) + 1), {"*": r"claims 65537 metadata keys \(limit 65536\)"}),
-    "string length": (gguf([struct.pack("<Q", (1 << 26) + 1) + b"k"], []),
-                      {"*": r"metadata key at byte 24 claims 67108865 bytes \(limit 67108864\)"}),
-    "value string length": (gguf([kv("a.s", STR, struct.pack("<Q", 1 << 40))], []),
-                            {"python": r"value of 'a.s' at byte \d+ claims 1099511627776 bytes \(limit",
-                             "cpp": r"a.s at byte \d+ claims 1099511627776 bytes \(limit"}),
-    "array length": (gguf([kv("a.arr", ARR, struct.pack("<iQ", U32, (1 << 22) + 1))], []),
-                     {"*": r"key 'a.arr' is an array of 4194305 entries \(limit 4194304\)"}),
+    "string length": (
+        gguf([struct.pack("<Q", (1 << 26) + 1) + b"k"], []),
+        {"*": r"metadata key at byte 24 claims 67108865 bytes \(limit 67108864\)"},
+    ),
+    "value string length": (
+        gguf([kv("a.s", STR, struct.pack("<Q", 1 << 40))], []),
+        {
+            "python": r"value of 'a.s' at byte \d+ claims 1099511627776 bytes \(limit",
+            "cpp": r"a.s at byte \d+ claims 1099511627776 bytes \(limit",
+        },
+    ),
+    "array length": (
+        gguf([kv("a.arr", ARR, struct.pack("<iQ", U32, (1 << 22) + 1))], []),
+        {"*": r"key 'a.arr' is an array of 4194305 entries \(limit 4194304\)"},
+    ),
     # fuzz: the C++ loader reserve()d a claimed string-array length (std::length_error, allocation-size-too-big);
     # its numeric twin (review): 8 * 2^61 wrapped to 0 in the bounds check, then the same reserve()
-    "string array 2^62 (fuzz)": (gguf([kv("a.strs", ARR, struct.pack("<iQ", STR, 1 << 62))], []),
-                                 {"*": r"key 'a.strs' is an array of 4611686018427387904 entries \(limit"}),
-    "number array 2^61 (fuzz)": (gguf([kv("a.nums", ARR, struct.pack("<iQ", U64, 1 << 61))], []),
-                                 {"*": r"key 'a.nums' is an array of 2305843009213693952 entries \(limit"}),
-    "string array past end": (gguf([kv("a.strs", ARR, struct.pack("<iQ", STR, 1 << 22))], []),
-                              {"*": r"truncated .*a\.strs"}),
-    "number array past end": (gguf([kv("a.nums", ARR, struct.pack("<iQ", U64, 1 << 22))], []),
-                              {"*": r"truncated .*a\.nums"}),
-    "nested array": (gguf([kv("a.n", ARR, struct.pack("<iQ", ARR, 1))], []),
-                     {"*": r"key 'a.n' is an array of unknown or nested type 9"}),
+    "string array 2^62 (fuzz)": (
+        gguf([kv("a.strs", ARR, struct.pack("<iQ", STR, 1 << 62))], []),
+        {"*": r"key 'a.strs' is an array of 4611686018427387904 entries \(limit"},
+    ),
+    "number array 2^61 (fuzz)": (
+        gguf([kv("a.nums", ARR, struct.pack("<iQ", U64, 1 << 61))], []),
+        {"*": r"key 'a.nums' is an array of 2305843009213693952 entries \(limit"},
+    ),
+    "string array past end": (
+        gguf([kv("a.strs", ARR, struct.pack("<iQ", STR, 1 << 22))], []),
+        {"*": r"truncated .*a\.strs"},
+    ),
+    "number array past end": (
+        gguf([kv("a.nums", ARR, struct.pack("<iQ", U64, 1 << 22))], []),
+        {"*": r"truncated .*a\.nums"},
+    ),
+    "nested array": (
+        gguf([kv("a.n", ARR, struct.pack("<iQ", ARR, 1))], []),
+        {"*": r"key 'a.n' is an array of unknown or nested type 9"},
+    ),
     "unknown value type": (gguf([kv("a.x", 13, b"\0" * 8)], []), {"*": r"key 'a.x' has unknown value type 13"}),
-    "duplicate key": (gguf([kv("a.k", U32, u32(1)), kv("a.k", U32, u32(2))], []),
-                      {"*": r"duplicate metadata key 'a.k'"}),
+    "duplicate key": (
+        gguf([kv("a.k", U32, u32(1)), kv("a.k", U32, u32(2))], []),
+        {"*": r"duplicate metadata key 'a.k'"},
+    ),
     # fuzz: ZeroDivisionError in the Python reader (atheris, 4k inputs); a string alignment was a raw ValueError
-    "alignment zero": (gguf([kv("general.alignment", U32, u32(0))], []),
-                       {"*": r"general.alignment = 0 is not a power of two"}),
-    "alignment not power of two": (gguf([kv("general.alignment", U32, u32(48))], [], align=48),
-                                   {"*": r"general.alignment = 48 is not a power of two"}),
-    "alignment string": (gguf([kv("general.alignment", STR, s("32"))], []),
-                         {"*": r"general.alignment = .* is not a power of two"}),
-    "tensor name length": (gguf([], [tinfo("n" * 64, [8])], b"\0" * 32),
-                           {"*": r"tensor name 'n{64}' .*(longer than ggml's 63-byte limit|limit is 63)"}),
-    "too many dims": (gguf([], [tinfo("t", [1, 1, 1, 1, 8])], b"\0" * 32),
-                      {"*": r"tensor 't' has 5 dim"}),
+    "alignment zero": (
+        gguf([kv("general.alignment", U32, u32(0))], []),
+        {"*": r"general.alignment = 0 is not a power of two"},
+    ),
+    "alignment not power of two": (
+        gguf([kv("general.alignment", U32, u32(48))], [], align=48),
+        {"*": r"general.alignment = 48 is not a power of two"},
+    ),
+    "alignment string": (
+        gguf([kv("general.alignment", STR, s("32"))], []),
+        {"*": r"general.alignment = .* is not a power of two"},
+    ),
+    "tensor name length": (
+        gguf([], [tinfo("n" * 64, [8])], b"\0" * 32),
+        {"*": r"tensor name 'n{64}' .*(longer than ggml's 63-byte limit|limit is 63)"},
+    ),
+    "too many dims": (gguf([], [tinfo("t", [1, 1, 1, 1, 8])], b"\0" * 32), {"*": r"tensor 't' has 5 dim"}),
     "zero dims": (gguf([], [tinfo("t", [])], b"\0" * 32), {"*": r"tensor 't' has 0 dim"}),
     "negative dim": (gguf([], [tinfo("t", [8, -2])], b"\0" * 32), {"*": r"tensor 't' has dimension 1 = -2"}),
-    "element count overflow": (gguf([], [tinfo("t", [1 << 40, 1 << 40])], b"\0" * 32),
-                               {"*": r"tensor 't'.*element count .*overflows int64"}),
-    "byte count overflow": (gguf([], [tinfo("t", [1 << 62], G_I64)], b"\0" * 32),
-                            {"python": r"tensor 't' runs past the end of the file",
-                             "cpp": r"tensor 't': size overflows"}),
-    "offset past end": (gguf([], [tinfo("t", [8], off=1 << 40)], b"\0" * 32),
-                        {"python": r"tensor 't' has offset 1099511627776, expected 0",
-                         "cpp": r"truncated file: tensor 't' needs bytes \[1099511627\d+"}),
-    "data past end": (gguf([], [tinfo("t", [64])], b"\0" * 32),
-                      {"python": r"tensor 't' runs past the end of the file", "cpp": r"truncated file: tensor 't'"}),
-    "misaligned data": (gguf([], [tinfo("a", [1]), tinfo("t", [8], off=4)], b"\0" * 64),
-                        {"*": r"tensor 't' has data offset 4, not a multiple of the alignment 32 \(misaligned"}),
-    "duplicate tensor": (gguf([], [tinfo("t", [8]), tinfo("t", [8], off=32)], b"\0" * 64),
-                         {"*": r"duplicate tensor (name )?'t'"}),
-    "unknown tensor type": (gguf([], [tinfo("t", [8], 99)], b"\0" * 64),
-                            {"python": r"tensor 't' has unknown ggml type 99",
-                             "cpp": r"tensor 't': ggml type id 99 is not supported"}),
-    "row not whole blocks": (gguf([], [tinfo("t", [40], G_Q8_0)], b"\0" * 64),
-                             {"*": r"tensor 't'.*row length 40 is not a multiple of the Q8_0 block size 32"}),
+    "element count overflow": (
+        gguf([], [tinfo("t", [1 << 40, 1 << 40])], b"\0" * 32),
+        {"*": r"tensor 't'.*element count .*overflows int64"},
+    ),
+    "byte count overflow": (
+        gguf([], [tinfo("t", [1 << 62], G_I64)], b"\0" * 32),
+        {"python": r"tensor 't' runs past the end of the file", "cpp": r"tensor 't': size overflows"},
+    ),
+    "offset past end": (
+        gguf([], [tinfo("t", [8], off=1 << 40)], b"\0" * 32),
+        {
+            "python": r"tensor 't' has offset 1099511627776, expected 0",
+            "cpp": r"truncated file: tensor 't' needs bytes \[1099511627\d+",
+        },
+    ),
+    "data past end": (
+        gguf([], [tinfo("t", [64])], b"\0" * 32),
+        {"python": r"tensor 't' runs past the end of the file", "cpp": r"truncated file: tensor 't'"},
+    ),
+    "misaligned data": (
+        gguf([], [tinfo("a", [1]), tinfo("t", [8], off=4)], b"\0" * 64),
+        {"*": r"tensor 't' has data offset 4, not a multiple of the alignment 32 \(misaligned"},
+    ),
+    "duplicate tensor": (
+        gguf([], [tinfo("t", [8]), tinfo("t", [8], off=32)], b"\0" * 64),
+        {"*": r"duplicate tensor (name )?'t'"},
+    ),
+    "unknown tensor type": (
+        gguf([], [tinfo("t", [8], 99)], b"\0" * 64),
+        {"python": r"tensor 't' has unknown ggml type 99", "cpp": r"tensor 't': ggml type id 99 is not supported"},
+    ),
+    "row not whole blocks": (
+        gguf([], [tinfo("t", [40], G_Q8_0)], b"\0" * 64),
+        {"*": r"tensor 't'.*row length 40 is not a multiple of the Q8_0 block size 32"},
+    ),
 }
 
 
@@ -179,8 +232,11 @@ def _write_set(tmp_path: Path, parts: list[bytes], count: int | None = None, ste
 
 def test_split_set_missing_part(tmp_path, reader):
     name, fn, err = reader
-    first = _write_set(tmp_path, [gguf(_split(0, 3, 2), [tinfo("a", [8])], b"\0" * 32),
-                                  gguf(_split(1, 3), [tinfo("b", [8])], b"\0" * 32)], count=3)
+    first = _write_set(
+        tmp_path,
+        [gguf(_split(0, 3, 2), [tinfo("a", [8])], b"\0" * 32), gguf(_split(1, 3), [tinfo("b", [8])], b"\0" * 32)],
+        count=3,
+    )
     with pytest.raises(err, match=rf"{re.escape(str(first))}: split shard .*m-00003-of-00003.gguf.* is missing"):
         fn(first)
 
@@ -189,8 +245,10 @@ def test_split_set_missing_part(tmp_path, reader):
 def test_split_set_foreign_part(tmp_path, reader, bad):
     """A second shard whose split.no / split.count do not say "part 2 of this 2-file set"."""
     name, fn, err = reader
-    first = _write_set(tmp_path, [gguf(_split(0, 2, 2), [tinfo("a", [8])], b"\0" * 32),
-                                  gguf(_split(*bad), [tinfo("b", [8])], b"\0" * 32)])
+    first = _write_set(
+        tmp_path,
+        [gguf(_split(0, 2, 2), [tinfo("a", [8])], b"\0" * 32), gguf(_split(*bad), [tinfo("b", [8])], b"\0" * 32)],
+    )
     second = tmp_path / "m-00002-of-00002.gguf"
     with pytest.raises(err, match=rf"{re.escape(str(second))}: .*belongs to another split set"):
         fn(first)
@@ -198,12 +256,16 @@ def test_split_set_foreign_part(tmp_path, reader, bad):
 
 def test_split_set_tensor_count_and_duplicates(tmp_path, reader):
     name, fn, err = reader
-    first = _write_set(tmp_path, [gguf(_split(0, 2, 5), [tinfo("a", [8])], b"\0" * 32),
-                                  gguf(_split(1, 2), [tinfo("b", [8])], b"\0" * 32)])
+    first = _write_set(
+        tmp_path,
+        [gguf(_split(0, 2, 5), [tinfo("a", [8])], b"\0" * 32), gguf(_split(1, 2), [tinfo("b", [8])], b"\0" * 32)],
+    )
     with pytest.raises(err, match=r"split.tensors.count (says|=) 5 .*(shards hold|hold) 2"):
         fn(first)
-    first = _write_set(tmp_path, [gguf(_split(0, 2, 2), [tinfo("a", [8])], b"\0" * 32),
-                                  gguf(_split(1, 2), [tinfo("a", [8])], b"\0" * 32)])
+    first = _write_set(
+        tmp_path,
+        [gguf(_split(0, 2, 2), [tinfo("a", [8])], b"\0" * 32), gguf(_split(1, 2), [tinfo("a", [8])], b"\0" * 32)],
+    )
     with pytest.raises(err, match=r"tensor (name )?'a'"):
         fn(first)
 
@@ -211,8 +273,9 @@ def test_split_set_tensor_count_and_duplicates(tmp_path, reader):
 def test_split_set_names_must_match_count(tmp_path, reader):
     """split.count = 3 in a file named ...-of-00002: not the first shard of the set it claims."""
     name, fn, err = reader
-    first = _write_set(tmp_path, [gguf(_split(0, 3), [tinfo("a", [8])], b"\0" * 32),
-                                  gguf(_split(1, 3), [tinfo("b", [8])], b"\0" * 32)])
+    first = _write_set(
+        tmp_path, [gguf(_split(0, 3), [tinfo("a", [8])], b"\0" * 32), gguf(_split(1, 3), [tinfo("b", [8])], b"\0" * 32)]
+    )
     with pytest.raises(err, match=rf"{re.escape(str(first))}: .*first shard"):
         fn(first)
 
@@ -235,7 +298,13 @@ def test_limits_equal_in_python_and_cpp():
     """The two readers enforce the same numbers (declared in gguf_io.py and gguf_file.h)."""
     header = (ROOT / "csrc" / "runtime" / "gguf_file.h").read_text()
     cpp = {m[1]: eval(m[2].replace("ull", "")) for m in re.finditer(r"constexpr \w+ kGguf(\w+) = ([^;]+);", header)}
-    py = {"MaxTensors": gguf_io.MAX_TENSORS, "MaxKeys": gguf_io.MAX_KEYS, "MaxString": gguf_io.MAX_STRING,
-          "MaxArray": gguf_io.MAX_ARRAY, "MaxMetadataBytes": gguf_io.MAX_METADATA_BYTES,
-          "MaxTensorName": gguf_io.MAX_TENSOR_NAME, "MaxAlignment": gguf_io.MAX_ALIGNMENT}
+    py = {
+        "MaxTensors": gguf_io.MAX_TENSORS,
+        "MaxKeys": gguf_io.MAX_KEYS,
+        "MaxString": gguf_io.MAX_STRING,
+        "MaxArray": gguf_io.MAX_ARRAY,
+        "MaxMetadataBytes": gguf_io.MAX_METADATA_BYTES,
+        "MaxTensorName": gguf_io.MAX_TENSOR_NAME,
+        "MaxAlignment": gguf_io.MAX_ALIGNMENT,
+    }
     assert cpp == py

@@ -21,14 +21,17 @@ def _dat(entries: list[tuple[bytes, int, int, bytes]], n: int | None = None) -> 
     return out
 
 
-@pytest.mark.parametrize("data, match", [
-    # bug, fuzz: numpy's "buffer is smaller than requested size" ValueError (atheris, < 10 inputs)
-    (_dat([(b"w", 1, 1 << 30, b"\0" * 16)]), r"entry 'w' claims 1073741824 values but the file ends after 4"),
-    (_dat([(b"w", 1, 4, b"\0" * 16), (b"w", 1, 4, b"\0" * 16)]), r"duplicate entry 'w'"),
-    (_dat([], n=1 << 30), r"entry count 1073741824, limit 1000000"),
-    (_dat([(b"w" * 5000, 1, 4, b"\0" * 16)]), r"corrupt entry name length 5000"),
-    (_dat([(b"w", 1, 0, b"")]), r"entry 'w' has 0 values"),
-])
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        # bug, fuzz: numpy's "buffer is smaller than requested size" ValueError (atheris, < 10 inputs)
+        (_dat([(b"w", 1, 1 << 30, b"\0" * 16)]), r"entry 'w' claims 1073741824 values but the file ends after 4"),
+        (_dat([(b"w", 1, 4, b"\0" * 16), (b"w", 1, 4, b"\0" * 16)]), r"duplicate entry 'w'"),
+        (_dat([], n=1 << 30), r"entry count 1073741824, limit 1000000"),
+        (_dat([(b"w" * 5000, 1, 4, b"\0" * 16)]), r"corrupt entry name length 5000"),
+        (_dat([(b"w", 1, 0, b"")]), r"entry 'w' has 0 values"),
+    ],
+)
 def test_legacy_dat_limits(tmp_path, data, match):
     p = tmp_path / "x.dat"
     p.write_bytes(data)
@@ -44,20 +47,28 @@ def _gguf(tmp_path, kvs, tensors):
 
 
 def _pair(name="w", sums=(1, 8), counts=(1, 1)):
-    return [(TensorEntry(f"{name}.in_sum2", sums, Q.F32), np.ones(sums, np.float32)),
-            (TensorEntry(f"{name}.counts", counts, Q.F32), np.ones(counts, np.float32))]
+    return [
+        (TensorEntry(f"{name}.in_sum2", sums, Q.F32), np.ones(sums, np.float32)),
+        (TensorEntry(f"{name}.counts", counts, Q.F32), np.ones(counts, np.float32)),
+    ]
 
 
-@pytest.mark.parametrize("kvs, tensors, match", [
-    # bug: TypeError from list(5)
-    ([KV("imatrix.datasets", "u32", 5)], _pair(), r"'imatrix.datasets' must be an array of strings"),
-    # bug: ValueError from int('many')
-    ([KV("imatrix.chunk_count", "str", "many")], _pair(), r"'imatrix.chunk_count' must be a non-negative integer"),
-    ([], _pair(counts=(3, 1)), r"'w.in_sum2' has 8 values, not a whole number of rows for the 3 counts"),
-    ([], _pair()[:1], r"'w.in_sum2' has no matching 'w.counts'"),
-    ([], [(TensorEntry("w.in_sum2", (1, 32), Q.Q8_0), np.zeros(34, np.uint8)), _pair()[1]],
-     r"'w.in_sum2' is Q8_0; llama-imatrix stores F32"),
-])
+@pytest.mark.parametrize(
+    "kvs, tensors, match",
+    [
+        # bug: TypeError from list(5)
+        ([KV("imatrix.datasets", "u32", 5)], _pair(), r"'imatrix.datasets' must be an array of strings"),
+        # bug: ValueError from int('many')
+        ([KV("imatrix.chunk_count", "str", "many")], _pair(), r"'imatrix.chunk_count' must be a non-negative integer"),
+        ([], _pair(counts=(3, 1)), r"'w.in_sum2' has 8 values, not a whole number of rows for the 3 counts"),
+        ([], _pair()[:1], r"'w.in_sum2' has no matching 'w.counts'"),
+        (
+            [],
+            [(TensorEntry("w.in_sum2", (1, 32), Q.Q8_0), np.zeros(34, np.uint8)), _pair()[1]],
+            r"'w.in_sum2' is Q8_0; llama-imatrix stores F32",
+        ),
+    ],
+)
 def test_gguf_form_limits(tmp_path, kvs, tensors, match):
     p = _gguf(tmp_path, kvs, tensors)
     with pytest.raises(ImatrixError, match=match) as e:
@@ -70,7 +81,7 @@ def test_gguf_form_reader_errors_are_imatrix_errors(tmp_path):
     p = _gguf(tmp_path, [], _pair())
     b = bytearray(p.read_bytes())
     i = b.index(b"w.counts") + len(b"w.counts") + 4 + 16 + 4
-    b[i:i + 8] = struct.pack("<Q", 36)
+    b[i : i + 8] = struct.pack("<Q", 36)
     p.write_bytes(bytes(b))
     with pytest.raises(ImatrixError, match=rf"{p}: tensor 'w.counts' has data offset 36, not a multiple"):
         load_imatrix(p)

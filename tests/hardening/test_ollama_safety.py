@@ -38,8 +38,10 @@ def _gguf(path: Path, seed: int = 1, n: int = 1 << 16) -> Path:
 
 def _tree(root: Path) -> dict[str, str]:
     """Every file (with its sha256) and folder under ``root``."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-            for p in sorted(root.rglob("*"))}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+        for p in sorted(root.rglob("*"))
+    }
 
 
 @pytest.fixture
@@ -96,8 +98,21 @@ def test_hostile_names_are_refused_with_the_rule(case: str, model: Path, tmp_pat
 
 def test_cli_names_the_bad_name(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     models = tmp_path / "models"
-    assert main(["ollama", str(model), "--name", "x\uff0f..\uff0fy", "--models-dir", str(models),
-                 "--modelfile", str(tmp_path / "Modelfile")]) == 1
+    assert (
+        main(
+            [
+                "ollama",
+                str(model),
+                "--name",
+                "x\uff0f..\uff0fy",
+                "--models-dir",
+                str(models),
+                "--modelfile",
+                str(tmp_path / "Modelfile"),
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "invalid model name 'x／..／y'" in err and "FULLWIDTH SOLIDUS" in err and RULE in err
     assert not models.exists() and not (tmp_path / "Modelfile").exists()
@@ -137,8 +152,7 @@ def test_damaged_stored_blob_is_not_reused(model: Path, store: Path) -> None:
     assert _tree(store) == before
 
 
-def test_copy_corrupted_on_its_way_to_disk_is_caught(model: Path, store: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_copy_corrupted_on_its_way_to_disk_is_caught(model: Path, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The bytes on disk differ from the bytes hashed (a flipped byte before fsync): the read-back check
     refuses the blob before it gets a final name."""
     real_fsync = os.fsync

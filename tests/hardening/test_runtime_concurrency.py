@@ -37,13 +37,16 @@ def test_threads_on_one_model_equal_sequential(model, tmp_path):
     seqs = [np.random.default_rng(i).integers(0, 1024, PREFILL + DECODE) for i in range(len(KV))]
     ref = [_work(model, seqs[i], KV[i], tmp_path / f"seq{i}.state") for i in range(len(KV))]
     for rnd in range(2):
-        got = _run_threads([lambda i=i, rnd=rnd: _work(model, seqs[i], KV[i], tmp_path / f"r{rnd}_{i}.state")
-                            for i in range(len(KV))] + [lambda: _refused_calls(model, tmp_path)])
+        got = _run_threads(
+            [lambda i=i, rnd=rnd: _work(model, seqs[i], KV[i], tmp_path / f"r{rnd}_{i}.state") for i in range(len(KV))]
+            + [lambda: _refused_calls(model, tmp_path)]
+        )
         assert got.pop() == 30, "refused calls on a neighbouring session"
         for i, g in enumerate(got):
             assert isinstance(g, list), f"round {rnd} session {i}: {g!r}"
-            assert len(g) == len(ref[i]) and all(np.array_equal(a, b) for a, b in zip(g, ref[i], strict=True)), \
+            assert len(g) == len(ref[i]) and all(np.array_equal(a, b) for a, b in zip(g, ref[i], strict=True)), (
                 f"round {rnd} session {i} ({KV[i]}): logits differ from the sequential run"
+            )
 
 
 def _refused_calls(model, tmp_path) -> int:
@@ -53,9 +56,11 @@ def _refused_calls(model, tmp_path) -> int:
     (tmp_path / "junk.state").write_bytes(b"DSV4SES1" + bytes(200))
     n = 0
     for _ in range(10):
-        for call, err in ((lambda: s._s.forward(np.array([0, 5000], dtype=np.int32)), IndexError),
-                          (lambda: s._s.forward(np.zeros(9, dtype=np.int32)), ValueError),
-                          (lambda: s.load_state(tmp_path / "junk.state"), RuntimeError)):
+        for call, err in (
+            (lambda: s._s.forward(np.array([0, 5000], dtype=np.int32)), IndexError),
+            (lambda: s._s.forward(np.zeros(9, dtype=np.int32)), ValueError),
+            (lambda: s.load_state(tmp_path / "junk.state"), RuntimeError),
+        ):
             with pytest.raises(err):
                 call()
             n += 1

@@ -56,14 +56,17 @@ def test_out_of_range_ids_on_the_extension_directly(model):
     assert s.pos == 0 and _same_as_clean(model, s, np.array([], dtype=np.int32), np.array([1, 2]))
 
 
-@pytest.mark.parametrize(("tokens", "error", "message"), [
-    ([], ValueError, r"non-empty 1-D sequence of ids, got shape \(0,\)"),
-    ([[1, 2]], ValueError, r"non-empty 1-D sequence of ids, got shape \(1, 2\)"),
-    ([1.0, 2.0], TypeError, "must be integers, got dtype float64"),
-    ([True, False], TypeError, "must be integers, got dtype bool"),
-    (["1"], TypeError, "must be integers, got dtype <U1"),
-    ([2**70], TypeError, "must be integers, got dtype object"),
-])
+@pytest.mark.parametrize(
+    ("tokens", "error", "message"),
+    [
+        ([], ValueError, r"non-empty 1-D sequence of ids, got shape \(0,\)"),
+        ([[1, 2]], ValueError, r"non-empty 1-D sequence of ids, got shape \(1, 2\)"),
+        ([1.0, 2.0], TypeError, "must be integers, got dtype float64"),
+        ([True, False], TypeError, "must be integers, got dtype bool"),
+        (["1"], TypeError, "must be integers, got dtype <U1"),
+        ([2**70], TypeError, "must be integers, got dtype object"),
+    ],
+)
 def test_mistyped_tokens(model, tokens, error, message):
     s = model.session(ctx=32)
     with pytest.raises(error, match=message):
@@ -74,8 +77,11 @@ def test_mistyped_tokens(model, tokens, error, message):
 def test_context_overflow(model):
     s = model.session(ctx=20)
     s.prefill(np.arange(12))
-    with pytest.raises(ValueError, match=r"context overflow: the session holds 12 tokens and 9 more exceed its "
-                                         r"context of 20; create the session with a larger ctx"):
+    with pytest.raises(
+        ValueError,
+        match=r"context overflow: the session holds 12 tokens and 9 more exceed its "
+        r"context of 20; create the session with a larger ctx",
+    ):
         s.prefill(np.arange(9), chunk_size=4)  # checked before the first chunk: nothing is consumed
     with pytest.raises(ValueError, match=r"holds 12 tokens and 9 more exceed its context of 20"):
         s._s.forward(np.arange(9, dtype=np.int32))  # the extension's own check
@@ -89,14 +95,17 @@ def test_context_overflow(model):
     assert s.pos == 0 and _same_as_clean(model, s, np.array([], dtype=np.int32), np.arange(5))
 
 
-@pytest.mark.parametrize(("ctx", "message"), [
-    (0, r"ctx must be an integer in \[1, 4294967296\]"),
-    (-5, r"got -5"),
-    (2**32 + 1, r"got 4294967297"),
-    (2**70, r"got 1180591620717411303424"),
-    (1.5, r"got 1.5"),
-    (True, r"got True"),
-])
+@pytest.mark.parametrize(
+    ("ctx", "message"),
+    [
+        (0, r"ctx must be an integer in \[1, 4294967296\]"),
+        (-5, r"got -5"),
+        (2**32 + 1, r"got 4294967297"),
+        (2**70, r"got 1180591620717411303424"),
+        (1.5, r"got 1.5"),
+        (True, r"got True"),
+    ],
+)
 def test_bad_ctx(model, ctx, message):
     with pytest.raises(ValueError, match=message):
         model.session(ctx=ctx)

@@ -16,8 +16,11 @@ from dsv4_gguf import _C, runtime
 @pytest.fixture(scope="module")
 def paths(tmp_path_factory):
     d = tmp_path_factory.mktemp("rt_state")
-    return {"a": tiny_gguf(d / "a.gguf", seed=0), "b": tiny_gguf(d / "b.gguf", seed=1),
-            "v512": tiny_gguf(d / "v512.gguf", seed=0, vocab=512)}
+    return {
+        "a": tiny_gguf(d / "a.gguf", seed=0),
+        "b": tiny_gguf(d / "b.gguf", seed=1),
+        "v512": tiny_gguf(d / "v512.gguf", seed=0, vocab=512),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +53,9 @@ class Victim:
         self.twin.prefill(toks[200:205])
 
     def unchanged(self, toks) -> bool:
-        return self.s.pos == 5 and np.array_equal(self.s.prefill(toks[205:209], all_logits=True),
-                                                  self.twin.prefill(toks[205:209], all_logits=True))
+        return self.s.pos == 5 and np.array_equal(
+            self.s.prefill(toks[205:209], all_logits=True), self.twin.prefill(toks[205:209], all_logits=True)
+        )
 
 
 def test_checksum_model_matches_the_runtime(model, paths, saved):
@@ -75,8 +79,11 @@ def test_restore_into_other_ctx(model, saved, toks, tmp_path):
         r.load_state(path)
         assert r.pos == 131 and np.array_equal(r.prefill(toks[131:140], all_logits=True), follow)
     v = Victim(model, toks, ctx=130)
-    with pytest.raises(RuntimeError, match=r"s131\.state.*holds 131 tokens \(saved with ctx 512\), more than this "
-                                           r"session's ctx 130; create the session with ctx >= 131"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"s131\.state.*holds 131 tokens \(saved with ctx 512\), more than this "
+        r"session's ctx 130; create the session with ctx >= 131",
+    ):
         v.s.load_state(path)
     assert v.unchanged(toks)
 
@@ -85,8 +92,11 @@ def test_another_model_is_refused(paths, saved, toks):
     path, _, _ = saved
     other = runtime.load(paths["b"], threads=1)  # same architecture and sizes, other weights
     v = Victim(other, toks)
-    with pytest.raises(_C.SessionStateError, match=r"s131\.state.*another model \(weights fingerprint \d+, this model "
-                                                   r"\d+\); restore it into a session of the GGUF it was saved from"):
+    with pytest.raises(
+        _C.SessionStateError,
+        match=r"s131\.state.*another model \(weights fingerprint \d+, this model "
+        r"\d+\); restore it into a session of the GGUF it was saved from",
+    ):
         v.s.load_state(path)
     assert v.unchanged(toks)
     small = runtime.load(paths["v512"], threads=1)
@@ -99,14 +109,20 @@ def test_another_model_is_refused(paths, saved, toks):
 def test_other_kv_dtype_mtp_and_options_are_refused(model, paths, saved, toks):
     path, _, _ = saved
     v = Victim(model, toks, kv_dtype="fp8")
-    with pytest.raises(RuntimeError, match=r"saved with kv_dtype 'f32'.*this session uses 'fp8'; create the "
-                                           r"session with kv_dtype='f32'"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"saved with kv_dtype 'f32'.*this session uses 'fp8'; create the "
+        r"session with kv_dtype='f32'",
+    ):
         v.s.load_state(path)
     assert v.unchanged(toks)
     exact = runtime.load(paths["a"], threads=1, exact=True)
     v = Victim(exact, toks)
-    with pytest.raises(RuntimeError, match=r"computed with qat=1 exact=0, this runtime has qat=1 exact=1; load "
-                                           r"the model with the same options"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"computed with qat=1 exact=0, this runtime has qat=1 exact=1; load "
+        r"the model with the same options",
+    ):
         v.s.load_state(path)
     assert v.unchanged(toks)
 
@@ -117,8 +133,11 @@ def test_truncated_files_are_refused(model, saved, toks, tmp_path, where):
     cut = {"empty": 0, "header": HEADER_BYTES - 9, "payload": len(data) // 2, "checksum": len(data) - 3}[where]
     (tmp_path / "cut.state").write_bytes(data[:cut])
     v = Victim(model, toks)
-    with pytest.raises(RuntimeError, match=rf"cut\.state: cannot restore this session state: truncated session "
-                                           rf"state file \({cut} bytes"):
+    with pytest.raises(
+        RuntimeError,
+        match=rf"cut\.state: cannot restore this session state: truncated session "
+        rf"state file \({cut} bytes",
+    ):
         v.s.load_state(tmp_path / "cut.state")
     assert v.unchanged(toks)
 
@@ -140,18 +159,21 @@ def test_flipped_bytes_and_trailing_bytes_are_refused(model, saved, toks, tmp_pa
     assert v.unchanged(toks)
 
 
-@pytest.mark.parametrize(("fields", "message"), [
-    ({"pos": -1}, r"holds -1 tokens"),
-    ({"pos": 1 << 62}, r"more than this session's ctx 512"),
-    ({"pos": 132}, r"corrupt header \(payload of \d+ bytes, \d+ expected for 132 tokens\)"),
-    ({"payload": 1 << 63}, r"corrupt header \(payload of 9223372036854775808 bytes"),
-    ({"mtp_pos": 3}, r"corrupt header \(mtp_pos 3, pos 131\)"),
-    ({"mtp": 1}, r"saved with MTP; create the session with the same mtp setting"),
-    ({"kv_dtype": 77}, r"saved with kv_dtype 'unknown'"),
-    ({"n_layers": 1 << 40}, r"n_layers 1099511627776, this model has 5"),
-    ({"fingerprint": 1}, r"another model \(weights fingerprint 1,"),
-    ({"version": 1}, r"format version 1, this build reads version 2; save the state again"),
-])
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"pos": -1}, r"holds -1 tokens"),
+        ({"pos": 1 << 62}, r"more than this session's ctx 512"),
+        ({"pos": 132}, r"corrupt header \(payload of \d+ bytes, \d+ expected for 132 tokens\)"),
+        ({"payload": 1 << 63}, r"corrupt header \(payload of 9223372036854775808 bytes"),
+        ({"mtp_pos": 3}, r"corrupt header \(mtp_pos 3, pos 131\)"),
+        ({"mtp": 1}, r"saved with MTP; create the session with the same mtp setting"),
+        ({"kv_dtype": 77}, r"saved with kv_dtype 'unknown'"),
+        ({"n_layers": 1 << 40}, r"n_layers 1099511627776, this model has 5"),
+        ({"fingerprint": 1}, r"another model \(weights fingerprint 1,"),
+        ({"version": 1}, r"format version 1, this build reads version 2; save the state again"),
+    ],
+)
 def test_forged_headers_are_refused_by_validation(model, saved, toks, tmp_path, fields, message):
     """Header edits with a valid checksum: the loader's own checks must catch them before any allocation."""
     _, data, _ = saved

@@ -41,8 +41,9 @@ def test_concurrent_sessions_under_tsan(driver, gguf, tmp_path):
 
 def test_driver_comparison_can_fail(driver, gguf, tmp_path):
     """One threaded logit changed by the driver (DSV4_DRIVER_PERTURB) must be reported as a difference."""
-    r = run_driver(driver, [str(gguf), "2", "4", "1", "1", "1", str(tmp_path)], timeout=120,
-                   env={"DSV4_DRIVER_PERTURB": "1"})
+    r = run_driver(
+        driver, [str(gguf), "2", "4", "1", "1", "1", str(tmp_path)], timeout=120, env={"DSV4_DRIVER_PERTURB": "1"}
+    )
     assert r.returncode == 1 and "round 0 session 1 call 2: logits differ from the sequential run" in r.stderr, r.stderr
     r = run_driver(driver, [str(gguf)], timeout=60)
     assert r.returncode == 2 and "usage:" in r.stderr

@@ -25,10 +25,14 @@ def words_text(seed: int, n: int, vocab: str) -> str:
     return " ".join(rng.choice(words) for _ in range(n))
 
 
-CALIB_WORDS = ("def return import class for while if else print value list the a river walks under tree at dawn "
-               "and dusk forest model token layer expert weight")
-HELD_WORDS = ("the a tapir walks under tree at dawn and dusk river forest quietly eats leaves while birds sing over "
-              "water in morning light")
+CALIB_WORDS = (
+    "def return import class for while if else print value list the a river walks under tree at dawn "
+    "and dusk forest model token layer expert weight"
+)
+HELD_WORDS = (
+    "the a tapir walks under tree at dawn and dusk river forest quietly eats leaves while birds sing over "
+    "water in morning light"
+)
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_calibration_corpus_is_current_and_small():
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_calibration.py"), "--check"],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "build_calibration.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     text = (ROOT / "quantize" / "calibration" / "calibration.txt").read_text(encoding="utf-8")
     assert len(text.encode()) < 200_000

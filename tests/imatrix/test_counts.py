@@ -21,14 +21,13 @@ from dsv4_gguf.reference import RefOptions, Taps, Transformer, load_weights, ran
 RT = Path(__file__).resolve().parents[1] / "runtime"
 
 
-
-
 def test_expert_counts_equal_reference_router(tmp_path):
     from dsv4_gguf.quantize.imatrix import load_imatrix_raw
     from dsv4_gguf.quantize.imatrix_collect import collect
     from runtime import gguf_fixture as gf
 
     from dsv4_gguf.config import PRESETS
+
     args = PRESETS["tiny"].replace(vocab_size=1024)
     weights = {k: v.numpy() for k, v in random_weights(args, 0).items()}
     path = gf.write_gguf(tmp_path / "F32.gguf", args, weights, "F32")
@@ -63,8 +62,13 @@ def test_expert_counts_equal_reference_router(tmp_path):
             assert got.sum() == n_tok * args.n_activated_experts
             np.testing.assert_array_equal(got, counts[L], err_msg=f"layer {L} {leaf}: per-expert token counts")
         for leaf in ("ffn_gate_exps", "ffn_up_exps"):
-            np.testing.assert_allclose(raw.sums[f"blk.{L}.{leaf}.weight"], gate_sums[L], rtol=2e-4, atol=1e-3,
-                                       err_msg=f"layer {L} {leaf}: per-expert sums of squares")
+            np.testing.assert_allclose(
+                raw.sums[f"blk.{L}.{leaf}.weight"],
+                gate_sums[L],
+                rtol=2e-4,
+                atol=1e-3,
+                err_msg=f"layer {L} {leaf}: per-expert sums of squares",
+            )
         for leaf in ("ffn_gate_shexp", "ffn_gate_inp"):
             assert raw.counts[f"blk.{L}.{leaf}.weight"][0] == n_tok
             np.testing.assert_allclose(raw.sums[f"blk.{L}.{leaf}.weight"][0], dense[L], rtol=2e-4, atol=1e-3)
@@ -81,6 +85,7 @@ def test_taps_do_not_change_the_forward_pass(tmp_path):
 
     from dsv4_gguf import runtime
     from dsv4_gguf.config import PRESETS
+
     args = PRESETS["tiny"].replace(vocab_size=1024)
     weights = {k: v.numpy() for k, v in random_weights(args, 0).items()}
     path = gf.write_gguf(tmp_path / "Q8_0.gguf", args, weights, "Q8_0")

@@ -29,8 +29,10 @@ def test_unseen_expert_gets_energy_fallback(tiny_ckpt, tmp_path, capsys):
     plain, withim = tmp_path / "plain.gguf", tmp_path / "im.gguf.out"
     assert main(["convert", str(tiny_ckpt), "-o", str(plain), "--type", "IQ2_XXS-MOE", "--no-mtp"]) == 0
     capsys.readouterr()
-    assert main(["convert", str(tiny_ckpt), "-o", str(withim), "--type", "IQ2_XXS-MOE", "--no-mtp",
-                 "--imatrix", str(im)]) == 0
+    assert (
+        main(["convert", str(tiny_ckpt), "-o", str(withim), "--type", "IQ2_XXS-MOE", "--no-mtp", "--imatrix", str(im)])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "1 expert slices were never routed" in out and f"{name} [3]" in out
     a, b = GGUFFile(plain).raw(name), GGUFFile(withim).raw(name)

@@ -19,15 +19,55 @@ CORPUS = Path(__file__).resolve().parents[2] / "quantize" / "calibration" / "cal
 
 
 def _kld(text: Path, model: Path, ref: Path, out: Path, cache: Path) -> dict:
-    assert main(["eval", "kld", "--data", str(text), "--model", str(model), "--ref", str(ref), "--ref-cache",
-                 str(cache), "--out", str(out), "--ctx", "256", "--chunks", "2", "--threads", "2"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "kld",
+                "--data",
+                str(text),
+                "--model",
+                str(model),
+                "--ref",
+                str(ref),
+                "--ref-cache",
+                str(cache),
+                "--out",
+                str(out),
+                "--ctx",
+                "256",
+                "--chunks",
+                "2",
+                "--threads",
+                "2",
+            ]
+        )
+        == 0
+    )
     return json.loads((out / "results.json").read_text())
 
 
 def test_imatrix_lowers_kld(tiny_ckpt, source_gguf, held_out, tmp_path, capsys):
     im = tmp_path / "imatrix.gguf"
-    assert main(["imatrix", str(source_gguf), "--text", str(CORPUS), "-o", str(im), "--ctx", "256", "--chunks", "12",
-                 "--threads", "2"]) == 0
+    assert (
+        main(
+            [
+                "imatrix",
+                str(source_gguf),
+                "--text",
+                str(CORPUS),
+                "-o",
+                str(im),
+                "--ctx",
+                "256",
+                "--chunks",
+                "12",
+                "--threads",
+                "2",
+            ]
+        )
+        == 0
+    )
     res = {}
     for v in ("Q2_K", "IQ2_XXS-MOE"):
         for tag, extra in (("plain", []), ("imatrix", ["--imatrix", str(im)])):

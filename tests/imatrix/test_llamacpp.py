@@ -29,30 +29,81 @@ def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
     llama_cpp = pytest.importorskip("llama_cpp")
     src = Path(os.environ.get("DSV4_LLAMA_CPP_SRC") or DEFAULT_SRC)
     if not (src / "common" / "imatrix-loader.cpp").is_file():
-        pytest.skip(f"{src}: no llama.cpp tree with common/imatrix-loader.cpp; run scripts/setup.sh or set "
-                    "DSV4_LLAMA_CPP_SRC to vendor/llama.cpp of the llama-cpp-python 0.3.36 sdist")
+        pytest.skip(
+            f"{src}: no llama.cpp tree with common/imatrix-loader.cpp; run scripts/setup.sh or set "
+            "DSV4_LLAMA_CPP_SRC to vendor/llama.cpp of the llama-cpp-python 0.3.36 sdist"
+        )
     if not shutil.which("g++"):
         pytest.skip("no C++ compiler: 'g++' not found on PATH (Debian: apt-get install g++)")
     lib = Path(llama_cpp.__file__).parent / "lib"
     out = tmp_path_factory.mktemp("shim") / "imatrix_shim.so"
-    subprocess.run(["g++", "-std=c++17", "-O1", "-shared", "-fPIC", f"-I{src / 'common'}", f"-I{src / 'include'}",
-                    f"-I{src / 'ggml' / 'include'}", str(HERE / "llama_loader_shim.cpp"),
-                    str(src / "common" / "imatrix-loader.cpp"), f"-L{lib}", "-lggml-base", f"-Wl,-rpath,{lib}",
-                    "-o", str(out)], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            "g++",
+            "-std=c++17",
+            "-O1",
+            "-shared",
+            "-fPIC",
+            f"-I{src / 'common'}",
+            f"-I{src / 'include'}",
+            f"-I{src / 'ggml' / 'include'}",
+            str(HERE / "llama_loader_shim.cpp"),
+            str(src / "common" / "imatrix-loader.cpp"),
+            f"-L{lib}",
+            "-lggml-base",
+            f"-Wl,-rpath,{lib}",
+            "-o",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     return out
 
 
 @pytest.fixture(scope="module")
 def imatrix(source_gguf: Path, calib: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("im") / "imatrix.gguf"
-    assert main(["imatrix", str(source_gguf), "--text", str(calib), "-o", str(out), "--ctx", "128", "--chunks", "4",
-                 "--threads", "2"]) == 0
+    assert (
+        main(
+            [
+                "imatrix",
+                str(source_gguf),
+                "--text",
+                str(calib),
+                "-o",
+                str(out),
+                "--ctx",
+                "128",
+                "--chunks",
+                "4",
+                "--threads",
+                "2",
+            ]
+        )
+        == 0
+    )
     return out
 
 
 def _llama(shim: Path, im: str, src: Path, dst: Path, ftype: int, npz: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(HERE / "llama_quantize_driver.py"), str(shim), im, str(src), str(dst),
-                           str(ftype), str(npz)], capture_output=True, text=True, errors="replace", timeout=300)
+    return subprocess.run(
+        [
+            sys.executable,
+            str(HERE / "llama_quantize_driver.py"),
+            str(shim),
+            im,
+            str(src),
+            str(dst),
+            str(ftype),
+            str(npz),
+        ],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=300,
+    )
 
 
 def test_llama_cpp_quantizes_with_our_imatrix(shim, imatrix, source_gguf, tmp_path):

@@ -46,7 +46,7 @@ def test_compressed_entry_visible_exactly_at_block_end(small_model, tokens, laye
         st = model.new_state(1)
         model(ids[:, :p], st)
         taps = Taps([name])
-        model(ids[:, p:p + 1], st, taps=taps)
+        model(ids[:, p : p + 1], st, taps=taps)
         return taps[name]
 
     assert torch.equal(decode_at(small_model, m - 2), decode_at(other, m - 2))

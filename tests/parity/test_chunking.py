@@ -24,7 +24,7 @@ def run(model, ids, schedule):
     taps = Taps(TAPS)
     outs, p = [], 0
     for n in schedule:
-        outs.append(model(ids[:, p:p + n], st, all_logits=True, taps=taps))
+        outs.append(model(ids[:, p : p + n], st, all_logits=True, taps=taps))
         p += n
     assert st.pos == ids.size(1)
     return torch.cat(outs, dim=1), taps, st
@@ -68,8 +68,7 @@ def test_prefill_equals_decode_and_chunks(small_model_f64, tokens, close):
 def test_chunks_fp32_without_qat(small_model_noqat, tokens, close):
     ids = tokens[:, :300]
     ref = run(small_model_noqat, ids, [300])
-    compare(ref, run(small_model_noqat, ids, [3, 1, 124, 1, 1, 126, 44]), "chunking", close,
-            "chunks (QAT off)")
+    compare(ref, run(small_model_noqat, ids, [3, 1, 124, 1, 1, 126, 44]), "chunking", close, "chunks (QAT off)")
     compare(ref, run(small_model_noqat, ids, [250] + [1] * 50), "chunking", close, "decode (QAT off)")
 
 
@@ -87,11 +86,11 @@ def test_state_copy_and_restore(small_model, tokens):
     st = small_model.new_state(1)
     small_model(ids[:, :131], st)
     snap = st.clone()
-    a = [small_model(ids[:, i:i + 1], st) for i in range(131, 140)]
+    a = [small_model(ids[:, i : i + 1], st) for i in range(131, 140)]
     other = snap.clone()
     small_model(tokens[1:, 131:135], other)  # diverging continuation must not touch the snapshot
     restored: State = snap
-    b = [small_model(ids[:, i:i + 1], restored) for i in range(131, 140)]
+    b = [small_model(ids[:, i : i + 1], restored) for i in range(131, 140)]
     for x, y in zip(a, b, strict=True):
         assert torch.equal(x, y)
     assert restored.pos == st.pos == 140
@@ -107,7 +106,8 @@ def test_mtp_prefill_equals_decode(small_model, tokens, close, k):
     ref = small_model.forward_mtp(hidden, nxt, st.clone(), all_logits=True)
     st2 = st.clone()
     outs = [small_model.forward_mtp(hidden[:, :k], nxt[:, :k], st2, all_logits=True)]
-    outs += [small_model.forward_mtp(hidden[:, i:i + 1], nxt[:, i:i + 1], st2, all_logits=True)
-             for i in range(k, 24)]
+    outs += [
+        small_model.forward_mtp(hidden[:, i : i + 1], nxt[:, i : i + 1], st2, all_logits=True) for i in range(k, 24)
+    ]
     close(torch.cat(outs, 1), ref, "chunking_qat", "MTP logits prefill vs decode (fp32, QAT on)")
     assert torch.isfinite(ref).all() and ref.shape == (2, 24, small_model.args.vocab_size)

@@ -16,8 +16,18 @@ from dsv4_gguf.layout import checkpoint_tensors
 from dsv4_gguf.reference import RefOptions, Taps, Transformer, load_weights, random_weights
 from dsv4_gguf.synth import write_synthetic
 
-ISSUE_TAPS = ["attn_in", "q", "kv", "comp_kv", "idx_topk", "attn_out", "hc_attn_comb", "hc_ffn_post",
-              "router_idx", "moe_out"]
+ISSUE_TAPS = [
+    "attn_in",
+    "q",
+    "kv",
+    "comp_kv",
+    "idx_topk",
+    "attn_out",
+    "hc_attn_comb",
+    "hc_ffn_post",
+    "router_idx",
+    "moe_out",
+]
 
 
 def test_tiny_synthetic_prefill_and_300_decode_steps(tmp_path):
@@ -27,8 +37,7 @@ def test_tiny_synthetic_prefill_and_300_decode_steps(tmp_path):
     ck = Checkpoint(path)
     for name in ("layers.2.attn.wq_b.weight", "layers.1.ffn.experts.3.w2.weight", "mtp.0.e_proj.weight"):
         assert np.array_equal(model.state_dict()[name].numpy(), ck.dequantize(name))
-    assert torch.equal(model.layers[0].ffn.gate.tid2eid, torch.from_numpy(ck.dequantize(
-        "layers.0.ffn.gate.tid2eid")))
+    assert torch.equal(model.layers[0].ffn.gate.tid2eid, torch.from_numpy(ck.dequantize("layers.0.ffn.gate.tid2eid")))
     g = torch.Generator().manual_seed(7)
     ids = torch.randint(0, args.vocab_size, (1, 32), generator=g)
     st = model.new_state(1)

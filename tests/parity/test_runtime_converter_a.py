@@ -11,4 +11,4 @@ from runtime import converter_parity as _mod  # noqa: E402
 
 tokens = _mod.tokens
 converted = _mod.converted
-test_converter_variant_parity, _report = _mod.make(['SOURCE', 'MXFP4_MOE'])
+test_converter_variant_parity, _report = _mod.make(["SOURCE", "MXFP4_MOE"])

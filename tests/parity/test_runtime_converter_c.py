@@ -11,4 +11,4 @@ from runtime import converter_parity as _mod  # noqa: E402
 
 tokens = _mod.tokens
 converted = _mod.converted
-test_converter_variant_parity, _report = _mod.make(['Q5_K_M', 'Q4_K_M'])
+test_converter_variant_parity, _report = _mod.make(["Q5_K_M", "Q4_K_M"])

@@ -24,8 +24,12 @@ from runtime import report  # noqa: E402
 _report, LINES = report.reporter_fixture("runtime vs llama.cpp (measured)")
 
 # (variant, qat) -> (min top-1 agreement, max mean KLD)
-BOUNDS = {("F32", False): (0.97, 2e-3), ("F32", True): (0.90, 1e-2), ("MXFP4_MOE", False): (0.85, 2e-2),
-          ("MXFP4_MOE", True): (0.85, 2e-2)}
+BOUNDS = {
+    ("F32", False): (0.97, 2e-3),
+    ("F32", True): (0.90, 1e-2),
+    ("MXFP4_MOE", False): (0.85, 2e-2),
+    ("MXFP4_MOE", True): (0.85, 2e-2),
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +44,9 @@ def setup(tmp_path_factory):
     toks = np.random.default_rng(1234).integers(0, args.vocab_size, 600)
     peer = {}
     for v, p in paths.items():
-        llm = llama_cpp.Llama(model_path=str(p), n_ctx=1024, n_batch=1024, n_ubatch=1024, logits_all=True,
-                              verbose=False, n_threads=2)
+        llm = llama_cpp.Llama(
+            model_path=str(p), n_ctx=1024, n_batch=1024, n_ubatch=1024, logits_all=True, verbose=False, n_threads=2
+        )
         llm.eval(toks.tolist())
         peer[v] = np.array(llm.scores[: len(toks)], dtype=np.float64)
         del llm
@@ -64,8 +69,10 @@ def test_kld_and_top1_vs_llamacpp(setup, variant, qat):
     pa, pb = _softmax(theirs), _softmax(ours.astype(np.float64))
     kld = (pa * (np.log(pa + 1e-300) - np.log(pb + 1e-300))).sum(-1)
     top1 = float((theirs.argmax(-1) == ours.argmax(-1)).mean())
-    LINES.append(f"{variant:10s} qat={qat!s:5s} 600 tok: top-1 agree {top1:.4f}, mean KLD {kld.mean():.2e}, "
-                 f"KLD at token 0 {kld[0]:.2e}")
+    LINES.append(
+        f"{variant:10s} qat={qat!s:5s} 600 tok: top-1 agree {top1:.4f}, mean KLD {kld.mean():.2e}, "
+        f"KLD at token 0 {kld[0]:.2e}"
+    )
     min_top1, max_kld = BOUNDS[(variant, qat)]
     assert top1 >= min_top1 and kld.mean() <= max_kld, (top1, kld.mean())
 
@@ -82,8 +89,9 @@ def test_converter_gguf_vs_llamacpp(tiny_ckpt, tmp_path):
     out = tmp_path / "tiny.gguf"
     assert main(["convert", str(tiny_ckpt), "-o", str(out), "--type", "MXFP4_MOE", "--no-mtp"]) == 0
     toks = np.random.default_rng(7).integers(0, 129280, 600)
-    llm = llama_cpp.Llama(model_path=str(out), n_ctx=1024, n_batch=1024, n_ubatch=1024, logits_all=True,
-                          verbose=False, n_threads=2)
+    llm = llama_cpp.Llama(
+        model_path=str(out), n_ctx=1024, n_batch=1024, n_ubatch=1024, logits_all=True, verbose=False, n_threads=2
+    )
     llm.eval(toks.tolist())
     theirs = np.array(llm.scores[: len(toks)], dtype=np.float64)
     del llm

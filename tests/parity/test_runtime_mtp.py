@@ -38,22 +38,25 @@ def test_mtp_matches_reference(gguf, tiny_args, tmp_path):
     n = 200
     st = ref.new_state()
     taps = Taps(["layers.*.router_idx", "layers.*.idx_topk", "mtp.0.router_idx"])
-    _, hid = ref(torch.from_numpy(toks[None, :n].astype(np.int64)), st, all_logits=True, return_hidden=True,
-                 taps=taps)
-    ref_mtp = [ref.forward_mtp(hid[:, : n - 1], torch.from_numpy(toks[None, 1:n].astype(np.int64)), st,
-                               all_logits=True, taps=taps)[0].numpy()]
+    _, hid = ref(torch.from_numpy(toks[None, :n].astype(np.int64)), st, all_logits=True, return_hidden=True, taps=taps)
+    ref_mtp = [
+        ref.forward_mtp(
+            hid[:, : n - 1], torch.from_numpy(toks[None, 1:n].astype(np.int64)), st, all_logits=True, taps=taps
+        )[0].numpy()
+    ]
     model = runtime.load(gguf, threads=2, exact=True)
     assert model.config["has_mtp"]
     s = model.session(ctx=512, mtp=True)
     s.set_taps(parity.SELECTION_TAPS + parity.MARGIN_TAPS + ["mtp.0.router_idx", "mtp.0.router_margin"])
     s.prefill(toks[:n])
     got_mtp = [s.mtp(toks[1:n], all_logits=True)]
-    prev = hid[:, n - 1:n]
+    prev = hid[:, n - 1 : n]
     for i in range(n, n + 20):  # decode: stream i-1 meets token i, then the main model consumes token i
-        ref_mtp.append(ref.forward_mtp(prev, torch.from_numpy(toks[None, i:i + 1].astype(np.int64)), st,
-                                       taps=taps).numpy())
+        ref_mtp.append(
+            ref.forward_mtp(prev, torch.from_numpy(toks[None, i : i + 1].astype(np.int64)), st, taps=taps).numpy()
+        )
         got_mtp.append(s.mtp([int(toks[i])])[None])
-        _, prev = ref(torch.from_numpy(toks[None, i:i + 1].astype(np.int64)), st, return_hidden=True, taps=taps)
+        _, prev = ref(torch.from_numpy(toks[None, i : i + 1].astype(np.int64)), st, return_hidden=True, taps=taps)
         s.decode(int(toks[i]))
     r, gm = np.concatenate(ref_mtp), np.concatenate(got_mtp)
     got_taps = s.take_taps()

@@ -26,8 +26,12 @@ from dsv4_gguf.reference.tolerances import Tol, assert_close  # noqa: E402
 
 _report, LINES = report.reporter_fixture("runtime vs reference (measured)")
 
-RUNTIME_EXACT = Tol(2e-4, 2e-5, "runtime (AVX2 f32 dots, exact mode) vs reference (MKL sgemm), QAT off: only "
-                    "fp32 reduction order differs (~1e-7 relative per op) through 5 blocks of mHC; measured <= 4e-5")
+RUNTIME_EXACT = Tol(
+    2e-4,
+    2e-5,
+    "runtime (AVX2 f32 dots, exact mode) vs reference (MKL sgemm), QAT off: only "
+    "fp32 reduction order differs (~1e-7 relative per op) through 5 blocks of mHC; measured <= 4e-5",
+)
 EPS_LOGIT = 0.05  # top-1/top-2 logit gap under which argmax may legitimately flip (logits are O(1-5))
 EPS_ROUTE = 0.1  # selection margin (k-th minus (k+1)-th score) of the first differing router/indexer choice;
 #                  scores are O(1); QAT rounding flips (one e4m3/e2m1 grid step) move them by ~1e-2
@@ -76,9 +80,25 @@ def _softmax(x):
     return p / p.sum(-1, keepdims=True)
 
 
-TAPS = ["embed", "hc_head_out", "logits"] + [f"layers.*.{n}" for n in (
-    "attn_in", "q", "kv", "comp_kv", "idx_kv", "attn_out", "ffn_in", "moe_out", "block_out", "hc_attn_pre",
-    "hc_attn_comb", "router_idx", "router_w", "idx_topk")]
+TAPS = ["embed", "hc_head_out", "logits"] + [
+    f"layers.*.{n}"
+    for n in (
+        "attn_in",
+        "q",
+        "kv",
+        "comp_kv",
+        "idx_kv",
+        "attn_out",
+        "ffn_in",
+        "moe_out",
+        "block_out",
+        "hc_attn_pre",
+        "hc_attn_comb",
+        "router_idx",
+        "router_w",
+        "idx_topk",
+    )
+]
 
 
 @pytest.mark.parametrize("variant", ["F32", "Q8_0"])
@@ -128,8 +148,10 @@ def _discrete_diffs(got, taps):
 # fast: quantized weights meet activations quantized to Q8_0/Q8_K per 32/256 block (ggml's vec_dot, the
 # deliberate speed/precision trade of llama.cpp too), ~0.3% relative error per product, so its top-1 and
 # KLD bounds are looser and stated separately.
-MODES = {"exact": dict(min_top1=0.97, kld=MAX_MEAN_KLD),
-         "fast": dict(min_top1=0.85, kld=dict.fromkeys(MAX_MEAN_KLD, 2e-2))}
+MODES = {
+    "exact": dict(min_top1=0.97, kld=MAX_MEAN_KLD),
+    "fast": dict(min_top1=0.85, kld=dict.fromkeys(MAX_MEAN_KLD, 2e-2)),
+}
 # F32/BF16 weights meet f32 activations in both modes: their fast run would repeat the exact one
 RUNS = [(v, m) for m in MODES for v in gf.VARIANTS if not (m == "fast" and v in ("F32", "BF16"))]
 
@@ -146,8 +168,11 @@ def test_600_tokens_top1_and_kld(variant, mode, args, weights, tokens, gguf_path
     got_logits = s.prefill(tokens, all_logits=True)
     got = s.take_taps()
     taps = Taps(["layers.*.router_idx", "layers.*.idx_topk"])
-    ref_logits = ref(torch.from_numpy(tokens[None].astype(np.int64)), ref.new_state(), all_logits=True,
-                     taps=taps)[0].double().numpy()
+    ref_logits = (
+        ref(torch.from_numpy(tokens[None].astype(np.int64)), ref.new_state(), all_logits=True, taps=taps)[0]
+        .double()
+        .numpy()
+    )
     T = len(tokens)
     pr, pg = _softmax(ref_logits), _softmax(got_logits.astype(np.float64))
     kld = (pr * (np.log(pr + 1e-300) - np.log(pg + 1e-300))).sum(-1)
@@ -162,11 +187,15 @@ def test_600_tokens_top1_and_kld(variant, mode, args, weights, tokens, gguf_path
     first_tie = events[0][0] if events else T
     unexplained = [int(p) for p in np.flatnonzero(a_ref != a_got) if gap[p] >= EPS_LOGIT and p < first_tie]
     top1 = float(np.mean(a_ref == a_got))
-    LINES.append(f"{variant:10s} 600 tok {mode}+QAT: top-1 agree {top1:.4f}, mean KLD {kld.mean():.2e}"
-                 f", max KLD {kld.max():.2e}, near-tie choice flips {len(events)} (first at {first_tie}), "
-                 f"logit near-ties {int(((a_ref != a_got) & (gap < EPS_LOGIT)).sum())}")
-    assert not unexplained, (f"{variant}: top-1 differs at positions {unexplained[:10]} with logit gap >= "
-                             f"{EPS_LOGIT} and no earlier near-tie router/indexer flip")
+    LINES.append(
+        f"{variant:10s} 600 tok {mode}+QAT: top-1 agree {top1:.4f}, mean KLD {kld.mean():.2e}"
+        f", max KLD {kld.max():.2e}, near-tie choice flips {len(events)} (first at {first_tie}), "
+        f"logit near-ties {int(((a_ref != a_got) & (gap < EPS_LOGIT)).sum())}"
+    )
+    assert not unexplained, (
+        f"{variant}: top-1 differs at positions {unexplained[:10]} with logit gap >= "
+        f"{EPS_LOGIT} and no earlier near-tie router/indexer flip"
+    )
     assert kld.mean() <= MODES[mode]["kld"][variant], f"{variant}: mean KLD {kld.mean():.3g}"
     assert top1 >= MODES[mode]["min_top1"], f"{variant}: top-1 agreement {top1:.3f}"
 
@@ -183,7 +212,7 @@ def test_prefill_equals_decode_equals_chunks(args, tokens, gguf_path):
     s2 = model.session(ctx=1024)
     parts, start = [], 0
     for n in (1, 3, 4, 120, 9, 127, 36):  # crosses m=4 and m=128 block edges and the 128-window
-        parts.append(s2.prefill(tokens[start:start + n], all_logits=True))
+        parts.append(s2.prefill(tokens[start : start + n], all_logits=True))
         start += n
     chunks = np.concatenate(parts)
     assert np.array_equal(full, dec), f"prefill vs decode: max diff {np.abs(full - dec).max():.3g}"

@@ -33,12 +33,12 @@ NOQAT = _Ctx(RefOptions(qat=False), None)
 
 # ---- mHC ------------------------------------------------------------------------------------------
 
+
 def _sinkhorn_spec(mixes, scale, base, hc=4, iters=20, eps=1e-6):
     """Spec §4.1-4.2 text, float64, written as plain loops."""
     out = []
     for m in mixes:
-        C = np.array([[m[8 + 4 * j + k] * scale[2] + base[8 + 4 * j + k] for k in range(hc)]
-                      for j in range(hc)])
+        C = np.array([[m[8 + 4 * j + k] * scale[2] + base[8 + 4 * j + k] for k in range(hc)] for j in range(hc)])
         C = np.exp(C - C.max(1, keepdims=True))
         C = C / C.sum(1, keepdims=True) + eps
         C = C / (C.sum(0, keepdims=True) + eps)
@@ -46,7 +46,7 @@ def _sinkhorn_spec(mixes, scale, base, hc=4, iters=20, eps=1e-6):
             C = C / (C.sum(1, keepdims=True) + eps)
             C = C / (C.sum(0, keepdims=True) + eps)
         pre = 1 / (1 + np.exp(-(m[:hc] * scale[0] + base[:hc]))) + eps
-        post = 2 / (1 + np.exp(-(m[hc:2 * hc] * scale[1] + base[hc:2 * hc])))
+        post = 2 / (1 + np.exp(-(m[hc : 2 * hc] * scale[1] + base[hc : 2 * hc])))
         out.append((pre, post, C))
     return out
 
@@ -88,6 +88,7 @@ def test_hc_post_consumes_comb_transposed(small_model):
 
 # ---- RoPE -----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["flash", "pro"])
 def test_yarn_ramp(name, close):
     args = PRESETS[name]
@@ -120,6 +121,7 @@ def test_rope_pairs_are_adjacent_and_inverse_undoes():
 
 
 # ---- Compressor -----------------------------------------------------------------------------------
+
 
 def _random_compressor(args, m, d, seed):
     comp = Compressor(args, m, d)
@@ -182,6 +184,7 @@ def test_compressor_state_after_prefill_matches_official_layout():
 
 # ---- Indexer --------------------------------------------------------------------------------------
 
+
 def test_indexer_scores_and_topk_brute_force(small_model, close):
     attn = small_model.layers[2].attn
     idx = attn.indexer
@@ -198,9 +201,13 @@ def test_indexer_scores_and_topk_brute_force(small_model, close):
     s_len, n = q.size(0), k.size(0)
     brute = torch.zeros(s_len, n, dtype=torch.float64)
     for h in range(idx.n_heads):
-        brute += w[:, h:h + 1] * torch.clamp(q[:, h] @ k.T, min=0)
-    close(idx.scores(taps["idx_q"], (x @ idx.weights_proj.weight.T) * (128**-0.5 * 4**-0.5), st.idx_kv)[0],
-          brute, "unit_fp32", "indexer scores vs per-head loop")
+        brute += w[:, h : h + 1] * torch.clamp(q[:, h] @ k.T, min=0)
+    close(
+        idx.scores(taps["idx_q"], (x @ idx.weights_proj.weight.T) * (128**-0.5 * 4**-0.5), st.idx_kv)[0],
+        brute,
+        "unit_fp32",
+        "indexer scores vs per-head loop",
+    )
     for p in range(s_len):
         cand = list(range((p + 1) // 4))
         best = sorted(cand, key=lambda j: (-brute[p, j].item(), j))[: idx.index_topk]
@@ -208,6 +215,7 @@ def test_indexer_scores_and_topk_brute_force(small_model, close):
 
 
 # ---- MoE ------------------------------------------------------------------------------------------
+
 
 def test_hash_routing_uses_tid2eid(small_model, tokens):
     args = small_model.args
@@ -262,6 +270,7 @@ def test_swiglu_clamp_routed_and_shared(small_model):
 
 # ---- attention ------------------------------------------------------------------------------------
 
+
 def test_sparse_attn_with_sink_brute_force(small_model, close):
     attn = small_model.layers[0].attn
     g = torch.Generator().manual_seed(2)
@@ -273,8 +282,7 @@ def test_sparse_attn_with_sink_brute_force(small_model, close):
     want = torch.zeros(1, 3, attn.n_heads, attn.head_dim, dtype=torch.float64)
     for s in range(3):
         for h in range(attn.n_heads):
-            z = [(q[0, s, h].double() @ keys[0, t].double()) * attn.head_dim**-0.5 for t in range(7)
-                 if mask[0, s, t]]
+            z = [(q[0, s, h].double() @ keys[0, t].double()) * attn.head_dim**-0.5 for t in range(7) if mask[0, s, t]]
             ks = [keys[0, t].double() for t in range(7) if mask[0, s, t]]
             den = sum(math.exp(v) for v in z) + math.exp(attn.attn_sink[h].item())
             want[0, s, h] = sum(math.exp(v) * k for v, k in zip(z, ks, strict=True)) / den
@@ -282,6 +290,7 @@ def test_sparse_attn_with_sink_brute_force(small_model, close):
 
 
 # ---- quantisation simulation ----------------------------------------------------------------------
+
 
 def test_fp8_fake_quant_matches_ml_dtypes():
     g = torch.Generator().manual_seed(0)
@@ -292,8 +301,9 @@ def test_fp8_fake_quant_matches_ml_dtypes():
     xb = x.double().numpy().reshape(64, 4, 64)
     amax = np.maximum(np.abs(xb).max(-1, keepdims=True), 1e-4)
     s = 2.0 ** np.ceil(np.log2(amax / 448.0))
-    want = (np.clip(xb / s, -448, 448).astype(np.float32).astype(ml_dtypes.float8_e4m3fn)
-            .astype(np.float64) * s).reshape(64, 256)
+    want = (
+        np.clip(xb / s, -448, 448).astype(np.float32).astype(ml_dtypes.float8_e4m3fn).astype(np.float64) * s
+    ).reshape(64, 256)
     assert np.array_equal(got, want.astype(np.float32))
     assert np.array_equal(got[1, :64], x[1, :64].numpy().astype(ml_dtypes.float8_e4m3fn).astype(np.float32))
 
@@ -309,7 +319,7 @@ def test_fp4_fake_quant_matches_ml_dtypes():
     xb = x.double().numpy().reshape(16, 4, 32)
     amax = np.maximum(np.abs(xb).max(-1, keepdims=True), 6 * 2.0**-126)
     s = 2.0 ** np.ceil(np.log2(amax / 6.0))
-    w = (np.clip(xb / s, -6, 6).astype(np.float32).astype(ml_dtypes.float4_e2m1fn).astype(np.float64) * s)
+    w = np.clip(xb / s, -6, 6).astype(np.float32).astype(ml_dtypes.float4_e2m1fn).astype(np.float64) * s
     assert np.array_equal(got, w.reshape(16, 128).astype(np.float32))
 
 

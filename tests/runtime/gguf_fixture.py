@@ -21,29 +21,47 @@ ARCH = "deepseek4"
 
 # checkpoint leaf -> GGUF leaf inside a block
 _BLOCK = {
-    "attn_norm.weight": "attn_norm.weight", "ffn_norm.weight": "ffn_norm.weight",
-    "hc_attn_fn": "hc_attn_fn.weight", "hc_attn_base": "hc_attn_base.weight", "hc_attn_scale": "hc_attn_scale.weight",
-    "hc_ffn_fn": "hc_ffn_fn.weight", "hc_ffn_base": "hc_ffn_base.weight", "hc_ffn_scale": "hc_ffn_scale.weight",
-    "attn.attn_sink": "attn_sinks.weight", "attn.wq_a.weight": "attn_q_a.weight",
-    "attn.q_norm.weight": "attn_q_a_norm.weight", "attn.wq_b.weight": "attn_q_b.weight",
-    "attn.wkv.weight": "attn_kv.weight", "attn.kv_norm.weight": "attn_kv_a_norm.weight",
-    "attn.wo_a.weight": "attn_output_a.weight", "attn.wo_b.weight": "attn_output_b.weight",
+    "attn_norm.weight": "attn_norm.weight",
+    "ffn_norm.weight": "ffn_norm.weight",
+    "hc_attn_fn": "hc_attn_fn.weight",
+    "hc_attn_base": "hc_attn_base.weight",
+    "hc_attn_scale": "hc_attn_scale.weight",
+    "hc_ffn_fn": "hc_ffn_fn.weight",
+    "hc_ffn_base": "hc_ffn_base.weight",
+    "hc_ffn_scale": "hc_ffn_scale.weight",
+    "attn.attn_sink": "attn_sinks.weight",
+    "attn.wq_a.weight": "attn_q_a.weight",
+    "attn.q_norm.weight": "attn_q_a_norm.weight",
+    "attn.wq_b.weight": "attn_q_b.weight",
+    "attn.wkv.weight": "attn_kv.weight",
+    "attn.kv_norm.weight": "attn_kv_a_norm.weight",
+    "attn.wo_a.weight": "attn_output_a.weight",
+    "attn.wo_b.weight": "attn_output_b.weight",
     "attn.compressor.wkv.weight": "attn_compressor_kv.weight",
     "attn.compressor.wgate.weight": "attn_compressor_gate.weight",
-    "attn.compressor.ape": "attn_compressor_ape.weight", "attn.compressor.norm.weight": "attn_compressor_norm.weight",
-    "attn.indexer.wq_b.weight": "indexer.attn_q_b.weight", "attn.indexer.weights_proj.weight": "indexer.proj.weight",
+    "attn.compressor.ape": "attn_compressor_ape.weight",
+    "attn.compressor.norm.weight": "attn_compressor_norm.weight",
+    "attn.indexer.wq_b.weight": "indexer.attn_q_b.weight",
+    "attn.indexer.weights_proj.weight": "indexer.proj.weight",
     "attn.indexer.compressor.wkv.weight": "indexer_compressor_kv.weight",
     "attn.indexer.compressor.wgate.weight": "indexer_compressor_gate.weight",
     "attn.indexer.compressor.ape": "indexer_compressor_ape.weight",
     "attn.indexer.compressor.norm.weight": "indexer_compressor_norm.weight",
-    "ffn.gate.weight": "ffn_gate_inp.weight", "ffn.gate.bias": "exp_probs_b.bias",
+    "ffn.gate.weight": "ffn_gate_inp.weight",
+    "ffn.gate.bias": "exp_probs_b.bias",
     "ffn.gate.tid2eid": "ffn_gate_tid2eid.weight",
-    "ffn.shared_experts.w1.weight": "ffn_gate_shexp.weight", "ffn.shared_experts.w3.weight": "ffn_up_shexp.weight",
+    "ffn.shared_experts.w1.weight": "ffn_gate_shexp.weight",
+    "ffn.shared_experts.w3.weight": "ffn_up_shexp.weight",
     "ffn.shared_experts.w2.weight": "ffn_down_shexp.weight",
 }
-_TOP = {"embed.weight": "token_embd.weight", "head.weight": "output.weight", "norm.weight": "output_norm.weight",
-        "hc_head_fn": "output_hc_fn.weight", "hc_head_base": "output_hc_base.weight",
-        "hc_head_scale": "output_hc_scale.weight"}
+_TOP = {
+    "embed.weight": "token_embd.weight",
+    "head.weight": "output.weight",
+    "norm.weight": "output_norm.weight",
+    "hc_head_fn": "output_hc_fn.weight",
+    "hc_head_base": "output_hc_base.weight",
+    "hc_head_scale": "output_hc_scale.weight",
+}
 _EXPERTS = {"w1": "ffn_gate_exps.weight", "w3": "ffn_up_exps.weight", "w2": "ffn_down_exps.weight"}
 # weights stored BF16 in the release (kept BF16 by the MXFP4_MOE recipe, like llama.cpp's converter)
 _BF16_SOURCE = ("token_embd", "output.weight", "ffn_gate_inp", "compressor_kv", "compressor_gate", "indexer.proj")
@@ -85,8 +103,12 @@ def gguf_tensors(args: ModelArgs, weights: dict) -> dict[str, np.ndarray]:
                 a = np.asarray(weights[p + k])
                 out[f"blk.{i}.{v}"] = a.astype(np.int32) if k.endswith("tid2eid") else a.astype(np.float32)
         for w, v in _EXPERTS.items():
-            out[f"blk.{i}.{v}"] = np.stack([np.asarray(weights[f"{p}ffn.experts.{e}.{w}.weight"], dtype=np.float32)
-                                            for e in range(args.n_routed_experts)])
+            out[f"blk.{i}.{v}"] = np.stack(
+                [
+                    np.asarray(weights[f"{p}ffn.experts.{e}.{w}.weight"], dtype=np.float32)
+                    for e in range(args.n_routed_experts)
+                ]
+            )
     return out
 
 
@@ -94,24 +116,45 @@ def write_keys(w: GGUFWriter, args: ModelArgs) -> None:
     """The deepseek4 metadata of ``args`` (llama.cpp key names and scalar types) and a "test"
     tokenizer with one token per id (the parity tests feed ids directly)."""
     a = args
-    u32 = {"block_count": a.n_layers, "context_length": 1 << 20, "embedding_length": a.dim,
-           "attention.head_count": a.n_heads, "attention.head_count_kv": 1, "attention.key_length": a.head_dim,
-           "attention.value_length": a.head_dim, "rope.dimension_count": a.rope_head_dim,
-           "rope.scaling.original_context_length": a.original_seq_len, "attention.q_lora_rank": a.q_lora_rank,
-           "attention.sliding_window": a.window_size, "expert_count": a.n_routed_experts,
-           "expert_used_count": a.n_activated_experts, "expert_shared_count": 1,
-           "expert_feed_forward_length": a.moe_inter_dim, "expert_gating_func": 4,
-           "attention.indexer.head_count": a.index_n_heads, "attention.indexer.key_length": a.index_head_dim,
-           "attention.indexer.top_k": a.index_topk, "attention.output_group_count": a.o_groups,
-           "attention.output_lora_rank": a.o_lora_rank, "hyper_connection.count": a.hc_mult,
-           "hyper_connection.sinkhorn_iterations": a.hc_sinkhorn_iters, "hash_layer_count": a.n_hash_layers,
-           "vocab_size": a.vocab_size}
+    u32 = {
+        "block_count": a.n_layers,
+        "context_length": 1 << 20,
+        "embedding_length": a.dim,
+        "attention.head_count": a.n_heads,
+        "attention.head_count_kv": 1,
+        "attention.key_length": a.head_dim,
+        "attention.value_length": a.head_dim,
+        "rope.dimension_count": a.rope_head_dim,
+        "rope.scaling.original_context_length": a.original_seq_len,
+        "attention.q_lora_rank": a.q_lora_rank,
+        "attention.sliding_window": a.window_size,
+        "expert_count": a.n_routed_experts,
+        "expert_used_count": a.n_activated_experts,
+        "expert_shared_count": 1,
+        "expert_feed_forward_length": a.moe_inter_dim,
+        "expert_gating_func": 4,
+        "attention.indexer.head_count": a.index_n_heads,
+        "attention.indexer.key_length": a.index_head_dim,
+        "attention.indexer.top_k": a.index_topk,
+        "attention.output_group_count": a.o_groups,
+        "attention.output_lora_rank": a.o_lora_rank,
+        "hyper_connection.count": a.hc_mult,
+        "hyper_connection.sinkhorn_iterations": a.hc_sinkhorn_iters,
+        "hash_layer_count": a.n_hash_layers,
+        "vocab_size": a.vocab_size,
+    }
     for k, v in u32.items():
         w.add_uint32(f"{ARCH}.{k}", int(v))
-    f32 = {"attention.layer_norm_rms_epsilon": a.norm_eps, "rope.freq_base": a.rope_theta,
-           "rope.scaling.factor": a.rope_factor, "rope.scaling.yarn_beta_fast": float(a.beta_fast),
-           "rope.scaling.yarn_beta_slow": float(a.beta_slow), "expert_weights_scale": a.route_scale,
-           "attention.compress_rope_freq_base": a.compress_rope_theta, "hyper_connection.epsilon": a.hc_eps}
+    f32 = {
+        "attention.layer_norm_rms_epsilon": a.norm_eps,
+        "rope.freq_base": a.rope_theta,
+        "rope.scaling.factor": a.rope_factor,
+        "rope.scaling.yarn_beta_fast": float(a.beta_fast),
+        "rope.scaling.yarn_beta_slow": float(a.beta_slow),
+        "expert_weights_scale": a.route_scale,
+        "attention.compress_rope_freq_base": a.compress_rope_theta,
+        "hyper_connection.epsilon": a.hc_eps,
+    }
     for k, v in f32.items():
         w.add_float32(f"{ARCH}.{k}", float(v))
     w.add_string(f"{ARCH}.rope.scaling.type", "yarn")
@@ -137,8 +180,9 @@ def write_gguf(path: Path, args: ModelArgs, weights: dict, variant: str = "F32",
         if arr.dtype == np.int32:
             w.add_tensor(name, arr)
             continue
-        if arr.ndim == 1 or name.endswith(("hc_attn_fn.weight", "hc_ffn_fn.weight", "output_hc_fn.weight",
-                                          "_ape.weight")):
+        if arr.ndim == 1 or name.endswith(
+            ("hc_attn_fn.weight", "hc_ffn_fn.weight", "output_hc_fn.weight", "_ape.weight")
+        ):
             w.add_tensor(name, arr.astype(np.float32))
             continue
         qt = _pick(variant, name, arr.shape[-1])
@@ -265,8 +309,9 @@ def write_streaming(path: Path, args: ModelArgs, variant: str, seed: int = 0, po
             continue
         key = (int(qt), cols)
         if key not in pools:
-            pools[key] = _C.quantize_rows(int(qt), (rng.standard_normal((pool_rows, cols)) / np.sqrt(cols))
-                                          .astype(np.float32))
+            pools[key] = _C.quantize_rows(
+                int(qt), (rng.standard_normal((pool_rows, cols)) / np.sqrt(cols)).astype(np.float32)
+            )
         pool = pools[key]
         rows = int(np.prod(shape[:-1]))
         chunk = max(1, (64 << 20) // pool.shape[1])

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 EPS_LOGIT = 0.05  # logits are O(1-5); below this gap argmax may flip on fp32 reduction order
-EPS_ROUTE = 0.1   # router/indexer scores are O(1); one QAT grid step (e4m3/e2m1) moves them by ~1e-2
+EPS_ROUTE = 0.1  # router/indexer scores are O(1); one QAT grid step (e4m3/e2m1) moves them by ~1e-2
 SELECTION_TAPS = ["layers.*.router_idx", "layers.*.idx_topk"]
 MARGIN_TAPS = ["layers.*.router_margin", "layers.*.idx_margin"]
 
@@ -33,8 +33,10 @@ class Comparison:
     wide_first: tuple | None
 
     def line(self, label: str) -> str:
-        return (f"{label}: top-1 agree {self.top1:.4f}, mean KLD {self.mean_kld:.2e}, max KLD {self.max_kld:.2e}, "
-                f"choice flips {self.flips} (first at token {self.first_flip}), logit near-ties {self.logit_ties}")
+        return (
+            f"{label}: top-1 agree {self.top1:.4f}, mean KLD {self.mean_kld:.2e}, max KLD {self.max_kld:.2e}, "
+            f"choice flips {self.flips} (first at token {self.first_flip}), logit near-ties {self.logit_ties}"
+        )
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -63,8 +65,16 @@ def compare(ref_logits: np.ndarray, got_logits: np.ndarray, ref_taps, got_taps: 
     first = events[0][0] if events else T
     wide = events[0] if events and not events[0][2] < EPS_ROUTE else None
     unexplained = [int(p) for p in np.flatnonzero(a_ref != a_got) if gap[p] >= EPS_LOGIT and p < first]
-    return Comparison(float((a_ref == a_got).mean()), float(kld.mean()), float(kld.max()), len(events), first,
-                      int(((a_ref != a_got) & (gap < EPS_LOGIT)).sum()), unexplained, wide)
+    return Comparison(
+        float((a_ref == a_got).mean()),
+        float(kld.mean()),
+        float(kld.max()),
+        len(events),
+        first,
+        int(((a_ref != a_got) & (gap < EPS_LOGIT)).sum()),
+        unexplained,
+        wide,
+    )
 
 
 def check(c: Comparison, what: str, min_top1: float, max_mean_kld: float, strict: bool = True) -> None:
@@ -75,5 +85,7 @@ def check(c: Comparison, what: str, min_top1: float, max_mean_kld: float, strict
     if not strict:
         return
     assert c.wide_first is None, f"{what}: first differing choice {c.wide_first} has a wide margin (a bug)"
-    assert not c.unexplained, (f"{what}: top-1 differs at {c.unexplained[:10]} with logit gap >= {EPS_LOGIT} "
-                               f"and no earlier near-tie router/indexer flip")
+    assert not c.unexplained, (
+        f"{what}: top-1 differs at {c.unexplained[:10]} with logit gap >= {EPS_LOGIT} "
+        f"and no earlier near-tie router/indexer flip"
+    )

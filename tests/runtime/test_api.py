@@ -13,10 +13,15 @@ import pytest
 from dsv4_gguf import runtime
 
 TEXTS = [
-    "Hello world!", "  leading spaces and trailing  ", "Numbers 1234567 and 3.14159, dates 2026-11-29.",
-    "中文测试：深度求索。日本語のテキスト、カタカナ。", "def f(x):\n    return x**2  # code\n\n\ttab",
-    "emoji 🤖🚀 and accents: café naïve façade", "<｜User｜>Hi<｜Assistant｜></think>OK<｜end▁of▁sentence｜>",
-    "mixed\r\nline endings\rand   runs   of    spaces", "",
+    "Hello world!",
+    "  leading spaces and trailing  ",
+    "Numbers 1234567 and 3.14159, dates 2026-11-29.",
+    "中文测试：深度求索。日本語のテキスト、カタカナ。",
+    "def f(x):\n    return x**2  # code\n\n\ttab",
+    "emoji 🤖🚀 and accents: café naïve façade",
+    "<｜User｜>Hi<｜Assistant｜></think>OK<｜end▁of▁sentence｜>",
+    "mixed\r\nline endings\rand   runs   of    spaces",
+    "",
 ]
 
 
@@ -112,6 +117,7 @@ def test_prefetch_maps_every_shard_and_changes_no_result(tmp_path, small_args, s
     assert lazy._rt.prefetch() == size  # every byte of every shard, and idempotent with the load-time call
     eager = runtime.load(first, threads=2, prefetch=True)
     toks = np.arange(30)
-    assert np.array_equal(lazy.session(ctx=64).prefill(toks, all_logits=True),
-                          eager.session(ctx=64).prefill(toks, all_logits=True))
+    assert np.array_equal(
+        lazy.session(ctx=64).prefill(toks, all_logits=True), eager.session(ctx=64).prefill(toks, all_logits=True)
+    )
     assert runtime._fits_in_ram({"file_bytes": size}) and not runtime._fits_in_ram({"file_bytes": 1 << 62})
