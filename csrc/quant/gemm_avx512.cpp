@@ -217,12 +217,17 @@ struct E8m0Half {  // e8m0_to_f32_half of every byte: one load per block instead
     for (int e = 0; e < 256; ++e) v[e] = e8m0_to_f32_half(static_cast<uint8_t>(e));
   }
 };
-inline __m256 scale2(const BlockMXFP4* x) {
+// Fetched once per call (a function-local static: no code of this AVX-512 file runs at library load, and
+// no guard check runs per block).
+const float* e8m0_half_table() {
   static const E8m0Half t;
-  return _mm256_blend_ps(_mm256_broadcast_ss(t.v + x[0].e), _mm256_broadcast_ss(t.v + x[1].e), 0xF0);
+  return t.v;
 }
-inline __m256 scale2(const BlockQ4_0* x) { return f16_pair(&x[0].d, sizeof(BlockQ4_0)); }
-inline __m256 scale2(const BlockQ8_0* x) { return f16_pair(&x[0].d, sizeof(BlockQ8_0)); }
+inline __m256 scale2(const BlockMXFP4* x, const float* e8) {
+  return _mm256_blend_ps(_mm256_broadcast_ss(e8 + x[0].e), _mm256_broadcast_ss(e8 + x[1].e), 0xF0);
+}
+inline __m256 scale2(const BlockQ4_0* x, const float*) { return f16_pair(&x[0].d, sizeof(BlockQ4_0)); }
+inline __m256 scale2(const BlockQ8_0* x, const float*) { return f16_pair(&x[0].d, sizeof(BlockQ8_0)); }
 
 // Two weight blocks as unsigned bytes (value + kOff) against the activation halves: 8 int32 lanes in the
 // accumulation layout, offset correction included.
@@ -256,6 +261,7 @@ void rows1(int64_t nb, const uint8_t* w, size_t rs, const BlockQ8_0* a, float* o
   using Block = typename Fmt::Block;
   constexpr bool kQ8 = Fmt::kOff == 128;
   const __m256i off = _mm256_set1_epi8(static_cast<char>(Fmt::kOff)), z = _mm256_setzero_si256();
+  const float* e8 = e8m0_half_table();
   __m256 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   int64_t b = 0;
@@ -279,7 +285,7 @@ void rows1(int64_t nb, const uint8_t* w, size_t rs, const BlockQ8_0* a, float* o
       _mm_prefetch(reinterpret_cast<const char*>(x) + R * rs, _MM_HINT_T0);
       if (sizeof(Block) * 2 > 64) _mm_prefetch(reinterpret_cast<const char*>(x) + R * rs + 64, _MM_HINT_T0);
       const __m256i iv = Pair<Fmt>::dot(x, x0, x1, ncorr);
-      acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(scale2(x), ad), _mm256_cvtepi32_ps(iv), acc[r]);
+      acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(scale2(x, e8), ad), _mm256_cvtepi32_ps(iv), acc[r]);
     }
   }
   for (int r = 0; r < R; ++r) {

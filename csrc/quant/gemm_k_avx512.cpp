@@ -120,11 +120,11 @@ inline float reduce_lanes8(const float* l) { return ((l[0] + l[4]) + (l[2] + l[6
 
 // One weight row x N activation rows over all super-blocks.
 template <class Fmt, int N>
-void tile(int64_t nsb, const typename Fmt::Block* w, const K8Act* act, int64_t stride, float* y, int64_t ys) {
+void tile(int64_t nsb, const typename Fmt::Block* w, const K8Act* act, int64_t stride, float* y, int64_t ys,
+          const ScaleIdx& ix) {
   __m256 acc[N];
   __m128 accm[N];
   for (int t = 0; t < N; ++t) acc[t] = _mm256_setzero_ps(), accm[t] = _mm_setzero_ps();
-  static const ScaleIdx ix;
   for (int64_t b = 0; b < nsb; ++b) {
     _mm_prefetch(reinterpret_cast<const char*>(w + b) + 4096, _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(w + b) + 4096 + 64, _MM_HINT_T0);
@@ -166,6 +166,7 @@ void gemm(int64_t n, const void* vw, size_t rs, int64_t nrows, const void* va, s
     for (int64_t r = 0; r < nrows; ++r) y[r] = Fmt::dot1(n, w + r * rs, va);
     return;
   }
+  static const ScaleIdx ix;
   thread_local std::vector<K8Act> buf;
   if (static_cast<int64_t>(buf.size()) < kTokBlock * nsb) buf.resize(static_cast<size_t>(kTokBlock * nsb));
   for (int64_t t0 = 0; t0 < ntok; t0 += kTokBlock) {
@@ -175,10 +176,10 @@ void gemm(int64_t n, const void* vw, size_t rs, int64_t nrows, const void* va, s
       const Block* wr = reinterpret_cast<const Block*>(w + r * rs);
       float* yr = y + t0 * ys + r;
       switch (nt) {
-        case 4: tile<Fmt, 4>(nsb, wr, buf.data(), nsb, yr, ys); break;
-        case 3: tile<Fmt, 3>(nsb, wr, buf.data(), nsb, yr, ys); break;
-        case 2: tile<Fmt, 2>(nsb, wr, buf.data(), nsb, yr, ys); break;
-        default: tile<Fmt, 1>(nsb, wr, buf.data(), nsb, yr, ys); break;
+        case 4: tile<Fmt, 4>(nsb, wr, buf.data(), nsb, yr, ys, ix); break;
+        case 3: tile<Fmt, 3>(nsb, wr, buf.data(), nsb, yr, ys, ix); break;
+        case 2: tile<Fmt, 2>(nsb, wr, buf.data(), nsb, yr, ys, ix); break;
+        default: tile<Fmt, 1>(nsb, wr, buf.data(), nsb, yr, ys, ix); break;
       }
     }
   }

@@ -31,9 +31,8 @@ class MappedFile {
     if (!S_ISREG(st.st_mode)) throw fail("not a regular file");
     size_ = static_cast<size_t>(st.st_size);
     if (size_ == 0) throw fail("empty file, not a GGUF");
-    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd_, 0);
-    if (p == MAP_FAILED) throw fail(std::string("mmap failed (") + std::strerror(errno) + ")");
-    data_ = static_cast<const uint8_t*>(p);
+    data_ = map_aligned(fd_, size_);
+    if (!data_) throw fail(std::string("mmap failed (") + std::strerror(errno) + ")");
   }
   ~MappedFile() {
     if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
@@ -41,6 +40,34 @@ class MappedFile {
   }
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
+
+  // The file mapped at a 2 MB-aligned address, with MADV_HUGEPAGE: where the page cache holds the file
+  // in 2 MB folios (ext4/xfs on recent kernels), the kernel can then map them with one TLB entry per 2 MB
+  // instead of 512: weight streams stop paying a page walk (and a hardware-prefetch restart) every 4 KB.
+  // Falls back to a plain mapping when the aligned one cannot be made; the advice is only a hint.
+  static const uint8_t* map_aligned(int fd, size_t size) {
+    constexpr size_t kHuge = size_t{2} << 20;
+    void* p = MAP_FAILED;
+    void* resv = ::mmap(nullptr, size + kHuge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (resv != MAP_FAILED) {
+      const uintptr_t base = reinterpret_cast<uintptr_t>(resv);
+      const uintptr_t aligned = (base + kHuge - 1) & ~(kHuge - 1);
+      p = ::mmap(reinterpret_cast<void*>(aligned), size, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0);
+      if (p == MAP_FAILED) {
+        ::munmap(resv, size + kHuge);
+      } else {  // give back the reservation around the mapping
+        if (aligned > base) ::munmap(resv, aligned - base);
+        const uintptr_t end = aligned + ((size + 4095) & ~size_t{4095}), rend = base + size + kHuge;
+        if (rend > end) ::munmap(reinterpret_cast<void*>(end), rend - end);
+      }
+    }
+    if (p == MAP_FAILED) p = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) return nullptr;
+#ifdef MADV_HUGEPAGE
+    ::madvise(p, size, MADV_HUGEPAGE);
+#endif
+    return static_cast<const uint8_t*>(p);
+  }
   void populate() const {
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22  // Linux 5.14; older headers lack the name
