@@ -68,60 +68,126 @@ void dequant_row(const WeightView& w, int64_t r, float* out) {
   quant_kernels(w.type, Impl::Auto).dequantize(w.row(r), out, w.cols);
 }
 
-void linear(const WeightView& w, const float* x, int64_t T, float* y, int64_t ys, const OpCtx& ctx) {
-  if (T <= 0) return;
+namespace {
+
+// One product ready to run over any row range: kernels resolved, activations quantized once.
+struct Prepared {
+  const WeightView* w;
+  const float* x;
+  int64_t T;
+  float* y;
+  int64_t ys;
+  QuantKernels k;
+  enum Mode { kQuant, kBf16, kFloat } mode;
+  const uint8_t* act = nullptr;  // kQuant: T rows of the type's vec_dot format, ars bytes each
+  size_t ars = 0;
+  float (*bf16_dot)(const uint16_t*, const float*, int64_t) = nullptr;
+};
+
+// Quantized activations of one input; a later product with the same input, width and activation type
+// reuses them (the gate and up projections of an expert read the same x).
+struct ActBuf {
+  const float* x;
+  QType at;
+  int64_t T, cols;
+  std::vector<uint8_t> data;
+};
+
+Prepared prepare(const WeightView& w, const float* x, int64_t T, float* y, int64_t ys, const OpCtx& ctx,
+                 std::vector<ActBuf>& acts) {
   const QTypeInfo& info = require_qtype(static_cast<int32_t>(w.type));
-  const QuantKernels k = quant_kernels(w.type, ctx.impl);
-  const int64_t cols = w.cols;
-  const int64_t min_chunk = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, cols * T));
+  Prepared p{&w, x, T, y, ys, quant_kernels(w.type, ctx.impl), Prepared::kFloat};
   if (!ctx.exact && info.vec_dot_type != QType::F32) {
     const QType at = info.vec_dot_type;
-    const size_t ars = quant_row_size(at, cols);
-    std::vector<uint8_t> act(static_cast<size_t>(T) * ars);
-    const QuantizeRowFn qa = quant_kernels(at, ctx.impl).quantize;
-    for (int64_t t = 0; t < T; ++t) qa(x + t * cols, act.data() + t * ars, cols, nullptr);
-    if (k.gemm) {  // tiled rows x tokens (each weight block decoded once per tile of tokens)
-      ctx.pool->parallel_for(w.rows, min_chunk, [&](int64_t b, int64_t e) {
-        k.gemm(cols, w.row(b), w.row_bytes, e - b, act.data(), ars, T, y + b, ys);
-      });
+    p.mode = Prepared::kQuant;
+    p.ars = quant_row_size(at, w.cols);
+    for (const ActBuf& a : acts)
+      if (a.x == x && a.at == at && a.T == T && a.cols == w.cols) p.act = a.data.data();
+    if (!p.act) {
+      acts.push_back({x, at, T, w.cols, std::vector<uint8_t>(static_cast<size_t>(T) * p.ars)});
+      uint8_t* dst = acts.back().data.data();
+      const QuantizeRowFn qa = quant_kernels(at, ctx.impl).quantize;
+      for (int64_t t = 0; t < T; ++t) qa(x + t * w.cols, dst + t * p.ars, w.cols, nullptr);
+      p.act = dst;
+    }
+    return p;
+  }
+  if (w.type == QType::BF16 && (p.bf16_dot = float_dots().bf16)) p.mode = Prepared::kBf16;
+  return p;
+}
+
+// Rows [b, e) of a prepared product, for all its tokens.  Every (row, token) value is computed the same
+// way whatever the range, so any split gives the same bits.
+void run_rows(const Prepared& p, int64_t b, int64_t e) {
+  const WeightView& w = *p.w;
+  const int64_t cols = w.cols, T = p.T, ys = p.ys;
+  float* y = p.y;
+  if (p.mode == Prepared::kQuant) {
+    if (p.k.gemm) {  // tiled rows x tokens (each weight block decoded once per tile of tokens)
+      p.k.gemm(cols, w.row(b), w.row_bytes, e - b, p.act, p.ars, T, y + b, ys);
       return;
     }
     // 4 rows at a time against each token (the multi-row kernels share the activation loads; the rows
     // stay in L1 across tokens); each result is bit-identical to the one-row dot.
-    ctx.pool->parallel_for(w.rows, min_chunk, [&](int64_t b, int64_t e) {
-      for (int64_t r = b; r < e; r += 4) {
-        const int64_t nr = std::min<int64_t>(4, e - r);
-        for (int64_t t = 0; t < T; ++t) vec_dot_rows(k, cols, w.row(r), w.row_bytes, nr, act.data() + t * ars, y + t * ys + r);
-      }
-    });
-    return;
-  }
-#if defined(DSV4_X86)
-  // BF16 weights (embedding-sized heads): conversion fused into the SIMD dot, the same bits as
-  // dequantize + dot_f32 (the same kernel level), without the row buffer round trip.
-  const auto bf16_dot = float_dots().bf16;
-  if (bf16_dot && w.type == QType::BF16) {
-    ctx.pool->parallel_for(w.rows, min_chunk, [&](int64_t b, int64_t e) {
-      for (int64_t r = b; r < e; ++r) {
-        const uint16_t* wr = reinterpret_cast<const uint16_t*>(w.row(r));
-        for (int64_t t = 0; t < T; ++t) y[t * ys + r] = bf16_dot(wr, x + t * cols, cols);
-      }
-    });
-    return;
-  }
-#endif
-  ctx.pool->parallel_for(w.rows, min_chunk, [&](int64_t b, int64_t e) {
-    std::vector<float> buf(w.type == QType::F32 ? 0 : static_cast<size_t>(cols));
-    for (int64_t r = b; r < e; ++r) {
-      const float* wr;
-      if (w.type == QType::F32) {
-        wr = reinterpret_cast<const float*>(w.row(r));
-      } else {
-        k.dequantize(w.row(r), buf.data(), cols);
-        wr = buf.data();
-      }
-      for (int64_t t = 0; t < T; ++t) y[t * ys + r] = dot_f32(wr, x + t * cols, cols);
+    for (int64_t r = b; r < e; r += 4) {
+      const int64_t nr = std::min<int64_t>(4, e - r);
+      for (int64_t t = 0; t < T; ++t) vec_dot_rows(p.k, cols, w.row(r), w.row_bytes, nr, p.act + t * p.ars, y + t * ys + r);
     }
+    return;
+  }
+  if (p.mode == Prepared::kBf16) {
+    // BF16 weights (embedding-sized heads): conversion fused into the SIMD dot, the same bits as
+    // dequantize + dot_f32 (the same kernel level), without the row buffer round trip.
+    for (int64_t r = b; r < e; ++r) {
+      const uint16_t* wr = reinterpret_cast<const uint16_t*>(w.row(r));
+      for (int64_t t = 0; t < T; ++t) y[t * ys + r] = p.bf16_dot(wr, p.x + t * cols, cols);
+    }
+    return;
+  }
+  std::vector<float> buf(w.type == QType::F32 ? 0 : static_cast<size_t>(cols));
+  for (int64_t r = b; r < e; ++r) {
+    const float* wr;
+    if (w.type == QType::F32) {
+      wr = reinterpret_cast<const float*>(w.row(r));
+    } else {
+      p.k.dequantize(w.row(r), buf.data(), cols);
+      wr = buf.data();
+    }
+    for (int64_t t = 0; t < T; ++t) y[t * ys + r] = dot_f32(wr, p.x + t * cols, cols);
+  }
+}
+
+}  // namespace
+
+void linear(const WeightView& w, const float* x, int64_t T, float* y, int64_t ys, const OpCtx& ctx) {
+  if (T <= 0) return;
+  std::vector<ActBuf> acts;
+  const Prepared p = prepare(w, x, T, y, ys, ctx, acts);
+  const int64_t min_chunk = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, w.cols * T));
+  ctx.pool->parallel_for(w.rows, min_chunk, [&](int64_t b, int64_t e) { run_rows(p, b, e); });
+}
+
+void linear_batch(const std::vector<LinearTask>& tasks, const OpCtx& ctx) {
+  std::vector<ActBuf> acts;
+  std::vector<Prepared> prep;
+  prep.reserve(tasks.size());
+  // pieces of ~256K multiply-adds (a multiple of 4 rows): enough of them to balance the threads, each
+  // long enough to stream its rows well
+  struct Piece {
+    size_t task;
+    int64_t b, e;
+  };
+  std::vector<Piece> pieces;
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    const LinearTask& t = tasks[i];
+    if (t.T <= 0 || t.w.rows <= 0) continue;
+    prep.push_back(prepare(t.w, t.x, t.T, t.y, t.ys, ctx, acts));
+    const int64_t step = std::max<int64_t>(4, (262144 / std::max<int64_t>(1, t.w.cols * t.T) + 3) / 4 * 4);
+    for (int64_t b = 0; b < t.w.rows; b += step) pieces.push_back({prep.size() - 1, b, std::min(t.w.rows, b + step)});
+  }
+  ctx.pool->parallel_for(static_cast<int64_t>(pieces.size()), 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) run_rows(prep[pieces[static_cast<size_t>(i)].task], pieces[static_cast<size_t>(i)].b,
+                                             pieces[static_cast<size_t>(i)].e);
   });
 }
 

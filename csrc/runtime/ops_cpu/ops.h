@@ -30,6 +30,17 @@ inline void linear(const WeightView& w, const float* x, int64_t T, float* y, con
   linear(w, x, T, y, w.rows, ctx);
 }
 void dequant_row(const WeightView& w, int64_t r, float* out);
+// Several independent products in one parallel job (one thread wake-up and one balance for all of
+// them, e.g. every routed expert of a decode step); each value equals linear()'s bit for bit.  Inputs
+// that several tasks share (same x, same activation type) are quantized once.
+struct LinearTask {
+  WeightView w;
+  const float* x;
+  int64_t T;
+  float* y;
+  int64_t ys;
+};
+void linear_batch(const std::vector<LinearTask>& tasks, const OpCtx& ctx);
 // y[i] += a * x[i]: product rounded, then the sum (never fused), so every SIMD level gives the same bits.
 void axpy_f32(float* y, float a, const float* x, int64_t n);
 
