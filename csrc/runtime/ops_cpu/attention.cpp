@@ -45,11 +45,39 @@ void attention_layer(const LayerCtx& lc, LayerState& S, const float* h, int64_t 
   const float* freqs = lc.freqs;
 
   std::vector<float> qr(static_cast<size_t>(T * Rq)), q(static_cast<size_t>(T * H * hd)), kv(static_cast<size_t>(T * hd));
-  linear(b.wq_a, h, T, qr.data(), ctx);
+  // Every projection of h in one parallel job (linear_batch: same bits as one linear() each): the query
+  // and KV latents, the compressors' kv/gate and the indexer's head weights.
+  struct CompIn {
+    std::vector<float> a, g;
+  };
+  CompIn comp_in, idx_in;
+  const int64_t nI = c.idx_heads, dI = c.idx_dim;
+  std::vector<float> iq, iw;
+  {
+    std::vector<LinearTask> tasks{{b.wq_a, h, T, qr.data(), Rq}, {b.wkv, h, T, kv.data(), hd}};
+    auto comp_tasks = [&](const CompressorWeights& cw, CompIn& in) {
+      const int64_t w = cw.coff * cw.d;
+      in.a.resize(static_cast<size_t>(T * w));
+      in.g.resize(static_cast<size_t>(T * w));
+      tasks.push_back({cw.wkv, h, T, in.a.data(), w});
+      tasks.push_back({cw.wgate, h, T, in.g.data(), w});
+    };
+    if (ratio) comp_tasks(b.comp, comp_in);
+    if (ratio == 4) {
+      comp_tasks(b.idx_comp, idx_in);
+      iw.resize(static_cast<size_t>(T * nI));
+      tasks.push_back({b.idx_proj, h, T, iw.data(), nI});
+    }
+    linear_batch(tasks, ctx);
+  }
   for (int64_t t = 0; t < T; ++t) rms_norm(&qr[static_cast<size_t>(t * Rq)], b.q_norm.data(), &qr[static_cast<size_t>(t * Rq)], Rq, c.norm_eps);
   if (taps) lc.taps.add(lc.pre + "qr", qr.data(), T * Rq, Rq);  // input of wq_b and the indexer's wq_b
-  linear(b.wq_b, qr.data(), T, q.data(), ctx);
-  linear(b.wkv, h, T, kv.data(), ctx);
+  if (ratio == 4) {
+    iq.resize(static_cast<size_t>(T * nI * dI));
+    linear_batch({{b.wq_b, qr.data(), T, q.data(), H * hd}, {b.idx_wq_b, qr.data(), T, iq.data(), nI * dI}}, ctx);
+  } else {
+    linear(b.wq_b, qr.data(), T, q.data(), ctx);
+  }
   for (int64_t t = 0; t < T; ++t) {
     const int64_t p = p0 + t;
     for (int64_t hh = 0; hh < H; ++hh) {
@@ -69,12 +97,10 @@ void attention_layer(const LayerCtx& lc, LayerState& S, const float* h, int64_t 
 
   // ---- compressed entries (indexer first, as the reference) ----
   std::vector<std::vector<int64_t>> sel(static_cast<size_t>(T));
-  auto run_compressor = [&](const CompressorWeights& cw, CompressorState& st, KvRows& rows, int64_t& n_rows, bool rotate,
-                            const char* tap_name) {
+  auto run_compressor = [&](const CompressorWeights& cw, CompIn& in, CompressorState& st, KvRows& rows, int64_t& n_rows,
+                            bool rotate, const char* tap_name) {
     const int64_t d = cw.d, w = cw.coff * d, m = cw.ratio;
-    std::vector<float> a(static_cast<size_t>(T * w)), g(static_cast<size_t>(T * w)), e(static_cast<size_t>(d));
-    linear(cw.wkv, h, T, a.data(), ctx);
-    linear(cw.wgate, h, T, g.data(), ctx);
+    std::vector<float>&a = in.a, &g = in.g, e(static_cast<size_t>(d));
     for (int64_t t = 0; t < T; ++t) {
       const int64_t p = p0 + t;
       const float* ape = &cw.ape[static_cast<size_t>((p % m) * w)];
@@ -94,10 +120,6 @@ void attention_layer(const LayerCtx& lc, LayerState& S, const float* h, int64_t 
     }
   };
   if (ratio == 4) {
-    const int64_t nI = c.idx_heads, dI = c.idx_dim;
-    std::vector<float> iq(static_cast<size_t>(T * nI * dI)), iw(static_cast<size_t>(T * nI));
-    linear(b.idx_wq_b, qr.data(), T, iq.data(), ctx);
-    linear(b.idx_proj, h, T, iw.data(), ctx);
     const float wscale = static_cast<float>(std::pow(static_cast<double>(dI), -0.5) * std::pow(static_cast<double>(nI), -0.5));
     for (int64_t t = 0; t < T; ++t) {
       for (int64_t hh = 0; hh < nI; ++hh) {
@@ -108,7 +130,7 @@ void attention_layer(const LayerCtx& lc, LayerState& S, const float* h, int64_t 
       }
       for (int64_t hh = 0; hh < nI; ++hh) iw[static_cast<size_t>(t * nI + hh)] *= wscale;
     }
-    run_compressor(b.idx_comp, S.idx_comp, S.idx_kv, S.n_idx, true, "idx_kv");
+    run_compressor(b.idx_comp, idx_in, S.idx_comp, S.idx_kv, S.n_idx, true, "idx_kv");
     const int64_t K = c.idx_topk;
     std::vector<float> margins(static_cast<size_t>(T), INFINITY);
     ctx.pool->parallel_for(T, 1, [&](int64_t t0, int64_t t1) {
@@ -147,7 +169,7 @@ void attention_layer(const LayerCtx& lc, LayerState& S, const float* h, int64_t 
       lc.taps.add(lc.pre + "idx_margin", margins.data(), T, 1);
     }
   }
-  if (ratio) run_compressor(b.comp, S.comp, S.comp_kv, S.n_comp, false, "comp_kv");
+  if (ratio) run_compressor(b.comp, comp_in, S.comp, S.comp_kv, S.n_comp, false, "comp_kv");
 
   // ---- attention per token: window (ring rows before the chunk + this chunk's rows) + compressed ----
   std::vector<float> o(static_cast<size_t>(T * H * hd));
@@ -198,12 +220,15 @@ void attention_layer(const LayerCtx& lc, LayerState& S, const float* h, int64_t 
 
   // ---- grouped low-rank output projection ----
   const int64_t G = c.o_groups, Ro = c.o_lora_rank, gs = H * hd / G;
-  std::vector<float> z(static_cast<size_t>(T * G * Ro)), og(static_cast<size_t>(T * gs));
+  std::vector<float> z(static_cast<size_t>(T * G * Ro)), og(static_cast<size_t>(G * T * gs));
+  std::vector<LinearTask> tasks;
   for (int64_t g = 0; g < G; ++g) {
+    float* ogg = &og[static_cast<size_t>(g * T * gs)];
     for (int64_t t = 0; t < T; ++t)
-      std::memcpy(&og[static_cast<size_t>(t * gs)], &o[static_cast<size_t>(t * H * hd + g * gs)], static_cast<size_t>(gs) * 4);
-    linear(b.wo_a.slice(g * Ro, Ro), og.data(), T, z.data() + g * Ro, G * Ro, ctx);
+      std::memcpy(&ogg[static_cast<size_t>(t * gs)], &o[static_cast<size_t>(t * H * hd + g * gs)], static_cast<size_t>(gs) * 4);
+    tasks.push_back({b.wo_a.slice(g * Ro, Ro), ogg, T, z.data() + g * Ro, G * Ro});
   }
+  linear_batch(tasks, ctx);
   if (taps) {  // inputs of wo_a (one row per token and group) and wo_b
     lc.taps.add(lc.pre + "wo_a_in", o.data(), T * H * hd, gs);
     lc.taps.add(lc.pre + "wo_b_in", z.data(), T * G * Ro, G * Ro);
