@@ -1,7 +1,8 @@
 """``dsv4-gguf`` command line: parses arguments and calls library functions, nothing more.
 
 Exit codes: 0 success, 1 a handled error (message on stderr, naming the file/tensor and the fix),
-2 bad usage (argparse), 130 interrupted.
+2 bad usage (argparse), 130 interrupted.  Every error is one line on stderr; ``--debug`` (before or after
+the command) prints the traceback above it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import json
 import re
 import sys
+import traceback
 from collections.abc import Sequence
 
 from . import __version__
@@ -21,6 +23,29 @@ Start here:
   dsv4-gguf synth --preset flash --dry-run            census of the real V4-Flash release
 Run 'dsv4-gguf COMMAND --help' for the options of each command.
 """
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes as one line naming the option, with a pointer to --help (argparse prints the whole
+    usage block first, which buries the message); exit code 2 as argparse."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
+def _add_debug(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    """``--debug`` on the top-level parser and on every (sub)command, so it works on either side of the
+    command; SUPPRESS keeps a subcommand from resetting a top-level ``--debug`` to False."""
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="print the traceback of an error (for bug reports)",
+    )
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):  # aliases map to the same parser
+                _add_debug(sub)
 
 
 def _size(text: str) -> int:
@@ -189,7 +214,7 @@ def _run_build_info(ns: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dsv4-gguf",
         description="DeepSeek-V4 (Flash / Pro) checkpoints to GGUF: convert, quantize, run, evaluate, "
         "export to Ollama.",
@@ -207,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(sub)
     _add_runtime(sub)
     _add_build_info(sub)
+    _add_debug(parser, top=True)
     return parser
 
 
@@ -222,12 +248,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(ns.func(ns) or 0)
-    except (CheckpointError, ConfigError, SynthError, OSError) as e:
-        print(f"dsv4-gguf {ns.command}: error: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print(f"dsv4-gguf {ns.command}: interrupted", file=sys.stderr)
         return 130
+    except (CheckpointError, ConfigError, SynthError, OSError, ValueError, RuntimeError) as e:
+        # handled: the library's messages name the file/tensor and the fix (GgufError is a ValueError)
+        if ns.debug:
+            traceback.print_exc()
+        print(f"dsv4-gguf {ns.command}: error: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # noqa: BLE001 - a bug: still one line, the traceback on request
+        if ns.debug:
+            traceback.print_exc()
+        print(
+            f"dsv4-gguf {ns.command}: internal error: {type(e).__name__}: {e}; rerun with --debug for the "
+            "traceback and report it",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import re
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -348,14 +347,7 @@ def add_imatrix_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_imatrix(ns: argparse.Namespace) -> int:
-    try:
-        return _run(ns)
-    except ImatrixError as e:
-        print(f"dsv4-gguf imatrix: error: {e}", file=sys.stderr)
-        return 1
-
-
-def _run(ns: argparse.Namespace) -> int:
+    """Errors (ImatrixError, a malformed GGUF) are ValueErrors, reported in one line by dsv4_gguf.cli.main."""
     from tqdm import tqdm
 
     if ns.merge:
@@ -365,7 +357,7 @@ def _run(ns: argparse.Namespace) -> int:
     if not ns.model or not ns.text:
         raise ImatrixError("give MODEL.gguf and --text FILE... (or --merge FILE... -o OUT)")
     texts = [Path(t).read_text(encoding="utf-8") for t in ns.text]
-    bar = tqdm(total=None, unit="chunk", desc="imatrix", dynamic_ncols=True)
+    bar = tqdm(total=None, unit="chunk", desc="imatrix", dynamic_ncols=True, disable=None)
     t0 = time.perf_counter()
 
     def update(done: int, total: int) -> None:
