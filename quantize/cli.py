@@ -7,10 +7,12 @@ prints.  Handled errors are raised as ValueError/RuntimeError subclasses for the
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "add_inspect_arguments",
     "run_inspect",
     "format_plan",
+    "refuse_own_input",
 ]
 
 
@@ -34,19 +37,31 @@ def _size(text: str) -> int:
     return int(float(m.group(1)) * {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}[m.group(2).upper()])
 
 
+def refuse_own_input(outputs: Iterable[str | Path], inputs: Iterable[str | Path], fix: str) -> None:
+    """ValueError when an output names one of the command's inputs (the same file, links included):
+    --overwrite replaces earlier outputs, never what the command is reading."""
+    ins = [Path(p) for p in inputs if Path(p).exists()]
+    for out in map(Path, outputs):
+        for i in ins if out.exists() else ():
+            if os.path.samefile(out, i):
+                raise ValueError(f"{out}: is an input of this command ({i}); {fix}")
+
+
 def _variants() -> list[str]:
     from .recipes import recipe_names
 
     return recipe_names()
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, *, type_required: bool = False) -> None:
     p.add_argument(
         "--type",
         dest="variant",
-        default="SOURCE",
+        required=type_required,
+        default=None if type_required else "SOURCE",
         metavar="VARIANT",
-        help=f"output variant: {', '.join(_variants())} (default SOURCE)",
+        help=f"output variant: {', '.join(_variants())}"
+        + (" (required: SOURCE only from a SOURCE file)" if type_required else " (default SOURCE)"),
     )
     p.add_argument(
         "--tensor-type",
@@ -89,7 +104,7 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
 def add_requantize_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", metavar="IN.gguf")
     p.add_argument("out", metavar="OUT.gguf")
-    _common(p)
+    _common(p, type_required=True)
 
 
 def add_verify_arguments(p: argparse.ArgumentParser) -> None:
@@ -156,7 +171,7 @@ def _bar(total: int, desc: str):  # noqa: ANN202
     return bar, update, n_total
 
 
-def _run(plan, source, ns: argparse.Namespace, desc: str) -> int:  # noqa: ANN001
+def _run(plan, source, ns: argparse.Namespace, desc: str, inputs: list[Path]) -> int:  # noqa: ANN001
     from .convert import convert
     from .imatrix import load_imatrix
 
@@ -165,6 +180,7 @@ def _run(plan, source, ns: argparse.Namespace, desc: str) -> int:  # noqa: ANN00
         return 0
     if ns.compare_tensor:
         return _compare(plan, source, ns)
+    refuse_own_input([f.path for f in plan.files], inputs, f"choose another output path ({ns.command} reads this file)")
     imatrix = load_imatrix(ns.imatrix) if ns.imatrix else None
     if imatrix is not None and imatrix.unseen:  # reported: these slices get the weight-energy fallback
         n = sum(len(v) for v in imatrix.unseen.values())
@@ -276,7 +292,8 @@ def run_convert(ns: argparse.Namespace) -> int:
             split_max_size=ns.split_max_size,
             only=only,
         )
-        return _run(plan, ck, ns, f"convert {recipe.name}")
+        inputs = [ck.path / s for s in ck.shard_names()] + sorted(ck.path.glob("*.json"))
+        return _run(plan, ck, ns, f"convert {recipe.name}", inputs)
     finally:
         ck.close()
 
@@ -295,7 +312,8 @@ def run_requantize(ns: argparse.Namespace) -> int:
         split_max_size=ns.split_max_size,
         only=re.compile(ns.only) if ns.only else None,
     )
-    return _run(plan, m, ns, f"requantize {ns.variant}")
+    inputs = [f.path for f in m.main.files] + ([f.path for f in m.mtp.files] if m.mtp else [])
+    return _run(plan, m, ns, f"requantize {ns.variant}", inputs)
 
 
 def run_verify(ns: argparse.Namespace) -> int:
@@ -313,14 +331,16 @@ def run_verify(ns: argparse.Namespace) -> int:
 
 def run_inspect(ns: argparse.Namespace) -> int:
     from .gguf_model import open_gguf
+    from .requantize import ORIGIN_KEY
 
     m = open_gguf(ns.gguf)
     md = m.metadata
     side = f", MTP sidecar {m.mtp.files[0].path.name}" if m.mtp else ""
     print(f"file: {m.path} ({len(m.main.files)} file(s){side})")
+    origin = f"  requantized from {md[ORIGIN_KEY]}" if ORIGIN_KEY in md else ""
     print(
         f"arch: {md.get('general.architecture')}  name: {md.get('general.name')}  "
-        f"variant: {md.get('general.quantized_by')}  file_type: {md.get('general.file_type')}"
+        f"variant: {md.get('general.quantized_by')}{origin}  file_type: {md.get('general.file_type')}"
     )
     a = m.args
     print(

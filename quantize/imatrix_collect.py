@@ -332,6 +332,7 @@ def add_imatrix_arguments(p: argparse.ArgumentParser) -> None:
         help="calibration text files (read in order); the shipped corpus: quantize/calibration/calibration.txt",
     )
     p.add_argument("-o", "--output", metavar="FILE", required=True, help="imatrix file to write (llama.cpp GGUF form)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT (never one of the inputs)")
     p.add_argument("--ctx", type=int, default=512, help="tokens per chunk, BOS included (default 512)")
     p.add_argument("--chunks", type=int, default=0, help="use at most N chunks (default: all)")
     p.add_argument("--batch", type=int, default=128, help="tokens per runtime call inside a chunk (bounds tap memory)")
@@ -350,6 +351,12 @@ def run_imatrix(ns: argparse.Namespace) -> int:
     """Errors (ImatrixError, a malformed GGUF) are ValueErrors, reported in one line by dsv4_gguf.cli.main."""
     from tqdm import tqdm
 
+    from .cli import refuse_own_input
+
+    inputs = ns.merge or [p for p in (ns.model, *ns.text) if p]
+    refuse_own_input([ns.output], inputs, "write the result to another -o")
+    if Path(ns.output).exists() and not ns.overwrite:
+        raise ImatrixError(f"{ns.output}: already exists; choose another -o or pass --overwrite")
     if ns.merge:
         r = merge(ns.merge, ns.output)
         print(f"wrote {ns.output}: {len(r.sums)} entries, {r.chunk_count} chunks from {len(ns.merge)} files")

@@ -4,7 +4,9 @@ to another variant.
 The plan is the converter's, built from the input's ModelArgs, so recipes see each tensor's original
 checkpoint storage (``fp8``/``fp4``/...) through the name map.  A tensor whose planned type equals its
 stored type is copied byte for byte; everything else is dequantized to float32 and quantized again
-(row blocks, one expert at a time).
+(row blocks, one expert at a time).  An input that is not SOURCE (every tensor in SOURCE's type) cannot
+give SOURCE back, so that target is refused; from such an input the output records where it came from
+in ``dsv4.requantized_from`` (variant and bits per weight of the blocks, chained over requantizations).
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from .convert import Plan, make_plan
 from .gguf_model import GGUFModel, dequantize_raw
 from .names import MTP
 from .produce import quant_checked, row_block
-from .recipes import Planned, Recipe
+from .recipes import Planned, Recipe, load_recipe, plan_types
 
-__all__ = ["make_requant_plan", "produce_from_gguf", "tokenizer_kvs_from"]
+__all__ = ["make_requant_plan", "produce_from_gguf", "tokenizer_kvs_from", "ORIGIN_KEY"]
+
+ORIGIN_KEY = "dsv4.requantized_from"
 
 _TOK_TYPES = {
     "tokenizer.ggml.model": "str",
@@ -44,6 +48,39 @@ def tokenizer_kvs_from(md: dict) -> list[KV]:
     return [KV(k, t, md[k]) for k, t in _TOK_TYPES.items() if k in md]
 
 
+def _mismatch(m: GGUFModel, variant: str) -> str | None:
+    """The first tensor whose stored type is not the one ``variant`` gives it ("name (stored, not planned)"),
+    or None when the input's types are exactly that variant's."""
+    for p in plan_types(load_recipe(variant), m.gtensors(), m.args):
+        got = m.info(p.tensor.name, MTP if p.tensor.file == MTP else "main").qtype
+        if got != p.qtype:
+            return f"'{p.tensor.name}' is {got.name}, {variant} has {p.qtype.name}"
+    return None
+
+
+def _label(m: GGUFModel) -> str:
+    """What the input is: our variant when its tensor types bear out ``general.quantized_by`` (llama-quantize
+    keeps that key when it changes the types), else llama.cpp's file type; with the blocks' bits per weight."""
+    from gguf import LlamaFileType
+
+    md = m.metadata
+    ours = re.fullmatch(r"dsv4-gguf \((.+)\)", str(md.get("general.quantized_by", "")))
+    try:
+        name = ours.group(1) if ours and _mismatch(m, ours.group(1)) is None else ""
+    except ValueError:  # a variant this version has no recipe for
+        name = ""
+    if not name:
+        ft = md.get("general.file_type")
+        try:
+            name = LlamaFileType(int(ft)).name.removeprefix("MOSTLY_") if ft is not None else "unknown type"
+        except ValueError:
+            name = f"file_type {ft}"
+    # over the blocks' weights (as eval's bpw_blocks): on small models the vocabulary matrices dominate
+    refs = [r for r in map(m.info, m.names()) if r.name.startswith("blk.") and not r.qtype.name.startswith("I")]
+    n_el = sum(int(np.prod(r.shape)) for r in refs)
+    return f"{name} ({8 * sum(r.nbytes for r in refs) / max(n_el, 1):.2f} bpw in blk.*)"
+
+
 def make_requant_plan(
     m: GGUFModel,
     recipe: Recipe,
@@ -54,6 +91,18 @@ def make_requant_plan(
     only: re.Pattern[str] | None = None,
 ) -> Plan:
     name = str(m.metadata.get("general.name", "DeepSeek-V4"))
+    lossy = m.metadata.get(ORIGIN_KEY)  # an earlier requantization from a lossy file
+    why = _mismatch(m, "SOURCE")
+    origin = None
+    if lossy is not None or why is not None:
+        label = _label(m)
+        origin = f"{lossy} -> {label}" if lossy is not None else label
+        if recipe.name == "SOURCE":
+            raise ValueError(
+                f"{m.path}: is {origin}, not SOURCE ({why or 'requantized from ' + str(lossy)}); SOURCE is the "
+                f"release's weights bit for bit and cannot be rebuilt from a lossy file: convert the checkpoint "
+                f"(dsv4-gguf convert CKPT_DIR --type SOURCE), or requantize to a lossy --type such as Q8_0"
+            )
     plan = make_plan(
         m.args,
         recipe,
@@ -73,6 +122,9 @@ def make_requant_plan(
             raise ValueError(f"{m.path}: tensors {missing[:3]} are missing from the input GGUF")
         if f.kvs and any(kv.key.startswith("tokenizer.") for kv in f.kvs):
             f.kvs = [kv for kv in f.kvs if not kv.key.startswith("tokenizer.")] + tok
+        if origin is not None and any(kv.key == "general.quantized_by" for kv in f.kvs):
+            at = max(i for i, kv in enumerate(f.kvs) if kv.key.startswith("general.")) + 1
+            f.kvs.insert(at, KV(ORIGIN_KEY, "str", origin))
         f.finalize()
     return plan
 
