@@ -273,6 +273,7 @@ class _Cursor:
     def __init__(self, buf: Any, path: Path):
         self.buf, self.pos, self.path = buf, 0, path
         self.last_len = 0
+        self.last_array_type = -1
 
     def take(self, fmt: str) -> tuple:
         n = struct.calcsize(fmt)
@@ -322,6 +323,7 @@ class _Cursor:
             return self.string(f"value of '{key}'")
         if vt == GGUFValueType.ARRAY:
             et, n = self.take("<iQ")
+            self.last_array_type = et
             if n > MAX_ARRAY:
                 raise GGUFError(
                     f"{self.path}: key '{key}' is an array of {n} entries (limit {MAX_ARRAY}); the file is corrupt"
@@ -377,6 +379,7 @@ class GGUFFile:
             raise GGUFError(f"{p}: header claims {n_kv} metadata keys (limit {MAX_KEYS}); the file is corrupt")
         self.metadata: dict[str, Any] = {}
         self.kv_types: dict[str, int] = {}
+        self.array_types: dict[str, int] = {}  # element type of each array key
         for _ in range(n_kv):
             key = c.string("metadata key")
             (vt,) = c.take("<i")
@@ -389,6 +392,8 @@ class GGUFFile:
                 raise GGUFError(f"{p}: duplicate metadata key '{key}'; the file is corrupt")
             self.metadata[key] = value
             self.kv_types[key] = vt
+            if vt == GGUFValueType.ARRAY:
+                self.array_types[key] = c.last_array_type
         align = self.metadata.get("general.alignment", GGUF_DEFAULT_ALIGNMENT)
         if (
             isinstance(align, bool)

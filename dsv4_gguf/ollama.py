@@ -16,13 +16,14 @@ import errno
 import hashlib
 import http.client
 import json
+import math
 import os
 import re
 import shutil
 import sys
 import tempfile
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,36 +132,40 @@ class GGUFInfo:
     file_type: str
     n_params: int
     context_length: int | None
+    headers: list[Any] = field(default_factory=list, repr=False, compare=False)  # parsed GGUFFile per file
     size: int = field(init=False)
 
     def __post_init__(self) -> None:
         self.size = sum(f.stat().st_size for f in self.files)
 
 
-def _field(reader: Any, key: str) -> Any:
-    f = reader.fields.get(key)
-    return None if f is None else f.contents()
+def _read_header(path: Path) -> Any:
+    from .gguf_io import GGUFError, GGUFFile
+
+    try:
+        return GGUFFile(path)
+    except (GGUFError, OSError) as exc:
+        raise OllamaExportError(f"{path}: not a readable GGUF file ({exc})") from exc
 
 
 def inspect_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
-    """Checks that `path` is a deepseek4 GGUF and finds its split shards (`*-00001-of-0000N.gguf`)."""
-    from gguf import GGUFReader
+    """Checks that `path` is a deepseek4 GGUF and finds its split shards (`*-00001-of-0000N.gguf`).
 
+    Each file's header is parsed once, by dsv4_gguf's own reader (a 129k-token vocabulary takes ~0.1 s where
+    the `gguf` package's ``GGUFReader`` takes 5-10 s); ``install`` and ``install_via_api`` reuse the result."""
     path = Path(path)
     if not path.is_file():
         raise OllamaExportError(f"{path}: no such GGUF file")
-    try:
-        reader = GGUFReader(path)
-    except Exception as exc:  # the gguf package raises ValueError/struct.error/... on non-GGUF input
-        raise OllamaExportError(f"{path}: not a readable GGUF file ({exc})") from exc
-    arch = _field(reader, "general.architecture")
+    first = _read_header(path)
+    md = first.metadata
+    arch = md.get("general.architecture")
     if arch != ARCH:
         raise OllamaExportError(
             f"{path}: general.architecture is {arch!r}, expected {ARCH!r}; this exporter only writes DeepSeek-V4 "
             "models (convert the checkpoint with dsv4-gguf first)"
         )
     files = [path]
-    count = _field(reader, "split.count")
+    count = md.get("split.count")
     if count is not None and int(count) > 1:
         match = _SPLIT_NAME.match(path.name)
         if match is None or int(match["count"]) != int(count):
@@ -173,17 +178,16 @@ def inspect_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
         missing = [str(f) for f in files if not f.is_file()]
         if missing:
             raise OllamaExportError(f"{path}: split GGUF is missing shard(s) {missing}")
-    n_params = 0
-    for shard in files:
-        r = reader if shard == path else GGUFReader(shard)
-        n_params += sum(int(t.n_elements) for t in r.tensors)
-    ftype = _field(reader, "general.file_type")
-    ctx = _field(reader, f"{ARCH}.context_length")
+    headers = [first if shard == path else _read_header(shard) for shard in files]
+    n_params = sum(math.prod(t.shape) for h in headers for t in h.tensors.values())
+    ftype = md.get("general.file_type")
+    ctx = md.get(f"{ARCH}.context_length")
     return GGUFInfo(
         files,
         FILE_TYPES.get(int(ftype), "unknown") if ftype is not None else "unknown",
         n_params,
         int(ctx) if ctx is not None else None,
+        headers,
     )
 
 
@@ -326,7 +330,7 @@ class _BlobWriter:
             tmp.unlink(missing_ok=True)
             raise
 
-    def write_merged(self, shards: list[Path]) -> dict[str, Any]:
+    def write_merged(self, shards: Sequence[Path | Any]) -> dict[str, Any]:
         out, tmp = self._tmp()
         out.close()
         try:
@@ -368,33 +372,35 @@ def _sha256_file(path: Path, what: str = "") -> str:
     return h.hexdigest()
 
 
-def merge_split_gguf(shards: list[Path], out: Path) -> None:
-    """Merges gguf-split shards into one GGUF (split.* keys dropped), streaming tensor data from mmaps."""
+def merge_split_gguf(shards: Sequence[Path | Any], out: Path) -> None:
+    """Merges gguf-split shards into one GGUF (split.* keys dropped), streaming tensor data from mmaps.
+    ``shards``: their paths, or their parsed headers (``GGUFInfo.headers``: nothing is parsed again)."""
     import numpy as np
-    from gguf import GGUFReader, GGUFValueType, GGUFWriter
+    from gguf import GGUFValueType, GGUFWriter
 
-    readers = [GGUFReader(s) for s in shards]
-    first = readers[0]
+    from .gguf_io import GGUFFile
+
+    files = [s if isinstance(s, GGUFFile) else _read_header(Path(s)) for s in shards]
+    first = files[0]
     writer = GGUFWriter(out, ARCH)
-    for key, fld in first.fields.items():
-        if key.startswith(("GGUF.", "split.")) or key == "general.architecture":
+    for key, value in first.metadata.items():
+        if key.startswith("split.") or key == "general.architecture":
             continue
-        vtype = GGUFValueType(fld.types[0])
-        sub = GGUFValueType(fld.types[-1]) if vtype == GGUFValueType.ARRAY else None
+        vtype = GGUFValueType(first.kv_types[key])
+        sub = GGUFValueType(first.array_types[key]) if vtype == GGUFValueType.ARRAY else None
         if key == "general.alignment":
-            writer.data_alignment = int(fld.contents())
-        writer.add_key_value(key, fld.contents(), vtype, sub_type=sub)
-    tensors = [t for r in readers for t in r.tensors]
-    for t in tensors:
-        # The element shape in numpy order with raw_dtype set writes ne = t.shape for every type.
+            writer.data_alignment = int(value)
+        writer.add_key_value(key, value, vtype, sub_type=sub)
+    tensors = [(f, t) for f in files for t in f.tensors.values()]
+    for _, t in tensors:
+        # The element shape in numpy order with raw_dtype set writes ne = reversed(shape) for every type
         # (any non-uint8 dtype: with raw_dtype given it only selects "shape is in elements, not bytes").
-        shape = tuple(reversed([int(d) for d in t.shape]))
-        writer.add_tensor_info(t.name, shape, np.dtype(np.float32), int(t.n_bytes), raw_dtype=t.tensor_type)
+        writer.add_tensor_info(t.name, t.shape, np.dtype(np.float32), t.nbytes, raw_dtype=t.qtype)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_ti_data_to_file()
-    for t in tensors:
-        writer.write_tensor_data(t.data)
+    for f, t in tensors:
+        writer.write_tensor_data(f.raw(t.name))
     writer.close()
 
 
@@ -412,10 +418,12 @@ def install(
     force: bool = False,
     num_ctx: int | None = None,
     license_text: str = LICENSE_MIT,
+    info: GGUFInfo | None = None,
 ) -> InstallResult:
-    """Installs a DSV4 GGUF into an Ollama models directory as `name` (`NAME[:TAG]`)."""
+    """Installs a DSV4 GGUF into an Ollama models directory as `name` (`NAME[:TAG]`).  ``info``: the
+    ``inspect_gguf`` result of `gguf_path` when the caller has it (the headers are not parsed again)."""
     model, tag = parse_name(name)
-    info = inspect_gguf(gguf_path)
+    info = info if info is not None else inspect_gguf(gguf_path)
     root = Path(models_dir) if models_dir is not None else default_models_dir()
     manifest_path = root / "manifests" / REGISTRY / NAMESPACE / model / tag
     inside = (root / "manifests").resolve()
@@ -444,7 +452,7 @@ def install(
         if len(info.files) == 1:
             model_layer = writer.write_chunks(_file_chunks(info.files[0], f"copy {info.files[0].name}"))
         else:
-            model_layer = writer.write_merged(info.files)
+            model_layer = writer.write_merged(info.headers or info.files)
         layers = [
             {"mediaType": MEDIA["model"], **model_layer},
             {"mediaType": MEDIA["template"], **writer.write_bytes(template.encode())},
@@ -530,10 +538,12 @@ def install_via_api(
     force: bool = False,
     num_ctx: int | None = None,
     license_text: str = LICENSE_MIT,
+    info: GGUFInfo | None = None,
 ) -> dict[str, Any]:
-    """Uploads the GGUF (every shard of a split one) as blobs and asks the server to create `name`."""
+    """Uploads the GGUF (every shard of a split one) as blobs and asks the server to create `name`.
+    ``info``: as for ``install``."""
     model, tag = parse_name(name)
-    info = inspect_gguf(gguf_path)
+    info = info if info is not None else inspect_gguf(gguf_path)
     base = urllib.parse.urlsplit(api)
     if base.scheme not in ("http", "https") or not base.hostname:
         raise OllamaExportError(f"--api {api!r}: expected an http(s) URL such as http://127.0.0.1:11434")
@@ -619,10 +629,10 @@ def run_ollama(args: argparse.Namespace) -> int:
         os.replace(tmp, target)
         print(f"wrote {target}")
         if args.api:
-            install_via_api(args.model, args.name, args.api, force=args.force, num_ctx=num_ctx)
+            install_via_api(args.model, args.name, args.api, force=args.force, num_ctx=num_ctx, info=info)
             print(f"created {args.name} on {args.api}")
         elif not args.modelfile_only:
-            result = install(args.model, args.name, args.models_dir, force=args.force, num_ctx=num_ctx)
+            result = install(args.model, args.name, args.models_dir, force=args.force, num_ctx=num_ctx, info=info)
             print(f"installed {args.name} -> {result.manifest}")
     except OllamaExportError as exc:
         print(f"dsv4-gguf ollama: error: {exc}", file=sys.stderr)
