@@ -100,6 +100,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     r = sub.add_parser("report", help="markdown + CSV table and PNG plots across finished runs")
     r.add_argument("runs", nargs="+", metavar="RUN")
     r.add_argument("--out", required=True, metavar="DIR")
+    r.add_argument("--overwrite", action="store_true", help="replace the report already in --out")
 
 
 def _progress(items: Any, desc: str) -> Any:
@@ -112,8 +113,13 @@ def run_eval(args: argparse.Namespace) -> int:
     task = args.eval_task
     try:
         if task == "report":
+            from pathlib import Path
+
             from .report import load_runs, write_report
 
+            old = [p for p in (Path(args.out) / "report.md", Path(args.out) / "report.csv") if p.exists()]
+            if old and not args.overwrite:
+                raise RunError(f"{old[0]}: already exists; choose another --out or pass --overwrite")
             files = write_report(load_runs(args.runs), args.out)
             for name, path in files.items():
                 print(f"wrote {path}" if name else path)

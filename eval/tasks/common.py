@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -78,20 +79,32 @@ def model_info(model: str | None, variant: str | None, bpw: float | None) -> dic
 
 class RefStore:
     """Sparse top-k reference rows, one `.npz` per item, in a folder with a `ref.json` saying what made
-    them. Shared across candidate runs with --ref-cache; a mismatch (other model, k, text) is an error."""
+    them. Shared across candidate runs with --ref-cache; a mismatch (other model, k, text) is an error,
+    unless the cache holds no rows or tokens yet (a run that failed before storing any).  ``owned``: the
+    run's own cache (RUN_DIR/ref, no --ref-cache), which ``discard`` (--overwrite) empties first."""
 
-    def __init__(self, path: Path, meta: dict[str, Any], opener: Callable[[], Backend | None]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        meta: dict[str, Any],
+        opener: Callable[[], Backend | None],
+        owned: bool = False,
+        discard: bool = False,
+    ) -> None:
         self.path = path
+        if owned and discard and path.is_dir():
+            shutil.rmtree(path)
         self.path.mkdir(parents=True, exist_ok=True)
         meta = json.loads(json.dumps(meta, default=str))
         mp = self.path / "ref.json"
-        if mp.exists():
+        stored = (self.path / "tokens.npy").exists() or any(self.path.glob("*.npz"))
+        if mp.exists() and stored:
             old = json.loads(mp.read_text(encoding="utf-8"))
             if old != meta:
                 k = sorted(x for x in set(old) | set(meta) if old.get(x) != meta.get(x))[0]
+                fix = "pass --overwrite to start the run over" if owned else "use another --ref-cache"
                 raise RunError(
-                    f"{self.path}: reference cache made with {k}={old.get(k)!r}, this run needs "
-                    f"{meta.get(k)!r}; use another --ref-cache"
+                    f"{self.path}: reference cache made with {k}={old.get(k)!r}, this run needs {meta.get(k)!r}; {fix}"
                 )
         else:
             write_json(mp, meta)

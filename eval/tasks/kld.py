@@ -76,6 +76,8 @@ def run_kld(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
             Path(ns.ref_cache) if ns.ref_cache else out / "ref",
             {"reference": ref_fp, "data": file_digest(ns.data), "ctx": ctx, "chunks": ns.chunks, "top_k": ns.top_k},
             lambda: open_reference(ns),
+            owned=not ns.ref_cache,
+            discard=ns.overwrite,
         )
         toks = store.tokens()
         if toks is None:

@@ -83,6 +83,8 @@ def run_swebench(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
                 "dataset": settings["dataset"],
             },
             lambda: open_reference(ns),
+            owned=not ns.ref_cache,
+            discard=ns.overwrite,
         )
         missing = [r for r in todo if not store.has(r.instance_id) and len(spans[r.instance_id][0]) <= ns.n_ctx]
         if missing:

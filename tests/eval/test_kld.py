@@ -231,3 +231,28 @@ def test_chunking_like_llama_perplexity() -> None:
     assert _chunks(list(range(1, 11)), 4, None, None) == [[1, 2, 3, 4], [5, 6, 7, 8]]
     with pytest.raises(Exception, match="fewer than one --ctx"):
         _chunks([1, 2], 4, 0, None)
+
+
+def test_a_failed_run_does_not_block_its_corrected_rerun(text_file: Path, tmp_path: Path, capsys) -> None:
+    """The default reference cache (RUN_DIR/ref) belongs to the run: a first try that stored nothing does not
+    pin its settings, and --overwrite discards it with the rest of the run."""
+    from dsv4_gguf.cli import main
+
+    out = tmp_path / "run"
+    assert main(_kld_args(text_file, out, "seed=0", ctx="100000")) == 1  # text shorter than one chunk
+    assert "fewer than one --ctx" in capsys.readouterr().err
+    assert main(_kld_args(text_file, out, "seed=0,noise=0.1")) == 0  # corrected: same --out, no --overwrite
+    capsys.readouterr()
+    assert main(_kld_args(text_file, out, "seed=0,noise=0.1", chunks="3")) == 1  # other settings: refused
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--overwrite" in err[0], err
+    assert main([*_kld_args(text_file, out, "seed=0,noise=0.1", chunks="3"), "--overwrite"]) == 0
+    assert json.loads((out / "results.json").read_text())["n_positions"] == 3 * (128 - 1 - 64)
+
+    rep = tmp_path / "report"
+    assert main(["eval", "report", str(out), "--out", str(rep)]) == 0
+    capsys.readouterr()
+    assert main(["eval", "report", str(out), "--out", str(rep)]) == 1  # a second report does not replace the first
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--overwrite" in err[0] and str(rep) in err[0], err
+    assert main(["eval", "report", str(out), "--out", str(rep), "--overwrite"]) == 0
