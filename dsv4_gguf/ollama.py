@@ -5,7 +5,8 @@ Direct install writes every blob atomically (temp file + fsync + read-back sha25
 manifest, so a failed or killed install never leaves a manifest pointing at missing or wrong blobs; a failed
 one also removes what it added (blobs, folders, temp files; a killed one's temp files go on the next run).
 Names are plain ASCII path components that cannot leave the models directory. Split GGUFs are merged into
-one model blob as Ollama's create does. It does not validate the GGUF with llama-quantize (Ollama's create
+one model blob as Ollama's create does. The Modelfile never goes over the model and replaces a different
+file only with --force (alias --overwrite). It does not validate the GGUF with llama-quantize (Ollama's create
 does) or quantize.
 """
 
@@ -613,7 +614,27 @@ def add_ollama_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"context length parameter (default: min(model context, {DEFAULT_NUM_CTX}))",
     )
-    parser.add_argument("--force", action="store_true", help="replace an existing model of the same name and tag")
+    parser.add_argument(
+        "--force",
+        "--overwrite",
+        dest="force",
+        action="store_true",
+        help="replace an existing model of the same name and tag, and a different --modelfile",
+    )
+
+
+def _check_modelfile_target(target: Path, text: str, inputs: list[Path], force: bool) -> None:
+    """Never write the Modelfile over the model itself; replace another existing file only with --overwrite
+    (the same text again is no replacement: reruns and resumed installs pass)."""
+    if not target.exists():
+        return
+    for f in inputs:
+        if os.path.samefile(target, f):
+            raise OllamaExportError(f"{target}: is an input of this command (the model); give another --modelfile")
+    data = text.encode("utf-8")
+    same = target.is_file() and target.stat().st_size == len(data) and target.read_bytes() == data
+    if not force and not same:
+        raise OllamaExportError(f"{target}: already exists; choose another --modelfile or pass --overwrite")
 
 
 def run_ollama(args: argparse.Namespace) -> int:
@@ -624,6 +645,7 @@ def run_ollama(args: argparse.Namespace) -> int:
         source = (info.files[0].parent if len(info.files) > 1 else info.files[0]).resolve()
         target = args.modelfile or args.model.parent / "Modelfile"
         text = modelfile(source, num_ctx)
+        _check_modelfile_target(target, text, info.files, args.force)
         tmp = target.with_name(f".{target.name}.tmp")
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, target)

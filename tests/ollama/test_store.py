@@ -209,3 +209,21 @@ def test_modelfile_survives_ollamas_parser_rules(tiny_gguf):
         ollama.modelfile(tiny_gguf, 2048, license_text='say """hi"""')
     with pytest.raises(OllamaExportError, match="cannot carry"):
         ollama.modelfile(tiny_gguf, 2048, license_text="zero\u200dwidth")
+
+
+def test_modelfile_never_replaces_the_model_or_another_modelfile(tmp_path, tiny_gguf, capsys):
+    before = tiny_gguf.read_bytes()
+    argv = [str(tiny_gguf), "--name", "y", "--modelfile-only", "--modelfile", str(tiny_gguf), "--overwrite"]
+    assert ollama.ollama_main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "input" in err[0] and str(tiny_gguf) in err[0], err
+    assert tiny_gguf.read_bytes() == before
+    mf = tmp_path / "Modelfile"
+    mf.write_text("FROM elsewhere\n")
+    argv = [str(tiny_gguf), "--name", "y", "--modelfile-only", "--modelfile", str(mf)]
+    assert ollama.ollama_main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--overwrite" in err[0] and str(mf) in err[0], err
+    assert mf.read_text() == "FROM elsewhere\n"
+    assert ollama.ollama_main(argv + ["--overwrite"]) == 0 and mf.read_text().startswith("FROM ")
+    assert ollama.ollama_main(argv) == 0  # the same Modelfile again: nothing is replaced
