@@ -1,9 +1,11 @@
 """DeepSeek-V4 model configuration: ``ModelArgs`` and the named presets.
 
-Field names are the keys of the official ``inference/config.json`` (spec §1.2); the Hugging Face root
-``config.json`` (spec §1.1) is mapped onto them.  Validation enforces the structural constraints that
-the reference code, llama.cpp and our runtime rely on (spec §14).  This module does no I/O beyond
-reading one JSON file.
+Field names are the keys of ``inference/config.json`` in DeepSeek's release (the ``ModelArgs`` of its
+``inference/model.py``, Hugging Face ``deepseek-ai/DeepSeek-V4-Flash`` / ``-Pro``); the release's root
+``config.json`` (Hugging Face names: ``hidden_size``, ``num_hidden_layers``, ...) is mapped onto them.
+Validation enforces the structural constraints that the official code, llama.cpp's ``deepseek4`` and our
+runtime rely on: compress ratios 0/4/128, ``hc_mult`` 4, FP8/FP4 linear inputs in 128-element blocks, a
+power-of-two indexer head.  This module does no I/O beyond reading one JSON file.
 """
 
 from __future__ import annotations
@@ -161,7 +163,8 @@ class ModelArgs:
             raise ConfigError(
                 f"config key 'n_heads' ({self.n_heads}) must be divisible by 'o_groups' ({self.o_groups})"
             )
-        # Inputs of FP8/FP4 linears are quantised in 128-element blocks (spec §9.1, §14).
+        # Inputs of FP8/FP4 linears are quantised in 128-element blocks: the official inference/kernel.py
+        # act_quant asserts it (block size 128, power-of-two scales).
         for what, v in [
             ("dim", self.dim),
             ("q_lora_rank", self.q_lora_rank),
@@ -188,7 +191,7 @@ class ModelArgs:
         return d
 
     def to_hf_dict(self) -> dict[str, Any]:
-        """The Hugging Face root ``config.json`` form (spec §1.1)."""
+        """The release's root ``config.json`` form (Hugging Face keys, ``DeepseekV4ForCausalLM``)."""
         d: dict[str, Any] = {
             "architectures": ["DeepseekV4ForCausalLM"],
             "model_type": "deepseek_v4",
@@ -285,7 +288,7 @@ class ModelArgs:
         return dataclasses.replace(self, **changes).validate()
 
 
-# HF root config key -> inference key (spec §1.1 vs §1.2).
+# Release root config.json key (Hugging Face names) -> inference/config.json key (official ModelArgs names).
 _HF_TO_INFERENCE: dict[str, str] = {
     "vocab_size": "vocab_size",
     "hidden_size": "dim",
@@ -371,7 +374,8 @@ _PRO = ModelArgs(
     compress_ratios=(128, 128) + (4, 128) * 29 + (4, 0),
 )
 
-# Spec §14: every structural feature (SWA, HCA, CSA, hash layers, MTP, real vocabulary) at small width.
+# Every structural feature of the release (SWA, HCA, CSA, hash layers, MTP, the real 129,280-token
+# vocabulary) at small width, within the constraints validate() checks.
 _TINY = ModelArgs(
     dim=256,
     moe_inter_dim=256,

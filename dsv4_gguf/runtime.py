@@ -174,9 +174,10 @@ class Session:
             return self._s.forward(ids, False)[0]
 
     def mtp(self, next_tokens: Sequence[int] | np.ndarray, all_logits: bool = False) -> np.ndarray:
-        """MTP draft logits (spec §7): the oldest ``len(next_tokens)`` main-model positions not yet seen
-        by the MTP block, position i paired with ``next_tokens[i]`` (the token that follows it); the
-        draft predicts the token after that.  Needs ``model.session(..., mtp=True)``."""
+        """MTP draft logits (the release's one multi-token-prediction block, ``MTPBlock`` in the official
+        ``inference/model.py``): the oldest ``len(next_tokens)`` main-model positions not yet seen by the MTP
+        block, position i paired with ``next_tokens[i]`` (the token that follows it, the usual DeepSeek MTP
+        shift); the draft predicts the token after that.  Needs ``model.session(..., mtp=True)``."""
         ids = self._ids(next_tokens)
         with self._exclusive("mtp"):
             out = self._s.mtp_forward(ids, all_logits)
@@ -200,8 +201,10 @@ class Session:
             self._s.reset()
 
     def kv_bytes(self) -> dict[str, float]:
-        """``per_token``: compressed-cache bytes per token of the storage dtype (f32, bf16, or fp8:
-        584 B main / 132 B indexer entries; spec §11); ``total``: bytes
+        """``per_token``: compressed-cache bytes per token of the storage dtype (f32, bf16, or fp8), i.e. the
+        entry bytes over m for each compressed layer of ratio m, plus an indexer entry over 4 in CSA layers.
+        FP8 entries: 584 B main (448 e4m3 dims, 7 E8M0 block scales, 64 bf16 RoPE dims, 1 pad byte: vLLM's
+        DeepSeek-V4 FP8 KV entry size) and 132 B indexer (128 e4m3 + 4 scale bytes).  ``total``: bytes
         allocated for this session's context (window ring buffers and compressor states included)."""
         return {
             "per_token": self._s.kv_bytes_per_token(),
