@@ -1,4 +1,5 @@
-"""DeepSeek-V4 chat encoding (spec §12.2): messages -> prompt string, completion -> message.
+"""DeepSeek-V4 chat encoding (DeepSeek's ``encoding/encoding_dsv4.py`` in the Hugging Face release):
+messages -> prompt string, completion -> message.
 
 One definition, three renderers: `encode_messages` here, and the Jinja (`tokenizer.chat_template`) and
 Ollama Go templates that `jinja_template` / `ollama_template` generate (via `dsv4_gguf.templates`) from

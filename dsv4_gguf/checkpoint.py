@@ -4,8 +4,10 @@
 file before anything is mapped) and hands out read-only numpy views of a shared ``mmap``.  The
 `safetensors` package writes these files fine but its numpy reader cannot return float8 tensors and
 does not validate hostile headers the way a converter needs, hence this small reader.
-`Checkpoint` ties the index, the config and the layout rules of spec §10.2 together and dequantizes
-FP8 (128x128 E8M0 blocks, §10.3) and FP4 (e2m1 pairs, E8M0 per 32 inputs, §10.4) with the `_C` kernels.
+`Checkpoint` ties the index, the config and the layout rules of ``layout.checkpoint_tensors`` together and
+dequantizes with the `_C` kernels, as DeepSeek's ``inference/convert.py`` and llama.cpp's converter decode
+them: FP8 e4m3 weights times an E8M0 scale (``2^(byte-127)``) per 128x128 block, and FP4 routed experts
+(e2m1 pairs, element 2k in the low nibble, 2k+1 in the high one) times an E8M0 scale per 32 inputs.
 """
 
 from __future__ import annotations
@@ -295,7 +297,7 @@ class Checkpoint:
         self.info(name)
         return self._open(self.weight_map[name]).view(name)
 
-    # ---- validation (spec §10.2 presence rules) ----
+    # ---- validation (the presence rules of layout.checkpoint_tensors) ----
     def validate(self) -> None:
         """Check every shard header and the layout; raise one error listing every problem found."""
         problems: list[str] = []

@@ -1,4 +1,6 @@
-"""The checkpoint tensor layout implied by a ``ModelArgs`` (spec §10.2).
+"""The checkpoint tensor layout implied by a ``ModelArgs``: the names, dtypes and shapes of DeepSeek's
+Hugging Face release (``deepseek-ai/DeepSeek-V4-Flash`` / ``-Pro``), as its ``inference/model.py`` declares
+them; for the real configs the census equals the release's ``model.safetensors.index.json`` totals.
 
 One function, :func:`checkpoint_tensors`, enumerates every tensor of a release checkpoint with its
 safetensors dtype and shape, scale tensors included.  The census (`dsv4-gguf synth --dry-run`), the
@@ -90,7 +92,7 @@ def block_tensors(args: ModelArgs, block: int) -> Iterator[TensorSpec]:
     D, hc = a.dim, a.hc_mult
     n_mix = (2 + hc) * hc
     ratio = a.ratio(b)
-    if b >= a.n_layers:  # MTP-only inputs (spec §7)
+    if b >= a.n_layers:  # MTP-only inputs (official MTPBlock: separate e_proj/h_proj, own norms and hc_head)
         yield from _fp8(f"{p}.e_proj", D, D, b)
         yield from _fp8(f"{p}.h_proj", D, D, b)
         for n in ("enorm", "hnorm", "norm"):

@@ -1,4 +1,5 @@
-"""Synthetic DeepSeek-V4 checkpoints in the exact release layout (spec §10), for tests and benchmarks.
+"""Synthetic DeepSeek-V4 checkpoints in the exact layout of DeepSeek's Hugging Face release, for tests and
+benchmarks.
 
 Every tensor of `layout.checkpoint_tensors` is written with the release's name, dtype and shape,
 FP8/FP4 weights with properly chosen E8M0 scales, into ``model-XXXXX-of-YYYYY.safetensors`` shards

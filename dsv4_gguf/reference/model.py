@@ -1,11 +1,13 @@
-"""PyTorch reference of DeepSeek-V4 (Flash / Pro), following spec §3-§9 of dsv4-architecture.md.
+"""PyTorch reference of DeepSeek-V4 (Flash / Pro), following DeepSeek's ``inference/model.py`` and
+``inference/kernel.py`` (Hugging Face ``deepseek-ai/DeepSeek-V4-Flash`` / ``-Pro``, current revision).
 
 One top-down file whose classes and parameter names mirror the official ``inference/model.py``, so
 ``state_dict()`` keys are the checkpoint tensor names.  Unlike the official code it runs on CPU, keeps
 all per-layer cache state in explicit :class:`State` objects (copyable), and accepts chunks of any
 length from any position (prefill, single-token decode and chunked continuation are one code path).
 It deliberately does not do tensor parallelism, FP8/FP4 GEMMs or file I/O beyond the two loaders.
-Every choice made where the spec or the official code is silent is listed in docs/reference-model.md.
+Every choice made where the official code is silent, or where we deliberately differ, is listed in
+docs/reference-model.md.
 """
 
 from __future__ import annotations
@@ -56,8 +58,8 @@ __all__ = [
 
 FP8_MAX = 448.0
 FP4_MAX = 6.0
-ACT_BLOCK = 128  # FP8 activation block of the official linear() (spec §9.1)
-KV_FP8_BLOCK = 64  # KV fake-quant block (spec §5.2, §9.2)
+ACT_BLOCK = 128  # FP8 activation block of the official linear() (kernel.py act_quant)
+KV_FP8_BLOCK = 64  # KV fake-quant block (official Attention: act_quant(kv[..., :-rd], 64, ...))
 FP4_BLOCK = 32
 
 
@@ -65,7 +67,7 @@ FP4_BLOCK = 32
 class RefOptions:
     """Numerics switches.
 
-    ``qat``: the QAT simulation of spec §9.2 (FP8 fake-quant of window/compressed KV, Hadamard + FP4
+    ``qat``: the official QAT simulation (FP8 fake-quant of window/compressed KV, Hadamard + FP4
     fake-quant of indexer q/k), as in the current official revision.  ``fp8_act``: quantise the inputs of
     the FP8/FP4-stored linears to e4m3 in 128-blocks like the official ``fp8_gemm``/``fp4_gemm`` path
     (off by default: weight-only engines such as llama.cpp do not do it).  ``act_dtype``: dtype of
@@ -134,7 +136,7 @@ class _Ctx:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Numerics helpers (spec §9.2)
+# Numerics helpers: the fake-quant of the official kernel.py (act_quant, fp4_act_quant with inplace=True)
 
 
 def _mdt(x: torch.Tensor) -> torch.dtype:
@@ -197,7 +199,8 @@ def fp4_fake_quant(x: torch.Tensor, block: int = FP4_BLOCK) -> torch.Tensor:
 
 
 def hadamard(x: torch.Tensor) -> torch.Tensor:
-    """Normalised Walsh-Hadamard transform (Sylvester order) of the last dim, fp32 math (spec §5.5)."""
+    """Normalised Walsh-Hadamard transform (Sylvester order) of the last dim, fp32 math: what the official
+    ``rotate_activation`` computes with ``fast_hadamard_transform`` (no random signs, despite its comment)."""
     n = x.size(-1)
     if n & (n - 1):
         raise ValueError(f"hadamard: size {n} is not a power of two")
@@ -214,7 +217,8 @@ def hadamard(x: torch.Tensor) -> torch.Tensor:
 def hc_split_sinkhorn(
     mixes: torch.Tensor, hc_scale: torch.Tensor, hc_base: torch.Tensor, hc: int, iters: int, eps: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """mHC coefficients (spec §4.1-4.2): ``pre [..,hc]``, ``post [..,hc]``, ``comb [..,hc,hc]`` (fp32)."""
+    """mHC coefficients as the official kernel.py ``hc_split_sinkhorn_kernel``: ``pre [..,hc]``, ``post [..,hc]``,
+    ``comb [..,hc,hc]`` (fp32; row softmax, then alternating column/row normalisation)."""
     pre = torch.sigmoid(mixes[..., :hc] * hc_scale[0] + hc_base[:hc]) + eps
     post = 2 * torch.sigmoid(mixes[..., hc : 2 * hc] * hc_scale[1] + hc_base[hc : 2 * hc])
     comb = (mixes[..., 2 * hc :] * hc_scale[2] + hc_base[2 * hc :]).unflatten(-1, (hc, hc))
@@ -227,7 +231,8 @@ def hc_split_sinkhorn(
 
 
 # ---------------------------------------------------------------------------------------------------
-# RoPE (spec §5.3): interleaved pairs on the last rope_head_dim dims, per-layer base
+# RoPE (official apply_rotary_emb): interleaved pairs on the last rope_head_dim dims, per-layer base; YaRN
+# only in compressed layers (window-only layers and MTP use rope_theta without it)
 
 
 def yarn_correction_range(args: ModelArgs, base: float) -> tuple[int, int]:
@@ -370,7 +375,8 @@ class Linear(nn.Module):
 
 
 class Compressor(nn.Module):
-    """Softmax-gated pooling of ``ratio`` tokens into one KV entry (spec §5.4, §5.8b).
+    """Softmax-gated pooling of ``ratio`` tokens into one KV entry (official ``Compressor``), with its
+    running state for tokens of a block not yet complete.
 
     ratio 4 overlaps (width 8, stride 4, coff 2); ``rotate`` marks the indexer's compressor (Hadamard +
     FP4 simulation instead of FP8 on the non-rope dims).
@@ -449,7 +455,7 @@ class Compressor(nn.Module):
 
 
 class Indexer(nn.Module):
-    """Lightning indexer (spec §5.5): picks the top-k compressed entries per query (CSA layers)."""
+    """Lightning indexer (official ``Indexer``): picks the top-k compressed entries per query (CSA layers)."""
 
     def __init__(self, args: ModelArgs, compress_ratio: int = 4):
         super().__init__()
@@ -508,7 +514,7 @@ class Indexer(nn.Module):
 
 class Attention(nn.Module):
     """Shared-latent MQA over a 128-token window plus compressed entries, one softmax with a per-head
-    sink, inverse RoPE on the output and the grouped low-rank output projection (spec §5)."""
+    sink, inverse RoPE on the output and the grouped low-rank output projection (official ``Attention``)."""
 
     def __init__(self, layer_id: int, args: ModelArgs):
         super().__init__()
@@ -590,7 +596,8 @@ class Attention(nn.Module):
             ctx.tap("comp_kv", new)
             st.comp_kv = torch.cat([st.comp_kv, new.to(st.comp_kv.dtype)], dim=1)
             n = st.comp_kv.size(1)
-            # entry j (block [jm, jm+m-1]) is visible from query position jm+m-1 on (spec §5.6)
+            # entry j (block [jm, jm+m-1]) is visible from query position jm+m-1 on (it exists once its
+            # block is complete; official get_compress_topk_idxs: j < (p+1)//m)
             cmask = torch.arange(n, device=x.device)[None, :] < ((pos + 1) // ratio)[:, None]
             cmask = cmask.expand(bsz, -1, -1)
             if sel is not None:
@@ -626,7 +633,7 @@ class Attention(nn.Module):
 
 
 class Gate(nn.Module):
-    """Router (spec §6): sqrt(softplus) scores, bias for selection only, hash routing via tid2eid."""
+    """Router (official ``Gate``): sqrt(softplus) scores, bias for selection only, hash routing via tid2eid."""
 
     def __init__(self, layer_id: int, args: ModelArgs):
         super().__init__()
@@ -684,7 +691,8 @@ class MoE(nn.Module):
         self.experts = nn.ModuleList(
             [Expert(args.dim, args.moe_inter_dim, args.swiglu_limit) for _ in range(args.n_routed_experts)]
         )
-        # current official revision: the shared expert is clamped too (spec §0.1, §6)
+        # the current official revision clamps the shared expert too (the first one did not; vLLM and
+        # transformers clamp it)
         self.shared_experts = Expert(args.dim, args.moe_inter_dim, args.swiglu_limit)
 
     def forward(self, x: torch.Tensor, input_ids: torch.Tensor, ctx: _Ctx) -> torch.Tensor:
@@ -705,7 +713,7 @@ class MoE(nn.Module):
 
 
 class Block(nn.Module):
-    """Attention and MoE sub-layers, each wrapped in mHC pre/post over ``hc_mult`` streams (spec §3-4)."""
+    """Attention and MoE sub-layers, each wrapped in mHC pre/post over ``hc_mult`` streams (official ``Block``)."""
 
     def __init__(self, layer_id: int, args: ModelArgs):
         super().__init__()
@@ -811,7 +819,7 @@ class ParallelHead(nn.Module):
 
 
 class MTPBlock(Block):
-    """Multi-token-prediction draft block (spec §7): separate e_proj/h_proj, own hc_head and norm;
+    """Multi-token-prediction draft block (official ``MTPBlock``): separate e_proj/h_proj, own hc_head and norm;
     embedding and head are the main model's (passed in, not owned)."""
 
     def __init__(self, layer_id: int, args: ModelArgs):

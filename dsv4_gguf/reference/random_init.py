@@ -1,4 +1,5 @@
-"""Seeded random weights for the reference model, keyed by checkpoint tensor name (spec §10.2).
+"""Seeded random weights for the reference model, keyed by the release's checkpoint tensor names
+(``layout.checkpoint_tensors``).
 
 Used by tests (and by anyone needing a model before a checkpoint exists): every non-scale tensor of
 ``checkpoint_tensors(args)`` in its logical (dequantized) shape, scaled so activations stay O(1) through
