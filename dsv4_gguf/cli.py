@@ -13,6 +13,7 @@ import re
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 from . import __version__
 
@@ -29,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
     """Usage mistakes as one line naming the option, with a pointer to --help (argparse prints the whole
     usage block first, which buries the message); exit code 2 as argparse."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
 
 

@@ -1,5 +1,7 @@
 """Ollama export for DeepSeek-V4 GGUFs: a Modelfile, and either a direct install into an Ollama models
-store (blobs + manifest, spec gguf-ecosystem §7.3) or an upload through Ollama's HTTP API (§7.2).
+store (content-addressed ``blobs/sha256-<hex>`` + ``manifests/<host>/<namespace>/<model>/<tag>``, the layout of
+Ollama's ``manifest`` and ``types/model`` packages) or an upload through Ollama's HTTP API (``POST /api/blobs``
+then ``POST /api/create``, docs/api.md in ollama/ollama).
 
 Direct install writes every blob atomically (temp file + fsync + read-back sha256 check + rename) before the
 manifest, so a failed or killed install never leaves a manifest pointing at missing or wrong blobs; a failed
