@@ -79,7 +79,8 @@ def test_hc_coeffs_sinkhorn(where):
 
 
 def compressor_ref(m: int, d: int, a: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """Pooled entries of blocks completed by tokens 0..T-1 from a fresh state (spec §5.4)."""
+    """Pooled entries of blocks completed by tokens 0..T-1 from a fresh state (official ``Compressor``: per-channel
+    softmax over the block's slots, m = 4 also over the previous block's)."""
     out = []
     for j in range(a.shape[0] // m):
         cur = slice(j * m, (j + 1) * m)

@@ -1,5 +1,6 @@
 """Causality (issue 3, must-show 2): a future token never changes earlier logits; compressed entry j of
-a ratio-m layer becomes visible exactly at query position j*m + m - 1 (spec §5.6), in prefill and in
+a ratio-m layer becomes visible exactly at query position j*m + m - 1 (when its block is complete; official
+``get_compress_topk_idxs``: j < (p+1)//m), in prefill and in
 decode."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Whole-model checks (issue 3, must-show 4): the tiny synthetic checkpoint loads through the checkpoint
 reader and runs prefill + 300 decode steps with finite outputs; Flash and Pro build on the meta device
-with the exact parameter counts of spec §0.3 C2; the numerics switches and the weight loader behave."""
+with the exact parameter counts of the release layout; the numerics switches and the weight loader behave."""
 
 from __future__ import annotations
 
@@ -58,7 +58,8 @@ def test_tiny_synthetic_prefill_and_300_decode_steps(tmp_path):
     assert taps["layers.4.idx_topk"].shape == (1, 1, args.index_topk)
 
 
-# Spec §0.3 C2: Flash 284.33 B (+6.61 B MTP), Pro 1,573.0 B (+25.84 B MTP); exact integers from the layout.
+# Parameters of the release layout (tid2eid excluded): Flash 284.33 B (+6.61 B MTP), Pro 1,573.0 B (+25.84 B
+# MTP), the model cards' "284B" and "1.6T"; exact integers from the layout.
 COUNTS = {"flash": (284_332_240_471, 6_610_048_891, 2), "pro": (1_572_997_201_763, 25_840_145_979, 1)}
 
 

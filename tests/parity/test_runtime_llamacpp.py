@@ -3,7 +3,8 @@
 Both run the 1,024-vocab tiny model on the same 600 random tokens (one prefill, all logits).  Deliberate
 differences, and why the bounds are what they are:
 * QAT simulation: our runtime (like the official model and the reference) rounds the window/compressed
-  KV through e4m3 and the indexer q/k through e2m1 after a Hadamard (spec §9.2); llama.cpp does not.
+  KV through e4m3 and the indexer q/k through e2m1 after a Hadamard (``act_quant`` / ``fp4_act_quant`` of the
+  official kernel.py); llama.cpp does not.
   With ``qat=False`` the two agree closely (bounds ``NOQAT``); with QAT on the difference is the
   simulation itself (reported, bounded loosely).
 * llama.cpp keeps its KV cache in F16 and quantizes activations for Q8_0/MXFP4 weights (so does our

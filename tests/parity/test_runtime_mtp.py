@@ -1,4 +1,4 @@
-"""MTP draft block (spec §7) of the C++ runtime vs the reference's ``forward_mtp`` on the converter's
+"""MTP draft block (the official ``MTPBlock``) of the C++ runtime vs the reference's ``forward_mtp`` on the converter's
 tiny MXFP4_MOE GGUF + its MTP sidecar (``mtp-*.gguf``), exact mode: 200-token prefill then 20 decode
 steps, draft logits compared with the near-tie rule of tests/runtime/parity.py; save/restore keeps the
 MTP state (window, position, pending main streams)."""

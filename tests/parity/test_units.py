@@ -34,8 +34,9 @@ NOQAT = _Ctx(RefOptions(qat=False), None)
 # ---- mHC ------------------------------------------------------------------------------------------
 
 
-def _sinkhorn_spec(mixes, scale, base, hc=4, iters=20, eps=1e-6):
-    """Spec §4.1-4.2 text, float64, written as plain loops."""
+def _sinkhorn_loops(mixes, scale, base, hc=4, iters=20, eps=1e-6):
+    """The official mHC coefficients (kernel.py ``hc_split_sinkhorn_kernel``: sigmoid pre/post, row softmax
+    then alternating column/row normalisation of comb) in float64, written as plain loops."""
     out = []
     for m in mixes:
         C = np.array([[m[8 + 4 * j + k] * scale[2] + base[8 + 4 * j + k] for k in range(hc)] for j in range(hc)])
@@ -65,10 +66,10 @@ def test_sinkhorn_doubly_stochastic_and_order(close):
     wild = torch.randn(512, 24, generator=g) * 4
     pre, post, comb = hc_split_sinkhorn(wild, scale, base, 4, 20, 1e-6)
     close(comb.sum(-2), torch.ones(512, 4), "sinkhorn", "Sinkhorn column sums (peaked logits)")
-    ref = _sinkhorn_spec(wild.double().numpy(), scale.double().numpy(), base.double().numpy())
-    close(comb, np.stack([r[2] for r in ref]), "unit_fp32", "Sinkhorn comb vs spec loop")
-    close(pre, np.stack([r[0] for r in ref]), "unit_fp32", "mHC pre vs spec")
-    close(post, np.stack([r[1] for r in ref]), "unit_fp32", "mHC post vs spec")
+    ref = _sinkhorn_loops(wild.double().numpy(), scale.double().numpy(), base.double().numpy())
+    close(comb, np.stack([r[2] for r in ref]), "unit_fp32", "Sinkhorn comb vs plain loop")
+    close(pre, np.stack([r[0] for r in ref]), "unit_fp32", "mHC pre vs plain loop")
+    close(post, np.stack([r[1] for r in ref]), "unit_fp32", "mHC post vs plain loop")
     # a hand case: all-equal logits give the uniform matrix
     _, _, u = hc_split_sinkhorn(torch.zeros(1, 24), torch.ones(3), torch.zeros(24), 4, 20, 1e-6)
     close(u[0], torch.full((4, 4), 0.25), "sinkhorn", "Sinkhorn uniform case")

@@ -3,7 +3,7 @@ llama.cpp ``deepseek4`` GGUF with one of several type recipes, and read back deq
 checkpoint name so the reference model runs on exactly the weights the runtime sees.
 
 Stand-in until the converter (issue 6) is used for every variant; names and keys follow llama.cpp
-(src/llama-arch.cpp, src/models/deepseek4.cpp) and spec §13.2-13.3.  MTP tensors are not written.
+(src/llama-arch.cpp, src/models/deepseek4.cpp, conversion/deepseek.py).  MTP tensors are not written.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Sessions of the C++ runtime: save/restore gives identical subsequent logits (must-show 3), KV byte
-accounting vs the analytic formula of spec §11 (must-show 4, KV part), clear errors on bad input, exact-mode
+accounting vs the analytic formula (entry bytes over m per compressed layer, plus an indexer entry over 4 in
+CSA layers; must-show 4, KV part), clear errors on bad input, exact-mode
 decode steps equal to one prefill."""
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ def test_state_file_errors(model, small_gguf, tmp_path):
 
 
 def entry_bytes(dim: int, rope: int, kv_dtype: str, fp8_dims: int) -> int:
-    """Bytes of one cached entry (spec §5.8/§11): f32/bf16 per element; FP8 = e4m3 codes of the
-    non-rope dims + one E8M0 scale per 64 (main) / 32 (indexer) + bf16 rope dims, padded to 4 bytes."""
+    """Bytes of one cached entry: f32/bf16 per element; FP8 = e4m3 codes of the
+    non-rope dims + one E8M0 scale per 64 (main) / 32 (indexer) + bf16 rope dims, padded to 4 bytes
+    (584 B per main entry: the size of vLLM's DeepSeek-V4 FP8 KV entry)."""
     if kv_dtype != "fp8":
         return dim * {"f32": 4, "bf16": 2}[kv_dtype]
     block = 64 if fp8_dims < dim else 32
@@ -62,12 +64,13 @@ def analytic_per_token(a, kv_dtype: str) -> float:
     return total
 
 
-def test_analytic_formula_reproduces_spec_table():
+def test_analytic_formula_known_values():
     from dsv4_gguf.config import PRESETS
 
     flash, pro = PRESETS["flash"], PRESETS["pro"]
     assert entry_bytes(512, 64, "fp8", 448) == 584 and entry_bytes(128, 0, "fp8", 128) == 132
-    assert analytic_per_token(flash, "bf16") == 6880  # spec §11 table: V4-Flash BF16 6,880 B
+    # V4-Flash BF16: 21 CSA layers x (1024 B / 4 + 256 B / 4) + 20 HCA layers x 1024 B / 128 = 6,880 B
+    assert analytic_per_token(flash, "bf16") == 6880
     assert round(analytic_per_token(flash, "fp8")) == 3850  # FP8 584 B + FP8 indexer 132 B: 3,850 B
     assert analytic_per_token(pro, "bf16") == 9848 and round(analytic_per_token(pro, "fp8")) == 5511
 
