@@ -55,7 +55,7 @@ def _cell() -> dict[str, Any]:
 
 
 def aggregate(items: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Per (needles, bin) mean with n and standard error, plus the labelled aggregates of the spec:
+    """Per (needles, bin) mean with n and standard error, plus the labelled aggregates of the report:
     overall mean ("mrcr_score"), 8-needle mean over all bins present ("DeepSeek-style", an assumption),
     8-needle cumulative mean up to 128K (Google-style) and the 8-needle 1M-bin value (pointwise)."""
     cells: dict[tuple[int, int], dict[str, Any]] = defaultdict(_cell)
