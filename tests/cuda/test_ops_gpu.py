@@ -1,6 +1,6 @@
 """CUDA ops on device 0 against float64 / numpy definitions of the CPU ops (mHC, attention, MoE routing, the QAT
-fake-quant of the official inference/model.py and kernel.py).  Every test
-skips with the no-CUDA-device reason where no device is visible; benchmarks/device_check.sh runs them on an H200.
+fake-quant of the official inference/model.py and kernel.py).  Every test skips with the no-CUDA-device reason
+where no device is visible; benchmarks/device_check.sh builds with CUDA and runs them on a GPU machine.
 The Sinkhorn, compressor and top-k logic is in test_logic.py (host and device)."""
 
 from __future__ import annotations
