@@ -123,7 +123,7 @@ def _add_check(sub: argparse._SubParsersAction) -> None:
         description="Read config.json, the index and every shard header (no tensor data is read) and "
         "check every tensor's presence, dtype and shape against the layout its config implies.",
     )
-    p.add_argument("checkpoint", metavar="DIR")
+    p.add_argument("checkpoint", metavar="DIR", help="checkpoint folder (config.json, index, safetensors shards)")
     p.set_defaults(func=_run_check)
 
 
@@ -194,16 +194,31 @@ def _add_convert_family(sub: argparse._SubParsersAction) -> None:
 def _add_runtime(sub: argparse._SubParsersAction) -> None:
     from .runtime import add_chat_arguments, add_run_arguments, run_chat, run_run
 
-    p = sub.add_parser("run", help="generate from a prompt with the C++ runtime (prints prefill/decode tok/s)")
+    p = sub.add_parser(
+        "run",
+        help="generate from a prompt with the C++ runtime (prints prefill/decode tok/s)",
+        description="Load a deepseek4 GGUF with the C++ runtime, generate from one prompt (raw, or as a user "
+        "message with --chat), stream the text to stdout and print prefill/decode tokens/s to stderr.",
+    )
     add_run_arguments(p)
     p.set_defaults(func=run_run)
-    p = sub.add_parser("chat", help="interactive chat with the C++ runtime (think modes)")
+    p = sub.add_parser(
+        "chat",
+        help="interactive chat with the C++ runtime (think modes)",
+        description="Interactive multi-turn chat with a deepseek4 GGUF in the C++ runtime, prompts encoded with "
+        "the DSV4 chat template (--think: Non-think, Think High, Think Max); an empty line or Ctrl-D quits.",
+    )
     add_chat_arguments(p)
     p.set_defaults(func=run_chat)
 
 
 def _add_build_info(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("build-info", help="print the compiled features of the native core (SIMD, CUDA)")
+    p = sub.add_parser(
+        "build-info",
+        help="print the compiled features of the native core (SIMD, CUDA)",
+        description="Print, as JSON, what the native core was built with and what it uses here: compiler, "
+        "SIMD levels compiled and detected, the kernel level in use, CUDA support and visible devices.",
+    )
     p.set_defaults(func=_run_build_info)
 
 

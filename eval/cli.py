@@ -73,7 +73,13 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     k.add_argument("--ctx", type=int, default=512, help="chunk length in tokens (default 512, as llama-perplexity)")
     k.add_argument("--chunks", type=int, help="score at most this many chunks")
 
-    m = sub.add_parser("mrcr", help="OpenAI MRCR: generation, official + lenient score by needle x context bin")
+    m = sub.add_parser(
+        "mrcr",
+        help="OpenAI MRCR: generation, official + lenient score by needle x context bin",
+        description="Greedy generation on OpenAI MRCR rows (prompts rendered with the DSV4 chat encoding), "
+        "scored with the official metric and a lenient one, tabled by needle count x context bin "
+        "(o200k tokens, as the official bins).",
+    )
     _common(m, "MRCR folder ({2,4,8}needle/*.parquet or {N}needle.parquet) or one parquet file")
     m.add_argument("--needles", default="2,4,8", help="needle counts (default 2,4,8)")
     m.add_argument("--bins", help="context bins, e.g. 8K-128K or 8K,1M (default all)")
@@ -87,7 +93,13 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     )
     m.add_argument("--max-new-tokens", type=int, help="generation budget (default: from the answer length)")
 
-    s = sub.add_parser("swebench", help="SWE-bench subsets: gold-patch NLL, delta/flips vs a reference, predictions")
+    s = sub.add_parser(
+        "swebench",
+        help="SWE-bench subsets: gold-patch NLL, delta/flips vs a reference, predictions",
+        description="Teacher-forced NLL of each instance's gold patch after its issue text; with a reference "
+        "also the KLD on the patch positions, the NLL delta and the flip rate; with --generate, greedy "
+        "patches in the official predictions format.",
+    )
     _common(s, "SWE-bench .json/.jsonl/.parquet (full, Verified, Lite, oracle, Pro)")
     _reference(s)
     s.add_argument("--instance-ids", help="comma/space separated ids, or a file of them")
@@ -97,9 +109,15 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--generate", action="store_true", help="also generate patches; writes predictions.jsonl")
     s.add_argument("--max-new-tokens", type=int, help="patch generation budget (default 2048)")
 
-    r = sub.add_parser("report", help="markdown + CSV table and PNG plots across finished runs")
-    r.add_argument("runs", nargs="+", metavar="RUN")
-    r.add_argument("--out", required=True, metavar="DIR")
+    r = sub.add_parser(
+        "report",
+        help="markdown + CSV table and PNG plots across finished runs",
+        description="One table across finished eval runs (variants), as report.md and report.csv, and PNG "
+        "plots (KLD vs bits per weight, MRCR score by context bin, gold-patch NLL vs bits per weight). "
+        "Reads each run's results.json and manifest.json; recomputes nothing.",
+    )
+    r.add_argument("runs", nargs="+", metavar="RUN", help="run folders (the --out of finished eval runs)")
+    r.add_argument("--out", required=True, metavar="DIR", help="folder for report.md, report.csv and the plots")
     r.add_argument("--overwrite", action="store_true", help="replace the report already in --out")
 
 

@@ -86,7 +86,7 @@ def _common(p: argparse.ArgumentParser, *, type_required: bool = False) -> None:
     p.add_argument(
         "--compare-tensor",
         metavar="NAME",
-        help="regenerate tensor NAME and compare it with the same tensor of the existing -o file",
+        help="regenerate tensor NAME and compare it with the same tensor of the existing output file",
     )
 
 
@@ -102,20 +102,25 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_requantize_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", metavar="IN.gguf")
-    p.add_argument("out", metavar="OUT.gguf")
+    p.add_argument("input", metavar="IN.gguf", help="deepseek4 GGUF to requantize (first shard of a split set)")
+    p.add_argument("out", metavar="OUT.gguf", help="output file (plus mtp-OUT.gguf when the input has an MTP sidecar)")
     _common(p, type_required=True)
 
 
 def add_verify_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("gguf", metavar="OUT.gguf")
-    p.add_argument("--against", required=True, metavar="CHECKPOINT_DIR")
+    p.add_argument("gguf", metavar="OUT.gguf", help="converted GGUF to check (first shard of a split set)")
+    p.add_argument(
+        "--against",
+        required=True,
+        metavar="CHECKPOINT_DIR",
+        help="the release-layout checkpoint it was converted from (tensors compared after dequantization)",
+    )
     p.add_argument("--only", metavar="PATTERN", help="verify only tensors whose GGUF name matches")
     p.add_argument("-v", "--verbose", action="store_true", help="one line per tensor")
 
 
 def add_inspect_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("gguf", metavar="MODEL.gguf")
+    p.add_argument("gguf", metavar="MODEL.gguf", help="GGUF to describe (first shard of a split set)")
     p.add_argument("--tensors", action="store_true", help="also list every tensor")
 
 
