@@ -49,8 +49,8 @@ def tokenizer_kvs_from(md: dict) -> list[KV]:
 
 
 def _mismatch(m: GGUFModel, variant: str) -> str | None:
-    """The first tensor whose stored type is not the one ``variant`` gives it ("name (stored, not planned)"),
-    or None when the input's types are exactly that variant's."""
+    """The first tensor whose stored type is not the one ``variant`` gives it ("'name' is STORED, VARIANT has
+    PLANNED"), or None when the input's types are exactly that variant's."""
     for p in plan_types(load_recipe(variant), m.gtensors(), m.args):
         got = m.info(p.tensor.name, MTP if p.tensor.file == MTP else "main").qtype
         if got != p.qtype:
