@@ -3,6 +3,7 @@
 // integer dot against activations quantized once per token).  Every (row, token) product is computed
 // the same way whatever the number of tokens, so prefill, chunked prefill and decode agree bit for bit.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <stdexcept>
 
@@ -171,8 +172,9 @@ void linear_batch(const std::vector<LinearTask>& tasks, const OpCtx& ctx) {
   std::vector<ActBuf> acts;
   std::vector<Prepared> prep;
   prep.reserve(tasks.size());
-  // pieces of ~256K multiply-adds (a multiple of 4 rows): enough of them to balance the threads, each
-  // long enough to stream its rows well
+  // pieces of whole 4-row tiles, at least 64 rows and at most a quarter of a thread's share of the task:
+  // enough of them to balance the threads, each long enough to stream its rows and to amortise the
+  // activation repacking a tiled kernel does per call
   struct Piece {
     size_t task;
     int64_t b, e;
@@ -182,12 +184,20 @@ void linear_batch(const std::vector<LinearTask>& tasks, const OpCtx& ctx) {
     const LinearTask& t = tasks[i];
     if (t.T <= 0 || t.w.rows <= 0) continue;
     prep.push_back(prepare(t.w, t.x, t.T, t.y, t.ys, ctx, acts));
-    const int64_t step = std::max<int64_t>(4, (262144 / std::max<int64_t>(1, t.w.cols * t.T) + 3) / 4 * 4);
+    const int64_t share = (t.w.rows + 4 * ctx.pool->size() - 1) / (4 * ctx.pool->size());
+    const int64_t step = (std::max<int64_t>(64, share) + 3) / 4 * 4;
     for (int64_t b = 0; b < t.w.rows; b += step) pieces.push_back({prep.size() - 1, b, std::min(t.w.rows, b + step)});
   }
-  ctx.pool->parallel_for(static_cast<int64_t>(pieces.size()), 1, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) run_rows(prep[pieces[static_cast<size_t>(i)].task], pieces[static_cast<size_t>(i)].b,
-                                             pieces[static_cast<size_t>(i)].e);
+  // pieces differ in cost (an expert with 1 routed token next to one with 10): each thread claims the
+  // next piece from a counter, so no thread is left holding a large share at the end
+  const int64_t n = static_cast<int64_t>(pieces.size());
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::min<int64_t>(ctx.pool->size(), n);
+  ctx.pool->parallel_for(workers, 1, [&](int64_t, int64_t) {
+    for (int64_t i; (i = next.fetch_add(1)) < n;) {
+      const Piece& pc = pieces[static_cast<size_t>(i)];
+      run_rows(prep[pc.task], pc.b, pc.e);
+    }
   });
 }
 
