@@ -1,4 +1,4 @@
-// Decoding of the DeepSeek-V4 release number formats to float32 (spec §10.3, §10.4):
+// Decoding of the DeepSeek-V4 release number formats to float32 (DeepSeek-V4's Hugging Face release: FP8 E4M3 with E8M0 block scales, FP4 E2M1 experts):
 //   E4M3 (float8_e4m3fn, FP8 weights), E8M0 (float8_e8m0fnu, block scales: 2^(b-127), 255 = NaN),
 //   E2M1 (FP4 pairs packed in one byte: element 2k in the low nibble, 2k+1 in the high nibble).
 // Each kernel has a scalar *_ref and an *_avx2 path; results are bit-identical (IEEE f32 multiply,

@@ -1,5 +1,5 @@
 // The one QType table: ggml type ids, block geometry and names, exactly as ggml/gguf define them
-// (spec gguf-ecosystem §2.1).  Mirrored in dsv4_gguf/constants.py and checked equal by a test.
+// (ggml's type traits, ggml/src/ggml.c).  Mirrored in dsv4_gguf/constants.py and checked equal by a test.
 // Only the types this project quantizes/dequantizes are listed; other ggml ids are rejected.
 #pragma once
 

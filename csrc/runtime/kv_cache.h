@@ -1,4 +1,4 @@
-// KV cache rows of one layer in their storage dtype (F32, BF16, or FP8 with bf16 rope dims, spec §5.8,
+// KV cache rows of one layer in their storage dtype (F32, BF16, or FP8 with bf16 rope dims, DeepSeek-V4's inference/model.py,
 // §11), and LayerState: the window ring, compressed KV, indexer KV and compressor running states that a
 // session keeps per layer.  Storage grows on demand: a 1M-token context is not committed up front.
 // What a row means (positions, ring indices) is the attention op's business, not this file's.

@@ -1,4 +1,4 @@
-// DeepSeek-V4 model over a GGUF file (llama.cpp `deepseek4` keys and tensor names, spec §13.2-13.3):
+// DeepSeek-V4 model over a GGUF file (llama.cpp `deepseek4` keys and tensor names, as llama.cpp's converter writes them):
 // hyper-parameters, per-block weight views (zero-copy into the mmap; small 1-D tensors are decoded to
 // f32 once) and the validation of every shape and type against the hyper-parameters.
 // It holds no per-sequence state (session.h) and runs no math (ops_cpu/).

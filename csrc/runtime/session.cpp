@@ -1,4 +1,4 @@
-// The DeepSeek-V4 forward pass (spec §3-§6) over a chunk of tokens, layer by layer: embedding, mHC
+// The DeepSeek-V4 forward pass (DeepSeek-V4's inference/model.py) over a chunk of tokens, layer by layer: embedding, mHC
 // mixing around the attention and MoE sub-layers (ops_cpu/attention.cpp, ops_cpu/moe.cpp), the output
 // head and the MTP draft block; the Runtime (weights fingerprint, prefetch) and the KV byte accounting.
 // The session file is in session_state.cpp, KV row storage in kv_cache.cpp.
@@ -88,7 +88,7 @@ Session::Session(const Runtime& rt, int64_t ctx, KvDtype kv, bool use_mtp) : rt_
   if (use_mtp && !rt.mtp())
     throw std::invalid_argument("this model has no MTP block; load it with its MTP sidecar GGUF (mtp-*.gguf)");
   reset_state();
-  // spec §11: one compressed entry per m tokens (+ one indexer entry per 4 tokens in CSA layers)
+  // one compressed entry per m tokens (+ one indexer entry per 4 tokens in CSA layers)
   for (const LayerState& l : layers_) {
     if (l.comp.ratio) kv_per_token_ += static_cast<double>(l.comp_kv.row_bytes()) / l.comp.ratio;
     if (l.idx_comp.ratio) kv_per_token_ += static_cast<double>(l.idx_kv.row_bytes()) / 4;
@@ -223,7 +223,7 @@ std::vector<float> Session::mtp_forward(const int32_t* tokens, int64_t T, bool a
   const int l = static_cast<int>(c.n_layers);
   const BlockWeights& b = M.block(l);
   const int64_t D = c.dim, hc = c.hc, hcD = hc * D;
-  // X0[t][j] = eh_proj . [enorm(embed(token_t)) | hnorm(h_t,j)]  (= e_proj e + h_proj h, spec §7)
+  // X0[t][j] = eh_proj . [enorm(embed(token_t)) | hnorm(h_t,j)]  (= e_proj e + h_proj h, DeepSeek-V4's inference/model.py)
   std::vector<float> in(static_cast<size_t>(T * hc * 2 * D)), X(static_cast<size_t>(T * hcD)), e(static_cast<size_t>(D));
   for (int64_t t = 0; t < T; ++t) {
     dequant_row(M.embed, tokens[t], e.data());

@@ -29,7 +29,7 @@ namespace dsv4 {
 struct RuntimeOptions {
   int threads = 0;    // 0 = all hardware threads
   bool exact = false; // f32 activations against dequantized weight rows (reference math)
-  bool qat = true;    // spec §9.2 QAT simulation of KV / indexer (as the official model)
+  bool qat = true;    // the QAT simulation (DeepSeek-V4's inference/model.py) of KV / indexer (as the official model)
 };
 
 class Runtime {
@@ -75,7 +75,7 @@ class Session {
   Session(const Runtime& rt, int64_t ctx, KvDtype kv, bool use_mtp = false);
   // Consume tokens at positions pos()..; returns logits [n_out][vocab] (n_out = T if all_logits else 1).
   std::vector<float> forward(const int32_t* tokens, int64_t T, bool all_logits);
-  // MTP draft block (spec §7) on the oldest `T` pending main streams, stream i paired with tokens[i]
+  // MTP draft block (DeepSeek-V4's inference/model.py) on the oldest `T` pending main streams, stream i paired with tokens[i]
   // (the token after that stream's position); returns draft logits [n_out][vocab].
   std::vector<float> mtp_forward(const int32_t* tokens, int64_t T, bool all_logits);
   // Accessors are safe while another thread runs forward (atomics / values fixed at construction).
@@ -86,7 +86,7 @@ class Session {
   void reset();
   void save(const std::string& path) const;
   void load(const std::string& path);
-  // Analytic bytes per token of the compressed caches (spec §11) and the allocated total.
+  // Analytic bytes per token of the compressed caches (DeepSeek-V4's KV layout) and the allocated total.
   double kv_bytes_per_token() const { return kv_per_token_; }
   size_t kv_bytes_total() const { return kv_total_; }
   // Taps: fnmatch-style patterns ('*' and '?'), e.g. "layers.*.q"; cleared by set_taps / take_taps.

@@ -1,4 +1,4 @@
-// Attention (spec §5): the sub-layer over a chunk of tokens (query/KV projections, the indexer and the
+// Attention (DeepSeek-V4's inference/model.py): the sub-layer over a chunk of tokens (query/KV projections, the indexer and the
 // compressors run token by token in position order, attention per token in parallel, grouped low-rank
 // output projection), and the one-query sparse softmax over window + compressed keys with a per-head
 // sink in the denominator (§5.6).  Keys are the shared latent K = V rows; the running max is over keys

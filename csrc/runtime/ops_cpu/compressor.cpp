@@ -1,4 +1,4 @@
-// Compressor state machine (spec §5.4, §5.8b): softmax-gated per-channel pooling of m tokens, m = 4
+// Compressor state machine (DeepSeek-V4's inference/model.py): softmax-gated per-channel pooling of m tokens, m = 4
 // overlapping (the previous block's first-half channels + the current block's second-half channels)
 // or m = 128.  Only the pooling lives here; normalisation, RoPE and QAT of the entry are done by the
 // caller (session.cpp) because they differ between the main and the indexer compressor.

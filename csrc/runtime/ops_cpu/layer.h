@@ -1,6 +1,6 @@
 // Layer-level CPU ops: the attention sub-layer (projections, compressors and indexer, sparse attention,
-// grouped output projection; spec §5) and the MoE sub-layer (router, routed experts grouped by expert,
-// shared expert; spec §6) over a chunk of T tokens.  They read and write one layer's KV state and
+// grouped output projection; DeepSeek-V4's inference/model.py) and the MoE sub-layer (router, routed experts grouped by expert,
+// shared expert; DeepSeek-V4's inference/model.py) over a chunk of T tokens.  They read and write one layer's KV state and
 // know nothing of sessions, files or scheduling; mHC mixing around them stays with the caller.
 #pragma once
 

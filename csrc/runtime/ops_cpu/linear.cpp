@@ -1,4 +1,4 @@
-// Weight x activation products over any supported GGUF type (spec §9.1 numerics: fp32 accumulation).
+// Weight x activation products over any supported GGUF type (DeepSeek-V4's inference/model.py numerics: fp32 accumulation).
 // Two paths: exact (dequantize the weight row, f32 dot: the reference's math) and quantized (ggml-style
 // integer dot against activations quantized once per token).  Every (row, token) product is computed
 // the same way whatever the number of tokens, so prefill, chunked prefill and decode agree bit for bit.

@@ -1,4 +1,4 @@
-// Manifold-constrained hyper-connections (spec §4): mixing coefficients with Sinkhorn-Knopp in the
+// Manifold-constrained hyper-connections (DeepSeek-V4's inference/model.py): mixing coefficients with Sinkhorn-Knopp in the
 // exact order of the reference (row softmax + eps, column norm, then iters-1 row/column passes),
 // stream collapse (pre) and expansion (post + comb consumed transposed).
 #include <cmath>

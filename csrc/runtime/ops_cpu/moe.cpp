@@ -1,4 +1,4 @@
-// MoE routing (spec §6): sqrt-softplus scores, bias used for selection only, hash routing via
+// MoE routing (DeepSeek-V4's inference/model.py): sqrt-softplus scores, bias used for selection only, hash routing via
 // tid2eid, normalised weights x routed scale; and the clamped SwiGLU expert (routing weight applied
 // before the down projection, as the reference); the MoE sub-layer over a chunk, routed tokens grouped
 // by expert so each active expert's rows are read once per chunk.

@@ -1,6 +1,6 @@
-// RMSNorm, partial interleaved RoPE with the YaRN ramp (spec §5.3), the QAT simulation helpers of
-// spec §9.2 (FP8 e4m3 / FP4 e2m1 fake-quant with power-of-two block scales) and the normalised
-// Walsh-Hadamard transform (spec §5.5).  Arithmetic order follows the PyTorch reference in fp32.
+// RMSNorm, partial interleaved RoPE with the YaRN ramp (DeepSeek-V4's inference/model.py), the QAT simulation helpers of
+// DeepSeek-V4's inference/model.py (FP8 e4m3 / FP4 e2m1 fake-quant with power-of-two block scales) and the normalised
+// Walsh-Hadamard transform (DeepSeek-V4's inference/model.py).  Arithmetic order follows the PyTorch reference in fp32.
 #include <algorithm>
 #include <cmath>
 

@@ -1,4 +1,4 @@
-// CPU ops of the DeepSeek-V4 forward pass, one family per file (spec §4-§9).  Every op works on f32
+// CPU ops of the DeepSeek-V4 forward pass, one family per file (DeepSeek-V4's inference/model.py).  Every op works on f32
 // activations; weights are WeightViews of any supported GGUF type.  *_ref functions are the scalar
 // definitions; fast paths (AVX2 dot, quantized-activation matmul) are checked against them by tests.
 #pragma once
@@ -46,7 +46,7 @@ void axpy_f32(float* y, float a, const float* x, int64_t n);
 
 // ---- norm_rope.cpp ----
 void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps);  // w may be nullptr
-// Per-pair angular frequencies of a block (spec §5.3): base rope_theta without YaRN for ratio 0,
+// Per-pair angular frequencies of a block (DeepSeek-V4's inference/model.py): base rope_theta without YaRN for ratio 0,
 // compress_rope_theta with the YaRN ramp otherwise.
 std::vector<float> rope_freqs(const ModelConfig& c, int ratio);
 // Rotate the last `rd` dims of x (adjacent pairs) by pos*freq; inverse = conjugate rotation.

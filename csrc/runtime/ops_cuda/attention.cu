@@ -1,4 +1,4 @@
-// CUDA attention-side ops (spec §5.4-§5.6): sparse attention of one query over the window ring and the
+// CUDA attention-side ops (DeepSeek-V4's inference/model.py): sparse attention of one query over the window ring and the
 // selected compressed rows in one softmax with the per-head sink; the compressor state machine step; the
 // lightning-indexer scores and a top-k with the CPU runtime's tie order.  KV rows are f32 on the device
 // (no FP8 KV storage on the GPU yet); decode-shaped (one query token per call).

@@ -2,7 +2,7 @@
 // embedding row gather.  One warp per output row: the warp stages a chunk of its row's blocks in shared
 // memory with 16-byte loads (coalesced, whatever the block size), then each lane decodes its elements and
 // dots them with the f32 activations, up to 8 vectors per pass so a short chunk reads the weights once.
-// Accumulation is fp32 (spec §9.1), the CPU runtime's exact mode; activations are not quantized.
+// Accumulation is fp32 (DeepSeek-V4's inference/model.py), the CPU runtime's exact mode; activations are not quantized.
 #include <algorithm>
 #include <cstdint>
 #include <vector>

@@ -13,7 +13,7 @@ namespace dsv4::cudaops {
 
 DSV4_HD float sigmoid_hd(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-// One token's mHC coefficients (spec §4.1-4.2): pre/post [hc], comb [hc*hc] row = source; hc <= 4.
+// One token's mHC coefficients (DeepSeek-V4's inference/model.py): pre/post [hc], comb [hc*hc] row = source; hc <= 4.
 // Sinkhorn order of the reference: row softmax + eps, column norm, then iters-1 x (row norm, column norm).
 DSV4_HD void hc_coeffs_one(const float* m, const float* scale, const float* base, int hc, int iters, float eps,
                            float* pre, float* post, float* comb) {
@@ -49,7 +49,7 @@ DSV4_HD void hc_coeffs_one(const float* m, const float* scale, const float* base
     for (int k = 0; k < hc; ++k) comb[j * hc + k] = c[j * 4 + k];
 }
 
-// Compressor state machine (spec §5.4, §5.8b) for channel c < d of one token at `pos`: state kv/score
+// Compressor state machine (DeepSeek-V4's inference/model.py) for channel c < d of one token at `pos`: state kv/score
 // [coff*m][coff*d] with the slot layout of ops_cpu/compressor.cpp.  Channel c owns channels c and d + c
 // of every slot, so threads need no synchronisation.  Returns true (and the pooled value in *out) when
 // the token completes a block; the state then advances (m = 4: current block -> previous block).

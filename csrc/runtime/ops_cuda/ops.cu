@@ -1,4 +1,4 @@
-// Element-wise and per-token CUDA ops of the forward pass (spec §3-§6, §9.2): RMSNorm, partial interleaved
+// Element-wise and per-token CUDA ops of the forward pass (DeepSeek-V4's inference/model.py): RMSNorm, partial interleaved
 // RoPE, FP8/FP4 fake-quant, Hadamard, mHC coefficients (Sinkhorn in the reference's order), collapse and
 // expansion, the router (sqrt-softplus, bias for selection only, hash routing), clamped SwiGLU and the
 // expert combine.  Arithmetic follows the CPU ops (ops_cpu/) in fp32; no fusion across ops yet.

@@ -31,7 +31,7 @@ void fp4_fake_quant(float* x, int64_t rows, int64_t n, int block, cudaStream_t s
 void hadamard(float* x, int64_t rows, int64_t n, cudaStream_t s);  // n a power of two <= 1024
 // mixes[t][o] *= rsqrt(mean(x[t]^2) + eps), x [T][n], mixes [T][n_mix]
 void hc_scale_mixes(const float* x, int64_t T, int64_t n, float eps, float* mixes, int n_mix, cudaStream_t s);
-// Per token: pre/post/comb from the mixes (spec §4.1-4.2, Sinkhorn order of the reference).
+// Per token: pre/post/comb from the mixes (DeepSeek-V4's inference/model.py, Sinkhorn order of the reference).
 void hc_coeffs(const float* mixes, int64_t T, const float* scale, const float* base, int hc, int iters, float eps,
                float* pre, float* post, float* comb, cudaStream_t s);
 // Head collapse coefficients: pre[t][j] = sigmoid(mixes*scale[0] + base[j]) + eps.
@@ -40,7 +40,7 @@ void hc_head_pre(const float* mixes, int64_t T, const float* scale, const float*
 void hc_collapse(const float* x, const float* pre, int64_t T, int hc, int64_t D, float* y, cudaStream_t s);
 void hc_expand(const float* f, float* x, const float* post, const float* comb, int64_t T, int hc, int64_t D,
                cudaStream_t s);  // in place on x [T][hc][D]
-// Router (spec §6): logits [T][E] -> idx [T][K], w [T][K]; bias (may be null) for selection only; hash
+// Router (DeepSeek-V4's inference/model.py): logits [T][E] -> idx [T][K], w [T][K]; bias (may be null) for selection only; hash
 // layers pass tid2eid [V][K] and tokens [T].
 void route(const float* logits, int64_t T, int64_t E, int K, const float* bias, const int32_t* tid2eid,
            const int32_t* tokens, float route_scale, bool norm, int32_t* idx, float* w, cudaStream_t s);
@@ -56,11 +56,11 @@ void scale(float* y, int64_t n, float a, cudaStream_t s);  // y *= a
 // ---- attention.cu ----
 // One query token p against window rows (ring [win][hd], positions max(0, p-win+1)..p at slot pos % win)
 // and the compressed rows comp[ids[i]] (ids device int32, n_ids, negative = skip); one softmax with the
-// per-head sink in the denominator (spec §5.6).  q [H][hd] -> out [H][hd].
+// per-head sink in the denominator (DeepSeek-V4's inference/model.py).  q [H][hd] -> out [H][hd].
 void sparse_attention(const float* q, int64_t H, int64_t hd, const float* window, int64_t win, int64_t p,
                       const float* comp, const int32_t* ids, int64_t n_ids, const float* sinks, float scale,
                       float* out, cudaStream_t s);
-// Compressor state machine for one token (spec §5.4, §5.8b): state kv/score [coff*m][coff*d] on the device;
+// Compressor state machine for one token (DeepSeek-V4's inference/model.py): state kv/score [coff*m][coff*d] on the device;
 // when pos completes a block, writes the pooled entry to out [d] and returns true (decided on the host).
 bool compressor_step(float* st_kv, float* st_score, int m, int d, const float* a, const float* g, int64_t pos,
                      float* out, cudaStream_t s);
