@@ -145,8 +145,10 @@ def _flags_for(rel: str) -> list[str]:
     f = ["-DDSV4_X86=1"] if x86 else []
     if x86 and "avx2" in rel:
         f += ["-mavx2", "-mfma", "-mf16c"]
-    if rel.startswith("quant/"):
-        f.append("-ffp-contract=off")  # as csrc/CMakeLists.txt: quant kernels round like ggml's C
+    if x86 and "avx512" in rel:  # the AVX-512 level's files (F, BW, DQ, VL, VNNI), as csrc/CMakeLists.txt
+        f += ["-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx512vnni"]
+    if rel.startswith("quant/") or rel.startswith("runtime/ops_cpu/dot_"):
+        f.append("-ffp-contract=off")  # as csrc/CMakeLists.txt: kernels round like their references
     return f
 
 
