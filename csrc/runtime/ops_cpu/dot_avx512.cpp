@@ -18,9 +18,10 @@ inline float dot_impl(Load16 load16, Load8 load8, Load1 one, const float* b, int
   __m512 s01 = _mm512_setzero_ps(), s23 = _mm512_setzero_ps();
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
-    if (prefetch_base) {  // weight rows stream from DRAM: keep 4 KB in flight ahead of the loads
+    if (prefetch_base) {  // weight rows stream from DRAM: keep 4 KB in flight ahead of the loads, into L2
+      // (T2: measured 5-15 % faster on the BF16 output head than T0 here, the same distance)
       const char* p = static_cast<const char*>(prefetch_base) + static_cast<size_t>(i) * elem + 4096;
-      for (size_t o = 0; o < 32 * elem; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+      for (size_t o = 0; o < 32 * elem; o += 64) _mm_prefetch(p + o, _MM_HINT_T2);
     }
     s01 = _mm512_fmadd_ps(load16(i), _mm512_loadu_ps(b + i), s01);
     s23 = _mm512_fmadd_ps(load16(i + 16), _mm512_loadu_ps(b + i + 16), s23);
