@@ -88,8 +88,9 @@ def test_multi_row_dot_equals_one_row_dot(qtype, rows, level, heavy_tailed, make
 def test_tiled_matmul_equals_one_row_dot(qtype, level, heavy_tailed, make_imatrix):
     """The rows x tokens product (prefill's path: each weight block decoded once per tile of tokens)
     equals the reference one-row dot for every (row, token): row tiles cut at every remainder (67-row
-    chunks, 4-row tiles), token tiles cut at both (2-token tiles, 32-token blocks: 37 tokens), and a
-    block count that leaves 1, 2 and 3 blocks past the last 4-block group of the 32-element types."""
+    chunks, 4-row tiles), token tiles cut at every remainder (4-token tiles: 37, 38, 39 tokens leave 1, 2
+    and 3), and a block count that leaves 1, 2 and 3 blocks past the last 4-block group of the 32-element
+    types."""
     block = QTYPES[qtype].block_size
     at = QTYPES[qtype].vec_dot_type
     rng = np.random.default_rng(5)
@@ -97,14 +98,18 @@ def test_tiled_matmul_equals_one_row_dot(qtype, level, heavy_tailed, make_imatri
         cols = block * nblocks
         w = np.ascontiguousarray(np.resize(heavy_tailed[:, :cols], (139, cols)))
         qb = quants.quantize(w, qtype, make_imatrix(w) if qtype == T.IQ2_XXS else None).view(np.uint8).reshape(139, -1)
-        x = (rng.standard_normal((37, cols)) * rng.uniform(0.01, 30, (37, 1))).astype(np.float32)
+        x = (rng.standard_normal((39, cols)) * rng.uniform(0.01, 30, (39, 1))).astype(np.float32)
         x[3] = 0.0  # an all-zero activation row (zero scales)
-        got = quants.matmul(qb, x, qtype, impl=level, threads=2)
-        a = quants.quantize(x, at).view(np.uint8).reshape(37, -1)
+        got = quants.matmul(qb, x[:37], qtype, impl=level, threads=2)
+        a = quants.quantize(x, at).view(np.uint8).reshape(39, -1)
         for t in (0, 1, 3, 17, 35, 36):
             want = np.array([_C.vec_dot(int(qtype), qb[r], a[t], cols, "ref") for r in range(139)], np.float32)
             assert np.array_equal(got[t].view(np.uint32), want.view(np.uint32)), f"{qtype.name} cols={cols} token {t}"
-        for t in range(37):
+        for ntok in (38, 39):
+            more = quants.matmul(qb, x[:ntok], qtype, impl=level, threads=2)
+            assert np.array_equal(more[: len(got)].view(np.uint32), got.view(np.uint32)), f"{qtype.name} {ntok} tokens"
+            got = more
+        for t in range(39):
             assert np.array_equal(got[t].view(np.uint32), quants.matvec(qb, x[t], qtype, impl="ref").view(np.uint32))
 
 

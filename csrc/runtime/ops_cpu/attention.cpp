@@ -16,22 +16,33 @@ namespace dsv4 {
 
 void sparse_attention(const float* q, int64_t H, int64_t hd, const std::vector<const float*>& keys, const float* sinks,
                       float scale, float* out) {
+  // Heads in groups of kHeads against each key in turn, so a key row is read once per group from L1
+  // rather than once per head from L2/L3 (all heads share the latent keys).  Every head still forms its
+  // scores and accumulates its output over the keys in key order, so the bits do not depend on the
+  // grouping.
+  constexpr int64_t kHeads = 8;
   const size_t n = keys.size();
-  std::vector<float> z(n);
-  for (int64_t h = 0; h < H; ++h) {
-    const float* qh = q + h * hd;
-    float mx = -INFINITY;
-    for (size_t e = 0; e < n; ++e) {
-      z[e] = dot_f32(qh, keys[e], hd) * scale;
-      mx = std::max(mx, z[e]);
+  std::vector<float> z(static_cast<size_t>(kHeads) * n);
+  for (int64_t h0 = 0; h0 < H; h0 += kHeads) {
+    const int64_t nh = std::min(kHeads, H - h0);
+    for (size_t e = 0; e < n; ++e)
+      for (int64_t j = 0; j < nh; ++j) z[static_cast<size_t>(j) * n + e] = dot_f32(q + (h0 + j) * hd, keys[e], hd) * scale;
+    float den[kHeads];
+    for (int64_t j = 0; j < nh; ++j) {
+      float* zj = &z[static_cast<size_t>(j) * n];
+      float mx = -INFINITY;
+      for (size_t e = 0; e < n; ++e) mx = std::max(mx, zj[e]);
+      float d = 0.f;
+      for (size_t e = 0; e < n; ++e) d += (zj[e] = std::exp(zj[e] - mx));
+      den[j] = d + std::exp(sinks[h0 + j] - mx);
+      std::fill(out + (h0 + j) * hd, out + (h0 + j + 1) * hd, 0.f);
     }
-    float den = 0.f;
-    for (size_t e = 0; e < n; ++e) den += (z[e] = std::exp(z[e] - mx));
-    den += std::exp(sinks[h] - mx);
-    float* oh = out + h * hd;
-    for (int64_t d = 0; d < hd; ++d) oh[d] = 0.f;
-    for (size_t e = 0; e < n; ++e) axpy_f32(oh, z[e], keys[e], hd);
-    for (int64_t d = 0; d < hd; ++d) oh[d] /= den;
+    for (size_t e = 0; e < n; ++e)
+      for (int64_t j = 0; j < nh; ++j) axpy_f32(out + (h0 + j) * hd, z[static_cast<size_t>(j) * n + e], keys[e], hd);
+    for (int64_t j = 0; j < nh; ++j) {
+      float* oh = out + (h0 + j) * hd;
+      for (int64_t d = 0; d < hd; ++d) oh[d] /= den[j];
+    }
   }
 }
 

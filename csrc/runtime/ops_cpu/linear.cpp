@@ -139,9 +139,18 @@ void run_rows(const Prepared& p, int64_t b, int64_t e) {
   if (p.mode == Prepared::kBf16) {
     // BF16 weights (embedding-sized heads): conversion fused into the SIMD dot, the same bits as
     // dequantize + dot_f32 (the same kernel level), without the row buffer round trip.
-    for (int64_t r = b; r < e; ++r) {
-      const uint16_t* wr = reinterpret_cast<const uint16_t*>(w.row(r));
-      for (int64_t t = 0; t < T; ++t) y[t * ys + r] = p.bf16_dot(wr, p.x + t * cols, cols);
+    // Several tokens (prefill): blocks of 16 rows x 16 tokens, both in L2 while every pair is formed;
+    // row-major over all T tokens re-read the whole activation (T x cols x 4 bytes) for every row.
+    constexpr int64_t kRows = 16, kToks = 16;
+    for (int64_t r0 = b; r0 < e; r0 += kRows) {
+      const int64_t r1 = std::min(e, r0 + kRows);
+      for (int64_t t0 = 0; t0 < T; t0 += kToks) {
+        const int64_t t1 = std::min(T, t0 + kToks);
+        for (int64_t r = r0; r < r1; ++r) {
+          const uint16_t* wr = reinterpret_cast<const uint16_t*>(w.row(r));
+          for (int64_t t = t0; t < t1; ++t) y[t * ys + r] = p.bf16_dot(wr, p.x + t * cols, cols);
+        }
+      }
     }
     return;
   }
