@@ -51,10 +51,75 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
 }
 
 
+# What each markdown column means, printed under the tables of the tasks present.
+LEGEND: dict[str, list[str]] = {
+    "kld": [
+        "KLD: per scored position (the second half of each --ctx chunk) KL(reference || candidate) of the "
+        "next-token distributions in nats, as llama-perplexity --kl-divergence; mean, median, 99th and 99.9th "
+        "percentile over the positions; 0 means identical logits. same top p: share of positions where both "
+        "rank the same token first. RMS Δp: root mean square of p_candidate(token) − p_reference(token) of the "
+        "actual next token. PPL(Q)/PPL(base): perplexity ratio on the same positions.",
+    ],
+    "mrcr": [
+        "MRCR (official): the official grader (SequenceMatcher ratio after the required prefix, 0 without it) "
+        "averaged over the scored rows; lenient: reasoning dropped, prefix accepted anywhere (reported apart). "
+        "8-needle columns: all bins (DeepSeek-style), cumulative up to 128K (Google-style), the 1M bin alone. "
+        "n: rows scored; skipped: rows outside the bins or over --n-ctx (each row's reason is in items.jsonl).",
+    ],
+    "swebench": [
+        "gold NLL: mean over instances of the per-token negative log-likelihood (nats) of the gold patch given "
+        "the issue; ΔNLL and flip rate (share with |ΔNLL| above --flip-threshold) against the reference; KLD "
+        "over the patch positions; line F1 of generated patches (--generate) against the gold patch.",
+    ],
+}
+LEGEND_BPW = (
+    "bpw (all): bytes x 8 / elements over every tensor of the GGUF; bpw (blocks): the same over the repeating "
+    "blocks' weights only (`blk.*`), the figure the plots use."
+)
+
+
+def _digest(d: Any) -> str:
+    if not isinstance(d, dict) or not d:
+        return "–"
+    if "file" in d:
+        return _digest(d["file"]) + (f" ({d['backend']})" if d.get("backend") else "")
+    if "name" in d:
+        h = d.get("sha256") or d.get("quick_sha256") or ""
+        kind = "sha256" if d.get("sha256") else "quick sha256"
+        return f"`{d['name']}` ({d.get('size', 0):,} B, {kind} {h[:12]})" if h else f"`{d['name']}`"
+    return ", ".join(f"{k}={v}" for k, v in d.items())
+
+
+def _provenance(runs: list[dict[str, Any]]) -> list[str]:
+    """How each run was made, from its manifest: task, model, reference, data, settings, versions."""
+    md = ["## How these runs were made", ""]
+    for r in runs:
+        man = r.get("manifest") or {}
+        st = dict(man.get("settings") or {})
+        model, ref = st.pop("model", None), st.pop("reference", None)
+        data = st.pop("data", None) or (st.pop("dataset", None) or {}).get("files")
+        ver = (man.get("versions") or {}).get("dsv4_gguf", "?")
+        md.append(f"- `{r['run']}`: {man.get('task', r.get('task'))} of **{_label(r)}**, model {_digest(model)}")
+        if ref:
+            md.append(f"  - reference: {_digest(ref)}")
+        if data:
+            files = data if isinstance(data, list) else [data]
+            md.append("  - data: " + ", ".join(_digest(f) for f in files))
+        scalars = {k: v for k, v in st.items() if isinstance(v, (int, float, str, bool, list)) or v is None}
+        if scalars:
+            md.append("  - settings: " + ", ".join(f"{k}={v}" for k, v in sorted(scalars.items())))
+        md.append(f"  - dsv4-gguf {ver}; everything else in `{r['run']}/manifest.json`")
+    return md + [""]
+
+
 def load_runs(paths: list[str | Path]) -> list[dict[str, Any]]:
     runs = []
     for p in map(Path, paths):
         res = p / "results.json"
+        if not p.is_dir():
+            raise FileNotFoundError(f"{p}: no such run folder (give the --out folder of an eval kld|mrcr|swebench run)")
+        if not (p / "manifest.json").is_file():
+            raise FileNotFoundError(f"{p}: not an eval run folder (no manifest.json; give an eval run's --out folder)")
         if not res.is_file():
             raise FileNotFoundError(f"{p}: no results.json (the run is unfinished: rerun the same command to resume)")
         r = json.loads(res.read_text(encoding="utf-8"))
@@ -133,8 +198,12 @@ def _plot_mrcr(runs: list[dict[str, Any]], path: Path) -> bool:
         for needles in sorted({c["n_needles"] for c in r["table"]}):
             cells = sorted((c for c in r["table"] if c["n_needles"] == needles), key=lambda c: c["bin"])
             ax.plot([c["bin"] for c in cells], [c["score"] for c in cells], "o-", label=f"{_label(r)} {needles}-needle")
-    ax.set_xticks(range(len(labels)), labels)
-    ax.set_ylim(0, 1.02)
+    # the bins present, with half a bin of margin: a single bin sits in the middle, not at the frame
+    present = sorted({c["bin"] for r in pts for c in r["table"]})
+    ax.set_xticks(present, [labels[b] if b < len(labels) else str(b) for b in present])
+    pad = 0.5 if len(present) > 1 else 1.0
+    ax.set_xlim(present[0] - pad, present[-1] + pad)
+    ax.set_ylim(-0.02, 1.04)
     ax.set_xlabel("context bin (o200k prompt+answer tokens)")
     ax.set_ylabel("MRCR mean match ratio (official)")
     ax.set_title("MRCR by context bin")
@@ -197,7 +266,7 @@ def write_report(runs: list[dict[str, Any]], out: str | Path) -> dict[str, Path]
                 + " | ".join(_fmt(r.get(k), f) for k, _, f in cols)
                 + " |"
             )
-        md.append("")
+        md += ["", f"*{LEGEND_BPW}*", ""] + [f"*{line}*" for line in LEGEND.get(task, [])] + [""]
     plots = {
         "kld_vs_bpw.png": _plot_kld,
         "mrcr_by_bin.png": _plot_mrcr,
@@ -210,7 +279,7 @@ def write_report(runs: list[dict[str, Any]], out: str | Path) -> dict[str, Path]
         if fn(runs, out / name):
             files[name] = out / name
             md += [f"![{name}]({name})", ""]
-    md += ["Runs: " + ", ".join(f"`{r['run']}`" for r in runs), ""]
+    md += _provenance(runs)
     write_text(out / "report.md", "\n".join(md))
     files["report.md"] = out / "report.md"
     keys = sorted({k for r in runs for k, v in r.items() if isinstance(v, (int, float, str)) or v is None} - {"run"})

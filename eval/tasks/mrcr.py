@@ -14,8 +14,8 @@ from typing import Any
 
 from ...chat import EOS
 from ..datasets.mrcr import load_mrcr, parse_bins
-from ..metrics.mrcr import BIN_LABELS, aggregate, bin_index, grade, grade_lenient
-from ..run import RunDir, file_digest
+from ..metrics.mrcr import BIN_EDGES, BIN_LABELS, aggregate, bin_index, grade, grade_lenient
+from ..run import RunDir, RunError, file_digest
 from .common import model_fingerprint, model_info, open_candidate
 
 __all__ = ["run_mrcr"]
@@ -105,6 +105,17 @@ def run_mrcr(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
     order = {r.uid: i for i, r in enumerate(rows)}
     recs = sorted((r for r in run.records() if r["uid"] in order), key=lambda r: order[r["uid"]])
     scored = [r for r in recs if "score" in r]
+    if recs and not scored:
+        # nothing to score is a failed run, not a result: the run stays unfinished (no results.json)
+        outside = sum("outside --bins" in r["skipped"] for r in recs)
+        raise RunError(
+            f"eval mrcr: none of the {len(recs)} rows was scored ({outside} outside the bins, "
+            f"{len(recs) - outside} longer than --n-ctx {ns.n_ctx} with their answer budget); the official bins "
+            f"cover {BIN_EDGES[0]:,} to {BIN_EDGES[-1]:,} prompt + answer tokens: use rows of that length, "
+            f"--bins the data covers, or a larger --n-ctx (each row's reason is in {ns.out}/items.jsonl)"
+        )
+    if not recs:
+        raise RunError(f"eval mrcr: no MRCR row matched --needles {ns.needles} --bins {ns.bins} in {ns.data}")
     agg = aggregate(scored)
     results = {"task": "mrcr", **minfo, **agg, "mrcr_skipped": len(recs) - len(scored), "bin_labels": list(BIN_LABELS)}
     run.finish(results)

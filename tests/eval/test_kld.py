@@ -140,7 +140,7 @@ def _kld_args(text: Path, out: Path, model: str, **kw: str) -> list[str]:
     return args
 
 
-def test_eval_kld_zero_monotone_resume_report(text_file: Path, tmp_path: Path) -> None:
+def test_eval_kld_zero_monotone_resume_report(text_file: Path, tmp_path: Path, capsys) -> None:
     from dsv4_gguf.cli import main
 
     cache = tmp_path / "refcache"
@@ -183,6 +183,19 @@ def test_eval_kld_zero_monotone_resume_report(text_file: Path, tmp_path: Path) -
     assert (rep / "kld_vs_bpw.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     csv = (rep / "report.csv").read_text().splitlines()
     assert len(csv) == 5 and "kld_mean" in csv[0]
+    # the report says how it was made (per run: model, reference, data with hashes, settings, version)
+    # and how to read its columns
+    prov = md.split("## How these runs were made", 1)[1]
+    assert prov.count("- `") == 4 and str(tmp_path / "n0.4") in prov and "kld of **noise0.4**" in prov
+    assert "reference: " in prov and "data: `text.txt` (" in prov and "sha256 " in prov
+    assert "ctx=" in prov and "n_chunks=" in prov and "dsv4-gguf " in prov
+    assert "*bpw (all): bytes x 8 / elements" in md and "*KLD: per scored position" in md
+
+    # a missing or foreign folder is named as such, not called an unfinished run
+    for bad, want in ((tmp_path / "nope", "no such run folder"), (tmp_path, "not an eval run folder")):
+        assert main(["eval", "report", str(bad), "--out", str(tmp_path / "r2")]) == 1
+        err = capsys.readouterr().err
+        assert want in err and "unfinished" not in err, err
 
 
 def test_eval_kld_against_kld_file(tmp_path: Path, text_file: Path) -> None:

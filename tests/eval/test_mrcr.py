@@ -187,3 +187,49 @@ def test_eval_mrcr_end_to_end_and_resume(mrcr_tree, fake_o200k, tmp_path: Path, 
     assert main(["eval", "report", str(tmp_path / "a"), "--out", str(rep)]) == 0
     assert "| fake | – | – | " in (rep / "report.md").read_text()
     assert (rep / "mrcr_by_bin.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_eval_mrcr_with_nothing_scored_fails(mrcr_tree, fake_o200k, tmp_path: Path, monkeypatch, capsys) -> None:
+    """Every row outside the bins (by the model's own count) or over --n-ctx: the run fails with one line
+    that says why and what to change, and leaves no results.json that a report could take for a score."""
+    from dsv4_gguf.eval import tokenize
+
+    from dsv4_gguf.cli import main
+
+    monkeypatch.setattr(tokenize, "count_o200k", fake_o200k)
+    root, _ = mrcr_tree
+    for name, kw in (("ctx", {"n_ctx": "2000"}), ("bins", {"bin_by": "native", "bins": "1M"})):
+        out = tmp_path / name
+        assert main(_mrcr_args(root, out, **kw)) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "none of the 8 rows was scored" in err, err
+        assert "4,096 to 1,048,576" in err and "items.jsonl" in err
+        assert not (out / "results.json").exists()
+
+
+def test_mrcr_plot_single_bin_point_is_inside(tmp_path: Path) -> None:
+    """One bin present: the x range is centred on it (the point is not drawn on the frame's corner)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from dsv4_gguf.eval import report
+    from matplotlib import pyplot as plt
+
+    seen = {}
+    real_subplots = plt.subplots
+
+    def spy(*a, **k):
+        fig, ax = real_subplots(*a, **k)
+        seen["ax"] = ax
+        return fig, ax
+
+    table = [{"n_needles": 8, "bin": 0, "bin_label": "8K", "n": 2, "score": 0.5}]
+    run = {"run": "r", "task": "mrcr", "variant": "v", "table": table, "bin_labels": list(BIN_LABELS)}
+    plt.subplots = spy
+    try:
+        assert report._plot_mrcr([run], tmp_path / "m.png")
+    finally:
+        plt.subplots = real_subplots
+    lo, hi = seen["ax"].get_xlim()
+    assert lo < 0 < hi and abs((lo + hi) / 2) < 1e-9
+    assert [t.get_text() for t in seen["ax"].get_xticklabels()] == ["8K"]
