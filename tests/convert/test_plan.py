@@ -72,11 +72,24 @@ def test_cli_dry_run_every_variant(preset, capsys, tmp_path, monkeypatch):
         assert m
         sizes[v] = int(m.group(1).replace(",", ""))
     assert not list(tmp_path.iterdir())  # a plan writes nothing
-    # bigger variants are bigger; the 2-bit MoE recipe fits Flash in 96-128 GB with the MTP sidecar
+    # bigger variants are bigger
     assert sizes["SOURCE"] > sizes["MXFP4_MOE"] > sizes["Q8_0"] > sizes["Q4_K_M"] > sizes["Q3_K_M"] > sizes["Q2_K"]
     assert sizes["Q2_K"] > sizes["IQ2_XXS-MOE"]
+    # the README's size table is these plans (main + MTP column), and the recipe descriptions agree
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    col = 2 if preset == "flash" else 5
+    table = {
+        cells[0]: cells[col]
+        for line in readme.splitlines()
+        if line.startswith("| ") and (cells := [c.strip() for c in line.strip("|").split("|")])[0] in VARIANTS
+    }
+    assert table == {v: f"{sizes[v] / 1e9:.2f} GB" for v in VARIANTS}
     if preset == "flash":
-        assert 60e9 < sizes["IQ2_XXS-MOE"] < 96e9
+        assert f"Flash {sizes['IQ2_XXS-MOE'] / 1e9:.1f} GB with the MTP sidecar" in _recipe_text("iq2_xxs_moe")
+
+
+def _recipe_text(name: str) -> str:
+    return (Path(__file__).resolve().parents[2] / "quantize" / "recipes" / f"{name}.json").read_text(encoding="utf-8")
 
 
 def test_cli_preset_needs_dry_run(capsys):
