@@ -85,10 +85,14 @@ int main(int argc, char** argv) {
           const int64_t r0 = rows * t / 2, r1 = rows * (t + 1) / 2;
           for (int64_t r = r0; r < r1; ++r) {
             const uint16_t* wr = w + r * cols;
-            if (mode == 0) y[r] = dot_f32act(wr, x.data(), cols);
-            else if (mode == 1) sink[t] ^= or_reduce(reinterpret_cast<const uint64_t*>(wr), cols / 4);
-            else if (mode == 2) y[r] = dot_bf16act(wr, xb.data(), cols);
-            else y[r] = dot_evenodd(wr, xe.data(), xo.data(), cols);
+            if (mode == 0)
+              y[r] = dot_f32act(wr, x.data(), cols);
+            else if (mode == 1)
+              sink[t] ^= or_reduce(reinterpret_cast<const uint64_t*>(wr), cols / 4);
+            else if (mode == 2)
+              y[r] = dot_bf16act(wr, xb.data(), cols);
+            else
+              y[r] = dot_evenodd(wr, xe.data(), xo.data(), cols);
           }
         });
       for (auto& t : th) t.join();

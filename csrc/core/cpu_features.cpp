@@ -11,8 +11,7 @@ bool cpu_has_avx2() {
 #if defined(DSV4_X86) && (defined(__GNUC__) || defined(__clang__))
   static const bool has = [] {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
   }();
   return has;
 #else
@@ -64,10 +63,14 @@ Impl resolve_impl(Impl requested) {
 
 const char* impl_name(Impl impl) {
   switch (impl) {
-    case Impl::Ref: return "ref";
-    case Impl::Simd: return "avx2";
-    case Impl::Avx512: return "avx512";
-    default: return "auto";
+    case Impl::Ref:
+      return "ref";
+    case Impl::Simd:
+      return "avx2";
+    case Impl::Avx512:
+      return "avx512";
+    default:
+      return "auto";
   }
 }
 

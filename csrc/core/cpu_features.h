@@ -9,10 +9,10 @@ namespace dsv4 {
 // Simd means "the AVX2 kernels" (the name the Python API has always used for them).
 enum class Impl { Auto = 0, Ref = 1, Simd = 2, Avx512 = 3 };
 
-bool cpu_has_avx2();          // AVX2 + FMA + F16C, checked once
-bool cpu_has_avx512();        // the above + AVX-512 F, BW, DQ, VL and VNNI, checked once
-bool force_ref_from_env();    // DSV4_FORCE_REF set to a non-empty value other than "0"
-bool force_avx2_from_env();   // DSV4_FORCE_AVX2 likewise
+bool cpu_has_avx2();         // AVX2 + FMA + F16C, checked once
+bool cpu_has_avx512();       // the above + AVX-512 F, BW, DQ, VL and VNNI, checked once
+bool force_ref_from_env();   // DSV4_FORCE_REF set to a non-empty value other than "0"
+bool force_avx2_from_env();  // DSV4_FORCE_AVX2 likewise
 // Resolve Auto to the best level the CPU and the environment allow; asking for a level the CPU lacks
 // throws std::runtime_error.
 Impl resolve_impl(Impl requested);

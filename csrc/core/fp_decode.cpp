@@ -47,18 +47,15 @@ void decode_e2m1_ref(const uint8_t* in, float* out, size_t n_bytes) {
   }
 }
 
-void dequant_fp8_rows_ref(const uint8_t* w, const uint8_t* scale, float* out, int64_t cols, int64_t r0,
-                          int64_t r1) {
+void dequant_fp8_rows_ref(const uint8_t* w, const uint8_t* scale, float* out, int64_t cols, int64_t r0, int64_t r1) {
   const int64_t sc = (cols + 127) / 128;
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* srow = scale + (r / 128) * sc;
-    for (int64_t c = 0; c < cols; ++c)
-      out[r * cols + c] = e4m3_to_f32(w[r * cols + c]) * e8m0_to_f32(srow[c / 128]);
+    for (int64_t c = 0; c < cols; ++c) out[r * cols + c] = e4m3_to_f32(w[r * cols + c]) * e8m0_to_f32(srow[c / 128]);
   }
 }
 
-void dequant_fp4_rows_ref(const uint8_t* w, const uint8_t* scale, float* out, int64_t cols, int64_t r0,
-                          int64_t r1) {
+void dequant_fp4_rows_ref(const uint8_t* w, const uint8_t* scale, float* out, int64_t cols, int64_t r0, int64_t r1) {
   const int64_t half = cols / 2, ns = cols / 32;
   for (int64_t r = r0; r < r1; ++r) {
     for (int64_t k = 0; k < half; ++k) {

@@ -25,19 +25,15 @@ void decode_e2m1_ref(const uint8_t* in, float* out, size_t n_bytes);
 
 // Block-scaled dequantisation of one row range [r0, r1) (row-major, `cols` logical columns).
 // FP8: scale[(r/128) * ceil(cols/128) + c/128].  FP4: w has cols/2 bytes per row, scale cols/32.
-void dequant_fp8_rows_ref(const uint8_t* w, const uint8_t* scale, float* out, int64_t cols, int64_t r0,
-                          int64_t r1);
-void dequant_fp4_rows_ref(const uint8_t* w, const uint8_t* scale, float* out, int64_t cols, int64_t r0,
-                          int64_t r1);
+void dequant_fp8_rows_ref(const uint8_t* w, const uint8_t* scale, float* out, int64_t cols, int64_t r0, int64_t r1);
+void dequant_fp4_rows_ref(const uint8_t* w, const uint8_t* scale, float* out, int64_t cols, int64_t r0, int64_t r1);
 
 #if defined(DSV4_X86)
 void decode_e4m3_avx2(const uint8_t* in, float* out, size_t n);
 void decode_e8m0_avx2(const uint8_t* in, float* out, size_t n);
 void decode_e2m1_avx2(const uint8_t* in, float* out, size_t n_bytes);
-void dequant_fp8_rows_avx2(const uint8_t* w, const uint8_t* scale, float* out, int64_t cols, int64_t r0,
-                           int64_t r1);
-void dequant_fp4_rows_avx2(const uint8_t* w, const uint8_t* scale, float* out, int64_t cols, int64_t r0,
-                           int64_t r1);
+void dequant_fp8_rows_avx2(const uint8_t* w, const uint8_t* scale, float* out, int64_t cols, int64_t r0, int64_t r1);
+void dequant_fp4_rows_avx2(const uint8_t* w, const uint8_t* scale, float* out, int64_t cols, int64_t r0, int64_t r1);
 #endif
 
 // Dispatchers (Impl::Auto picks AVX2 when available).  The dequant ones split rows over `threads`.

@@ -88,8 +88,7 @@ void decode_e2m1_avx2(const uint8_t* in, float* out, size_t n_bytes) {
   }
 }
 
-void dequant_fp8_rows_avx2(const uint8_t* w, const uint8_t* scale, float* out, int64_t cols, int64_t r0,
-                           int64_t r1) {
+void dequant_fp8_rows_avx2(const uint8_t* w, const uint8_t* scale, float* out, int64_t cols, int64_t r0, int64_t r1) {
   const int64_t sc = (cols + 127) / 128;
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* srow = scale + (r / 128) * sc;
@@ -106,8 +105,7 @@ void dequant_fp8_rows_avx2(const uint8_t* w, const uint8_t* scale, float* out, i
   }
 }
 
-void dequant_fp4_rows_avx2(const uint8_t* w, const uint8_t* scale, float* out, int64_t cols, int64_t r0,
-                           int64_t r1) {
+void dequant_fp4_rows_avx2(const uint8_t* w, const uint8_t* scale, float* out, int64_t cols, int64_t r0, int64_t r1) {
   const int64_t half = cols / 2, ns = cols / 32;
   for (int64_t r = r0; r < r1; ++r) {
     for (int64_t g = 0; g < ns; ++g)

@@ -9,9 +9,9 @@
 
 namespace dsv4::cuda {
 
-int device_count();                 // 0 when there is no driver or no device (never throws)
+int device_count();  // 0 when there is no driver or no device (never throws)
 std::string device_name(int device);
-int runtime_version();              // CUDA runtime version the target was built against
+int runtime_version();  // CUDA runtime version the target was built against
 // Decode n E4M3 bytes (host memory) to float32 (host memory) on device 0.
 void decode_e4m3(const uint8_t* in, float* out, size_t n);
 

@@ -10,7 +10,8 @@ namespace dsv4::cuda {
 namespace {
 
 void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) throw std::runtime_error(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(err));
+  if (err != cudaSuccess)
+    throw std::runtime_error(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(err));
 }
 
 __global__ void decode_e4m3_kernel(const uint8_t* __restrict__ in, float* __restrict__ out, size_t n) {

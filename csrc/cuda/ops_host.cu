@@ -13,7 +13,7 @@
 namespace dsv4::cudaops {
 void dequant_rows_host(int qtype, const uint8_t* w, int64_t rows, int64_t cols, float* out);  // gemv.cu
 void gemv_emulate_host(int qtype, const uint8_t* w, int64_t rows, int64_t cols, const float* x, int n_vec, float* y);
-}
+}  // namespace dsv4::cudaops
 
 namespace dsv4::cuda {
 namespace {
@@ -58,7 +58,8 @@ void moe_gemv(int qtype, const uint8_t* w, int64_t n_experts, int64_t rows, int6
   need_device();
   const CudaGemvConfig c = cuda_gemv_config(static_cast<QType>(qtype), rows, cols, 1, n_slots);
   for (int i = 0; i < n_slots; ++i)
-    if (ids[i] >= n_experts) throw std::invalid_argument("moe_gemv: expert id " + std::to_string(ids[i]) + " >= " + std::to_string(n_experts));
+    if (ids[i] >= n_experts)
+      throw std::invalid_argument("moe_gemv: expert id " + std::to_string(ids[i]) + " >= " + std::to_string(n_experts));
   Dev<uint8_t> dw(w, c.row_bytes * static_cast<size_t>(rows * n_experts));
   Dev<int32_t> di(ids, static_cast<size_t>(n_slots));
   Dev<float> dx(x, static_cast<size_t>(n_slots * cols)), dy(static_cast<size_t>(n_slots * rows));
@@ -73,7 +74,8 @@ void dequant_rows_host(int qtype, const uint8_t* w, int64_t rows, int64_t cols, 
 
 void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps) {
   need_device();
-  Dev<float> dx(x, static_cast<size_t>(rows * n)), dw(w, w ? static_cast<size_t>(n) : 0), dy(static_cast<size_t>(rows * n));
+  Dev<float> dx(x, static_cast<size_t>(rows * n)), dw(w, w ? static_cast<size_t>(n) : 0),
+      dy(static_cast<size_t>(rows * n));
   cudaops::rms_norm(dx.p, w ? dw.p : nullptr, dy.p, rows, n, eps, nullptr);
   dy.get(y);
 }
@@ -89,8 +91,10 @@ void rope_tail(float* x, int64_t rows, int64_t n, int64_t rd, int64_t pos0, int6
 void fake_quant(float* x, int64_t rows, int64_t n, int block, bool fp4) {
   need_device();
   Dev<float> dx(x, static_cast<size_t>(rows * n));
-  if (fp4) cudaops::fp4_fake_quant(dx.p, rows, n, block, nullptr);
-  else cudaops::fp8_fake_quant(dx.p, rows, n, n, block, nullptr);
+  if (fp4)
+    cudaops::fp4_fake_quant(dx.p, rows, n, block, nullptr);
+  else
+    cudaops::fp8_fake_quant(dx.p, rows, n, n, block, nullptr);
   dx.get(x);
 }
 
@@ -107,12 +111,14 @@ void hc_coeffs(const float* mixes, int64_t T, const float* scale, const float* b
   if (hc > 4) throw std::invalid_argument("hc_coeffs: hc must be <= 4");
   if (on_host) {
     for (int64_t t = 0; t < T; ++t)
-      cudaops::hc_coeffs_one(mixes + t * nmix, scale, base, hc, iters, eps, pre + t * hc, post + t * hc, comb + t * hc * hc);
+      cudaops::hc_coeffs_one(mixes + t * nmix, scale, base, hc, iters, eps, pre + t * hc, post + t * hc,
+                             comb + t * hc * hc);
     return;
   }
   need_device();
   Dev<float> dm(mixes, static_cast<size_t>(T * nmix)), ds(scale, 3), db(base, static_cast<size_t>(nmix));
-  Dev<float> dpre(static_cast<size_t>(T * hc)), dpost(static_cast<size_t>(T * hc)), dcomb(static_cast<size_t>(T * hc * hc));
+  Dev<float> dpre(static_cast<size_t>(T * hc)), dpost(static_cast<size_t>(T * hc)),
+      dcomb(static_cast<size_t>(T * hc * hc));
   cudaops::hc_coeffs(dm.p, T, ds.p, db.p, hc, iters, eps, dpre.p, dpost.p, dcomb.p, nullptr);
   dpre.get(pre);
   dpost.get(post);
@@ -123,18 +129,20 @@ void route(const float* logits, int64_t T, int64_t E, int K, const float* bias, 
            const int32_t* tokens, float route_scale, bool norm, int32_t* idx, float* w) {
   need_device();
   Dev<float> dl(logits, static_cast<size_t>(T * E)), db(bias, bias ? static_cast<size_t>(E) : 0);
-  Dev<int32_t> dt(tid2eid, tid2eid ? static_cast<size_t>(V * K) : 0), dtok(tokens, tid2eid ? static_cast<size_t>(T) : 0);
+  Dev<int32_t> dt(tid2eid, tid2eid ? static_cast<size_t>(V * K) : 0),
+      dtok(tokens, tid2eid ? static_cast<size_t>(T) : 0);
   Dev<int32_t> di(static_cast<size_t>(T * K));
   Dev<float> dw(static_cast<size_t>(T * K));
-  cudaops::route(dl.p, T, E, K, bias ? db.p : nullptr, tid2eid ? dt.p : nullptr, tid2eid ? dtok.p : nullptr, route_scale,
-                 norm, di.p, dw.p, nullptr);
+  cudaops::route(dl.p, T, E, K, bias ? db.p : nullptr, tid2eid ? dt.p : nullptr, tid2eid ? dtok.p : nullptr,
+                 route_scale, norm, di.p, dw.p, nullptr);
   di.get(idx);
   dw.get(w);
 }
 
 void swiglu(const float* g, const float* u, const float* wt, int64_t T, int64_t I, float limit, float* h) {
   need_device();
-  Dev<float> dg(g, static_cast<size_t>(T * I)), du(u, static_cast<size_t>(T * I)), dwt(wt, wt ? static_cast<size_t>(T) : 0);
+  Dev<float> dg(g, static_cast<size_t>(T * I)), du(u, static_cast<size_t>(T * I)),
+      dwt(wt, wt ? static_cast<size_t>(T) : 0);
   Dev<float> dh(static_cast<size_t>(T * I));
   cudaops::swiglu(dg.p, du.p, wt ? dwt.p : nullptr, T, I, limit, dh.p, nullptr);
   dh.get(h);
@@ -145,7 +153,8 @@ void sparse_attention(const float* q, int64_t H, int64_t hd, const float* window
                       float scale, float* out) {
   need_device();
   Dev<float> dq(q, static_cast<size_t>(H * hd)), dwin(window, static_cast<size_t>(win * hd));
-  Dev<float> dc(comp, static_cast<size_t>(n_comp * hd)), ds(sinks, static_cast<size_t>(H)), dout(static_cast<size_t>(H * hd));
+  Dev<float> dc(comp, static_cast<size_t>(n_comp * hd)), ds(sinks, static_cast<size_t>(H)),
+      dout(static_cast<size_t>(H * hd));
   Dev<int32_t> di(ids, static_cast<size_t>(n_ids));
   cudaops::sparse_attention(dq.p, H, hd, dwin.p, win, p, dc.p, di.p, n_ids, ds.p, scale, dout.p, nullptr);
   dout.get(out);
@@ -162,7 +171,8 @@ int64_t compressor_run(int m, int d, const float* a, const float* g, int64_t T, 
     for (int64_t t = 0; t < T; ++t) {
       bool emitted = false;
       for (int c = 0; c < d; ++c)
-        emitted = cudaops::compressor_channel(kv.data(), sc.data(), m, d, a + t * w, g + t * w, pos0 + t, c, out + n * d + c);
+        emitted =
+            cudaops::compressor_channel(kv.data(), sc.data(), m, d, a + t * w, g + t * w, pos0 + t, c, out + n * d + c);
       if (emitted) ++n;
     }
     return n;
@@ -170,10 +180,12 @@ int64_t compressor_run(int m, int d, const float* a, const float* g, int64_t T, 
   need_device();
   Dev<float> dkv(static_cast<size_t>(coff * m * w)), dsc(sc.data(), sc.size());
   check(cudaMemset(dkv.p, 0, dkv.n * 4), "cudaMemset");
-  Dev<float> da(a, static_cast<size_t>(T * w)), dg(g, static_cast<size_t>(T * w)), dout(static_cast<size_t>((T / m + 1) * d));
+  Dev<float> da(a, static_cast<size_t>(T * w)), dg(g, static_cast<size_t>(T * w)),
+      dout(static_cast<size_t>((T / m + 1) * d));
   int64_t n = 0;
   for (int64_t t = 0; t < T; ++t)
-    if (cudaops::compressor_step(dkv.p, dsc.p, m, d, da.p + t * w, dg.p + t * w, pos0 + t, dout.p + n * d, nullptr)) ++n;
+    if (cudaops::compressor_step(dkv.p, dsc.p, m, d, da.p + t * w, dg.p + t * w, pos0 + t, dout.p + n * d, nullptr))
+      ++n;
   std::vector<float> tmp(dout.n);
   dout.get(tmp.data());
   std::memcpy(out, tmp.data(), static_cast<size_t>(n * d) * 4);
@@ -258,11 +270,13 @@ double time_moe_gemv(int qtype, const uint8_t* w, int64_t n_experts, int64_t row
   Dev<int32_t> di(ids, static_cast<size_t>(iters) * n_slots);
   std::vector<float> x(static_cast<size_t>(cols), 0.01f);
   Dev<float> dx(x.data(), x.size()), dy(static_cast<size_t>(n_slots * rows));
-  for (int i = 0; i < 3; ++i) cudaops::moe_gemv(qtype, dw.p, rows, cols, di.p + (i % iters) * n_slots, n_slots, dx.p, 0, dy.p, rows, nullptr);
+  for (int i = 0; i < 3; ++i)
+    cudaops::moe_gemv(qtype, dw.p, rows, cols, di.p + (i % iters) * n_slots, n_slots, dx.p, 0, dy.p, rows, nullptr);
   Events ev;
   check(cudaEventRecord(ev.a), "cudaEventRecord");
   for (int i = 0; i < iters; ++i)
-    cudaops::moe_gemv(qtype, dw.p, rows, cols, di.p + static_cast<int64_t>(i) * n_slots, n_slots, dx.p, 0, dy.p, rows, nullptr);
+    cudaops::moe_gemv(qtype, dw.p, rows, cols, di.p + static_cast<int64_t>(i) * n_slots, n_slots, dx.p, 0, dy.p, rows,
+                      nullptr);
   check(cudaEventRecord(ev.b), "cudaEventRecord");
   return ev.seconds(iters);
 }

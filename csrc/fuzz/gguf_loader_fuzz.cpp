@@ -28,7 +28,10 @@ std::string second_shard() {
   std::string s("GGUF", 4);
   auto u32 = [&](uint32_t v) { s.append(reinterpret_cast<const char*>(&v), 4); };
   auto u64 = [&](uint64_t v) { s.append(reinterpret_cast<const char*>(&v), 8); };
-  auto str = [&](const std::string& t) { u64(t.size()); s += t; };
+  auto str = [&](const std::string& t) {
+    u64(t.size());
+    s += t;
+  };
   u32(3), u64(1), u64(2);
   str("split.no"), u32(2), s.append("\x01\x00", 2);
   str("split.count"), u32(2), s.append("\x02\x00", 2);
@@ -115,12 +118,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       for (const auto& s : v.strs) sink += s.size();
     }
     for (const auto& [name, t] : f.tensors()) {
-      if (t.nbytes > f.total_bytes()) std::abort();  // a view larger than every mapped file together
+      if (t.nbytes > f.total_bytes()) std::abort();             // a view larger than every mapped file together
       for (size_t i = 0; i < t.nbytes; ++i) sink += t.data[i];  // ASan/SEGV on any byte outside the map
       sink += static_cast<uint64_t>(t.nelements());
     }
     (void)sink;
-  } catch (const dsv4::GgufError&) {
-  }
+  } catch (const dsv4::GgufError&) {}
   return 0;
 }

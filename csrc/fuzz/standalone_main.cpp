@@ -21,7 +21,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 namespace {
 
 void load(const std::string& path, std::vector<std::string>* out) {
-  struct stat st {};
+  struct stat st{};
   if (::stat(path.c_str(), &st) != 0) return;
   if (S_ISDIR(st.st_mode)) {
     DIR* d = ::opendir(path.c_str());
@@ -36,9 +36,31 @@ void load(const std::string& path, std::vector<std::string>* out) {
 }
 
 void mutate(std::string* s, std::mt19937_64& rng) {
-  static const uint64_t kInteresting[] = {0, 1, 2, 3, 4, 7, 8, 31, 32, 63, 64, 127, 128, 255, 256, 0x7fff, 0xffff,
-                                          0x10000, 0x7fffffff, 0x80000000, 0xffffffff, 0x100000000ull,
-                                          0x7fffffffffffffffull, 0x8000000000000000ull, 0xffffffffffffffffull};
+  static const uint64_t kInteresting[] = {0,
+                                          1,
+                                          2,
+                                          3,
+                                          4,
+                                          7,
+                                          8,
+                                          31,
+                                          32,
+                                          63,
+                                          64,
+                                          127,
+                                          128,
+                                          255,
+                                          256,
+                                          0x7fff,
+                                          0xffff,
+                                          0x10000,
+                                          0x7fffffff,
+                                          0x80000000,
+                                          0xffffffff,
+                                          0x100000000ull,
+                                          0x7fffffffffffffffull,
+                                          0x8000000000000000ull,
+                                          0xffffffffffffffffull};
   const int n_ops = 1 + static_cast<int>(rng() % 4);
   for (int k = 0; k < n_ops; ++k) {
     const size_t len = s->size();
@@ -77,9 +99,12 @@ int main(int argc, char** argv) {
   uint64_t seed = 1;
   std::vector<std::string> corpus;
   for (int i = 1; i < argc; ++i) {
-    if (std::strncmp(argv[i], "-runs=", 6) == 0) runs = std::atoll(argv[i] + 6);
-    else if (std::strncmp(argv[i], "-seed=", 6) == 0) seed = std::strtoull(argv[i] + 6, nullptr, 10);
-    else if (argv[i][0] != '-') load(argv[i], &corpus);
+    if (std::strncmp(argv[i], "-runs=", 6) == 0)
+      runs = std::atoll(argv[i] + 6);
+    else if (std::strncmp(argv[i], "-seed=", 6) == 0)
+      seed = std::strtoull(argv[i] + 6, nullptr, 10);
+    else if (argv[i][0] != '-')
+      load(argv[i], &corpus);
   }
   if (corpus.empty()) corpus.emplace_back();
   const auto t0 = std::chrono::steady_clock::now();

@@ -30,14 +30,16 @@ Impl parse_impl(const std::string& s) {
 
 void require_u8(const py::array& a, const char* what) {
   if (!a.dtype().is(py::dtype::of<uint8_t>()))
-    throw py::type_error(std::string(what) + ": expected a uint8 array (view float8/int8 data with .view(np.uint8)), got dtype " +
+    throw py::type_error(std::string(what) +
+                         ": expected a uint8 array (view float8/int8 data with .view(np.uint8)), got dtype " +
                          std::string(py::str(a.dtype())));
   if (!(a.flags() & py::array::c_style))
     throw py::value_error(std::string(what) + ": array must be C-contiguous (use np.ascontiguousarray)");
 }
 
 void require_2d(const py::array& a, const char* what) {
-  if (a.ndim() != 2) throw py::value_error(std::string(what) + ": expected a 2-D array, got " + std::to_string(a.ndim()) + "-D");
+  if (a.ndim() != 2)
+    throw py::value_error(std::string(what) + ": expected a 2-D array, got " + std::to_string(a.ndim()) + "-D");
 }
 
 std::vector<py::ssize_t> shape_of(const py::array& a) { return {a.shape(), a.shape() + a.ndim()}; }
@@ -103,8 +105,8 @@ namespace {
 
 void require_f32_c(const py::array& a, const char* what) {
   if (!a.dtype().is(py::dtype::of<float>()))
-    throw py::type_error(std::string(what) + ": expected a float32 array, got dtype " + std::string(py::str(a.dtype())) +
-                         " (convert explicitly, e.g. x.astype(np.float32))");
+    throw py::type_error(std::string(what) + ": expected a float32 array, got dtype " +
+                         std::string(py::str(a.dtype())) + " (convert explicitly, e.g. x.astype(np.float32))");
   if (!(a.flags() & py::array::c_style))
     throw py::value_error(std::string(what) + ": array must be C-contiguous (use np.ascontiguousarray)");
 }
@@ -115,8 +117,8 @@ const dsv4::QTypeInfo& qinfo(int qtype) {
   return *info;
 }
 
-py::array_t<uint8_t> quantize_rows_py(int qtype, const py::array& data, const py::object& imatrix, const std::string& impl,
-                                      int threads) {
+py::array_t<uint8_t> quantize_rows_py(int qtype, const py::array& data, const py::object& imatrix,
+                                      const std::string& impl, int threads) {
   const auto& info = qinfo(qtype);
   require_f32_c(data, "quantize_rows data");
   require_2d(data, "quantize_rows data");
@@ -128,7 +130,8 @@ py::array_t<uint8_t> quantize_rows_py(int qtype, const py::array& data, const py
     im = py::reinterpret_borrow<py::array>(imatrix);
     require_f32_c(im, "quantize_rows imatrix");
     if (im.ndim() != 1 || im.shape(0) != cols)
-      throw py::value_error("quantize_rows imatrix: expected shape (" + std::to_string(cols) + ",) (one weight per column)");
+      throw py::value_error("quantize_rows imatrix: expected shape (" + std::to_string(cols) +
+                            ",) (one weight per column)");
     qw = static_cast<const float*>(im.data());
   }
   Impl i = parse_impl(impl);
@@ -148,8 +151,9 @@ py::array_t<float> dequantize_rows_py(int qtype, const py::array& data, const st
   require_2d(data, "dequantize_rows data");
   const int64_t rows = data.shape(0), nbytes = data.shape(1);
   if (nbytes <= 0 || nbytes % info.type_size != 0)
-    throw py::value_error(std::string("dequantize_rows: ") + std::to_string(nbytes) + " bytes per row is not a positive multiple of the " +
-                          info.name + " block size (" + std::to_string(info.type_size) + " bytes)");
+    throw py::value_error(std::string("dequantize_rows: ") + std::to_string(nbytes) +
+                          " bytes per row is not a positive multiple of the " + info.name + " block size (" +
+                          std::to_string(info.type_size) + " bytes)");
   const int64_t cols = nbytes / info.type_size * info.block_size;
   Impl i = parse_impl(impl);
   py::array_t<float> out({rows, cols});
@@ -171,8 +175,9 @@ py::array_t<float> matvec_py(int qtype, const py::array& w, const py::array& x, 
   const int64_t rows = w.shape(0), cols = x.shape(0);
   const size_t rs = dsv4::quant_row_size(info.type, cols);
   if (static_cast<size_t>(w.shape(1)) != rs)
-    throw py::value_error(std::string("matvec: weight has ") + std::to_string(w.shape(1)) + " bytes per row, expected " +
-                          std::to_string(rs) + " for " + std::to_string(cols) + " " + info.name + " columns");
+    throw py::value_error(std::string("matvec: weight has ") + std::to_string(w.shape(1)) +
+                          " bytes per row, expected " + std::to_string(rs) + " for " + std::to_string(cols) + " " +
+                          info.name + " columns");
   Impl i = parse_impl(impl);
   py::array_t<float> out(rows);
   const uint8_t* wp = u8ptr(w);
@@ -194,8 +199,9 @@ py::array_t<float> matmul_py(int qtype, const py::array& w, const py::array& x, 
   const int64_t rows = w.shape(0), ntok = x.shape(0), cols = x.shape(1);
   const size_t rs = dsv4::quant_row_size(info.type, cols);
   if (static_cast<size_t>(w.shape(1)) != rs)
-    throw py::value_error(std::string("matmul: weight has ") + std::to_string(w.shape(1)) + " bytes per row, expected " +
-                          std::to_string(rs) + " for " + std::to_string(cols) + " " + info.name + " columns");
+    throw py::value_error(std::string("matmul: weight has ") + std::to_string(w.shape(1)) +
+                          " bytes per row, expected " + std::to_string(rs) + " for " + std::to_string(cols) + " " +
+                          info.name + " columns");
   Impl i = parse_impl(impl);
   py::array_t<float> out({ntok, rows});
   const uint8_t* wp = u8ptr(w);
@@ -217,8 +223,8 @@ float vec_dot_py(int qtype, const py::array& w, const py::array& a, int64_t n, c
   const size_t ab = at == dsv4::QType::F32 ? static_cast<size_t>(n) * 4 : dsv4::quant_row_size(at, n);
   if (static_cast<size_t>(w.nbytes()) != wb || static_cast<size_t>(a.nbytes()) != ab)
     throw py::value_error("vec_dot: expected " + std::to_string(wb) + " weight bytes and " + std::to_string(ab) +
-                          " activation bytes for n = " + std::to_string(n) + ", got " + std::to_string(w.nbytes()) + " and " +
-                          std::to_string(a.nbytes()));
+                          " activation bytes for n = " + std::to_string(n) + ", got " + std::to_string(w.nbytes()) +
+                          " and " + std::to_string(a.nbytes()));
   Impl i = parse_impl(impl);
   const uint8_t *wp = u8ptr(w), *ap = u8ptr(a);
   py::gil_scoped_release nogil;
@@ -231,11 +237,13 @@ py::array_t<uint8_t> repack_fp4_py(const py::array& w, const py::array& scale, i
   require_2d(w, "repack_fp4_to_mxfp4 weight");
   require_2d(scale, "repack_fp4_to_mxfp4 scale");
   const int64_t rows = w.shape(0), cols = w.shape(1) * 2;
-  if (cols % 32) throw py::value_error("repack_fp4_to_mxfp4: logical row length " + std::to_string(cols) + " is not a multiple of 32");
+  if (cols % 32)
+    throw py::value_error("repack_fp4_to_mxfp4: logical row length " + std::to_string(cols) +
+                          " is not a multiple of 32");
   if (scale.shape(0) != rows || scale.shape(1) != cols / 32)
-    throw py::value_error("repack_fp4_to_mxfp4: scale shape (" + std::to_string(scale.shape(0)) + ", " + std::to_string(scale.shape(1)) +
-                          ") does not match packed weight (" + std::to_string(rows) + ", " + std::to_string(cols / 2) +
-                          "); expected (rows, 2*cols/32)");
+    throw py::value_error("repack_fp4_to_mxfp4: scale shape (" + std::to_string(scale.shape(0)) + ", " +
+                          std::to_string(scale.shape(1)) + ") does not match packed weight (" + std::to_string(rows) +
+                          ", " + std::to_string(cols / 2) + "); expected (rows, 2*cols/32)");
   py::array_t<uint8_t> out({rows, cols / 32 * 17});
   const uint8_t *wp = u8ptr(w), *sp = u8ptr(scale);
   uint8_t* op = out.mutable_data();
@@ -270,9 +278,10 @@ void register_quant(py::module_& m) {
   m.def("matmul", &matmul_py, py::arg("qtype"), py::arg("weight"), py::arg("x"), py::arg("impl") = "auto",
         py::arg("threads") = 0,
         "Y[t, r] = W[r] . X[t] for X float32 [tokens, cols], each row quantized once; equals matvec row by row.");
-  m.def("vec_dot", &vec_dot_py, py::arg("qtype"), py::arg("weight"), py::arg("activation"), py::arg("n"),
-        py::arg("impl") = "auto",
-        "One dot product of n elements: weight bytes in `qtype`, activation bytes in its vec_dot type (Q8_0/Q8_K/f32).");
+  m.def(
+      "vec_dot", &vec_dot_py, py::arg("qtype"), py::arg("weight"), py::arg("activation"), py::arg("n"),
+      py::arg("impl") = "auto",
+      "One dot product of n elements: weight bytes in `qtype`, activation bytes in its vec_dot type (Q8_0/Q8_K/f32).");
   m.def("repack_fp4_to_mxfp4", &repack_fp4_py, py::arg("weight"), py::arg("scale"), py::arg("threads") = 0,
         "DeepSeek FP4 [rows, cols/2] + E8M0 scales [rows, cols/32] -> ggml MXFP4 bytes [rows, cols/32*17], bit-exact.");
 }
@@ -290,21 +299,24 @@ PYBIND11_MODULE(_C, m) {
       "decode_e4m3",
       [](const py::array& a, const std::string& impl) {
         Impl i = parse_impl(impl);
-        return elementwise(a, "decode_e4m3", [i](const uint8_t* s, float* d, size_t n) { dsv4::decode_e4m3(s, d, n, i); }, 1);
+        return elementwise(
+            a, "decode_e4m3", [i](const uint8_t* s, float* d, size_t n) { dsv4::decode_e4m3(s, d, n, i); }, 1);
       },
       py::arg("codes"), py::arg("impl") = "auto", "E4M3 (float8_e4m3fn) codes as uint8 -> float32, same shape.");
   m.def(
       "decode_e8m0",
       [](const py::array& a, const std::string& impl) {
         Impl i = parse_impl(impl);
-        return elementwise(a, "decode_e8m0", [i](const uint8_t* s, float* d, size_t n) { dsv4::decode_e8m0(s, d, n, i); }, 1);
+        return elementwise(
+            a, "decode_e8m0", [i](const uint8_t* s, float* d, size_t n) { dsv4::decode_e8m0(s, d, n, i); }, 1);
       },
       py::arg("codes"), py::arg("impl") = "auto", "E8M0 scale bytes -> float32 2^(b-127) (255 -> NaN).");
   m.def(
       "decode_e2m1",
       [](const py::array& a, const std::string& impl) {
         Impl i = parse_impl(impl);
-        return elementwise(a, "decode_e2m1", [i](const uint8_t* s, float* d, size_t n) { dsv4::decode_e2m1(s, d, n, i); }, 2);
+        return elementwise(
+            a, "decode_e2m1", [i](const uint8_t* s, float* d, size_t n) { dsv4::decode_e2m1(s, d, n, i); }, 2);
       },
       py::arg("packed"), py::arg("impl") = "auto",
       "Packed FP4 e2m1 pairs (low nibble = element 2k) -> float32 with the last axis doubled.");
@@ -318,9 +330,9 @@ PYBIND11_MODULE(_C, m) {
         require_2d(scale, "dequant_fp8 scale");
         const int64_t rows = w.shape(0), cols = w.shape(1);
         if (scale.shape(0) != (rows + 127) / 128 || scale.shape(1) != (cols + 127) / 128)
-          throw py::value_error("dequant_fp8: scale shape (" + std::to_string(scale.shape(0)) + ", " + std::to_string(scale.shape(1)) +
-                                ") does not match weight (" + std::to_string(rows) + ", " + std::to_string(cols) +
-                                "); expected (ceil(rows/128), ceil(cols/128))");
+          throw py::value_error("dequant_fp8: scale shape (" + std::to_string(scale.shape(0)) + ", " +
+                                std::to_string(scale.shape(1)) + ") does not match weight (" + std::to_string(rows) +
+                                ", " + std::to_string(cols) + "); expected (ceil(rows/128), ceil(cols/128))");
         Impl i = parse_impl(impl);
         py::array_t<float> out({rows, cols});
         const uint8_t *wp = u8ptr(w), *sp = u8ptr(scale);
@@ -341,10 +353,12 @@ PYBIND11_MODULE(_C, m) {
         require_2d(w, "dequant_fp4 weight");
         require_2d(scale, "dequant_fp4 scale");
         const int64_t rows = w.shape(0), cols = w.shape(1) * 2;
-        if (cols % 32) throw py::value_error("dequant_fp4: logical row length " + std::to_string(cols) + " is not a multiple of 32");
+        if (cols % 32)
+          throw py::value_error("dequant_fp4: logical row length " + std::to_string(cols) + " is not a multiple of 32");
         if (scale.shape(0) != rows || scale.shape(1) != cols / 32)
-          throw py::value_error("dequant_fp4: scale shape (" + std::to_string(scale.shape(0)) + ", " + std::to_string(scale.shape(1)) +
-                                ") does not match packed weight (" + std::to_string(rows) + ", " + std::to_string(cols / 2) +
+          throw py::value_error("dequant_fp4: scale shape (" + std::to_string(scale.shape(0)) + ", " +
+                                std::to_string(scale.shape(1)) + ") does not match packed weight (" +
+                                std::to_string(rows) + ", " + std::to_string(cols / 2) +
                                 "); expected (rows, 2*cols/32)");
         Impl i = parse_impl(impl);
         py::array_t<float> out({rows, cols});
@@ -363,13 +377,14 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "cuda_decode_e4m3",
       [](const py::array& a) {
-        return elementwise(a, "cuda_decode_e4m3", [](const uint8_t* s, float* d, size_t n) { dsv4::cuda::decode_e4m3(s, d, n); }, 1);
+        return elementwise(
+            a, "cuda_decode_e4m3", [](const uint8_t* s, float* d, size_t n) { dsv4::cuda::decode_e4m3(s, d, n); }, 1);
       },
       py::arg("codes"), "E4M3 decode on CUDA device 0 (RuntimeError when no device is present).");
   m.def("cuda_device_name", &dsv4::cuda::device_name, py::arg("device") = 0);
 #endif
 
-  register_quant(m);  // quant kernels section above
+  register_quant(m);    // quant kernels section above
   register_runtime(m);  // runtime section below
   register_cuda(m);     // CUDA backend section (planning in every build; kernels only with DSV4_HAVE_CUDA)
 }
@@ -446,8 +461,7 @@ void register_runtime(py::module_& m) {
              return std::make_unique<dsv4::Runtime>(path, o, mtp);
            }),
            py::arg("path"), py::arg("threads") = 0, py::arg("exact") = false, py::arg("qat") = true,
-           py::arg("mtp") = "",
-           "Memory-map and validate a deepseek4 GGUF (first shard of a split set).")
+           py::arg("mtp") = "", "Memory-map and validate a deepseek4 GGUF (first shard of a split set).")
       .def(
           "prefetch",
           [](const dsv4::Runtime& r) {
@@ -456,8 +470,13 @@ void register_runtime(py::module_& m) {
           },
           "Map every page of the GGUF(s) into the process now (as llama.cpp's MAP_POPULATE); bytes.")
       .def("config", &runtime_config, "Hyper-parameters, options and tensor types.")
-      .def("fingerprint", [](const dsv4::Runtime& rt) { py::gil_scoped_release nogil; return rt.fingerprint(); },
-           "64-bit fingerprint of the loaded weights that session state files are tied to.");
+      .def(
+          "fingerprint",
+          [](const dsv4::Runtime& rt) {
+            py::gil_scoped_release nogil;
+            return rt.fingerprint();
+          },
+          "64-bit fingerprint of the loaded weights that session state files are tied to.");
   py::class_<dsv4::Session>(m, "Session")
       .def(py::init([](const dsv4::Runtime& rt, int64_t ctx, const std::string& kv, bool mtp) {
              return std::make_unique<dsv4::Session>(rt, ctx, parse_kv(kv), mtp);
@@ -468,7 +487,8 @@ void register_runtime(py::module_& m) {
           "forward",
           [](dsv4::Session& s, const py::array& tokens, bool all_logits) {
             if (!tokens.dtype().is(py::dtype::of<int32_t>()))
-              throw py::type_error("tokens: expected an int32 array, got dtype " + std::string(py::str(tokens.dtype())));
+              throw py::type_error("tokens: expected an int32 array, got dtype " +
+                                   std::string(py::str(tokens.dtype())));
             if (tokens.ndim() != 1 || !(tokens.flags() & py::array::c_style))
               throw py::value_error("tokens: expected a C-contiguous 1-D array");
             const int64_t T = tokens.shape(0);
@@ -492,7 +512,8 @@ void register_runtime(py::module_& m) {
       .def(
           "mtp_forward",
           [](dsv4::Session& s, const py::array& tokens, bool all_logits) {
-            if (!tokens.dtype().is(py::dtype::of<int32_t>()) || tokens.ndim() != 1 || !(tokens.flags() & py::array::c_style))
+            if (!tokens.dtype().is(py::dtype::of<int32_t>()) || tokens.ndim() != 1 ||
+                !(tokens.flags() & py::array::c_style))
               throw py::type_error("tokens: expected a C-contiguous 1-D int32 array");
             const int64_t T = tokens.shape(0);
             const int32_t* tp = static_cast<const int32_t*>(tokens.data());
@@ -513,8 +534,20 @@ void register_runtime(py::module_& m) {
       .def_property_readonly("pos", &dsv4::Session::pos)
       .def_property_readonly("ctx", &dsv4::Session::ctx)
       .def("reset", &dsv4::Session::reset)
-      .def("save", [](const dsv4::Session& s, const std::string& p) { py::gil_scoped_release nogil; s.save(p); }, py::arg("path"))
-      .def("load", [](dsv4::Session& s, const std::string& p) { py::gil_scoped_release nogil; s.load(p); }, py::arg("path"))
+      .def(
+          "save",
+          [](const dsv4::Session& s, const std::string& p) {
+            py::gil_scoped_release nogil;
+            s.save(p);
+          },
+          py::arg("path"))
+      .def(
+          "load",
+          [](dsv4::Session& s, const std::string& p) {
+            py::gil_scoped_release nogil;
+            s.load(p);
+          },
+          py::arg("path"))
       .def("kv_bytes_per_token", &dsv4::Session::kv_bytes_per_token)
       .def("kv_bytes_total", &dsv4::Session::kv_bytes_total)
       .def("set_taps", &dsv4::Session::set_taps, py::arg("patterns"))
@@ -563,8 +596,9 @@ py::dict upload_plan_py(const dsv4::Runtime& rt) {
   const char* kinds[] = {"weight", "f32", "i32"};
   for (const auto& e : p.entries)
     entries.append(py::dict(py::arg("name") = e.name, py::arg("kind") = kinds[e.kind],
-                            py::arg("type") = dsv4::ggml_type_name(static_cast<int32_t>(e.type)), py::arg("rows") = e.rows,
-                            py::arg("cols") = e.cols, py::arg("bytes") = e.bytes, py::arg("offset") = e.offset));
+                            py::arg("type") = dsv4::ggml_type_name(static_cast<int32_t>(e.type)),
+                            py::arg("rows") = e.rows, py::arg("cols") = e.cols, py::arg("bytes") = e.bytes,
+                            py::arg("offset") = e.offset));
   py::dict d;
   d["total_bytes"] = p.total_bytes;
   d["alignment"] = dsv4::CudaUploadPlan::kAlign;
@@ -582,7 +616,8 @@ const float* f32opt(const py::object& o, const char* what) {
 }
 const int32_t* i32p(const py::array& a, const char* what) {
   if (!a.dtype().is(py::dtype::of<int32_t>()) || !(a.flags() & py::array::c_style))
-    throw py::type_error(std::string(what) + ": expected a C-contiguous int32 array, got dtype " + std::string(py::str(a.dtype())));
+    throw py::type_error(std::string(what) + ": expected a C-contiguous int32 array, got dtype " +
+                         std::string(py::str(a.dtype())));
   return static_cast<const int32_t*>(a.data());
 }
 py::array_t<float> f32copy(const py::array& a, const char* what) {
@@ -592,7 +627,8 @@ py::array_t<float> f32copy(const py::array& a, const char* what) {
   return out;
 }
 int64_t dim(const py::array& a, int i, const char* what) {
-  if (a.ndim() != 2) throw py::value_error(std::string(what) + ": expected a 2-D array, got " + std::to_string(a.ndim()) + "-D");
+  if (a.ndim() != 2)
+    throw py::value_error(std::string(what) + ": expected a 2-D array, got " + std::to_string(a.ndim()) + "-D");
   return a.shape(i);
 }
 #endif
@@ -601,157 +637,213 @@ int64_t dim(const py::array& a, int i, const char* what) {
 
 void register_cuda(py::module_& m) {
   m.def("cuda_gemv_config", &gemv_config_py, py::arg("qtype"), py::arg("rows"), py::arg("cols"), py::arg("n_vec") = 1,
-        py::arg("n_slots") = 1, "Launch geometry of the CUDA GEMV (host-side; ValueError for unsupported shapes/types).");
-  m.def("cuda_upload_plan", &upload_plan_py, py::arg("runtime"),
-        "Device arena layout of a loaded model's weights (host-side; ValueError names a tensor without a CUDA kernel).");
+        py::arg("n_slots") = 1,
+        "Launch geometry of the CUDA GEMV (host-side; ValueError for unsupported shapes/types).");
+  m.def(
+      "cuda_upload_plan", &upload_plan_py, py::arg("runtime"),
+      "Device arena layout of a loaded model's weights (host-side; ValueError names a tensor without a CUDA kernel).");
 #ifdef DSV4_HAVE_CUDA
   namespace cu = dsv4::cuda;
-  m.def("cuda_dequant_rows_host", [](int qtype, const py::array& w, int64_t cols) {
-    require_u8(w, "w");
-    const int64_t rows = dim(w, 0, "w");
-    const auto c = dsv4::cuda_gemv_config(static_cast<dsv4::QType>(qtype), rows, cols, 1, 1);
-    if (static_cast<size_t>(w.shape(1)) != c.row_bytes)
-      throw py::value_error("w: rows of " + std::to_string(c.row_bytes) + " bytes expected, got " + std::to_string(w.shape(1)));
-    py::array_t<float> out({rows, cols});
-    cu::dequant_rows_host(qtype, u8ptr(w), rows, cols, out.mutable_data());
-    return out;
-  }, py::arg("qtype"), py::arg("w"), py::arg("cols"), "The CUDA decoders run on the host (no device needed).");
-  m.def("cuda_gemv", [](int qtype, const py::array& w, const py::array& x, bool on_host) {
-    require_u8(w, "w");
-    const int64_t rows = dim(w, 0, "w"), n = dim(x, 0, "x"), cols = dim(x, 1, "x");
-    const float* xp = f32p(x, "x");
-    py::array_t<float> y({n, rows});
-    float* yp = y.mutable_data();
-    const uint8_t* wp = u8ptr(w);
-    {
-      py::gil_scoped_release nogil;
-      cu::gemv(qtype, wp, rows, cols, xp, static_cast<int>(n), yp, on_host);
-    }
-    return y;
-  }, py::arg("qtype"), py::arg("w"), py::arg("x"), py::arg("on_host") = false,
-     "y[v] = W x[v] on device 0 (x [n_vec <= 8, cols]); on_host: the kernel's lane code run on the CPU.");
-  m.def("cuda_moe_gemv", [](int qtype, const py::array& w, int64_t rows, const py::array& ids, const py::array& x) {
-    require_u8(w, "w");
-    const int64_t n = dim(x, 0, "x"), cols = dim(x, 1, "x");
-    if (ids.size() != n) throw py::value_error("ids: one expert id per row of x expected");
-    const int64_t E = dim(w, 0, "w") / rows;
-    py::array_t<float> y({n, rows});
-    cu::moe_gemv(qtype, u8ptr(w), E, rows, cols, i32p(ids, "ids"), static_cast<int>(n), f32p(x, "x"), y.mutable_data());
-    return y;
-  }, py::arg("qtype"), py::arg("w"), py::arg("rows"), py::arg("ids"), py::arg("x"));
-  m.def("cuda_rms_norm", [](const py::array& x, const py::object& w, float eps) {
-    const int64_t rows = dim(x, 0, "x"), n = dim(x, 1, "x");
-    py::array_t<float> y({rows, n});
-    cu::rms_norm(f32p(x, "x"), f32opt(w, "w"), y.mutable_data(), rows, n, eps);
-    return y;
-  }, py::arg("x"), py::arg("w"), py::arg("eps"));
-  m.def("cuda_rope_tail", [](const py::array& x, int64_t rd, int64_t pos0, int64_t rows_per_pos, const py::array& freqs,
-                             bool inverse) {
-    auto y = f32copy(x, "x");
-    cu::rope_tail(y.mutable_data(), dim(x, 0, "x"), dim(x, 1, "x"), rd, pos0, rows_per_pos, f32p(freqs, "freqs"), inverse);
-    return y;
-  }, py::arg("x"), py::arg("rd"), py::arg("pos0"), py::arg("rows_per_pos"), py::arg("freqs"), py::arg("inverse"));
-  m.def("cuda_fake_quant", [](const py::array& x, int block, bool fp4) {
-    auto y = f32copy(x, "x");
-    cu::fake_quant(y.mutable_data(), dim(x, 0, "x"), dim(x, 1, "x"), block, fp4);
-    return y;
-  }, py::arg("x"), py::arg("block"), py::arg("fp4"));
-  m.def("cuda_hadamard", [](const py::array& x) {
-    auto y = f32copy(x, "x");
-    cu::hadamard(y.mutable_data(), dim(x, 0, "x"), dim(x, 1, "x"));
-    return y;
-  }, py::arg("x"));
-  m.def("cuda_hc_coeffs", [](const py::array& mixes, const py::array& scale, const py::array& base, int hc, int iters,
-                             float eps, bool on_host) {
-    const int64_t T = dim(mixes, 0, "mixes");
-    py::array_t<float> pre({T, static_cast<int64_t>(hc)}), post({T, static_cast<int64_t>(hc)}),
-        comb({T, static_cast<int64_t>(hc * hc)});
-    cu::hc_coeffs(f32p(mixes, "mixes"), T, f32p(scale, "scale"), f32p(base, "base"), hc, iters, eps, pre.mutable_data(),
-                  post.mutable_data(), comb.mutable_data(), on_host);
-    return py::make_tuple(pre, post, comb);
-  }, py::arg("mixes"), py::arg("scale"), py::arg("base"), py::arg("hc"), py::arg("iters"), py::arg("eps"),
-     py::arg("on_host") = false, "on_host: the kernel's per-thread code run on the CPU (no device needed).");
-  m.def("cuda_route", [](const py::array& logits, int K, const py::object& bias, const py::object& tid2eid,
-                         const py::object& tokens, float scale, bool norm) {
-    const int64_t T = dim(logits, 0, "logits"), E = dim(logits, 1, "logits");
-    const int32_t* tp = nullptr;
-    const int32_t* hp = nullptr;
-    int64_t V = 0;
-    if (!tid2eid.is_none()) {
-      auto h = tid2eid.cast<py::array>();
-      auto tk = tokens.cast<py::array>();
-      hp = i32p(h, "tid2eid");
-      tp = i32p(tk, "tokens");
-      V = dim(h, 0, "tid2eid");
-    }
-    py::array_t<int32_t> idx({T, static_cast<int64_t>(K)});
-    py::array_t<float> w({T, static_cast<int64_t>(K)});
-    cu::route(f32p(logits, "logits"), T, E, K, f32opt(bias, "bias"), hp, V, tp, scale, norm, idx.mutable_data(),
-              w.mutable_data());
-    return py::make_tuple(idx, w);
-  }, py::arg("logits"), py::arg("k"), py::arg("bias"), py::arg("tid2eid"), py::arg("tokens"), py::arg("scale"),
-     py::arg("norm"));
-  m.def("cuda_swiglu", [](const py::array& g, const py::array& u, const py::object& wt, float limit) {
-    const int64_t T = dim(g, 0, "g"), I = dim(g, 1, "g");
-    py::array_t<float> h({T, I});
-    cu::swiglu(f32p(g, "g"), f32p(u, "u"), f32opt(wt, "wt"), T, I, limit, h.mutable_data());
-    return h;
-  }, py::arg("g"), py::arg("u"), py::arg("wt"), py::arg("limit"));
-  m.def("cuda_sparse_attention", [](const py::array& q, const py::array& window, int64_t p, const py::array& comp,
-                                    const py::array& ids, const py::array& sinks, float scale) {
-    const int64_t H = dim(q, 0, "q"), hd = dim(q, 1, "q");
-    py::array_t<float> out({H, hd});
-    cu::sparse_attention(f32p(q, "q"), H, hd, f32p(window, "window"), dim(window, 0, "window"), p, f32p(comp, "comp"),
-                         dim(comp, 0, "comp"), i32p(ids, "ids"), ids.size(), f32p(sinks, "sinks"), scale,
-                         out.mutable_data());
-    return out;
-  }, py::arg("q"), py::arg("window"), py::arg("p"), py::arg("comp"), py::arg("ids"), py::arg("sinks"), py::arg("scale"));
-  m.def("cuda_compressor_run", [](int m_, int d, const py::array& a, const py::array& g, int64_t pos0, bool on_host) {
-    const int64_t T = dim(a, 0, "a");
-    if (dim(a, 1, "a") != (m_ == 4 ? 2 : 1) * d || dim(g, 1, "g") != dim(a, 1, "a") || dim(g, 0, "g") != T)
-      throw py::value_error("a, g: [T, coff * d] expected (coff = 2 for m = 4)");
-    std::vector<float> out(static_cast<size_t>((T / m_ + 1) * d));
-    const int64_t n = cu::compressor_run(m_, d, f32p(a, "a"), f32p(g, "g"), T, pos0, out.data(), on_host);
-    py::array_t<float> r({n, static_cast<int64_t>(d)});
-    std::memcpy(r.mutable_data(), out.data(), static_cast<size_t>(n * d) * 4);
-    return r;
-  }, py::arg("m"), py::arg("d"), py::arg("a"), py::arg("g"), py::arg("pos0"), py::arg("on_host") = false);
-  m.def("cuda_topk", [](const py::array& score, int64_t k, bool on_host) {
-    py::array_t<int32_t> ids(k);
-    cu::topk(f32p(score, "score"), score.size(), k, ids.mutable_data(), on_host);
-    return ids;
-  }, py::arg("score"), py::arg("k"), py::arg("on_host") = false,
-     "Indexer top-k ids (ascending, -1 padded); on_host runs the bitonic network's code on the CPU.");
-  m.def("cuda_indexer_topk", [](const py::array& q, const py::array& w, const py::array& keys, int64_t k) {
-    const int64_t nh = dim(q, 0, "q"), dI = dim(q, 1, "q"), n = dim(keys, 0, "keys");
-    py::array_t<float> scores(n);
-    py::array_t<int32_t> ids(k);
-    cu::indexer_topk(f32p(q, "q"), f32p(w, "w"), nh, dI, f32p(keys, "keys"), n, k, scores.mutable_data(),
-                     ids.mutable_data());
-    return py::make_tuple(scores, ids);
-  }, py::arg("q"), py::arg("w"), py::arg("keys"), py::arg("k"));
+  m.def(
+      "cuda_dequant_rows_host",
+      [](int qtype, const py::array& w, int64_t cols) {
+        require_u8(w, "w");
+        const int64_t rows = dim(w, 0, "w");
+        const auto c = dsv4::cuda_gemv_config(static_cast<dsv4::QType>(qtype), rows, cols, 1, 1);
+        if (static_cast<size_t>(w.shape(1)) != c.row_bytes)
+          throw py::value_error("w: rows of " + std::to_string(c.row_bytes) + " bytes expected, got " +
+                                std::to_string(w.shape(1)));
+        py::array_t<float> out({rows, cols});
+        cu::dequant_rows_host(qtype, u8ptr(w), rows, cols, out.mutable_data());
+        return out;
+      },
+      py::arg("qtype"), py::arg("w"), py::arg("cols"), "The CUDA decoders run on the host (no device needed).");
+  m.def(
+      "cuda_gemv",
+      [](int qtype, const py::array& w, const py::array& x, bool on_host) {
+        require_u8(w, "w");
+        const int64_t rows = dim(w, 0, "w"), n = dim(x, 0, "x"), cols = dim(x, 1, "x");
+        const float* xp = f32p(x, "x");
+        py::array_t<float> y({n, rows});
+        float* yp = y.mutable_data();
+        const uint8_t* wp = u8ptr(w);
+        {
+          py::gil_scoped_release nogil;
+          cu::gemv(qtype, wp, rows, cols, xp, static_cast<int>(n), yp, on_host);
+        }
+        return y;
+      },
+      py::arg("qtype"), py::arg("w"), py::arg("x"), py::arg("on_host") = false,
+      "y[v] = W x[v] on device 0 (x [n_vec <= 8, cols]); on_host: the kernel's lane code run on the CPU.");
+  m.def(
+      "cuda_moe_gemv",
+      [](int qtype, const py::array& w, int64_t rows, const py::array& ids, const py::array& x) {
+        require_u8(w, "w");
+        const int64_t n = dim(x, 0, "x"), cols = dim(x, 1, "x");
+        if (ids.size() != n) throw py::value_error("ids: one expert id per row of x expected");
+        const int64_t E = dim(w, 0, "w") / rows;
+        py::array_t<float> y({n, rows});
+        cu::moe_gemv(qtype, u8ptr(w), E, rows, cols, i32p(ids, "ids"), static_cast<int>(n), f32p(x, "x"),
+                     y.mutable_data());
+        return y;
+      },
+      py::arg("qtype"), py::arg("w"), py::arg("rows"), py::arg("ids"), py::arg("x"));
+  m.def(
+      "cuda_rms_norm",
+      [](const py::array& x, const py::object& w, float eps) {
+        const int64_t rows = dim(x, 0, "x"), n = dim(x, 1, "x");
+        py::array_t<float> y({rows, n});
+        cu::rms_norm(f32p(x, "x"), f32opt(w, "w"), y.mutable_data(), rows, n, eps);
+        return y;
+      },
+      py::arg("x"), py::arg("w"), py::arg("eps"));
+  m.def(
+      "cuda_rope_tail",
+      [](const py::array& x, int64_t rd, int64_t pos0, int64_t rows_per_pos, const py::array& freqs, bool inverse) {
+        auto y = f32copy(x, "x");
+        cu::rope_tail(y.mutable_data(), dim(x, 0, "x"), dim(x, 1, "x"), rd, pos0, rows_per_pos, f32p(freqs, "freqs"),
+                      inverse);
+        return y;
+      },
+      py::arg("x"), py::arg("rd"), py::arg("pos0"), py::arg("rows_per_pos"), py::arg("freqs"), py::arg("inverse"));
+  m.def(
+      "cuda_fake_quant",
+      [](const py::array& x, int block, bool fp4) {
+        auto y = f32copy(x, "x");
+        cu::fake_quant(y.mutable_data(), dim(x, 0, "x"), dim(x, 1, "x"), block, fp4);
+        return y;
+      },
+      py::arg("x"), py::arg("block"), py::arg("fp4"));
+  m.def(
+      "cuda_hadamard",
+      [](const py::array& x) {
+        auto y = f32copy(x, "x");
+        cu::hadamard(y.mutable_data(), dim(x, 0, "x"), dim(x, 1, "x"));
+        return y;
+      },
+      py::arg("x"));
+  m.def(
+      "cuda_hc_coeffs",
+      [](const py::array& mixes, const py::array& scale, const py::array& base, int hc, int iters, float eps,
+         bool on_host) {
+        const int64_t T = dim(mixes, 0, "mixes");
+        py::array_t<float> pre({T, static_cast<int64_t>(hc)}), post({T, static_cast<int64_t>(hc)}),
+            comb({T, static_cast<int64_t>(hc * hc)});
+        cu::hc_coeffs(f32p(mixes, "mixes"), T, f32p(scale, "scale"), f32p(base, "base"), hc, iters, eps,
+                      pre.mutable_data(), post.mutable_data(), comb.mutable_data(), on_host);
+        return py::make_tuple(pre, post, comb);
+      },
+      py::arg("mixes"), py::arg("scale"), py::arg("base"), py::arg("hc"), py::arg("iters"), py::arg("eps"),
+      py::arg("on_host") = false, "on_host: the kernel's per-thread code run on the CPU (no device needed).");
+  m.def(
+      "cuda_route",
+      [](const py::array& logits, int K, const py::object& bias, const py::object& tid2eid, const py::object& tokens,
+         float scale, bool norm) {
+        const int64_t T = dim(logits, 0, "logits"), E = dim(logits, 1, "logits");
+        const int32_t* tp = nullptr;
+        const int32_t* hp = nullptr;
+        int64_t V = 0;
+        if (!tid2eid.is_none()) {
+          auto h = tid2eid.cast<py::array>();
+          auto tk = tokens.cast<py::array>();
+          hp = i32p(h, "tid2eid");
+          tp = i32p(tk, "tokens");
+          V = dim(h, 0, "tid2eid");
+        }
+        py::array_t<int32_t> idx({T, static_cast<int64_t>(K)});
+        py::array_t<float> w({T, static_cast<int64_t>(K)});
+        cu::route(f32p(logits, "logits"), T, E, K, f32opt(bias, "bias"), hp, V, tp, scale, norm, idx.mutable_data(),
+                  w.mutable_data());
+        return py::make_tuple(idx, w);
+      },
+      py::arg("logits"), py::arg("k"), py::arg("bias"), py::arg("tid2eid"), py::arg("tokens"), py::arg("scale"),
+      py::arg("norm"));
+  m.def(
+      "cuda_swiglu",
+      [](const py::array& g, const py::array& u, const py::object& wt, float limit) {
+        const int64_t T = dim(g, 0, "g"), I = dim(g, 1, "g");
+        py::array_t<float> h({T, I});
+        cu::swiglu(f32p(g, "g"), f32p(u, "u"), f32opt(wt, "wt"), T, I, limit, h.mutable_data());
+        return h;
+      },
+      py::arg("g"), py::arg("u"), py::arg("wt"), py::arg("limit"));
+  m.def(
+      "cuda_sparse_attention",
+      [](const py::array& q, const py::array& window, int64_t p, const py::array& comp, const py::array& ids,
+         const py::array& sinks, float scale) {
+        const int64_t H = dim(q, 0, "q"), hd = dim(q, 1, "q");
+        py::array_t<float> out({H, hd});
+        cu::sparse_attention(f32p(q, "q"), H, hd, f32p(window, "window"), dim(window, 0, "window"), p,
+                             f32p(comp, "comp"), dim(comp, 0, "comp"), i32p(ids, "ids"), ids.size(),
+                             f32p(sinks, "sinks"), scale, out.mutable_data());
+        return out;
+      },
+      py::arg("q"), py::arg("window"), py::arg("p"), py::arg("comp"), py::arg("ids"), py::arg("sinks"),
+      py::arg("scale"));
+  m.def(
+      "cuda_compressor_run",
+      [](int m_, int d, const py::array& a, const py::array& g, int64_t pos0, bool on_host) {
+        const int64_t T = dim(a, 0, "a");
+        if (dim(a, 1, "a") != (m_ == 4 ? 2 : 1) * d || dim(g, 1, "g") != dim(a, 1, "a") || dim(g, 0, "g") != T)
+          throw py::value_error("a, g: [T, coff * d] expected (coff = 2 for m = 4)");
+        std::vector<float> out(static_cast<size_t>((T / m_ + 1) * d));
+        const int64_t n = cu::compressor_run(m_, d, f32p(a, "a"), f32p(g, "g"), T, pos0, out.data(), on_host);
+        py::array_t<float> r({n, static_cast<int64_t>(d)});
+        std::memcpy(r.mutable_data(), out.data(), static_cast<size_t>(n * d) * 4);
+        return r;
+      },
+      py::arg("m"), py::arg("d"), py::arg("a"), py::arg("g"), py::arg("pos0"), py::arg("on_host") = false);
+  m.def(
+      "cuda_topk",
+      [](const py::array& score, int64_t k, bool on_host) {
+        py::array_t<int32_t> ids(k);
+        cu::topk(f32p(score, "score"), score.size(), k, ids.mutable_data(), on_host);
+        return ids;
+      },
+      py::arg("score"), py::arg("k"), py::arg("on_host") = false,
+      "Indexer top-k ids (ascending, -1 padded); on_host runs the bitonic network's code on the CPU.");
+  m.def(
+      "cuda_indexer_topk",
+      [](const py::array& q, const py::array& w, const py::array& keys, int64_t k) {
+        const int64_t nh = dim(q, 0, "q"), dI = dim(q, 1, "q"), n = dim(keys, 0, "keys");
+        py::array_t<float> scores(n);
+        py::array_t<int32_t> ids(k);
+        cu::indexer_topk(f32p(q, "q"), f32p(w, "w"), nh, dI, f32p(keys, "keys"), n, k, scores.mutable_data(),
+                         ids.mutable_data());
+        return py::make_tuple(scores, ids);
+      },
+      py::arg("q"), py::arg("w"), py::arg("keys"), py::arg("k"));
 
-  m.def("cuda_time_moe_gemv", [](int qtype, const py::array& w, int64_t rows, int64_t cols, const py::array& ids) {
-    require_u8(w, "w");
-    const int64_t iters = dim(ids, 0, "ids"), n_slots = dim(ids, 1, "ids");
-    const int64_t E = dim(w, 0, "w") / rows;
-    const int32_t* ip = i32p(ids, "ids");
-    const uint8_t* wp = u8ptr(w);
-    py::gil_scoped_release nogil;
-    return cu::time_moe_gemv(qtype, wp, E, rows, cols, ip, static_cast<int>(n_slots), static_cast<int>(iters));
-  }, py::arg("qtype"), py::arg("w"), py::arg("rows"), py::arg("cols"), py::arg("ids"),
-     "Mean seconds per routed-expert GEMV launch (ids [iters, n_slots]); weights resident on device 0.");
-  m.def("cuda_time_gemv", [](int qtype, const py::array& w, int64_t cols, int n_vec, int iters) {
-    require_u8(w, "w");
-    const int64_t rows = dim(w, 0, "w");
-    const uint8_t* wp = u8ptr(w);
-    py::gil_scoped_release nogil;
-    return cu::time_gemv(qtype, wp, rows, cols, n_vec, iters);
-  }, py::arg("qtype"), py::arg("w"), py::arg("cols"), py::arg("n_vec") = 1, py::arg("iters") = 20);
-  m.def("cuda_time_copy", [](size_t bytes, int iters) {
-    py::gil_scoped_release nogil;
-    return cu::time_copy(bytes, iters);
-  }, py::arg("bytes"), py::arg("iters") = 10, "Mean seconds per device-to-device copy of `bytes`.");
+  m.def(
+      "cuda_time_moe_gemv",
+      [](int qtype, const py::array& w, int64_t rows, int64_t cols, const py::array& ids) {
+        require_u8(w, "w");
+        const int64_t iters = dim(ids, 0, "ids"), n_slots = dim(ids, 1, "ids");
+        const int64_t E = dim(w, 0, "w") / rows;
+        const int32_t* ip = i32p(ids, "ids");
+        const uint8_t* wp = u8ptr(w);
+        py::gil_scoped_release nogil;
+        return cu::time_moe_gemv(qtype, wp, E, rows, cols, ip, static_cast<int>(n_slots), static_cast<int>(iters));
+      },
+      py::arg("qtype"), py::arg("w"), py::arg("rows"), py::arg("cols"), py::arg("ids"),
+      "Mean seconds per routed-expert GEMV launch (ids [iters, n_slots]); weights resident on device 0.");
+  m.def(
+      "cuda_time_gemv",
+      [](int qtype, const py::array& w, int64_t cols, int n_vec, int iters) {
+        require_u8(w, "w");
+        const int64_t rows = dim(w, 0, "w");
+        const uint8_t* wp = u8ptr(w);
+        py::gil_scoped_release nogil;
+        return cu::time_gemv(qtype, wp, rows, cols, n_vec, iters);
+      },
+      py::arg("qtype"), py::arg("w"), py::arg("cols"), py::arg("n_vec") = 1, py::arg("iters") = 20);
+  m.def(
+      "cuda_time_copy",
+      [](size_t bytes, int iters) {
+        py::gil_scoped_release nogil;
+        return cu::time_copy(bytes, iters);
+      },
+      py::arg("bytes"), py::arg("iters") = 10, "Mean seconds per device-to-device copy of `bytes`.");
 
   py::class_<dsv4::CudaModel>(m, "CudaModel")
       .def(py::init([](const dsv4::Runtime& rt, int device) {
@@ -762,8 +854,9 @@ void register_cuda(py::module_& m) {
            "Upload a loaded Runtime's weights to a CUDA device.")
       .def_property_readonly("device_bytes", &dsv4::CudaModel::device_bytes);
   py::class_<dsv4::CudaSession>(m, "CudaSession")
-      .def(py::init([](const dsv4::CudaModel& cm, int64_t ctx) { return std::make_unique<dsv4::CudaSession>(cm, ctx); }),
-           py::arg("model"), py::arg("ctx"), py::keep_alive<1, 2>())
+      .def(
+          py::init([](const dsv4::CudaModel& cm, int64_t ctx) { return std::make_unique<dsv4::CudaSession>(cm, ctx); }),
+          py::arg("model"), py::arg("ctx"), py::keep_alive<1, 2>())
       .def(
           "forward",
           [](dsv4::CudaSession& s, const py::array& tokens, bool all_logits) {

@@ -87,8 +87,10 @@ void q8_0_rows(int64_t nb, const uint8_t* w, size_t rs, const BlockQ8_0* a, floa
       prefetch(x, R * rs);
       prefetch(x, R * rs + 64);
       const __m256i w0 = load32(x[0].qs), w1 = load32(x[1].qs);
-      const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(a0, w0)), ones);
-      const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w1, w1), _mm256_sign_epi8(a1, w1)), ones);
+      const __m256i p0 =
+          _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(a0, w0)), ones);
+      const __m256i p1 =
+          _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w1, w1), _mm256_sign_epi8(a1, w1)), ones);
       const __m256 sc = _mm256_mul_ps(f16_pair(&x[0].d, sizeof(BlockQ8_0)), ad);
       acc[r] = _mm256_fmadd_ps(sc, _mm256_cvtepi32_ps(fold_pair(p0, p1)), acc[r]);
     }
@@ -111,7 +113,10 @@ void q8_0_rows(int64_t nb, const uint8_t* w, size_t rs, const BlockQ8_0* a, floa
 struct Q4_0Fmt {
   using Block = BlockQ4_0;
   static constexpr int kOff = 8;
-  static __m256i table() { return _mm256_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); }
+  static __m256i table() {
+    return _mm256_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+                            12, 13, 14, 15);
+  }
   __m256 scale2(const Block* x) const { return f16_pair(&x[0].d, sizeof(Block)); }
   float scale1(const Block* x) const { return f16(x->d); }
 };
@@ -163,7 +168,8 @@ void nibble_rows(int64_t nb, const uint8_t* w, size_t rs, const BlockQ8_0* a, fl
       const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(_mm256_shuffle_epi8(table, load_nibbles(x->qs)), av),
                                          _mm256_maddubs_epi16(off, av));
       const __m128 sc = _mm_set1_ps(fmt.scale1(x) * f16(a[b].d));
-      const __m128 lo = _mm_fmadd_ps(sc, _mm_cvtepi32_ps(fold_one(_mm256_madd_epi16(p, ones))), _mm256_castps256_ps128(acc[r]));
+      const __m128 lo =
+          _mm_fmadd_ps(sc, _mm_cvtepi32_ps(fold_one(_mm256_madd_epi16(p, ones))), _mm256_castps256_ps128(acc[r]));
       acc[r] = _mm256_insertf128_ps(acc[r], lo, 0);
     }
     out[r] = reduce_lanes8(acc[r]);
@@ -188,7 +194,8 @@ void nibble_rows_vnni(int64_t nb, const uint8_t* w, size_t rs, const BlockQ8_0* 
   for (; b + 2 <= nb; b += 2) {
     const __m256i al = load2x16(a[b].qs, a[b + 1].qs), ah = load2x16(a[b].qs + 16, a[b + 1].qs + 16);
     const __m256i zero = _mm256_setzero_si256();
-    const __m256i ncorr = _mm256_sub_epi32(zero, _mm256_dpbusd_avx_epi32(_mm256_dpbusd_avx_epi32(zero, off, al), off, ah));
+    const __m256i ncorr =
+        _mm256_sub_epi32(zero, _mm256_dpbusd_avx_epi32(_mm256_dpbusd_avx_epi32(zero, off, al), off, ah));
     const __m256 ad = f16_pair(&a[b].d, sizeof(BlockQ8_0));
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
@@ -208,7 +215,8 @@ void nibble_rows_vnni(int64_t nb, const uint8_t* w, size_t rs, const BlockQ8_0* 
       const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(_mm256_shuffle_epi8(table, load_nibbles(x->qs)), av),
                                          _mm256_maddubs_epi16(off, av));
       const __m128 sc = _mm_set1_ps(fmt.scale1(x) * f16(a[b].d));
-      const __m128 lo = _mm_fmadd_ps(sc, _mm_cvtepi32_ps(fold_one(_mm256_madd_epi16(p, ones))), _mm256_castps256_ps128(acc[r]));
+      const __m128 lo =
+          _mm_fmadd_ps(sc, _mm_cvtepi32_ps(fold_one(_mm256_madd_epi16(p, ones))), _mm256_castps256_ps128(acc[r]));
       acc[r] = _mm256_insertf128_ps(acc[r], lo, 0);
     }
   }
@@ -251,7 +259,8 @@ float vec_dot_q4_0_avx2(int64_t n, const void* w, const void* a) {
 }
 void vec_dot_rows_q4_0_avx2(int64_t n, const void* w, size_t rs, int64_t nrows, const void* a, float* out) {
 #if defined(DSV4_AVXVNNI)
-  if (cpu_has_avxvnni()) return rows_by4<nibble_rows_vnni<Q4_0Fmt, 4>, nibble_rows_vnni<Q4_0Fmt, 1>>(n / QK4_0, w, rs, nrows, a, out);
+  if (cpu_has_avxvnni())
+    return rows_by4<nibble_rows_vnni<Q4_0Fmt, 4>, nibble_rows_vnni<Q4_0Fmt, 1>>(n / QK4_0, w, rs, nrows, a, out);
 #endif
   rows_by4<nibble_rows<Q4_0Fmt, 4>, nibble_rows<Q4_0Fmt, 1>>(n / QK4_0, w, rs, nrows, a, out);
 }
@@ -286,7 +295,9 @@ struct ScaleCtrl {
     }
   }
 };
-inline __m256i pair_scales(__m256i scales8x2, const ScaleCtrl& ctl, int g) { return _mm256_shuffle_epi8(scales8x2, ctl.c[g]); }
+inline __m256i pair_scales(__m256i scales8x2, const ScaleCtrl& ctl, int g) {
+  return _mm256_shuffle_epi8(scales8x2, ctl.c[g]);
+}
 inline __m256i bcast128(__m128i v) { return _mm256_broadcastsi128_si256(v); }
 
 }  // namespace
@@ -300,7 +311,8 @@ float vec_dot_q2_k_avx2(int64_t n, const void* vw, const void* va) {
     for (size_t o = 0; o < sizeof(*w); o += 64) prefetch(w + b, kStreamAhead + o);
     const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].scales));
     const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].bsums));
-    const int summ = hsum_epi32(_mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0xF))), bs));
+    const int summ = hsum_epi32(
+        _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0xF))), bs));
     const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, _mm_set1_epi8(0xF)));
     __m256i acc = _mm256_setzero_si256();
     for (int h = 0; h < 2; ++h) {
@@ -336,7 +348,8 @@ float vec_dot_q3_k_avx2(int64_t n, const void* vw, const void* va) {
                                       static_cast<int>(((aux[1] >> 4) & k2) | (((tmp >> 6) & k1) << 4)));
     const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_sub_epi8(s8, _mm_set1_epi8(32)));
     // codes are stored +4: subtract 4 * sum(a) per sub-block
-    const int off = hsum_epi32(_mm256_madd_epi16(sc16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].bsums))));
+    const int off =
+        hsum_epi32(_mm256_madd_epi16(sc16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].bsums))));
     const __m256i hm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].hmask));
     __m256i acc = _mm256_setzero_si256();
     for (int h = 0; h < 2; ++h) {
@@ -346,7 +359,8 @@ float vec_dot_q3_k_avx2(int64_t n, const void* vw, const void* va) {
         const __m256i hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + g), m1), 2);
         const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 128 * h + 32 * g));
         const __m256i sch = bcast128(h ? _mm256_extracti128_si256(sc16, 1) : _mm256_castsi256_si128(sc16));
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_or_si256(lo, hi), av), pair_scales(sch, ctl, g)));
+        acc = _mm256_add_epi32(
+            acc, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_or_si256(lo, hi), av), pair_scales(sch, ctl, g)));
       }
     }
     const int sumi = hsum_epi32(acc) - 4 * off;
@@ -380,8 +394,8 @@ float vec_dot_iq2_xxs_avx2(int64_t n, const void* vw, const void* va) {
   const BlockQ8_K* a = static_cast<const BlockQ8_K*>(va);
   const Iq2xxsTables& t = iq2xxs_tables();
   const __m256i bits = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
-  const __m256i sel = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3,
-                                       3, 3, 3, 3);
+  const __m256i sel =
+      _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
   float sum = 0;
   for (int64_t b = 0; b < n / QK_K; ++b) {
     for (size_t o = 0; o < sizeof(*w); o += 64) prefetch(w + b, kStreamAhead + o);
@@ -393,7 +407,8 @@ float vec_dot_iq2_xxs_avx2(int64_t n, const void* vw, const void* va) {
                                            static_cast<int64_t>(t.grid_values[(aux[0] >> 8) & 0xff]),
                                            static_cast<int64_t>(t.grid_values[(aux[0] >> 16) & 0xff]),
                                            static_cast<int64_t>(t.grid_values[aux[0] >> 24]));
-      const uint32_t s4 = static_cast<uint32_t>(t.ksigns[aux[1] & 127]) | (static_cast<uint32_t>(t.ksigns[(aux[1] >> 7) & 127]) << 8) |
+      const uint32_t s4 = static_cast<uint32_t>(t.ksigns[aux[1] & 127]) |
+                          (static_cast<uint32_t>(t.ksigns[(aux[1] >> 7) & 127]) << 8) |
                           (static_cast<uint32_t>(t.ksigns[(aux[1] >> 14) & 127]) << 16) |
                           (static_cast<uint32_t>(t.ksigns[(aux[1] >> 21) & 127]) << 24);
       const __m256i sb = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int32_t>(s4)), sel);
@@ -401,13 +416,13 @@ float vec_dot_iq2_xxs_avx2(int64_t n, const void* vw, const void* va) {
       const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 32 * ib));
       const __m256i as = _mm256_sub_epi8(_mm256_xor_si256(av, neg), neg);  // a * sign
       const __m256i p = _mm256_maddubs_epi16(g, as);
-      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(static_cast<int16_t>(2 * (aux[1] >> 28) + 1))));
+      acc =
+          _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(static_cast<int16_t>(2 * (aux[1] >> 28) + 1))));
     }
     sum += ((f16(w[b].d) * a[b].d) * static_cast<float>(hsum_epi32(acc))) * 0.125f;
   }
   return sum;
 }
-
 
 // ================================================================ Q4_K / Q5_K / Q6_K dots
 namespace {
@@ -419,9 +434,9 @@ inline __m256i scales_mins_k4(const uint8_t* q) {
   uint32_t u[3];
   std::memcpy(u, q, 12);
   const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
-  const __m128i s8 = _mm_setr_epi32(static_cast<int>(u[0] & m6), static_cast<int>((u[2] & m4) | (((u[0] >> 6) & m2) << 4)),
-                                    static_cast<int>(u[1] & m6),
-                                    static_cast<int>(((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4)));
+  const __m128i s8 =
+      _mm_setr_epi32(static_cast<int>(u[0] & m6), static_cast<int>((u[2] & m4) | (((u[0] >> 6) & m2) << 4)),
+                     static_cast<int>(u[1] & m6), static_cast<int>(((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4)));
   return _mm256_cvtepu8_epi16(s8);
 }
 // 4 int32 lanes of sum_j m_j * (bsums[2j] + bsums[2j+1]): lane k holds sub-blocks 2k and 2k+1.
@@ -431,7 +446,9 @@ inline __m128i mins_bsums_k4(__m256i scmin, const int16_t* bsums) {
   return _mm_madd_epi16(_mm256_extracti128_si256(scmin, 1), pairs);
 }
 // int16 broadcast of scale j of a [sc0..sc7] vector held in both 128-bit halves.
-inline __m256i scale_j(__m256i sc2, int j) { return _mm256_shuffle_epi8(sc2, _mm256_set1_epi16(static_cast<int16_t>(0x0100 + 0x0202 * j))); }
+inline __m256i scale_j(__m256i sc2, int j) {
+  return _mm256_shuffle_epi8(sc2, _mm256_set1_epi16(static_cast<int16_t>(0x0100 + 0x0202 * j)));
+}
 
 // Integer part as ggml: scales/mins unpacked with 32-bit ops, mins . bsums by madd, 64 values per step;
 // float part as ggml too: one FMA of the 8 scaled int32 lanes per super-block, and one of the 4 min
@@ -449,8 +466,10 @@ float dot_k4_avx2(int64_t nb, const Block* w, const BlockQ8_K* a, Quants quants)
     for (int c = 0; c < 4; ++c) {
       __m256i q0, q1;  // values of sub-blocks 2c and 2c+1 (bytes in element order)
       quants(w[b], c, &q0, &q1);
-      const __m256i p0 = _mm256_maddubs_epi16(q0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * c)));
-      const __m256i p1 = _mm256_maddubs_epi16(q1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * c + 32)));
+      const __m256i p0 =
+          _mm256_maddubs_epi16(q0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * c)));
+      const __m256i p1 =
+          _mm256_maddubs_epi16(q1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * c + 32)));
       sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_madd_epi16(p0, scale_j(sc2, 2 * c)),
                                                      _mm256_madd_epi16(p1, scale_j(sc2, 2 * c + 1))));
     }
@@ -498,13 +517,15 @@ float vec_dot_q6_k_avx2(int64_t n, const void* vw, const void* va) {
     __m256i acc = _mm256_setzero_si256();
     const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].scales)));
     // sum of sc * bsum, times 32 below (the -32 code offset)
-    const int sum_off = hsum_epi32(_mm256_madd_epi16(sc16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].bsums))));
+    const int sum_off =
+        hsum_epi32(_mm256_madd_epi16(sc16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].bsums))));
     for (int h = 0; h < 2; ++h) {
       const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].ql + 64 * h));
       const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].ql + 64 * h + 32));
       const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qh + 32 * h));
       const __m256i lows[4] = {_mm256_and_si256(ql0, m4), _mm256_and_si256(ql1, m4),
-                               _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4)};
+                               _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                               _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4)};
       for (int g = 0; g < 4; ++g) {
         const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), m2);
         const __m256i q = _mm256_or_si256(lows[g], _mm256_slli_epi16(hb, 4));  // 0..63
@@ -519,7 +540,6 @@ float vec_dot_q6_k_avx2(int64_t n, const void* vw, const void* va) {
   }
   return sum;
 }
-
 
 }  // namespace dsv4
 

@@ -103,7 +103,8 @@ float vec_dot_q2_k_ref(int64_t n, const void* vw, const void* va) {
         }
       }
     }
-    sum += (fp16_to_f32(w[b].d) * a[b].d) * static_cast<float>(sumi) - (fp16_to_f32(w[b].dmin) * a[b].d) * static_cast<float>(summ);
+    sum += (fp16_to_f32(w[b].d) * a[b].d) * static_cast<float>(sumi) -
+           (fp16_to_f32(w[b].dmin) * a[b].d) * static_cast<float>(summ);
   }
   return sum;
 }
@@ -166,8 +167,9 @@ float dot_k4_lanes(int64_t nb, const Block* w, const BlockQ8_K* a, Val val) {
 }  // namespace
 
 float vec_dot_q4_k_ref(int64_t n, const void* vw, const void* va) {
-  return dot_k4_lanes(n / QK_K, static_cast<const BlockQ4_K*>(vw), static_cast<const BlockQ8_K*>(va),
-                      [](const BlockQ4_K& x, int i) { return (x.qs[32 * (i / 64) + i % 32] >> (4 * ((i / 32) & 1))) & 0xF; });
+  return dot_k4_lanes(
+      n / QK_K, static_cast<const BlockQ4_K*>(vw), static_cast<const BlockQ8_K*>(va),
+      [](const BlockQ4_K& x, int i) { return (x.qs[32 * (i / 64) + i % 32] >> (4 * ((i / 32) & 1))) & 0xF; });
 }
 
 float vec_dot_q5_k_ref(int64_t n, const void* vw, const void* va) {

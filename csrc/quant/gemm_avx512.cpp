@@ -47,8 +47,8 @@ inline __m512 spread4_f16(const void* p, size_t stride) {
   const uint8_t* b = static_cast<const uint8_t*>(p);
   uint16_t h[4];
   for (int i = 0; i < 4; ++i) std::memcpy(&h[i], b + i * stride, 2);
-  const __m128 s = _mm_cvtph_ps(_mm_setr_epi16(static_cast<short>(h[0]), static_cast<short>(h[1]), static_cast<short>(h[2]),
-                                               static_cast<short>(h[3]), 0, 0, 0, 0));
+  const __m128 s = _mm_cvtph_ps(_mm_setr_epi16(static_cast<short>(h[0]), static_cast<short>(h[1]),
+                                               static_cast<short>(h[2]), static_cast<short>(h[3]), 0, 0, 0, 0));
   const __m512i idx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
   return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(s));
 }
@@ -142,8 +142,8 @@ inline float reduce_lanes8(const float* l) { return ((l[0] + l[4]) + (l[2] + l[6
 
 // R weight rows x N activation rows over all 4-block groups, then the tail blocks and the final tree.
 template <class Fmt, int R, int N>
-void tile(int64_t ng, int64_t nb, const uint8_t* w, size_t rs, const ActGroup* act, int64_t ga,
-          const BlockQ8_0* araw, size_t ars, float* y, int64_t ys) {
+void tile(int64_t ng, int64_t nb, const uint8_t* w, size_t rs, const ActGroup* act, int64_t ga, const BlockQ8_0* araw,
+          size_t ars, float* y, int64_t ys) {
   using Block = typename Fmt::Block;
   __m256 acc[R][N];
   for (int r = 0; r < R; ++r)
@@ -180,7 +180,8 @@ void tile(int64_t ng, int64_t nb, const uint8_t* w, size_t rs, const ActGroup* a
         const float s = Fmt::scale1(x[b]) * fp16_to_f32(a[b].d);
         for (int k = 0; k < 4; ++k) {
           int isum = 0;
-          for (int i = 4 * k; i < 4 * k + 4; ++i) isum += Fmt::val(x[b], i) * a[b].qs[i] + Fmt::val(x[b], i + 16) * a[b].qs[i + 16];
+          for (int i = 4 * k; i < 4 * k + 4; ++i)
+            isum += Fmt::val(x[b], i) * a[b].qs[i] + Fmt::val(x[b], i + 16) * a[b].qs[i + 16];
           float& lane = l[4 * (b & 1) + k];
           lane = std::fma(s, static_cast<float>(isum), lane);
         }
@@ -193,10 +194,14 @@ void tile(int64_t ng, int64_t nb, const uint8_t* w, size_t rs, const ActGroup* a
 template <class Fmt, int R>
 void tile_n(int n_tok, int64_t ng, int64_t nb, const uint8_t* w, size_t rs, const ActGroup* act, int64_t ga,
             const BlockQ8_0* araw, size_t ars, float* y, int64_t ys) {
-  if (n_tok == 4) tile<Fmt, R, 4>(ng, nb, w, rs, act, ga, araw, ars, y, ys);
-  else if (n_tok == 3) tile<Fmt, R, 3>(ng, nb, w, rs, act, ga, araw, ars, y, ys);
-  else if (n_tok == 2) tile<Fmt, R, 2>(ng, nb, w, rs, act, ga, araw, ars, y, ys);
-  else tile<Fmt, R, 1>(ng, nb, w, rs, act, ga, araw, ars, y, ys);
+  if (n_tok == 4)
+    tile<Fmt, R, 4>(ng, nb, w, rs, act, ga, araw, ars, y, ys);
+  else if (n_tok == 3)
+    tile<Fmt, R, 3>(ng, nb, w, rs, act, ga, araw, ars, y, ys);
+  else if (n_tok == 2)
+    tile<Fmt, R, 2>(ng, nb, w, rs, act, ga, araw, ars, y, ys);
+  else
+    tile<Fmt, R, 1>(ng, nb, w, rs, act, ga, araw, ars, y, ys);
 }
 
 // ---- one activation row (decode): 256-bit EVEX vpdpbusd, two blocks per step, the activation's layout,
@@ -274,8 +279,10 @@ struct PairW<Q8_0W> {
 };
 template <class Fmt>
 __m256i table256() {
-  if constexpr (Fmt::kOff == 128) return _mm256_setzero_si256();
-  else return _mm512_castsi512_si256(Fmt::table());
+  if constexpr (Fmt::kOff == 128)
+    return _mm256_setzero_si256();
+  else
+    return _mm512_castsi512_si256(Fmt::table());
 }
 
 // The lone last block of an odd block count, as dot_lanes32, then the final tree.
@@ -322,7 +329,8 @@ void decode_rows(int64_t nb, const uint8_t* w, size_t rs, int64_t nrows, const B
   prep_pairs<Fmt::kOff>(a, np, ap.data());
   const __m256i tab = table256<Fmt>();
   const float* e8 = e8m0_half_table();
-  for (int64_t r = 0; r < nrows; ++r) y[r] = row1<Fmt>(nb, reinterpret_cast<const typename Fmt::Block*>(w + r * rs), a, ap.data(), tab, e8);
+  for (int64_t r = 0; r < nrows; ++r)
+    y[r] = row1<Fmt>(nb, reinterpret_cast<const typename Fmt::Block*>(w + r * rs), a, ap.data(), tab, e8);
 }
 
 // Cache blocking: 64 weight rows (a few hundred KB for 4K columns) against a block of 4 activation rows
@@ -358,10 +366,18 @@ void gemm(int64_t n, const void* vw, size_t rs, int64_t nrows, const void* va, s
           const BlockQ8_0* araw = reinterpret_cast<const BlockQ8_0*>(a + t0 * ars);
           float* yt = y + t0 * ys + r;
           switch (nr) {
-            case 4: tile_n<Fmt, 4>(ntt, ng, nb, wr, rs, at, ng, araw, ars, yt, ys); break;
-            case 3: tile_n<Fmt, 3>(ntt, ng, nb, wr, rs, at, ng, araw, ars, yt, ys); break;
-            case 2: tile_n<Fmt, 2>(ntt, ng, nb, wr, rs, at, ng, araw, ars, yt, ys); break;
-            default: tile_n<Fmt, 1>(ntt, ng, nb, wr, rs, at, ng, araw, ars, yt, ys); break;
+            case 4:
+              tile_n<Fmt, 4>(ntt, ng, nb, wr, rs, at, ng, araw, ars, yt, ys);
+              break;
+            case 3:
+              tile_n<Fmt, 3>(ntt, ng, nb, wr, rs, at, ng, araw, ars, yt, ys);
+              break;
+            case 2:
+              tile_n<Fmt, 2>(ntt, ng, nb, wr, rs, at, ng, araw, ars, yt, ys);
+              break;
+            default:
+              tile_n<Fmt, 1>(ntt, ng, nb, wr, rs, at, ng, araw, ars, yt, ys);
+              break;
           }
         }
       }

@@ -72,8 +72,9 @@ inline void decode_scales(const Block& x, K4Row& r, const ScaleIdx& ix) {
   uint32_t u[3];
   std::memcpy(u, x.scales, 12);
   const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
-  const __m128i s8 = _mm_setr_epi32(static_cast<int>(u[0] & m6), static_cast<int>((u[2] & m4) | (((u[0] >> 6) & m2) << 4)),
-                                    static_cast<int>(u[1] & m6), static_cast<int>(((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4)));
+  const __m128i s8 =
+      _mm_setr_epi32(static_cast<int>(u[0] & m6), static_cast<int>((u[2] & m4) | (((u[0] >> 6) & m2) << 4)),
+                     static_cast<int>(u[1] & m6), static_cast<int>(((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4)));
   const __m512i sm = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(s8));  // [sc0..sc7, m0..m7] as int16
   for (int z = 0; z < 4; ++z) r.s[z] = _mm512_permutexvar_epi16(ix.pair[z], sm);
   r.m8 = _mm_cvtepu8_epi16(_mm_srli_si128(s8, 8));
@@ -106,7 +107,10 @@ struct Q5KW {
     // bit index per (z, half): z0 = chunk 0 lo (bit 0) | chunk 1 lo (bit 2); z1 = hi: bits 1 | 3; z2, z3: +4
     const __m512i sh0 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_setzero_si256()), _mm256_set1_epi16(2), 1);
     auto hbit = [&](int base) {
-      return _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, _mm512_add_epi16(sh0, _mm512_set1_epi16(static_cast<short>(base)))), m1), 4);
+      return _mm512_slli_epi16(
+          _mm512_and_si512(_mm512_srlv_epi16(qh, _mm512_add_epi16(sh0, _mm512_set1_epi16(static_cast<short>(base)))),
+                           m1),
+          4);
     };
     r.v[0] = _mm512_or_si512(_mm512_and_si512(q0, m4), hbit(0));
     r.v[1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(q0, 4), m4), hbit(1));
@@ -171,15 +175,24 @@ void gemm(int64_t n, const void* vw, size_t rs, int64_t nrows, const void* va, s
   if (static_cast<int64_t>(buf.size()) < kTokBlock * nsb) buf.resize(static_cast<size_t>(kTokBlock * nsb));
   for (int64_t t0 = 0; t0 < ntok; t0 += kTokBlock) {
     const int nt = static_cast<int>(std::min(kTokBlock, ntok - t0));
-    for (int t = 0; t < nt; ++t) repack(reinterpret_cast<const BlockQ8_K*>(a + (t0 + t) * ars), nsb, buf.data() + t * nsb);
+    for (int t = 0; t < nt; ++t)
+      repack(reinterpret_cast<const BlockQ8_K*>(a + (t0 + t) * ars), nsb, buf.data() + t * nsb);
     for (int64_t r = 0; r < nrows; ++r) {
       const Block* wr = reinterpret_cast<const Block*>(w + r * rs);
       float* yr = y + t0 * ys + r;
       switch (nt) {
-        case 4: tile<Fmt, 4>(nsb, wr, buf.data(), nsb, yr, ys, ix); break;
-        case 3: tile<Fmt, 3>(nsb, wr, buf.data(), nsb, yr, ys, ix); break;
-        case 2: tile<Fmt, 2>(nsb, wr, buf.data(), nsb, yr, ys, ix); break;
-        default: tile<Fmt, 1>(nsb, wr, buf.data(), nsb, yr, ys, ix); break;
+        case 4:
+          tile<Fmt, 4>(nsb, wr, buf.data(), nsb, yr, ys, ix);
+          break;
+        case 3:
+          tile<Fmt, 3>(nsb, wr, buf.data(), nsb, yr, ys, ix);
+          break;
+        case 2:
+          tile<Fmt, 2>(nsb, wr, buf.data(), nsb, yr, ys, ix);
+          break;
+        default:
+          tile<Fmt, 1>(nsb, wr, buf.data(), nsb, yr, ys, ix);
+          break;
       }
     }
   }

@@ -259,7 +259,8 @@ void quantize_row_iq2_xxs(const float* x, void* vy, int64_t n, const float* qw) 
           }
           const int gi = lookup(Lk, xval + 8 * k, waux + 8 * k, scale, L + 8 * k);
           const uint64_t g = grid[gi];
-          for (int i = 0; i < 8; ++i) L[8 * k + i] = static_cast<int8_t>((static_cast<int>((g >> (8 * i)) & 0xff) - 1) / 2);
+          for (int i = 0; i < 8; ++i)
+            L[8 * k + i] = static_cast<int8_t>((static_cast<int>((g >> (8 * i)) & 0xff) - 1) / 2);
         }
         float sumqx = 0, sumq2 = 0;
         for (int i = 0; i < 32; ++i) {

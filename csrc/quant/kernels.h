@@ -20,7 +20,7 @@ using VecDotRowsFn = void (*)(int64_t n, const void* w, size_t row_bytes, int64_
 using GemmFn = void (*)(int64_t n, const void* w, size_t row_bytes, int64_t nrows, const void* a, size_t a_row_bytes,
                         int64_t ntok, float* y, int64_t ys);
 
-#define DSV4_DECLARE_QTYPE_KERNELS(T, SUFFIX)                                  \
+#define DSV4_DECLARE_QTYPE_KERNELS(T, SUFFIX)                                            \
   void quantize_row_##T##_##SUFFIX(const float* x, void* y, int64_t n, const float* qw); \
   void dequantize_row_##T##_##SUFFIX(const void* x, float* y, int64_t n);
 
@@ -96,11 +96,11 @@ float vec_dot_iq2_xxs_avx2(int64_t n, const void* w, const void* a);
 
 // AVX-512 paths (gemm_avx512.cpp; bit-exact with the _ref ones).  Every other kernel of the AVX-512
 // level is the AVX2 one.
-#define DSV4_DECLARE_AVX512_GEMM(T)                                                                       \
-  void gemm_##T##_avx512(int64_t n, const void* w, size_t row_bytes, int64_t nrows, const void* a,      \
-                         size_t a_row_bytes, int64_t ntok, float* y, int64_t ys);                       \
-  void vec_dot_rows_##T##_avx512(int64_t n, const void* w, size_t row_bytes, int64_t nrows, const void* a, \
-                                 float* out);                                                           \
+#define DSV4_DECLARE_AVX512_GEMM(T)                                                                                    \
+  void gemm_##T##_avx512(int64_t n, const void* w, size_t row_bytes, int64_t nrows, const void* a, size_t a_row_bytes, \
+                         int64_t ntok, float* y, int64_t ys);                                                          \
+  void vec_dot_rows_##T##_avx512(int64_t n, const void* w, size_t row_bytes, int64_t nrows, const void* a,             \
+                                 float* out);                                                                          \
   float vec_dot_##T##_avx512(int64_t n, const void* w, const void* a);
 DSV4_DECLARE_AVX512_GEMM(q8_0)
 DSV4_DECLARE_AVX512_GEMM(q4_0)

@@ -297,7 +297,8 @@ inline void put_scale_min_k4(int j, uint8_t ls, uint8_t lm, uint8_t* s) {
 inline void pack_2bit(const uint8_t* L, uint8_t* qs) {
   for (int j = 0; j < QK_K; j += 128)
     for (int l = 0; l < 32; ++l)
-      qs[j / 4 + l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+      qs[j / 4 + l] =
+          static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
 }
 
 // Requantize all 8 sub-blocks of a Q4_K/Q5_K super-block against the stored fp16/6-bit scales.
@@ -380,7 +381,8 @@ void quantize_k45_block(const float* x, int nmax, const float* qw, uint16_t* dh,
     }
     const float d_block = make_qp_quants(QK_K / 32, 63, sc, Ls, sw);
     const float m_block = make_qp_quants(QK_K / 32, 63, mins, Lm, sw);
-    for (int j = 0; j < QK_K / 32; ++j) put_scale_min_k4(j, std::min<uint8_t>(63, Ls[j]), std::min<uint8_t>(63, Lm[j]), scales);
+    for (int j = 0; j < QK_K / 32; ++j)
+      put_scale_min_k4(j, std::min<uint8_t>(63, Ls[j]), std::min<uint8_t>(63, Lm[j]), scales);
     *dh = f32_to_fp16(d_block);
     *mh = f32_to_fp16(m_block);
   }
@@ -571,7 +573,8 @@ void quantize_row_q6_k(const float* x, void* vy, int64_t n, const float* qw) {
     }
     const float iscale = -128.f / max_scale;
     y[b].d = f32_to_fp16(1 / iscale);
-    for (int ib = 0; ib < QK_K / 16; ++ib) y[b].scales[ib] = static_cast<int8_t>(std::min(127, nearest_int(iscale * sc[ib])));
+    for (int ib = 0; ib < QK_K / 16; ++ib)
+      y[b].scales[ib] = static_cast<int8_t>(std::min(127, nearest_int(iscale * sc[ib])));
     const float dall = fp16_to_f32(y[b].d);
     for (int j = 0; j < QK_K / 16; ++j) {
       const float d = dall * y[b].scales[j];

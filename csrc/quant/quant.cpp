@@ -33,20 +33,34 @@ const QTypeInfo kTable[] = {
 
 QuantKernels ref_kernels(QType t) {
   switch (t) {
-    case QType::F32: return {quantize_row_f32_ref, dequantize_row_f32_ref, vec_dot_f32_ref, "ref"};
-    case QType::F16: return {quantize_row_f16_ref, dequantize_row_f16_ref, vec_dot_f16_ref, "ref"};
-    case QType::BF16: return {quantize_row_bf16_ref, dequantize_row_bf16_ref, vec_dot_bf16_ref, "ref"};
-    case QType::Q8_0: return {quantize_row_q8_0_ref, dequantize_row_q8_0_ref, vec_dot_q8_0_ref, "ref"};
-    case QType::Q4_0: return {quantize_row_q4_0_ref, dequantize_row_q4_0_ref, vec_dot_q4_0_ref, "ref"};
-    case QType::MXFP4: return {quantize_row_mxfp4_ref, dequantize_row_mxfp4_ref, vec_dot_mxfp4_ref, "ref"};
-    case QType::Q2_K: return {quantize_row_q2_k_ref, dequantize_row_q2_k_ref, vec_dot_q2_k_ref, "ref"};
-    case QType::Q3_K: return {quantize_row_q3_k_ref, dequantize_row_q3_k_ref, vec_dot_q3_k_ref, "ref"};
-    case QType::Q4_K: return {quantize_row_q4_k_ref, dequantize_row_q4_k_ref, vec_dot_q4_k_ref, "ref"};
-    case QType::Q5_K: return {quantize_row_q5_k_ref, dequantize_row_q5_k_ref, vec_dot_q5_k_ref, "ref"};
-    case QType::Q6_K: return {quantize_row_q6_k_ref, dequantize_row_q6_k_ref, vec_dot_q6_k_ref, "ref"};
-    case QType::Q8_K: return {quantize_row_q8_k_ref, dequantize_row_q8_k_ref, nullptr, "ref"};
-    case QType::IQ4_XS: return {quantize_row_iq4_xs_ref, dequantize_row_iq4_xs_ref, vec_dot_iq4_xs_ref, "ref"};
-    case QType::IQ2_XXS: return {quantize_row_iq2_xxs_ref, dequantize_row_iq2_xxs_ref, vec_dot_iq2_xxs_ref, "ref"};
+    case QType::F32:
+      return {quantize_row_f32_ref, dequantize_row_f32_ref, vec_dot_f32_ref, "ref"};
+    case QType::F16:
+      return {quantize_row_f16_ref, dequantize_row_f16_ref, vec_dot_f16_ref, "ref"};
+    case QType::BF16:
+      return {quantize_row_bf16_ref, dequantize_row_bf16_ref, vec_dot_bf16_ref, "ref"};
+    case QType::Q8_0:
+      return {quantize_row_q8_0_ref, dequantize_row_q8_0_ref, vec_dot_q8_0_ref, "ref"};
+    case QType::Q4_0:
+      return {quantize_row_q4_0_ref, dequantize_row_q4_0_ref, vec_dot_q4_0_ref, "ref"};
+    case QType::MXFP4:
+      return {quantize_row_mxfp4_ref, dequantize_row_mxfp4_ref, vec_dot_mxfp4_ref, "ref"};
+    case QType::Q2_K:
+      return {quantize_row_q2_k_ref, dequantize_row_q2_k_ref, vec_dot_q2_k_ref, "ref"};
+    case QType::Q3_K:
+      return {quantize_row_q3_k_ref, dequantize_row_q3_k_ref, vec_dot_q3_k_ref, "ref"};
+    case QType::Q4_K:
+      return {quantize_row_q4_k_ref, dequantize_row_q4_k_ref, vec_dot_q4_k_ref, "ref"};
+    case QType::Q5_K:
+      return {quantize_row_q5_k_ref, dequantize_row_q5_k_ref, vec_dot_q5_k_ref, "ref"};
+    case QType::Q6_K:
+      return {quantize_row_q6_k_ref, dequantize_row_q6_k_ref, vec_dot_q6_k_ref, "ref"};
+    case QType::Q8_K:
+      return {quantize_row_q8_k_ref, dequantize_row_q8_k_ref, nullptr, "ref"};
+    case QType::IQ4_XS:
+      return {quantize_row_iq4_xs_ref, dequantize_row_iq4_xs_ref, vec_dot_iq4_xs_ref, "ref"};
+    case QType::IQ2_XXS:
+      return {quantize_row_iq2_xxs_ref, dequantize_row_iq2_xxs_ref, vec_dot_iq2_xxs_ref, "ref"};
   }
   throw std::invalid_argument("unknown quant type id " + std::to_string(static_cast<int>(t)));
 }
@@ -78,7 +92,9 @@ QuantKernels avx2_kernels(QType t) {
       k.dot = vec_dot_mxfp4_avx2;
       k.dot_rows = vec_dot_rows_mxfp4_avx2;
       break;
-    case QType::Q8_K: k.quantize = quantize_row_q8_k_avx2; break;
+    case QType::Q8_K:
+      k.quantize = quantize_row_q8_k_avx2;
+      break;
     case QType::Q2_K:
       k.quantize = quantize_row_q2_k_avx2;
       k.dot = vec_dot_q2_k_avx2;
@@ -113,7 +129,8 @@ QuantKernels avx2_kernels(QType t) {
       k.quantize = quantize_row_bf16_avx2;
       k.dequantize = dequantize_row_bf16_avx2;
       break;
-    default: break;
+    default:
+      break;
   }
   return k;
 }
@@ -138,9 +155,14 @@ QuantKernels avx512_kernels(QType t) {
       k.dot_rows = vec_dot_rows_mxfp4_avx512;
       k.gemm = gemm_mxfp4_avx512;
       break;
-    case QType::Q4_K: k.gemm = gemm_q4_k_avx512; break;
-    case QType::Q5_K: k.gemm = gemm_q5_k_avx512; break;
-    default: break;
+    case QType::Q4_K:
+      k.gemm = gemm_q4_k_avx512;
+      break;
+    case QType::Q5_K:
+      k.gemm = gemm_q5_k_avx512;
+      break;
+    default:
+      break;
   }
   return k;
 }
@@ -222,9 +244,9 @@ void quantize_rows(QType t, const float* src, void* dst, int64_t rows, int64_t c
       if (!all_finite(x, cols))
         for (int64_t c = 0; c < cols; ++c)
           if (!std::isfinite(x[c]))
-          throw std::invalid_argument(std::string("quantize ") + info.name + ": input is not finite (" +
-                                      std::to_string(x[c]) + ") at " + where(r, c) +
-                                      "; NaN/Inf cannot be quantized, fix or mask the tensor first");
+            throw std::invalid_argument(std::string("quantize ") + info.name + ": input is not finite (" +
+                                        std::to_string(x[c]) + ") at " + where(r, c) +
+                                        "; NaN/Inf cannot be quantized, fix or mask the tensor first");
       k.quantize(x, out + static_cast<size_t>(r) * rs, cols, imatrix);
     }
   });
@@ -290,8 +312,10 @@ void matmul(QType t, const void* w, const float* x, float* y, int64_t rows, int6
   const size_t ars = at == QType::F32 ? static_cast<size_t>(cols) * 4 : quant_row_size(at, cols);
   std::vector<uint8_t> act(static_cast<size_t>(ntok) * ars);
   for (int64_t r = 0; r < ntok; ++r) {
-    if (at == QType::F32) std::memcpy(act.data() + r * ars, x + r * cols, ars);
-    else quant_kernels(at, impl).quantize(x + r * cols, act.data() + r * ars, cols, nullptr);
+    if (at == QType::F32)
+      std::memcpy(act.data() + r * ars, x + r * cols, ars);
+    else
+      quant_kernels(at, impl).quantize(x + r * cols, act.data() + r * ars, cols, nullptr);
   }
   const uint8_t* wb = static_cast<const uint8_t*>(w);
   if (threads <= 0) threads = default_threads();

@@ -23,8 +23,8 @@ struct QuantKernels {
 };
 
 // out[r] = k.dot(n, w + r * row_bytes, a) for r < nrows, through the multi-row kernel where there is one.
-inline void vec_dot_rows(const QuantKernels& k, int64_t n, const void* w, size_t row_bytes, int64_t nrows, const void* a,
-                         float* out) {
+inline void vec_dot_rows(const QuantKernels& k, int64_t n, const void* w, size_t row_bytes, int64_t nrows,
+                         const void* a, float* out) {
   if (k.dot_rows) {
     k.dot_rows(n, w, row_bytes, nrows, a, out);
     return;
@@ -35,14 +35,15 @@ inline void vec_dot_rows(const QuantKernels& k, int64_t n, const void* w, size_t
 
 // y[t * ys + r] = k.dot(n, w + r * row_bytes, a + t * a_row_bytes) for r < nrows, t < ntok: the tiled
 // kernel where there is one (each weight block decoded once per tile of activation rows).
-inline void vec_dot_gemm(const QuantKernels& k, int64_t n, const void* w, size_t row_bytes, int64_t nrows, const void* a,
-                         size_t a_row_bytes, int64_t ntok, float* y, int64_t ys) {
+inline void vec_dot_gemm(const QuantKernels& k, int64_t n, const void* w, size_t row_bytes, int64_t nrows,
+                         const void* a, size_t a_row_bytes, int64_t ntok, float* y, int64_t ys) {
   if (k.gemm) {
     k.gemm(n, w, row_bytes, nrows, a, a_row_bytes, ntok, y, ys);
     return;
   }
   const uint8_t* ab = static_cast<const uint8_t*>(a);
-  for (int64_t t = 0; t < ntok; ++t) vec_dot_rows(k, n, w, row_bytes, nrows, ab + static_cast<size_t>(t) * a_row_bytes, y + t * ys);
+  for (int64_t t = 0; t < ntok; ++t)
+    vec_dot_rows(k, n, w, row_bytes, nrows, ab + static_cast<size_t>(t) * a_row_bytes, y + t * ys);
 }
 
 // Kernels for `t` under `impl` (Auto/Ref/Simd resolved); throws std::invalid_argument for unknown t.

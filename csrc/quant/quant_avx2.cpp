@@ -21,7 +21,8 @@ void quantize_row_f16_avx2(const float* x, void* vy, int64_t n, const float*) {
   uint16_t* y = static_cast<uint16_t*>(vy);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
   for (; i < n; ++i) y[i] = f32_to_fp16(x[i]);
 }
 void dequantize_row_f16_avx2(const void* vx, float* y, int64_t n) {
@@ -42,7 +43,8 @@ void quantize_row_bf16_avx2(const float* x, void* vy, int64_t n, const float*) {
     __m256i r[2];
     for (int k = 0; k < 2; ++k) {
       const __m256i u = _mm256_castps_si256(_mm256_loadu_ps(x + i + 8 * k));
-      const __m256i rne = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(bias, _mm256_and_si256(_mm256_srli_epi32(u, 16), one))), 16);
+      const __m256i rne = _mm256_srli_epi32(
+          _mm256_add_epi32(u, _mm256_add_epi32(bias, _mm256_and_si256(_mm256_srli_epi32(u, 16), one))), 16);
       const __m256i qnan = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(64));
       const __m256i isnan = _mm256_cmpgt_epi32(_mm256_and_si256(u, abs_mask), inf);
       r[k] = _mm256_blendv_epi8(rne, qnan, isnan);
@@ -180,7 +182,8 @@ void quantize_row_q8_k_avx2(const float* x, void* vy, int64_t n, const float*) {
     for (int j = 0; j < QK_K; j += 32) {
       __m256i q[4];
       for (int k = 0; k < 4; ++k)
-        q[k] = _mm256_min_epi32(nearest_int_ps(_mm256_mul_ps(vs, _mm256_loadu_ps(x + j + 8 * k))), _mm256_set1_epi32(127));
+        q[k] =
+            _mm256_min_epi32(nearest_int_ps(_mm256_mul_ps(vs, _mm256_loadu_ps(x + j + 8 * k))), _mm256_set1_epi32(127));
       const __m256i p = pack_i32x32_i8(q[0], q[1], q[2], q[3]);
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[b].qs + j), p);
       // bsums of the two 16-groups
@@ -429,14 +432,25 @@ struct Avx2Search {
 void quantize_row_q4_0_weighted_avx2(const float* x, BlockQ4_0* y, int64_t n, const float* qw) {
   kq::quantize_row_q4_0_weighted<Avx2Search>(x, y, n, qw);
 }
-void quantize_row_q2_k_avx2(const float* x, void* y, int64_t n, const float* qw) { kq::quantize_row_q2_k<Avx2Search>(x, y, n, qw); }
-void quantize_row_q3_k_avx2(const float* x, void* y, int64_t n, const float* qw) { kq::quantize_row_q3_k<Avx2Search>(x, y, n, qw); }
-void quantize_row_q4_k_avx2(const float* x, void* y, int64_t n, const float* qw) { kq::quantize_row_q4_k<Avx2Search>(x, y, n, qw); }
-void quantize_row_q5_k_avx2(const float* x, void* y, int64_t n, const float* qw) { kq::quantize_row_q5_k<Avx2Search>(x, y, n, qw); }
-void quantize_row_q6_k_avx2(const float* x, void* y, int64_t n, const float* qw) { kq::quantize_row_q6_k<Avx2Search>(x, y, n, qw); }
+void quantize_row_q2_k_avx2(const float* x, void* y, int64_t n, const float* qw) {
+  kq::quantize_row_q2_k<Avx2Search>(x, y, n, qw);
+}
+void quantize_row_q3_k_avx2(const float* x, void* y, int64_t n, const float* qw) {
+  kq::quantize_row_q3_k<Avx2Search>(x, y, n, qw);
+}
+void quantize_row_q4_k_avx2(const float* x, void* y, int64_t n, const float* qw) {
+  kq::quantize_row_q4_k<Avx2Search>(x, y, n, qw);
+}
+void quantize_row_q5_k_avx2(const float* x, void* y, int64_t n, const float* qw) {
+  kq::quantize_row_q5_k<Avx2Search>(x, y, n, qw);
+}
+void quantize_row_q6_k_avx2(const float* x, void* y, int64_t n, const float* qw) {
+  kq::quantize_row_q6_k<Avx2Search>(x, y, n, qw);
+}
 void quantize_row_iq4_xs_avx2(const float* x, void* vy, int64_t n, const float* qw) {
   BlockIQ4_XS* y = static_cast<BlockIQ4_XS*>(vy);
-  for (int64_t b = 0; b < n / QK_K; ++b) kq::quantize_iq4_xs_block<Avx2Search>(x + QK_K * b, qw ? qw + QK_K * b : nullptr, &y[b]);
+  for (int64_t b = 0; b < n / QK_K; ++b)
+    kq::quantize_iq4_xs_block<Avx2Search>(x + QK_K * b, qw ? qw + QK_K * b : nullptr, &y[b]);
 }
 void quantize_row_iq2_xxs_avx2(const float* x, void* y, int64_t n, const float* qw) {
   kq::quantize_row_iq2_xxs<Avx2Search>(x, y, n, qw);
@@ -476,7 +490,8 @@ void dequantize_row_q6_k_avx2(const void* vx, float* y, int64_t n) {
       const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qh + 32 * h));
       const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x03), off = _mm256_set1_epi8(32);
       const __m256i lows[4] = {_mm256_and_si256(ql0, m4), _mm256_and_si256(ql1, m4),
-                               _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4)};
+                               _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                               _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4)};
       for (int g = 0; g < 4; ++g) {
         const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), m2);
         const __m256i v = _mm256_sub_epi8(_mm256_or_si256(lows[g], _mm256_slli_epi16(hb, 4)), off);

@@ -122,7 +122,8 @@ void quantize_row_mxfp4_ref(const float* x, void* vy, int64_t n, const float*) {
     const uint8_t e = mxfp4_exponent(amax);
     const float d = e8m0_to_f32_half(e);
     y[b].e = e;
-    for (int j = 0; j < 16; ++j) y[b].qs[j] = static_cast<uint8_t>(mxfp4_code(x[j], d) | (mxfp4_code(x[j + 16], d) << 4));
+    for (int j = 0; j < 16; ++j)
+      y[b].qs[j] = static_cast<uint8_t>(mxfp4_code(x[j], d) | (mxfp4_code(x[j + 16], d) << 4));
   }
 }
 void dequantize_row_mxfp4_ref(const void* vx, float* y, int64_t n) {

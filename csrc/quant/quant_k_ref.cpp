@@ -9,14 +9,25 @@ namespace dsv4 {
 
 using kq::ScalarSearch;
 
-void quantize_row_q2_k_ref(const float* x, void* y, int64_t n, const float* qw) { kq::quantize_row_q2_k<ScalarSearch>(x, y, n, qw); }
-void quantize_row_q3_k_ref(const float* x, void* y, int64_t n, const float* qw) { kq::quantize_row_q3_k<ScalarSearch>(x, y, n, qw); }
-void quantize_row_q4_k_ref(const float* x, void* y, int64_t n, const float* qw) { kq::quantize_row_q4_k<ScalarSearch>(x, y, n, qw); }
-void quantize_row_q5_k_ref(const float* x, void* y, int64_t n, const float* qw) { kq::quantize_row_q5_k<ScalarSearch>(x, y, n, qw); }
-void quantize_row_q6_k_ref(const float* x, void* y, int64_t n, const float* qw) { kq::quantize_row_q6_k<ScalarSearch>(x, y, n, qw); }
+void quantize_row_q2_k_ref(const float* x, void* y, int64_t n, const float* qw) {
+  kq::quantize_row_q2_k<ScalarSearch>(x, y, n, qw);
+}
+void quantize_row_q3_k_ref(const float* x, void* y, int64_t n, const float* qw) {
+  kq::quantize_row_q3_k<ScalarSearch>(x, y, n, qw);
+}
+void quantize_row_q4_k_ref(const float* x, void* y, int64_t n, const float* qw) {
+  kq::quantize_row_q4_k<ScalarSearch>(x, y, n, qw);
+}
+void quantize_row_q5_k_ref(const float* x, void* y, int64_t n, const float* qw) {
+  kq::quantize_row_q5_k<ScalarSearch>(x, y, n, qw);
+}
+void quantize_row_q6_k_ref(const float* x, void* y, int64_t n, const float* qw) {
+  kq::quantize_row_q6_k<ScalarSearch>(x, y, n, qw);
+}
 void quantize_row_iq4_xs_ref(const float* x, void* vy, int64_t n, const float* qw) {
   BlockIQ4_XS* y = static_cast<BlockIQ4_XS*>(vy);
-  for (int64_t b = 0; b < n / QK_K; ++b) kq::quantize_iq4_xs_block<ScalarSearch>(x + QK_K * b, qw ? qw + QK_K * b : nullptr, &y[b]);
+  for (int64_t b = 0; b < n / QK_K; ++b)
+    kq::quantize_iq4_xs_block<ScalarSearch>(x + QK_K * b, qw ? qw + QK_K * b : nullptr, &y[b]);
 }
 
 // ---------------------------------------------------------------- dequantizers

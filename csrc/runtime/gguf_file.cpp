@@ -26,7 +26,7 @@ class MappedFile {
       ::close(fd_);
       return GgufError(path + ": " + why);
     };
-    struct stat st {};
+    struct stat st{};
     if (::fstat(fd_, &st) != 0) throw fail("cannot stat");
     if (!S_ISREG(st.st_mode)) throw fail("not a regular file");
     size_ = static_cast<size_t>(st.st_size);
@@ -121,11 +121,23 @@ struct Cursor {
 
 size_t scalar_size(GgufType t) {
   switch (t) {
-    case GgufType::U8: case GgufType::I8: case GgufType::BOOL: return 1;
-    case GgufType::U16: case GgufType::I16: return 2;
-    case GgufType::U32: case GgufType::I32: case GgufType::F32: return 4;
-    case GgufType::U64: case GgufType::I64: case GgufType::F64: return 8;
-    default: return 0;
+    case GgufType::U8:
+    case GgufType::I8:
+    case GgufType::BOOL:
+      return 1;
+    case GgufType::U16:
+    case GgufType::I16:
+      return 2;
+    case GgufType::U32:
+    case GgufType::I32:
+    case GgufType::F32:
+      return 4;
+    case GgufType::U64:
+    case GgufType::I64:
+    case GgufType::F64:
+      return 8;
+    default:
+      return 0;
   }
 }
 
@@ -133,22 +145,42 @@ size_t scalar_size(GgufType t) {
 void read_scalar(Cursor& c, GgufType t, const std::string& key, int64_t* i, double* f) {
   const char* w = key.c_str();
   switch (t) {
-    case GgufType::U8: *i = c.get<uint8_t>(w); break;
-    case GgufType::I8: *i = c.get<int8_t>(w); break;
-    case GgufType::BOOL: *i = c.get<uint8_t>(w) ? 1 : 0; break;
-    case GgufType::U16: *i = c.get<uint16_t>(w); break;
-    case GgufType::I16: *i = c.get<int16_t>(w); break;
-    case GgufType::U32: *i = c.get<uint32_t>(w); break;
-    case GgufType::I32: *i = c.get<int32_t>(w); break;
+    case GgufType::U8:
+      *i = c.get<uint8_t>(w);
+      break;
+    case GgufType::I8:
+      *i = c.get<int8_t>(w);
+      break;
+    case GgufType::BOOL:
+      *i = c.get<uint8_t>(w) ? 1 : 0;
+      break;
+    case GgufType::U16:
+      *i = c.get<uint16_t>(w);
+      break;
+    case GgufType::I16:
+      *i = c.get<int16_t>(w);
+      break;
+    case GgufType::U32:
+      *i = c.get<uint32_t>(w);
+      break;
+    case GgufType::I32:
+      *i = c.get<int32_t>(w);
+      break;
     case GgufType::U64: {
       uint64_t u = c.get<uint64_t>(w);
       *i = static_cast<int64_t>(u);
       *f = static_cast<double>(u);
       return;
     }
-    case GgufType::I64: *i = c.get<int64_t>(w); break;
-    case GgufType::F32: *f = c.get<float>(w); return;
-    case GgufType::F64: *f = c.get<double>(w); return;
+    case GgufType::I64:
+      *i = c.get<int64_t>(w);
+      break;
+    case GgufType::F32:
+      *f = c.get<float>(w);
+      return;
+    case GgufType::F64:
+      *f = c.get<double>(w);
+      return;
     default:
       throw GgufError(c.path + ": key '" + key + "' has unknown value type " + std::to_string(int(t)) +
                       " (GGUF defines 0..12); the file is corrupt or from a newer format");
@@ -177,9 +209,18 @@ const PlainType kPlain[] = {{24, "I8", 1}, {25, "I16", 2}, {26, "I32", 4}, {27, 
 
 bool GgufValue::is_int() const {
   switch (type) {
-    case GgufType::U8: case GgufType::I8: case GgufType::U16: case GgufType::I16: case GgufType::U32:
-    case GgufType::I32: case GgufType::U64: case GgufType::I64: case GgufType::BOOL: return true;
-    default: return false;
+    case GgufType::U8:
+    case GgufType::I8:
+    case GgufType::U16:
+    case GgufType::I16:
+    case GgufType::U32:
+    case GgufType::I32:
+    case GgufType::U64:
+    case GgufType::I64:
+    case GgufType::BOOL:
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -265,8 +306,7 @@ void GgufFile::read_one(const std::string& path, bool first, int64_t split_no, i
   total_bytes_ += mf.size();
   Cursor c{mf.data(), mf.size(), 0, path};
   c.need(4, "magic");
-  if (std::memcmp(mf.data(), "GGUF", 4) != 0)
-    throw GgufError(path + ": not a GGUF file (magic bytes are not 'GGUF')");
+  if (std::memcmp(mf.data(), "GGUF", 4) != 0) throw GgufError(path + ": not a GGUF file (magic bytes are not 'GGUF')");
   c.off = 4;
   uint32_t version = c.get<uint32_t>("version");
   if (version != 2 && version != 3)
@@ -315,8 +355,8 @@ void GgufFile::read_one(const std::string& path, bool first, int64_t split_no, i
       read_scalar(c, v.type, key, &v.i, &v.f);
     }
     if (c.off > kGgufMaxMetadataBytes)
-      throw GgufError(path + ": metadata runs past " + std::to_string(kGgufMaxMetadataBytes) +
-                      " bytes (at key '" + key + "'); the file is corrupt");
+      throw GgufError(path + ": metadata runs past " + std::to_string(kGgufMaxMetadataBytes) + " bytes (at key '" +
+                      key + "'); the file is corrupt");
     if (kv.count(key)) throw GgufError(path + ": duplicate metadata key '" + key + "'; the file is corrupt");
     kv.emplace(std::move(key), std::move(v));
   }

@@ -22,27 +22,38 @@ struct GgufError : std::runtime_error {
 // Limits on what a header may claim, far above any real model (DeepSeek-V4 Pro: ~2k tensors, ~60 keys,
 // a 129k-entry vocabulary, a few MB of metadata).  A crafted file is rejected before any allocation it
 // asks for.  Mirrored in dsv4_gguf/gguf_io.py (a test checks the values are equal).
-constexpr uint64_t kGgufMaxTensors = 1ull << 20;         // tensor infos per file
-constexpr uint64_t kGgufMaxKeys = 1ull << 16;            // metadata pairs per file
-constexpr uint64_t kGgufMaxString = 1ull << 26;          // bytes of one string (key, value, array entry)
-constexpr uint64_t kGgufMaxArray = 1ull << 22;           // entries of one metadata array
-constexpr uint64_t kGgufMaxMetadataBytes = 1ull << 28;   // bytes from the file start to the end of the metadata
-constexpr size_t kGgufMaxTensorName = 63;                // ggml's GGML_MAX_NAME - 1
+constexpr uint64_t kGgufMaxTensors = 1ull << 20;        // tensor infos per file
+constexpr uint64_t kGgufMaxKeys = 1ull << 16;           // metadata pairs per file
+constexpr uint64_t kGgufMaxString = 1ull << 26;         // bytes of one string (key, value, array entry)
+constexpr uint64_t kGgufMaxArray = 1ull << 22;          // entries of one metadata array
+constexpr uint64_t kGgufMaxMetadataBytes = 1ull << 28;  // bytes from the file start to the end of the metadata
+constexpr size_t kGgufMaxTensorName = 63;               // ggml's GGML_MAX_NAME - 1
 constexpr uint64_t kGgufMaxAlignment = 1ull << 20;
 
 enum class GgufType : int32_t {
-  U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, BOOL = 7, STRING = 8, ARRAY = 9,
-  U64 = 10, I64 = 11, F64 = 12,
+  U8 = 0,
+  I8 = 1,
+  U16 = 2,
+  I16 = 3,
+  U32 = 4,
+  I32 = 5,
+  F32 = 6,
+  BOOL = 7,
+  STRING = 8,
+  ARRAY = 9,
+  U64 = 10,
+  I64 = 11,
+  F64 = 12,
 };
 
 struct GgufValue {
   GgufType type = GgufType::U8;
-  GgufType elem = GgufType::U8;  // arrays only
-  int64_t i = 0;                 // integer / bool scalars
-  double f = 0.0;                // float scalars
-  std::string s;                 // string scalar
-  std::vector<double> nums;      // numeric / bool arrays
-  std::vector<std::string> strs; // string arrays
+  GgufType elem = GgufType::U8;   // arrays only
+  int64_t i = 0;                  // integer / bool scalars
+  double f = 0.0;                 // float scalars
+  std::string s;                  // string scalar
+  std::vector<double> nums;       // numeric / bool arrays
+  std::vector<std::string> strs;  // string arrays
   bool is_array() const { return type == GgufType::ARRAY; }
   bool is_int() const;
   bool is_float() const { return type == GgufType::F32 || type == GgufType::F64; }
@@ -50,12 +61,12 @@ struct GgufValue {
 
 struct GgufTensor {
   std::string name;
-  int32_t type = 0;       // ggml type id
+  int32_t type = 0;  // ggml type id
   int n_dims = 0;
   int64_t ne[4] = {1, 1, 1, 1};
   const uint8_t* data = nullptr;
   size_t nbytes = 0;
-  std::string file;       // shard path (for error messages)
+  std::string file;  // shard path (for error messages)
   int64_t nelements() const { return ne[0] * ne[1] * ne[2] * ne[3]; }
 };
 

@@ -45,9 +45,12 @@ void KvRows::init(int64_t rows, int64_t dim, KvDtype dt, int64_t n_fp8, int64_t 
   bf16_.clear();
   u8_.clear();
   stored_ = 0;
-  if (dt == KvDtype::F32) row_bytes_ = static_cast<size_t>(dim) * 4;
-  else if (dt == KvDtype::BF16) row_bytes_ = static_cast<size_t>(dim) * 2;
-  else row_bytes_ = (static_cast<size_t>(n_fp8 + n_fp8 / fp8_block + 2 * (dim - n_fp8)) + 3) / 4 * 4;
+  if (dt == KvDtype::F32)
+    row_bytes_ = static_cast<size_t>(dim) * 4;
+  else if (dt == KvDtype::BF16)
+    row_bytes_ = static_cast<size_t>(dim) * 2;
+  else
+    row_bytes_ = (static_cast<size_t>(n_fp8 + n_fp8 / fp8_block + 2 * (dim - n_fp8)) + 3) / 4 * 4;
   reserve(std::min<int64_t>(rows, 128));  // the rest grows on demand: a 1M-token context is not committed up front
 }
 
@@ -55,14 +58,18 @@ void KvRows::reserve(int64_t n) {
   n = std::min(n, rows_);
   if (n <= stored_) return;
   const int64_t want = std::min(rows_, std::max(n, 2 * stored_));
-  if (dt_ == KvDtype::F32) f32_.resize(static_cast<size_t>(want * dim_), 0.f);
-  else if (dt_ == KvDtype::BF16) bf16_.resize(static_cast<size_t>(want * dim_), 0);
-  else u8_.resize(static_cast<size_t>(want) * row_bytes_, 0);
+  if (dt_ == KvDtype::F32)
+    f32_.resize(static_cast<size_t>(want * dim_), 0.f);
+  else if (dt_ == KvDtype::BF16)
+    bf16_.resize(static_cast<size_t>(want * dim_), 0);
+  else
+    u8_.resize(static_cast<size_t>(want) * row_bytes_, 0);
   stored_ = want;
 }
 
 void KvRows::write(int64_t r, const float* x) {
-  if (r < 0 || r >= rows_) throw std::out_of_range("KV cache row " + std::to_string(r) + " outside capacity " + std::to_string(rows_));
+  if (r < 0 || r >= rows_)
+    throw std::out_of_range("KV cache row " + std::to_string(r) + " outside capacity " + std::to_string(rows_));
   reserve(r + 1);
   if (dt_ == KvDtype::F32) {
     std::memcpy(&f32_[static_cast<size_t>(r * dim_)], x, static_cast<size_t>(dim_) * 4);
@@ -112,8 +119,9 @@ void KvRows::read(int64_t r, float* out) const {
 
 std::vector<uint8_t> KvRows::raw(int64_t n) const {
   std::vector<uint8_t> out(static_cast<size_t>(n) * row_bytes());
-  const void* src = dt_ == KvDtype::F32 ? static_cast<const void*>(f32_.data())
-                    : dt_ == KvDtype::BF16 ? static_cast<const void*>(bf16_.data()) : static_cast<const void*>(u8_.data());
+  const void* src = dt_ == KvDtype::F32    ? static_cast<const void*>(f32_.data())
+                    : dt_ == KvDtype::BF16 ? static_cast<const void*>(bf16_.data())
+                                           : static_cast<const void*>(u8_.data());
   // rows past the grown storage were never written: they stay zero (the storage grows on demand)
   const size_t have = static_cast<size_t>(std::min(n, stored_)) * row_bytes();
   if (have) std::memcpy(out.data(), src, have);
@@ -123,8 +131,9 @@ std::vector<uint8_t> KvRows::raw(int64_t n) const {
 void KvRows::set_raw(const uint8_t* p, int64_t n) {
   if (n > rows_) throw std::runtime_error("session state holds more KV rows than this session's context allows");
   reserve(n);
-  void* dst = dt_ == KvDtype::F32 ? static_cast<void*>(f32_.data())
-              : dt_ == KvDtype::BF16 ? static_cast<void*>(bf16_.data()) : static_cast<void*>(u8_.data());
+  void* dst = dt_ == KvDtype::F32    ? static_cast<void*>(f32_.data())
+              : dt_ == KvDtype::BF16 ? static_cast<void*>(bf16_.data())
+                                     : static_cast<void*>(u8_.data());
   if (n > 0) std::memcpy(dst, p, static_cast<size_t>(n) * row_bytes());
 }
 

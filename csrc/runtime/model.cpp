@@ -22,7 +22,8 @@ std::vector<float> tensor_to_f32(const GgufTensor& t) {
     return out;
   }
   if (!qtype_info(t.type))
-    throw GgufError(t.file + ": tensor '" + t.name + "' has type " + ggml_type_name(t.type) + ", expected a float type");
+    throw GgufError(t.file + ": tensor '" + t.name + "' has type " + ggml_type_name(t.type) +
+                    ", expected a float type");
   int64_t rows = t.ne[1] * t.ne[2] * t.ne[3];
   dequantize_rows(static_cast<QType>(t.type), t.data, out.data(), rows, t.ne[0], Impl::Auto, 1);
   return out;
@@ -37,8 +38,9 @@ struct Loader {
   std::string key(const std::string& k) const { return arch + "." + k; }
   const GgufValue& need(const std::string& k) const {
     const GgufValue* v = f.find(k);
-    if (!v) throw GgufError(f.path() + ": metadata key '" + k + "' is missing; the file was not written for the " + arch +
-                            " architecture or by an incompatible converter");
+    if (!v)
+      throw GgufError(f.path() + ": metadata key '" + k + "' is missing; the file was not written for the " + arch +
+                      " architecture or by an incompatible converter");
     return *v;
   }
   int64_t get_i(const std::string& k) const {
@@ -87,8 +89,10 @@ struct Loader {
   }
   WeightView mat(const std::string& name, int64_t cols, int64_t rows, int64_t depth = 1) const {
     const GgufTensor& t = tensor(name);
-    if (depth > 1) check_shape(t, {cols, rows, depth});
-    else check_shape(t, {cols, rows});
+    if (depth > 1)
+      check_shape(t, {cols, rows, depth});
+    else
+      check_shape(t, {cols, rows});
     if (!qtype_info(t.type) || t.type == static_cast<int32_t>(QType::Q8_K))
       throw GgufError(f.path() + ": tensor '" + name + "' has type " + ggml_type_name(t.type) +
                       ", which is not a weight type this runtime can multiply");
@@ -161,10 +165,12 @@ Model::Model(const std::string& path) : file_(std::make_unique<GgufFile>(path)) 
   c.n_hash = L.get_i("hash_layer_count");
   c.norm_eps = static_cast<float>(L.get_f("attention.layer_norm_rms_epsilon"));
   c.ctx_train = L.get_i("context_length", 0);
-  if (c.hc != 4) throw GgufError(path + ": " + arch + ".hyper_connection.count = " + std::to_string(c.hc) + ", expected 4");
+  if (c.hc != 4)
+    throw GgufError(path + ": " + arch + ".hyper_connection.count = " + std::to_string(c.hc) + ", expected 4");
   if (c.rope_dim % 2 || c.rope_dim >= c.head_dim || c.rope_dim > c.idx_dim)
-    throw GgufError(path + ": rope.dimension_count " + std::to_string(c.rope_dim) + " is incompatible with key_length " +
-                    std::to_string(c.head_dim) + " / indexer key_length " + std::to_string(c.idx_dim));
+    throw GgufError(path + ": rope.dimension_count " + std::to_string(c.rope_dim) +
+                    " is incompatible with key_length " + std::to_string(c.head_dim) + " / indexer key_length " +
+                    std::to_string(c.idx_dim));
   if (c.nope_dim() % 64) throw GgufError(path + ": key_length - rope dims must be a multiple of 64 (KV FP8 block)");
   if (c.idx_dim & (c.idx_dim - 1) || c.idx_dim % 32)
     throw GgufError(path + ": indexer key_length must be a power of two >= 32 (Hadamard + FP4 block)");
@@ -276,8 +282,10 @@ Model::Model(const std::string& path) : file_(std::make_unique<GgufFile>(path)) 
       b.eh_proj = L.mat(p + "nextn.eh_proj.weight", 2 * D, D);
       b.enorm = L.vec(p + "nextn.enorm.weight", D);
       b.hnorm = L.vec(p + "nextn.hnorm.weight", D);
-      if (f.tensor(p + "nextn.shared_head_norm.weight")) b.mtp_norm = L.vec(p + "nextn.shared_head_norm.weight", D);
-      else b.mtp_norm = out_norm;
+      if (f.tensor(p + "nextn.shared_head_norm.weight"))
+        b.mtp_norm = L.vec(p + "nextn.shared_head_norm.weight", D);
+      else
+        b.mtp_norm = out_norm;
     }
     blocks_.push_back(std::move(b));
   }

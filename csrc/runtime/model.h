@@ -39,16 +39,16 @@ struct ModelConfig {
   int64_t original_ctx = 0;
   float beta_fast = 32.f, beta_slow = 1.f;
   int64_t ctx_train = 0;
-  std::vector<int> ratios;         // per block incl. MTP
-  std::vector<float> swiglu_exp;   // per block
-  std::vector<float> swiglu_shexp; // per block
+  std::vector<int> ratios;          // per block incl. MTP
+  std::vector<float> swiglu_exp;    // per block
+  std::vector<float> swiglu_shexp;  // per block
   int64_t nope_dim() const { return head_dim - rope_dim; }
 };
 
 struct CompressorWeights {
-  WeightView wkv, wgate;             // [coff*d rows, D cols]
-  std::vector<float> ape;            // [m][coff*d]
-  std::vector<float> norm;           // [d]
+  WeightView wkv, wgate;    // [coff*d rows, D cols]
+  std::vector<float> ape;   // [m][coff*d]
+  std::vector<float> norm;  // [d]
   int ratio = 0, d = 0, coff = 1;
 };
 
@@ -61,13 +61,13 @@ struct BlockWeights {
   WeightView wq_a, wq_b, wkv, wo_a, wo_b;
   CompressorWeights comp, idx_comp;
   WeightView idx_wq_b, idx_proj;
-  WeightView gate;                      // [E rows, D]
-  std::vector<float> bias;              // [E] (non-hash)
-  const int32_t* tid2eid = nullptr;     // [V][K] (hash)
-  WeightView w1, w2, w3;                // stacked experts: w1/w3 [E*I rows, D], w2 [E*D rows, I]
-  WeightView sw1, sw2, sw3;             // shared expert
+  WeightView gate;                   // [E rows, D]
+  std::vector<float> bias;           // [E] (non-hash)
+  const int32_t* tid2eid = nullptr;  // [V][K] (hash)
+  WeightView w1, w2, w3;             // stacked experts: w1/w3 [E*I rows, D], w2 [E*D rows, I]
+  WeightView sw1, sw2, sw3;          // shared expert
   // MTP block only
-  WeightView eh_proj;                   // [D rows, 2D cols]: [enorm(e) | hnorm(h)]
+  WeightView eh_proj;  // [D rows, 2D cols]: [enorm(e) | hnorm(h)]
   std::vector<float> enorm, hnorm, mtp_norm;
 };
 

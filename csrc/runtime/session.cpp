@@ -19,14 +19,13 @@
 namespace dsv4 {
 
 // ------------------------------------------------------------------------------------------------
-size_t Runtime::prefetch() const {
-  return model_.file().populate() + (mtp_ ? mtp_->file().populate() : 0);
-}
+size_t Runtime::prefetch() const { return model_.file().populate() + (mtp_ ? mtp_->file().populate() : 0); }
 
 Runtime::Runtime(const std::string& path, const RuntimeOptions& opts, const std::string& mtp_path)
     : model_(path), opts_(opts) {
   if (model_.mtp_only)
-    throw GgufError(path + ": this is an MTP sidecar (only nextn blocks); load the main GGUF and pass this file as mtp");
+    throw GgufError(path +
+                    ": this is an MTP sidecar (only nextn blocks); load the main GGUF and pass this file as mtp");
   if (!mtp_path.empty()) {
     mtp_ = std::make_unique<Model>(mtp_path);
     const ModelConfig &a = model_.cfg(), &b = mtp_->cfg();
@@ -80,11 +79,12 @@ namespace {
 constexpr int64_t kMaxCtx = int64_t{1} << 32;
 }  // namespace
 
-Session::Session(const Runtime& rt, int64_t ctx, KvDtype kv, bool use_mtp) : rt_(rt), ctx_(ctx), kv_(kv), use_mtp_(use_mtp) {
+Session::Session(const Runtime& rt, int64_t ctx, KvDtype kv, bool use_mtp)
+    : rt_(rt), ctx_(ctx), kv_(kv), use_mtp_(use_mtp) {
   if (ctx <= 0) throw std::invalid_argument("ctx must be positive, got " + std::to_string(ctx));
   if (ctx > kMaxCtx)
-    throw std::invalid_argument("ctx " + std::to_string(ctx) + " exceeds the runtime's limit of " + std::to_string(kMaxCtx) +
-                                " tokens; create the session with a smaller ctx");
+    throw std::invalid_argument("ctx " + std::to_string(ctx) + " exceeds the runtime's limit of " +
+                                std::to_string(kMaxCtx) + " tokens; create the session with a smaller ctx");
   if (use_mtp && !rt.mtp())
     throw std::invalid_argument("this model has no MTP block; load it with its MTP sidecar GGUF (mtp-*.gguf)");
   reset_state();
@@ -92,8 +92,8 @@ Session::Session(const Runtime& rt, int64_t ctx, KvDtype kv, bool use_mtp) : rt_
   for (const LayerState& l : layers_) {
     if (l.comp.ratio) kv_per_token_ += static_cast<double>(l.comp_kv.row_bytes()) / l.comp.ratio;
     if (l.idx_comp.ratio) kv_per_token_ += static_cast<double>(l.idx_kv.row_bytes()) / 4;
-    kv_total_ += l.window.bytes() + l.comp_kv.bytes() + l.idx_kv.bytes() + (l.comp.kv.size() + l.comp.score.size()) * 4 +
-                 (l.idx_comp.kv.size() + l.idx_comp.score.size()) * 4;
+    kv_total_ += l.window.bytes() + l.comp_kv.bytes() + l.idx_kv.bytes() +
+                 (l.comp.kv.size() + l.comp.score.size()) * 4 + (l.idx_comp.kv.size() + l.idx_comp.score.size()) * 4;
   }
 }
 
@@ -172,7 +172,8 @@ std::vector<float> Session::forward(const int32_t* tokens, int64_t T, bool all_l
     std::vector<float> e(static_cast<size_t>(D));
     for (int64_t t = 0; t < T; ++t) {
       dequant_row(M.embed, tokens[t], e.data());
-      for (int64_t j = 0; j < hc; ++j) std::memcpy(&X[static_cast<size_t>(t * hcD + j * D)], e.data(), static_cast<size_t>(D) * 4);
+      for (int64_t j = 0; j < hc; ++j)
+        std::memcpy(&X[static_cast<size_t>(t * hcD + j * D)], e.data(), static_cast<size_t>(D) * 4);
       if (taps) taps_.add("embed", e.data(), D, D);
     }
   }
@@ -199,7 +200,9 @@ std::vector<float> Session::head(const Model& M, const float* X, int64_t n_out, 
   for (int64_t t = 0; t < n_out; ++t) {
     float pr[4];
     for (int j = 0; j < hc; ++j)
-      pr[j] = 1.0f / (1.0f + std::exp(-(mixes[static_cast<size_t>(t * hc + j)] * M.hc_head_scale[0] + M.hc_head_base[static_cast<size_t>(j)]))) + c.hc_eps;
+      pr[j] = 1.0f / (1.0f + std::exp(-(mixes[static_cast<size_t>(t * hc + j)] * M.hc_head_scale[0] +
+                                        M.hc_head_base[static_cast<size_t>(j)]))) +
+              c.hc_eps;
     float* ut = &u[static_cast<size_t>(t * D)];
     hc_collapse(X + t * hcD, pr, static_cast<int>(hc), D, ut);
     if (taps) taps_.add(pre + "hc_head_out", ut, D, D);
@@ -218,13 +221,15 @@ std::vector<float> Session::mtp_forward(const int32_t* tokens, int64_t T, bool a
   const ModelConfig& c = M.cfg();
   check_tokens(M, tokens, T);
   if (T > mtp_pending())
-    throw std::invalid_argument("mtp: " + std::to_string(T) + " tokens given but only " + std::to_string(mtp_pending()) +
+    throw std::invalid_argument("mtp: " + std::to_string(T) + " tokens given but only " +
+                                std::to_string(mtp_pending()) +
                                 " main-model positions are waiting (run prefill/decode first)");
   const int l = static_cast<int>(c.n_layers);
   const BlockWeights& b = M.block(l);
   const int64_t D = c.dim, hc = c.hc, hcD = hc * D;
   // X0[t][j] = eh_proj . [enorm(embed(token_t)) | hnorm(h_t,j)]  (= e_proj e + h_proj h, DeepSeek-V4's inference/model.py)
-  std::vector<float> in(static_cast<size_t>(T * hc * 2 * D)), X(static_cast<size_t>(T * hcD)), e(static_cast<size_t>(D));
+  std::vector<float> in(static_cast<size_t>(T * hc * 2 * D)), X(static_cast<size_t>(T * hcD)),
+      e(static_cast<size_t>(D));
   for (int64_t t = 0; t < T; ++t) {
     dequant_row(M.embed, tokens[t], e.data());
     rms_norm(e.data(), b.enorm.data(), e.data(), D, c.norm_eps);
@@ -244,8 +249,8 @@ std::vector<float> Session::mtp_forward(const int32_t* tokens, int64_t T, bool a
   return logits;
 }
 
-void Session::block_forward(const Model& M, int l, LayerState& S, std::vector<float>& X, const int32_t* tokens, int64_t T,
-                            int64_t p0, const std::string& pre) {
+void Session::block_forward(const Model& M, int l, LayerState& S, std::vector<float>& X, const int32_t* tokens,
+                            int64_t T, int64_t p0, const std::string& pre) {
   const ModelConfig& c = M.cfg();
   const BlockWeights& b = M.block(l);
   const OpCtx ctx = rt_.ctx();
@@ -258,18 +263,21 @@ void Session::block_forward(const Model& M, int l, LayerState& S, std::vector<fl
     const float* scale = (sub == 0 ? b.hc_attn_scale : b.hc_ffn_scale).data();
     const float* base = (sub == 0 ? b.hc_attn_base : b.hc_ffn_base).data();
     const float* norm = (sub == 0 ? b.attn_norm : b.ffn_norm).data();
-    if (taps) taps_.add(pre + (sub == 0 ? "hc_attn_x" : "hc_ffn_x"), X.data(), T * hcD, hcD);  // hc_*_fn input (imatrix)
+    if (taps)
+      taps_.add(pre + (sub == 0 ? "hc_attn_x" : "hc_ffn_x"), X.data(), T * hcD, hcD);  // hc_*_fn input (imatrix)
     hc_mixes(fn, X.data(), T, c.norm_eps, mixes.data(), ctx);
     for (int64_t t = 0; t < T; ++t) {
       float pr[4];
-      hc_coeffs(&mixes[static_cast<size_t>(t * nmix)], scale, base, static_cast<int>(hc), static_cast<int>(c.sinkhorn_iters),
-                c.hc_eps, pr, &post[static_cast<size_t>(t * hc)], &comb[static_cast<size_t>(t * hc * hc)]);
+      hc_coeffs(&mixes[static_cast<size_t>(t * nmix)], scale, base, static_cast<int>(hc),
+                static_cast<int>(c.sinkhorn_iters), c.hc_eps, pr, &post[static_cast<size_t>(t * hc)],
+                &comb[static_cast<size_t>(t * hc * hc)]);
       float* ht = &h[static_cast<size_t>(t * D)];
       hc_collapse(&X[static_cast<size_t>(t * hcD)], pr, static_cast<int>(hc), D, ht);
       rms_norm(ht, norm, ht, D, c.norm_eps);
       if (taps) {
         taps_.add(pre + (sub == 0 ? "hc_attn_pre" : "hc_ffn_pre"), pr, hc, hc);
-        taps_.add(pre + (sub == 0 ? "hc_attn_comb" : "hc_ffn_comb"), &comb[static_cast<size_t>(t * hc * hc)], hc * hc, hc * hc);
+        taps_.add(pre + (sub == 0 ? "hc_attn_comb" : "hc_ffn_comb"), &comb[static_cast<size_t>(t * hc * hc)], hc * hc,
+                  hc * hc);
         taps_.add(pre + (sub == 0 ? "attn_in" : "ffn_in"), ht, D, D);
       }
     }
@@ -284,8 +292,8 @@ void Session::block_forward(const Model& M, int l, LayerState& S, std::vector<fl
     std::vector<float> out(static_cast<size_t>(hcD));
     for (int64_t t = 0; t < T; ++t) {
       float* xt = &X[static_cast<size_t>(t * hcD)];
-      hc_expand(&f[static_cast<size_t>(t * D)], xt, &post[static_cast<size_t>(t * hc)], &comb[static_cast<size_t>(t * hc * hc)],
-                static_cast<int>(hc), D, out.data());
+      hc_expand(&f[static_cast<size_t>(t * D)], xt, &post[static_cast<size_t>(t * hc)],
+                &comb[static_cast<size_t>(t * hc * hc)], static_cast<int>(hc), D, out.data());
       std::memcpy(xt, out.data(), static_cast<size_t>(hcD) * 4);
     }
   }

@@ -27,9 +27,9 @@
 namespace dsv4 {
 
 struct RuntimeOptions {
-  int threads = 0;    // 0 = all hardware threads
-  bool exact = false; // f32 activations against dequantized weight rows (reference math)
-  bool qat = true;    // the QAT simulation (DeepSeek-V4's inference/model.py) of KV / indexer (as the official model)
+  int threads = 0;     // 0 = all hardware threads
+  bool exact = false;  // f32 activations against dequantized weight rows (reference math)
+  bool qat = true;     // the QAT simulation (DeepSeek-V4's inference/model.py) of KV / indexer (as the official model)
 };
 
 class Runtime {
@@ -105,6 +105,7 @@ class Session {
    public:
     Guard(const Session& s, const char* what);
     ~Guard() { s_.busy_.store(false, std::memory_order_release); }
+
    private:
     const Session& s_;
   };
@@ -118,7 +119,7 @@ class Session {
   bool use_mtp_ = false;
   LayerState mtp_state_;
   std::atomic<int64_t> mtp_pos_{0};
-  std::vector<float> pending_;  // [rows][hc*D] main streams not yet consumed by mtp_forward
+  std::vector<float> pending_;            // [rows][hc*D] main streams not yet consumed by mtp_forward
   std::atomic<int64_t> pending_rows_{0};  // pending_.size() / (hc*D), readable from other threads
   double kv_per_token_ = 0;
   size_t kv_total_ = 0;

@@ -33,13 +33,11 @@ constexpr char kMagic[8] = {'D', 'S', 'V', '4', 'S', 'E', 'S', '1'};
 constexpr uint32_t kVersion = 2;
 constexpr int kHeaderFields = 13;
 constexpr size_t kHeaderBytes = 8 + 4 + 4 + 8 + 8 * kHeaderFields + 8;
-const char* const kHeaderNames[kHeaderFields] = {"vocab",    "dim",     "n_layers", "head_dim", "indexer dim",
-                                                 "window",   "kv dtype", "ctx",     "pos",      "mtp",
-                                                 "qat",      "exact",   "mtp_pos"};
+const char* const kHeaderNames[kHeaderFields] = {"vocab",  "dim",      "n_layers", "head_dim", "indexer dim",
+                                                 "window", "kv dtype", "ctx",      "pos",      "mtp",
+                                                 "qat",    "exact",    "mtp_pos"};
 
-const char* kv_name(int64_t v) {
-  return v == 0 ? "f32" : v == 1 ? "bf16" : v == 2 ? "fp8" : "unknown";
-}
+const char* kv_name(int64_t v) { return v == 0 ? "f32" : v == 1 ? "bf16" : v == 2 ? "fp8" : "unknown"; }
 
 // Corruption check (not a cryptographic hash): four FNV-1a lanes over 8-byte words, streamed.
 class StateHash {
@@ -88,7 +86,8 @@ uint64_t payload_bytes(const std::vector<LayerState>& layers, int64_t pos, const
     if (s.idx_comp.ratio) n += s.idx_kv.row_bytes() * static_cast<uint64_t>(pos / 4);
     n += (s.comp.kv.size() + s.comp.score.size() + s.idx_comp.kv.size() + s.idx_comp.score.size()) * 4;
   }
-  if (mtp_window) n += mtp_window->row_bytes() * static_cast<uint64_t>(mtp_window->rows()) + static_cast<uint64_t>(pending * hcD) * 4;
+  if (mtp_window)
+    n += mtp_window->row_bytes() * static_cast<uint64_t>(mtp_window->rows()) + static_cast<uint64_t>(pending * hcD) * 4;
   return n;
 }
 }  // namespace
@@ -99,7 +98,8 @@ void Session::save(const std::string& path) const {
   const int64_t pos = pos_, hcD = c.hc * c.dim, pending = pending_rows_;
   // a unique temp name: two sessions saving to one path never write the same temp file
   static std::atomic<uint64_t> serial{0};
-  const std::string tmp = path + ".tmp." + std::to_string(static_cast<uint64_t>(::getpid())) + "." + std::to_string(serial++);
+  const std::string tmp =
+      path + ".tmp." + std::to_string(static_cast<uint64_t>(::getpid())) + "." + std::to_string(serial++);
   try {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
     if (!f) throw std::runtime_error(path + ": cannot write session state (" + std::strerror(errno) + ")");
@@ -113,9 +113,19 @@ void Session::save(const std::string& path) const {
     put(kMagic, 8);
     put(ver, 8);
     put64(rt_.fingerprint());
-    const int64_t fields[kHeaderFields] = {c.vocab, c.dim, c.n_layers, c.head_dim, c.idx_dim, c.window, static_cast<int64_t>(kv_),
-                                          ctx_, pos, use_mtp_ ? 1 : 0, rt_.options().qat ? 1 : 0, rt_.options().exact ? 1 : 0,
-                                          mtp_pos_.load()};
+    const int64_t fields[kHeaderFields] = {c.vocab,
+                                           c.dim,
+                                           c.n_layers,
+                                           c.head_dim,
+                                           c.idx_dim,
+                                           c.window,
+                                           static_cast<int64_t>(kv_),
+                                           ctx_,
+                                           pos,
+                                           use_mtp_ ? 1 : 0,
+                                           rt_.options().qat ? 1 : 0,
+                                           rt_.options().exact ? 1 : 0,
+                                           mtp_pos_.load()};
     put(fields, sizeof fields);
     put64(payload_bytes(layers_, pos, use_mtp_ ? &mtp_state_.window : nullptr, pending, hcD));
     for (const LayerState& s : layers_) {
@@ -152,7 +162,8 @@ void Session::load(const std::string& path) {
   const ModelConfig& c = rt_.model().cfg();
   const int64_t hcD = c.hc * c.dim;
   struct stat st;
-  if (::stat(path.c_str(), &st) != 0) throw StateError(path + ": cannot open session state (" + std::strerror(errno) + ")");
+  if (::stat(path.c_str(), &st) != 0)
+    throw StateError(path + ": cannot open session state (" + std::strerror(errno) + ")");
   if (!S_ISREG(st.st_mode)) throw StateError(path + ": cannot read session state (not a regular file)");
   std::ifstream f(path, std::ios::binary | std::ios::ate);
   if (!f) throw StateError(path + ": cannot open session state (" + std::strerror(errno) + ")");
@@ -162,8 +173,8 @@ void Session::load(const std::string& path) {
   const uint64_t file_size = static_cast<uint64_t>(end);
   const std::string bad = path + ": cannot restore this session state: ";
   if (file_size < kHeaderBytes)
-    throw StateError(bad + "truncated session state file (" + std::to_string(file_size) + " bytes, the header alone is " +
-                     std::to_string(kHeaderBytes) + ")");
+    throw StateError(bad + "truncated session state file (" + std::to_string(file_size) +
+                     " bytes, the header alone is " + std::to_string(kHeaderBytes) + ")");
   StateHash hash;
   auto get = [&](void* p, size_t n) {
     f.read(static_cast<char*>(p), static_cast<std::streamsize>(n));
@@ -188,26 +199,29 @@ void Session::load(const std::string& path) {
   const int64_t want[7] = {c.vocab, c.dim, c.n_layers, c.head_dim, c.idx_dim, c.window, static_cast<int64_t>(kv_)};
   for (int i = 0; i < 6; ++i)
     if (h[i] != want[i])
-      throw StateError(bad + "it was saved for another model or KV dtype (" + kHeaderNames[i] + " " + std::to_string(h[i]) +
-                       ", this model has " + std::to_string(want[i]) + "); restore it into a session of the model it was saved from");
+      throw StateError(bad + "it was saved for another model or KV dtype (" + kHeaderNames[i] + " " +
+                       std::to_string(h[i]) + ", this model has " + std::to_string(want[i]) +
+                       "); restore it into a session of the model it was saved from");
   if (fp != rt_.fingerprint())
-    throw StateError(bad + "it was saved for another model (weights fingerprint " + std::to_string(fp) + ", this model " +
-                     std::to_string(rt_.fingerprint()) + "); restore it into a session of the GGUF it was saved from");
+    throw StateError(bad + "it was saved for another model (weights fingerprint " + std::to_string(fp) +
+                     ", this model " + std::to_string(rt_.fingerprint()) +
+                     "); restore it into a session of the GGUF it was saved from");
   if (h[6] != want[6])
-    throw StateError(bad + "it was saved with kv_dtype '" + kv_name(h[6]) + "' (another model or KV dtype setting), this session uses '" +
-                     kv_name(want[6]) + "'; create the session with kv_dtype='" + kv_name(h[6]) + "'");
+    throw StateError(bad + "it was saved with kv_dtype '" + kv_name(h[6]) +
+                     "' (another model or KV dtype setting), this session uses '" + kv_name(want[6]) +
+                     "'; create the session with kv_dtype='" + kv_name(h[6]) + "'");
   const int64_t pos = h[8], mtp_pos = h[12];
   if (h[9] != (use_mtp_ ? 1 : 0))
     throw StateError(bad + "it was saved " + std::string(use_mtp_ ? "without" : "with") +
                      " MTP; create the session with the same mtp setting");
   if (h[10] != (rt_.options().qat ? 1 : 0) || h[11] != (rt_.options().exact ? 1 : 0))
     throw StateError(bad + "it was computed with qat=" + std::to_string(h[10]) + " exact=" + std::to_string(h[11]) +
-                     ", this runtime has qat=" + std::to_string(rt_.options().qat) + " exact=" +
-                     std::to_string(rt_.options().exact) + "; load the model with the same options");
+                     ", this runtime has qat=" + std::to_string(rt_.options().qat) +
+                     " exact=" + std::to_string(rt_.options().exact) + "; load the model with the same options");
   if (pos < 0 || pos > ctx_)
     throw StateError(bad + "it holds " + std::to_string(pos) + " tokens (saved with ctx " + std::to_string(h[7]) +
-                     "), more than this session's ctx " + std::to_string(ctx_) + "; create the session with ctx >= " +
-                     std::to_string(pos));
+                     "), more than this session's ctx " + std::to_string(ctx_) +
+                     "; create the session with ctx >= " + std::to_string(pos));
   if (mtp_pos < 0 || mtp_pos > pos || (!use_mtp_ && mtp_pos != 0))
     throw StateError(bad + "corrupt header (mtp_pos " + std::to_string(mtp_pos) + ", pos " + std::to_string(pos) + ")");
   // fresh temporaries shaped like this session; committed only when everything checked out
@@ -230,10 +244,12 @@ void Session::load(const std::string& path) {
   const int64_t pending = pos - mtp_pos;
   const uint64_t expect = payload_bytes(layers, pos, use_mtp_ ? &mtp.window : nullptr, pending, hcD);
   if (n_payload != expect)
-    throw StateError(bad + "corrupt header (payload of " + std::to_string(n_payload) + " bytes, " + std::to_string(expect) +
-                     " expected for " + std::to_string(pos) + " tokens)");
+    throw StateError(bad + "corrupt header (payload of " + std::to_string(n_payload) + " bytes, " +
+                     std::to_string(expect) + " expected for " + std::to_string(pos) + " tokens)");
   if (file_size != kHeaderBytes + expect + 8)
-    throw StateError(bad + (file_size < kHeaderBytes + expect + 8 ? "truncated session state file (" : "trailing bytes after the state (") +
+    throw StateError(bad +
+                     (file_size < kHeaderBytes + expect + 8 ? "truncated session state file ("
+                                                            : "trailing bytes after the state (") +
                      std::to_string(file_size) + " bytes, expected " + std::to_string(kHeaderBytes + expect + 8) + ")");
   std::vector<uint8_t> buf;
   auto rows = [&](KvRows& r, int64_t n) {
@@ -260,8 +276,7 @@ void Session::load(const std::string& path) {
   uint64_t stored;
   f.read(reinterpret_cast<char*>(&stored), 8);
   if (!f) throw StateError(bad + "truncated session state file (no checksum)");
-  if (stored != sum)
-    throw StateError(bad + "checksum mismatch, the file is corrupt; save the state again");
+  if (stored != sum) throw StateError(bad + "checksum mismatch, the file is corrupt; save the state again");
   layers_ = std::move(layers);
   mtp_state_ = std::move(mtp);
   pending_ = std::move(pend);

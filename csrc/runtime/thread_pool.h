@@ -44,7 +44,8 @@ class ThreadPool {
   // fn(begin, end) over [0, n) in chunks of at least `min_chunk`.
   void parallel_for(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn) {
     if (n <= 0) return;
-    int64_t chunks = std::min<int64_t>(static_cast<int64_t>(n_) * 4, std::max<int64_t>(1, n / std::max<int64_t>(1, min_chunk)));
+    int64_t chunks =
+        std::min<int64_t>(static_cast<int64_t>(n_) * 4, std::max<int64_t>(1, n / std::max<int64_t>(1, min_chunk)));
     if (chunks <= 1 || n_ == 1) {
       fn(0, n);
       return;

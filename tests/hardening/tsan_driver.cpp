@@ -47,7 +47,8 @@ void run(const dsv4::Runtime& rt, Job& job, int64_t prefill, int64_t ctx, const 
     a.save(state);
     dsv4::Session b(rt, ctx, dsv4::KvDtype::F32);
     b.load(state);
-    for (size_t t = static_cast<size_t>(prefill); t < job.tokens.size(); ++t) job.logits.push_back(b.forward(&job.tokens[t], 1, false));
+    for (size_t t = static_cast<size_t>(prefill); t < job.tokens.size(); ++t)
+      job.logits.push_back(b.forward(&job.tokens[t], 1, false));
   } catch (const std::exception& e) {
     job.error = e.what();
   }
@@ -122,8 +123,10 @@ int corrupt(const std::string& path, const std::string& dir, int n) {
 int main(int argc, char** argv) {
   if (argc == 5 && std::string(argv[2]) == "corrupt") return corrupt(argv[1], argv[3], std::atoi(argv[4]));
   if (argc != 8) {
-    std::fprintf(stderr, "usage: %s MODEL.gguf SESSIONS PREFILL DECODE POOL_THREADS ROUNDS STATE_DIR\n"
-                         "       %s MODEL.gguf corrupt STATE_DIR N\n", argv[0], argv[0]);
+    std::fprintf(stderr,
+                 "usage: %s MODEL.gguf SESSIONS PREFILL DECODE POOL_THREADS ROUNDS STATE_DIR\n"
+                 "       %s MODEL.gguf corrupt STATE_DIR N\n",
+                 argv[0], argv[0]);
     return 2;
   }
   const std::string path = argv[1], dir = argv[7];

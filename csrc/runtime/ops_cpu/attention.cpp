@@ -26,7 +26,8 @@ void sparse_attention(const float* q, int64_t H, int64_t hd, const std::vector<c
   for (int64_t h0 = 0; h0 < H; h0 += kHeads) {
     const int64_t nh = std::min(kHeads, H - h0);
     for (size_t e = 0; e < n; ++e)
-      for (int64_t j = 0; j < nh; ++j) z[static_cast<size_t>(j) * n + e] = dot_f32(q + (h0 + j) * hd, keys[e], hd) * scale;
+      for (int64_t j = 0; j < nh; ++j)
+        z[static_cast<size_t>(j) * n + e] = dot_f32(q + (h0 + j) * hd, keys[e], hd) * scale;
     float den[kHeads];
     for (int64_t j = 0; j < nh; ++j) {
       float* zj = &z[static_cast<size_t>(j) * n];
@@ -55,7 +56,8 @@ void attention_layer(const LayerCtx& lc, LayerState& S, const float* h, int64_t 
   const int64_t win = c.window, ratio = b.ratio;
   const float* freqs = lc.freqs;
 
-  std::vector<float> qr(static_cast<size_t>(T * Rq)), q(static_cast<size_t>(T * H * hd)), kv(static_cast<size_t>(T * hd));
+  std::vector<float> qr(static_cast<size_t>(T * Rq)), q(static_cast<size_t>(T * H * hd)),
+      kv(static_cast<size_t>(T * hd));
   // Every projection of h in one parallel job (linear_batch: same bits as one linear() each): the query
   // and KV latents, the compressors' kv/gate and the indexer's head weights.
   struct CompIn {
@@ -81,7 +83,8 @@ void attention_layer(const LayerCtx& lc, LayerState& S, const float* h, int64_t 
     }
     linear_batch(tasks, ctx);
   }
-  for (int64_t t = 0; t < T; ++t) rms_norm(&qr[static_cast<size_t>(t * Rq)], b.q_norm.data(), &qr[static_cast<size_t>(t * Rq)], Rq, c.norm_eps);
+  for (int64_t t = 0; t < T; ++t)
+    rms_norm(&qr[static_cast<size_t>(t * Rq)], b.q_norm.data(), &qr[static_cast<size_t>(t * Rq)], Rq, c.norm_eps);
   if (taps) lc.taps.add(lc.pre + "qr", qr.data(), T * Rq, Rq);  // input of wq_b and the indexer's wq_b
   if (ratio == 4) {
     iq.resize(static_cast<size_t>(T * nI * dI));
@@ -131,7 +134,8 @@ void attention_layer(const LayerCtx& lc, LayerState& S, const float* h, int64_t 
     }
   };
   if (ratio == 4) {
-    const float wscale = static_cast<float>(std::pow(static_cast<double>(dI), -0.5) * std::pow(static_cast<double>(nI), -0.5));
+    const float wscale =
+        static_cast<float>(std::pow(static_cast<double>(dI), -0.5) * std::pow(static_cast<double>(nI), -0.5));
     for (int64_t t = 0; t < T; ++t) {
       for (int64_t hh = 0; hh < nI; ++hh) {
         float* x = &iq[static_cast<size_t>((t * nI + hh) * dI)];
@@ -164,10 +168,13 @@ void attention_layer(const LayerCtx& lc, LayerState& S, const float* h, int64_t 
         }
         std::vector<int64_t> order(static_cast<size_t>(n_vis));
         std::iota(order.begin(), order.end(), 0);
-        std::stable_sort(order.begin(), order.end(),
-                         [&](int64_t x, int64_t y) { return score[static_cast<size_t>(x)] > score[static_cast<size_t>(y)]; });
+        std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) {
+          return score[static_cast<size_t>(x)] > score[static_cast<size_t>(y)];
+        });
         const int64_t k = std::min(K, n_vis);
-        if (n_vis > K) margins[static_cast<size_t>(t)] = score[static_cast<size_t>(order[static_cast<size_t>(K - 1)])] - score[static_cast<size_t>(order[static_cast<size_t>(K)])];
+        if (n_vis > K)
+          margins[static_cast<size_t>(t)] = score[static_cast<size_t>(order[static_cast<size_t>(K - 1)])] -
+                                            score[static_cast<size_t>(order[static_cast<size_t>(K)])];
         sel[static_cast<size_t>(t)].assign(order.begin(), order.begin() + k);
         std::sort(sel[static_cast<size_t>(t)].begin(), sel[static_cast<size_t>(t)].end());
       }
@@ -175,7 +182,8 @@ void attention_layer(const LayerCtx& lc, LayerState& S, const float* h, int64_t 
     if (taps) {
       std::vector<float> ids(static_cast<size_t>(T * K), -1.f);
       for (int64_t t = 0; t < T; ++t)
-        for (size_t i = 0; i < sel[static_cast<size_t>(t)].size(); ++i) ids[static_cast<size_t>(t * K) + i] = static_cast<float>(sel[static_cast<size_t>(t)][i]);
+        for (size_t i = 0; i < sel[static_cast<size_t>(t)].size(); ++i)
+          ids[static_cast<size_t>(t * K) + i] = static_cast<float>(sel[static_cast<size_t>(t)][i]);
       lc.taps.add(lc.pre + "idx_topk", ids.data(), T * K, K);
       lc.taps.add(lc.pre + "idx_margin", margins.data(), T, 1);
     }
@@ -217,17 +225,20 @@ void attention_layer(const LayerCtx& lc, LayerState& S, const float* h, int64_t 
         }
       }
       for (int64_t j : comp_ids) {
-        if (!(direct[static_cast<size_t>(r)] = S.comp_kv.f32_row(j))) S.comp_kv.read(j, &keybuf[static_cast<size_t>(r * hd)]);
+        if (!(direct[static_cast<size_t>(r)] = S.comp_kv.f32_row(j)))
+          S.comp_kv.read(j, &keybuf[static_cast<size_t>(r * hd)]);
         ++r;
       }
       for (int64_t i = 0; i < n_keys; ++i)
-        keys.push_back(direct[static_cast<size_t>(i)] ? direct[static_cast<size_t>(i)] : &keybuf[static_cast<size_t>(i * hd)]);
+        keys.push_back(direct[static_cast<size_t>(i)] ? direct[static_cast<size_t>(i)]
+                                                      : &keybuf[static_cast<size_t>(i * hd)]);
       float* ot = &o[static_cast<size_t>(t * H * hd)];
       sparse_attention(&q[static_cast<size_t>(t * H * hd)], H, hd, keys, b.sinks.data(), scale, ot);
       for (int64_t hh = 0; hh < H; ++hh) rope_tail(ot + hh * hd, hd, rd, p, freqs, true);
     }
   });
-  for (int64_t t = std::max<int64_t>(0, T - win); t < T; ++t) S.window.write((p0 + t) % win, &kv[static_cast<size_t>(t * hd)]);
+  for (int64_t t = std::max<int64_t>(0, T - win); t < T; ++t)
+    S.window.write((p0 + t) % win, &kv[static_cast<size_t>(t * hd)]);
 
   // ---- grouped low-rank output projection ----
   const int64_t G = c.o_groups, Ro = c.o_lora_rank, gs = H * hd / G;
@@ -236,7 +247,8 @@ void attention_layer(const LayerCtx& lc, LayerState& S, const float* h, int64_t 
   for (int64_t g = 0; g < G; ++g) {
     float* ogg = &og[static_cast<size_t>(g * T * gs)];
     for (int64_t t = 0; t < T; ++t)
-      std::memcpy(&ogg[static_cast<size_t>(t * gs)], &o[static_cast<size_t>(t * H * hd + g * gs)], static_cast<size_t>(gs) * 4);
+      std::memcpy(&ogg[static_cast<size_t>(t * gs)], &o[static_cast<size_t>(t * H * hd + g * gs)],
+                  static_cast<size_t>(gs) * 4);
     tasks.push_back({b.wo_a.slice(g * Ro, Ro), ogg, T, z.data() + g * Ro, G * Ro});
   }
   linear_batch(tasks, ctx);

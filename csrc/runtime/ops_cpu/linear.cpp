@@ -40,8 +40,10 @@ struct FloatDots {
   FloatDots() {
 #if defined(DSV4_X86)
     const Impl i = resolve_impl(Impl::Auto);
-    if (i == Impl::Avx512) f32 = dot_f32_avx512, bf16 = dot_bf16_f32_avx512, axpy = axpy_f32_avx512;
-    else if (i == Impl::Simd) f32 = dot_f32_avx2, bf16 = dot_bf16_f32_avx2, axpy = axpy_f32_avx2;
+    if (i == Impl::Avx512)
+      f32 = dot_f32_avx512, bf16 = dot_bf16_f32_avx512, axpy = axpy_f32_avx512;
+    else if (i == Impl::Simd)
+      f32 = dot_f32_avx2, bf16 = dot_bf16_f32_avx2, axpy = axpy_f32_avx2;
 #endif
   }
 };
@@ -132,7 +134,8 @@ void run_rows(const Prepared& p, int64_t b, int64_t e) {
     // stay in L1 across tokens); each result is bit-identical to the one-row dot.
     for (int64_t r = b; r < e; r += 4) {
       const int64_t nr = std::min<int64_t>(4, e - r);
-      for (int64_t t = 0; t < T; ++t) vec_dot_rows(p.k, cols, w.row(r), w.row_bytes, nr, p.act + t * p.ars, y + t * ys + r);
+      for (int64_t t = 0; t < T; ++t)
+        vec_dot_rows(p.k, cols, w.row(r), w.row_bytes, nr, p.act + t * p.ars, y + t * ys + r);
     }
     return;
   }

@@ -31,13 +31,19 @@ Routing route(const float* logits, int64_t E, int K, const float* bias, const in
     for (int64_t e = 0; e < E; ++e) sel[static_cast<size_t>(e)] = score[static_cast<size_t>(e)] + bias[e];
     std::vector<int> order(static_cast<size_t>(E));
     std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return sel[static_cast<size_t>(a)] > sel[static_cast<size_t>(b)]; });
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int a, int b) { return sel[static_cast<size_t>(a)] > sel[static_cast<size_t>(b)]; });
     for (int k = 0; k < K; ++k) r.idx[static_cast<size_t>(k)] = order[static_cast<size_t>(k)];
-    if (K < E) r.margin = sel[static_cast<size_t>(order[static_cast<size_t>(K - 1)])] - sel[static_cast<size_t>(order[static_cast<size_t>(K)])];
+    if (K < E)
+      r.margin = sel[static_cast<size_t>(order[static_cast<size_t>(K - 1)])] -
+                 sel[static_cast<size_t>(order[static_cast<size_t>(K)])];
   }
   float s = 0.f;
-  for (int k = 0; k < K; ++k) s += (r.w[static_cast<size_t>(k)] = score[static_cast<size_t>(r.idx[static_cast<size_t>(k)])]);
-  for (int k = 0; k < K; ++k) r.w[static_cast<size_t>(k)] = norm ? r.w[static_cast<size_t>(k)] / s * route_scale : r.w[static_cast<size_t>(k)] * route_scale;
+  for (int k = 0; k < K; ++k)
+    s += (r.w[static_cast<size_t>(k)] = score[static_cast<size_t>(r.idx[static_cast<size_t>(k)])]);
+  for (int k = 0; k < K; ++k)
+    r.w[static_cast<size_t>(k)] =
+        norm ? r.w[static_cast<size_t>(k)] / s * route_scale : r.w[static_cast<size_t>(k)] * route_scale;
   return r;
 }
 
@@ -79,8 +85,9 @@ void moe_layer(const LayerCtx& lc, const float* h, const int32_t* tokens, int64_
   linear(b.gate, h, T, logits.data(), ctx);
   std::vector<Routing> R(static_cast<size_t>(T));
   for (int64_t t = 0; t < T; ++t)
-    R[static_cast<size_t>(t)] = route(&logits[static_cast<size_t>(t * E)], E, static_cast<int>(K), b.bias.empty() ? nullptr : b.bias.data(),
-                                      b.hash ? b.tid2eid + static_cast<int64_t>(tokens[t]) * K : nullptr, c.route_scale, c.norm_topk);
+    R[static_cast<size_t>(t)] =
+        route(&logits[static_cast<size_t>(t * E)], E, static_cast<int>(K), b.bias.empty() ? nullptr : b.bias.data(),
+              b.hash ? b.tid2eid + static_cast<int64_t>(tokens[t]) * K : nullptr, c.route_scale, c.norm_topk);
   if (taps) {
     std::vector<float> ids(static_cast<size_t>(T * K)), ws(static_cast<size_t>(T * K)), mg(static_cast<size_t>(T));
     for (int64_t t = 0; t < T; ++t) {
@@ -106,7 +113,8 @@ void moe_layer(const LayerCtx& lc, const float* h, const int32_t* tokens, int64_
   {
     std::vector<std::vector<int64_t>> by_expert(static_cast<size_t>(E));
     for (int64_t t = 0; t < T; ++t)
-      for (int64_t k = 0; k < K; ++k) by_expert[static_cast<size_t>(R[static_cast<size_t>(t)].idx[static_cast<size_t>(k)])].push_back(t * K + k);
+      for (int64_t k = 0; k < K; ++k)
+        by_expert[static_cast<size_t>(R[static_cast<size_t>(t)].idx[static_cast<size_t>(k)])].push_back(t * K + k);
     for (int64_t e = 0; e < E; ++e) {
       if (by_expert[static_cast<size_t>(e)].empty()) continue;
       Active a;
@@ -150,16 +158,19 @@ void moe_layer(const LayerCtx& lc, const float* h, const int32_t* tokens, int64_
     for (int64_t i = 0; i < a.n; ++i) {
       const size_t slot = static_cast<size_t>(a.slots[static_cast<size_t>(i)]);
       std::memcpy(&y[slot * static_cast<size_t>(D)], &a.y[static_cast<size_t>(i * D)], static_cast<size_t>(D) * 4);
-      if (!mid.empty()) std::memcpy(&mid[slot * static_cast<size_t>(I)], &a.g[static_cast<size_t>(i * I)], static_cast<size_t>(I) * 4);
+      if (!mid.empty())
+        std::memcpy(&mid[slot * static_cast<size_t>(I)], &a.g[static_cast<size_t>(i * I)], static_cast<size_t>(I) * 4);
     }
-  if (!mid.empty()) lc.taps.add(lc.pre + "exp_mid", mid.data(), T * K * I, I);  // row t*K+k: slot k of token t (router_idx)
+  if (!mid.empty())
+    lc.taps.add(lc.pre + "exp_mid", mid.data(), T * K * I, I);  // row t*K+k: slot k of token t (router_idx)
   if (taps && lc.taps.want(lc.pre + "shexp_mid")) lc.taps.add(lc.pre + "shexp_mid", sg.data(), T * Is, Is);
   for (int64_t t = 0; t < T; ++t) {
     // sum in ascending expert id, then the shared expert (the reference's order)
     std::vector<int64_t> ks(static_cast<size_t>(K));
     std::iota(ks.begin(), ks.end(), 0);
     std::sort(ks.begin(), ks.end(), [&](int64_t a, int64_t bb) {
-      return R[static_cast<size_t>(t)].idx[static_cast<size_t>(a)] < R[static_cast<size_t>(t)].idx[static_cast<size_t>(bb)];
+      return R[static_cast<size_t>(t)].idx[static_cast<size_t>(a)] <
+             R[static_cast<size_t>(t)].idx[static_cast<size_t>(bb)];
     });
     float* ot = out + t * D;
     for (int64_t d = 0; d < D; ++d) ot[d] = 0.f;

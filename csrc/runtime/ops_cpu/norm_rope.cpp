@@ -23,7 +23,8 @@ std::vector<float> rope_freqs(const ModelConfig& c, int ratio) {
     f[static_cast<size_t>(i)] = 1.0f / std::pow(base, static_cast<float>(2 * i) / static_cast<float>(dim));
   if (ratio == 0 || c.original_ctx <= 0) return f;
   auto corr = [&](double rot) {
-    return dim * std::log(static_cast<double>(c.original_ctx) / (rot * 2 * M_PI)) / (2 * std::log(static_cast<double>(base)));
+    return dim * std::log(static_cast<double>(c.original_ctx) / (rot * 2 * M_PI)) /
+           (2 * std::log(static_cast<double>(base)));
   };
   double low = std::max(std::floor(corr(c.beta_fast)), 0.0);
   double high = std::min(std::ceil(corr(c.beta_slow)), static_cast<double>(dim - 1));
@@ -77,14 +78,22 @@ float e4m3_round(float x) {
 float e2m1_round(float x) {
   float a = std::fabs(x), q;
   // nearest of {0, .5, 1, 1.5, 2, 3, 4, 6}; ties go to the even code (mantissa bit 0)
-  if (a <= 0.25f) q = 0.f;
-  else if (a < 0.75f) q = 0.5f;
-  else if (a <= 1.25f) q = 1.f;
-  else if (a < 1.75f) q = 1.5f;
-  else if (a <= 2.5f) q = 2.f;
-  else if (a < 3.5f) q = 3.f;
-  else if (a <= 5.f) q = 4.f;
-  else q = 6.f;
+  if (a <= 0.25f)
+    q = 0.f;
+  else if (a < 0.75f)
+    q = 0.5f;
+  else if (a <= 1.25f)
+    q = 1.f;
+  else if (a < 1.75f)
+    q = 1.5f;
+  else if (a <= 2.5f)
+    q = 2.f;
+  else if (a < 3.5f)
+    q = 3.f;
+  else if (a <= 5.f)
+    q = 4.f;
+  else
+    q = 6.f;
   return std::copysign(q, x);
 }
 

@@ -83,9 +83,9 @@ bool compressor_step(CompressorState& st, const float* a, const float* g, int64_
 
 // ---- moe.cpp ----
 struct Routing {
-  std::vector<int> idx;      // [K]
-  std::vector<float> w;      // [K]
-  float margin = 0.f;        // K-th minus (K+1)-th biased score (inf for hash layers)
+  std::vector<int> idx;  // [K]
+  std::vector<float> w;  // [K]
+  float margin = 0.f;    // K-th minus (K+1)-th biased score (inf for hash layers)
 };
 Routing route(const float* logits, int64_t E, int K, const float* bias, const int32_t* hash_row, float route_scale,
               bool norm);

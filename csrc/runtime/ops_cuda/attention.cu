@@ -118,22 +118,23 @@ int64_t pow2ceil(int64_t n) {
 
 void bitonic_sort(float* key, int32_t* idx, int64_t N, int by_idx, cudaStream_t s) {
   for (int64_t k = 2; k <= N; k <<= 1)
-    for (int64_t j = k >> 1; j > 0; j >>= 1) bitonic_step_kernel<<<blocks_for(N, 256), 256, 0, s>>>(key, idx, N, j, k, by_idx);
+    for (int64_t j = k >> 1; j > 0; j >>= 1)
+      bitonic_step_kernel<<<blocks_for(N, 256), 256, 0, s>>>(key, idx, N, j, k, by_idx);
   check_launch("bitonic_step_kernel");
 }
 
 }  // namespace
 
 void sparse_attention(const float* q, int64_t H, int64_t hd, const float* window, int64_t win, int64_t p,
-                      const float* comp, const int32_t* ids, int64_t n_ids, const float* sinks, float scale,
-                      float* out, cudaStream_t s) {
+                      const float* comp, const int32_t* ids, int64_t n_ids, const float* sinks, float scale, float* out,
+                      cudaStream_t s) {
   const int64_t first = p - win + 1 > 0 ? p - win + 1 : 0;
   const size_t smem = static_cast<size_t>(hd + (p - first + 1) + n_ids) * 4;
   if (smem > 48 * 1024)
     throw std::invalid_argument("sparse_attention: " + std::to_string(p - first + 1 + n_ids) +
                                 " keys exceed one block's shared scratch (at most ~12K keys per query)");
   sparse_attention_kernel<<<static_cast<unsigned>(H), 256, smem, s>>>(q, hd, window, win, p, comp, ids, n_ids, sinks,
-                                                                       scale, out);
+                                                                      scale, out);
   check_launch("sparse_attention_kernel");
 }
 

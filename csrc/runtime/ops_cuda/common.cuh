@@ -9,7 +9,8 @@
 namespace dsv4::cudaops {
 
 inline void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) throw std::runtime_error(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(err));
+  if (err != cudaSuccess)
+    throw std::runtime_error(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(err));
 }
 // After a launch: configuration errors surface here (execution errors at the next synchronisation).
 inline void check_launch(const char* what) { check(cudaGetLastError(), what); }

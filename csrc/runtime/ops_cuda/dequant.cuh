@@ -67,14 +67,22 @@ struct BlockGeom {
 };
 DSV4_HD BlockGeom block_geom(int t) {
   switch (t) {
-    case kF32: return {32, 128};
-    case kF16: return {32, 64};
-    case kBF16: return {32, 64};
-    case kQ8_0: return {32, 34};
-    case kMXFP4: return {32, 17};
-    case kQ4_K: return {256, 144};
-    case kQ6_K: return {256, 210};
-    default: return {0, 0};
+    case kF32:
+      return {32, 128};
+    case kF16:
+      return {32, 64};
+    case kBF16:
+      return {32, 64};
+    case kQ8_0:
+      return {32, 34};
+    case kMXFP4:
+      return {32, 17};
+    case kQ4_K:
+      return {256, 144};
+    case kQ6_K:
+      return {256, 210};
+    default:
+      return {0, 0};
   }
 }
 
@@ -166,8 +174,12 @@ DSV4_HD void dequant8<kQ6_K>(const uint8_t* b, int j, float* v) {
 template <int T>
 struct GemvGeom {
   static constexpr int elems = T == kQ4_K || T == kQ6_K ? 256 : 32;
-  static constexpr int bytes = T == kF32 ? 128 : T == kF16 || T == kBF16 ? 64 : T == kQ8_0 ? 34 : T == kMXFP4 ? 17
-                               : T == kQ4_K ? 144 : 210;
+  static constexpr int bytes = T == kF32                 ? 128
+                               : T == kF16 || T == kBF16 ? 64
+                               : T == kQ8_0              ? 34
+                               : T == kMXFP4             ? 17
+                               : T == kQ4_K              ? 144
+                                                         : 210;
   static constexpr int sub = elems == 32 ? 32 : 8;  // blocks one pass of the 32 lanes decodes
   // sub-chunks staged per load phase: ~2 KB per warp in flight (latency x bandwidth needs ~25 KB per SM)
   static constexpr int stages = T == kMXFP4 ? 4 : T == kQ8_0 || T == kQ4_K ? 2 : 1;

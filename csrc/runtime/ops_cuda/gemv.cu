@@ -29,10 +29,10 @@ constexpr int kWarps = 8;
 
 // grid (ceil(rows / 8), n_slots), block 256, dynamic smem 8 * chunk * bytes.
 template <int T>
-__global__ void __launch_bounds__(256) gemv_kernel(const uint8_t* __restrict__ w, int64_t rows, int64_t cols,
-                                                   const int32_t* __restrict__ ids, const float* __restrict__ x,
-                                                   int64_t x_slot_stride, int n_vec, float* __restrict__ y,
-                                                   int64_t y_stride, int64_t y_slot_stride, int load_bytes) {
+__global__ void __launch_bounds__(256)
+    gemv_kernel(const uint8_t* __restrict__ w, int64_t rows, int64_t cols, const int32_t* __restrict__ ids,
+                const float* __restrict__ x, int64_t x_slot_stride, int n_vec, float* __restrict__ y, int64_t y_stride,
+                int64_t y_slot_stride, int load_bytes) {
   using G = Geom<T>;
   extern __shared__ __align__(16) uint8_t smem[];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -46,7 +46,8 @@ __global__ void __launch_bounds__(256) gemv_kernel(const uint8_t* __restrict__ w
   }
   const int64_t nblocks = cols / G::elems;
   const size_t row_bytes = static_cast<size_t>(nblocks) * G::bytes;
-  const uint8_t* wr = w + (static_cast<size_t>(expert) * static_cast<size_t>(rows) + static_cast<size_t>(r)) * row_bytes;
+  const uint8_t* wr =
+      w + (static_cast<size_t>(expert) * static_cast<size_t>(rows) + static_cast<size_t>(r)) * row_bytes;
   x += slot * x_slot_stride;
   uint8_t* sm = smem + warp * (G::chunk * G::bytes);
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -84,8 +85,8 @@ __global__ void __launch_bounds__(256) gemv_kernel(const uint8_t* __restrict__ w
 
 // One thread per 8 elements of the gathered rows.
 template <int T>
-__global__ void dequant_rows_kernel(const uint8_t* __restrict__ w, int64_t cols, const int32_t* __restrict__ idx,
-                                    int n, float* __restrict__ out) {
+__global__ void dequant_rows_kernel(const uint8_t* __restrict__ w, int64_t cols, const int32_t* __restrict__ idx, int n,
+                                    float* __restrict__ out) {
   using G = Geom<T>;
   const int64_t per_row = cols / 8;
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -105,8 +106,9 @@ void launch_gemv(const CudaGemvConfig& c, const void* w, int64_t rows, int64_t c
                  int64_t xs, int n_vec, float* y, int64_t ys, int64_t yss, cudaStream_t s) {
   int load = c.load_bytes;  // the base pointer must be aligned too (slices of a tensor may not be)
   while (load > 1 && reinterpret_cast<uintptr_t>(w) % load != 0) load /= 2;
-  gemv_kernel<T><<<dim3(static_cast<unsigned>(c.grid_x), static_cast<unsigned>(c.grid_y)), c.threads, c.smem_bytes, s>>>(
-      static_cast<const uint8_t*>(w), rows, cols, ids, x, xs, n_vec, y, ys, yss, load);
+  gemv_kernel<T>
+      <<<dim3(static_cast<unsigned>(c.grid_x), static_cast<unsigned>(c.grid_y)), c.threads, c.smem_bytes, s>>>(
+          static_cast<const uint8_t*>(w), rows, cols, ids, x, xs, n_vec, y, ys, yss, load);
   check_launch("gemv_kernel");
 }
 
@@ -114,14 +116,22 @@ void dispatch_gemv(int qtype, const void* w, int64_t rows, int64_t cols, const i
                    const float* x, int64_t xs, int n_vec, float* y, int64_t ys, int64_t yss, cudaStream_t s) {
   const CudaGemvConfig c = cuda_gemv_config(static_cast<QType>(qtype), rows, cols, n_vec, n_slots);
   switch (qtype) {
-    case kF32: return launch_gemv<kF32>(c, w, rows, cols, ids, x, xs, n_vec, y, ys, yss, s);
-    case kF16: return launch_gemv<kF16>(c, w, rows, cols, ids, x, xs, n_vec, y, ys, yss, s);
-    case kBF16: return launch_gemv<kBF16>(c, w, rows, cols, ids, x, xs, n_vec, y, ys, yss, s);
-    case kQ8_0: return launch_gemv<kQ8_0>(c, w, rows, cols, ids, x, xs, n_vec, y, ys, yss, s);
-    case kMXFP4: return launch_gemv<kMXFP4>(c, w, rows, cols, ids, x, xs, n_vec, y, ys, yss, s);
-    case kQ4_K: return launch_gemv<kQ4_K>(c, w, rows, cols, ids, x, xs, n_vec, y, ys, yss, s);
-    case kQ6_K: return launch_gemv<kQ6_K>(c, w, rows, cols, ids, x, xs, n_vec, y, ys, yss, s);
-    default: break;  // cuda_gemv_config threw already
+    case kF32:
+      return launch_gemv<kF32>(c, w, rows, cols, ids, x, xs, n_vec, y, ys, yss, s);
+    case kF16:
+      return launch_gemv<kF16>(c, w, rows, cols, ids, x, xs, n_vec, y, ys, yss, s);
+    case kBF16:
+      return launch_gemv<kBF16>(c, w, rows, cols, ids, x, xs, n_vec, y, ys, yss, s);
+    case kQ8_0:
+      return launch_gemv<kQ8_0>(c, w, rows, cols, ids, x, xs, n_vec, y, ys, yss, s);
+    case kMXFP4:
+      return launch_gemv<kMXFP4>(c, w, rows, cols, ids, x, xs, n_vec, y, ys, yss, s);
+    case kQ4_K:
+      return launch_gemv<kQ4_K>(c, w, rows, cols, ids, x, xs, n_vec, y, ys, yss, s);
+    case kQ6_K:
+      return launch_gemv<kQ6_K>(c, w, rows, cols, ids, x, xs, n_vec, y, ys, yss, s);
+    default:
+      break;  // cuda_gemv_config threw already
   }
 }
 
@@ -143,14 +153,29 @@ void dequant_rows(int qtype, const void* w, int64_t cols, const int32_t* idx, in
   const unsigned blocks = blocks_for(cols / 8 * n, 256);
   const uint8_t* wb = static_cast<const uint8_t*>(w);
   switch (qtype) {
-    case kF32: dequant_rows_kernel<kF32><<<blocks, 256, 0, s>>>(wb, cols, idx, n, out); break;
-    case kF16: dequant_rows_kernel<kF16><<<blocks, 256, 0, s>>>(wb, cols, idx, n, out); break;
-    case kBF16: dequant_rows_kernel<kBF16><<<blocks, 256, 0, s>>>(wb, cols, idx, n, out); break;
-    case kQ8_0: dequant_rows_kernel<kQ8_0><<<blocks, 256, 0, s>>>(wb, cols, idx, n, out); break;
-    case kMXFP4: dequant_rows_kernel<kMXFP4><<<blocks, 256, 0, s>>>(wb, cols, idx, n, out); break;
-    case kQ4_K: dequant_rows_kernel<kQ4_K><<<blocks, 256, 0, s>>>(wb, cols, idx, n, out); break;
-    case kQ6_K: dequant_rows_kernel<kQ6_K><<<blocks, 256, 0, s>>>(wb, cols, idx, n, out); break;
-    default: break;
+    case kF32:
+      dequant_rows_kernel<kF32><<<blocks, 256, 0, s>>>(wb, cols, idx, n, out);
+      break;
+    case kF16:
+      dequant_rows_kernel<kF16><<<blocks, 256, 0, s>>>(wb, cols, idx, n, out);
+      break;
+    case kBF16:
+      dequant_rows_kernel<kBF16><<<blocks, 256, 0, s>>>(wb, cols, idx, n, out);
+      break;
+    case kQ8_0:
+      dequant_rows_kernel<kQ8_0><<<blocks, 256, 0, s>>>(wb, cols, idx, n, out);
+      break;
+    case kMXFP4:
+      dequant_rows_kernel<kMXFP4><<<blocks, 256, 0, s>>>(wb, cols, idx, n, out);
+      break;
+    case kQ4_K:
+      dequant_rows_kernel<kQ4_K><<<blocks, 256, 0, s>>>(wb, cols, idx, n, out);
+      break;
+    case kQ6_K:
+      dequant_rows_kernel<kQ6_K><<<blocks, 256, 0, s>>>(wb, cols, idx, n, out);
+      break;
+    default:
+      break;
   }
   check_launch("dequant_rows_kernel");
 }
@@ -170,14 +195,29 @@ void gemv_emulate_host(int qtype, const uint8_t* w, int64_t rows, int64_t cols, 
       for (int lane = 0; lane < 32; ++lane) {
         float* a = &acc[static_cast<size_t>(lane) * 8];
         switch (qtype) {
-          case kF32: gemv_lane<kF32>(sm, lane, nb, c0, x, cols, n_vec, a); break;
-          case kF16: gemv_lane<kF16>(sm, lane, nb, c0, x, cols, n_vec, a); break;
-          case kBF16: gemv_lane<kBF16>(sm, lane, nb, c0, x, cols, n_vec, a); break;
-          case kQ8_0: gemv_lane<kQ8_0>(sm, lane, nb, c0, x, cols, n_vec, a); break;
-          case kMXFP4: gemv_lane<kMXFP4>(sm, lane, nb, c0, x, cols, n_vec, a); break;
-          case kQ4_K: gemv_lane<kQ4_K>(sm, lane, nb, c0, x, cols, n_vec, a); break;
-          case kQ6_K: gemv_lane<kQ6_K>(sm, lane, nb, c0, x, cols, n_vec, a); break;
-          default: break;
+          case kF32:
+            gemv_lane<kF32>(sm, lane, nb, c0, x, cols, n_vec, a);
+            break;
+          case kF16:
+            gemv_lane<kF16>(sm, lane, nb, c0, x, cols, n_vec, a);
+            break;
+          case kBF16:
+            gemv_lane<kBF16>(sm, lane, nb, c0, x, cols, n_vec, a);
+            break;
+          case kQ8_0:
+            gemv_lane<kQ8_0>(sm, lane, nb, c0, x, cols, n_vec, a);
+            break;
+          case kMXFP4:
+            gemv_lane<kMXFP4>(sm, lane, nb, c0, x, cols, n_vec, a);
+            break;
+          case kQ4_K:
+            gemv_lane<kQ4_K>(sm, lane, nb, c0, x, cols, n_vec, a);
+            break;
+          case kQ6_K:
+            gemv_lane<kQ6_K>(sm, lane, nb, c0, x, cols, n_vec, a);
+            break;
+          default:
+            break;
         }
       }
     }
@@ -199,18 +239,34 @@ void dequant_rows_host(int qtype, const uint8_t* w, int64_t rows, int64_t cols, 
   const CudaGemvConfig c = cuda_gemv_config(static_cast<QType>(qtype), rows, cols, 1, 1);
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t e = 0; e < cols; e += 8) {
-      const uint8_t* b = w + static_cast<size_t>(r) * c.row_bytes + static_cast<size_t>(e / c.block_elems) * c.block_bytes;
+      const uint8_t* b =
+          w + static_cast<size_t>(r) * c.row_bytes + static_cast<size_t>(e / c.block_elems) * c.block_bytes;
       const int j = static_cast<int>(e % c.block_elems);
       float* o = out + r * cols + e;
       switch (qtype) {
-        case kF32: dequant8<kF32>(b, j, o); break;
-        case kF16: dequant8<kF16>(b, j, o); break;
-        case kBF16: dequant8<kBF16>(b, j, o); break;
-        case kQ8_0: dequant8<kQ8_0>(b, j, o); break;
-        case kMXFP4: dequant8<kMXFP4>(b, j, o); break;
-        case kQ4_K: dequant8<kQ4_K>(b, j, o); break;
-        case kQ6_K: dequant8<kQ6_K>(b, j, o); break;
-        default: break;
+        case kF32:
+          dequant8<kF32>(b, j, o);
+          break;
+        case kF16:
+          dequant8<kF16>(b, j, o);
+          break;
+        case kBF16:
+          dequant8<kBF16>(b, j, o);
+          break;
+        case kQ8_0:
+          dequant8<kQ8_0>(b, j, o);
+          break;
+        case kMXFP4:
+          dequant8<kMXFP4>(b, j, o);
+          break;
+        case kQ4_K:
+          dequant8<kQ4_K>(b, j, o);
+          break;
+        case kQ6_K:
+          dequant8<kQ6_K>(b, j, o);
+          break;
+        default:
+          break;
       }
     }
 }

@@ -104,8 +104,8 @@ DSV4_HD void bitonic_pair(float* key, int32_t* idx, int64_t i, int64_t j, int64_
   const int64_t l = i ^ j;
   if (l <= i) return;
   const bool up = (i & k) == 0;
-  const bool swap = up ? topk_before(key[l], idx[l], key[i], idx[i], by_idx)
-                       : topk_before(key[i], idx[i], key[l], idx[l], by_idx);
+  const bool swap =
+      up ? topk_before(key[l], idx[l], key[i], idx[i], by_idx) : topk_before(key[i], idx[i], key[l], idx[l], by_idx);
   if (swap) {
     const float tk = key[i];
     key[i] = key[l];

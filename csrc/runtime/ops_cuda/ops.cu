@@ -36,20 +36,28 @@ __device__ __forceinline__ float e4m3_round(float x) {
 __device__ __forceinline__ float e2m1_round(float x) {
   const float a = fabsf(x);
   float q;
-  if (a <= 0.25f) q = 0.f;
-  else if (a < 0.75f) q = 0.5f;
-  else if (a <= 1.25f) q = 1.f;
-  else if (a < 1.75f) q = 1.5f;
-  else if (a <= 2.5f) q = 2.f;
-  else if (a < 3.5f) q = 3.f;
-  else if (a <= 5.f) q = 4.f;
-  else q = 6.f;
+  if (a <= 0.25f)
+    q = 0.f;
+  else if (a < 0.75f)
+    q = 0.5f;
+  else if (a <= 1.25f)
+    q = 1.f;
+  else if (a < 1.75f)
+    q = 1.5f;
+  else if (a <= 2.5f)
+    q = 2.f;
+  else if (a < 3.5f)
+    q = 3.f;
+  else if (a <= 5.f)
+    q = 4.f;
+  else
+    q = 6.f;
   return copysignf(q, x);
 }
 
 // block per row
-__global__ void rms_norm_kernel(const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ y, int64_t n,
-                                float eps) {
+__global__ void rms_norm_kernel(const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ y,
+                                int64_t n, float eps) {
   const float* xr = x + blockIdx.x * n;
   float* yr = y + blockIdx.x * n;
   float ss = 0.f;
@@ -104,8 +112,10 @@ __global__ void hadamard_kernel(float* x, int64_t n) {
   __syncthreads();
   for (int h = 1; h < n; h *= 2) {
     float v = 0.f;
-    if ((i & h) == 0) v = hs[i] + hs[i + h];
-    else v = hs[i - h] - hs[i];
+    if ((i & h) == 0)
+      v = hs[i] + hs[i + h];
+    else
+      v = hs[i - h] - hs[i];
     __syncthreads();
     hs[i] = v;
     __syncthreads();
@@ -129,7 +139,8 @@ __global__ void hc_coeffs_kernel(const float* __restrict__ mixes, int64_t T, con
                                  float* comb) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= T || hc > 4) return;
-  hc_coeffs_one(mixes + t * (2 + hc) * hc, scale, base, hc, iters, eps, pre + t * hc, post + t * hc, comb + t * hc * hc);
+  hc_coeffs_one(mixes + t * (2 + hc) * hc, scale, base, hc, iters, eps, pre + t * hc, post + t * hc,
+                comb + t * hc * hc);
 }
 
 __global__ void hc_head_pre_kernel(const float* __restrict__ mixes, int64_t T, const float* __restrict__ scale,
@@ -166,9 +177,9 @@ __global__ void hc_expand_kernel(const float* __restrict__ f, float* x, const fl
 }
 
 // warp per token: scores, K rounds of warp argmax (ties to the lower expert id, as stable_sort)
-__global__ void route_kernel(const float* __restrict__ logits, int64_t T, int64_t E, int K, const float* __restrict__ bias,
-                             const int32_t* __restrict__ tid2eid, const int32_t* __restrict__ tokens, float route_scale,
-                             int norm, int32_t* idx, float* w) {
+__global__ void route_kernel(const float* __restrict__ logits, int64_t T, int64_t E, int K,
+                             const float* __restrict__ bias, const int32_t* __restrict__ tid2eid,
+                             const int32_t* __restrict__ tokens, float route_scale, int norm, int32_t* idx, float* w) {
   extern __shared__ float rs[];  // score [E] | sel [E] per warp
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int64_t t = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + warp;
@@ -232,7 +243,8 @@ __global__ void swiglu_kernel(const float* __restrict__ g, const float* __restri
 }
 
 __global__ void moe_combine_kernel(const float* __restrict__ y, const int32_t* __restrict__ idx,
-                                   const float* __restrict__ shared, int64_t T, int K, int64_t D, float* __restrict__ out) {
+                                   const float* __restrict__ shared, int64_t T, int K, int64_t D,
+                                   float* __restrict__ out) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= T * D) return;
   const int64_t t = i / D, d = i % D;
@@ -343,7 +355,7 @@ void route(const float* logits, int64_t T, int64_t E, int K, const float* bias, 
   const size_t smem = static_cast<size_t>(warps) * 2 * static_cast<size_t>(E) * 4;
   if (smem > 48 * 1024) throw std::invalid_argument("route: E too large for one warp's shared scratch");
   route_kernel<<<blocks_for(T, warps), 32 * warps, smem, s>>>(logits, T, E, K, bias, tid2eid, tokens, route_scale, norm,
-                                                               idx, w);
+                                                              idx, w);
   check_launch("route_kernel");
 }
 

@@ -51,15 +51,15 @@ void swiglu(const float* g, const float* u, const float* wt, int64_t T, int64_t 
 void moe_combine(const float* y, const int32_t* idx, const float* shared, int64_t T, int K, int64_t D, float* out,
                  cudaStream_t s);
 void add_rows(float* y, const float* b, int64_t n, cudaStream_t s);  // y += b (n floats)
-void scale(float* y, int64_t n, float a, cudaStream_t s);  // y *= a
+void scale(float* y, int64_t n, float a, cudaStream_t s);            // y *= a
 
 // ---- attention.cu ----
 // One query token p against window rows (ring [win][hd], positions max(0, p-win+1)..p at slot pos % win)
 // and the compressed rows comp[ids[i]] (ids device int32, n_ids, negative = skip); one softmax with the
 // per-head sink in the denominator (DeepSeek-V4's inference/model.py).  q [H][hd] -> out [H][hd].
 void sparse_attention(const float* q, int64_t H, int64_t hd, const float* window, int64_t win, int64_t p,
-                      const float* comp, const int32_t* ids, int64_t n_ids, const float* sinks, float scale,
-                      float* out, cudaStream_t s);
+                      const float* comp, const int32_t* ids, int64_t n_ids, const float* sinks, float scale, float* out,
+                      cudaStream_t s);
 // Compressor state machine for one token (DeepSeek-V4's inference/model.py): state kv/score [coff*m][coff*d] on the device;
 // when pos completes a block, writes the pooled entry to out [d] and returns true (decided on the host).
 bool compressor_step(float* st_kv, float* st_score, int m, int d, const float* a, const float* g, int64_t pos,

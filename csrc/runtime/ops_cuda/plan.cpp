@@ -7,7 +7,12 @@ namespace dsv4 {
 
 bool cuda_gemv_supported(QType t) {
   switch (t) {
-    case QType::F32: case QType::F16: case QType::BF16: case QType::Q8_0: case QType::Q4_K: case QType::Q6_K:
+    case QType::F32:
+    case QType::F16:
+    case QType::BF16:
+    case QType::Q8_0:
+    case QType::Q4_K:
+    case QType::Q6_K:
     case QType::MXFP4:
       return true;
     default:
@@ -18,13 +23,33 @@ bool cuda_gemv_supported(QType t) {
 namespace {
 void geom(QType t, int& elems, int& bytes) {
   switch (t) {
-    case QType::F32: elems = 32; bytes = 128; return;
-    case QType::F16: case QType::BF16: elems = 32; bytes = 64; return;
-    case QType::Q8_0: elems = 32; bytes = 34; return;
-    case QType::MXFP4: elems = 32; bytes = 17; return;
-    case QType::Q4_K: elems = 256; bytes = 144; return;
-    case QType::Q6_K: elems = 256; bytes = 210; return;
-    default: elems = bytes = 0;
+    case QType::F32:
+      elems = 32;
+      bytes = 128;
+      return;
+    case QType::F16:
+    case QType::BF16:
+      elems = 32;
+      bytes = 64;
+      return;
+    case QType::Q8_0:
+      elems = 32;
+      bytes = 34;
+      return;
+    case QType::MXFP4:
+      elems = 32;
+      bytes = 17;
+      return;
+    case QType::Q4_K:
+      elems = 256;
+      bytes = 144;
+      return;
+    case QType::Q6_K:
+      elems = 256;
+      bytes = 210;
+      return;
+    default:
+      elems = bytes = 0;
   }
 }
 }  // namespace
@@ -112,9 +137,27 @@ CudaUploadPlan plan_cuda_upload(const Model& m) {
     const BlockWeights& b = m.block(l);
     if (!b.wq_a.valid()) continue;  // blocks absent from this file (MTP sidecar / main without nextn)
     const std::string pre = "blk." + std::to_string(l) + ".";
-    for (const WeightView* w : {&b.hc_attn_fn, &b.hc_ffn_fn, &b.wq_a, &b.wq_b, &b.wkv, &b.wo_a, &b.wo_b, &b.comp.wkv,
-                                &b.comp.wgate, &b.idx_comp.wkv, &b.idx_comp.wgate, &b.idx_wq_b, &b.idx_proj, &b.gate,
-                                &b.w1, &b.w3, &b.w2, &b.sw1, &b.sw3, &b.sw2, &b.eh_proj})
+    for (const WeightView* w : {&b.hc_attn_fn,
+                                &b.hc_ffn_fn,
+                                &b.wq_a,
+                                &b.wq_b,
+                                &b.wkv,
+                                &b.wo_a,
+                                &b.wo_b,
+                                &b.comp.wkv,
+                                &b.comp.wgate,
+                                &b.idx_comp.wkv,
+                                &b.idx_comp.wgate,
+                                &b.idx_wq_b,
+                                &b.idx_proj,
+                                &b.gate,
+                                &b.w1,
+                                &b.w3,
+                                &b.w2,
+                                &b.sw1,
+                                &b.sw3,
+                                &b.sw2,
+                                &b.eh_proj})
       weight(*w, true);
     vec(pre + "attn_norm", b.attn_norm);
     vec(pre + "ffn_norm", b.ffn_norm);

@@ -39,7 +39,7 @@ struct CudaUploadEntry {
   QType type = QType::F32;     // Weight: the stored type; F32/I32: F32
   int64_t rows = 0, cols = 0;  // Weight: as the view; vectors: rows = 1, cols = n
   size_t bytes = 0, offset = 0;
-  const void* src = nullptr;   // host source (mmap or decoded vector)
+  const void* src = nullptr;  // host source (mmap or decoded vector)
 };
 struct CudaUploadPlan {
   std::vector<CudaUploadEntry> entries;

@@ -26,7 +26,10 @@ struct DevBuf {
   explicit DevBuf(size_t bytes) { alloc(bytes); }
   DevBuf(const DevBuf&) = delete;
   DevBuf& operator=(const DevBuf&) = delete;
-  DevBuf(DevBuf&& o) noexcept : p(o.p), n(o.n) { o.p = nullptr; o.n = 0; }
+  DevBuf(DevBuf&& o) noexcept : p(o.p), n(o.n) {
+    o.p = nullptr;
+    o.n = 0;
+  }
   DevBuf& operator=(DevBuf&& o) noexcept {
     std::swap(p, o.p);
     std::swap(n, o.n);
@@ -55,8 +58,9 @@ struct CudaModelImpl {
   // Device address of host memory inside an uploaded tensor or vector (slices map by offset).
   const void* dev(const void* host) const {
     const uint8_t* h = static_cast<const uint8_t*>(host);
-    auto it = std::upper_bound(index.begin(), index.end(), h,
-                               [](const uint8_t* a, const std::pair<const uint8_t*, size_t>& b) { return a < b.first; });
+    auto it =
+        std::upper_bound(index.begin(), index.end(), h,
+                         [](const uint8_t* a, const std::pair<const uint8_t*, size_t>& b) { return a < b.first; });
     if (it != index.begin()) {
       --it;
       const CudaUploadEntry& e = plan.entries[it->second];
@@ -65,7 +69,9 @@ struct CudaModelImpl {
     throw std::logic_error("CUDA backend: host pointer is not part of the uploaded model");
   }
   const void* w(const WeightView& v) const { return dev(v.data); }
-  const float* v(const std::vector<float>& x) const { return x.empty() ? nullptr : static_cast<const float*>(dev(x.data())); }
+  const float* v(const std::vector<float>& x) const {
+    return x.empty() ? nullptr : static_cast<const float*>(dev(x.data()));
+  }
 };
 
 CudaModel::CudaModel(const Runtime& rt, int device) : rt_(rt), impl_(std::make_unique<CudaModelImpl>()) {
@@ -75,7 +81,8 @@ CudaModel::CudaModel(const Runtime& rt, int device) : rt_(rt), impl_(std::make_u
     throw std::runtime_error("no CUDA device is available (cudaGetDeviceCount found none); load with device='cpu'");
   }
   if (device < 0 || device >= n)
-    throw std::invalid_argument("CUDA device " + std::to_string(device) + " does not exist (" + std::to_string(n) + " present)");
+    throw std::invalid_argument("CUDA device " + std::to_string(device) + " does not exist (" + std::to_string(n) +
+                                " present)");
   CudaModelImpl& I = *impl_;
   I.device = device;
   check(cudaSetDevice(device), "cudaSetDevice");
@@ -128,7 +135,8 @@ void fill(DevBuf& b, float v, cudaStream_t s) {
 }
 }  // namespace
 
-CudaSession::CudaSession(const CudaModel& m, int64_t ctx) : m_(m), ctx_(ctx), impl_(std::make_unique<CudaSessionImpl>()) {
+CudaSession::CudaSession(const CudaModel& m, int64_t ctx)
+    : m_(m), ctx_(ctx), impl_(std::make_unique<CudaSessionImpl>()) {
   if (ctx <= 0) throw std::invalid_argument("ctx must be positive, got " + std::to_string(ctx));
   const ModelConfig& c = m.runtime().model().cfg();
   CudaSessionImpl& S = *impl_;
@@ -314,8 +322,10 @@ std::vector<float> CudaSession::forward(const int32_t* tokens, int64_t T, bool a
             cudaops::rope_tail(S.iq.f(), nI, dI, rd, p, nI, freqs, false, s);
             cudaops::hadamard(S.iq.f(), nI, dI, s);
             if (qat) cudaops::fp4_fake_quant(S.iq.f(), nI, dI, 32, s);
-            cudaops::scale(S.iw.f(), nI,
-                           static_cast<float>(std::pow(static_cast<double>(dI), -0.5) * std::pow(static_cast<double>(nI), -0.5)), s);
+            cudaops::scale(
+                S.iw.f(), nI,
+                static_cast<float>(std::pow(static_cast<double>(dI), -0.5) * std::pow(static_cast<double>(nI), -0.5)),
+                s);
             run_compressor(b.idx_comp, L.idx_kv_st, L.idx_sc_st, L.idx_kv, L.n_idx, true);
             const int64_t n_vis = (p + 1) / 4;
             cudaops::indexer_scores(S.iq.f(), S.iw.f(), nI, dI, L.idx_kv.f(), n_vis, S.score.f(), s);
