@@ -252,6 +252,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_OS_FIX = {
+    FileNotFoundError: "no such file or folder; check the path",
+    IsADirectoryError: "is a folder; give a file",
+    NotADirectoryError: "a part of the path is not a folder; check the path",
+    PermissionError: "permission denied; check its permissions or choose another path",
+}
+
+
+def error_message(e: BaseException) -> str:
+    """The one-line message of a handled error: the library's own, or for an OSError that names a file
+    (``[Errno 2] No such file or directory: 'x'``) ``x: no such file or folder; check the path``."""
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        fix = _OS_FIX.get(type(e), e.strerror[:1].lower() + e.strerror[1:])
+        return f"{e.filename}: {fix}"
+    return str(e)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
@@ -269,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # dsv4_gguf.checkpoint loads ml_dtypes (~0.6 s) before every command's first output
         if ns.debug:
             traceback.print_exc()
-        print(f"dsv4-gguf {ns.command}: error: {e}", file=sys.stderr)
+        print(f"dsv4-gguf {ns.command}: error: {error_message(e)}", file=sys.stderr)
         return 1
     except Exception as e:  # noqa: BLE001 - a bug: still one line, the traceback on request
         if ns.debug:

@@ -44,6 +44,10 @@ class GGUFError(ValueError):
     """A GGUF file is malformed, incomplete or not the model it should be."""
 
 
+# A file cut short (or a header that claims more than the file holds): what the error says and the fix.
+_TRUNCATED, _REFETCH = "truncated or corrupt GGUF", "re-download or re-convert it"
+
+
 # Limits on what a header may claim (far above any real model), so a crafted file is rejected before the
 # reader allocates what it asks for.  Mirrored in csrc/runtime/gguf_file.h (a test checks they are equal).
 MAX_TENSORS = 1 << 20  # tensor infos per file
@@ -279,7 +283,10 @@ class _Cursor:
     def take(self, fmt: str) -> tuple:
         n = struct.calcsize(fmt)
         if self.pos + n > len(self.buf):
-            raise GGUFError(f"{self.path}: truncated header (needs {self.pos + n} bytes, file has {len(self.buf)})")
+            raise GGUFError(
+                f"{self.path}: {_TRUNCATED}: the header needs {self.pos + n} bytes, the file has {len(self.buf)}; "
+                f"{_REFETCH}"
+            )
         v = struct.unpack_from(fmt, self.buf, self.pos)
         self.pos += n
         return v
@@ -291,7 +298,10 @@ class _Cursor:
                 f"{self.path}: {what} at byte {self.pos - 8} claims {n} bytes (limit {MAX_STRING}); the file is corrupt"
             )
         if self.pos + n > len(self.buf):
-            raise GGUFError(f"{self.path}: truncated header ({what}: string of {n} bytes at {self.pos})")
+            raise GGUFError(
+                f"{self.path}: {_TRUNCATED}: {what} (a string of {n} bytes at byte {self.pos}) runs past the end of "
+                f"the file ({len(self.buf)} bytes); {_REFETCH}"
+            )
         b = bytes(self.buf[self.pos : self.pos + n])
         self.pos += n
         self.last_len = n  # in bytes, before invalid UTF-8 is replaced
@@ -304,7 +314,9 @@ class _Cursor:
         length = _U64.unpack_from
         for _ in range(n):
             if pos + 8 > end:
-                raise GGUFError(f"{self.path}: truncated header (needs {pos + 8} bytes, file has {end})")
+                raise GGUFError(
+                    f"{self.path}: {_TRUNCATED}: the header needs {pos + 8} bytes, the file has {end}; {_REFETCH}"
+                )
             (k,) = length(buf, pos)
             if k > MAX_STRING:
                 raise GGUFError(
@@ -313,7 +325,10 @@ class _Cursor:
                 )
             pos += 8
             if pos + k > end:
-                raise GGUFError(f"{self.path}: truncated header (entry of '{key}': string of {k} bytes at {pos})")
+                raise GGUFError(
+                    f"{self.path}: {_TRUNCATED}: an entry of '{key}' (a string of {k} bytes at byte {pos}) runs past "
+                    f"the end of the file ({end} bytes); {_REFETCH}"
+                )
             out.append(buf[pos : pos + k].decode("utf-8", "replace"))
             pos += k
         self.pos = pos
@@ -331,7 +346,10 @@ class _Cursor:
                 )
             if et == GGUFValueType.STRING:
                 if self.pos + 8 * n > len(self.buf):  # every entry has at least its 8-byte length
-                    raise GGUFError(f"{self.path}: truncated header (array '{key}' of {n} strings)")
+                    raise GGUFError(
+                        f"{self.path}: {_TRUNCATED}: array '{key}' of {n} strings runs past the end of the file "
+                        f"({len(self.buf)} bytes); {_REFETCH}"
+                    )
                 return self.strings(n, key)
             if et not in _NP_SCALAR:
                 raise GGUFError(
@@ -339,7 +357,10 @@ class _Cursor:
                 )
             dt = np.dtype(_NP_SCALAR[GGUFValueType(et)])
             if self.pos + n * dt.itemsize > len(self.buf):
-                raise GGUFError(f"{self.path}: truncated header (array '{key}')")
+                raise GGUFError(
+                    f"{self.path}: {_TRUNCATED}: array '{key}' needs {self.pos + n * dt.itemsize} bytes, the file has "
+                    f"{len(self.buf)}; {_REFETCH}"
+                )
             a = np.frombuffer(self.buf, dt, n, self.pos).copy()
             self.pos += n * dt.itemsize
             return a.astype(bool).tolist() if et == GGUFValueType.BOOL else a.tolist()
@@ -448,8 +469,8 @@ class GGUFFile:
                 )
             if data0 + off + nb > size:
                 raise GGUFError(
-                    f"{p}: tensor '{name}' runs past the end of the file ({data0 + off + nb} > "
-                    f"{size} bytes); the file is truncated"
+                    f"{p}: {_TRUNCATED}: tensor '{name}' runs past the end of the file (needs {data0 + off + nb} "
+                    f"bytes, the file has {size}); {_REFETCH}"
                 )
             self.tensors[name] = TensorRef(name, qtype, shape, nb, p, data0 + off)
             expect = off + nb + (-nb % align)

@@ -148,7 +148,8 @@ def _read_header(path: Path) -> Any:
     try:
         return GGUFFile(path)
     except (GGUFError, OSError) as exc:
-        raise OllamaExportError(f"{path}: not a readable GGUF file ({exc})") from exc
+        detail = str(exc).removeprefix(f"{path}: ")  # the reader's message names the file too
+        raise OllamaExportError(f"{path}: not a readable GGUF file: {detail}") from exc
 
 
 def inspect_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
@@ -510,10 +511,15 @@ def install(
 
 
 def _request(
-    base: urllib.parse.SplitResult, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    base: urllib.parse.SplitResult,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 600,
 ) -> tuple[int, bytes]:
     conn_cls = http.client.HTTPSConnection if base.scheme == "https" else http.client.HTTPConnection
-    conn = conn_cls(base.hostname, base.port, timeout=600)
+    conn = conn_cls(base.hostname, base.port, timeout=timeout)
     try:
         conn.request(method, base.path.rstrip("/") + path, body=body, headers=headers or {})
         resp = conn.getresponse()
@@ -534,6 +540,21 @@ def _api_error(url: str, status: int, body: bytes) -> OllamaExportError:
     return OllamaExportError(f"{url}: Ollama answered {status}: {detail}")
 
 
+def check_server(api: str, timeout: float = 10) -> urllib.parse.SplitResult:
+    """The parsed ``--api`` URL once an Ollama server answers GET /api/version there (a cheap request with a
+    short timeout): checked before any GGUF is read, so an unreachable server fails in a moment."""
+    base = urllib.parse.urlsplit(api)
+    if base.scheme not in ("http", "https") or not base.hostname:
+        raise OllamaExportError(f"--api {api!r}: expected an http(s) URL such as http://127.0.0.1:11434")
+    status, body = _request(base, "GET", "/api/version", timeout=timeout)
+    if status != 200:
+        raise OllamaExportError(
+            f"{api}: answered {status} to GET /api/version, not an Ollama server; check --api (Ollama listens on "
+            "http://127.0.0.1:11434 by default)"
+        )
+    return base
+
+
 def install_via_api(
     gguf_path: str | os.PathLike[str],
     name: str,
@@ -546,15 +567,20 @@ def install_via_api(
     """Uploads the GGUF (every shard of a split one) as blobs and asks the server to create `name`.
     ``info``: as for ``install``."""
     model, tag = parse_name(name)
-    info = info if info is not None else inspect_gguf(gguf_path)
     base = urllib.parse.urlsplit(api)
     if base.scheme not in ("http", "https") or not base.hostname:
         raise OllamaExportError(f"--api {api!r}: expected an http(s) URL such as http://127.0.0.1:11434")
-    status, body = _request(
-        base, "POST", "/api/show", json.dumps({"model": f"{model}:{tag}"}), {"Content-Type": "application/json"}
+    status, body = _request(  # the server answers (short timeout) before the GGUF is read
+        base,
+        "POST",
+        "/api/show",
+        json.dumps({"model": f"{model}:{tag}"}),
+        {"Content-Type": "application/json"},
+        timeout=10,
     )
     if status == 200 and not force:
         raise OllamaExportError(f"{api}: {model}:{tag} already exists on the server; pass --force to replace it")
+    info = info if info is not None else inspect_gguf(gguf_path)
     files = {}
     for path in info.files:
         digest = "sha256:" + _sha256_file(path, f"sha256 {path.name}")
@@ -641,11 +667,17 @@ def _check_modelfile_target(target: Path, text: str, inputs: list[Path], force: 
 
 def run_ollama(args: argparse.Namespace) -> int:
     try:
-        info = inspect_gguf(args.model)
         parse_name(args.name)
+        if args.api:
+            check_server(args.api)  # a server that does not answer fails before the GGUF is parsed
+        info = inspect_gguf(args.model)
         num_ctx = args.num_ctx or min(info.context_length or DEFAULT_NUM_CTX, DEFAULT_NUM_CTX)
         source = (info.files[0].parent if len(info.files) > 1 else info.files[0]).resolve()
         target = args.modelfile or args.model.parent / "Modelfile"
+        if not target.parent.is_dir():
+            raise OllamaExportError(
+                f"{target}: the folder {target.parent} does not exist; create it or give another --modelfile"
+            )
         text = modelfile(source, num_ctx)
         _check_modelfile_target(target, text, info.files, args.force)
         tmp = target.with_name(f".{target.name}.tmp")

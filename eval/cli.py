@@ -153,7 +153,9 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"dsv4-gguf eval {task}: interrupted; rerun the same command to resume from {args.out}", file=sys.stderr)
         return 130
     except (RunError, BackendError, ValueError, FileNotFoundError) as e:
-        print(f"dsv4-gguf eval {task}: error: {e}", file=sys.stderr)
+        from dsv4_gguf.cli import error_message
+
+        print(f"dsv4-gguf eval {task}: error: {error_message(e)}", file=sys.stderr)
         return 1
     head = {k: results.get(k) for k in _HEADLINE[task]}
     print(json.dumps({"variant": results.get("variant"), "bpw": results.get("bpw"), **head}))

@@ -325,11 +325,17 @@ def run_verify(ns: argparse.Namespace) -> int:
     from dsv4_gguf.checkpoint import Checkpoint
 
     from .gguf_model import open_gguf
-    from .verify import format_report, verify
+    from .verify import check_same_model, format_report, to_verify, verify
 
     m = open_gguf(ns.gguf)
+    only = re.compile(ns.only) if ns.only else None
     with Checkpoint(ns.against) as ck:
-        reps = verify(m, ck, only=re.compile(ns.only) if ns.only else None)
+        check_same_model(m, ck)  # before the bar is drawn
+        todo = to_verify(m, only)
+        bar, update, n_total = _bar(sum(m.info(t.name, t.file).nbytes for t in todo), "verify")
+        n_total[0] = len(todo)
+        with bar:
+            reps = verify(m, ck, only=only, progress=update)
     print(format_report(reps, verbose=ns.verbose))
     return 0
 

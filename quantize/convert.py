@@ -222,7 +222,8 @@ def convert(
     on_tensor: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Write every file of ``plan`` from ``source`` (a `Checkpoint`, or a `GGUFModel` for requantize);
-    returns the final paths.  ``progress(bytes, tensors_done, name)``.
+    returns the final paths.  ``progress(bytes, tensors_done, name)``: ``bytes`` sum to ``plan.total_bytes``
+    (headers and padding included) and ``tensors_done`` counts over all files, up to ``len(plan.entries)``.
     ``on_tensor(name)`` runs after each finished tensor (tests use it to simulate an interruption)."""
     finished = [resume and not overwrite and _finished(f) for f in plan.files]
     for f, done in zip(plan.files, finished, strict=True):
@@ -256,9 +257,14 @@ def convert(
         make = partial(produce_from_gguf, model=source)
         close = None
     try:
+        before = 0  # tensors of the earlier files: progress counts over the whole plan, sidecar included
         for f, s, done in zip(plan.files, starts, finished, strict=True):
-            if not done:
-                _write_file(f, s, make, imatrix, progress, on_tensor)
+            if done:
+                if progress:
+                    progress(f.size, before + len(f.entries), f.path.name)
+            else:
+                _write_file(f, s, make, imatrix, _offset(progress, before), on_tensor)
+            before += len(f.entries)
     finally:
         if close:
             close()
@@ -272,6 +278,13 @@ def convert(
         Path(str(f.path) + JOURNAL).unlink(missing_ok=True)
         Path(str(f.path) + JOURNAL + ".tmp").unlink(missing_ok=True)
     return [f.path for f in plan.files]
+
+
+def _offset(progress: Callable[[int, int, str], None] | None, before: int) -> Callable[[int, int, str], None] | None:
+    """``progress`` with the tensor count of one file shifted by the ``before`` tensors of the files before it."""
+    if progress is None:
+        return None
+    return lambda nbytes, done, name: progress(nbytes, before + done, name)
 
 
 def _finished(f: OutFile) -> bool:
@@ -293,6 +306,8 @@ def _write_file(f: OutFile, start: int, make: Callable, imatrix, progress, on_te
             fh.write(f.header)
         jp.write_text("")
         start = 0
+        if progress:  # the header (metadata, tokenizer) is part of the planned bytes
+            progress(len(f.header), 0, f.path.name)
     else:
         keep = f.offsets[start] if start < len(f.entries) else f.size
         with open(tmp, "r+b") as fh:

@@ -194,7 +194,8 @@ def collect(
     """Collect over ``texts`` (or ready ``token_chunks``) and write ``out``.  A partial file
     (``out + '.partial'``) is saved every ``save_every`` chunks; ``resume`` continues from it when it
     was made from the same model, tokens and ctx.  ``stop_after``: stop (partial file saved) after that
-    many chunks of this call (tests).  ``exact``/``qat``: runtime options (parity tests)."""
+    many chunks of this call (tests).  ``exact``/``qat``: runtime options (parity tests).  ``progress(done, total)``
+    once when the model, text and partial file are checked and the first chunk starts, then after each chunk."""
     from dsv4_gguf import runtime
 
     model_path, out = Path(model_path), Path(out)
@@ -223,6 +224,8 @@ def collect(
     )
     taps = [*TAPS, f"layers.{col.last}.block_out"]
     sess = model.session(ctx=max(ctx, max(len(c) for c in chunks)))
+    if progress:  # the inputs are checked: the work starts
+        progress(raw.chunk_count, len(chunks))
     done_here = 0
     for i in range(raw.chunk_count, len(chunks)):
         if stop_after is not None and done_here >= stop_after:
@@ -347,6 +350,21 @@ def add_imatrix_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _read_text(path: str) -> str:
+    """A --text file, with errors that name it and what to give instead."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ImatrixError(
+            f"{path}: no such file (give --text plain-text calibration files, e.g. "
+            "quantize/calibration/calibration.txt)"
+        ) from None
+    except IsADirectoryError:
+        raise ImatrixError(f"{path}: is a folder (give --text the text files themselves)") from None
+    except UnicodeDecodeError as e:
+        raise ImatrixError(f"{path}: not UTF-8 text (byte {e.start}); give --text plain UTF-8 text files") from None
+
+
 def run_imatrix(ns: argparse.Namespace) -> int:
     """Errors (ImatrixError, a malformed GGUF) are ValueErrors, reported in one line by dsv4_gguf.cli.main."""
     from tqdm import tqdm
@@ -363,16 +381,16 @@ def run_imatrix(ns: argparse.Namespace) -> int:
         return 0
     if not ns.model or not ns.text:
         raise ImatrixError("give MODEL.gguf and --text FILE... (or --merge FILE... -o OUT)")
-    texts = [Path(t).read_text(encoding="utf-8") for t in ns.text]
-    bar = tqdm(total=None, unit="chunk", desc="imatrix", dynamic_ncols=True, disable=None)
+    texts = [_read_text(t) for t in ns.text]
+    bars: list[tqdm] = []  # drawn at the first progress call: after collect has checked its inputs
     t0 = time.perf_counter()
 
     def update(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
+        if not bars:  # on stderr, only when it is a terminal (as convert's)
+            bars.append(tqdm(total=total, initial=done, unit="chunk", desc="imatrix", dynamic_ncols=True, disable=None))
+        bars[0].update(done - bars[0].n)
 
-    with bar:
+    try:
         r = collect(
             ns.model,
             texts,
@@ -386,6 +404,9 @@ def run_imatrix(ns: argparse.Namespace) -> int:
             save_every=ns.save_every,
             progress=update,
         )
+    finally:
+        for bar in bars:
+            bar.close()
     exps = [n for n in r.sums if "_exps" in n]
     unseen = sum(int((r.counts[n] == 0).sum()) for n in exps)
     print(

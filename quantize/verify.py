@@ -19,7 +19,7 @@ from dsv4_gguf.checkpoint import Checkpoint
 from .gguf_model import GGUFModel, dequantize_raw
 from .names import GTensor
 
-__all__ = ["TensorReport", "verify", "mxfp4_to_fp4", "format_report"]
+__all__ = ["TensorReport", "check_same_model", "to_verify", "verify", "mxfp4_to_fp4", "format_report"]
 
 Q = GGMLQuantizationType
 
@@ -116,7 +116,8 @@ def verify_tensor(m: GGUFModel, ck: Checkpoint, t: GTensor) -> TensorReport:
     return _finish(_stats(t.name, q, got.reshape(ref.shape), ref))
 
 
-def verify(m: GGUFModel, ck: Checkpoint, *, only=None, progress=None) -> list[TensorReport]:
+def check_same_model(m: GGUFModel, ck: Checkpoint) -> None:
+    """ValueError unless the GGUF was converted from a checkpoint with ``ck``'s hyper-parameters."""
     if (
         m.args.replace(
             n_mtp_layers=ck.args.n_mtp_layers,
@@ -129,13 +130,22 @@ def verify(m: GGUFModel, ck: Checkpoint, *, only=None, progress=None) -> list[Te
             f"{m.path}: the GGUF's hyper-parameters do not match {ck.path}/config.json; "
             f"verify against the checkpoint it was converted from"
         )
+
+
+def to_verify(m: GGUFModel, only=None) -> list[GTensor]:  # noqa: ANN001
+    """The tensors ``verify`` compares (``only``: a regex on the GGUF name)."""
+    return [t for t in m.gtensors() if only is None or only.search(t.name)]
+
+
+def verify(m: GGUFModel, ck: Checkpoint, *, only=None, progress=None) -> list[TensorReport]:
+    """Every tensor of ``to_verify(m, only)`` against ``ck``.  ``progress(bytes, tensors_done, name)`` after each
+    tensor, as ``convert``'s: ``bytes`` is the tensor's size in the GGUF."""
+    check_same_model(m, ck)
     out = []
-    for t in m.gtensors():
-        if only is not None and not only.search(t.name):
-            continue
+    for t in to_verify(m, only):
         out.append(verify_tensor(m, ck, t))
         if progress:
-            progress(t.name)
+            progress(m.info(t.name, t.file).nbytes, len(out), t.name)
     return out
 
 

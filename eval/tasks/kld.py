@@ -47,6 +47,11 @@ def _chunks(tokens: list[int], ctx: int, bos: int | None, limit: int | None) -> 
 
 
 def run_kld(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
+    if not ns.ref_kld and not Path(ns.data).is_file():
+        raise RunError(
+            f"{ns.data}: no such text file (give --data a plain text file to score, e.g. wiki.test.raw, "
+            "or --ref-kld FILE.kld, which carries its tokens)"
+        )
     minfo = model_info(ns.model, ns.variant, ns.bpw)
     out = Path(ns.out)
     cand_fp = model_fingerprint(ns.backend, ns.model, ns.url, ns.full_hash)

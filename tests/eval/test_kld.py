@@ -269,3 +269,15 @@ def test_a_failed_run_does_not_block_its_corrected_rerun(text_file: Path, tmp_pa
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--overwrite" in err[0] and str(rep) in err[0], err
     assert main(["eval", "report", str(out), "--out", str(rep), "--overwrite"]) == 0
+
+
+def test_missing_data_file_is_one_line(tmp_path: Path, capsys) -> None:
+    """A --data path that is not there: one line naming it and what to give, not the raw OSError."""
+    from dsv4_gguf.cli import main
+
+    missing = tmp_path / "nonexist.txt"
+    assert main(_kld_args(missing, tmp_path / "run", "seed=0")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"dsv4-gguf eval kld: error: {missing}: no such text file"), err
+    assert "give --data" in err[0] and "Errno" not in err[0]
+    assert not (tmp_path / "run").exists()

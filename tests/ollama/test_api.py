@@ -39,6 +39,12 @@ def _handler(stub: Stub):
         def _body(self):
             return self.rfile.read(int(self.headers["Content-Length"]))
 
+        def do_GET(self):
+            stub.log.append(("GET", self.path))
+            if self.path == "/api/version":
+                return self._reply(200, {"version": "0.12.0"})
+            return self._reply(404, {"error": "no route"})
+
         def do_HEAD(self):
             stub.log.append(("HEAD", self.path))
             digest = self.path.removeprefix("/api/blobs/")
@@ -158,3 +164,32 @@ def test_cli_api(server, tiny_gguf, tmp_path):
     argv = [str(tiny_gguf), "--name", "viacli", "--api", url, "--modelfile", str(tmp_path / "Modelfile")]
     assert ollama.ollama_main(argv) == 0
     assert "viacli:latest" in stub.models
+    assert stub.log[0] == ("GET", "/api/version")  # the server is checked first
+
+
+def test_cli_api_checks_the_server_before_reading_the_gguf(tiny_gguf, tmp_path, capsys, monkeypatch):
+    """Nobody listens on the discard port: one line naming the URL, exit 1, the GGUF never parsed and no
+    Modelfile written."""
+    from dsv4_gguf.cli import main
+
+    def parsed(path):
+        raise AssertionError(f"{path} was parsed before the server was checked")
+
+    monkeypatch.setattr(ollama, "inspect_gguf", parsed)
+    url = "http://127.0.0.1:9"
+    argv = ["ollama", str(tiny_gguf), "--name", "m", "--api", url, "--modelfile", str(tmp_path / "Modelfile")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"dsv4-gguf ollama: error: {url}: cannot reach the Ollama server"), err
+    assert not (tmp_path / "Modelfile").exists()
+    with pytest.raises(OllamaExportError, match="cannot reach the Ollama server"):  # the library call: the same
+        ollama.install_via_api(tiny_gguf, "m", url)
+
+
+def test_cli_api_refuses_a_server_that_is_not_ollama(server, tiny_gguf, tmp_path, capsys, monkeypatch):
+    stub, url = server
+    monkeypatch.setattr(ollama, "inspect_gguf", lambda path: pytest.fail("parsed before the server was checked"))
+    stub_get = url + "/nothing-here"  # GET /nothing-here/api/version answers 404
+    assert ollama.ollama_main([str(tiny_gguf), "--name", "m", "--api", stub_get]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{stub_get}: answered 404 to GET /api/version" in err[0], err

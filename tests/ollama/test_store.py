@@ -199,6 +199,32 @@ def test_cli_installs_and_reports_errors(tmp_path, tiny_gguf, capsys):
     only.parent.mkdir()
     assert ollama.ollama_main([str(tiny_gguf), "--name", "y", "--modelfile-only", "--modelfile", str(only)]) == 0
     assert only.is_file()
+    nowhere = tmp_path / "nodir" / "Modelfile"
+    assert ollama.ollama_main([str(tiny_gguf), "--name", "y", "--modelfile-only", "--modelfile", str(nowhere)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{nowhere}: the folder {nowhere.parent} does not exist" in err[0], err
+
+
+@pytest.mark.parametrize("cut", ["data", "header"])
+def test_cli_truncated_gguf_is_one_line(tmp_path, tiny_gguf, capsys, cut):
+    """A GGUF cut short (in its last tensor, or in its header): one line naming the file, the tensor or header
+    and the fix; exit 1, nothing installed, no Modelfile."""
+    from dsv4_gguf.cli import main
+    from dsv4_gguf.gguf_io import GGUFFile
+
+    last = max(GGUFFile(tiny_gguf).tensors.values(), key=lambda t: t.offset)
+    size = last.offset + last.nbytes // 2 if cut == "data" else 40
+    bad = tmp_path / "cut.gguf"
+    bad.write_bytes(tiny_gguf.read_bytes()[:size])
+    models, modelfile = tmp_path / "models", tmp_path / "Modelfile"
+    rc = main(["ollama", str(bad), "--name", "m", "--models-dir", str(models), "--modelfile", str(modelfile)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1, err
+    assert err[0].startswith(f"dsv4-gguf ollama: error: {bad}: not a readable GGUF file: truncated or corrupt GGUF: ")
+    assert err[0].endswith("; re-download or re-convert it"), err
+    if cut == "data":
+        assert f"tensor '{last.name}' runs past the end of the file" in err[0] and f"the file has {size})" in err[0]
+    assert not models.exists() and not modelfile.exists()
 
 
 def test_modelfile_survives_ollamas_parser_rules(tiny_gguf):
