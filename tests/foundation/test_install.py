@@ -85,3 +85,15 @@ def test_non_editable_install_without_cuda(tmp_path):
     assert got["files"][2].endswith(os.path.join("dsv4_gguf", "eval", "__init__.py"))
     assert got["info"]["cuda"] is False
     assert sys.executable != str(py)
+
+
+def test_demo_installs_only_the_package():
+    """scripts/demo.sh installs the package and its C++ core, nothing of the test set-up: no call of
+    scripts/setup.sh, no torch, no llama-cpp-python, no extras (`pip install ... -e .` exactly)."""
+    root = Path(__file__).resolve().parents[2]
+    lines = [ln.split("#", 1)[0] for ln in (root / "scripts" / "demo.sh").read_text().splitlines()]
+    code = "\n".join(lines)
+    assert "setup.sh" not in code and "torch" not in code and "llama-cpp-python" not in code and "llama_cpp" not in code
+    installs = [ln for ln in lines if "pip install" in ln]
+    assert any(ln.rstrip().endswith("-e .") for ln in installs), installs
+    assert not any("[" in ln for ln in installs), installs  # no extras
