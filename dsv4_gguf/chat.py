@@ -2,9 +2,10 @@
 messages -> prompt string, completion -> message.
 
 One definition, three renderers: `encode_messages` here, and the Jinja (`tokenizer.chat_template`) and
-Ollama Go templates that `jinja_template` / `ollama_template` generate (via `dsv4_gguf.templates`) from
-the constants below; tests prove all three equal to DeepSeek's `encoding_dsv4.py` on a corpus. No
-tokenization, nothing about GGUF; the internal search-agent `task` tokens are supported here only.
+Ollama Go templates that `dsv4_gguf.templates.jinja_template` / `ollama_template` generate from the
+constants below (this module imports nothing from there); tests prove all three equal to DeepSeek's
+`encoding_dsv4.py` on a corpus. No tokenization, nothing about GGUF; the internal search-agent `task`
+tokens are supported here only.
 """
 
 from __future__ import annotations
@@ -34,8 +35,6 @@ __all__ = [
     "render_tools",
     "to_json",
     "parse_completion",
-    "jinja_template",
-    "ollama_template",
 ]
 
 BOS = "<｜begin▁of▁sentence｜>"
@@ -414,17 +413,3 @@ def parse_completion(text: str, thinking_mode: str = "chat", require_eos: bool =
         if token in content or token in reasoning:
             raise _fail(text, text.find(token), f"unexpected special token {token!r} inside the text")
     return {"role": "assistant", "content": content, "reasoning_content": reasoning, "tool_calls": calls}
-
-
-def jinja_template() -> str:
-    """The Jinja chat template for `tokenizer.chat_template`, generated from this module's constants."""
-    from .templates.jinja import jinja_template as build
-
-    return build()
-
-
-def ollama_template() -> str:
-    """The Ollama Modelfile TEMPLATE (Go text/template), generated from this module's constants."""
-    from .templates.ollama_go import ollama_template as build
-
-    return build()

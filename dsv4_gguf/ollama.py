@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from . import chat
+from .templates import ollama_template
 
 ARCH = "deepseek4"
 REGISTRY = "registry.ollama.ai"
@@ -215,7 +216,7 @@ def parameters(num_ctx: int) -> dict[str, Any]:
 
 def modelfile(source: Path, num_ctx: int, license_text: str = LICENSE_MIT) -> str:
     """The Modelfile for `ollama create -f`: FROM (a split model's directory), TEMPLATE, PARAMETERs, LICENSE."""
-    template = chat.ollama_template()
+    template = ollama_template()
     for what, text in (("TEMPLATE", template), ("LICENSE", license_text)):
         # Ollama's Modelfile parser ends a value at `"""` and drops non-printable characters.
         if '"""' in text or not all(ch.isprintable() or ch in "\n\t" for ch in text):
@@ -451,7 +452,7 @@ def install(
 
     writer = _BlobWriter(blobs)
     new_dirs: list[Path] = []  # folders made for the manifest, removed again on failure
-    template = chat.ollama_template()
+    template = ollama_template()
     try:
         if len(info.files) == 1:
             model_layer = writer.write_chunks(_file_chunks(info.files[0], f"copy {info.files[0].name}"))
@@ -597,7 +598,7 @@ def install_via_api(
     request = {
         "model": f"{model}:{tag}",
         "files": files,
-        "template": chat.ollama_template(),
+        "template": ollama_template(),
         "parameters": parameters(num_ctx),
         "license": license_text,
         "stream": False,

@@ -13,6 +13,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 
 __all__ = [
@@ -176,7 +177,7 @@ def _bar(total: int, desc: str):  # noqa: ANN202
     return bar, update, n_total
 
 
-def _run(plan, source, ns: argparse.Namespace, desc: str, inputs: list[Path]) -> int:  # noqa: ANN001
+def _run(plan, source, ns: argparse.Namespace, desc: str, inputs: list[Path], make=None) -> int:  # noqa: ANN001
     from .convert import convert
     from .imatrix import load_imatrix
 
@@ -197,7 +198,9 @@ def _run(plan, source, ns: argparse.Namespace, desc: str, inputs: list[Path]) ->
     n_total[0] = len(plan.entries)
     t0 = time.perf_counter()
     with bar:
-        paths = convert(plan, source, resume=ns.resume, overwrite=ns.overwrite, imatrix=imatrix, progress=update)
+        paths = convert(
+            plan, source, resume=ns.resume, overwrite=ns.overwrite, imatrix=imatrix, progress=update, make=make
+        )
     dt = time.perf_counter() - t0
     for p in paths:
         print(f"wrote {p}")
@@ -306,7 +309,7 @@ def run_convert(ns: argparse.Namespace) -> int:
 def run_requantize(ns: argparse.Namespace) -> int:
     from .gguf_model import open_gguf
     from .recipes import load_recipe
-    from .requantize import make_requant_plan
+    from .requantize import make_requant_plan, produce_from_gguf
 
     m = open_gguf(ns.input)
     plan = make_requant_plan(
@@ -318,7 +321,7 @@ def run_requantize(ns: argparse.Namespace) -> int:
         only=re.compile(ns.only) if ns.only else None,
     )
     inputs = [f.path for f in m.main.files] + ([f.path for f in m.mtp.files] if m.mtp else [])
-    return _run(plan, m, ns, f"requantize {ns.variant}", inputs)
+    return _run(plan, m, ns, f"requantize {ns.variant}", inputs, make=partial(produce_from_gguf, model=m))
 
 
 def run_verify(ns: argparse.Namespace) -> int:

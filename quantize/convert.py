@@ -30,6 +30,7 @@ from dsv4_gguf.checkpoint import Checkpoint
 from dsv4_gguf.config import ModelArgs
 from dsv4_gguf.constants import MTP_FILE_PREFIX
 from dsv4_gguf.gguf_io import KV, TensorEntry, encode_header, split_groups, split_kvs, split_paths
+from dsv4_gguf.templates import jinja_template
 
 from .imatrix import imatrix_for
 from .metadata import arch_kvs, general_kvs, tokenizer_kvs
@@ -95,13 +96,12 @@ def make_plan(
     split_max_tensors: int = 0,
     only: re.Pattern[str] | None = None,
 ) -> Plan:
-    from dsv4_gguf import chat
 
     tensors = gguf_tensors(args, mtp=mtp)
     planned = plan_types(recipe, tensors, args, overrides)
     if only is not None:
         planned = [p for p in planned if only.search(p.tensor.name)]
-    tok = tokenizer_kvs(ckpt_dir, args.vocab_size, chat_template=chat.jinja_template())
+    tok = tokenizer_kvs(ckpt_dir, args.vocab_size, chat_template=jinja_template())
     main = [p for p in planned if p.tensor.file == MAIN]
     files: list[OutFile] = []
     base = general_kvs(name, recipe.file_type, variant=recipe.name)
@@ -220,11 +220,14 @@ def convert(
     imatrix: dict[str, np.ndarray] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     on_tensor: Callable[[str], None] | None = None,
+    make: Callable[..., Iterator] | None = None,
 ) -> list[Path]:
-    """Write every file of ``plan`` from ``source`` (a `Checkpoint`, or a `GGUFModel` for requantize);
-    returns the final paths.  ``progress(bytes, tensors_done, name)``: ``bytes`` sum to ``plan.total_bytes``
-    (headers and padding included) and ``tensors_done`` counts over all files, up to ``len(plan.entries)``.
-    ``on_tensor(name)`` runs after each finished tensor (tests use it to simulate an interruption)."""
+    """Write every file of ``plan`` from ``source``; returns the final paths.  A `Checkpoint` source is read
+    here; any other source (requantize's `GGUFModel`) comes with ``make(planned, imatrix=...)``, the
+    producer of each tensor's bytes (`requantize.produce_from_gguf` bound to the model).
+    ``progress(bytes, tensors_done, name)``: ``bytes`` sum to ``plan.total_bytes`` (headers and padding
+    included) and ``tensors_done`` counts over all files, up to ``len(plan.entries)``.  ``on_tensor(name)``
+    runs after each finished tensor (tests use it to simulate an interruption)."""
     finished = [resume and not overwrite and _finished(f) for f in plan.files]
     for f, done in zip(plan.files, finished, strict=True):
         if f.path.exists() and not overwrite and not done:
@@ -251,10 +254,9 @@ def convert(
         rd = RawReader(source)
         make = partial(produce, rd=rd)
         close = rd.close
+    elif make is None:
+        raise TypeError("convert: a source other than a Checkpoint needs make= (its tensor producer)")
     else:
-        from .requantize import produce_from_gguf
-
-        make = partial(produce_from_gguf, model=source)
         close = None
     try:
         before = 0  # tensors of the earlier files: progress counts over the whole plan, sidecar included

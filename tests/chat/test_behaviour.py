@@ -11,6 +11,7 @@ import jinja2.sandbox
 import pytest
 
 from dsv4_gguf import chat
+from dsv4_gguf.templates import jinja_template, ollama_template
 
 # Mapping methods of Python dicts and of llama.cpp's engine objects (common/jinja/value.cpp builtins).
 MAPPING_METHODS = frozenset(
@@ -21,7 +22,7 @@ MAPPING_METHODS = frozenset(
 def _env(**filters):
     env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     env.filters.update(filters)
-    return env.from_string(chat.jinja_template())
+    return env.from_string(jinja_template())
 
 
 def _raise(message):
@@ -49,7 +50,7 @@ def test_generation_prompt_defaults_off(oracle, corpus):
 
 def test_namespace_attributes_are_not_mapping_methods():
     """llama.cpp's engine resolves `ns.keys` to the mapping method `keys`, whatever the namespace holds."""
-    template = chat.jinja_template()
+    template = jinja_template()
     attrs = set(re.findall(r"\bds\.([A-Za-z_]\w*)", template))
     assert attrs and not attrs & MAPPING_METHODS, sorted(attrs)
 
@@ -128,7 +129,7 @@ def test_tasks_and_open_turns(oracle):
 
 
 def test_template_is_generated_from_chat_constants():
-    jinja, go = chat.jinja_template(), chat.ollama_template()
+    jinja, go = jinja_template(), ollama_template()
     # Every fixed text appears once, as data, so editing chat.py's constants edits both templates.
     assert jinja.count('{%- set TOOLS_PREFIX = "## Tools') == 1
     assert json.dumps(chat.TOOLS_PREFIX, ensure_ascii=False) in go

@@ -8,25 +8,26 @@ import jinja2.sandbox
 import pytest
 
 from dsv4_gguf import chat
+from dsv4_gguf.templates import jinja_template
 
 
 @pytest.fixture(scope="module")
 def jinja_sandboxed():
     # transformers' settings: sandboxed, trim_blocks + lstrip_blocks.
     env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    return env.from_string(chat.jinja_template())
+    return env.from_string(jinja_template())
 
 
 @pytest.fixture(scope="module")
 def jinja_plain():
-    return jinja2.Environment().from_string(chat.jinja_template())
+    return jinja2.Environment().from_string(jinja_template())
 
 
 @pytest.fixture(scope="module")
 def llama_cpp_formatter():
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-    return Jinja2ChatFormatter(template=chat.jinja_template(), eos_token=chat.EOS, bos_token=chat.BOS)
+    return Jinja2ChatFormatter(template=jinja_template(), eos_token=chat.EOS, bos_token=chat.BOS)
 
 
 def _expected(oracle, corpus, conv, mode):

@@ -12,6 +12,7 @@ import pytest
 from chat import llama_jinja
 
 from dsv4_gguf import chat
+from dsv4_gguf.templates import jinja_template
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,7 @@ def llama_render():
         binary = llama_jinja.build()
     except llama_jinja.Unavailable as e:
         pytest.skip(f"llama.cpp's Jinja engine: {e}")
-    return lambda cases: llama_jinja.render(binary, chat.jinja_template(), cases)
+    return lambda cases: llama_jinja.render(binary, jinja_template(), cases)
 
 
 def _case(corpus, conv, mode, add_generation_prompt=True):

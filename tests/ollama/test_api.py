@@ -13,6 +13,7 @@ import pytest
 
 from dsv4_gguf import chat, ollama
 from dsv4_gguf.ollama import OllamaExportError
+from dsv4_gguf.templates import ollama_template
 
 
 class Stub:
@@ -104,7 +105,7 @@ def test_api_create(server, tiny_gguf):
     created = stub.models["dsv4-api:q8"]
     assert created == request
     assert created["files"] == {"tiny.gguf": digest}
-    assert created["template"] == chat.ollama_template()
+    assert created["template"] == ollama_template()
     assert created["parameters"] == {"temperature": 1.0, "top_p": 1.0, "stop": [chat.EOS], "num_ctx": 8192}
     assert created["license"].startswith("MIT License")
     assert created["stream"] is False

@@ -14,6 +14,7 @@ import pytest
 
 from dsv4_gguf import chat, ollama
 from dsv4_gguf.ollama import OllamaExportError
+from dsv4_gguf.templates import ollama_template
 
 LAYER_TYPES = [
     "application/vnd.ollama.image.model",
@@ -58,7 +59,7 @@ def test_install_end_to_end(tmp_path, tiny_gguf):
 
     model, template, license_, params = (_blob(models, layer["digest"]) for layer in manifest["layers"])
     assert model == tiny_gguf.read_bytes()
-    assert template.decode() == chat.ollama_template()
+    assert template.decode() == ollama_template()
     assert license_.decode().startswith("MIT License")
     assert params.endswith(b"\n")
     assert json.loads(params) == {"temperature": 1.0, "top_p": 1.0, "stop": [chat.EOS], "num_ctx": 32768}
@@ -73,7 +74,7 @@ def test_install_end_to_end(tmp_path, tiny_gguf):
 
     text = result.modelfile
     assert text.startswith(f"FROM {tiny_gguf.resolve()}\n")
-    assert f'TEMPLATE """{chat.ollama_template()}"""' in text
+    assert f'TEMPLATE """{ollama_template()}"""' in text
     for line in (
         "PARAMETER temperature 1.0",
         "PARAMETER top_p 1.0",
@@ -230,7 +231,7 @@ def test_cli_truncated_gguf_is_one_line(tmp_path, tiny_gguf, capsys, cut):
 def test_modelfile_survives_ollamas_parser_rules(tiny_gguf):
     text = ollama.modelfile(tiny_gguf, 2048)
     body = text.split('TEMPLATE """', 1)[1].split('"""', 1)[0]
-    assert body == chat.ollama_template()  # no early `"""`, nothing the parser would drop
+    assert body == ollama_template()  # no early `"""`, nothing the parser would drop
     with pytest.raises(OllamaExportError, match="cannot carry"):
         ollama.modelfile(tiny_gguf, 2048, license_text='say """hi"""')
     with pytest.raises(OllamaExportError, match="cannot carry"):
