@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from . import __version__
+from .cli_errors import error_message
 
 _EPILOG = """\
 Start here:
@@ -250,23 +251,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_build_info(sub)
     _add_debug(parser, top=True)
     return parser
-
-
-_OS_FIX = {
-    FileNotFoundError: "no such file or folder; check the path",
-    IsADirectoryError: "is a folder; give a file",
-    NotADirectoryError: "a part of the path is not a folder; check the path",
-    PermissionError: "permission denied; check its permissions or choose another path",
-}
-
-
-def error_message(e: BaseException) -> str:
-    """The one-line message of a handled error: the library's own, or for an OSError that names a file
-    (``[Errno 2] No such file or directory: 'x'``) ``x: no such file or folder; check the path``."""
-    if isinstance(e, OSError) and e.filename is not None and e.strerror:
-        fix = _OS_FIX.get(type(e), e.strerror[:1].lower() + e.strerror[1:])
-        return f"{e.filename}: {fix}"
-    return str(e)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

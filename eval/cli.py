@@ -153,7 +153,7 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"dsv4-gguf eval {task}: interrupted; rerun the same command to resume from {args.out}", file=sys.stderr)
         return 130
     except (RunError, BackendError, ValueError, FileNotFoundError) as e:
-        from dsv4_gguf.cli import error_message
+        from dsv4_gguf.cli_errors import error_message
 
         print(f"dsv4-gguf eval {task}: error: {error_message(e)}", file=sys.stderr)
         return 1
