@@ -52,14 +52,14 @@ def bench_kernels(iters: int) -> dict:
     rng = np.random.default_rng(0)
     out: dict = {}
     nbytes = 2 << 30
-    t = _C.cuda_time_copy(nbytes, 10)
+    t = _C.cuda_hooks.time_copy(nbytes, 10)
     out["copy_GB_s"] = 2 * nbytes / t / 1e9  # read + write
     # validate every type on a small matrix first
     for name, qt in TYPES.items():
         w = random_blocks(qt, 64, 4096, rng)
         x = rng.standard_normal((1, 4096)).astype(np.float32) / 64
         ref = x.astype(np.float64) @ _C.dequantize_rows(qt, w).reshape(64, 4096).astype(np.float64).T
-        got = _C.cuda_gemv(qt, w, x)
+        got = _C.cuda_hooks.gemv(qt, w, x)
         err = float(np.abs(got - ref).max() / (np.abs(ref).max() + 1e-30))
         assert err < 1e-4, f"{name}: CUDA GEMV differs from the CPU dequantization (max rel err {err:.2e})"
     # routed experts, Flash shapes: w1/w3 [256 x 2048 rows, 4096], MXFP4 (1.14 GB, > 20x L2)
@@ -67,18 +67,18 @@ def bench_kernels(iters: int) -> dict:
     w = random_blocks(39, E * I, D, rng)
     row_bytes = w.shape[1]
     ids_all = np.tile(np.arange(E, dtype=np.int32), (iters, 1))
-    t = _C.cuda_time_moe_gemv(39, w, I, D, ids_all)
+    t = _C.cuda_hooks.time_moe_gemv(39, w, I, D, ids_all)
     out["moe_all_experts"] = {"GB_s": E * I * row_bytes / t / 1e9, "us": t * 1e6, "slots": E}
     # decode-shaped: 6 experts per launch, a fresh random set each launch (no L2 reuse across launches)
     ids6 = np.stack([rng.choice(E, 6, replace=False) for _ in range(max(iters, 200))]).astype(np.int32)
-    t = _C.cuda_time_moe_gemv(39, w, I, D, ids6)
+    t = _C.cuda_hooks.time_moe_gemv(39, w, I, D, ids6)
     out["moe_decode_k6"] = {"GB_s": 6 * I * row_bytes / t / 1e9, "us": t * 1e6, "slots": 6}
     del w
     # dense projections: 32768 x 4096 of each type (>= 256 MB in MXFP4 ... 1 GB in Q8_0: beyond L2)
     for name, qt in TYPES.items():
         w = random_blocks(qt, 32768, 4096, rng)
         for n_vec in (1, 8):
-            t = _C.cuda_time_gemv(qt, w, 4096, n_vec, iters)
+            t = _C.cuda_hooks.time_gemv(qt, w, 4096, n_vec, iters)
             out[f"gemv_{name}_n{n_vec}"] = {"GB_s": w.nbytes / t / 1e9, "us": t * 1e6}
     for v in out.values():
         if isinstance(v, dict):

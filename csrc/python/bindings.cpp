@@ -374,13 +374,6 @@ PYBIND11_MODULE(_C, m) {
       "Packed FP4 weight [rows, cols/2] with one E8M0 scale per 32 inputs -> float32 [rows, cols].");
 
 #ifdef DSV4_HAVE_CUDA
-  m.def(
-      "cuda_decode_e4m3",
-      [](const py::array& a) {
-        return elementwise(
-            a, "cuda_decode_e4m3", [](const uint8_t* s, float* d, size_t n) { dsv4::cuda::decode_e4m3(s, d, n); }, 1);
-      },
-      py::arg("codes"), "E4M3 decode on CUDA device 0 (RuntimeError when no device is present).");
   m.def("cuda_device_name", &dsv4::cuda::device_name, py::arg("device") = 0);
 #endif
 
@@ -636,16 +629,27 @@ int64_t dim(const py::array& a, int i, const char* what) {
 }  // namespace
 
 void register_cuda(py::module_& m) {
-  m.def("cuda_gemv_config", &gemv_config_py, py::arg("qtype"), py::arg("rows"), py::arg("cols"), py::arg("n_vec") = 1,
+  // The CUDA kernels one by one, for the tests and benchmarks (host-side decoders and launch geometry, single
+  // ops on the device, timers): `_C.cuda_hooks`, apart from the model API (CudaModel, CudaSession) below.
+  py::module_ h =
+      m.def_submodule("cuda_hooks", "CUDA kernels exposed one by one for tests and benchmarks; not an API.");
+  h.def("gemv_config", &gemv_config_py, py::arg("qtype"), py::arg("rows"), py::arg("cols"), py::arg("n_vec") = 1,
         py::arg("n_slots") = 1,
         "Launch geometry of the CUDA GEMV (host-side; ValueError for unsupported shapes/types).");
-  m.def(
-      "cuda_upload_plan", &upload_plan_py, py::arg("runtime"),
+  h.def(
+      "upload_plan", &upload_plan_py, py::arg("runtime"),
       "Device arena layout of a loaded model's weights (host-side; ValueError names a tensor without a CUDA kernel).");
 #ifdef DSV4_HAVE_CUDA
   namespace cu = dsv4::cuda;
-  m.def(
-      "cuda_dequant_rows_host",
+  h.def(
+      "decode_e4m3",
+      [](const py::array& a) {
+        return elementwise(
+            a, "cuda_hooks.decode_e4m3", [](const uint8_t* s, float* d, size_t n) { cu::decode_e4m3(s, d, n); }, 1);
+      },
+      py::arg("codes"), "E4M3 decode on CUDA device 0 (RuntimeError when no device is present).");
+  h.def(
+      "dequant_rows_host",
       [](int qtype, const py::array& w, int64_t cols) {
         require_u8(w, "w");
         const int64_t rows = dim(w, 0, "w");
@@ -658,8 +662,8 @@ void register_cuda(py::module_& m) {
         return out;
       },
       py::arg("qtype"), py::arg("w"), py::arg("cols"), "The CUDA decoders run on the host (no device needed).");
-  m.def(
-      "cuda_gemv",
+  h.def(
+      "gemv",
       [](int qtype, const py::array& w, const py::array& x, bool on_host) {
         require_u8(w, "w");
         const int64_t rows = dim(w, 0, "w"), n = dim(x, 0, "x"), cols = dim(x, 1, "x");
@@ -675,8 +679,8 @@ void register_cuda(py::module_& m) {
       },
       py::arg("qtype"), py::arg("w"), py::arg("x"), py::arg("on_host") = false,
       "y[v] = W x[v] on device 0 (x [n_vec <= 8, cols]); on_host: the kernel's lane code run on the CPU.");
-  m.def(
-      "cuda_moe_gemv",
+  h.def(
+      "moe_gemv",
       [](int qtype, const py::array& w, int64_t rows, const py::array& ids, const py::array& x) {
         require_u8(w, "w");
         const int64_t n = dim(x, 0, "x"), cols = dim(x, 1, "x");
@@ -688,8 +692,8 @@ void register_cuda(py::module_& m) {
         return y;
       },
       py::arg("qtype"), py::arg("w"), py::arg("rows"), py::arg("ids"), py::arg("x"));
-  m.def(
-      "cuda_rms_norm",
+  h.def(
+      "rms_norm",
       [](const py::array& x, const py::object& w, float eps) {
         const int64_t rows = dim(x, 0, "x"), n = dim(x, 1, "x");
         py::array_t<float> y({rows, n});
@@ -697,8 +701,8 @@ void register_cuda(py::module_& m) {
         return y;
       },
       py::arg("x"), py::arg("w"), py::arg("eps"));
-  m.def(
-      "cuda_rope_tail",
+  h.def(
+      "rope_tail",
       [](const py::array& x, int64_t rd, int64_t pos0, int64_t rows_per_pos, const py::array& freqs, bool inverse) {
         auto y = f32copy(x, "x");
         cu::rope_tail(y.mutable_data(), dim(x, 0, "x"), dim(x, 1, "x"), rd, pos0, rows_per_pos, f32p(freqs, "freqs"),
@@ -706,24 +710,24 @@ void register_cuda(py::module_& m) {
         return y;
       },
       py::arg("x"), py::arg("rd"), py::arg("pos0"), py::arg("rows_per_pos"), py::arg("freqs"), py::arg("inverse"));
-  m.def(
-      "cuda_fake_quant",
+  h.def(
+      "fake_quant",
       [](const py::array& x, int block, bool fp4) {
         auto y = f32copy(x, "x");
         cu::fake_quant(y.mutable_data(), dim(x, 0, "x"), dim(x, 1, "x"), block, fp4);
         return y;
       },
       py::arg("x"), py::arg("block"), py::arg("fp4"));
-  m.def(
-      "cuda_hadamard",
+  h.def(
+      "hadamard",
       [](const py::array& x) {
         auto y = f32copy(x, "x");
         cu::hadamard(y.mutable_data(), dim(x, 0, "x"), dim(x, 1, "x"));
         return y;
       },
       py::arg("x"));
-  m.def(
-      "cuda_hc_coeffs",
+  h.def(
+      "hc_coeffs",
       [](const py::array& mixes, const py::array& scale, const py::array& base, int hc, int iters, float eps,
          bool on_host) {
         const int64_t T = dim(mixes, 0, "mixes");
@@ -735,8 +739,8 @@ void register_cuda(py::module_& m) {
       },
       py::arg("mixes"), py::arg("scale"), py::arg("base"), py::arg("hc"), py::arg("iters"), py::arg("eps"),
       py::arg("on_host") = false, "on_host: the kernel's per-thread code run on the CPU (no device needed).");
-  m.def(
-      "cuda_route",
+  h.def(
+      "route",
       [](const py::array& logits, int K, const py::object& bias, const py::object& tid2eid, const py::object& tokens,
          float scale, bool norm) {
         const int64_t T = dim(logits, 0, "logits"), E = dim(logits, 1, "logits");
@@ -758,8 +762,8 @@ void register_cuda(py::module_& m) {
       },
       py::arg("logits"), py::arg("k"), py::arg("bias"), py::arg("tid2eid"), py::arg("tokens"), py::arg("scale"),
       py::arg("norm"));
-  m.def(
-      "cuda_swiglu",
+  h.def(
+      "swiglu",
       [](const py::array& g, const py::array& u, const py::object& wt, float limit) {
         const int64_t T = dim(g, 0, "g"), I = dim(g, 1, "g");
         py::array_t<float> h({T, I});
@@ -767,8 +771,8 @@ void register_cuda(py::module_& m) {
         return h;
       },
       py::arg("g"), py::arg("u"), py::arg("wt"), py::arg("limit"));
-  m.def(
-      "cuda_sparse_attention",
+  h.def(
+      "sparse_attention",
       [](const py::array& q, const py::array& window, int64_t p, const py::array& comp, const py::array& ids,
          const py::array& sinks, float scale) {
         const int64_t H = dim(q, 0, "q"), hd = dim(q, 1, "q");
@@ -780,8 +784,8 @@ void register_cuda(py::module_& m) {
       },
       py::arg("q"), py::arg("window"), py::arg("p"), py::arg("comp"), py::arg("ids"), py::arg("sinks"),
       py::arg("scale"));
-  m.def(
-      "cuda_compressor_run",
+  h.def(
+      "compressor_run",
       [](int m_, int d, const py::array& a, const py::array& g, int64_t pos0, bool on_host) {
         const int64_t T = dim(a, 0, "a");
         if (dim(a, 1, "a") != (m_ == 4 ? 2 : 1) * d || dim(g, 1, "g") != dim(a, 1, "a") || dim(g, 0, "g") != T)
@@ -793,8 +797,8 @@ void register_cuda(py::module_& m) {
         return r;
       },
       py::arg("m"), py::arg("d"), py::arg("a"), py::arg("g"), py::arg("pos0"), py::arg("on_host") = false);
-  m.def(
-      "cuda_topk",
+  h.def(
+      "topk",
       [](const py::array& score, int64_t k, bool on_host) {
         py::array_t<int32_t> ids(k);
         cu::topk(f32p(score, "score"), score.size(), k, ids.mutable_data(), on_host);
@@ -802,8 +806,8 @@ void register_cuda(py::module_& m) {
       },
       py::arg("score"), py::arg("k"), py::arg("on_host") = false,
       "Indexer top-k ids (ascending, -1 padded); on_host runs the bitonic network's code on the CPU.");
-  m.def(
-      "cuda_indexer_topk",
+  h.def(
+      "indexer_topk",
       [](const py::array& q, const py::array& w, const py::array& keys, int64_t k) {
         const int64_t nh = dim(q, 0, "q"), dI = dim(q, 1, "q"), n = dim(keys, 0, "keys");
         py::array_t<float> scores(n);
@@ -814,8 +818,8 @@ void register_cuda(py::module_& m) {
       },
       py::arg("q"), py::arg("w"), py::arg("keys"), py::arg("k"));
 
-  m.def(
-      "cuda_time_moe_gemv",
+  h.def(
+      "time_moe_gemv",
       [](int qtype, const py::array& w, int64_t rows, int64_t cols, const py::array& ids) {
         require_u8(w, "w");
         const int64_t iters = dim(ids, 0, "ids"), n_slots = dim(ids, 1, "ids");
@@ -827,8 +831,8 @@ void register_cuda(py::module_& m) {
       },
       py::arg("qtype"), py::arg("w"), py::arg("rows"), py::arg("cols"), py::arg("ids"),
       "Mean seconds per routed-expert GEMV launch (ids [iters, n_slots]); weights resident on device 0.");
-  m.def(
-      "cuda_time_gemv",
+  h.def(
+      "time_gemv",
       [](int qtype, const py::array& w, int64_t cols, int n_vec, int iters) {
         require_u8(w, "w");
         const int64_t rows = dim(w, 0, "w");
@@ -837,8 +841,8 @@ void register_cuda(py::module_& m) {
         return cu::time_gemv(qtype, wp, rows, cols, n_vec, iters);
       },
       py::arg("qtype"), py::arg("w"), py::arg("cols"), py::arg("n_vec") = 1, py::arg("iters") = 20);
-  m.def(
-      "cuda_time_copy",
+  h.def(
+      "time_copy",
       [](size_t bytes, int iters) {
         py::gil_scoped_release nogil;
         return cu::time_copy(bytes, iters);

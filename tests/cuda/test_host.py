@@ -30,7 +30,7 @@ GEOM = {0: (32, 128), 1: (32, 64), 30: (32, 64), 8: (32, 34), 39: (32, 17), 12: 
 @pytest.mark.parametrize("qtype", sorted(GEOM))
 @pytest.mark.parametrize("rows,cols", [(2048, 4096), (4096, 2048), (7, 512), (129280, 4096)])
 def test_gemv_config_geometry(qtype, rows, cols):
-    c = _C.cuda_gemv_config(qtype, rows, cols, 1, 6)
+    c = _C.cuda_hooks.gemv_config(qtype, rows, cols, 1, 6)
     elems, nbytes = GEOM[qtype]
     assert (c["block_elems"], c["block_bytes"]) == (elems, nbytes)
     assert c["threads"] == 32 * c["warps"] == 256
@@ -51,13 +51,13 @@ def test_gemv_config_geometry(qtype, rows, cols):
 
 def test_gemv_config_errors():
     with pytest.raises(ValueError, match="no CUDA kernel"):
-        _C.cuda_gemv_config(10, 64, 256)  # Q2_K
+        _C.cuda_hooks.gemv_config(10, 64, 256)  # Q2_K
     with pytest.raises(ValueError, match="multiple of 256"):
-        _C.cuda_gemv_config(12, 64, 384)
+        _C.cuda_hooks.gemv_config(12, 64, 384)
     with pytest.raises(ValueError, match="n_vec"):
-        _C.cuda_gemv_config(8, 64, 256, 9)
+        _C.cuda_hooks.gemv_config(8, 64, 256, 9)
     with pytest.raises(ValueError, match="n_slots"):
-        _C.cuda_gemv_config(8, 64, 256, 1, 0)
+        _C.cuda_hooks.gemv_config(8, 64, 256, 1, 0)
 
 
 @pytest.mark.parametrize("variant", ["F32", "BF16", "Q8_0", "MXFP4_MOE", "Q4_K_M"])
@@ -66,7 +66,7 @@ def test_upload_plan_covers_every_tensor(small_gguf, small_args, variant):
 
     path = small_gguf(variant)
     rt = _C.Runtime(str(path), threads=1)
-    plan = _C.cuda_upload_plan(rt)
+    plan = _C.cuda_hooks.upload_plan(rt)
     ents = plan["entries"]
     offs = [e["offset"] for e in ents]
     assert all(o % plan["alignment"] == 0 for o in offs)
@@ -109,7 +109,7 @@ def test_upload_plan_names_unsupported_tensor(tmp_path, small_args, small_weight
     path = gguf_fixture.write_gguf(tmp_path / "q2k.gguf", small_args, small_weights, "Q8_0")
     rt = _C.Runtime(str(path), threads=1)
     with pytest.raises(ValueError, match=r"attn_q_a.*Q2_K.*no CUDA kernel.*device='cpu'"):
-        _C.cuda_upload_plan(rt)
+        _C.cuda_hooks.upload_plan(rt)
 
 
 def test_parse_device():
@@ -193,7 +193,7 @@ def test_cuda_decoders_bit_exact_on_host(qtype):
     # rows of very different scales (tiny to huge) reach subnormal fp16 / E8M0 and large exponents
     w = (rng.standard_normal((12, cols)) * np.logspace(-6, 4, 12)[:, None]).astype(np.float32)
     q, ref = _raw(qtype, np.ascontiguousarray(w))
-    got = _C.cuda_dequant_rows_host(qtype, np.ascontiguousarray(q.reshape(12, -1)), cols)
+    got = _C.cuda_hooks.dequant_rows_host(qtype, np.ascontiguousarray(q.reshape(12, -1)), cols)
     np.testing.assert_array_equal(got.view(np.uint32), ref.reshape(12, cols).view(np.uint32))
 
 
@@ -210,5 +210,5 @@ def test_cuda_decoders_on_random_bytes(qtype):
             for o in offs:
                 q[:, b * nbytes + o] &= 0x7B
     ref = _C.dequantize_rows(qtype, q)
-    got = _C.cuda_dequant_rows_host(qtype, q, 4 * elems)
+    got = _C.cuda_hooks.dequant_rows_host(qtype, q, 4 * elems)
     np.testing.assert_array_equal(got.view(np.uint32), ref.reshape(got.shape).view(np.uint32))

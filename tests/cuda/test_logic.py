@@ -45,7 +45,7 @@ def test_gemv(where, name, rows, cols, n_vec):
     rng = np.random.default_rng(rows + cols)
     q, wd = weights(qt, rng.standard_normal((rows, cols)).astype(np.float32))
     x = (rng.standard_normal((n_vec, cols)) / np.sqrt(cols)).astype(np.float32)
-    got = _C.cuda_gemv(qt, q, x, on_host=where == "host")
+    got = _C.cuda_hooks.gemv(qt, q, x, on_host=where == "host")
     assert_close(got, x.astype(np.float64) @ wd.astype(np.float64).T, "cuda_gemv", f"gemv {name} ({where})")
 
 
@@ -70,7 +70,7 @@ def test_hc_coeffs_sinkhorn(where):
     mixes = rng.standard_normal((7, 24)).astype(np.float32)
     scale = np.array([0.5, 0.7, 1.3], np.float32)
     base = rng.standard_normal(24).astype(np.float32)
-    pre, post, comb = _C.cuda_hc_coeffs(mixes, scale, base, 4, 20, 1e-6, on_host=where == "host")
+    pre, post, comb = _C.cuda_hooks.hc_coeffs(mixes, scale, base, 4, 20, 1e-6, on_host=where == "host")
     rpre, rpost, rcomb = hc_coeffs_ref(mixes, scale.astype(np.float64), base.astype(np.float64))
     assert_close(pre, rpre, "cuda_op", "pre")
     assert_close(post, rpost, "cuda_op", "post")
@@ -104,7 +104,7 @@ def test_compressor_state_machine(where, m):
     T = 3 * m + 3  # three complete blocks and a partial one
     a = rng.standard_normal((T, coff * d)).astype(np.float32)
     g = rng.standard_normal((T, coff * d)).astype(np.float32)
-    got = _C.cuda_compressor_run(m, d, a, g, 0, on_host=where == "host")
+    got = _C.cuda_hooks.compressor_run(m, d, a, g, 0, on_host=where == "host")
     assert got.shape == (T // m, d)
     assert_close(got, compressor_ref(m, d, a, g), "cuda_op", f"compressor m={m}")
 
@@ -116,7 +116,7 @@ def test_topk_order_and_ties(where, n, k):
     score = rng.standard_normal(n).astype(np.float32)
     if n > 20:
         score[rng.choice(n, n // 4, replace=False)] = 0.5  # many exact ties: the lower id must win
-    ids = _C.cuda_topk(score, k, on_host=where == "host")
+    ids = _C.cuda_hooks.topk(score, k, on_host=where == "host")
     kk = min(k, n)
     want = np.sort(np.argsort(-score, kind="stable")[:kk])  # the CPU runtime's stable order
     np.testing.assert_array_equal(ids[:kk], want)

@@ -38,9 +38,9 @@ def test_gemv_unaligned_rows_use_byte_staging(name):
     qt, cols = TYPES[name], 96  # Q8_0: 102-byte rows (2-byte aligned: 1-byte staging), BF16: 192 (16-byte)
     rng = np.random.default_rng(5)
     q, wd = _weights(qt, rng.standard_normal((40, cols)).astype(np.float32))
-    assert _C.cuda_gemv_config(qt, 40, cols)["load_bytes"] == (16 if name == "BF16" else 1)
+    assert _C.cuda_hooks.gemv_config(qt, 40, cols)["load_bytes"] == (16 if name == "BF16" else 1)
     x = (rng.standard_normal((2, cols)) / np.sqrt(cols)).astype(np.float32)
-    assert_close(_C.cuda_gemv(qt, q, x), x.astype(np.float64) @ wd.astype(np.float64).T, "cuda_gemv", name)
+    assert_close(_C.cuda_hooks.gemv(qt, q, x), x.astype(np.float64) @ wd.astype(np.float64).T, "cuda_gemv", name)
 
 
 @pytest.mark.parametrize("name", ["MXFP4", "Q8_0", "Q4_K"])
@@ -50,7 +50,7 @@ def test_moe_gemv_reads_the_selected_experts(name):
     q, wd = _weights(qt, rng.standard_normal((E * rows, cols)).astype(np.float32))
     ids = np.array([5, 0, 7, -1, 5, 2], np.int32)  # a repeat and a skipped slot
     x = (rng.standard_normal((len(ids), cols)) / np.sqrt(cols)).astype(np.float32)
-    got = _C.cuda_moe_gemv(qt, q, rows, ids, x)
+    got = _C.cuda_hooks.moe_gemv(qt, q, rows, ids, x)
     for i, e in enumerate(ids):
         ref = np.zeros(rows) if e < 0 else wd[e * rows : (e + 1) * rows].astype(np.float64) @ x[i]
         assert_close(got[i], ref, "cuda_gemv", f"slot {i} expert {e}")
@@ -61,10 +61,10 @@ def test_rms_norm_and_rope():
     x = rng.standard_normal((6, 512)).astype(np.float32)
     w = rng.standard_normal(512).astype(np.float32)
     ref = x / np.sqrt((x.astype(np.float64) ** 2).mean(-1, keepdims=True) + 1e-6) * w
-    assert_close(_C.cuda_rms_norm(x, w, 1e-6), ref, "cuda_op", "rms_norm")
-    assert_close(_C.cuda_rms_norm(x, None, 1e-6), ref / w, "cuda_op", "rms_norm without weight")
+    assert_close(_C.cuda_hooks.rms_norm(x, w, 1e-6), ref, "cuda_op", "rms_norm")
+    assert_close(_C.cuda_hooks.rms_norm(x, None, 1e-6), ref / w, "cuda_op", "rms_norm without weight")
     freqs = (1.0 / 10000 ** (np.arange(32) * 2 / 64)).astype(np.float32)
-    got = _C.cuda_rope_tail(x, 64, 1000, 2, freqs, False)  # rows 2i, 2i+1 at position 1000 + i
+    got = _C.cuda_hooks.rope_tail(x, 64, 1000, 2, freqs, False)  # rows 2i, 2i+1 at position 1000 + i
     ref = x.astype(np.float64).copy()
     for r in range(6):
         ang = (1000 + r // 2) * freqs.astype(np.float64)
@@ -72,7 +72,7 @@ def test_rms_norm_and_rope():
         ref[r, 448::2] = a * np.cos(ang) - b * np.sin(ang)
         ref[r, 449::2] = a * np.sin(ang) + b * np.cos(ang)
     assert_close(got, ref, "cuda_op", "rope")  # angles <= 1e3 rad: fp32 angle product is the CPU's too
-    back = _C.cuda_rope_tail(got, 64, 1000, 2, freqs, True)
+    back = _C.cuda_hooks.rope_tail(got, 64, 1000, 2, freqs, True)
     assert_close(back, x, "cuda_op", "inverse rope")
 
 
@@ -88,7 +88,7 @@ def _fake_quant_ref(x: np.ndarray, block: int, fp4: bool) -> np.ndarray:
 @pytest.mark.parametrize("fp4,block", [(False, 64), (True, 32)])
 def test_fake_quant(fp4, block):
     x = (np.random.default_rng(2).standard_normal((4, 256)) * 3).astype(np.float32)
-    np.testing.assert_array_equal(_C.cuda_fake_quant(x, block, fp4), _fake_quant_ref(x, block, fp4))
+    np.testing.assert_array_equal(_C.cuda_hooks.fake_quant(x, block, fp4), _fake_quant_ref(x, block, fp4))
 
 
 def test_hadamard():
@@ -96,7 +96,7 @@ def test_hadamard():
     h = np.array([[1.0]])
     while h.shape[0] < 128:
         h = np.block([[h, h], [h, -h]])
-    assert_close(_C.cuda_hadamard(x), x.astype(np.float64) @ h.T / np.sqrt(128), "cuda_op", "hadamard")
+    assert_close(_C.cuda_hooks.hadamard(x), x.astype(np.float64) @ h.T / np.sqrt(128), "cuda_op", "hadamard")
 
 
 def test_route_bias_and_hash():
@@ -104,7 +104,7 @@ def test_route_bias_and_hash():
     T, E, K = 9, 256, 6
     logits = rng.standard_normal((T, E)).astype(np.float32)
     bias = (rng.standard_normal(E) * 0.1).astype(np.float32)
-    idx, w = _C.cuda_route(logits, K, bias, None, None, 1.5, True)
+    idx, w = _C.cuda_hooks.route(logits, K, bias, None, None, 1.5, True)
     score = np.sqrt(np.log1p(np.exp(logits.astype(np.float64))))
     for t in range(T):
         order = np.argsort(-(score[t] + bias), kind="stable")[:K]
@@ -112,7 +112,7 @@ def test_route_bias_and_hash():
         assert_close(w[t], score[t, order] / score[t, order].sum() * 1.5, "cuda_op", "route weights")
     tid2eid = rng.integers(0, E, (50, K)).astype(np.int32)
     toks = rng.integers(0, 50, T).astype(np.int32)
-    idx, w = _C.cuda_route(logits, K, None, tid2eid, toks, 1.5, True)
+    idx, w = _C.cuda_hooks.route(logits, K, None, tid2eid, toks, 1.5, True)
     np.testing.assert_array_equal(idx, tid2eid[toks])
 
 
@@ -122,7 +122,7 @@ def test_swiglu_clamp():
     wt = np.array([0.5, 1.0, 2.0], np.float32)
     gg, uu = np.minimum(g, 10.0).astype(np.float64), np.clip(u, -10, 10).astype(np.float64)
     ref = wt[:, None] * gg / (1 + np.exp(-gg)) * uu
-    assert_close(_C.cuda_swiglu(g, u, wt, 10.0), ref, "cuda_op", "swiglu")
+    assert_close(_C.cuda_hooks.swiglu(g, u, wt, 10.0), ref, "cuda_op", "swiglu")
 
 
 def test_sparse_attention_window_compressed_sink():
@@ -133,7 +133,7 @@ def test_sparse_attention_window_compressed_sink():
     comp = rng.standard_normal((20, hd)).astype(np.float32)
     ids = np.array([3, -1, 17, 0], np.int32)
     sinks = rng.standard_normal(H).astype(np.float32)
-    got = _C.cuda_sparse_attention(q, window, p, comp, ids, sinks, hd**-0.5)
+    got = _C.cuda_hooks.sparse_attention(q, window, p, comp, ids, sinks, hd**-0.5)
     keys = np.concatenate([window[[qp % win for qp in range(p - win + 1, p + 1)]], comp[[3, 17, 0]]]).astype(np.float64)
     z = q.astype(np.float64) @ keys.T * hd**-0.5
     mx = z.max(-1, keepdims=True)
@@ -149,7 +149,7 @@ def test_indexer_scores_and_topk(n, k):
     q = rng.standard_normal((nh, dI)).astype(np.float32)
     w = rng.standard_normal(nh).astype(np.float32)
     keys = rng.standard_normal((n, dI)).astype(np.float32)
-    scores, ids = _C.cuda_indexer_topk(q, w, keys, k)
+    scores, ids = _C.cuda_hooks.indexer_topk(q, w, keys, k)
     ref = (np.maximum(keys.astype(np.float64) @ q.T.astype(np.float64), 0) * w).sum(-1)
     assert_close(scores, ref, "cuda_index_score", "indexer scores")
     order = np.argsort(-scores, kind="stable")[: min(k, n)]  # the device scores' own order: ids are exact
