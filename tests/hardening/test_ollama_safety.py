@@ -17,6 +17,7 @@ import pytest
 from dsv4_gguf import ollama
 from dsv4_gguf.cli import main
 from dsv4_gguf.ollama import OllamaExportError
+from dsv4_gguf.ollama import store as ollama_store
 
 RULE = "[A-Za-z0-9_.-]"
 
@@ -220,7 +221,7 @@ def test_failed_export_changes_nothing(case: str, model: Path, store: Path, monk
     where, exc, after = FAILURES[case]
     fail = _raise(exc, after)
     if where == "chunks":
-        real_chunks = ollama._file_chunks
+        real_chunks = ollama_store._file_chunks
 
         def chunks(path: Path, what: str = ""):  # noqa: ANN202
             for c in real_chunks(path, what):
@@ -228,7 +229,7 @@ def test_failed_export_changes_nothing(case: str, model: Path, store: Path, monk
                 fail()
                 yield c[len(c) // 2 :]
 
-        monkeypatch.setattr(ollama, "_file_chunks", chunks)
+        monkeypatch.setattr(ollama_store, "_file_chunks", chunks)
     elif where == "write":
         real_fdopen = os.fdopen
         monkeypatch.setattr(os, "fdopen", lambda fd, *a, **k: _FailingFile(real_fdopen(fd, *a, **k), fail))

@@ -13,6 +13,8 @@ import pytest
 
 from dsv4_gguf import chat, ollama
 from dsv4_gguf.ollama import OllamaExportError
+from dsv4_gguf.ollama import api as ollama_api
+from dsv4_gguf.ollama import cli as ollama_cli
 from dsv4_gguf.templates import ollama_template
 
 
@@ -176,7 +178,8 @@ def test_cli_api_checks_the_server_before_reading_the_gguf(tiny_gguf, tmp_path, 
     def parsed(path):
         raise AssertionError(f"{path} was parsed before the server was checked")
 
-    monkeypatch.setattr(ollama, "inspect_gguf", parsed)
+    monkeypatch.setattr(ollama_cli, "inspect_gguf", parsed)  # the CLI parses the GGUF itself
+    monkeypatch.setattr(ollama_api, "inspect_gguf", parsed)  # install_via_api without info= parses it
     url = "http://127.0.0.1:9"
     argv = ["ollama", str(tiny_gguf), "--name", "m", "--api", url, "--modelfile", str(tmp_path / "Modelfile")]
     assert main(argv) == 1
@@ -189,7 +192,7 @@ def test_cli_api_checks_the_server_before_reading_the_gguf(tiny_gguf, tmp_path, 
 
 def test_cli_api_refuses_a_server_that_is_not_ollama(server, tiny_gguf, tmp_path, capsys, monkeypatch):
     stub, url = server
-    monkeypatch.setattr(ollama, "inspect_gguf", lambda path: pytest.fail("parsed before the server was checked"))
+    monkeypatch.setattr(ollama_cli, "inspect_gguf", lambda path: pytest.fail("parsed before the server was checked"))
     stub_get = url + "/nothing-here"  # GET /nothing-here/api/version answers 404
     assert ollama.ollama_main([str(tiny_gguf), "--name", "m", "--api", stub_get]) == 1
     err = capsys.readouterr().err.strip().splitlines()

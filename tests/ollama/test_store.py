@@ -14,6 +14,7 @@ import pytest
 
 from dsv4_gguf import chat, ollama
 from dsv4_gguf.ollama import OllamaExportError
+from dsv4_gguf.ollama import store as ollama_store
 from dsv4_gguf.templates import ollama_template
 
 LAYER_TYPES = [
@@ -177,7 +178,7 @@ def test_failed_forced_reinstall_keeps_the_old_model(tmp_path, tiny_gguf, monkey
     def broken(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(ollama, "_json_blob", broken)
+    monkeypatch.setattr(ollama_store, "_json_blob", broken)
     with pytest.raises(OllamaExportError, match="disk full"):
         ollama.install(tiny_gguf, "keep", models_dir=models, force=True, num_ctx=1024)
     assert json.loads(old.manifest.read_text()) == old.manifest_data
