@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dsv4_gguf import chat
+from dsv4_gguf.templates import ollama_template
 
 HERE = Path(__file__).parent
 
@@ -80,4 +80,4 @@ def go_render(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def go_template() -> str:
-    return chat.ollama_template()
+    return ollama_template()
