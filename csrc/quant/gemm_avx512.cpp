@@ -140,6 +140,18 @@ void repack(const BlockQ8_0* a, int64_t ng, ActGroup* out) {
 
 inline float reduce_lanes8(const float* l) { return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7])); }
 
+// Block b of one row added to its 4 lanes (4*(b&1)+k) in scalar code, exactly as dot_lanes32: the blocks
+// past the last SIMD group.
+template <class Fmt>
+void add_block(float* l, int64_t b, const typename Fmt::Block& x, const BlockQ8_0& a) {
+  const float s = Fmt::scale1(x) * fp16_to_f32(a.d);
+  for (int k = 0; k < 4; ++k) {
+    int isum = 0;
+    for (int i = 4 * k; i < 4 * k + 4; ++i) isum += Fmt::val(x, i) * a.qs[i] + Fmt::val(x, i + 16) * a.qs[i + 16];
+    l[4 * (b & 1) + k] = std::fma(s, static_cast<float>(isum), l[4 * (b & 1) + k]);
+  }
+}
+
 // R weight rows x N activation rows over all 4-block groups, then the tail blocks and the final tree.
 template <class Fmt, int R, int N>
 void tile(int64_t ng, int64_t nb, const uint8_t* w, size_t rs, const ActGroup* act, int64_t ga, const BlockQ8_0* araw,
@@ -176,16 +188,7 @@ void tile(int64_t ng, int64_t nb, const uint8_t* w, size_t rs, const ActGroup* a
       alignas(32) float l[8];
       _mm256_store_ps(l, acc[r][t]);
       const BlockQ8_0* a = reinterpret_cast<const BlockQ8_0*>(reinterpret_cast<const uint8_t*>(araw) + t * ars);
-      for (int64_t b = 4 * ng; b < nb; ++b) {  // blocks past the last full group, as dot_lanes32
-        const float s = Fmt::scale1(x[b]) * fp16_to_f32(a[b].d);
-        for (int k = 0; k < 4; ++k) {
-          int isum = 0;
-          for (int i = 4 * k; i < 4 * k + 4; ++i)
-            isum += Fmt::val(x[b], i) * a[b].qs[i] + Fmt::val(x[b], i + 16) * a[b].qs[i + 16];
-          float& lane = l[4 * (b & 1) + k];
-          lane = std::fma(s, static_cast<float>(isum), lane);
-        }
-      }
+      for (int64_t b = 4 * ng; b < nb; ++b) add_block<Fmt>(l, b, x[b], a[b]);  // past the last full group
       y[t * ys + r] = reduce_lanes8(l);
     }
   }
@@ -290,16 +293,7 @@ template <class Fmt>
 float finish_row(__m256 acc, int64_t nb, const typename Fmt::Block* x, const BlockQ8_0* a) {
   alignas(32) float l[8];
   _mm256_store_ps(l, acc);
-  if (nb & 1) {
-    const int64_t bb = nb - 1;
-    const float s = Fmt::scale1(x[bb]) * fp16_to_f32(a[bb].d);
-    for (int k = 0; k < 4; ++k) {
-      int isum = 0;
-      for (int i = 4 * k; i < 4 * k + 4; ++i)
-        isum += Fmt::val(x[bb], i) * a[bb].qs[i] + Fmt::val(x[bb], i + 16) * a[bb].qs[i + 16];
-      l[4 * (bb & 1) + k] = std::fma(s, static_cast<float>(isum), l[4 * (bb & 1) + k]);
-    }
-  }
+  if (nb & 1) add_block<Fmt>(l, nb - 1, x[nb - 1], a[nb - 1]);
   return reduce_lanes8(l);
 }
 
