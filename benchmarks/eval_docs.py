@@ -38,9 +38,8 @@ def report_table(report_md: str) -> str:
     part = report_md.split("## kld", 1)
     if len(part) != 2:
         sys.exit("report.md has no kld section: the quoted commands did not produce a KLD report")
-    lines = [ln for ln in part[1].strip().splitlines()]
     table = []
-    for ln in lines:
+    for ln in part[1].strip().splitlines():
         if not ln.startswith("|"):
             break
         table.append(ln)
