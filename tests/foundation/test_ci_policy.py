@@ -117,3 +117,33 @@ def test_only_the_missing_device_is_accepted():
     assert allowed_under_ci(f"{NO_CUDA_DEVICE} the CUDA backend is built but no device is visible")
     assert not allowed_under_ci("could not import 'torch': No module named 'torch'")
     assert not allowed_under_ci("CUDA backend not compiled (no nvcc at build time, or configured with DSV4_CUDA=OFF)")
+
+
+DISK_MODULE = """
+def test_pass(tmp_path):
+    (tmp_path / "big.bin").write_bytes(bytes(1 << 20))
+
+
+def test_fail(tmp_path):
+    (tmp_path / "big.bin").write_bytes(bytes(1 << 20))
+    assert False, "kept for the post-mortem"
+"""
+
+
+def test_a_passing_tests_files_are_removed_when_it_ends(tmp_path):
+    """The suite writes ~12 GB over a run; under the project's pytest settings (pyproject.toml) a passing test's
+    tmp_path goes when the test ends, a failing one's stays for the post-mortem."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "test_disk.py").write_text(DISK_MODULE)
+    base = tmp_path / "base"
+    cfg = TESTS.parent / "pyproject.toml"
+    cmd = [sys.executable, "-m", "pytest", "-c", str(cfg), "--rootdir", str(work), "-p", "no:cacheprovider"]
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    r = subprocess.run(
+        [*cmd, f"--basetemp={base}", "test_disk.py"], cwd=work, env=env, capture_output=True, text=True, timeout=120
+    )
+    out = r.stdout + r.stderr
+    assert "1 failed, 1 passed" in out, out
+    assert not (base / "test_pass0").exists(), sorted(p.name for p in base.iterdir())
+    assert (base / "test_fail0" / "big.bin").stat().st_size == 1 << 20
