@@ -87,7 +87,7 @@ def bench_kernels(iters: int) -> dict:
 
 
 def _fixture():
-    spec = importlib.util.spec_from_file_location("rt_gf", HERE.parent / "tests" / "runtime" / "gguf_fixture.py")
+    spec = importlib.util.spec_from_file_location("rt_gf", HERE.parent / "tests" / "support" / "gguf_fixture.py")
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod
     assert spec.loader is not None

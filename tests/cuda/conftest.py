@@ -1,4 +1,4 @@
-"""Fixtures of the CUDA backend tests: the runtime tests' seeded small models (tests/runtime/gguf_fixture.py)
+"""Fixtures of the CUDA backend tests: the runtime tests' seeded small models (tests/support/gguf_fixture.py)
 as GGUFs, written on first use.  Skip markers come from tests/ci_policy.py: ``needs_cuda_build`` (host
 execution of the kernel code) and ``needs_cuda_device`` (the "no CUDA device:" reason, the one skip CI accepts).
 """
@@ -13,7 +13,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def gguf_fixture():
-    from runtime import gguf_fixture
+    from support import gguf_fixture
 
     return gguf_fixture
 

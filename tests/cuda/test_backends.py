@@ -5,23 +5,15 @@ prefill, bit for bit) is tested in tests/runtime/test_session.py."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from ci_policy import needs_cuda_device
+from support import parity
 
 from dsv4_gguf import runtime
 from dsv4_gguf.reference.tolerances import assert_close
 
 pytestmark = needs_cuda_device
-_spec = importlib.util.spec_from_file_location("cuda_tests_parity", Path(__file__).parents[1] / "runtime" / "parity.py")
-parity = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = parity  # dataclasses look their module up while the file executes
-assert _spec.loader is not None
-_spec.loader.exec_module(parity)
 
 N_TOK = 300  # > window (128): ring reuse; > 2 HCA blocks (128); > index_topk (8) CSA entries
 

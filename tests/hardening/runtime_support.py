@@ -55,7 +55,7 @@ def tiny_gguf(path: Path, seed: int = 0, vocab: int = 1024, variant: str = "Q8_0
     """The tiny preset (SWA, HCA, CSA and hash layers) with `vocab` tokens and seeded random weights."""
     if path.is_file():
         return path
-    from runtime import gguf_fixture as gf
+    from support import gguf_fixture as gf
 
     from dsv4_gguf.config import PRESETS
     from dsv4_gguf.reference import random_weights

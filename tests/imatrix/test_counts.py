@@ -24,7 +24,7 @@ RT = Path(__file__).resolve().parents[1] / "runtime"
 def test_expert_counts_equal_reference_router(tmp_path):
     from dsv4_gguf.quantize.imatrix import load_imatrix_raw
     from dsv4_gguf.quantize.imatrix_collect import collect
-    from runtime import gguf_fixture as gf
+    from support import gguf_fixture as gf
 
     from dsv4_gguf.config import PRESETS
 
@@ -81,7 +81,7 @@ def test_expert_counts_equal_reference_router(tmp_path):
 def test_taps_do_not_change_the_forward_pass(tmp_path):
     """The imatrix taps only copy activations: logits with every collection tap on are bit-identical."""
     from dsv4_gguf.quantize.imatrix_collect import TAPS
-    from runtime import gguf_fixture as gf
+    from support import gguf_fixture as gf
 
     from dsv4_gguf import runtime
     from dsv4_gguf.config import PRESETS

@@ -1,5 +1,5 @@
 """Runtime vs reference on the converter's Q5_K_M, Q4_K_M GGUFs of the tiny checkpoint (issue 7,
-must-show 1); the body and the rule are in tests/runtime/converter_parity.py and tests/runtime/parity.py."""
+must-show 1); the body and the rule are in tests/support/converter_parity.py and tests/support/parity.py."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from runtime import converter_parity as _mod  # noqa: E402
+from support import converter_parity as _mod  # noqa: E402
 
 tokens = _mod.tokens
 converted = _mod.converted

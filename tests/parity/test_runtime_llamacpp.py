@@ -19,8 +19,8 @@ import pytest
 
 llama_cpp = pytest.importorskip("llama_cpp")
 
-from runtime import gguf_fixture as gf  # noqa: E402
-from runtime import report  # noqa: E402
+from support import gguf_fixture as gf  # noqa: E402
+from support import report  # noqa: E402
 
 _report, LINES = report.reporter_fixture("runtime vs llama.cpp (measured)")
 

@@ -1,6 +1,6 @@
 """MTP draft block (the official ``MTPBlock``) of the C++ runtime vs the reference's ``forward_mtp`` on the converter's
 tiny MXFP4_MOE GGUF + its MTP sidecar (``mtp-*.gguf``), exact mode: 200-token prefill then 20 decode
-steps, draft logits compared with the near-tie rule of tests/runtime/parity.py; save/restore keeps the
+steps, draft logits compared with the near-tie rule of tests/support/parity.py; save/restore keeps the
 MTP state (window, position, pending main streams)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from runtime import parity, report  # noqa: E402
+from support import parity, report  # noqa: E402
 
 from dsv4_gguf.reference import Taps, Transformer, load_weights  # noqa: E402
 

@@ -18,8 +18,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from runtime import gguf_fixture as gf  # noqa: E402
-from runtime import report  # noqa: E402
+from support import gguf_fixture as gf  # noqa: E402
+from support import report  # noqa: E402
 
 from dsv4_gguf.reference import RefOptions, Taps, Transformer, load_weights, random_weights  # noqa: E402
 from dsv4_gguf.reference.tolerances import Tol, assert_close  # noqa: E402

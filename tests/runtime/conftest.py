@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from runtime import gguf_fixture as gf
+from support import gguf_fixture as gf
 
 MEASURED: dict[str, str] = {}
 

@@ -25,8 +25,8 @@ from dsv4_gguf.reference import RefOptions, Taps, Transformer, load_weights  # n
 RT = Path(__file__).resolve().parent
 
 
-from runtime import parity  # noqa: E402
-from runtime import report as report_mod  # noqa: E402
+from support import parity  # noqa: E402
+from support import report as report_mod  # noqa: E402
 
 VARIANTS = ["SOURCE", "MXFP4_MOE", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K", "IQ2_XXS-MOE"]
 N_TOKENS = 600
