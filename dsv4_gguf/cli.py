@@ -13,10 +13,14 @@ import re
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from .cli_errors import error_message
+from .constants import MAX_CTX
+
+if TYPE_CHECKING:
+    from . import runtime
 
 _EPILOG = """\
 Start here:
@@ -153,7 +157,6 @@ def _add_ollama(sub: argparse._SubParsersAction) -> None:
 
 def _add_convert_family(sub: argparse._SubParsersAction) -> None:
     from .quantize import cli as qcli
-    from .quantize import imatrix_collect
 
     for name, help_, add, run in (
         (
@@ -183,8 +186,8 @@ def _add_convert_family(sub: argparse._SubParsersAction) -> None:
         (
             "imatrix",
             "collect an importance matrix (per routed expert) with the runtime; merge imatrix files",
-            imatrix_collect.add_imatrix_arguments,
-            imatrix_collect.run_imatrix,
+            qcli.add_imatrix_arguments,
+            qcli.run_imatrix,
         ),
     ):
         p = sub.add_parser(name, help=help_, description=help_)
@@ -192,25 +195,215 @@ def _add_convert_family(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=run)
 
 
-def _add_runtime(sub: argparse._SubParsersAction) -> None:
-    from .runtime import add_chat_arguments, add_run_arguments, run_chat, run_run
+# ---------------------------------------------------------------------------------------------------
+# dsv4-gguf run / chat (the C++ runtime, dsv4_gguf.runtime)
 
+
+def _number(kind: type, ok: Any, need: str) -> Any:
+    """argparse type: ``kind(text)`` that ``ok`` accepts; argparse names the option in the message."""
+
+    def parse(text: str) -> Any:
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{need}, got {text!r}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"{need}, got {text!r}")
+        return v
+
+    return parse
+
+
+_CTX = _number(int, lambda v: 0 < v <= MAX_CTX, f"must be the context length in tokens, 1 to {MAX_CTX}")
+_THREADS = _number(int, lambda v: v >= 0, "must be a thread count, or 0 for all cores")
+_MAX_TOKENS = _number(int, lambda v: v >= 0, "must be a token count (0 or more)")
+_TEMPERATURE = _number(float, lambda v: 0 <= v < float("inf"), "must be 0 (greedy) or a positive number")
+_TOP_P = _number(float, lambda v: 0 < v <= 1, "must be in (0, 1] (1 = no nucleus cut)")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL.gguf", help="deepseek4 GGUF (first shard of a split set)")
+    p.add_argument("-t", "--threads", type=_THREADS, default=0, help="CPU threads (default: all cores)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda / cuda:N (CUDA backend)")
+    p.add_argument("-c", "--ctx", type=_CTX, default=8192, help="context length of the session (default 8192)")
+    p.add_argument(
+        "--no-prefetch",
+        dest="prefetch",
+        action="store_false",
+        default=None,
+        help="keep loading lazy (default: map the whole file at load when it takes < 80%% of RAM)",
+    )
+    p.add_argument("-n", "--max-tokens", type=_MAX_TOKENS, default=256, help="tokens to generate (default 256)")
+    p.add_argument(
+        "--temperature", type=_TEMPERATURE, default=1.0, help="sampling temperature, 0 = greedy (default 1.0)"
+    )
+    p.add_argument("--top-p", type=_TOP_P, default=1.0, help="nucleus sampling, in (0, 1] (default 1.0)")
+    p.add_argument("--seed", type=int, default=None, help="sampling seed")
+    p.add_argument(
+        "--think",
+        choices=["none", "high", "max"],
+        default="none",
+        help="thinking mode for chat prompts (Non-think, Think High, Think Max)",
+    )
+
+
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("-p", "--prompt", required=True, help="prompt text (raw, no chat template unless --chat)")
+    p.add_argument("--chat", action="store_true", help="wrap the prompt as one user message (DSV4 template)")
+
+
+def _stats_line(st: runtime.GenerationStats) -> str:
+    return (
+        f"[prefill {st.prompt_tokens} tok {st.prefill_tok_s:.1f} tok/s | decode {st.generated_tokens} tok "
+        f"{st.decode_tok_s:.1f} tok/s]"
+    )
+
+
+def _think(ns: argparse.Namespace) -> str | bool:
+    return False if ns.think == "none" else ns.think
+
+
+def _prompt_tokens(model: runtime.Model, prompt: Any, ns: argparse.Namespace) -> int:
+    return len(model.encode(model.prompt(prompt, _think(ns))))
+
+
+def _ctx_notice(ns: argparse.Namespace, st: runtime.GenerationStats) -> None:
+    """Generation that ran into the end of the session's context (not EOS, not -n) says so."""
+    if st.stop_reason == "ctx":
+        print(
+            f"dsv4-gguf {ns.command}: stopped at the context limit (-c/--ctx {ns.ctx} tokens) after "
+            f"{len(st.tokens)} of {ns.max_tokens} tokens; raise -c to generate more",
+            file=sys.stderr,
+        )
+
+
+def _usage(ns: argparse.Namespace, message: str) -> int:
+    print(f"dsv4-gguf {ns.command}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _load_for_cli(ns: argparse.Namespace) -> runtime.Model | None:
+    from . import runtime
+
+    try:
+        return runtime.load(ns.model, threads=ns.threads, device=ns.device, prefetch=ns.prefetch)
+    except (ValueError, RuntimeError) as e:  # GgufError is a ValueError; messages name the file and fix
+        print(f"dsv4-gguf {ns.command}: error: {e}", file=sys.stderr)
+        return None
+
+
+def _cmd_run(ns: argparse.Namespace) -> int:
+    if not ns.prompt and not ns.chat:
+        return _usage(ns, "-p/--prompt is empty; give the text to continue, e.g. -p 'Once upon a time'")
+    if ns.think != "none" and not ns.chat:
+        return _usage(ns, "--think applies to chat prompts only; add --chat (a raw -p prompt is used as is)")
+    model = _load_for_cli(ns)
+    if model is None:
+        return 1
+    prompt: Any = [{"role": "user", "content": ns.prompt}] if ns.chat else ns.prompt
+    n = _prompt_tokens(model, prompt, ns)
+    if n > ns.ctx:
+        print(
+            f"dsv4-gguf run: error: the prompt is {n} tokens, more than the context of {ns.ctx} (-c/--ctx); "
+            f"raise it, e.g. -c {n + ns.max_tokens}, or shorten the prompt",
+            file=sys.stderr,
+        )
+        return 1
+    for piece in model.generate(
+        prompt,
+        max_tokens=ns.max_tokens,
+        temperature=ns.temperature,
+        top_p=ns.top_p,
+        seed=ns.seed,
+        thinking=_think(ns),
+        ctx=ns.ctx,
+    ):
+        print(piece, end="", flush=True)
+    print()
+    _ctx_notice(ns, model.last_stats)
+    print(_stats_line(model.last_stats), file=sys.stderr)
+    return 0
+
+
+def _chat_arguments(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("--system", default=None, help="system prompt")
+
+
+def _cmd_chat(ns: argparse.Namespace) -> int:
+    from .chat import parse_completion
+
+    model = _load_for_cli(ns)
+    if model is None:
+        return 1
+    messages: list[dict[str, Any]] = [{"role": "system", "content": ns.system}] if ns.system else []
+    print("dsv4-gguf chat: empty line or Ctrl-D to quit", file=sys.stderr)
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            break
+        if not line.strip():
+            break
+        messages.append({"role": "user", "content": line})
+        n = _prompt_tokens(model, messages, ns)
+        if n > ns.ctx:  # the whole conversation is the prompt of each turn
+            messages.pop()
+            print(
+                f"dsv4-gguf chat: error: with this message the conversation is {n} tokens, more than the context "
+                f"of {ns.ctx} (-c/--ctx); the message was dropped: send a shorter one, or restart chat with a "
+                f"larger -c (e.g. -c {n + ns.max_tokens})",
+                file=sys.stderr,
+            )
+            continue
+        pieces = []
+        for piece in model.generate(
+            messages,
+            max_tokens=ns.max_tokens,
+            temperature=ns.temperature,
+            top_p=ns.top_p,
+            seed=ns.seed,
+            thinking=_think(ns),
+            ctx=ns.ctx,
+        ):
+            pieces.append(piece)
+            print(piece, end="", flush=True)
+        print()
+        _ctx_notice(ns, model.last_stats)
+        print(_stats_line(model.last_stats), file=sys.stderr)
+        text = "".join(pieces)
+        try:
+            msg = parse_completion(text + "<｜end▁of▁sentence｜>", thinking_mode="thinking" if _think(ns) else "chat")
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": msg.get("content", text),
+                    "reasoning_content": msg.get("reasoning_content", ""),
+                }
+            )
+        except Exception:  # noqa: BLE001 - keep chatting with the raw text when the reply does not parse
+            messages.append({"role": "assistant", "content": text})
+    return 0
+
+
+def _add_runtime(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run",
         help="generate from a prompt with the C++ runtime (prints prefill/decode tok/s)",
         description="Load a deepseek4 GGUF with the C++ runtime, generate from one prompt (raw, or as a user "
         "message with --chat), stream the text to stdout and print prefill/decode tokens/s to stderr.",
     )
-    add_run_arguments(p)
-    p.set_defaults(func=run_run)
+    _run_arguments(p)
+    p.set_defaults(func=_cmd_run)
     p = sub.add_parser(
         "chat",
         help="interactive chat with the C++ runtime (think modes)",
         description="Interactive multi-turn chat with a deepseek4 GGUF in the C++ runtime, prompts encoded with "
         "the DSV4 chat template (--think: Non-think, Think High, Think Max); an empty line or Ctrl-D quits.",
     )
-    add_chat_arguments(p)
-    p.set_defaults(func=run_chat)
+    _chat_arguments(p)
+    p.set_defaults(func=_cmd_chat)
 
 
 def _add_build_info(sub: argparse._SubParsersAction) -> None:

@@ -167,3 +167,7 @@ EXPERT_TENSOR_NAMES: dict[str, str] = {  # ffn.experts.{e}.wN.weight, stacked ov
 }
 MTP_EH_PROJ_NAME = "blk.{bid}.nextn.eh_proj.weight"
 MTP_FILE_PREFIX = "mtp-"  # llama.cpp names its MTP-only GGUF "mtp-<name>.gguf"
+
+# Most tokens one runtime session holds (csrc/runtime/session.cpp kMaxCtx): the caches' byte counts stay far
+# from overflow.  The Python API and the run/chat options check it before the C++ core does.
+MAX_CTX = 1 << 32

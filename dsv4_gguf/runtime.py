@@ -5,15 +5,13 @@
 ``session.load_state(path)``; ``model.generate(messages_or_prompt, ...)`` streams text pieces.  The
 tokenizer is built from the GGUF metadata (``tokenizer.ggml.*``) with HF ``tokenizers``.  The math
 lives in ``csrc/runtime`` (``_C.Runtime`` / ``_C.Session``); this module owns policy: sampling, chat
-prompts, timing, the ``run``/``chat`` CLI commands.  The MTP draft head is exposed as logits
+prompts, timing (the ``run``/``chat`` commands are wired in ``dsv4_gguf.cli``).  The MTP draft head is exposed as logits
 (``Session.mtp``); speculative decoding with it is not implemented.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -23,16 +21,14 @@ from typing import Any
 
 import numpy as np
 
+from .constants import MAX_CTX
+
 __all__ = [
     "load",
     "Model",
     "Session",
     "GenerationStats",
     "build_tokenizer",
-    "add_run_arguments",
-    "run_run",
-    "add_chat_arguments",
-    "run_chat",
 ]
 
 # DeepSeek-V3/V4 pre-tokenizer (the official tokenizer.json's Split sequence before byte-level BPE).
@@ -83,9 +79,6 @@ def build_tokenizer(path: str | Path, metadata: Mapping[str, Any] | None = None)
     return tok
 
 
-_MAX_CTX = 1 << 32  # csrc/runtime/session.cpp kMaxCtx: byte counts of the caches stay far from overflow
-
-
 @dataclass
 class GenerationStats:
     prompt_tokens: int = 0
@@ -114,8 +107,8 @@ class Session:
     def __init__(self, model: Model, ctx: int, kv_dtype: str = "f32", mtp: bool = False):
         from . import _C
 
-        if isinstance(ctx, bool) or not isinstance(ctx, (int, np.integer)) or not 0 < int(ctx) <= _MAX_CTX:
-            raise ValueError(f"ctx must be an integer in [1, {_MAX_CTX}] (tokens the session can hold), got {ctx!r}")
+        if isinstance(ctx, bool) or not isinstance(ctx, (int, np.integer)) or not 0 < int(ctx) <= MAX_CTX:
+            raise ValueError(f"ctx must be an integer in [1, {MAX_CTX}] (tokens the session can hold), got {ctx!r}")
         self.model = model
         self._busy = threading.Lock()  # spans a whole multi-chunk prefill (the C++ guard covers one call)
         if model._cuda is not None:  # CUDA backend (dsv4_gguf/cuda.py): f32 KV, no MTP yet
@@ -411,193 +404,3 @@ def load(
     first tokens that route to an expert take no page faults (default: when the file takes under 80 % of
     RAM; False keeps loading lazy)."""
     return Model(path, threads=threads, exact=exact, qat=qat, mtp=mtp, device=device, prefetch=prefetch)
-
-
-# ---------------------------------------------------------------------------------------------------
-# CLI: dsv4-gguf run / chat
-
-
-def _number(kind: type, ok: Any, need: str) -> Any:
-    """argparse type: ``kind(text)`` that ``ok`` accepts; argparse names the option in the message."""
-
-    def parse(text: str) -> Any:
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{need}, got {text!r}") from None
-        if not ok(v):
-            raise argparse.ArgumentTypeError(f"{need}, got {text!r}")
-        return v
-
-    return parse
-
-
-_CTX = _number(int, lambda v: 0 < v <= _MAX_CTX, f"must be the context length in tokens, 1 to {_MAX_CTX}")
-_THREADS = _number(int, lambda v: v >= 0, "must be a thread count, or 0 for all cores")
-_MAX_TOKENS = _number(int, lambda v: v >= 0, "must be a token count (0 or more)")
-_TEMPERATURE = _number(float, lambda v: 0 <= v < float("inf"), "must be 0 (greedy) or a positive number")
-_TOP_P = _number(float, lambda v: 0 < v <= 1, "must be in (0, 1] (1 = no nucleus cut)")
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", metavar="MODEL.gguf", help="deepseek4 GGUF (first shard of a split set)")
-    p.add_argument("-t", "--threads", type=_THREADS, default=0, help="CPU threads (default: all cores)")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda / cuda:N (CUDA backend)")
-    p.add_argument("-c", "--ctx", type=_CTX, default=8192, help="context length of the session (default 8192)")
-    p.add_argument(
-        "--no-prefetch",
-        dest="prefetch",
-        action="store_false",
-        default=None,
-        help="keep loading lazy (default: map the whole file at load when it takes < 80%% of RAM)",
-    )
-    p.add_argument("-n", "--max-tokens", type=_MAX_TOKENS, default=256, help="tokens to generate (default 256)")
-    p.add_argument(
-        "--temperature", type=_TEMPERATURE, default=1.0, help="sampling temperature, 0 = greedy (default 1.0)"
-    )
-    p.add_argument("--top-p", type=_TOP_P, default=1.0, help="nucleus sampling, in (0, 1] (default 1.0)")
-    p.add_argument("--seed", type=int, default=None, help="sampling seed")
-    p.add_argument(
-        "--think",
-        choices=["none", "high", "max"],
-        default="none",
-        help="thinking mode for chat prompts (Non-think, Think High, Think Max)",
-    )
-
-
-def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    _common(p)
-    p.add_argument("-p", "--prompt", required=True, help="prompt text (raw, no chat template unless --chat)")
-    p.add_argument("--chat", action="store_true", help="wrap the prompt as one user message (DSV4 template)")
-
-
-def _stats_line(st: GenerationStats) -> str:
-    return (
-        f"[prefill {st.prompt_tokens} tok {st.prefill_tok_s:.1f} tok/s | decode {st.generated_tokens} tok "
-        f"{st.decode_tok_s:.1f} tok/s]"
-    )
-
-
-def _think(ns: argparse.Namespace) -> str | bool:
-    return False if ns.think == "none" else ns.think
-
-
-def _prompt_tokens(model: Model, prompt: Any, ns: argparse.Namespace) -> int:
-    return len(model.encode(model.prompt(prompt, _think(ns))))
-
-
-def _ctx_notice(ns: argparse.Namespace, st: GenerationStats) -> None:
-    """Generation that ran into the end of the session's context (not EOS, not -n) says so."""
-    if st.stop_reason == "ctx":
-        print(
-            f"dsv4-gguf {ns.command}: stopped at the context limit (-c/--ctx {ns.ctx} tokens) after "
-            f"{len(st.tokens)} of {ns.max_tokens} tokens; raise -c to generate more",
-            file=sys.stderr,
-        )
-
-
-def _usage(ns: argparse.Namespace, message: str) -> int:
-    print(f"dsv4-gguf {ns.command}: error: {message}", file=sys.stderr)
-    return 2
-
-
-def _load_for_cli(ns: argparse.Namespace) -> Model | None:
-    try:
-        return load(ns.model, threads=ns.threads, device=ns.device, prefetch=ns.prefetch)
-    except (ValueError, RuntimeError) as e:  # GgufError is a ValueError; messages name the file and fix
-        print(f"dsv4-gguf {ns.command}: error: {e}", file=sys.stderr)
-        return None
-
-
-def run_run(ns: argparse.Namespace) -> int:
-    if not ns.prompt and not ns.chat:
-        return _usage(ns, "-p/--prompt is empty; give the text to continue, e.g. -p 'Once upon a time'")
-    if ns.think != "none" and not ns.chat:
-        return _usage(ns, "--think applies to chat prompts only; add --chat (a raw -p prompt is used as is)")
-    model = _load_for_cli(ns)
-    if model is None:
-        return 1
-    prompt: Any = [{"role": "user", "content": ns.prompt}] if ns.chat else ns.prompt
-    n = _prompt_tokens(model, prompt, ns)
-    if n > ns.ctx:
-        print(
-            f"dsv4-gguf run: error: the prompt is {n} tokens, more than the context of {ns.ctx} (-c/--ctx); "
-            f"raise it, e.g. -c {n + ns.max_tokens}, or shorten the prompt",
-            file=sys.stderr,
-        )
-        return 1
-    for piece in model.generate(
-        prompt,
-        max_tokens=ns.max_tokens,
-        temperature=ns.temperature,
-        top_p=ns.top_p,
-        seed=ns.seed,
-        thinking=_think(ns),
-        ctx=ns.ctx,
-    ):
-        print(piece, end="", flush=True)
-    print()
-    _ctx_notice(ns, model.last_stats)
-    print(_stats_line(model.last_stats), file=sys.stderr)
-    return 0
-
-
-def add_chat_arguments(p: argparse.ArgumentParser) -> None:
-    _common(p)
-    p.add_argument("--system", default=None, help="system prompt")
-
-
-def run_chat(ns: argparse.Namespace) -> int:
-    from .chat import parse_completion
-
-    model = _load_for_cli(ns)
-    if model is None:
-        return 1
-    messages: list[dict[str, Any]] = [{"role": "system", "content": ns.system}] if ns.system else []
-    print("dsv4-gguf chat: empty line or Ctrl-D to quit", file=sys.stderr)
-    while True:
-        try:
-            line = input("> ")
-        except EOFError:
-            break
-        if not line.strip():
-            break
-        messages.append({"role": "user", "content": line})
-        n = _prompt_tokens(model, messages, ns)
-        if n > ns.ctx:  # the whole conversation is the prompt of each turn
-            messages.pop()
-            print(
-                f"dsv4-gguf chat: error: with this message the conversation is {n} tokens, more than the context "
-                f"of {ns.ctx} (-c/--ctx); the message was dropped: send a shorter one, or restart chat with a "
-                f"larger -c (e.g. -c {n + ns.max_tokens})",
-                file=sys.stderr,
-            )
-            continue
-        pieces = []
-        for piece in model.generate(
-            messages,
-            max_tokens=ns.max_tokens,
-            temperature=ns.temperature,
-            top_p=ns.top_p,
-            seed=ns.seed,
-            thinking=_think(ns),
-            ctx=ns.ctx,
-        ):
-            pieces.append(piece)
-            print(piece, end="", flush=True)
-        print()
-        _ctx_notice(ns, model.last_stats)
-        print(_stats_line(model.last_stats), file=sys.stderr)
-        text = "".join(pieces)
-        try:
-            msg = parse_completion(text + "<｜end▁of▁sentence｜>", thinking_mode="thinking" if _think(ns) else "chat")
-            messages.append(
-                {
-                    "role": "assistant",
-                    "content": msg.get("content", text),
-                    "reasoning_content": msg.get("reasoning_content", ""),
-                }
-            )
-        except Exception:  # noqa: BLE001 - keep chatting with the raw text when the reply does not parse
-            messages.append({"role": "assistant", "content": text})
-    return 0

@@ -1,4 +1,5 @@
-"""Argument parsers and runners for ``convert``, ``requantize``, ``verify`` and ``inspect`` (wired in dsv4_gguf.cli).
+"""Argument parsers and runners for ``convert``, ``requantize``, ``verify``, ``inspect`` and ``imatrix`` (wired in
+dsv4_gguf.cli).
 
 Each ``add_*_arguments(parser)`` declares options; each ``run_*(ns) -> int`` calls the library and
 prints.  Handled errors are raised as ValueError/RuntimeError subclasses for the top-level CLI to report.
@@ -17,6 +18,8 @@ from functools import partial
 from pathlib import Path
 
 __all__ = [
+    "add_imatrix_arguments",
+    "run_imatrix",
     "add_convert_arguments",
     "run_convert",
     "add_requantize_arguments",
@@ -393,6 +396,105 @@ def run_inspect(ns: argparse.Namespace) -> int:
         f"  tokenizer: {md.get('tokenizer.ggml.model')}/{md.get('tokenizer.ggml.pre')}, "
         f"{len(md.get('tokenizer.ggml.tokens', []))} tokens, {len(md.get('tokenizer.ggml.merges', []))} merges, "
         f"chat template {'yes' if 'tokenizer.chat_template' in md else 'no'}"
+    )
+    return 0
+
+
+def add_imatrix_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "model",
+        metavar="MODEL.gguf",
+        nargs="?",
+        help="model to run (any variant our runtime loads; SOURCE or Q8_0 give the most faithful statistics)",
+    )
+    p.add_argument(
+        "--text",
+        metavar="FILE",
+        nargs="+",
+        default=[],
+        help="calibration text files (read in order); the shipped corpus: quantize/calibration/calibration.txt",
+    )
+    p.add_argument("-o", "--output", metavar="FILE", required=True, help="imatrix file to write (llama.cpp GGUF form)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT (never one of the inputs)")
+    p.add_argument("--ctx", type=int, default=512, help="tokens per chunk, BOS included (default 512)")
+    p.add_argument("--chunks", type=int, default=0, help="use at most N chunks (default: all)")
+    p.add_argument("--batch", type=int, default=128, help="tokens per runtime call inside a chunk (bounds tap memory)")
+    p.add_argument("--threads", type=int, default=0, help="runtime threads (default: all cores)")
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT.partial of an interrupted run")
+    p.add_argument("--save-every", type=int, default=10, metavar="N", help="save OUTPUT.partial every N chunks")
+    p.add_argument(
+        "--merge",
+        metavar="FILE",
+        nargs="+",
+        help="instead of collecting: sum these imatrix files (GGUF or legacy .dat) into OUTPUT",
+    )
+
+
+def _read_text(path: str) -> str:
+    """A --text file, with errors that name it and what to give instead."""
+    from .imatrix import ImatrixError
+
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ImatrixError(
+            f"{path}: no such file (give --text plain-text calibration files, e.g. "
+            "quantize/calibration/calibration.txt)"
+        ) from None
+    except IsADirectoryError:
+        raise ImatrixError(f"{path}: is a folder (give --text the text files themselves)") from None
+    except UnicodeDecodeError as e:
+        raise ImatrixError(f"{path}: not UTF-8 text (byte {e.start}); give --text plain UTF-8 text files") from None
+
+
+def run_imatrix(ns: argparse.Namespace) -> int:
+    """Errors (ImatrixError, a malformed GGUF) are ValueErrors, reported in one line by dsv4_gguf.cli.main."""
+    from tqdm import tqdm
+
+    from .imatrix import ImatrixError
+    from .imatrix_collect import collect, merge
+
+    inputs = ns.merge or [p for p in (ns.model, *ns.text) if p]
+    refuse_own_input([ns.output], inputs, "write the result to another -o")
+    if Path(ns.output).exists() and not ns.overwrite:
+        raise ImatrixError(f"{ns.output}: already exists; choose another -o or pass --overwrite")
+    if ns.merge:
+        r = merge(ns.merge, ns.output)
+        print(f"wrote {ns.output}: {len(r.sums)} entries, {r.chunk_count} chunks from {len(ns.merge)} files")
+        return 0
+    if not ns.model or not ns.text:
+        raise ImatrixError("give MODEL.gguf and --text FILE... (or --merge FILE... -o OUT)")
+    texts = [_read_text(t) for t in ns.text]
+    bars: list[tqdm] = []  # drawn at the first progress call: after collect has checked its inputs
+    t0 = time.perf_counter()
+
+    def update(done: int, total: int) -> None:
+        if not bars:  # on stderr, only when it is a terminal (as convert's)
+            bars.append(tqdm(total=total, initial=done, unit="chunk", desc="imatrix", dynamic_ncols=True, disable=None))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        r = collect(
+            ns.model,
+            texts,
+            ns.output,
+            ctx=ns.ctx,
+            n_chunks=ns.chunks,
+            batch=ns.batch,
+            threads=ns.threads,
+            datasets=[Path(t).name for t in ns.text],
+            resume=ns.resume,
+            save_every=ns.save_every,
+            progress=update,
+        )
+    finally:
+        for bar in bars:
+            bar.close()
+    exps = [n for n in r.sums if "_exps" in n]
+    unseen = sum(int((r.counts[n] == 0).sum()) for n in exps)
+    print(
+        f"wrote {ns.output}: {len(r.sums)} entries, {r.chunk_count} chunks of {ns.ctx} tokens in "
+        f"{time.perf_counter() - t0:.1f} s; {unseen} routed-expert slices never routed (weight-energy fallback)"
     )
     return 0
 

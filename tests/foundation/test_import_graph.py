@@ -99,3 +99,30 @@ def test_no_import_cycles() -> None:
         edges[m] = set().union(*(_targets(m, f.name == "__init__.py", n, mods) for n in ast.walk(tree)))
     assert edges["dsv4_gguf.quantize.convert"]  # the graph is not empty by a resolution bug
     assert _cycles(edges) == []
+
+
+def _cli_wiring(tree: ast.AST) -> list[str]:
+    """Calls that build a command line (parsers, subcommands, options) in a module's AST."""
+    names = {"ArgumentParser", "add_parser", "add_argument", "add_subparsers", "add_mutually_exclusive_group"}
+    return sorted(
+        {
+            n.func.attr if isinstance(n.func, ast.Attribute) else n.func.id
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Call)
+            and (
+                (isinstance(n.func, ast.Attribute) and n.func.attr in names)
+                or (isinstance(n.func, ast.Name) and n.func.id in names)
+            )
+        }
+    )
+
+
+def test_cli_wiring_only_in_cli_modules() -> None:
+    """Options and subcommands are declared in the ``cli.py`` modules only; library modules take values."""
+    assert _cli_wiring(ast.parse("p = argparse.ArgumentParser()\np.add_argument('-x')\n")) == [
+        "ArgumentParser",
+        "add_argument",
+    ]
+    wired = {m: f for m, f in _modules().items() if _cli_wiring(ast.parse(f.read_text(encoding="utf-8")))}
+    assert "dsv4_gguf.cli" in wired and "dsv4_gguf.quantize.cli" in wired
+    assert sorted(m for m, f in wired.items() if f.name != "cli.py") == []
