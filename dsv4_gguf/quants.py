@@ -29,8 +29,6 @@ __all__ = [
     "weight_energy",
     "repack_fp4_to_mxfp4",
     "fp8_to_f32",
-    "fp8_to_bf16",
-    "fp8_to_q8_0",
 ]
 
 
@@ -176,15 +174,3 @@ def _as_u8(a: np.ndarray, what: str) -> np.ndarray:
 def fp8_to_f32(weight: np.ndarray, scale: np.ndarray, *, threads: int = 0) -> np.ndarray:
     """FP8 E4M3 [rows, cols] with E8M0 128x128 block scales -> float32 (exact)."""
     return _C.dequant_fp8(_as_u8(weight, "weight"), _as_u8(scale, "scale"), "auto", threads)
-
-
-def fp8_to_bf16(weight: np.ndarray, scale: np.ndarray, *, threads: int = 0) -> np.ndarray:
-    """FP8 E4M3 + E8M0 scales -> BF16 bytes (uint8 [rows, 2*cols]).  Exact: an E4M3 value times a
-    power of two has a 4-bit significand and stays inside the BF16 range (subnormal results aside,
-    which E8M0 scales near 2^-127 could produce; these round to nearest even)."""
-    return quantize(fp8_to_f32(weight, scale, threads=threads), GGMLQuantizationType.BF16, threads=threads)
-
-
-def fp8_to_q8_0(weight: np.ndarray, scale: np.ndarray, *, threads: int = 0) -> np.ndarray:
-    """FP8 E4M3 + E8M0 scales -> Q8_0 bytes (requantized per 32 columns)."""
-    return quantize(fp8_to_f32(weight, scale, threads=threads), GGMLQuantizationType.Q8_0, threads=threads)

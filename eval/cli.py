@@ -35,7 +35,7 @@ def _common(p: argparse.ArgumentParser, data_help: str) -> None:
         "--backend",
         choices=BACKENDS,
         default="auto",
-        help="auto: in-process runtime if built, else llama-cpp-python, for .gguf; openai with --url",
+        help="auto: the in-process runtime for a .gguf; openai with --url",
     )
     p.add_argument("--url", help="server for --backend openai|ollama, e.g. http://127.0.0.1:8080")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (created; an existing one is resumed)")

@@ -15,17 +15,9 @@ __all__ = [
     "log_softmax",
     "BACKENDS",
     "open_backend",
-    "runtime_available",
 ]
 
 BACKENDS = ("auto", "runtime", "llama-cpp", "openai", "ollama", "fake")
-
-
-def runtime_available() -> bool:
-    """True once the in-process runtime (`dsv4_gguf.load`) is part of this install."""
-    import dsv4_gguf
-
-    return callable(getattr(dsv4_gguf, "load", None))
 
 
 def open_backend(
@@ -38,13 +30,14 @@ def open_backend(
     prompt_logprobs: bool = False,
     seed: int = 0,
 ) -> Backend:
-    """Open `model` with backend `kind`. `auto`: a .gguf path goes to the in-process runtime when it is
-    installed, else to llama-cpp-python; a model name with `url` goes to the OpenAI-compatible client."""
+    """Open `model` with backend `kind`. `auto`: a .gguf path goes to the in-process runtime (the C++ core
+    of this package; `llama-cpp` runs it through llama-cpp-python instead); a model name with `url` goes to
+    the OpenAI-compatible client."""
     if kind == "auto":
         if url:
             kind = "openai"
         elif Path(model).suffix == ".gguf":
-            kind = "runtime" if runtime_available() else "llama-cpp"
+            kind = "runtime"
         else:
             raise BackendError(
                 f"cannot tell which backend serves {model!r}: give a .gguf path, or --backend "
@@ -59,11 +52,7 @@ def open_backend(
 
         return LlamaCppBackend(model, n_ctx=n_ctx, n_threads=threads, seed=seed)
     if kind == "runtime":
-        if not runtime_available():
-            raise BackendError(
-                "the in-process runtime (dsv4_gguf.load) is not part of this build; use --backend llama-cpp"
-            )
-        from .runtime import RuntimeBackend  # type: ignore[import-not-found]
+        from .runtime import RuntimeBackend
 
         return RuntimeBackend(model, n_ctx=n_ctx, threads=threads)
     if kind in ("openai", "ollama"):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dsv4_gguf.eval.backends import open_backend, runtime_available
+from dsv4_gguf.eval.backends import open_backend
 
 from dsv4_gguf.cli import main
 
@@ -18,7 +18,6 @@ pytestmark = pytest.mark.slow
 
 
 def test_runtime_backend(tiny_ggufs: dict[str, Path]) -> None:
-    assert runtime_available()
     with open_backend("auto", str(tiny_ggufs["Q8_0"]), n_ctx=128, threads=2) as b:
         assert b.kind == "runtime" and b.caps.logits and b.caps.generate
         toks = [b.bos_id, *b.tokenize("the tapir walks at dawn <｜User｜>")]
