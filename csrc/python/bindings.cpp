@@ -12,7 +12,7 @@
 #include "quant/quant.h"
 #include "quant/repack.h"
 #ifdef DSV4_HAVE_CUDA
-#include "cuda/backend.h"
+#include "runtime/ops_cuda/backend.h"
 #endif
 
 namespace py = pybind11;
@@ -557,7 +557,7 @@ void register_runtime(py::module_& m) {
 }
 
 // ================================================================================================
-// CUDA backend (csrc/runtime/ops_cuda, csrc/cuda): host-side planning in every build; the kernels on
+// CUDA backend (csrc/runtime/ops_cuda): host-side planning in every build; the kernels on
 // host arrays (tests, benchmarks) and the device-resident CudaModel / CudaSession with DSV4_HAVE_CUDA.
 // ================================================================================================
 #include "runtime/ops_cuda/plan.h"
@@ -692,32 +692,69 @@ void register_cuda(py::module_& m) {
         return y;
       },
       py::arg("qtype"), py::arg("w"), py::arg("rows"), py::arg("ids"), py::arg("x"));
+  // rms_norm, rope_tail, fake_quant, route: the kernel on device 0, its per-thread code on the host (on_host),
+  // and the CPU runtime's op (cpu_*), each on the same arrays, so the tests compare the three.
+  const char* on_host_doc = "on_host: the kernel's per-thread code run on the CPU, reductions in the device's order.";
+  const char* cpu_doc = "The CPU runtime's op (ops_cpu) on the same arrays: the host runner's reference.";
+  auto rms_norm_py = [](bool cpu) {
+    return [cpu](const py::array& x, const py::object& w, float eps, bool on_host) {
+      const int64_t rows = dim(x, 0, "x"), n = dim(x, 1, "x");
+      const float* wp = f32opt(w, "w");
+      if (wp && w.cast<py::array>().size() != n)
+        throw py::value_error("w: " + std::to_string(n) + " weights expected (one per column of x)");
+      py::array_t<float> y({rows, n});
+      if (cpu)
+        cu::cpu_rms_norm(f32p(x, "x"), wp, y.mutable_data(), rows, n, eps);
+      else
+        cu::rms_norm(f32p(x, "x"), wp, y.mutable_data(), rows, n, eps, on_host);
+      return y;
+    };
+  };
+  h.def("rms_norm", rms_norm_py(false), py::arg("x"), py::arg("w"), py::arg("eps"), py::arg("on_host") = false,
+        on_host_doc);
   h.def(
-      "rms_norm",
-      [](const py::array& x, const py::object& w, float eps) {
-        const int64_t rows = dim(x, 0, "x"), n = dim(x, 1, "x");
-        py::array_t<float> y({rows, n});
-        cu::rms_norm(f32p(x, "x"), f32opt(w, "w"), y.mutable_data(), rows, n, eps);
-        return y;
-      },
-      py::arg("x"), py::arg("w"), py::arg("eps"));
+      "cpu_rms_norm",
+      [f = rms_norm_py(true)](const py::array& x, const py::object& w, float eps) { return f(x, w, eps, false); },
+      py::arg("x"), py::arg("w"), py::arg("eps"), cpu_doc);
+  auto rope_py = [](bool cpu) {
+    return [cpu](const py::array& x, int64_t rd, int64_t pos0, int64_t rows_per_pos, const py::array& freqs,
+                 bool inverse, bool on_host) {
+      const int64_t rows = dim(x, 0, "x"), n = dim(x, 1, "x");
+      if (rd < 0 || rd > n || rd % 2 || rows_per_pos < 1)
+        throw py::value_error("rope_tail: need an even rd <= " + std::to_string(n) + " and rows_per_pos >= 1");
+      if (freqs.size() != rd / 2) throw py::value_error("freqs: rd / 2 = " + std::to_string(rd / 2) + " expected");
+      auto y = f32copy(x, "x");
+      if (cpu)
+        cu::cpu_rope_tail(y.mutable_data(), rows, n, rd, pos0, rows_per_pos, f32p(freqs, "freqs"), inverse);
+      else
+        cu::rope_tail(y.mutable_data(), rows, n, rd, pos0, rows_per_pos, f32p(freqs, "freqs"), inverse, on_host);
+      return y;
+    };
+  };
+  h.def("rope_tail", rope_py(false), py::arg("x"), py::arg("rd"), py::arg("pos0"), py::arg("rows_per_pos"),
+        py::arg("freqs"), py::arg("inverse"), py::arg("on_host") = false, on_host_doc);
   h.def(
-      "rope_tail",
-      [](const py::array& x, int64_t rd, int64_t pos0, int64_t rows_per_pos, const py::array& freqs, bool inverse) {
-        auto y = f32copy(x, "x");
-        cu::rope_tail(y.mutable_data(), dim(x, 0, "x"), dim(x, 1, "x"), rd, pos0, rows_per_pos, f32p(freqs, "freqs"),
-                      inverse);
-        return y;
-      },
-      py::arg("x"), py::arg("rd"), py::arg("pos0"), py::arg("rows_per_pos"), py::arg("freqs"), py::arg("inverse"));
+      "cpu_rope_tail",
+      [f = rope_py(true)](const py::array& x, int64_t rd, int64_t pos0, int64_t rows_per_pos, const py::array& freqs,
+                          bool inverse) { return f(x, rd, pos0, rows_per_pos, freqs, inverse, false); },
+      py::arg("x"), py::arg("rd"), py::arg("pos0"), py::arg("rows_per_pos"), py::arg("freqs"), py::arg("inverse"),
+      cpu_doc);
+  auto fake_quant_py = [](bool cpu) {
+    return [cpu](const py::array& x, int block, bool fp4, bool on_host) {
+      auto y = f32copy(x, "x");
+      if (cpu)
+        cu::cpu_fake_quant(y.mutable_data(), dim(x, 0, "x"), dim(x, 1, "x"), block, fp4);
+      else
+        cu::fake_quant(y.mutable_data(), dim(x, 0, "x"), dim(x, 1, "x"), block, fp4, on_host);
+      return y;
+    };
+  };
+  h.def("fake_quant", fake_quant_py(false), py::arg("x"), py::arg("block"), py::arg("fp4"), py::arg("on_host") = false,
+        on_host_doc);
   h.def(
-      "fake_quant",
-      [](const py::array& x, int block, bool fp4) {
-        auto y = f32copy(x, "x");
-        cu::fake_quant(y.mutable_data(), dim(x, 0, "x"), dim(x, 1, "x"), block, fp4);
-        return y;
-      },
-      py::arg("x"), py::arg("block"), py::arg("fp4"));
+      "cpu_fake_quant",
+      [f = fake_quant_py(true)](const py::array& x, int block, bool fp4) { return f(x, block, fp4, false); },
+      py::arg("x"), py::arg("block"), py::arg("fp4"), cpu_doc);
   h.def(
       "hadamard",
       [](const py::array& x) {
@@ -739,38 +776,60 @@ void register_cuda(py::module_& m) {
       },
       py::arg("mixes"), py::arg("scale"), py::arg("base"), py::arg("hc"), py::arg("iters"), py::arg("eps"),
       py::arg("on_host") = false, "on_host: the kernel's per-thread code run on the CPU (no device needed).");
-  h.def(
-      "route",
-      [](const py::array& logits, int K, const py::object& bias, const py::object& tid2eid, const py::object& tokens,
-         float scale, bool norm) {
-        const int64_t T = dim(logits, 0, "logits"), E = dim(logits, 1, "logits");
-        const int32_t* tp = nullptr;
-        const int32_t* hp = nullptr;
-        int64_t V = 0;
-        if (!tid2eid.is_none()) {
-          auto h = tid2eid.cast<py::array>();
-          auto tk = tokens.cast<py::array>();
-          hp = i32p(h, "tid2eid");
-          tp = i32p(tk, "tokens");
-          V = dim(h, 0, "tid2eid");
-        }
-        py::array_t<int32_t> idx({T, static_cast<int64_t>(K)});
-        py::array_t<float> w({T, static_cast<int64_t>(K)});
-        cu::route(f32p(logits, "logits"), T, E, K, f32opt(bias, "bias"), hp, V, tp, scale, norm, idx.mutable_data(),
-                  w.mutable_data());
+  // route / cpu_route -> (idx [T, k] int32, w [T, k]); cpu_route also returns the CPU's margin [T]
+  auto route_py = [](bool cpu) {
+    return [cpu](const py::array& logits, int K, const py::object& bias, const py::object& tid2eid,
+                 const py::object& tokens, float scale, bool norm, bool on_host) -> py::tuple {
+      const int64_t T = dim(logits, 0, "logits"), E = dim(logits, 1, "logits");
+      const float* bp = f32opt(bias, "bias");
+      if (bp && bias.cast<py::array>().size() != E)
+        throw py::value_error("bias: " + std::to_string(E) + " values expected (one per expert)");
+      const int32_t* tp = nullptr;
+      const int32_t* hp = nullptr;
+      int64_t V = 0;
+      if (!tid2eid.is_none()) {
+        auto h = tid2eid.cast<py::array>();
+        auto tk = tokens.cast<py::array>();
+        hp = i32p(h, "tid2eid");
+        tp = i32p(tk, "tokens");
+        V = dim(h, 0, "tid2eid");
+        if (dim(h, 1, "tid2eid") != K || tk.size() != T)
+          throw py::value_error("tid2eid [V, k] and tokens [T] expected for hash routing");
+      }
+      py::array_t<int32_t> idx({T, static_cast<int64_t>(K)});
+      py::array_t<float> w({T, static_cast<int64_t>(K)});
+      if (!cpu) {
+        cu::route(f32p(logits, "logits"), T, E, K, bp, hp, V, tp, scale, norm, idx.mutable_data(), w.mutable_data(),
+                  on_host);
         return py::make_tuple(idx, w);
-      },
+      }
+      py::array_t<float> margin(T);
+      cu::cpu_route(f32p(logits, "logits"), T, E, K, bp, hp, V, tp, scale, norm, idx.mutable_data(), w.mutable_data(),
+                    margin.mutable_data());
+      return py::make_tuple(idx, w, margin);
+    };
+  };
+  h.def("route", route_py(false), py::arg("logits"), py::arg("k"), py::arg("bias"), py::arg("tid2eid"),
+        py::arg("tokens"), py::arg("scale"), py::arg("norm"), py::arg("on_host") = false, on_host_doc);
+  h.def(
+      "cpu_route",
+      [f = route_py(true)](const py::array& logits, int K, const py::object& bias, const py::object& tid2eid,
+                           const py::object& tokens, float scale,
+                           bool norm) { return f(logits, K, bias, tid2eid, tokens, scale, norm, false); },
       py::arg("logits"), py::arg("k"), py::arg("bias"), py::arg("tid2eid"), py::arg("tokens"), py::arg("scale"),
-      py::arg("norm"));
+      py::arg("norm"), cpu_doc);
   h.def(
       "swiglu",
-      [](const py::array& g, const py::array& u, const py::object& wt, float limit) {
+      [](const py::array& g, const py::array& u, const py::object& wt, float limit, bool on_host) {
         const int64_t T = dim(g, 0, "g"), I = dim(g, 1, "g");
+        if (dim(u, 0, "u") != T || dim(u, 1, "u") != I) throw py::value_error("u: the shape of g expected");
+        const float* wp = f32opt(wt, "wt");
+        if (wp && wt.cast<py::array>().size() != T) throw py::value_error("wt: one weight per row of g expected");
         py::array_t<float> h({T, I});
-        cu::swiglu(f32p(g, "g"), f32p(u, "u"), f32opt(wt, "wt"), T, I, limit, h.mutable_data());
+        cu::swiglu(f32p(g, "g"), f32p(u, "u"), wp, T, I, limit, h.mutable_data(), on_host);
         return h;
       },
-      py::arg("g"), py::arg("u"), py::arg("wt"), py::arg("limit"));
+      py::arg("g"), py::arg("u"), py::arg("wt"), py::arg("limit"), py::arg("on_host") = false, on_host_doc);
   h.def(
       "sparse_attention",
       [](const py::array& q, const py::array& window, int64_t p, const py::array& comp, const py::array& ids,

@@ -1,15 +1,12 @@
 // Manifold-constrained hyper-connections (DeepSeek-V4's inference/model.py): mixing coefficients with Sinkhorn-Knopp in the
 // exact order of the reference (row softmax + eps, column norm, then iters-1 row/column passes),
-// stream collapse (pre) and expansion (post + comb consumed transposed).
+// stream collapse (pre) and expansion (post + comb consumed transposed).  sigmoid and the RMS factor are
+// runtime/ops_shared.h (the kernels' too).
 #include <cmath>
 
 #include "runtime/ops_cpu/ops.h"
 
 namespace dsv4 {
-
-namespace {
-inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
-}  // namespace
 
 void hc_coeffs(const float* m, const float* scale, const float* base, int hc, int iters, float eps, float* pre,
                float* post, float* comb) {
@@ -56,7 +53,7 @@ void hc_mixes(const WeightView& fn, const float* x, int64_t T, float norm_eps, f
     const float* xt = x + t * n;
     float ss = 0.f;
     for (int64_t i = 0; i < n; ++i) ss += xt[i] * xt[i];
-    const float r = 1.0f / std::sqrt(ss / static_cast<float>(n) + norm_eps);
+    const float r = rms_scale(ss, n, norm_eps);
     for (int64_t o = 0; o < fn.rows; ++o) mixes[t * fn.rows + o] *= r;
   }
 }

@@ -1,7 +1,8 @@
 // MoE routing (DeepSeek-V4's inference/model.py): sqrt-softplus scores, bias used for selection only, hash routing via
 // tid2eid, normalised weights x routed scale; and the clamped SwiGLU expert (routing weight applied
 // before the down projection, as the reference); the MoE sub-layer over a chunk, routed tokens grouped
-// by expert so each active expert's rows are read once per chunk.
+// by expert so each active expert's rows are read once per chunk.  The router's score, top-k (the order of a stable
+// descending sort) and weights and the SwiGLU element are runtime/ops_shared.h, the kernels' too.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -15,11 +16,7 @@ namespace dsv4 {
 Routing route(const float* logits, int64_t E, int K, const float* bias, const int32_t* hash_row, float route_scale,
               bool norm) {
   std::vector<float> score(static_cast<size_t>(E));
-  for (int64_t e = 0; e < E; ++e) {
-    const float x = logits[e];
-    const float sp = x > 20.f ? x : std::log1p(std::exp(x));
-    score[static_cast<size_t>(e)] = std::sqrt(sp);
-  }
+  for (int64_t e = 0; e < E; ++e) score[static_cast<size_t>(e)] = route_score(logits[e]);
   Routing r;
   r.idx.resize(static_cast<size_t>(K));
   r.w.resize(static_cast<size_t>(K));
@@ -27,23 +24,16 @@ Routing route(const float* logits, int64_t E, int K, const float* bias, const in
   if (hash_row) {
     for (int k = 0; k < K; ++k) r.idx[static_cast<size_t>(k)] = hash_row[k];
   } else {
-    std::vector<float> sel(static_cast<size_t>(E));
-    for (int64_t e = 0; e < E; ++e) sel[static_cast<size_t>(e)] = score[static_cast<size_t>(e)] + bias[e];
-    std::vector<int> order(static_cast<size_t>(E));
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(),
-                     [&](int a, int b) { return sel[static_cast<size_t>(a)] > sel[static_cast<size_t>(b)]; });
-    for (int k = 0; k < K; ++k) r.idx[static_cast<size_t>(k)] = order[static_cast<size_t>(k)];
-    if (K < E)
-      r.margin = sel[static_cast<size_t>(order[static_cast<size_t>(K - 1)])] -
-                 sel[static_cast<size_t>(order[static_cast<size_t>(K)])];
+    // one choice more than K gives the margin (the K-th minus the (K+1)-th biased score)
+    const int K1 = K < E ? K + 1 : K;
+    std::vector<float> sel(static_cast<size_t>(E)), val(static_cast<size_t>(K1));
+    std::vector<int32_t> pick(static_cast<size_t>(K1));
+    for (int64_t e = 0; e < E; ++e) sel[static_cast<size_t>(e)] = route_biased(score[static_cast<size_t>(e)], bias, e);
+    route_topk(sel.data(), E, K1, pick.data(), val.data());
+    for (int k = 0; k < K; ++k) r.idx[static_cast<size_t>(k)] = pick[static_cast<size_t>(k)];
+    if (K < E) r.margin = val[static_cast<size_t>(K - 1)] - val[static_cast<size_t>(K)];
   }
-  float s = 0.f;
-  for (int k = 0; k < K; ++k)
-    s += (r.w[static_cast<size_t>(k)] = score[static_cast<size_t>(r.idx[static_cast<size_t>(k)])]);
-  for (int k = 0; k < K; ++k)
-    r.w[static_cast<size_t>(k)] =
-        norm ? r.w[static_cast<size_t>(k)] / s * route_scale : r.w[static_cast<size_t>(k)] * route_scale;
+  route_weights(score.data(), r.idx.data(), K, route_scale, norm, r.w.data());
   return r;
 }
 
@@ -53,14 +43,8 @@ namespace {
 void swiglu(float* g, const float* u, int64_t T, int64_t I, const float* wt, float limit) {
   for (int64_t t = 0; t < T; ++t)
     for (int64_t i = 0; i < I; ++i) {
-      float gv = g[t * I + i], uv = u[t * I + i];
-      if (limit > 0) {
-        uv = std::min(limit, std::max(-limit, uv));
-        gv = std::min(gv, limit);
-      }
-      float h = gv / (1.0f + std::exp(-gv)) * uv;
-      if (wt) h = wt[t] * h;
-      g[t * I + i] = h;
+      const float h = swiglu_one(g[t * I + i], u[t * I + i], limit);
+      g[t * I + i] = wt ? wt[t] * h : h;
     }
 }
 }  // namespace

@@ -1,6 +1,7 @@
 // RMSNorm, partial interleaved RoPE with the YaRN ramp (DeepSeek-V4's inference/model.py), the QAT simulation helpers of
 // DeepSeek-V4's inference/model.py (FP8 e4m3 / FP4 e2m1 fake-quant with power-of-two block scales) and the normalised
-// Walsh-Hadamard transform (DeepSeek-V4's inference/model.py).  Arithmetic order follows the PyTorch reference in fp32.
+// Walsh-Hadamard transform (DeepSeek-V4's inference/model.py).  Arithmetic order follows the PyTorch reference in fp32;
+// the per-element math (rounding, block scales, norm factor, pair rotation) is runtime/ops_shared.h, the kernels' too.
 #include <algorithm>
 #include <cmath>
 
@@ -11,8 +12,8 @@ namespace dsv4 {
 void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
   float ss = 0.f;
   for (int64_t i = 0; i < n; ++i) ss += x[i] * x[i];
-  const float r = 1.0f / std::sqrt(ss / static_cast<float>(n) + eps);
-  for (int64_t i = 0; i < n; ++i) y[i] = w ? w[i] * (x[i] * r) : x[i] * r;
+  const float r = rms_scale(ss, n, eps);
+  for (int64_t i = 0; i < n; ++i) y[i] = rms_apply(x[i], w, i, r);
 }
 
 std::vector<float> rope_freqs(const ModelConfig& c, int ratio) {
@@ -41,84 +42,24 @@ std::vector<float> rope_freqs(const ModelConfig& c, int ratio) {
 void rope_tail(float* x, int64_t n, int64_t rd, int64_t pos, const float* freqs, bool inverse) {
   float* r = x + (n - rd);
   const float p = static_cast<float>(pos);
-  for (int64_t i = 0; i < rd / 2; ++i) {
-    const float ang = p * freqs[i];
-    const float c = std::cos(ang), s = inverse ? -std::sin(ang) : std::sin(ang);
-    const float a = r[2 * i], b = r[2 * i + 1];
-    r[2 * i] = a * c - b * s;
-    r[2 * i + 1] = a * s + b * c;
-  }
-}
-
-namespace {
-// 2^ceil(log2(x)) for positive normal x, exactly (the reference's frexp form).
-float pow2_ceil(float x) {
-  int e;
-  float m = std::frexp(x, &e);
-  if (m == 0.5f) e -= 1;
-  return std::ldexp(1.0f, e);
-}
-}  // namespace
-
-float e4m3_round(float x) {
-  float a = std::fabs(x);
-  if (a == 0.f) return x;
-  float step;
-  if (a < 0.015625f) {  // 2^-6: subnormal range, step 2^-9
-    step = 0.001953125f;
-  } else {
-    int e;
-    std::frexp(a, &e);  // a = m * 2^e, m in [0.5, 1): binary exponent e-1, 3 mantissa bits
-    step = std::ldexp(1.0f, e - 4);
-  }
-  float q = std::nearbyint(a / step) * step;
-  return std::copysign(q, x);
-}
-
-float e2m1_round(float x) {
-  float a = std::fabs(x), q;
-  // nearest of {0, .5, 1, 1.5, 2, 3, 4, 6}; ties go to the even code (mantissa bit 0)
-  if (a <= 0.25f)
-    q = 0.f;
-  else if (a < 0.75f)
-    q = 0.5f;
-  else if (a <= 1.25f)
-    q = 1.f;
-  else if (a < 1.75f)
-    q = 1.5f;
-  else if (a <= 2.5f)
-    q = 2.f;
-  else if (a < 3.5f)
-    q = 3.f;
-  else if (a <= 5.f)
-    q = 4.f;
-  else
-    q = 6.f;
-  return std::copysign(q, x);
+  for (int64_t i = 0; i < rd / 2; ++i) rope_pair(r + 2 * i, p, freqs[i], inverse);
 }
 
 void fp8_fake_quant(float* x, int64_t n, int64_t block) {
   for (int64_t b = 0; b < n; b += block) {
     float amax = 0.f;
     for (int64_t i = 0; i < block; ++i) amax = std::max(amax, std::fabs(x[b + i]));
-    const float s = pow2_ceil(std::max(amax, 1e-4f) * (1.0f / 448.0f));
-    for (int64_t i = 0; i < block; ++i) {
-      float v = std::min(448.f, std::max(-448.f, x[b + i] / s));
-      x[b + i] = e4m3_round(v) * s;
-    }
+    const float s = fp8_block_scale(amax);
+    for (int64_t i = 0; i < block; ++i) x[b + i] = fp8_fake_quant_one(x[b + i], s);
   }
 }
 
 void fp4_fake_quant(float* x, int64_t n, int64_t block) {
-  const float floor_amax = 6.0f * std::ldexp(1.0f, -126);
   for (int64_t b = 0; b < n; b += block) {
     float amax = 0.f;
     for (int64_t i = 0; i < block; ++i) amax = std::max(amax, std::fabs(x[b + i]));
-    const float s = pow2_ceil(std::max(amax, floor_amax) * (1.0f / 6.0f));
-    for (int64_t i = 0; i < block; ++i) {
-      float v = std::min(6.f, std::max(-6.f, x[b + i] / s));
-      x[b + i] = e2m1_round(v) * s;
-    }
+    const float s = fp4_block_scale(amax);
+    for (int64_t i = 0; i < block; ++i) x[b + i] = fp4_fake_quant_one(x[b + i], s);
   }
 }
 

@@ -8,6 +8,7 @@
 
 #include "core/cpu_features.h"
 #include "runtime/model.h"
+#include "runtime/ops_shared.h"  // e4m3_round, e2m1_round, rope_pair, route_score, ...: shared with ops_cuda/
 #include "runtime/thread_pool.h"
 
 namespace dsv4 {
@@ -54,8 +55,6 @@ void rope_tail(float* x, int64_t n, int64_t rd, int64_t pos, const float* freqs,
 void fp8_fake_quant(float* x, int64_t n, int64_t block);
 void fp4_fake_quant(float* x, int64_t n, int64_t block);
 void hadamard(float* x, int64_t n);
-float e4m3_round(float x);  // x already clamped to [-448, 448]
-float e2m1_round(float x);  // x already clamped to [-6, 6]
 
 // ---- mhc.cpp ----
 // From the 24 (or 4 for the head) mixes of one token: pre [hc], post [hc], comb [hc*hc] (row = source).

@@ -1,7 +1,8 @@
-// CUDA attention-side ops (DeepSeek-V4's inference/model.py): sparse attention of one query over the window ring and the
-// selected compressed rows in one softmax with the per-head sink; the compressor state machine step; the
-// lightning-indexer scores and a top-k with the CPU runtime's tie order.  KV rows are f32 on the device
-// (no FP8 KV storage on the GPU yet); decode-shaped (one query token per call).
+// CUDA attention-side ops (ops_cpu/attention.cpp on the device, DeepSeek-V4's inference/model.py): sparse attention
+// of one query over the window ring and the selected compressed rows in one softmax with the per-head sink; the
+// lightning-indexer scores and a top-k with the CPU runtime's tie order (bitonic network: logic.cuh, which the
+// host runner executes too).  KV rows are f32 on the device (no FP8 KV storage on the GPU yet); decode-shaped
+// (one query token per call).  The compressor's state machine is compressor.cu.
 #include <cstdint>
 
 #include "runtime/ops_cuda/common.cuh"
@@ -57,15 +58,6 @@ __global__ void sparse_attention_kernel(const float* __restrict__ q, int64_t hd,
     }
     out[h * hd + d] = o / den;
   }
-}
-
-// thread per channel (logic.cuh compressor_channel)
-__global__ void compressor_step_kernel(float* kv, float* score, int m, int d, const float* __restrict__ a,
-                                       const float* __restrict__ g, int64_t pos, float* __restrict__ out) {
-  const int c = blockIdx.x * blockDim.x + threadIdx.x;
-  if (c >= d) return;
-  float v;
-  if (compressor_channel(kv, score, m, d, a, g, pos, c, &v)) out[c] = v;
 }
 
 // warp per key; dynamic smem q [nh][dI]
@@ -136,13 +128,6 @@ void sparse_attention(const float* q, int64_t H, int64_t hd, const float* window
   sparse_attention_kernel<<<static_cast<unsigned>(H), 256, smem, s>>>(q, hd, window, win, p, comp, ids, n_ids, sinks,
                                                                       scale, out);
   check_launch("sparse_attention_kernel");
-}
-
-bool compressor_step(float* st_kv, float* st_score, int m, int d, const float* a, const float* g, int64_t pos,
-                     float* out, cudaStream_t s) {
-  compressor_step_kernel<<<blocks_for(d, 128), 128, 0, s>>>(st_kv, st_score, m, d, a, g, pos, out);
-  check_launch("compressor_step_kernel");
-  return (pos + 1) % m == 0;
 }
 
 void indexer_scores(const float* q, const float* w, int64_t nh, int64_t dI, const float* k, int64_t n, float* score,

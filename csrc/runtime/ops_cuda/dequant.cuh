@@ -7,15 +7,11 @@
 
 #include <cstdint>
 
-#ifdef __CUDACC__
-#define DSV4_HD __host__ __device__ __forceinline__
-#else
-#define DSV4_HD inline
-#endif
+#include "runtime/ops_shared.h"  // DSV4_HD
 
 namespace dsv4::cudaops {
 
-// ggml type ids (mirrors quant/qtypes.h QType; checked equal by a static_assert in gemv.cu).
+// ggml type ids (mirrors quant/qtypes.h QType; checked equal by a static_assert in linear.cu).
 enum GType : int { kF32 = 0, kF16 = 1, kQ8_0 = 8, kQ4_K = 12, kQ6_K = 14, kBF16 = 30, kMXFP4 = 39 };
 
 DSV4_HD float bits_to_f32(uint32_t u) {
@@ -170,7 +166,7 @@ DSV4_HD void dequant8<kQ6_K>(const uint8_t* b, int j, float* v) {
   }
 }
 
-// ---- the GEMV's per-lane work (gemv.cu), here so that the host can execute it too ----
+// ---- the GEMV's per-lane work (linear.cu), here so that the host can execute it too ----
 template <int T>
 struct GemvGeom {
   static constexpr int elems = T == kQ4_K || T == kQ6_K ? 256 : 32;

@@ -71,7 +71,7 @@ CudaGemvConfig cuda_gemv_config(QType t, int64_t rows, int64_t cols, int64_t n_v
     throw std::invalid_argument("CUDA GEMV: n_slots must be in [1, 65535], got " + std::to_string(n_slots));
   c.warps = 8;
   c.threads = 32 * c.warps;
-  // gemv.cu Geom: 32 lanes decode 32 blocks (32-element types) or 8 (256-element types) per sub-chunk;
+  // dequant.cuh GemvGeom: 32 lanes decode 32 blocks (32-element types) or 8 (256-element types) per sub-chunk;
   // MXFP4 stages 4 sub-chunks per load phase, Q8_0 and Q4_K 2, the others 1 (~2 KB per warp in flight)
   const int stages = t == QType::MXFP4 ? 4 : (t == QType::Q8_0 || t == QType::Q4_K) ? 2 : 1;
   c.chunk_blocks = (c.block_elems == 32 ? 32 : 8) * stages;

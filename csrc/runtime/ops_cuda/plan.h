@@ -1,7 +1,7 @@
 // Host-side planning for the CUDA backend, compiled into every build (no CUDA headers): which GGUF types
 // the GEMV kernels decode in-kernel, their launch geometry, and the device arena layout of a model's
 // weights (every WeightView as stored, plus the small f32 vectors and the hash-routing tables).
-// It allocates nothing on a device; ops_cuda/device.cu does the upload from this plan.
+// It allocates nothing on a device; ops_cuda/session_cuda.cu (CudaModel) does the upload from this plan.
 #pragma once
 
 #include <cstddef>
@@ -16,7 +16,7 @@ namespace dsv4 {
 // Types the CUDA GEMV decodes in-kernel (ops_cuda/dequant.cuh).
 bool cuda_gemv_supported(QType t);
 
-// Launch geometry of the quantized GEMV (ops_cuda/gemv.cu): one warp per output row, `warps` rows per
+// Launch geometry of the quantized GEMV (ops_cuda/linear.cu): one warp per output row, `warps` rows per
 // thread block; a warp stages `chunk_blocks` weight blocks of its row in shared memory, then each lane
 // decodes `lane_elems` elements of them (per sub-chunk of 32 lanes: one block per lane for 32-element
 // types, 4 lanes per block for 256-element types).  grid = (ceil(rows / warps), n_slots).  `load_bytes`: width of the staging loads, the largest of

@@ -1,8 +1,9 @@
-// Quantized GEMV with in-kernel dequantization (dense projections, shared expert, routed experts) and the
-// embedding row gather.  One warp per output row: the warp stages a chunk of its row's blocks in shared
-// memory with 16-byte loads (coalesced, whatever the block size), then each lane decodes its elements and
-// dots them with the f32 activations, up to 8 vectors per pass so a short chunk reads the weights once.
-// Accumulation is fp32 (DeepSeek-V4's inference/model.py), the CPU runtime's exact mode; activations are not quantized.
+// Quantized GEMV with in-kernel dequantization (dense projections, shared expert, routed experts), the
+// embedding row gather and two vector helpers (bias add, scale): ops_cpu/linear.cpp on the device.  One warp per
+// output row: the warp stages a chunk of its row's blocks in shared memory with 16-byte loads (coalesced,
+// whatever the block size), then each lane decodes its elements and dots them with the f32 activations, up to 8
+// vectors per pass so a short chunk reads the weights once.  Accumulation is fp32 (DeepSeek-V4's
+// inference/model.py), the CPU runtime's exact mode; activations are not quantized.
 #include <algorithm>
 #include <cstdint>
 #include <vector>
@@ -101,6 +102,16 @@ __global__ void dequant_rows_kernel(const uint8_t* __restrict__ w, int64_t cols,
   for (int k = 0; k < 8; ++k) o[k] = v[k];
 }
 
+__global__ void add_rows_kernel(float* y, const float* __restrict__ b, int64_t n) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) y[i] += b[i];
+}
+
+__global__ void scale_kernel(float* y, int64_t n, float a) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) y[i] *= a;
+}
+
 template <int T>
 void launch_gemv(const CudaGemvConfig& c, const void* w, int64_t rows, int64_t cols, const int32_t* ids, const float* x,
                  int64_t xs, int n_vec, float* y, int64_t ys, int64_t yss, cudaStream_t s) {
@@ -178,6 +189,18 @@ void dequant_rows(int qtype, const void* w, int64_t cols, const int32_t* idx, in
       break;
   }
   check_launch("dequant_rows_kernel");
+}
+
+void add_rows(float* y, const float* b, int64_t n, cudaStream_t s) {
+  if (n <= 0) return;
+  add_rows_kernel<<<blocks_for(n, 256), 256, 0, s>>>(y, b, n);
+  check_launch("add_rows_kernel");
+}
+
+void scale(float* y, int64_t n, float a, cudaStream_t s) {
+  if (n <= 0) return;
+  scale_kernel<<<blocks_for(n, 256), 256, 0, s>>>(y, n, a);
+  check_launch("scale_kernel");
 }
 
 // Host execution of the GEMV kernel's per-lane code and its warp reduction (xor-shuffle tree), lane by

@@ -1,17 +1,21 @@
-// Host-array wrappers of the runtime's CUDA ops (cuda/backend.h): allocate, copy in, launch, copy out,
-// synchronise.  Test and benchmark plumbing only; nothing here is on the runtime's hot path.
+// Host-array wrappers of the runtime's CUDA ops (backend.h): allocate, copy in, launch, copy out, synchronise;
+// the host runners (on_host: the kernels' per-thread code of logic.cuh / runtime/ops_shared.h executed on the
+// CPU, warp and block reductions replayed in the device's order); and the CPU runtime's ops on the same arrays.
+// Test and benchmark plumbing only; nothing here is on the runtime's hot path.
 #include <cstring>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
-#include "cuda/backend.h"
+#include "runtime/ops_cpu/ops.h"
+#include "runtime/ops_cuda/backend.h"
 #include "runtime/ops_cuda/common.cuh"
 #include "runtime/ops_cuda/logic.cuh"
 #include "runtime/ops_cuda/ops_cuda.h"
 #include "runtime/ops_cuda/plan.h"
 
 namespace dsv4::cudaops {
-void dequant_rows_host(int qtype, const uint8_t* w, int64_t rows, int64_t cols, float* out);  // gemv.cu
+void dequant_rows_host(int qtype, const uint8_t* w, int64_t rows, int64_t cols, float* out);  // linear.cu
 void gemv_emulate_host(int qtype, const uint8_t* w, int64_t rows, int64_t cols, const float* x, int n_vec, float* y);
 }  // namespace dsv4::cudaops
 
@@ -41,6 +45,46 @@ struct Dev {
     if (n) check(cudaMemcpy(dst, p, n * sizeof(T), cudaMemcpyDeviceToHost), "cudaMemcpy D2H");
   }
 };
+
+// An xor-shuffle reduction of common.cuh (warp_sum, warp_max) on the 32 lane values v, replayed: at each
+// distance 16..1 every lane combines its value with its partner's; the lanes end equal.  Returns lane 0's.
+template <class Op>
+float warp_reduce_host(float* v, Op op) {
+  for (int o = 16; o > 0; o >>= 1) {
+    float nv[32];
+    for (int l = 0; l < 32; ++l) nv[l] = op(v[l], v[l ^ o]);
+    for (int l = 0; l < 32; ++l) v[l] = nv[l];
+  }
+  return v[0];
+}
+float add_host(float a, float b) { return a + b; }
+float max_host(float a, float b) { return fmaxf(a, b); }
+
+// block_sum (common.cuh) over `threads` per-thread values, replayed: every warp's xor tree, then one more tree
+// over the warps' sums (zeros in the lanes past the last warp).
+float block_sum_host(const float* part, int threads) {
+  const int nw = threads / 32;
+  float red[32], v[32];
+  for (int w = 0; w < nw; ++w) {
+    for (int l = 0; l < 32; ++l) v[l] = part[w * 32 + l];
+    red[w] = warp_reduce_host(v, add_host);
+  }
+  for (int l = 0; l < 32; ++l) v[l] = l < nw ? red[l] : 0.f;
+  return warp_reduce_host(v, add_host);
+}
+
+void check_fake_quant(int64_t n, int block) {
+  if (block < 1 || block > 64 || n % block)
+    throw std::invalid_argument("fake_quant: block must be in [1, 64] and divide n, got " + std::to_string(block));
+}
+void check_route(int64_t E, int K, const int32_t* tid2eid, int64_t V, const int32_t* tokens, int64_t T) {
+  if (K < 1 || K > 32 || K > E) throw std::invalid_argument("route: need 1 <= K <= min(32, E)");
+  if (tid2eid)
+    for (int64_t t = 0; t < T; ++t)
+      if (tokens[t] < 0 || tokens[t] >= V)
+        throw std::invalid_argument("route: token " + std::to_string(tokens[t]) + " outside tid2eid's " +
+                                    std::to_string(V) + " rows");
+}
 }  // namespace
 
 void gemv(int qtype, const uint8_t* w, int64_t rows, int64_t cols, const float* x, int n_vec, float* y, bool on_host) {
@@ -72,7 +116,17 @@ void dequant_rows_host(int qtype, const uint8_t* w, int64_t rows, int64_t cols, 
   cudaops::dequant_rows_host(qtype, w, rows, cols, out);
 }
 
-void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps) {
+void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps, bool on_host) {
+  if (on_host) {  // rms_norm_kernel, block per row
+    float part[cudaops::kNormThreads];
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* xr = x + r * n;
+      for (int t = 0; t < cudaops::kNormThreads; ++t) part[t] = cudaops::sumsq_partial(xr, n, t, cudaops::kNormThreads);
+      const float rr = rms_scale(block_sum_host(part, cudaops::kNormThreads), n, eps);
+      for (int64_t i = 0; i < n; ++i) y[r * n + i] = rms_apply(xr[i], w, i, rr);
+    }
+    return;
+  }
   need_device();
   Dev<float> dx(x, static_cast<size_t>(rows * n)), dw(w, w ? static_cast<size_t>(n) : 0),
       dy(static_cast<size_t>(rows * n));
@@ -81,14 +135,38 @@ void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n,
 }
 
 void rope_tail(float* x, int64_t rows, int64_t n, int64_t rd, int64_t pos0, int64_t rows_per_pos, const float* freqs,
-               bool inverse) {
+               bool inverse, bool on_host) {
+  if (on_host) {  // rope_tail_kernel, thread per (row, pair)
+    for (int64_t i = 0; i < rows * (rd / 2); ++i)
+      cudaops::rope_tail_thread(x, n, rd, pos0, rows_per_pos, freqs, inverse, i);
+    return;
+  }
   need_device();
   Dev<float> dx(x, static_cast<size_t>(rows * n)), df(freqs, static_cast<size_t>(rd / 2));
   cudaops::rope_tail(dx.p, rows, n, rd, pos0, rows_per_pos, df.p, inverse, nullptr);
   dx.get(x);
 }
 
-void fake_quant(float* x, int64_t rows, int64_t n, int block, bool fp4) {
+void fake_quant(float* x, int64_t rows, int64_t n, int block, bool fp4, bool on_host) {
+  check_fake_quant(n, block);
+  if (on_host) {  // fake_quant_kernel, warp per block: lane l holds elements l and l + 32
+    const int64_t groups = n / block;
+    for (int64_t gw = 0; gw < rows * groups; ++gw) {
+      float* g = x + (gw / groups) * n + (gw % groups) * block;
+      float v0[32], v1[32], a[32];
+      for (int l = 0; l < 32; ++l) {
+        v0[l] = l < block ? g[l] : 0.f;
+        v1[l] = l + 32 < block ? g[l + 32] : 0.f;
+        a[l] = fmaxf(fabsf(v0[l]), fabsf(v1[l]));
+      }
+      const float s = cudaops::fake_quant_scale(warp_reduce_host(a, max_host), fp4);
+      for (int l = 0; l < 32; ++l) {
+        if (l < block) g[l] = cudaops::fake_quant_value(v0[l], s, fp4);
+        if (l + 32 < block) g[l + 32] = cudaops::fake_quant_value(v1[l], s, fp4);
+      }
+    }
+    return;
+  }
   need_device();
   Dev<float> dx(x, static_cast<size_t>(rows * n));
   if (fp4)
@@ -126,7 +204,41 @@ void hc_coeffs(const float* mixes, int64_t T, const float* scale, const float* b
 }
 
 void route(const float* logits, int64_t T, int64_t E, int K, const float* bias, const int32_t* tid2eid, int64_t V,
-           const int32_t* tokens, float route_scale, bool norm, int32_t* idx, float* w) {
+           const int32_t* tokens, float route_scale, bool norm, int32_t* idx, float* w, bool on_host) {
+  check_route(E, K, tid2eid, V, tokens, T);
+  if (on_host) {  // route_kernel, warp per token
+    std::vector<float> score(static_cast<size_t>(E)), sel(static_cast<size_t>(E));
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t e = 0; e < E; ++e) {
+        score[static_cast<size_t>(e)] = route_score(logits[t * E + e]);
+        sel[static_cast<size_t>(e)] = route_biased(score[static_cast<size_t>(e)], bias, e);
+      }
+      int32_t* it = idx + t * K;
+      if (tid2eid) {
+        for (int k = 0; k < K; ++k) it[k] = tid2eid[static_cast<int64_t>(tokens[t]) * K + k];
+      } else {
+        for (int k = 0; k < K; ++k) {
+          float best[32];
+          int bi[32];
+          for (int l = 0; l < 32; ++l) cudaops::route_lane_best(sel.data(), E, l, &best[l], &bi[l]);
+          for (int o = 16; o > 0; o >>= 1) {  // the shuffle merge: every lane looks at its xor partner's pick
+            float nb[32];
+            int ni[32];
+            for (int l = 0; l < 32; ++l) {
+              const bool take = ranks_before(best[l ^ o], bi[l ^ o], best[l], bi[l]);
+              nb[l] = take ? best[l ^ o] : best[l];
+              ni[l] = take ? bi[l ^ o] : bi[l];
+            }
+            for (int l = 0; l < 32; ++l) best[l] = nb[l], bi[l] = ni[l];
+          }
+          it[k] = bi[0];
+          sel[static_cast<size_t>(bi[0])] = -INFINITY;
+        }
+      }
+      route_weights(score.data(), it, K, route_scale, norm, w + t * K);
+    }
+    return;
+  }
   need_device();
   Dev<float> dl(logits, static_cast<size_t>(T * E)), db(bias, bias ? static_cast<size_t>(E) : 0);
   Dev<int32_t> dt(tid2eid, tid2eid ? static_cast<size_t>(V * K) : 0),
@@ -139,7 +251,12 @@ void route(const float* logits, int64_t T, int64_t E, int K, const float* bias, 
   dw.get(w);
 }
 
-void swiglu(const float* g, const float* u, const float* wt, int64_t T, int64_t I, float limit, float* h) {
+void swiglu(const float* g, const float* u, const float* wt, int64_t T, int64_t I, float limit, float* h,
+            bool on_host) {
+  if (on_host) {  // swiglu_kernel, thread per element
+    for (int64_t i = 0; i < T * I; ++i) h[i] = cudaops::swiglu_at(g, u, wt, I, limit, i);
+    return;
+  }
   need_device();
   Dev<float> dg(g, static_cast<size_t>(T * I)), du(u, static_cast<size_t>(T * I)),
       dwt(wt, wt ? static_cast<size_t>(T) : 0);
@@ -240,6 +357,34 @@ void indexer_topk(const float* q, const float* w, int64_t nh, int64_t dI, const 
   cudaops::topk_ids(dsc.p, n, k, dout.p, scratch.p, nullptr);
   dsc.get(scores);
   dout.get(out);
+}
+
+void cpu_rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps) {
+  for (int64_t r = 0; r < rows; ++r) dsv4::rms_norm(x + r * n, w, y + r * n, n, eps);
+}
+
+void cpu_rope_tail(float* x, int64_t rows, int64_t n, int64_t rd, int64_t pos0, int64_t rows_per_pos,
+                   const float* freqs, bool inverse) {
+  for (int64_t r = 0; r < rows; ++r) dsv4::rope_tail(x + r * n, n, rd, pos0 + r / rows_per_pos, freqs, inverse);
+}
+
+void cpu_fake_quant(float* x, int64_t rows, int64_t n, int block, bool fp4) {
+  check_fake_quant(n, block);
+  for (int64_t r = 0; r < rows; ++r) (fp4 ? dsv4::fp4_fake_quant : dsv4::fp8_fake_quant)(x + r * n, n, block);
+}
+
+void cpu_route(const float* logits, int64_t T, int64_t E, int K, const float* bias, const int32_t* tid2eid, int64_t V,
+               const int32_t* tokens, float route_scale, bool norm, int32_t* idx, float* w, float* margin) {
+  check_route(E, K, tid2eid, V, tokens, T);
+  for (int64_t t = 0; t < T; ++t) {
+    const Routing r = dsv4::route(logits + t * E, E, K, bias,
+                                  tid2eid ? tid2eid + static_cast<int64_t>(tokens[t]) * K : nullptr, route_scale, norm);
+    for (int k = 0; k < K; ++k) {
+      idx[t * K + k] = r.idx[static_cast<size_t>(k)];
+      w[t * K + k] = r.w[static_cast<size_t>(k)];
+    }
+    margin[t] = r.margin;
+  }
 }
 
 namespace {

@@ -1,18 +1,17 @@
-// CUDA E4M3 decode: one thread per element, same bit assembly as the CPU kernels (bit-identical).
+// CUDA device discovery (device count and name, runtime version: build_info, the skip policy) and the E4M3
+// decode (one thread per element, the bit assembly of core/fp_decode.cpp, bit-identical): backend.h's first
+// section.  Not the runtime's weight path (the GEMV decodes in-kernel: dequant.cuh).
 #include <cuda_runtime.h>
 
 #include <stdexcept>
 #include <string>
 
-#include "cuda/backend.h"
+#include "runtime/ops_cuda/backend.h"
+#include "runtime/ops_cuda/common.cuh"
 
 namespace dsv4::cuda {
 namespace {
-
-void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess)
-    throw std::runtime_error(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(err));
-}
+using cudaops::check;
 
 __global__ void decode_e4m3_kernel(const uint8_t* __restrict__ in, float* __restrict__ out, size_t n) {
   size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
