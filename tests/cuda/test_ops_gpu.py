@@ -67,11 +67,11 @@ def test_rms_norm_and_rope():
     got = _C.cuda_hooks.rope_tail(x, 64, 1000, 2, freqs, False)  # rows 2i, 2i+1 at position 1000 + i
     ref = x.astype(np.float64).copy()
     for r in range(6):
-        ang = (1000 + r // 2) * freqs.astype(np.float64)
+        ang = (np.float32(1000 + r // 2) * freqs).astype(np.float64)  # the ops' float32 angle product
         a, b = ref[r, 448::2].copy(), ref[r, 449::2].copy()
         ref[r, 448::2] = a * np.cos(ang) - b * np.sin(ang)
         ref[r, 449::2] = a * np.sin(ang) + b * np.cos(ang)
-    assert_close(got, ref, "cuda_op", "rope")  # angles <= 1e3 rad: fp32 angle product is the CPU's too
+    assert_close(got, ref, "cuda_op", "rope")
     back = _C.cuda_hooks.rope_tail(got, 64, 1000, 2, freqs, True)
     assert_close(back, x, "cuda_op", "inverse rope")
 
