@@ -5,9 +5,10 @@ much of that the tokenizer's GGUF header read takes with our reader vs the `gguf
 Peer in the same run: the tokenizer built from ``gguf.GGUFReader``'s fields (what ``build_tokenizer`` did
 before it read the header with ``dsv4_gguf.gguf_io.GGUFFile``).  Validates before timing: both tokenizers
 have the same vocabulary, merges and special tokens and give the same ids for sample texts (chat markers
-included), and ``run`` prints text and its stats line.  Time-to-first-token is best-of and median of
---rounds cold process starts (the file stays in the page cache; run it on a quiet machine: the load average is
-printed).
+included); every timed ``run`` (ours and the peer's) must finish cleanly with its stats line and print the
+text an untimed first run printed (greedy decoding of one model), or the benchmark stops.
+Time-to-first-token is best-of and median of --rounds cold process starts (the file stays in the page cache;
+run it on a quiet machine: the load average is printed).
 
 Usage: python benchmarks/first_token.py [--gguf FILE] [--rounds N] [--threads N] [--json OUT]
 Without --gguf it converts the package's synthetic tiny checkpoint (full 129,280-token vocabulary) to MXFP4_MOE.
@@ -73,9 +74,9 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def first_token_s(path: Path, threads: int, peer: bool = False) -> float:
-    """Wall seconds from spawning ``dsv4-gguf run`` to its first stdout byte; the run must finish cleanly.
-    ``peer``: the same command with the tokenizer read through ``gguf.GGUFReader``."""
+def first_token_s(path: Path, threads: int, peer: bool = False) -> tuple[float, bytes]:
+    """Wall seconds from spawning ``dsv4-gguf run`` to its first stdout byte, and its whole stdout; the run must
+    finish cleanly.  ``peer``: the same command with the tokenizer read through ``gguf.GGUFReader``."""
     here = str(Path(__file__).resolve().parent)
     head = ["-c", _PEER_MAIN.format(here=here)] if peer else ["-m", "dsv4_gguf.cli"]
     cmd = [sys.executable, *head, "run", str(path), "-p", "Hello", "-n", "1", "--temperature", "0"]
@@ -88,7 +89,16 @@ def first_token_s(path: Path, threads: int, peer: bool = False) -> float:
     rest, err = proc.communicate(timeout=300)
     if proc.returncode != 0 or not (first + rest).strip() or b"[prefill" not in err:
         sys.exit(f"`{' '.join(cmd)}` failed (exit {proc.returncode}): {err.decode(errors='replace')[-2000:]}")
-    return t1 - t0
+    return t1 - t0, first + rest
+
+
+def same_output(runs: list[tuple[float, bytes]], want: bytes) -> list[float]:
+    """The times of ``runs``; exits unless every run printed ``want`` (greedy decoding of one model: every
+    process start, ours or the peer's, must print the same text)."""
+    for _, out in runs:
+        if out != want:
+            sys.exit(f"validation failed: `dsv4-gguf run` printed {out!r}, an earlier run {want!r}")
+    return [t for t, _ in runs]
 
 
 def best_of(fn: Any, rounds: int) -> float:
@@ -115,14 +125,18 @@ def main() -> None:
 
             path = write_ggufs("tiny", Path(tmp), ["MXFP4_MOE"])[0]
         validate(path)
+        _, want = first_token_s(path, ns.threads)  # untimed: what every timed run must print
+        print(f"dsv4-gguf run prints {want!r}", flush=True)
         from gguf import GGUFReader
 
         from dsv4_gguf.gguf_io import GGUFFile
         from dsv4_gguf.runtime import build_tokenizer
 
         load0 = os.getloadavg()[0]
-        ttft = [first_token_s(path, ns.threads) for _ in range(ns.rounds)]
-        ttft_peer = [first_token_s(path, ns.threads, peer=True) for _ in range(max(1, ns.rounds // 2))]
+        ttft = same_output([first_token_s(path, ns.threads) for _ in range(ns.rounds)], want)
+        ttft_peer = same_output(
+            [first_token_s(path, ns.threads, peer=True) for _ in range(max(1, ns.rounds // 2))], want
+        )
         out = {
             "gguf": str(path) if ns.gguf else "synthetic tiny MXFP4_MOE",
             "file_mb": round(path.stat().st_size / 1e6, 1),

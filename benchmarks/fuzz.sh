@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every parser fuzz target for a set time and prints one markdown row per target (executions,
-# crashes, coverage).  Python readers: atheris (tests/hardening/fuzz_targets.py); the runtime's C++ GGUF
-# loader: libFuzzer + AddressSanitizer + UBSan (csrc/fuzz/, built by tests/hardening/fuzz_build.py).
+# crashes, coverage).  Python readers: atheris (benchmarks/fuzz_targets.py); the runtime's C++ GGUF
+# loader: libFuzzer + AddressSanitizer + UBSan (csrc/fuzz/, built by benchmarks/fuzz_build.py).
 # Corpora persist under $FUZZ_OUT (default build/fuzz-runs) so a second run resumes from the coverage
 # already found; crashes land there as crash-* files and make the script exit 1.
 #   benchmarks/fuzz.sh [SECONDS_PER_TARGET (default 120)] [TARGET ...]
@@ -20,7 +20,7 @@ export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:symbolize=1" UBSAN_OPTIONS=
 if ! "$PY" -c "import atheris" 2>/dev/null; then
   "$PY" -m pip install -q "atheris==2.3.0" || echo "atheris unavailable: Python targets use the random mutator" >&2
 fi
-if [[ " ${TARGETS[*]} " == *" cpp-gguf "* ]] && ! "$PY" tests/hardening/fuzz_build.py --engine libfuzzer >/dev/null 2>&1; then
+if [[ " ${TARGETS[*]} " == *" cpp-gguf "* ]] && ! "$PY" benchmarks/fuzz_build.py --engine libfuzzer >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get install -y -q clang libclang-rt-14-dev >/dev/null 2>&1 \
       || { apt-get update -q >/dev/null && apt-get install -y -q clang libclang-rt-14-dev >/dev/null; }
@@ -39,9 +39,9 @@ for t in "${TARGETS[@]}"; do
   start=$(date +%s)
   if [ "$t" = cpp-gguf ]; then
     engine=libfuzzer
-    bin=$("$PY" tests/hardening/fuzz_build.py --engine libfuzzer 2>"$dir/build.txt") \
-      || { engine=standalone; bin=$("$PY" tests/hardening/fuzz_build.py --engine standalone); }
-    [ -n "$(ls -A "$dir/corpus")" ] || "$PY" tests/hardening/fuzz_targets.py gguf --corpus "$dir/corpus" --seeds-only
+    bin=$("$PY" benchmarks/fuzz_build.py --engine libfuzzer 2>"$dir/build.txt") \
+      || { engine=standalone; bin=$("$PY" benchmarks/fuzz_build.py --engine standalone); }
+    [ -n "$(ls -A "$dir/corpus")" ] || "$PY" benchmarks/fuzz_targets.py gguf --corpus "$dir/corpus" --seeds-only
     if [ "$engine" = libfuzzer ]; then
       (cd "$dir" && nice "$bin" -max_total_time="$SECS" -seed=$start -print_final_stats=1 -artifact_prefix="crash-" \
         corpus >"log.txt" 2>&1)
@@ -51,7 +51,7 @@ for t in "${TARGETS[@]}"; do
     rc=$?
   else
     engine=$("$PY" -c "import atheris" 2>/dev/null && echo atheris || echo random)
-    nice "$PY" tests/hardening/fuzz_targets.py "$t" --corpus "$dir/corpus" --seconds "$SECS" --seed "$start" \
+    nice "$PY" benchmarks/fuzz_targets.py "$t" --corpus "$dir/corpus" --seconds "$SECS" --seed "$start" \
       >"$log" 2>&1
     rc=$?
   fi

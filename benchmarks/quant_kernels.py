@@ -25,14 +25,18 @@ from pathlib import Path
 import numpy as np
 from gguf import GGMLQuantizationType as T
 from llama_peer import cpu_simd, describe, load_llama_cpp
+from results_md import markers, write_section
 
 from dsv4_gguf import _C, quants
 from dsv4_gguf.constants import QTYPES
 
 ROOT = Path(__file__).resolve().parents[1]
 TYPES = [T.F16, T.BF16, T.Q8_0, T.Q4_0, T.MXFP4, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K, T.IQ4_XS, T.IQ2_XXS]
-TARGET = {T.Q8_0: 1.0, T.Q4_K: 1.0, T.Q6_K: 1.0, T.MXFP4: 1.0}  # others: 0.8
-BEGIN, END = "<!-- quant_kernels:begin -->", "<!-- quant_kernels:end -->"
+TARGET = {T.Q8_0: 1.0, T.Q4_K: 1.0, T.Q6_K: 1.0, T.MXFP4: 1.0}
+TARGET_OTHERS = 0.8
+DOT_RTOL = 1e-4  # ours vs ggml's vec_dot, of sum |w * a| (fp32 sums of the same per-block dots in another order)
+SECTION = "quant_kernels"
+BEGIN, END = markers(SECTION)
 
 
 def load_peer(kind: str):
@@ -51,7 +55,7 @@ def target_checks(results: list[dict], threads: int) -> list[dict]:
     against the type's target; every target printed is one of these."""
     checks = []
     for r in results:
-        want = TARGET.get(T[r["type"]], 0.8)
+        want = TARGET.get(T[r["type"]], TARGET_OTHERS)
         for label, ours, theirs in (
             ("1T", r["q_mbps_ours"], r["q_mbps_ggml"]),
             (f"{threads}T", r["qmt_mbps_ours"], r["qmt_mbps_ggml"]),
@@ -59,6 +63,15 @@ def target_checks(results: list[dict], threads: int) -> list[dict]:
             ratio = ours / theirs
             checks.append({"type": r["type"], "threads": label, "ratio": ratio, "target": want, "met": ratio >= want})
     return checks
+
+
+def targets_text() -> str:
+    """The targets as `target_checks` applies them (from TARGET / TARGET_OTHERS)."""
+    by_value: dict[float, list[str]] = {}
+    for t, v in TARGET.items():
+        by_value.setdefault(v, []).append(t.name)
+    parts = [f">= {v} for {', '.join(names)}" for v, names in by_value.items()]
+    return "; ".join(parts + [f">= {TARGET_OTHERS} for the rest"])
 
 
 def best_of(fns, repeat: int, clock) -> list[float]:
@@ -93,6 +106,13 @@ def bench_type(g, qtype: T, x: np.ndarray, repeat: int, threads: int) -> dict:
         "rmse_ggml": rmse(g.dequantize(theirs, qtype, cols), x),
         "dequant_bit_exact": bool(np.array_equal(deq.view(np.uint32), deq_g.view(np.uint32))),
     }
+    # the kernels run ggml's algorithms (tests/quant/test_quantize_vs_ggml.py): anything but identical bytes and
+    # bit-identical dequantization is a defect, and nothing is timed
+    if not bytes_equal:
+        n = int(np.count_nonzero(ours != theirs))
+        raise SystemExit(f"validation failed: {qtype.name}: {n} bytes differ from ggml_quantize_chunk; nothing timed")
+    if not r["dequant_bit_exact"]:
+        raise SystemExit(f"validation failed: {qtype.name}: dequantization differs from ggml's to_float")
     assert r["rmse_ours"] <= r["rmse_ggml"], f"{qtype.name}: RMSE worse than ggml"
     # ---- quantize
     t_o, t_g = best_of(
@@ -127,7 +147,7 @@ def bench_type(g, qtype: T, x: np.ndarray, repeat: int, threads: int) -> dict:
     d_o = _C.vec_dot(int(qtype), w, act, n)
     d_g = g.vec_dot(int(qtype), w, act_g, n)
     scale = float(np.abs(deq).reshape(-1) @ np.abs(np.tile(v, rows)))
-    assert abs(d_o - d_g) <= 1e-4 * scale, f"{qtype.name}: dot {d_o} vs ggml {d_g}"
+    assert abs(d_o - d_g) <= DOT_RTOL * scale, f"{qtype.name}: dot {d_o} vs ggml {d_g}"
     t_o, t_g = best_of(
         [lambda: _C.vec_dot(int(qtype), w, act, n), lambda: g.vec_dot(int(qtype), w, act_g, n)],
         repeat * 2,
@@ -174,15 +194,40 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def write_results(path: Path, text: str) -> None:
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    if BEGIN in old and END in old:
-        new = old[: old.index(BEGIN)] + text + old[old.index(END) + len(END) :]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(new)
-    tmp.replace(path)
+def verdict_text(checks: list[dict]) -> str:
+    misses = [f"{c['type']} {c['threads']} ({c['ratio']:.2f} < {c['target']})" for c in checks if not c["met"]]
+    if not misses:
+        return f"All {len(checks)} met in this run."
+    return f"Missed in this run ({len(misses)} of {len(checks)}): {', '.join(misses)}."
+
+
+def section_text(meta: dict, results: list[dict]) -> str:
+    """The RESULTS.md section (between its markers) of one run: ``meta`` (command, machine, load, sizes, peer)
+    and the per-type ``results`` of `bench_type`; the target verdict is computed here from ``results``."""
+    th = meta["threads"]
+    return "\n".join(
+        [
+            "## Quant kernels vs ggml (`benchmarks/quant_kernels.py`)",
+            "",
+            f"Command: `{meta['command']}`  ",
+            f"Machine: {meta['cpu_model']}, {meta['cpus']} CPUs, 1-minute load average {meta['load'][0]:.2f} before "
+            f"and {meta['load'][1]:.2f} after the run; kernels: {meta['kernel_impl']}; data: N(0,1) "
+            f"[{meta['rows']}, {meta['cols']}] f32; IQ2_XXS with the weight-energy imatrix for both.  ",
+            "MB/s are of f32 data in/out. 1T columns: one thread each, process CPU time (best of "
+            f"{meta['repeat']}). {th}T: ours with {th} threads vs ggml_quantize_chunk on {th} row chunks in "
+            "parallel (as llama-quantize runs it), wall time. "
+            "Dot: one row of rows*cols elements with the activation in the type's vec_dot format (Q8_0/Q8_K), "
+            "Gelem/s. Validated before timing, the run stops otherwise: bytes identical to ggml_quantize_chunk's, "
+            "dequantization bit-identical to ggml's to_float, round-trip RMSE not above ggml's, dots within "
+            f"{DOT_RTOL:g} * sum |w*a| of ggml's vec_dot.  ",
+            meta["peer_line"].replace("\n", "  \n"),
+            "",
+            table(results, th),
+            "",
+            f"Targets (quantize ratio ours/ggml, 1T and {th}T, each checked): {targets_text()}. "
+            + verdict_text(target_checks(results, th)),
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     g, peer_info = load_peer(args.peer)
     peer_line = describe(peer_info, cpu_simd())
     print(peer_line, flush=True)
+    load_start = os.getloadavg()[0]
     x = np.random.default_rng(0).standard_normal((args.rows, args.cols)).astype(np.float32)
     results = []
     for name in args.types.split(","):
@@ -219,39 +265,22 @@ def main(argv: list[str] | None = None) -> int:
             + ("" if r["dot_gelems_ours"] is None else f"  dot {r['dot_gelems_ours'] / r['dot_gelems_ggml']:.2f}x"),
             flush=True,
         )
-    info = _C.build_info()
+    load_end = os.getloadavg()[0]
     cmd = "python benchmarks/quant_kernels.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    meta = {
+        "command": cmd.strip(),
+        "cpu_model": cpu_model(),
+        "cpus": os.cpu_count(),
+        "load": [load_start, load_end],
+        "kernel_impl": _C.build_info()["kernel_impl"],
+        "rows": args.rows,
+        "cols": args.cols,
+        "repeat": args.repeat,
+        "threads": args.threads,
+        "peer_line": peer_line,
+    }
     checks = target_checks(results, args.threads)
-    misses = [f"{c['type']} {c['threads']} ({c['ratio']:.2f} < {c['target']})" for c in checks if not c["met"]]
-    verdict = (
-        f"All {len(checks)} met in this run."
-        if not misses
-        else f"Missed in this run ({len(misses)} of {len(checks)}): {', '.join(misses)}."
-    )
-    text = "\n".join(
-        [
-            BEGIN,
-            "## Quant kernels vs ggml (`benchmarks/quant_kernels.py`)",
-            "",
-            f"Command: `{cmd.strip()}`  ",
-            f"Machine: {cpu_model()}, {os.cpu_count()} CPUs (shared with other jobs), "
-            f"kernels: {info['kernel_impl']}; data: N(0,1) "
-            f"[{args.rows}, {args.cols}] f32; IQ2_XXS with the weight-energy imatrix for both.  ",
-            "MB/s are of f32 data in/out. 1T columns: one thread each, process CPU time (best of "
-            f"{args.repeat}). {args.threads}T: ours with {args.threads} threads vs ggml_quantize_chunk on "
-            f"{args.threads} row chunks in parallel (as llama-quantize runs it), wall time. "
-            "Dot: one row of rows*cols elements with the activation in the type's vec_dot format (Q8_0/Q8_K), "
-            "Gelem/s. Validation before timing: bytes compared with ggml_quantize_chunk, RMSE of the round trip, "
-            "dequant bit-exact with ggml's to_float, dots agree.  ",
-            peer_line.replace("\n", "  \n"),
-            "",
-            table(results, args.threads),
-            "",
-            f"Targets (quantize ratio ours/ggml, 1T and {args.threads}T, each checked): >= 1.0 for Q8_0, Q4_K, "
-            f"Q6_K, MXFP4; >= 0.8 for the rest. " + verdict,
-            END,
-        ]
-    )
+    verdict = verdict_text(checks)
     print("\n" + table(results, args.threads))
     for c in checks:
         print(
@@ -262,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({"peer": peer_info, "results": results, "targets": checks}, indent=1))
     if args.write:
-        write_results(args.write, text)
+        write_section(args.write, SECTION, section_text(meta, results), {"meta": meta, "results": results})
     return 0
 
 

@@ -8,12 +8,27 @@ binary do report (a checker that cannot fail is a defect).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-from hardening import fuzz_build, fuzz_targets
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"  # fuzz.sh's modules (benchmarks never import tests/)
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+fuzz_build, fuzz_targets = _load("fuzz_build"), _load("fuzz_targets")
 
 
 @pytest.fixture(scope="module")

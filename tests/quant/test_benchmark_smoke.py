@@ -24,3 +24,8 @@ def test_benchmark_runs_and_writes_its_section(ggml, tmp_path, monkeypatch):
     assert "CMAKE_ARGS" in text and "SIMD: " in text  # the table names the peer's build and this CPU's
     assert bench.main(args) == 0  # rewriting replaces the section instead of appending
     assert out.read_text().count(bench.BEGIN) == 1
+    # the section is its generator's rendering of the inputs recorded next to the file (results/quant_kernels.json)
+    import results_md
+
+    record = results_md.read_record(out, bench.SECTION)
+    assert results_md.sections(out.read_text())[bench.SECTION] == bench.section_text(record["meta"], record["results"])

@@ -6,7 +6,7 @@ checkpoint index JSON next to a valid shard), ``gguf`` (GGUF header, split-set j
 Each input may only end in the module's own error (CheckpointError, GGUFError, ImatrixError,
 ChatFormatError); anything else is a crash.  Seeds are generated here from valid fixtures, never stored.
 
-Run: ``python tests/hardening/fuzz_targets.py TARGET --corpus DIR [--runs N] [--seconds S]``.  With
+Run: ``python benchmarks/fuzz_targets.py TARGET --corpus DIR [--runs N] [--seconds S]``.  With
 atheris installed the target modules are instrumented and libFuzzer drives them (its flags, final
 stats); without it a plain random mutator runs the same target (not coverage-guided).  The C++ loader's
 target is csrc/fuzz/gguf_loader_fuzz.cpp.

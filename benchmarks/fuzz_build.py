@@ -5,7 +5,7 @@ Two engines: ``libfuzzer`` (clang++ -fsanitize=fuzzer: coverage-guided; benchmar
 in-suite run where clang is missing).  The loader and the harness are sanitized; the quant tables it needs
 (``qtype_info``) are linked uninstrumented.  Binaries land in build/fuzz/<hash>/; nothing is installed.
 
-``python tests/hardening/fuzz_build.py [--engine auto|libfuzzer|standalone]`` prints the binary path.
+``python benchmarks/fuzz_build.py [--engine auto|libfuzzer|standalone]`` prints the binary path.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 CSRC = ROOT / "csrc"
 # the loader's own dependencies (qtype_info lives in quant.cpp, whose kernel table needs the ref kernels)
 SUPPORT = [
