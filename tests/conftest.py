@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,30 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory, tiny_args: ModelArgs) ->
     from dsv4_gguf.synth import write_synthetic
 
     return write_synthetic(tiny_args, tmp_path_factory.mktemp("ckpt") / "tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def convert_tiny(tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``convert_tiny(variant, mtp=True)`` -> path of the main GGUF (cached for the session)."""
+    from dsv4_gguf.quantize.convert import convert, make_plan
+    from dsv4_gguf.quantize.recipes import load_recipe
+
+    from dsv4_gguf.checkpoint import Checkpoint
+
+    root = tmp_path_factory.mktemp("gguf")
+    cache: dict[tuple[str, bool], Path] = {}
+
+    def run(variant: str, mtp: bool = True) -> Path:
+        key = (variant, mtp)
+        if key not in cache:
+            out = root / f"tiny-{variant}{'' if mtp else '-nomtp'}.gguf"
+            with Checkpoint(tiny_ckpt) as ck:
+                plan = make_plan(ck.args, load_recipe(variant), out, ckpt_dir=ck.path, name="tiny", mtp=mtp)
+                convert(plan, ck)
+            cache[key] = out
+        return cache[key]
+
+    return run
 
 
 @pytest.fixture(scope="session")

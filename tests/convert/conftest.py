@@ -1,5 +1,5 @@
-"""Conversion-tier fixtures: the tiny checkpoint converted once per session per variant, llama.cpp helpers,
-and cheap checkpoint copies (hard links; a file is un-shared before a test corrupts it)."""
+"""Conversion-tier fixtures: llama.cpp helpers and cheap checkpoint copies (hard links; a file is un-shared before
+a test corrupts it).  The tiny checkpoint converted per variant (`convert_tiny`) is in tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -10,30 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-
-@pytest.fixture(scope="session")
-def convert_tiny(tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
-    """``convert_tiny(variant, mtp=True)`` -> path of the main GGUF (cached for the session)."""
-    from dsv4_gguf.quantize.convert import convert, make_plan
-    from dsv4_gguf.quantize.recipes import load_recipe
-
-    from dsv4_gguf.checkpoint import Checkpoint
-
-    root = tmp_path_factory.mktemp("gguf")
-    cache: dict[tuple[str, bool], Path] = {}
-
-    def run(variant: str, mtp: bool = True) -> Path:
-        key = (variant, mtp)
-        if key not in cache:
-            out = root / f"tiny-{variant}{'' if mtp else '-nomtp'}.gguf"
-            with Checkpoint(tiny_ckpt) as ck:
-                plan = make_plan(ck.args, load_recipe(variant), out, ckpt_dir=ck.path, name="tiny", mtp=mtp)
-                convert(plan, ck)
-            cache[key] = out
-        return cache[key]
-
-    return run
 
 
 @pytest.fixture(scope="session")
