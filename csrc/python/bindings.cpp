@@ -527,6 +527,12 @@ void register_runtime(py::module_& m) {
       .def_property_readonly("pos", &dsv4::Session::pos)
       .def_property_readonly("ctx", &dsv4::Session::ctx)
       .def("reset", &dsv4::Session::reset)
+      .def("checkpoint", &dsv4::Session::checkpoint,
+           "Start an undo journal at pos (speculative decoding); rollback(n) returns to n tokens exactly.")
+      .def("rollback", &dsv4::Session::rollback, py::arg("n"),
+           "Return to the first n tokens (checkpoint_pos <= n <= pos) without replay: KV rows, compressor "
+           "states, entry counts, pending MTP streams.")
+      .def_property_readonly("checkpoint_pos", &dsv4::Session::checkpoint_pos)
       .def(
           "save",
           [](const dsv4::Session& s, const std::string& p) {

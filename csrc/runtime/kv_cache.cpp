@@ -137,4 +137,44 @@ void KvRows::set_raw(const uint8_t* p, int64_t n) {
   if (n > 0) std::memcpy(dst, p, static_cast<size_t>(n) * row_bytes());
 }
 
+std::vector<uint8_t> KvRows::row_raw(int64_t r) const {
+  std::vector<uint8_t> out(row_bytes_, 0);
+  if (r < 0 || r >= stored_) return out;
+  const uint8_t* src = dt_ == KvDtype::F32    ? reinterpret_cast<const uint8_t*>(f32_.data())
+                       : dt_ == KvDtype::BF16 ? reinterpret_cast<const uint8_t*>(bf16_.data())
+                                              : u8_.data();
+  std::memcpy(out.data(), src + static_cast<size_t>(r) * row_bytes_, row_bytes_);
+  return out;
+}
+
+void KvRows::set_row_raw(int64_t r, const uint8_t* p) {
+  if (r < 0 || r >= rows_)
+    throw std::out_of_range("KV cache row " + std::to_string(r) + " outside capacity " + std::to_string(rows_));
+  reserve(r + 1);
+  uint8_t* dst = dt_ == KvDtype::F32    ? reinterpret_cast<uint8_t*>(f32_.data())
+                 : dt_ == KvDtype::BF16 ? reinterpret_cast<uint8_t*>(bf16_.data())
+                                        : u8_.data();
+  std::memcpy(dst + static_cast<size_t>(r) * row_bytes_, p, row_bytes_);
+}
+
+void LayerState::journal_from(int64_t from) {
+  journal.from = from;
+  journal.rows.clear();
+  journal.blocks.clear();
+}
+
+void LayerState::rollback(int64_t pos) {
+  while (!journal.blocks.empty() && journal.blocks.back().pos >= pos) {
+    Journal::Block& b = journal.blocks.back();
+    (b.idx ? idx_comp : comp) = std::move(b.st);
+    (b.idx ? n_idx : n_comp) = b.n_rows;
+    journal.blocks.pop_back();
+  }
+  const int64_t win = window.rows();
+  while (!journal.rows.empty() && journal.rows.back().pos >= pos) {
+    window.set_row_raw(journal.rows.back().pos % win, journal.rows.back().bytes.data());
+    journal.rows.pop_back();
+  }
+}
+
 }  // namespace dsv4

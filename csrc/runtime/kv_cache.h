@@ -33,6 +33,9 @@ class KvRows {
   void reserve(int64_t n_rows);
   std::vector<uint8_t> raw(int64_t n_rows) const;
   void set_raw(const uint8_t* p, int64_t n_rows);
+  // One row's stored bytes (row_bytes(); zeros for a row past the grown storage) / write them back.
+  std::vector<uint8_t> row_raw(int64_t r) const;
+  void set_row_raw(int64_t r, const uint8_t* p);
   size_t row_bytes() const { return row_bytes_; }
 
  private:
@@ -44,10 +47,39 @@ class KvRows {
   std::vector<uint16_t> bf16_;
 };
 
+// Undo journal of one layer's state, for speculative decoding: while it is on (from >= 0), a token at
+// position >= from records what it changes in state that outlives its chunk before changing it: the window
+// ring row it overwrites, and, when it completes a compressed block, the compressor state before the pooling
+// advanced it and the entry count.  Nothing else outlives a chunk (compressor slots of positions not yet
+// complete are rewritten before they are read; compressed rows past the entry count are never read), so
+// undoing the records of positions >= n leaves exactly the state after positions < n: no replay.
+struct Journal {
+  struct Row {
+    int64_t pos;
+    std::vector<uint8_t> bytes;  // ring row (pos % window) before pos wrote it
+  };
+  struct Block {
+    int64_t pos;
+    bool idx;  // the indexer's compressor (else the main one)
+    CompressorState st;
+    int64_t n_rows;
+  };
+  int64_t from = -1;
+  std::vector<Row> rows;
+  std::vector<Block> blocks;
+  bool on(int64_t pos) const { return from >= 0 && pos >= from; }
+};
+
 struct LayerState {
   KvRows window, comp_kv, idx_kv;
   int64_t n_comp = 0, n_idx = 0;
   CompressorState comp, idx_comp;
+  Journal journal;
+  // Start journaling at position `from` (-1: stop); drops earlier records.
+  void journal_from(int64_t from);
+  // Undo every record of positions >= pos (the state becomes that after positions < pos); the records of
+  // earlier positions stay.  Positions before journal.from cannot be undone (caller checks).
+  void rollback(int64_t pos);
 };
 
 }  // namespace dsv4

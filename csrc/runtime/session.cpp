@@ -112,6 +112,7 @@ void Session::reset() {
 void Session::reset_state() {
   const ModelConfig& c = rt_.model().cfg();
   pos_ = 0;
+  ckpt_ = -1;
   layers_.clear();
   layers_.resize(static_cast<size_t>(c.n_layers));
   for (int64_t l = 0; l < c.n_layers; ++l) {
@@ -132,6 +133,36 @@ void Session::reset_state() {
   pending_rows_ = 0;
   mtp_state_ = LayerState();
   if (use_mtp_) mtp_state_.window.init(c.window, c.head_dim, kv_, c.nope_dim(), 64);
+}
+
+void Session::checkpoint() {
+  Guard g(*this, "checkpoint");
+  ckpt_ = pos_.load();
+  for (LayerState& l : layers_) l.journal_from(ckpt_);
+}
+
+void Session::rollback(int64_t n) {
+  Guard g(*this, "rollback");
+  const int64_t pos = pos_.load(), ck = ckpt_.load();
+  if (ck < 0)
+    throw std::invalid_argument(
+        "rollback: no checkpoint (call checkpoint() before the tokens to undo; a chunk "
+        "longer than the attention window, reset or load drops it)");
+  if (n < ck || n > pos)
+    throw std::invalid_argument("rollback: " + std::to_string(n) + " tokens is outside the checkpoint range [" +
+                                std::to_string(ck) + ", " + std::to_string(pos) + "]");
+  const int64_t drop = pos - n;
+  if (use_mtp_ && drop > pending_rows_.load())
+    throw std::invalid_argument("rollback: the MTP block has already consumed positions past " + std::to_string(n) +
+                                "; roll back before running it on rejected positions");
+  for (LayerState& l : layers_) l.rollback(n);
+  if (use_mtp_) {
+    const ModelConfig& c = rt_.model().cfg();
+    const int64_t hcD = c.hc * c.dim;
+    pending_.resize(static_cast<size_t>((pending_rows_.load() - drop) * hcD));
+    pending_rows_ = static_cast<int64_t>(pending_.size()) / hcD;
+  }
+  pos_ = n;
 }
 
 void Session::check_tokens(const Model& M, const int32_t* tokens, int64_t T) const {
@@ -167,6 +198,10 @@ std::vector<float> Session::forward(const int32_t* tokens, int64_t T, bool all_l
   const bool taps = taps_.active();
   const int64_t D = c.dim, hc = c.hc, hcD = hc * D;
   const int64_t p0 = pos_;
+  if (ckpt_ >= 0 && T > c.window) {  // the window ring keeps only the chunk's last rows: cannot be undone
+    ckpt_ = -1;
+    for (LayerState& l : layers_) l.journal_from(-1);
+  }
   std::vector<float> X(static_cast<size_t>(T * hcD));
   {
     std::vector<float> e(static_cast<size_t>(D));

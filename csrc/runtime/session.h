@@ -6,7 +6,6 @@
 // Threading: a Runtime is immutable after construction (its pool takes concurrent callers) and may be
 // shared by any number of sessions on any threads; a Session is one sequence and refuses a second
 // concurrent call (SessionBusy) instead of serialising it, because interleaved tokens would be garbage.
-// MTP draft decoding is not implemented here yet (the MTP block's weights are loaded and validated).
 #pragma once
 
 #include <atomic>
@@ -84,6 +83,13 @@ class Session {
   int64_t pos() const { return pos_.load(); }
   int64_t ctx() const { return ctx_; }
   void reset();
+  // Speculative decoding: checkpoint() starts an undo journal at pos() (kv_cache.h Journal); rollback(n)
+  // returns the session to its first n tokens (checkpoint pos <= n <= pos()) exactly, without replaying
+  // anything: window rows, compressor states and entry counts of every layer, pending MTP streams.  A
+  // chunk longer than the attention window drops the checkpoint (its rows are not all kept); reset/load too.
+  void checkpoint();
+  void rollback(int64_t n);
+  int64_t checkpoint_pos() const { return ckpt_.load(); }
   void save(const std::string& path) const;
   void load(const std::string& path);
   // Analytic bytes per token of the compressed caches (DeepSeek-V4's KV layout) and the allocated total.
@@ -115,6 +121,7 @@ class Session {
   int64_t ctx_;
   KvDtype kv_;
   std::atomic<int64_t> pos_{0};
+  std::atomic<int64_t> ckpt_{-1};  // checkpoint position, -1 = none
   std::vector<LayerState> layers_;
   bool use_mtp_ = false;
   LayerState mtp_state_;

@@ -283,6 +283,7 @@ void Session::load(const std::string& path) {
   pending_rows_ = pending;
   mtp_pos_ = mtp_pos;
   pos_ = pos;
+  ckpt_ = -1;  // the new layers carry no journal
 }
 
 }  // namespace dsv4

@@ -120,6 +120,8 @@ void attention_layer(const LayerCtx& lc, LayerState& S, const float* h, int64_t 
       const float* ape = &cw.ape[static_cast<size_t>((p % m) * w)];
       float* gt = &g[static_cast<size_t>(t * w)];
       for (int64_t i = 0; i < w; ++i) gt[i] += ape[i];
+      if ((p + 1) % m == 0 && S.journal.on(p))  // this token completes a block: keep the state it replaces
+        S.journal.blocks.push_back({p, &st == &S.idx_comp, st, n_rows});
       if (!compressor_step(st, &a[static_cast<size_t>(t * w)], gt, p, e.data())) continue;
       rms_norm(e.data(), cw.norm.data(), e.data(), d, c.norm_eps);
       rope_tail(e.data(), d, rd, p + 1 - m, freqs, false);
@@ -237,8 +239,10 @@ void attention_layer(const LayerCtx& lc, LayerState& S, const float* h, int64_t 
       for (int64_t hh = 0; hh < H; ++hh) rope_tail(ot + hh * hd, hd, rd, p, freqs, true);
     }
   });
-  for (int64_t t = std::max<int64_t>(0, T - win); t < T; ++t)
+  for (int64_t t = std::max<int64_t>(0, T - win); t < T; ++t) {
+    if (S.journal.on(p0 + t)) S.journal.rows.push_back({p0 + t, S.window.row_raw((p0 + t) % win)});
     S.window.write((p0 + t) % win, &kv[static_cast<size_t>(t * hd)]);
+  }
 
   // ---- grouped low-rank output projection ----
   const int64_t G = c.o_groups, Ro = c.o_lora_rank, gs = H * hd / G;
