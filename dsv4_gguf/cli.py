@@ -240,6 +240,19 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-p", type=_TOP_P, default=1.0, help="nucleus sampling, in (0, 1] (default 1.0)")
     p.add_argument("--seed", type=int, default=None, help="sampling seed")
     p.add_argument(
+        "--speculative",
+        choices=["mtp"],
+        default=None,
+        help="speculative decoding with the MTP draft block (needs the mtp-*.gguf sidecar next to the model); "
+        "greedy output is identical to plain decoding, sampling keeps the model's distribution",
+    )
+    p.add_argument(
+        "--draft",
+        choices=["1", "auto"],
+        default="1",
+        help="draft tokens per verify step with --speculative (auto: speculate only while it is faster)",
+    )
+    p.add_argument(
         "--think",
         choices=["none", "high", "max"],
         default="none",
@@ -254,10 +267,19 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _stats_line(st: runtime.GenerationStats) -> str:
+    spec = (
+        f" | speculative: {st.spec.accepted}/{st.spec.drafted} drafts accepted, {st.spec.plain} plain steps"
+        if st.spec is not None
+        else ""
+    )
     return (
         f"[prefill {st.prompt_tokens} tok {st.prefill_tok_s:.1f} tok/s | decode {st.generated_tokens} tok "
-        f"{st.decode_tok_s:.1f} tok/s]"
+        f"{st.decode_tok_s:.1f} tok/s{spec}]"
     )
+
+
+def _draft(ns: argparse.Namespace) -> int | str:
+    return ns.draft if ns.draft == "auto" else int(ns.draft)
 
 
 def _think(ns: argparse.Namespace) -> str | bool:
@@ -318,6 +340,8 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         seed=ns.seed,
         thinking=_think(ns),
         ctx=ns.ctx,
+        speculative=ns.speculative,
+        draft=_draft(ns),
     ):
         print(piece, end="", flush=True)
     print()
@@ -366,6 +390,8 @@ def _cmd_chat(ns: argparse.Namespace) -> int:
             seed=ns.seed,
             thinking=_think(ns),
             ctx=ns.ctx,
+            speculative=ns.speculative,
+            draft=_draft(ns),
         ):
             pieces.append(piece)
             print(piece, end="", flush=True)

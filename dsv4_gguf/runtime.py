@@ -87,6 +87,7 @@ class GenerationStats:
     decode_s: float = 0.0
     tokens: list[int] = field(default_factory=list)
     stop_reason: str = ""  # "eos", "max_tokens" or "ctx" (the session's context is full)
+    spec: Any = None  # speculative.SpecStats of a speculative generation
 
     @property
     def prefill_tok_s(self) -> float:
@@ -175,6 +176,32 @@ class Session:
         with self._exclusive("mtp"):
             out = self._s.mtp_forward(ids, all_logits)
         return out if all_logits else out[0]
+
+    def checkpoint(self) -> None:
+        """Start an undo journal at ``pos`` (speculative decoding): ``rollback(n)`` then returns the session
+        to its first ``n`` tokens, exactly and without replay.  A later ``checkpoint`` moves it; a chunk
+        longer than the attention window, ``reset`` and ``load_state`` drop it."""
+        if self.model._cuda is not None:
+            raise NotImplementedError("checkpoint/rollback run on device='cpu' sessions only")
+        with self._exclusive("checkpoint"):
+            self._s.checkpoint()
+
+    def rollback(self, n: int) -> None:
+        """Return to the first ``n`` tokens (``checkpoint_pos <= n <= pos``): window KV rows, compressor states,
+        compressed-entry counts and the MTP streams not yet consumed are those after token ``n - 1``, bit for
+        bit.  ``ValueError`` outside that range or without a checkpoint."""
+        with self._exclusive("rollback"):
+            self._s.rollback(int(n))
+
+    @property
+    def mtp_pos(self) -> int:
+        """Main-model positions the MTP block has consumed (``mtp``); ``pos - mtp_pos`` wait for it."""
+        return 0 if self.model._cuda is not None else self._s.mtp_pos
+
+    @property
+    def checkpoint_pos(self) -> int:
+        """Position of the current checkpoint, -1 without one."""
+        return -1 if self.model._cuda is not None else self._s.checkpoint_pos
 
     def save(self, path: str | Path) -> None:
         """Write KV + compressor state atomically (temp file + rename), tied to this model's weights
@@ -319,24 +346,43 @@ class Model:
         thinking: str | bool = False,
         ctx: int | None = None,
         session: Session | None = None,
+        speculative: str | None = None,
+        draft: int | str = 1,
     ) -> Iterator[str]:
         """Stream decoded text pieces; stops at EOS, after ``max_tokens`` or when the session's context is
         full.  ``self.last_stats`` holds the token counts, prefill/decode timings and ``stop_reason``
-        afterwards (per thread; several threads may generate at once, each in its own session)."""
+        afterwards (per thread; several threads may generate at once, each in its own session).
+        ``speculative="mtp"``: speculative decoding with the MTP draft block (``dsv4_gguf.speculative``;
+        ``draft`` = 1 or ``"auto"``), same tokens as plain decoding when greedy, the same distribution when
+        sampling; needs the MTP sidecar and a session made with ``mtp=True`` (made so when none is given)."""
+        from . import speculative as spec
+
+        if speculative not in (None, "mtp"):
+            raise ValueError(f"speculative must be None or 'mtp', got {speculative!r}")
+        if speculative and draft not in (*spec.DRAFTS, "auto"):
+            raise ValueError(f"draft must be one of {', '.join(map(str, spec.DRAFTS))} or 'auto', got {draft!r}")
         ids = self.encode(self.prompt(messages_or_prompt, thinking))
         if not ids:
             raise ValueError("empty prompt")
-        sess = session or self.session(ctx or min(len(ids) + max_tokens + 1, 1 << 20))
+        sess = session or self.session(ctx or min(len(ids) + max_tokens + 1, 1 << 20), mtp=bool(speculative))
         rng = np.random.default_rng(seed)
         st = self.last_stats = GenerationStats(prompt_tokens=len(ids))
         t0 = time.perf_counter()
         logits = sess.prefill(ids)
         st.prefill_s = time.perf_counter() - t0
+        if speculative:
+            st.spec = spec.SpecStats()
+            tokens = spec.speculate(
+                sess, ids, logits, temperature=temperature, top_p=top_p, rng=rng, draft=draft, stats=st.spec
+            )
+        else:
+            tokens = self._plain_tokens(sess, logits, temperature, top_p, rng, st)
         eos = self.tokenizer.eos_id
         text_so_far = ""
         st.stop_reason = "max_tokens"
-        for _ in range(max_tokens):
-            tok = _sample(logits, temperature, top_p, rng)
+        if max_tokens <= 0:
+            return
+        for tok in tokens:
             st.tokens.append(tok)
             if tok == eos:
                 st.stop_reason = "eos"
@@ -347,10 +393,25 @@ class Model:
                 yield piece
             else:
                 text_so_far = text_so_far[: len(text_so_far) - len(piece)]
-            if sess.pos >= sess.ctx:
-                if len(st.tokens) < max_tokens:
-                    st.stop_reason = "ctx"
+            if len(st.tokens) >= max_tokens:
                 break
+        else:
+            st.stop_reason = "ctx"
+        if st.spec is not None:
+            sp = st.spec
+            st.decode_s = sp.verify_s + sp.draft_s + sp.plain_s
+            st.generated_tokens = len(st.tokens) - 1
+
+    @staticmethod
+    def _plain_tokens(
+        sess: Session, logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator, st: Any
+    ) -> Iterator[int]:
+        """Plain decoding: sample, feed the token, repeat, until the session's context is full."""
+        while True:
+            tok = _sample(logits, temperature, top_p, rng)
+            yield tok
+            if sess.pos >= sess.ctx:
+                return
             t1 = time.perf_counter()
             logits = sess.decode(tok)
             st.decode_s += time.perf_counter() - t1
@@ -358,19 +419,9 @@ class Model:
 
 
 def _sample(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:
-    if temperature <= 0:
-        return int(np.argmax(logits))
-    z = logits.astype(np.float64) / temperature
-    p = np.exp(z - z.max())
-    p /= p.sum()
-    if top_p < 1.0:
-        order = np.argsort(-p, kind="stable")
-        keep = np.cumsum(p[order]) - p[order] < top_p
-        mask = np.zeros_like(p, dtype=bool)
-        mask[order[keep]] = True
-        p = np.where(mask, p, 0.0)
-        p /= p.sum()
-    return int(rng.choice(p.size, p=p))
+    from .speculative import sample
+
+    return sample(logits, temperature, top_p, rng)
 
 
 def _fits_in_ram(config: dict[str, Any]) -> bool:

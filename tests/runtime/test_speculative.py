@@ -1,0 +1,211 @@
+"""Speculative decoding with the MTP block (dsv4_gguf/speculative.py) on the converter's tiny GGUFs + MTP sidecar.
+
+- ``Session.checkpoint`` / ``rollback``: after a verify chunk of 1 + k tokens and a rollback to any accepted
+  prefix, continuing gives the logits (main and MTP) of a session that never saw the rejected tokens, bit
+  for bit, at positions where the rejected tokens wrap the attention window and complete m = 4 (CSA,
+  indexer) and m = 128 (HCA) compressed blocks.
+- Greedy speculative == greedy plain, token for token, over 600 tokens on every converter variant: with an
+  oracle drafter (the plain continuation, kept or spoiled by a fixed rule, so that accepted and rejected
+  drafts both occur and rejected drafts land on block-completing positions) and with the MTP block's own
+  drafts.
+- Sampling: the acceptance rule gives the target distribution (chi-square over enough draws to see a 2 %
+  shift, with the shifted and the always-accept controls rejected), and runtime draws follow the target.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dsv4_gguf import runtime
+from dsv4_gguf.speculative import SpecStats, accept_or_resample, probs, speculate
+
+VARIANTS = ["SOURCE", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K", "IQ2_XXS-MOE", "MXFP4_MOE"]
+PROMPT = "Speculative decoding: the tapir walks at dawn, one, two, three."
+
+
+@pytest.fixture(scope="module")
+def mxfp4(convert_tiny):
+    return runtime.load(convert_tiny("MXFP4_MOE"), threads=2)
+
+
+def _clone(model, path, ctx=800):
+    s = model.session(ctx=ctx, mtp=True)
+    s.load_state(path)
+    return s
+
+
+@pytest.mark.parametrize("p0", [126, 127, 253, 254, 255])
+def test_rollback_is_exact(mxfp4, p0, tmp_path):
+    rng = np.random.default_rng(p0)
+    V = mxfp4.vocab_size
+    toks = rng.integers(0, V, p0 + 1).astype(np.int32)
+    base = mxfp4.session(ctx=800, mtp=True)
+    base.prefill(toks[:p0])
+    base.save(tmp_path / "prefix.state")
+    cont = rng.integers(0, V, 6).astype(np.int32)
+    for k in (1, 3):
+        drafts = rng.integers(0, V, k).astype(np.int32)
+        for acc in (0, k - 1, k):
+            a = _clone(mxfp4, tmp_path / "prefix.state")
+            a.checkpoint()
+            a.prefill(np.concatenate([toks[p0 : p0 + 1], drafts]), all_logits=True)
+            a.rollback(p0 + 1 + acc)
+            assert a.pos == p0 + 1 + acc and a.mtp_pos == 0
+            b = _clone(mxfp4, tmp_path / "prefix.state")
+            b.prefill(np.concatenate([toks[p0 : p0 + 1], drafts[:acc]]), all_logits=True)
+            got, want = a.prefill(cont, all_logits=True), b.prefill(cont, all_logits=True)
+            assert np.array_equal(got, want), f"p0 {p0} k {k} accepted {acc}: main logits differ after rollback"
+            n = a.pos - a.mtp_pos
+            nxt = rng.integers(0, V, n).astype(np.int32)
+            assert np.array_equal(a.mtp(nxt, all_logits=True), b.mtp(nxt, all_logits=True)), (p0, k, acc)
+
+
+def test_rollback_errors(mxfp4):
+    s = mxfp4.session(ctx=512, mtp=True)
+    s.prefill(list(range(10)))
+    with pytest.raises(ValueError, match="no checkpoint"):
+        s.rollback(9)
+    s.checkpoint()
+    assert s.checkpoint_pos == 10
+    s.prefill([1, 2, 3], all_logits=True)
+    with pytest.raises(ValueError, match="outside the checkpoint range"):
+        s.rollback(9)
+    with pytest.raises(ValueError, match="outside the checkpoint range"):
+        s.rollback(14)
+    s.mtp(list(range(1, 13)))  # the MTP block consumes positions up to 11
+    with pytest.raises(ValueError, match="already consumed"):
+        s.rollback(11)
+    s.rollback(12)
+    assert s.pos == 12
+    s.prefill(list(range(200)))  # longer than the attention window: the checkpoint is dropped
+    assert s.checkpoint_pos == -1
+    with pytest.raises(ValueError, match="no checkpoint"):
+        s.rollback(s.pos - 1)
+
+
+def _plain(model, n):
+    out = list(model.generate(PROMPT, max_tokens=n, temperature=0, ctx=len(model.encode(PROMPT)) + n + 2))
+    assert out and model.last_stats.stop_reason == "max_tokens"
+    return list(model.last_stats.tokens)
+
+
+def _spec(model, n, **kw):
+    """Greedy speculative decoding through the public API (``generate(speculative="mtp")``)."""
+    list(
+        model.generate(
+            PROMPT, max_tokens=n, temperature=0, ctx=len(model.encode(PROMPT)) + n + 2, speculative="mtp", **kw
+        )
+    )
+    return list(model.last_stats.tokens), model.last_stats.spec
+
+
+def _spec_drafter(model, n, drafter):
+    """Greedy speculative decoding with a drafter override (``speculate``, what ``generate`` runs)."""
+    ids = model.encode(PROMPT)
+    sess = model.session(ctx=len(ids) + n + 2, mtp=True)
+    first = sess.prefill(ids)
+    st, out = SpecStats(), []
+    rng = np.random.default_rng(0)
+    for tok in speculate(sess, ids, first, temperature=0, top_p=1.0, rng=rng, stats=st, drafter=drafter):
+        out.append(tok)
+        if len(out) == n:
+            break
+    return out, st
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_greedy_speculative_equals_plain(convert_tiny, variant):
+    m = runtime.load(convert_tiny(variant), threads=2)
+    n, n_prompt = 600, len(m.encode(PROMPT))
+    plain = _plain(m, n)
+    decided: dict[int, bool] = {}  # position of the verified draft -> kept
+
+    def oracle(i: int, mtp_token: int) -> int:
+        p = n_prompt + i  # where draft i is fed
+        keep = (p + 1) % 128 != 0 and (p * 2654435761) % 7 < 4  # ~57 % kept, never at an HCA block end
+        decided[p] = keep
+        return plain[i] if keep else (plain[i] + 1) % m.vocab_size
+
+    got, st = _spec_drafter(m, n, oracle)
+    assert got == plain, f"{variant}: speculative output differs from plain greedy"
+    assert st.steps > 100 and 0.3 < st.acceptance < 0.8, st
+    rejected = [p for p, keep in decided.items() if not keep]
+    assert any((p + 1) % 128 == 0 for p in rejected), "no rejected draft completed an m=128 block"
+    assert any((p + 1) % 4 == 0 for p in rejected), "no rejected draft completed an m=4 block"
+    assert any((p + 1) % 4 == 0 for p, keep in decided.items() if keep), "no accepted draft completed an m=4 block"
+    if variant in ("MXFP4_MOE", "Q4_K_M"):
+        for draft in (1, "auto"):
+            got, st = _spec(m, n, draft=draft)
+            assert got == plain, f"{variant} draft={draft}: MTP-drafted output differs from plain greedy"
+            assert st.steps > 0 and (st.plain == 0) == (draft == 1), st  # auto turns the poor drafter off
+
+
+def _chi2(counts: np.ndarray, p: np.ndarray) -> tuple[float, int]:
+    """Chi-square statistic of `counts` against `p`, bins with expected count < 5 pooled into one."""
+    exp = p * counts.sum()
+    small = exp < 5
+    o = np.append(counts[~small], counts[small].sum())
+    e = np.append(exp[~small], exp[small].sum())
+    o, e = o[e > 0], e[e > 0]
+    return float((((o - e) ** 2) / e).sum()), int(e.size - 1)
+
+
+def _crit(df: int) -> float:
+    """Upper 0.1 % point of chi-square(df) (Wilson-Hilferty)."""
+    z = 3.0902
+    return df * (1 - 2 / (9 * df) + z * np.sqrt(2 / (9 * df))) ** 3
+
+
+def test_acceptance_rule_gives_the_target_distribution():
+    rng = np.random.default_rng(0)
+    V, N = 40, 100_000
+    p = rng.dirichlet(np.full(V, 0.7))
+    q = rng.dirichlet(np.full(V, 0.7))  # a poor drafter: acceptance well below 1
+    draws = np.empty(N, np.int64)
+    kept = 0
+    for i in range(N):
+        d = int(rng.choice(V, p=q))
+        ok, draws[i] = accept_or_resample(p, q, d, rng)
+        kept += ok
+    counts = np.bincount(draws, minlength=V)
+    stat, df = _chi2(counts, p)
+    assert stat < _crit(df), f"speculative draws do not follow p: chi2 {stat:.1f} (df {df})"
+    assert 0.3 < kept / N < 0.9
+    # the test has the power to see a 2 % shift of mass, and a rule that always accepts
+    shifted = p.copy()
+    i, j = np.argsort(p)[-2:]
+    shifted[i] -= 0.02
+    shifted[j] += 0.02
+    assert _chi2(counts, shifted)[0] > _crit(df), "chi-square cannot tell a 2% shift at this N"
+    assert _chi2(np.bincount(rng.choice(V, N, p=q), minlength=V), p)[0] > _crit(df)
+
+
+def test_runtime_speculative_sampling_follows_the_target(mxfp4, tmp_path):
+    """Second token of a speculative run from a fixed context, drawn many times: its distribution is the
+    target's (the logits of a plain decode of the first token), over the bins the target puts mass on."""
+    ids = mxfp4.encode("one two three")
+    s = mxfp4.session(ctx=64, mtp=True)
+    first = s.prefill(ids)
+    x = int(np.argmax(first))
+    s.save(tmp_path / "ctx.state")
+    ref = mxfp4.session(ctx=64)
+    ref.prefill(ids)
+    temp = 2.0  # spread the random-weight logits: the top token ~22 %, the next seven ~14 % together
+    p = probs(ref.decode(x), temp, 1.0)
+    onehot = np.full_like(first, -1e9)
+    onehot[x] = 0.0  # the first token is x for every draw
+    N, counts, st = 400, np.zeros(p.size, np.int64), SpecStats()
+    rng = np.random.default_rng(1)
+    for _ in range(N):
+        sess = _clone(mxfp4, tmp_path / "ctx.state", ctx=64)
+        it = speculate(sess, ids, onehot, temperature=temp, top_p=1.0, rng=rng, stats=st)
+        assert next(it) == x
+        counts[next(it)] += 1
+    top = np.argsort(p)[-8:]
+    binned = np.append(counts[top], N - counts[top].sum())
+    pb = np.append(p[top], 1 - p[top].sum())
+    stat, df = _chi2(binned, pb)
+    assert stat < _crit(df), f"runtime speculative sampling: chi2 {stat:.1f} (df {df}), counts {binned}, p {pb}"
+    assert st.steps == N and 0 < st.accepted < N
