@@ -112,11 +112,11 @@ def check_outputs(out: Path, ck_dir: Path, variant: str, only: str, *, exact_all
     stop unless every one is finite and bit-exact where the converter's plan stores it losslessly (every one
     with ``exact_all``).  Returns a one-line summary."""
     from dsv4_gguf.quantize.convert import make_plan
-    from dsv4_gguf.quantize.gguf_model import open_gguf
     from dsv4_gguf.quantize.recipes import load_recipe
     from dsv4_gguf.quantize.verify import verify
 
     from dsv4_gguf.checkpoint import Checkpoint
+    from dsv4_gguf.gguf_model import open_gguf
 
     pat = re.compile(only)
     with Checkpoint(ck_dir) as ck:

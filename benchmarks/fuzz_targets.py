@@ -124,10 +124,9 @@ def gguf_seeds() -> list[bytes]:
 
 def _deepseek4_kvs() -> list:
     """The metadata of a tiny deepseek4 model (so ``open_gguf`` reaches hyper-parameter parsing)."""
-    from dsv4_gguf.quantize.metadata import arch_kvs, general_kvs
-
     from dsv4_gguf.config import PRESETS
     from dsv4_gguf.gguf_io import KV
+    from dsv4_gguf.metadata import arch_kvs, general_kvs
 
     args = PRESETS["tiny"]
     kvs = general_kvs("tiny", 0, variant="F32") + arch_kvs(args, block_count=args.n_layers)
@@ -240,9 +239,8 @@ _GGUF_READY = False
 
 
 def one_gguf(data: bytes) -> None:
-    from dsv4_gguf.quantize.gguf_model import open_gguf
-
     from dsv4_gguf.gguf_io import GGUFError, GGUFShards
+    from dsv4_gguf.gguf_model import open_gguf
 
     global _GGUF_READY
     if not _GGUF_READY:
@@ -305,9 +303,9 @@ PARSERS = [t for t in TARGETS if t != "selftest"]
 INSTRUMENT = [
     "dsv4_gguf.checkpoint",
     "dsv4_gguf.gguf_io",
-    "dsv4_gguf.quantize.gguf_model",
+    "dsv4_gguf.gguf_model",
     "dsv4_gguf.quantize.imatrix",
-    "dsv4_gguf.quantize.metadata",
+    "dsv4_gguf.metadata",
     "dsv4_gguf.chat",
 ]
 

@@ -22,7 +22,7 @@ __all__ = [
 def __getattr__(name: str):
     # Lazy: keeps ``import dsv4_gguf`` free of numpy and the native extension.
     if name == "open_gguf":
-        from .quantize.gguf_model import open_gguf
+        from .gguf_model import open_gguf
 
         return open_gguf
     if name == "load":  # the C++ runtime (dsv4_gguf.runtime)

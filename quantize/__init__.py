@@ -1,1 +1,1 @@
-"""dsv4_gguf.quantize: checkpoint -> GGUF conversion (name map, recipes, imatrix, pipeline)."""
+"""dsv4_gguf.quantize: checkpoint -> GGUF conversion (recipes, imatrix, pipeline; the name map is dsv4_gguf.names)."""

@@ -132,7 +132,7 @@ def add_inspect_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def format_plan(plan) -> str:  # noqa: ANN001
-    from .names import MTP
+    from dsv4_gguf.names import MTP
 
     lines = [f"variant {plan.recipe.name}: {plan.recipe.description}"]
     for f in plan.files:
@@ -215,8 +215,8 @@ def _compare(plan, source, ns: argparse.Namespace) -> int:  # noqa: ANN001
     import numpy as np
 
     from dsv4_gguf.checkpoint import Checkpoint
+    from dsv4_gguf.gguf_model import dequantize_raw, open_gguf
 
-    from .gguf_model import dequantize_raw, open_gguf
     from .imatrix import imatrix_for, load_imatrix
     from .produce import RawReader, produce
     from .requantize import produce_from_gguf
@@ -310,7 +310,8 @@ def run_convert(ns: argparse.Namespace) -> int:
 
 
 def run_requantize(ns: argparse.Namespace) -> int:
-    from .gguf_model import open_gguf
+    from dsv4_gguf.gguf_model import open_gguf
+
     from .recipes import load_recipe
     from .requantize import make_requant_plan, produce_from_gguf
 
@@ -329,8 +330,8 @@ def run_requantize(ns: argparse.Namespace) -> int:
 
 def run_verify(ns: argparse.Namespace) -> int:
     from dsv4_gguf.checkpoint import Checkpoint
+    from dsv4_gguf.gguf_model import open_gguf
 
-    from .gguf_model import open_gguf
     from .verify import check_same_model, format_report, to_verify, verify
 
     m = open_gguf(ns.gguf)
@@ -347,7 +348,8 @@ def run_verify(ns: argparse.Namespace) -> int:
 
 
 def run_inspect(ns: argparse.Namespace) -> int:
-    from .gguf_model import open_gguf
+    from dsv4_gguf.gguf_model import open_gguf
+
     from .requantize import ORIGIN_KEY
 
     m = open_gguf(ns.gguf)

@@ -30,11 +30,11 @@ from dsv4_gguf.checkpoint import Checkpoint
 from dsv4_gguf.config import ModelArgs
 from dsv4_gguf.constants import MTP_FILE_PREFIX
 from dsv4_gguf.gguf_io import KV, TensorEntry, encode_header, split_groups, split_kvs, split_paths
+from dsv4_gguf.metadata import arch_kvs, general_kvs, tokenizer_kvs
+from dsv4_gguf.names import MAIN, MTP, gguf_tensors
 from dsv4_gguf.templates import jinja_template
 
 from .imatrix import imatrix_for
-from .metadata import arch_kvs, general_kvs, tokenizer_kvs
-from .names import MAIN, MTP, gguf_tensors
 from .produce import RawReader, produce
 from .recipes import Planned, Recipe, plan_types
 

@@ -18,8 +18,8 @@ from gguf import GGMLQuantizationType
 from dsv4_gguf import _C, quants
 from dsv4_gguf.checkpoint import NUMPY_DTYPES, Checkpoint, CheckpointError
 from dsv4_gguf.constants import QTYPES
+from dsv4_gguf.names import GTensor
 
-from .names import GTensor
 from .recipes import Planned
 
 __all__ = ["RawReader", "produce", "CHUNK_BYTES"]

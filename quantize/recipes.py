@@ -16,8 +16,7 @@ from typing import Any
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from dsv4_gguf.config import ModelArgs
-
-from .names import GTensor, use_more_bits
+from dsv4_gguf.names import GTensor, use_more_bits
 
 __all__ = [
     "Recipe",

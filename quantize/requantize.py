@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from dsv4_gguf.gguf_io import KV
+from dsv4_gguf.gguf_model import GGUFModel, dequantize_raw
+from dsv4_gguf.names import MTP
 
 from .convert import Plan, make_plan
-from .gguf_model import GGUFModel, dequantize_raw
-from .names import MTP
 from .produce import quant_checked, row_block
 from .recipes import Planned, Recipe, load_recipe, plan_types
 

@@ -15,9 +15,8 @@ import numpy as np
 from gguf import GGMLQuantizationType
 
 from dsv4_gguf.checkpoint import Checkpoint
-
-from .gguf_model import GGUFModel, dequantize_raw
-from .names import GTensor
+from dsv4_gguf.gguf_model import GGUFModel, dequantize_raw
+from dsv4_gguf.names import GTensor
 
 __all__ = ["TensorReport", "check_same_model", "to_verify", "verify", "mxfp4_to_fp4", "format_report"]
 

@@ -177,10 +177,10 @@ def test_page_cache_fraction_is_measured(bench, tmp_path):
 
 def test_convert_output_check_stops_on_a_changed_lossless_tensor(bench, tiny_ckpt, tmp_path):
     from dsv4_gguf.quantize.convert import convert, make_plan
-    from dsv4_gguf.quantize.gguf_model import open_gguf
     from dsv4_gguf.quantize.recipes import load_recipe
 
     from dsv4_gguf.checkpoint import Checkpoint
+    from dsv4_gguf.gguf_model import open_gguf
 
     cv = bench("convert")
     out = tmp_path / "t.gguf"

@@ -33,7 +33,7 @@ def pooled(synth_gguf, tmp_path_factory):
 
 
 def test_file_is_the_converters_plan(synth_gguf, pooled):
-    from dsv4_gguf.quantize.gguf_model import open_gguf
+    from dsv4_gguf.gguf_model import open_gguf
 
     plan = synth_gguf.pooled_plan(PRESETS["tiny"], "MXFP4_MOE", pooled, name="tiny")
     (f,) = plan.files
