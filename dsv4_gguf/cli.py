@@ -248,9 +248,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--draft",
-        choices=["1", "auto"],
+        choices=["1", "2", "3", "auto"],
         default="1",
-        help="draft tokens per verify step with --speculative (auto: speculate only while it is faster)",
+        help="draft tokens per verify step with --speculative: 1-3 (the MTP block, then applied to its own "
+        "output) or auto (picks k, or plain decoding, by measured speed)",
     )
     p.add_argument(
         "--think",

@@ -193,6 +193,17 @@ class Session:
         with self._exclusive("rollback"):
             self._s.rollback(int(n))
 
+    def mtp_self(self, token: int) -> np.ndarray:
+        """The MTP block applied to its own last output with ``token`` (the previous draft): the next draft's
+        logits ``[V]`` (drafts 2..k of a speculative step).  Provisional: ``mtp_discard``, the next ``mtp``
+        call and ``rollback`` undo these positions exactly."""
+        with self._exclusive("mtp_self"):
+            return self._s.mtp_self(int(token))
+
+    def mtp_discard(self) -> None:
+        with self._exclusive("mtp_discard"):
+            self._s.mtp_discard()
+
     @property
     def mtp_pos(self) -> int:
         """Main-model positions the MTP block has consumed (``mtp``); ``pos - mtp_pos`` wait for it."""

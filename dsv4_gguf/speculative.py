@@ -1,21 +1,21 @@
-"""Speculative decoding with the MTP draft block: one draft token per step, verified by one batched forward.
+"""Speculative decoding with the MTP draft block: k = 1-3 draft tokens per step, verified by one batched forward.
 
-A step feeds ``[x, d]`` (the last sampled token and the MTP block's draft for the token after it) as one
-two-token chunk after ``Session.checkpoint()``: the logits of ``x`` decide whether ``d`` is accepted, those
-of ``d`` give the next token for free when it is.  On a rejection ``Session.rollback`` drops ``d``'s
-position exactly (KV window rows, compressor states, entry counts, MTP streams; no replay), so the session
-is the one plain decoding would have.
+A step drafts ``d1`` with the MTP block (DeepSeek-V4's ``MTPBlock``) from the last sampled token ``x``, and
+``d2``, ``d3`` by applying the block to its own output (``Session.mtp_self``, provisional positions), then
+feeds ``[x, d1..dk]`` as one chunk after ``Session.checkpoint()``: the logits of each position decide the
+next draft, those after the last kept draft give one more token for free.  ``Session.rollback`` drops the
+positions of rejected drafts exactly (KV window rows, compressor states, entry counts, MTP streams and the
+provisional MTP positions; no replay), so the session is the one plain decoding would have.
 
-- Greedy (``temperature <= 0``): ``d`` is accepted iff it is the target's argmax, so the tokens are those of
+- Greedy (``temperature <= 0``): a draft is kept iff it is the target's argmax, so the tokens are those of
   plain greedy decoding (chunked and one-token forwards give bit-identical logits in this runtime).
-- Sampling: the standard speculative-sampling rule (Leviathan et al. 2023, Chen et al. 2023): ``d`` drawn
-  from the draft distribution ``q`` is kept with probability ``min(1, p(d) / q(d))``, else the token is
-  drawn from ``max(0, p - q)`` renormalised; the output distribution is the target's ``p`` (temperature
-  and top-p applied to both).
-- ``draft="auto"``: keeps speculating while the measured tokens per second of a step (1 + acceptance over
-  the time of verify + draft) beat those of a plain decode step, measured as it goes; when they do not,
-  decodes plainly and tries one step again every ``PROBE_EVERY`` tokens, so that a poor drafter costs
-  little.
+- Sampling: the standard speculative-sampling rule (Leviathan et al. 2023, Chen et al. 2023): draft ``d``
+  drawn from the draft distribution ``q`` is kept with probability ``min(1, p(d) / q(d))``, else the token is
+  drawn from ``max(0, p - q)`` renormalised and the step ends; the output distribution is the target's
+  ``p`` (temperature and top-p applied to both).
+- ``draft="auto"``: picks k (or a plain decode step) with the most expected tokens per second from the
+  measured per-draft acceptance and step times (``_Auto``); while plain decoding wins it tries one
+  speculative step every ``PROBE_EVERY`` tokens, so that a poor drafter costs little.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 
 __all__ = ["DRAFTS", "SpecStats", "accept_or_resample", "probs", "sample", "speculate"]
 
-DRAFTS = (1,)  # draft tokens per step this runtime verifies (the MTP block applied once)
+DRAFTS = (1, 2, 3)  # draft tokens per step: the MTP block once, then applied to its own output
 PROBE_EVERY = 16  # draft="auto" with speculation off: plain tokens between two trial steps
 _EMA = 0.25
 
@@ -85,36 +85,45 @@ class SpecStats:
 
 
 class _Auto:
-    """draft="auto": speculate while a step's expected tokens per second beat plain decoding's."""
+    """draft="auto": each step, the number of drafts k (0 = a plain decode step) with the most expected tokens per
+    second: (1 + a + ... + a^k) / t(k), with a the per-draft acceptance and t(k) the measured seconds of a step
+    with k drafts (verify + drafting), both exponential moving averages.  Every k is measured once first; while
+    plain decoding wins, one speculative step every PROBE_EVERY tokens keeps the estimates current."""
 
-    def __init__(self) -> None:
-        self.acc = 0.5  # acceptance estimate (EMA)
-        self.t_step: float | None = None  # seconds of verify + draft (EMA)
-        self.t_plain: float | None = None  # seconds of a plain decode step (EMA)
+    def __init__(self, ks: Sequence[int] = DRAFTS) -> None:
+        self.ks = tuple(ks)
+        self.acc = 0.5  # per-draft acceptance (EMA)
+        self.t: dict[int, float] = {}  # k -> seconds of a step (k = 0: plain decode)
         self.off_since = 0
+        self.last_k = self.ks[0]
 
-    @staticmethod
-    def _ema(old: float | None, new: float) -> float:
-        return new if old is None else (1 - _EMA) * old + _EMA * new
+    def _ema(self, k: int, seconds: float) -> None:
+        old = self.t.get(k)
+        self.t[k] = seconds if old is None else (1 - _EMA) * old + _EMA * seconds
 
-    def spec_step(self, accepted: bool, seconds: float) -> None:
-        self.acc = (1 - _EMA) * self.acc + _EMA * float(accepted)
-        self.t_step = self._ema(self.t_step, seconds)
+    def spec_step(self, k: int, accepted: int, seconds: float) -> None:
+        seen = accepted + (accepted < k)  # drafts whose verdict was looked at
+        self.acc = (1 - _EMA) * self.acc + _EMA * (accepted / seen)
+        self._ema(k, seconds)
 
     def plain_step(self, seconds: float) -> None:
-        self.t_plain = self._ema(self.t_plain, seconds)
+        self._ema(0, seconds)
         self.off_since += 1
 
-    def speculate(self) -> bool:
-        if self.t_step is None:
-            return True  # measure a step first
-        if self.t_plain is None:
-            return False  # then a plain one
-        on = (1 + self.acc) / self.t_step > 1 / self.t_plain
-        if on or self.off_since >= PROBE_EVERY:
+    def rate(self, k: int) -> float:
+        return sum(self.acc**i for i in range(k + 1)) / self.t[k]
+
+    def choose(self) -> int:
+        """Drafts for the next step (0: decode plainly)."""
+        for k in (*reversed(self.ks), 0):
+            if k not in self.t:
+                return k
+        best = max(self.ks, key=self.rate)
+        self.last_k = best
+        if self.rate(best) > self.rate(0) or self.off_since >= PROBE_EVERY:
             self.off_since = 0
-            return True
-        return False
+            return best
+        return 0
 
 
 def speculate(
@@ -132,9 +141,10 @@ def speculate(
 ) -> Iterator[int]:
     """Yield generated token ids (the first one sampled from ``logits``, the prompt's last logits) until the
     caller stops or the session's context is full.  Every yielded token but the last one has been fed to the
-    session (as in plain decoding, up to one accepted draft).  ``drafter(i, mtp_token)`` (greedy only, for
-    benchmarks): the token to verify as output token ``i`` instead of the MTP block's greedy draft (which is
-    still computed, so a step costs what it costs with the real drafter)."""
+    session (as in plain decoding, up to the accepted drafts of the last step).  ``draft``: drafts per step
+    (1-3: the MTP block, then the MTP block applied to its own output) or "auto".  ``drafter(i, mtp_token)``
+    (greedy only, for benchmarks): the token to verify as output token ``i`` instead of the MTP block's greedy
+    draft (which is still computed, so a step costs what it costs with the real drafter)."""
     if drafter is not None and temperature > 0:
         raise ValueError("a drafter override needs greedy decoding (temperature 0)")
     if draft not in (*DRAFTS, "auto"):
@@ -145,13 +155,15 @@ def speculate(
     x = sample(logits, temperature, top_p, rng)
     n_out = 1
     yield x
-    fed = list(prompt)  # tokens of the positions the MTP block has not consumed yet start at mtp_pos
+    fed = list(prompt)  # every token fed to the session, by position
     dlog: np.ndarray | None = None
     while True:
         room = sess.ctx - sess.pos
         if room <= 0:
             return
-        if room < 2 or (auto is not None and not auto.speculate()):
+        k = auto.choose() if auto is not None else int(draft)
+        k = min(k, room - 1)
+        if k <= 0:
             t0 = clock()
             logits = sess.decode(x)
             dt = clock() - t0
@@ -168,38 +180,54 @@ def speculate(
         t0 = clock()
         if dlog is None:  # the MTP block catches up on the positions decoded plainly (one batched call)
             dlog = sess.mtp([*fed[sess.mtp_pos + 1 :], x])
-        q = None if greedy else probs(dlog, temperature, top_p)
-        d = int(np.argmax(dlog)) if q is None else int(rng.choice(q.size, p=q))
-        if drafter is not None:
-            d = int(drafter(n_out, d))
+        drafts: list[int] = []
+        qs: list[np.ndarray | None] = []
+        lg_d = dlog
+        for i in range(k):
+            q = None if greedy else probs(lg_d, temperature, top_p)
+            d = int(np.argmax(lg_d)) if q is None else int(rng.choice(q.size, p=q))
+            if drafter is not None:
+                d = int(drafter(n_out + i, d))
+            drafts.append(d)
+            qs.append(q)
+            if i + 1 < k:
+                lg_d = sess.mtp_self(d)
         t1 = clock()
+        base = sess.pos
         sess.checkpoint()
-        lg = sess.prefill([x, d], all_logits=True)
+        lg = sess.prefill([x, *drafts], all_logits=True)
         t2 = clock()
-        st.steps += 1
-        st.drafted += 1
-        if greedy:
-            ok, y = d == int(np.argmax(lg[0])), int(np.argmax(lg[0]))
+        accepted, y = 0, None
+        for i in range(k):
+            if greedy:
+                want = int(np.argmax(lg[i]))
+                ok, tok = drafts[i] == want, want
+            else:
+                ok, tok = accept_or_resample(probs(lg[i], temperature, top_p), qs[i], drafts[i], rng)
+            if not ok:
+                y = tok
+                break
+            accepted += 1
+        if y is None:
+            y = sample(lg[k], temperature, top_p, rng)
+        if accepted < k:
+            sess.rollback(base + 1 + accepted)  # also drops the provisional MTP positions
         else:
-            ok, y = accept_or_resample(probs(lg[0], temperature, top_p), q, d, rng)
-        if ok:
-            st.accepted += 1
-            y = sample(lg[1], temperature, top_p, rng)
-            fed.extend((x, d))
+            sess.mtp_discard()
+        st.steps += 1
+        st.drafted += k
+        st.accepted += accepted
+        fed.extend((x, *drafts[:accepted]))
+        for d in drafts[:accepted]:
             n_out += 1
             yield d
-            t3 = clock()
-            dlog = sess.mtp([d, y])
-        else:
-            sess.rollback(sess.pos - 1)
-            fed.append(x)
-            t3 = clock()
-            dlog = sess.mtp([y])
+        t3 = clock()
+        dlog = sess.mtp([*drafts[:accepted], y])
         t4 = clock()
         st.verify_s += t2 - t1
         st.draft_s += (t1 - t0) + (t4 - t3)
         if auto is not None:
-            auto.spec_step(ok, (t1 - t0) + (t2 - t1) + (t4 - t3))
+            auto.spec_step(k, accepted, (t2 - t0) + (t4 - t3))
         x = y
         n_out += 1
         yield x

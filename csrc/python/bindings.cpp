@@ -522,6 +522,22 @@ void register_runtime(py::module_& m) {
           },
           py::arg("tokens"), py::arg("all_logits") = false,
           "MTP draft logits: the oldest len(tokens) main streams, stream i with tokens[i] (the next token).")
+      .def(
+          "mtp_self",
+          [](dsv4::Session& s, int32_t token) {
+            std::vector<float> out;
+            {
+              py::gil_scoped_release nogil;
+              out = s.mtp_self(token);
+            }
+            py::array_t<float> arr(static_cast<int64_t>(out.size()));
+            std::memcpy(arr.mutable_data(), out.data(), out.size() * 4);
+            return arr;
+          },
+          py::arg("token"),
+          "MTP block on its own last output with `token` (the previous draft): next draft logits [V]; provisional "
+          "until mtp_discard or the next mtp_forward.")
+      .def("mtp_discard", &dsv4::Session::mtp_discard, "Undo the provisional mtp_self positions exactly.")
       .def_property_readonly("mtp_pos", &dsv4::Session::mtp_pos)
       .def_property_readonly("mtp_pending", &dsv4::Session::mtp_pending)
       .def_property_readonly("pos", &dsv4::Session::pos)

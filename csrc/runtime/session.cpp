@@ -131,6 +131,9 @@ void Session::reset_state() {
   mtp_pos_ = 0;
   pending_.clear();
   pending_rows_ = 0;
+  mtp_last_.clear();
+  mtp_last_saved_.clear();
+  mtp_self_from_ = -1;
   mtp_state_ = LayerState();
   if (use_mtp_) mtp_state_.window.init(c.window, c.head_dim, kv_, c.nope_dim(), 64);
 }
@@ -151,6 +154,7 @@ void Session::rollback(int64_t n) {
   if (n < ck || n > pos)
     throw std::invalid_argument("rollback: " + std::to_string(n) + " tokens is outside the checkpoint range [" +
                                 std::to_string(ck) + ", " + std::to_string(pos) + "]");
+  mtp_discard_locked();  // provisional MTP draft positions go first
   const int64_t drop = pos - n;
   if (use_mtp_ && drop > pending_rows_.load())
     throw std::invalid_argument("rollback: the MTP block has already consumed positions past " + std::to_string(n) +
@@ -252,6 +256,7 @@ std::vector<float> Session::head(const Model& M, const float* X, int64_t n_out, 
 std::vector<float> Session::mtp_forward(const int32_t* tokens, int64_t T, bool all_logits) {
   Guard g(*this, "mtp_forward");
   if (!use_mtp_) throw std::invalid_argument("create the session with mtp=True to run the MTP draft block");
+  mtp_discard_locked();
   const Model& M = *rt_.mtp();
   const ModelConfig& c = M.cfg();
   check_tokens(M, tokens, T);
@@ -281,7 +286,55 @@ std::vector<float> Session::mtp_forward(const int32_t* tokens, int64_t T, bool a
   pending_.erase(pending_.begin(), pending_.begin() + T * hcD);
   pending_rows_ = static_cast<int64_t>(pending_.size()) / hcD;
   mtp_pos_ += T;
+  mtp_last_.assign(X.end() - hcD, X.end());
   return logits;
+}
+
+std::vector<float> Session::mtp_self(int32_t token) {
+  Guard g(*this, "mtp_self");
+  if (!use_mtp_) throw std::invalid_argument("create the session with mtp=True to run the MTP draft block");
+  if (mtp_last_.empty())
+    throw std::invalid_argument("mtp_self: run mtp_forward first (the MTP block has no output to continue from)");
+  const Model& M = *rt_.mtp();
+  const ModelConfig& c = M.cfg();
+  check_tokens(M, &token, 1);
+  if (mtp_pos_ + 1 > ctx_) throw std::invalid_argument("mtp_self: the MTP block's positions would pass the context");
+  if (mtp_self_from_ < 0) {  // first provisional step: journal the MTP layer from here
+    mtp_self_from_ = mtp_pos_.load();
+    mtp_last_saved_ = mtp_last_;
+    mtp_state_.journal_from(mtp_self_from_);
+  }
+  const int l = static_cast<int>(c.n_layers);
+  const BlockWeights& b = M.block(l);
+  const int64_t D = c.dim, hc = c.hc, hcD = hc * D;
+  std::vector<float> in(static_cast<size_t>(hc * 2 * D)), X(static_cast<size_t>(hcD)), e(static_cast<size_t>(D));
+  dequant_row(M.embed, token, e.data());
+  rms_norm(e.data(), b.enorm.data(), e.data(), D, c.norm_eps);
+  for (int64_t j = 0; j < hc; ++j) {
+    float* row = &in[static_cast<size_t>(j * 2 * D)];
+    std::memcpy(row, e.data(), static_cast<size_t>(D) * 4);
+    rms_norm(&mtp_last_[static_cast<size_t>(j * D)], b.hnorm.data(), row + D, D, c.norm_eps);
+  }
+  linear(b.eh_proj, in.data(), hc, X.data(), rt_.ctx());
+  block_forward(M, l, mtp_state_, X, &token, 1, mtp_pos_.load(), "mtp.0.");
+  std::vector<float> logits = head(M, X.data(), 1, b.mtp_norm, "mtp.0.");
+  mtp_last_ = X;
+  mtp_pos_ += 1;
+  return logits;
+}
+
+void Session::mtp_discard() {
+  Guard g(*this, "mtp_discard");
+  mtp_discard_locked();
+}
+
+void Session::mtp_discard_locked() {
+  if (mtp_self_from_ < 0) return;
+  mtp_state_.rollback(mtp_self_from_);
+  mtp_state_.journal_from(-1);
+  mtp_pos_ = mtp_self_from_;
+  mtp_last_ = mtp_last_saved_;
+  mtp_self_from_ = -1;
 }
 
 void Session::block_forward(const Model& M, int l, LayerState& S, std::vector<float>& X, const int32_t* tokens,

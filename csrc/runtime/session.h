@@ -77,6 +77,11 @@ class Session {
   // MTP draft block (DeepSeek-V4's inference/model.py) on the oldest `T` pending main streams, stream i paired with tokens[i]
   // (the token after that stream's position); returns draft logits [n_out][vocab].
   std::vector<float> mtp_forward(const int32_t* tokens, int64_t T, bool all_logits);
+  // The MTP block applied to its own output (drafts 2..k of a speculative step): consumes the output stream of
+  // the last MTP position with `token` (the previous draft) at the next MTP position; returns draft logits
+  // [vocab].  These positions are provisional: the next mtp_forward or mtp_discard undoes them exactly.
+  std::vector<float> mtp_self(int32_t token);
+  void mtp_discard();
   // Accessors are safe while another thread runs forward (atomics / values fixed at construction).
   int64_t mtp_pos() const { return mtp_pos_.load(); }
   int64_t mtp_pending() const { return pending_rows_.load(); }
@@ -126,7 +131,11 @@ class Session {
   bool use_mtp_ = false;
   LayerState mtp_state_;
   std::atomic<int64_t> mtp_pos_{0};
-  std::vector<float> pending_;            // [rows][hc*D] main streams not yet consumed by mtp_forward
+  std::vector<float> pending_;         // [rows][hc*D] main streams not yet consumed by mtp_forward
+  std::vector<float> mtp_last_;        // [hc*D] output streams of the last MTP position (mtp_self's input)
+  std::vector<float> mtp_last_saved_;  // mtp_last_ before the first provisional mtp_self step
+  int64_t mtp_self_from_ = -1;         // mtp_pos before the provisional mtp_self steps, -1 = none
+  void mtp_discard_locked();
   std::atomic<int64_t> pending_rows_{0};  // pending_.size() / (hc*D), readable from other threads
   double kv_per_token_ = 0;
   size_t kv_total_ = 0;

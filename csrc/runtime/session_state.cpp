@@ -94,6 +94,9 @@ uint64_t payload_bytes(const std::vector<LayerState>& layers, int64_t pos, const
 
 void Session::save(const std::string& path) const {
   Guard g(*this, "save");
+  if (mtp_self_from_ >= 0)
+    throw std::invalid_argument(
+        "save: the MTP block has provisional draft positions (mtp_self); call mtp_discard first");
   const ModelConfig& c = rt_.model().cfg();
   const int64_t pos = pos_, hcD = c.hc * c.dim, pending = pending_rows_;
   // a unique temp name: two sessions saving to one path never write the same temp file
@@ -283,7 +286,10 @@ void Session::load(const std::string& path) {
   pending_rows_ = pending;
   mtp_pos_ = mtp_pos;
   pos_ = pos;
-  ckpt_ = -1;  // the new layers carry no journal
+  ckpt_ = -1;         // the new layers carry no journal
+  mtp_last_.clear();  // not in the file: mtp_self needs an mtp_forward after a load
+  mtp_last_saved_.clear();
+  mtp_self_from_ = -1;
 }
 
 }  // namespace dsv4

@@ -61,6 +61,39 @@ def test_rollback_is_exact(mxfp4, p0, tmp_path):
             assert np.array_equal(a.mtp(nxt, all_logits=True), b.mtp(nxt, all_logits=True)), (p0, k, acc)
 
 
+def test_mtp_self_steps_are_provisional(mxfp4, tmp_path):
+    """Drafts 2..k come from the MTP block applied to its own output; those positions are undone exactly by
+    mtp_discard, by the next mtp call and by rollback: the MTP block continues as if they never ran."""
+    rng = np.random.default_rng(7)
+    V = mxfp4.vocab_size
+    toks = rng.integers(0, V, 140).astype(np.int32)
+    a = mxfp4.session(ctx=300, mtp=True)
+    a.prefill(toks[:130])
+    a.save(tmp_path / "p.state")
+    b = _clone(mxfp4, tmp_path / "p.state", ctx=300)
+    first_a = a.mtp(toks[1:131])
+    assert np.array_equal(first_a, b.mtp(toks[1:131]))
+    d1 = int(np.argmax(first_a))
+    s1 = a.mtp_self(d1)
+    s2 = a.mtp_self(int(np.argmax(s1)))
+    assert a.mtp_pos == 132 and np.isfinite(s2).all() and not np.array_equal(s1, s2)
+    with pytest.raises(ValueError, match="provisional"):
+        a.save(tmp_path / "no.state")
+    a.mtp_discard()
+    assert a.mtp_pos == 130
+    assert np.array_equal(a.mtp_self(d1), s1)  # the same provisional step again, bit for bit
+    # a verify chunk, a rollback with provisional positions pending, then both sessions continue alike
+    for s in (a, b):
+        s.checkpoint()
+        s.prefill(toks[130:133], all_logits=True)
+    a.mtp_self(int(toks[131]))
+    a.rollback(131)
+    b.rollback(131)
+    assert a.mtp_pos == b.mtp_pos == 130
+    assert np.array_equal(a.mtp(toks[131:132]), b.mtp(toks[131:132]))
+    assert np.array_equal(a.prefill(toks[131:136], all_logits=True), b.prefill(toks[131:136], all_logits=True))
+
+
 def test_rollback_errors(mxfp4):
     s = mxfp4.session(ctx=512, mtp=True)
     s.prefill(list(range(10)))
@@ -100,14 +133,14 @@ def _spec(model, n, **kw):
     return list(model.last_stats.tokens), model.last_stats.spec
 
 
-def _spec_drafter(model, n, drafter):
+def _spec_drafter(model, n, drafter, draft=1):
     """Greedy speculative decoding with a drafter override (``speculate``, what ``generate`` runs)."""
     ids = model.encode(PROMPT)
     sess = model.session(ctx=len(ids) + n + 2, mtp=True)
     first = sess.prefill(ids)
     st, out = SpecStats(), []
     rng = np.random.default_rng(0)
-    for tok in speculate(sess, ids, first, temperature=0, top_p=1.0, rng=rng, stats=st, drafter=drafter):
+    for tok in speculate(sess, ids, first, temperature=0, top_p=1.0, rng=rng, stats=st, drafter=drafter, draft=draft):
         out.append(tok)
         if len(out) == n:
             break
@@ -120,26 +153,30 @@ def test_greedy_speculative_equals_plain(convert_tiny, variant):
     m = runtime.load(convert_tiny(variant), threads=2)
     n, n_prompt = 600, len(m.encode(PROMPT))
     plain = _plain(m, n)
-    decided: dict[int, bool] = {}  # position of the verified draft -> kept
 
-    def oracle(i: int, mtp_token: int) -> int:
-        p = n_prompt + i  # where draft i is fed
-        keep = (p + 1) % 128 != 0 and (p * 2654435761) % 7 < 4  # ~57 % kept, never at an HCA block end
-        decided[p] = keep
-        return plain[i] if keep else (plain[i] + 1) % m.vocab_size
+    def oracle(decided: dict[int, bool]):  # noqa: ANN202
+        def draft(i: int, mtp_token: int) -> int:
+            p = n_prompt + i  # where output token i is fed
+            keep = (p + 1) % 128 != 0 and (p * 2654435761) % 7 < 5  # ~70 % kept, never at an HCA block end
+            decided[p] = keep
+            return plain[i] if keep else (plain[i] + 1) % m.vocab_size
 
-    got, st = _spec_drafter(m, n, oracle)
-    assert got == plain, f"{variant}: speculative output differs from plain greedy"
-    assert st.steps > 100 and 0.3 < st.acceptance < 0.8, st
-    rejected = [p for p, keep in decided.items() if not keep]
-    assert any((p + 1) % 128 == 0 for p in rejected), "no rejected draft completed an m=128 block"
-    assert any((p + 1) % 4 == 0 for p in rejected), "no rejected draft completed an m=4 block"
-    assert any((p + 1) % 4 == 0 for p, keep in decided.items() if keep), "no accepted draft completed an m=4 block"
+        return draft
+
+    for k in (1, 2, 3):
+        decided: dict[int, bool] = {}  # position of a verified draft -> kept
+        got, st = _spec_drafter(m, n, oracle(decided), draft=k)
+        assert got == plain, f"{variant} k={k}: speculative output differs from plain greedy"
+        assert st.steps > 100 and 0.3 < st.acceptance < 0.9, (k, st)
+        rejected = [p for p, keep in decided.items() if not keep]
+        assert any((p + 1) % 128 == 0 for p in rejected), f"k={k}: no rejected draft completed an m=128 block"
+        assert any((p + 1) % 4 == 0 for p in rejected), f"k={k}: no rejected draft completed an m=4 block"
+        assert any((p + 1) % 4 == 0 for p, keep in decided.items() if keep), f"k={k}: no kept draft ended an m=4 block"
     if variant in ("MXFP4_MOE", "Q4_K_M"):
-        for draft in (1, "auto"):
+        for draft in (1, 2, 3, "auto"):
             got, st = _spec(m, n, draft=draft)
             assert got == plain, f"{variant} draft={draft}: MTP-drafted output differs from plain greedy"
-            assert st.steps > 0 and (st.plain == 0) == (draft == 1), st  # auto turns the poor drafter off
+            assert st.steps > 0 and (st.plain == 0) == (draft != "auto"), st  # auto turns the poor drafter off
 
 
 def _chi2(counts: np.ndarray, p: np.ndarray) -> tuple[float, int]:
@@ -182,7 +219,8 @@ def test_acceptance_rule_gives_the_target_distribution():
     assert _chi2(np.bincount(rng.choice(V, N, p=q), minlength=V), p)[0] > _crit(df)
 
 
-def test_runtime_speculative_sampling_follows_the_target(mxfp4, tmp_path):
+@pytest.mark.parametrize("k", [1, 3])
+def test_runtime_speculative_sampling_follows_the_target(mxfp4, tmp_path, k):
     """Second token of a speculative run from a fixed context, drawn many times: its distribution is the
     target's (the logits of a plain decode of the first token), over the bins the target puts mass on."""
     ids = mxfp4.encode("one two three")
@@ -200,7 +238,7 @@ def test_runtime_speculative_sampling_follows_the_target(mxfp4, tmp_path):
     rng = np.random.default_rng(1)
     for _ in range(N):
         sess = _clone(mxfp4, tmp_path / "ctx.state", ctx=64)
-        it = speculate(sess, ids, onehot, temperature=temp, top_p=1.0, rng=rng, stats=st)
+        it = speculate(sess, ids, onehot, temperature=temp, top_p=1.0, rng=rng, stats=st, draft=k)
         assert next(it) == x
         counts[next(it)] += 1
     top = np.argsort(p)[-8:]
@@ -208,4 +246,4 @@ def test_runtime_speculative_sampling_follows_the_target(mxfp4, tmp_path):
     pb = np.append(p[top], 1 - p[top].sum())
     stat, df = _chi2(binned, pb)
     assert stat < _crit(df), f"runtime speculative sampling: chi2 {stat:.1f} (df {df}), counts {binned}, p {pb}"
-    assert st.steps == N and 0 < st.accepted < N
+    assert st.steps == N and 0 < st.accepted < N * k
