@@ -8,6 +8,7 @@ Weights are random but shaped like a trained LLM's, so that quantisation error, 
 and routing behave realistically (choices documented in :data:`WEIGHT_CHOICES`).  Each tensor is
 drawn from its own seed (seed, name), so generation streams tensor by tensor with bounded memory and
 the bytes do not depend on the shard size.  Not a trained model: its outputs are meaningless text.
+``values=`` writes given float values instead (e.g. ``reference.random_weights``), encoded the same way.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 import os
 import shutil
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from importlib import resources
 from pathlib import Path
 
@@ -57,7 +58,7 @@ WEIGHT_CHOICES = """
 
 
 class SynthError(RuntimeError):
-    """The synthetic checkpoint could not be written (bad target, not enough disk space)."""
+    """The synthetic checkpoint could not be written (bad target, not enough disk space, bad ``values``)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,6 +195,47 @@ class _Generator:
         return w
 
 
+class _Given:
+    """The caller's value of each logical tensor (``write_synthetic(values=...)``), checked against the layout
+    before anything is written: every weight present with its logical shape, floats finite, ``I64`` integral."""
+
+    def __init__(self, specs: list[TensorSpec], values: Mapping[str, object]):
+        weights = {s.name: s for s in specs if s.kind != "scale"}
+        extra = sorted(set(values) - set(weights))
+        if extra:
+            raise SynthError(
+                f"values: {len(extra)} name(s) not among the layout's weights, e.g. {extra[0]!r} (scale tensors "
+                "are derived from their weight, not given); pass checkpoint weight names of this config"
+            )
+        self._values: dict[str, np.ndarray] = {}
+        for name, spec in weights.items():
+            if name not in values:
+                raise SynthError(
+                    f"values: no value for tensor {name!r} (logical shape {spec.logical_shape}); give every "
+                    "weight of the layout (reference.random_weights does), MTP blocks included"
+                )
+            v = np.asarray(values[name])
+            if v.shape != spec.logical_shape:
+                raise SynthError(
+                    f"values: tensor {name!r} has shape {v.shape}, expected {spec.logical_shape} (the logical "
+                    "shape: FP4 weights unpacked, one float per element)"
+                )
+            if spec.dtype == "I64":
+                if v.dtype.kind not in "iu":
+                    raise SynthError(f"values: tensor {name!r} is stored I64 but its value is {v.dtype}; pass integers")
+                self._values[name] = v.astype(np.int64, copy=False)
+                continue
+            if v.dtype.kind != "f" or not np.isfinite(v).all():
+                raise SynthError(
+                    f"values: tensor {name!r} ({spec.dtype}) needs finite floats, got {v.dtype}"
+                    + ("" if v.dtype.kind != "f" else " with NaN/inf entries")
+                )
+            self._values[name] = np.ascontiguousarray(v, dtype=np.float32)
+
+    def value(self, spec: TensorSpec) -> np.ndarray:
+        return self._values[spec.name]
+
+
 def _encode(spec: TensorSpec, value: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """Value -> stored bytes of the tensor (and of its scale, for FP8/FP4)."""
     if spec.kind == "fp8":
@@ -251,16 +293,24 @@ def write_synthetic(
     max_shard_bytes: int | None = None,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
+    values: Mapping[str, np.ndarray] | None = None,
 ) -> Path:
     """Write a synthetic checkpoint for ``args`` to ``out_dir`` atomically; returns the path.
 
     The directory appears only when complete (written as ``<out_dir>.partial`` and renamed).
     ``progress`` is called with the number of bytes written after each tensor.
+
+    ``values`` (checkpoint weight name -> float32 array of the tensor's logical shape, other float dtypes cast
+    to float32 first; integers for ``tid2eid``), when given, replaces the seeded generator (``seed`` is then
+    unused): every weight of the layout must be present (else :class:`SynthError` naming it), and each is
+    encoded exactly like a generated one (FP8 E4M3 with 128x128 E8M0 block scales, FP4 e2m1 with 1x32 E8M0
+    group scales, BF16/F32/I64 as the layout says), so the file holds the input rounded to the release format.
     """
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise SynthError(f"{out}: already exists; choose another --out or pass --overwrite")
     specs = list(checkpoint_tensors(args))
+    source: _Generator | _Given = _Generator(args, seed) if values is None else _Given(specs, values)
     total = sum(s.nbytes for s in specs)
     shards = plan_shards(specs, max_shard_bytes or default_shard_bytes(total))
     parent = out.resolve().parent
@@ -275,7 +325,6 @@ def write_synthetic(
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
-        gen = _Generator(args, seed)
         weight_map: dict[str, str] = {}
         pending_scales: dict[str, np.ndarray] = {}
         n = len(shards)
@@ -283,7 +332,7 @@ def write_synthetic(
             fname = f"model-{i + 1:05d}-of-{n:05d}.safetensors"
             with open(tmp / fname, "wb") as f:
                 f.write(_shard_header(group))
-                for spec, arr in _with_values(group, gen, pending_scales):
+                for spec, arr in _with_values(group, source, pending_scales):
                     weight_map[spec.name] = fname
                     if arr.nbytes != spec.nbytes or arr.shape != spec.shape:
                         raise SynthError(f"internal: {spec.name} encoded as {arr.shape}, expected {spec.shape}")
@@ -316,7 +365,7 @@ def write_synthetic(
 
 
 def _with_values(
-    group: list[TensorSpec], gen: _Generator, pending_scales: dict[str, np.ndarray]
+    group: list[TensorSpec], source: _Generator | _Given, pending_scales: dict[str, np.ndarray]
 ) -> Iterator[tuple[TensorSpec, np.ndarray]]:
     for spec in group:
         if spec.kind == "scale":
@@ -325,7 +374,7 @@ def _with_values(
                 raise SynthError(f"scale {spec.name} precedes its weight in the layout")
             yield spec, arr.view(np.dtype(ml_dtypes.float8_e8m0fnu))
             continue
-        data, scale = _encode(spec, gen.value(spec))
+        data, scale = _encode(spec, source.value(spec))
         if scale is not None:
             pending_scales[spec.name[: -len(".weight")] + ".scale"] = scale
         if spec.kind == "fp8":

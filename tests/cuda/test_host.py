@@ -14,6 +14,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 from ci_policy import needs_cuda_build
+from support import small_model
 
 from dsv4_gguf import _C, runtime
 from dsv4_gguf.cuda import available_backends, cuda_info, parse_device, unavailable_reason
@@ -97,16 +98,9 @@ def test_upload_plan_covers_every_tensor(small_gguf, small_args, variant):
     assert payload <= plan["total_bytes"] < payload + plan["alignment"] * len(ents)
 
 
-def test_upload_plan_names_unsupported_tensor(tmp_path, small_args, small_weights, gguf_fixture, monkeypatch):
-    from gguf import GGMLQuantizationType as Q
-
-    pick = gguf_fixture._pick
-
-    def with_q2k(variant, gname, cols):  # one matrix in a type without a CUDA kernel
-        return Q.Q2_K if "attn_q_a" in gname and cols % 256 == 0 else pick(variant, gname, cols)
-
-    monkeypatch.setattr(gguf_fixture, "_pick", with_q2k)
-    path = gguf_fixture.write_gguf(tmp_path / "q2k.gguf", small_args, small_weights, "Q8_0")
+def test_upload_plan_names_unsupported_tensor(tmp_path, small_models):
+    # the Q8_0 recipe (every type has a CUDA kernel) with one matrix put in Q2_K, which has none
+    path = small_model.convert(small_models.ckpt, tmp_path / "q2k.gguf", "Q8_0", tensor_types=["attn_q_a=Q2_K"])
     rt = _C.Runtime(str(path), threads=1)
     with pytest.raises(ValueError, match=r"attn_q_a.*Q2_K.*no CUDA kernel.*device='cpu'"):
         _C.cuda_hooks.upload_plan(rt)

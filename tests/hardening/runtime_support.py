@@ -1,6 +1,7 @@
-"""Support of the runtime hardening tests (test_runtime_*.py): tiny deepseek4 GGUFs written from seeds, the
-session-state checksum re-implemented from its definition (to forge header edits the loader must catch by
-validation, not by the checksum), and a sanitizer build of the runtime core with tsan_driver.cpp.
+"""Support of the runtime hardening tests (test_runtime_*.py): tiny deepseek4 GGUFs converted from seeded
+``random_weights`` checkpoints, the session-state checksum re-implemented from its definition (to forge header
+edits the loader must catch by validation, not by the checksum), and a sanitizer build of the runtime core with
+tsan_driver.cpp.
 
 The build compiles every source of csrc/core, csrc/quant, csrc/runtime and csrc/runtime/ops_cpu (the
 libdsv4 core minus CUDA) with the flags of csrc/CMakeLists.txt plus a sanitizer, cached in
@@ -52,17 +53,14 @@ _FNV_BASIS, _FNV_PRIME, _M64 = 0xCBF29CE484222325, 0x100000001B3, (1 << 64) - 1
 
 
 def tiny_gguf(path: Path, seed: int = 0, vocab: int = 1024, variant: str = "Q8_0") -> Path:
-    """The tiny preset (SWA, HCA, CSA and hash layers) with `vocab` tokens and seeded random weights."""
+    """The tiny preset (SWA, HCA, CSA and hash layers) with `vocab` tokens: ``random_weights(args, seed)`` as a
+    release-format checkpoint (written next to `path`) converted by the converter with the `variant` recipe."""
     if path.is_file():
         return path
-    from support import gguf_fixture as gf
+    from support import small_model
 
-    from dsv4_gguf.config import PRESETS
-    from dsv4_gguf.reference import random_weights
-
-    args = PRESETS["tiny"].replace(vocab_size=vocab)
-    weights = {k: v.numpy() for k, v in random_weights(args, seed).items()}
-    return gf.write_gguf(path, args, weights, variant)
+    ckpt = small_model.write_checkpoint(small_model.small_args(vocab), path.with_name(path.stem + ".ckpt"), seed)
+    return small_model.convert(ckpt, path, variant)
 
 
 def _fnv1a(h: int, data: bytes) -> int:

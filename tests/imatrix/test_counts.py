@@ -9,36 +9,35 @@ choice may differ only at a recorded near-tie (runtime margin < 1e-4), never sil
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from dsv4_gguf.reference import RefOptions, Taps, Transformer, load_weights, random_weights  # noqa: E402
+from support import small_model  # noqa: E402
 
-RT = Path(__file__).resolve().parents[1] / "runtime"
+from dsv4_gguf.reference import Taps  # noqa: E402
 
 
-def test_expert_counts_equal_reference_router(tmp_path):
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """The small model (tiny preset, 1,024 tokens): seeded ``random_weights`` checkpoint -> converter GGUFs."""
+    return small_model.SmallModels(tmp_path_factory.mktemp("im_small"), small_model.small_args(), seed=0)
+
+
+def test_expert_counts_equal_reference_router(tmp_path, models):
     from dsv4_gguf.quantize.imatrix import load_imatrix_raw
     from dsv4_gguf.quantize.imatrix_collect import collect
-    from support import gguf_fixture as gf
 
-    from dsv4_gguf.config import PRESETS
-
-    args = PRESETS["tiny"].replace(vocab_size=1024)
-    weights = {k: v.numpy() for k, v in random_weights(args, 0).items()}
-    path = gf.write_gguf(tmp_path / "F32.gguf", args, weights, "F32")
+    args = models.args
+    path = models.gguf("F32")
     rng = np.random.default_rng(5)
     chunks = [rng.integers(0, args.vocab_size, 160).astype(np.int32) for _ in range(2)]
     out = tmp_path / "im.gguf"
     collect(path, None, out, ctx=160, threads=2, token_chunks=chunks, exact=True, qat=False)
     raw = load_imatrix_raw(out)
 
-    ref = Transformer(args, RefOptions(qat=False))
-    load_weights(ref, gf.read_back(path, args, weights))
+    ref = small_model.reference_model(args, path, qat=False)
     E = args.n_routed_experts
     counts = np.zeros((args.n_layers, E), np.int64)
     gate_sums = np.zeros((args.n_layers, E, args.dim))
@@ -78,17 +77,14 @@ def test_expert_counts_equal_reference_router(tmp_path):
         assert ((s.sum(1) > 0) == (counts[L] > 0)).all()
 
 
-def test_taps_do_not_change_the_forward_pass(tmp_path):
+def test_taps_do_not_change_the_forward_pass(models):
     """The imatrix taps only copy activations: logits with every collection tap on are bit-identical."""
     from dsv4_gguf.quantize.imatrix_collect import TAPS
-    from support import gguf_fixture as gf
 
     from dsv4_gguf import runtime
-    from dsv4_gguf.config import PRESETS
 
-    args = PRESETS["tiny"].replace(vocab_size=1024)
-    weights = {k: v.numpy() for k, v in random_weights(args, 0).items()}
-    path = gf.write_gguf(tmp_path / "Q8_0.gguf", args, weights, "Q8_0")
+    args = models.args
+    path = models.gguf("Q8_0")
     toks = np.random.default_rng(9).integers(0, args.vocab_size, 150).astype(np.int32)
     model = runtime.load(path, threads=2)
     s = model.session(ctx=256)

@@ -1,7 +1,8 @@
 """C++ runtime vs llama.cpp (llama-cpp-python 0.3.36, arch deepseek4) on the same GGUF (must-show 2).
 
-Both run the 1,024-vocab tiny model on the same 600 random tokens (one prefill, all logits).  Deliberate
-differences, and why the bounds are what they are:
+Both run the 1,024-vocab tiny model (seed-0 ``random_weights`` in the release format, converted to F32 and
+MXFP4_MOE by the converter: tests/support/small_model.py) on the same 600 random tokens (one prefill, all
+logits).  Deliberate differences, and why the bounds are what they are:
 * QAT simulation: our runtime (like the official model and the reference) rounds the window/compressed
   KV through e4m3 and the indexer q/k through e2m1 after a Hadamard (``act_quant`` / ``fp4_act_quant`` of the
   official kernel.py); llama.cpp does not.
@@ -19,8 +20,7 @@ import pytest
 
 llama_cpp = pytest.importorskip("llama_cpp")
 
-from support import gguf_fixture as gf  # noqa: E402
-from support import report  # noqa: E402
+from support import report, small_model  # noqa: E402
 
 _report, LINES = report.reporter_fixture("runtime vs llama.cpp (measured)")
 
@@ -35,13 +35,9 @@ BOUNDS = {
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from dsv4_gguf.config import PRESETS
-    from dsv4_gguf.reference import random_weights
-
-    args = PRESETS["tiny"].replace(vocab_size=1024)
-    w = {k: v.numpy() for k, v in random_weights(args, 0).items()}
-    d = tmp_path_factory.mktemp("rtll")
-    paths = {v: gf.write_gguf(d / f"{v}.gguf", args, w, v) for v in ("F32", "MXFP4_MOE")}
+    args = small_model.small_args()
+    models = small_model.SmallModels(tmp_path_factory.mktemp("rtll"), args, seed=0)
+    paths = {v: models.gguf(v) for v in ("F32", "MXFP4_MOE")}
     toks = np.random.default_rng(1234).integers(0, args.vocab_size, 600)
     peer = {}
     for v, p in paths.items():

@@ -1,4 +1,6 @@
-"""C++ runtime vs the PyTorch reference on the same dequantized GGUF weights (issue 7, must-show 1).
+"""C++ runtime vs the PyTorch reference on the same dequantized GGUF weights (issue 7, must-show 1): the
+converter's GGUFs of the small model (seed-0 ``random_weights`` written in the release format,
+tests/support/small_model.py), the reference on ``open_gguf(...).checkpoint_weights()``.
 
 * Taps, simulation off, exact math: every per-layer intermediate within the ``runtime_exact`` entry;
   router and indexer choices equal except recorded near-ties.
@@ -18,10 +20,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from support import gguf_fixture as gf  # noqa: E402
-from support import report  # noqa: E402
+from support import report, small_model  # noqa: E402
 
-from dsv4_gguf.reference import RefOptions, Taps, Transformer, load_weights, random_weights  # noqa: E402
+from dsv4_gguf.reference import Taps  # noqa: E402
 from dsv4_gguf.reference.tolerances import Tol, assert_close  # noqa: E402
 
 _report, LINES = report.reporter_fixture("runtime vs reference (measured)")
@@ -38,16 +39,12 @@ EPS_ROUTE = 0.1  # selection margin (k-th minus (k+1)-th score) of the first dif
 MAX_MEAN_KLD = {"F32": 1e-3, "BF16": 1e-3, "Q8_0": 5e-3, "MXFP4_MOE": 5e-3, "Q4_K_M": 5e-3}
 
 
+VARIANTS = ("F32", "BF16", "Q8_0", "MXFP4_MOE", "Q4_K_M")  # converter recipes (quantize/recipes)
+
+
 @pytest.fixture(scope="module")
 def args():
-    from dsv4_gguf.config import PRESETS
-
-    return PRESETS["tiny"].replace(vocab_size=1024)
-
-
-@pytest.fixture(scope="module")
-def weights(args):
-    return {k: v.numpy() for k, v in random_weights(args, 0).items()}
+    return small_model.small_args()
 
 
 @pytest.fixture(scope="module")
@@ -56,22 +53,9 @@ def tokens(args):
 
 
 @pytest.fixture(scope="module")
-def gguf_path(tmp_path_factory, args, weights):
-    d = tmp_path_factory.mktemp("rtref")
-    cache = {}
-
-    def get(variant):
-        if variant not in cache:
-            cache[variant] = gf.write_gguf(d / f"{variant}.gguf", args, weights, variant)
-        return cache[variant]
-
-    return get
-
-
-def _reference(args, path, weights, qat):
-    model = Transformer(args, RefOptions(qat=qat))
-    load_weights(model, gf.read_back(path, args, weights))
-    return model
+def gguf_path(tmp_path_factory, args):
+    """variant -> the converter's GGUF of the small model (seed-0 ``random_weights``), made on first use."""
+    return small_model.SmallModels(tmp_path_factory.mktemp("rtref"), args, seed=0).gguf
 
 
 def _softmax(x):
@@ -102,11 +86,11 @@ TAPS = ["embed", "hc_head_out", "logits"] + [
 
 
 @pytest.mark.parametrize("variant", ["F32", "Q8_0"])
-def test_taps_exact_no_qat(variant, args, weights, tokens, gguf_path):
+def test_taps_exact_no_qat(variant, args, tokens, gguf_path):
     from dsv4_gguf import runtime
 
     path = gguf_path(variant)
-    ref = _reference(args, path, weights, qat=False)
+    ref = small_model.reference_model(args, path, qat=False)
     n = 300
     model = runtime.load(path, threads=2, exact=True, qat=False)
     s = model.session(ctx=1024)
@@ -153,15 +137,15 @@ MODES = {
     "fast": dict(min_top1=0.85, kld=dict.fromkeys(MAX_MEAN_KLD, 2e-2)),
 }
 # F32/BF16 weights meet f32 activations in both modes: their fast run would repeat the exact one
-RUNS = [(v, m) for m in MODES for v in gf.VARIANTS if not (m == "fast" and v in ("F32", "BF16"))]
+RUNS = [(v, m) for m in MODES for v in VARIANTS if not (m == "fast" and v in ("F32", "BF16"))]
 
 
 @pytest.mark.parametrize(("variant", "mode"), RUNS)
-def test_600_tokens_top1_and_kld(variant, mode, args, weights, tokens, gguf_path):
+def test_600_tokens_top1_and_kld(variant, mode, args, tokens, gguf_path):
     from dsv4_gguf import runtime
 
     path = gguf_path(variant)
-    ref = _reference(args, path, weights, qat=True)
+    ref = small_model.reference_model(args, path, qat=True)
     model = runtime.load(path, threads=2, exact=mode == "exact")
     s = model.session(ctx=1024)
     s.set_taps(["layers.*.router_idx", "layers.*.idx_topk", "layers.*.router_margin", "layers.*.idx_margin"])

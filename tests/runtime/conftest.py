@@ -1,5 +1,5 @@
-"""Fixtures of the runtime tests: seeded random-weight tiny models written as deepseek4 GGUFs (one per
-type recipe, see gguf_fixture.py) and the PyTorch reference on the same dequantized weights.
+"""Fixtures of the runtime tests: the small model (tests/support/small_model.py: seeded ``random_weights`` in the
+release format, converted to GGUF by the converter, one file per recipe, each made once per session).
 
 ``small`` = the tiny preset with a 1,024-token vocabulary (architecture unchanged: SWA, HCA, CSA, hash
 layers); the head matmul would dominate otherwise.  Measured numbers are printed at the end.
@@ -7,51 +7,27 @@ layers); the head matmul would dominate otherwise.  Measured numbers are printed
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from support import gguf_fixture as gf
+from support import small_model
 
 MEASURED: dict[str, str] = {}
 
 
 @pytest.fixture(scope="session")
-def gguf_fixture():
-    """The test-GGUF writer module (gguf_fixture.py)."""
-    return gf
-
-
-@pytest.fixture(scope="session")
 def small_args():
-    from dsv4_gguf.config import PRESETS
-
-    return PRESETS["tiny"].replace(vocab_size=1024)
+    return small_model.small_args()
 
 
 @pytest.fixture(scope="session")
-def small_weights(small_args):
-    from dsv4_gguf.reference import random_weights
-
-    return {k: v.numpy() for k, v in random_weights(small_args, 0).items()}
+def small_models(tmp_path_factory, small_args) -> small_model.SmallModels:
+    return small_model.SmallModels(tmp_path_factory.mktemp("rt_small"), small_args, seed=0)
 
 
 @pytest.fixture(scope="session")
-def gguf_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("rt_gguf")
-
-
-@pytest.fixture(scope="session")
-def small_gguf(gguf_dir, small_args, small_weights):
-    """variant -> path of the small model's GGUF (written on first use)."""
-    cache: dict[str, Path] = {}
-
-    def get(variant: str) -> Path:
-        if variant not in cache:
-            cache[variant] = gf.write_gguf(gguf_dir / f"small_{variant}.gguf", small_args, small_weights, variant)
-        return cache[variant]
-
-    return get
+def small_gguf(small_models):
+    """variant (a recipe name) -> path of the small model's GGUF (converted on first use)."""
+    return small_models.gguf
 
 
 @pytest.fixture(scope="session")

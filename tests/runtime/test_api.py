@@ -9,6 +9,7 @@ from importlib import resources
 
 import numpy as np
 import pytest
+from support import small_model
 
 from dsv4_gguf import runtime
 
@@ -89,8 +90,8 @@ def test_cli_run(gguf, capsys):
     assert "error:" in capsys.readouterr().err
 
 
-def test_split_gguf_loads_and_matches(tmp_path, small_args, small_weights, small_gguf, gguf_fixture):
-    first = gguf_fixture.write_gguf(tmp_path / "split.gguf", small_args, small_weights, "Q8_0", split_max_tensors=40)
+def test_split_gguf_loads_and_matches(tmp_path, small_models, small_gguf):
+    first = small_model.convert(small_models.ckpt, tmp_path / "split.gguf", "Q8_0", split_max_tensors=40)
     assert first.name.startswith("split-00001-of-")
     whole = runtime.load(small_gguf("Q8_0"), threads=2).session(ctx=64).prefill(np.arange(20), all_logits=True)
     parts = runtime.load(first, threads=2).session(ctx=64).prefill(np.arange(20), all_logits=True)
@@ -107,8 +108,8 @@ def test_config_reports_types(model):
     json.dumps({k: v for k, v in c.items() if k != "tensor_types"})
 
 
-def test_prefetch_maps_every_shard_and_changes_no_result(tmp_path, small_args, small_weights, gguf_fixture):
-    first = gguf_fixture.write_gguf(tmp_path / "split.gguf", small_args, small_weights, "Q8_0", split_max_tensors=40)
+def test_prefetch_maps_every_shard_and_changes_no_result(tmp_path, small_models):
+    first = small_model.convert(small_models.ckpt, tmp_path / "split.gguf", "Q8_0", split_max_tensors=40)
     shards = sorted(tmp_path.glob("split-*-of-*.gguf"))
     assert len(shards) >= 2
     size = sum(p.stat().st_size for p in shards)
