@@ -15,7 +15,8 @@ provisional MTP positions; no replay), so the session is the one plain decoding 
   ``p`` (temperature and top-p applied to both).
 - ``draft="auto"``: picks k (or a plain decode step) with the most expected tokens per second from the
   measured per-draft acceptance and step times (``_Auto``); while plain decoding wins it tries one
-  speculative step every ``PROBE_EVERY`` tokens, so that a poor drafter costs little.
+  speculative step after ``PROBE_EVERY`` tokens, the interval doubling up to ``PROBE_MAX``, so that a poor
+  drafter costs little.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ import numpy as np
 __all__ = ["DRAFTS", "SpecStats", "accept_or_resample", "probs", "sample", "speculate"]
 
 DRAFTS = (1, 2, 3)  # draft tokens per step: the MTP block once, then applied to its own output
-PROBE_EVERY = 16  # draft="auto" with speculation off: plain tokens between two trial steps
+PROBE_EVERY = 16  # draft="auto" with speculation off: plain tokens before a trial step (doubling)
+PROBE_MAX = 256
 _EMA = 0.25
 
 
@@ -87,15 +89,17 @@ class SpecStats:
 class _Auto:
     """draft="auto": each step, the number of drafts k (0 = a plain decode step) with the most expected tokens per
     second: (1 + a + ... + a^k) / t(k), with a the per-draft acceptance and t(k) the measured seconds of a step
-    with k drafts (verify + drafting), both exponential moving averages.  Every k is measured once first; while
-    plain decoding wins, one speculative step every PROBE_EVERY tokens keeps the estimates current."""
+    with k drafts (verify + drafting), both exponential moving averages.  Measures a plain step and a k = 1
+    step first; larger k only once k = 1 beats plain decoding.  While plain decoding wins, one speculative step
+    is tried after `PROBE_EVERY` tokens, the interval doubling (up to `PROBE_MAX`) after each probe that does
+    not win, so that a poor drafter costs a few percent."""
 
     def __init__(self, ks: Sequence[int] = DRAFTS) -> None:
         self.ks = tuple(ks)
         self.acc = 0.5  # per-draft acceptance (EMA)
         self.t: dict[int, float] = {}  # k -> seconds of a step (k = 0: plain decode)
         self.off_since = 0
-        self.last_k = self.ks[0]
+        self.interval = PROBE_EVERY
 
     def _ema(self, k: int, seconds: float) -> None:
         old = self.t.get(k)
@@ -115,13 +119,18 @@ class _Auto:
 
     def choose(self) -> int:
         """Drafts for the next step (0: decode plainly)."""
-        for k in (*reversed(self.ks), 0):
+        for k in (0, self.ks[0]):
             if k not in self.t:
                 return k
-        best = max(self.ks, key=self.rate)
-        self.last_k = best
-        if self.rate(best) > self.rate(0) or self.off_since >= PROBE_EVERY:
+        known = [k for k in self.ks if k in self.t]
+        best = max(known, key=self.rate)
+        if self.rate(best) > self.rate(0):
+            self.interval = PROBE_EVERY
+            nxt = next((k for k in self.ks if k not in self.t), None)
+            return nxt if nxt is not None and best == max(known) else best  # try the next larger k once
+        if self.off_since >= self.interval:
             self.off_since = 0
+            self.interval = min(2 * self.interval, PROBE_MAX)
             return best
         return 0
 

@@ -84,6 +84,8 @@ def _render(bench, name: str, record: dict) -> str:
         return bench("quant_kernels").section_text(record["meta"], record["results"])
     if name.startswith("convert"):
         return bench("convert").format_section(record["meta"], record["rows"])
+    if name.startswith("speculative"):
+        return bench("speculative").format_section(record["meta"], record["rows"])
     raise AssertionError(f"RESULTS.md section {name!r}: no benchmark generates it (hand-written text has no markers)")
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from dsv4_gguf import runtime
-from dsv4_gguf.speculative import SpecStats, accept_or_resample, probs, speculate
+from dsv4_gguf.speculative import PROBE_MAX, SpecStats, _Auto, accept_or_resample, probs, speculate
 
 VARIANTS = ["SOURCE", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K", "IQ2_XXS-MOE", "MXFP4_MOE"]
 PROMPT = "Speculative decoding: the tapir walks at dawn, one, two, three."
@@ -247,3 +247,32 @@ def test_runtime_speculative_sampling_follows_the_target(mxfp4, tmp_path, k):
     stat, df = _chi2(binned, pb)
     assert stat < _crit(df), f"runtime speculative sampling: chi2 {stat:.1f} (df {df}), counts {binned}, p {pb}"
     assert st.steps == N and 0 < st.accepted < N * k
+
+
+@pytest.mark.parametrize(
+    ("acc", "t_step", "want"),
+    [
+        (0.0, [1.0, 2.5, 3.5, 4.5], 0),  # a useless drafter: plain decoding, rare probes
+        (0.9, [1.0, 1.3, 1.5, 1.7], 3),  # a good drafter and cheap verify steps: the most drafts
+        (0.9, [1.0, 1.3, 2.6, 3.9], 1),  # costly extra drafts: one
+        (0.3, [1.0, 1.5, 2.0, 2.5], 0),  # (1 + 0.3) / 1.5 < 1: plain
+    ],
+)
+def test_auto_policy_picks_the_fastest(acc, t_step, want):
+    rng = np.random.default_rng(0)
+    a = _Auto()
+    picks = []
+    for _ in range(2000):
+        k = a.choose()
+        picks.append(k)
+        if k == 0:
+            a.plain_step(t_step[0])
+        else:
+            kept = 0
+            while kept < k and rng.random() < acc:
+                kept += 1
+            a.spec_step(k, kept, t_step[k])
+    tail = np.array(picks[1000:])
+    assert np.bincount(tail, minlength=4).argmax() == want, np.bincount(tail, minlength=4)
+    if want == 0:  # probes of a losing drafter: at most one step per PROBE_MAX / 2 tokens once backed off
+        assert (tail > 0).sum() <= 2 * len(tail) // PROBE_MAX + 1, (tail > 0).sum()
