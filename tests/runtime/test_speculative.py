@@ -94,6 +94,24 @@ def test_mtp_self_steps_are_provisional(mxfp4, tmp_path):
     assert np.array_equal(a.prefill(toks[131:136], all_logits=True), b.prefill(toks[131:136], all_logits=True))
 
 
+@pytest.mark.parametrize("variant", ["MXFP4_MOE", "Q4_K_M"])
+def test_chunk_logits_equal_decode_logits(convert_tiny, variant):
+    """What greedy speculation rests on: a verify chunk's logits are those of one-token decode steps, bit for
+    bit, in the default (fast) mode too: BF16 head (MXFP4_MOE, several tokens per converted row) and Q6_K head."""
+    m = runtime.load(convert_tiny(variant), threads=2)
+    toks = np.random.default_rng(11).integers(0, m.vocab_size, 160).astype(np.int32)
+    a, b = m.session(ctx=256), m.session(ctx=256)
+    a.prefill(toks[:100])
+    b.prefill(toks[:100])
+    dec = np.stack([a.decode(int(t)) for t in toks[100:160]])
+    got, p = [], 100
+    for n in (2, 3, 4, 5, 1, 7, 2, 4, 4, 16, 12):
+        got.append(b.prefill(toks[p : p + n], all_logits=True))
+        p += n
+    assert p == 160
+    assert np.array_equal(np.concatenate(got), dec)
+
+
 def test_rollback_errors(mxfp4):
     s = mxfp4.session(ctx=512, mtp=True)
     s.prefill(list(range(10)))

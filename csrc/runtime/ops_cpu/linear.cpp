@@ -19,6 +19,7 @@ float dot_f32_avx512(const float* a, const float* b, int64_t n);
 void axpy_f32_avx2(float* y, float a, const float* x, int64_t n);
 void axpy_f32_avx512(float* y, float a, const float* x, int64_t n);
 float dot_bf16_f32_avx512(const uint16_t* a, const float* b, int64_t n);
+void dot_bf16_f32_avx512_x4(const uint16_t* a, const float* const* b, int nt, int64_t n, float* out);
 #endif
 
 float dot_f32_ref(const float* a, const float* b, int64_t n) {
@@ -36,12 +37,14 @@ namespace {
 struct FloatDots {
   float (*f32)(const float*, const float*, int64_t) = dot_f32_ref;
   float (*bf16)(const uint16_t*, const float*, int64_t) = nullptr;  // nullptr: dequantize + f32
-  void (*axpy)(float*, float, const float*, int64_t) = nullptr;     // nullptr: scalar loop
+  // up to 4 tokens against one BF16 row, each result bf16's bit for bit (nullptr: one token at a time)
+  void (*bf16_x4)(const uint16_t*, const float* const*, int, int64_t, float*) = nullptr;
+  void (*axpy)(float*, float, const float*, int64_t) = nullptr;  // nullptr: scalar loop
   FloatDots() {
 #if defined(DSV4_X86)
     const Impl i = resolve_impl(Impl::Auto);
     if (i == Impl::Avx512)
-      f32 = dot_f32_avx512, bf16 = dot_bf16_f32_avx512, axpy = axpy_f32_avx512;
+      f32 = dot_f32_avx512, bf16 = dot_bf16_f32_avx512, bf16_x4 = dot_bf16_f32_avx512_x4, axpy = axpy_f32_avx512;
     else if (i == Impl::Simd)
       f32 = dot_f32_avx2, bf16 = dot_bf16_f32_avx2, axpy = axpy_f32_avx2;
 #endif
@@ -149,9 +152,20 @@ void run_rows(const Prepared& p, int64_t b, int64_t e) {
       const int64_t r1 = std::min(e, r0 + kRows);
       for (int64_t t0 = 0; t0 < T; t0 += kToks) {
         const int64_t t1 = std::min(T, t0 + kToks);
+        const auto x4 = float_dots().bf16_x4;
         for (int64_t r = r0; r < r1; ++r) {
           const uint16_t* wr = reinterpret_cast<const uint16_t*>(w.row(r));
-          for (int64_t t = t0; t < t1; ++t) y[t * ys + r] = p.bf16_dot(wr, p.x + t * cols, cols);
+          int64_t t = t0;
+          if (x4 && p.bf16_dot == float_dots().bf16)  // the row converted once for up to 4 tokens, same bits
+            for (; t + 1 < t1; t += 4) {
+              const int nt = static_cast<int>(std::min<int64_t>(4, t1 - t));
+              const float* xs[4];
+              float out[4];
+              for (int j = 0; j < nt; ++j) xs[j] = p.x + (t + j) * cols;
+              x4(wr, xs, nt, cols, out);
+              for (int j = 0; j < nt; ++j) y[(t + j) * ys + r] = out[j];
+            }
+          for (; t < t1; ++t) y[t * ys + r] = p.bf16_dot(wr, p.x + t * cols, cols);
         }
       }
     }
