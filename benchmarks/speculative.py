@@ -30,6 +30,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from llama_peer import cpu_simd  # noqa: E402
+
 
 def _weights(path: Path) -> dict:
     """Bytes per forward of the main model: dense (read once per forward), per expert of each MoE layer, per
@@ -200,21 +202,11 @@ def run(ns: argparse.Namespace) -> dict:
             "rounds": ns.rounds,
             "plain_tok_s": best_plain,
             "plain_bytes_per_token": plain_bytes,
-            "cpu": _cpu(),
+            "cpu": cpu_simd()["model"],
             "loadavg": list(os.getloadavg()),
         },
         "rows": rows,
     }
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def format_section(meta: dict, rows: list[dict]) -> str:

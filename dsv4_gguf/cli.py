@@ -279,8 +279,18 @@ def _stats_line(st: runtime.GenerationStats) -> str:
     )
 
 
-def _draft(ns: argparse.Namespace) -> int | str:
-    return ns.draft if ns.draft == "auto" else int(ns.draft)
+def _generate_options(ns: argparse.Namespace) -> dict[str, Any]:
+    """The Model.generate keywords of the run/chat options."""
+    return {
+        "max_tokens": ns.max_tokens,
+        "temperature": ns.temperature,
+        "top_p": ns.top_p,
+        "seed": ns.seed,
+        "thinking": _think(ns),
+        "ctx": ns.ctx,
+        "speculative": ns.speculative,
+        "draft": ns.draft if ns.draft == "auto" else int(ns.draft),
+    }
 
 
 def _think(ns: argparse.Namespace) -> str | bool:
@@ -333,17 +343,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    for piece in model.generate(
-        prompt,
-        max_tokens=ns.max_tokens,
-        temperature=ns.temperature,
-        top_p=ns.top_p,
-        seed=ns.seed,
-        thinking=_think(ns),
-        ctx=ns.ctx,
-        speculative=ns.speculative,
-        draft=_draft(ns),
-    ):
+    for piece in model.generate(prompt, **_generate_options(ns)):
         print(piece, end="", flush=True)
     print()
     _ctx_notice(ns, model.last_stats)
@@ -383,17 +383,7 @@ def _cmd_chat(ns: argparse.Namespace) -> int:
             )
             continue
         pieces = []
-        for piece in model.generate(
-            messages,
-            max_tokens=ns.max_tokens,
-            temperature=ns.temperature,
-            top_p=ns.top_p,
-            seed=ns.seed,
-            thinking=_think(ns),
-            ctx=ns.ctx,
-            speculative=ns.speculative,
-            draft=_draft(ns),
-        ):
+        for piece in model.generate(messages, **_generate_options(ns)):
             pieces.append(piece)
             print(piece, end="", flush=True)
         print()
