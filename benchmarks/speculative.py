@@ -44,7 +44,7 @@ def _weights(path: Path) -> dict:
         for name in m.names():
             nb = m.info(name).nbytes
             if name == "token_embd.weight":
-                emb_row = nb // m.info(name).shape[-1] if m.info(name).shape else 0
+                emb_row = nb // m.info(name).shape[0]  # one [vocab, dim] row per token
             elif "_exps." in name:
                 layer = int(name.split(".")[1])
                 expert[layer] = expert.get(layer, 0) + nb // n_exp

@@ -5,8 +5,9 @@
 ``session.load_state(path)``; ``model.generate(messages_or_prompt, ...)`` streams text pieces.  The
 tokenizer is built from the GGUF metadata (``tokenizer.ggml.*``) with HF ``tokenizers``.  The math
 lives in ``csrc/runtime`` (``_C.Runtime`` / ``_C.Session``); this module owns policy: sampling, chat
-prompts, timing (the ``run``/``chat`` commands are wired in ``dsv4_gguf.cli``).  The MTP draft head is exposed as logits
-(``Session.mtp``); speculative decoding with it is not implemented.
+prompts, timing (the ``run``/``chat`` commands are wired in ``dsv4_gguf.cli``).  The MTP draft head is
+exposed as logits (``Session.mtp``, ``Session.mtp_self``); speculative decoding with it
+(``generate(speculative="mtp")``) is in ``dsv4_gguf.speculative``, on ``checkpoint``/``rollback``.
 """
 
 from __future__ import annotations
@@ -177,12 +178,15 @@ class Session:
             out = self._s.mtp_forward(ids, all_logits)
         return out if all_logits else out[0]
 
+    def _cpu_only(self, what: str) -> None:
+        if self.model._cuda is not None:
+            raise NotImplementedError(f"Session.{what}: device='cuda' sessions have no MTP block or undo journal yet")
+
     def checkpoint(self) -> None:
         """Start an undo journal at ``pos`` (speculative decoding): ``rollback(n)`` then returns the session
         to its first ``n`` tokens, exactly and without replay.  A later ``checkpoint`` moves it; a chunk
         longer than the attention window, ``reset`` and ``load_state`` drop it."""
-        if self.model._cuda is not None:
-            raise NotImplementedError("checkpoint/rollback run on device='cpu' sessions only")
+        self._cpu_only("checkpoint")
         with self._exclusive("checkpoint"):
             self._s.checkpoint()
 
@@ -190,6 +194,7 @@ class Session:
         """Return to the first ``n`` tokens (``checkpoint_pos <= n <= pos``): window KV rows, compressor states,
         compressed-entry counts and the MTP streams not yet consumed are those after token ``n - 1``, bit for
         bit.  ``ValueError`` outside that range or without a checkpoint."""
+        self._cpu_only("rollback")
         with self._exclusive("rollback"):
             self._s.rollback(int(n))
 
@@ -197,10 +202,12 @@ class Session:
         """The MTP block applied to its own last output with ``token`` (the previous draft): the next draft's
         logits ``[V]`` (drafts 2..k of a speculative step).  Provisional: ``mtp_discard``, the next ``mtp``
         call and ``rollback`` undo these positions exactly."""
+        self._cpu_only("mtp_self")
         with self._exclusive("mtp_self"):
             return self._s.mtp_self(int(token))
 
     def mtp_discard(self) -> None:
+        self._cpu_only("mtp_discard")
         with self._exclusive("mtp_discard"):
             self._s.mtp_discard()
 
