@@ -430,6 +430,10 @@ py::dict runtime_config(const dsv4::Runtime& rt) {
   d["threads"] = rt.options().threads;
   d["exact"] = rt.options().exact;
   d["qat"] = rt.options().qat;
+  // the MTP draft head option (exact mode always drafts with the file's head)
+  d["draft_head"] = rt.options().draft_head < 0 || rt.options().exact
+                        ? std::string("model")
+                        : std::string(dsv4::ggml_type_name(rt.options().draft_head));
   d["has_mtp"] = rt.mtp() != nullptr;
   py::dict types;
   for (const auto& [name, t] : rt.model().file().tensors()) types[py::str(name)] = dsv4::ggml_type_name(t.type);
@@ -445,16 +449,26 @@ void register_runtime(py::module_& m) {
   py::register_exception<dsv4::SessionBusy>(m, "SessionBusyError", PyExc_RuntimeError);
   py::register_exception<dsv4::StateError>(m, "SessionStateError", PyExc_RuntimeError);
   py::class_<dsv4::Runtime>(m, "Runtime")
-      .def(py::init([](const std::string& path, int threads, bool exact, bool qat, const std::string& mtp) {
+      .def(py::init([](const std::string& path, int threads, bool exact, bool qat, const std::string& mtp,
+                       const std::string& draft_head) {
              dsv4::RuntimeOptions o;
              o.threads = threads;
              o.exact = exact;
              o.qat = qat;
+             if (draft_head == "q8_0")
+               o.draft_head = static_cast<int>(dsv4::QType::Q8_0);
+             else if (draft_head == "q4_0")
+               o.draft_head = static_cast<int>(dsv4::QType::Q4_0);
+             else if (draft_head == "model")
+               o.draft_head = -1;
+             else
+               throw py::value_error("draft_head must be 'q8_0', 'q4_0' or 'model', got '" + draft_head + "'");
              py::gil_scoped_release nogil;
              return std::make_unique<dsv4::Runtime>(path, o, mtp);
            }),
            py::arg("path"), py::arg("threads") = 0, py::arg("exact") = false, py::arg("qat") = true,
-           py::arg("mtp") = "", "Memory-map and validate a deepseek4 GGUF (first shard of a split set).")
+           py::arg("mtp") = "", py::arg("draft_head") = "q8_0",
+           "Memory-map and validate a deepseek4 GGUF (first shard of a split set).")
       .def(
           "prefetch",
           [](const dsv4::Runtime& r) {

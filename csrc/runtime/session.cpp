@@ -67,6 +67,33 @@ uint64_t Runtime::fingerprint() const {
   return fp_;
 }
 
+const WeightView& Runtime::draft_head() const {
+  std::call_once(draft_once_, [this] {
+    const Model* m = mtp();
+    if (!m) throw std::logic_error("draft_head: no MTP block");
+    draft_head_ = m->head;
+    if (opts_.exact || opts_.draft_head < 0) return;
+    const QType t = static_cast<QType>(opts_.draft_head);
+    const WeightView& h = m->head;
+    const size_t rs = quant_row_size(t, h.cols);
+    if (rs >= h.row_bytes) return;  // the file's head is as small already
+    draft_data_.resize(rs * static_cast<size_t>(h.rows));
+    const QuantizeRowFn q = quant_kernels(t, Impl::Auto).quantize;
+    pool_->parallel_for(h.rows, 256, [&](int64_t b, int64_t e) {
+      std::vector<float> row(static_cast<size_t>(h.cols));
+      for (int64_t r = b; r < e; ++r) {
+        dequant_row(h, r, row.data());
+        q(row.data(), draft_data_.data() + static_cast<size_t>(r) * rs, h.cols, nullptr);
+      }
+    });
+    draft_head_.type = t;
+    draft_head_.row_bytes = rs;
+    draft_head_.data = draft_data_.data();
+    draft_head_.name = h.name + " (draft copy)";
+  });
+  return draft_head_;
+}
+
 OpCtx Runtime::ctx() const {
   OpCtx c;
   c.pool = pool_.get();
@@ -223,13 +250,13 @@ std::vector<float> Session::forward(const int32_t* tokens, int64_t T, bool all_l
     pending_rows_ = static_cast<int64_t>(pending_.size()) / hcD;
   }
   const int64_t n_out = all_logits ? T : 1;
-  std::vector<float> logits = head(M, &X[static_cast<size_t>((T - n_out) * hcD)], n_out, M.out_norm, "");
+  std::vector<float> logits = head(M, M.head, &X[static_cast<size_t>((T - n_out) * hcD)], n_out, M.out_norm, "");
   pos_ = p0 + T;
   return logits;
 }
 
-std::vector<float> Session::head(const Model& M, const float* X, int64_t n_out, const std::vector<float>& norm,
-                                 const std::string& pre) {
+std::vector<float> Session::head(const Model& M, const WeightView& W, const float* X, int64_t n_out,
+                                 const std::vector<float>& norm, const std::string& pre) {
   const ModelConfig& c = M.cfg();
   const bool taps = taps_.active();
   const int64_t D = c.dim, hc = c.hc, hcD = hc * D;
@@ -248,7 +275,7 @@ std::vector<float> Session::head(const Model& M, const float* X, int64_t n_out, 
     rms_norm(ut, norm.data(), ut, D, c.norm_eps);
   }
   std::vector<float> logits(static_cast<size_t>(n_out * c.vocab));
-  linear(M.head, u.data(), n_out, logits.data(), ctx);
+  linear(W, u.data(), n_out, logits.data(), ctx);
   if (taps) taps_.add(pre + "logits", logits.data(), n_out * c.vocab, c.vocab);
   return logits;
 }
@@ -280,14 +307,45 @@ std::vector<float> Session::mtp_forward(const int32_t* tokens, int64_t T, bool a
     }
   }
   linear(b.eh_proj, in.data(), T * hc, X.data(), rt_.ctx());
-  block_forward(M, l, mtp_state_, X, tokens, T, mtp_pos_.load(), "mtp.0.");
   const int64_t n_out = all_logits ? T : 1;
-  std::vector<float> logits = head(M, &X[static_cast<size_t>((T - n_out) * hcD)], n_out, b.mtp_norm, "mtp.0.");
+  // The positions before the last n_out: nobody reads their MTP output, only the window KV rows the block
+  // (window-only attention) writes for them, so they skip the queries, attention, MoE and head (the same rows,
+  // bit for bit).  With taps on, every position runs whole so that every tap is recorded.
+  const int64_t p0 = mtp_pos_.load(), tk = taps_.active() ? 0 : T - n_out;
+  if (tk > 0) {
+    mtp_kv_rows(M, X.data(), tk, p0);
+    X.erase(X.begin(), X.begin() + tk * hcD);
+  }
+  block_forward(M, l, mtp_state_, X, tokens + tk, T - tk, p0 + tk, "mtp.0.");
+  std::vector<float> logits =
+      head(M, rt_.draft_head(), &X[static_cast<size_t>((T - tk - n_out) * hcD)], n_out, b.mtp_norm, "mtp.0.");
   pending_.erase(pending_.begin(), pending_.begin() + T * hcD);
   pending_rows_ = static_cast<int64_t>(pending_.size()) / hcD;
   mtp_pos_ += T;
   mtp_last_.assign(X.end() - hcD, X.end());
   return logits;
+}
+
+void Session::mtp_kv_rows(const Model& M, const float* X, int64_t T, int64_t p0) {
+  const ModelConfig& c = M.cfg();
+  const int l = static_cast<int>(c.n_layers);
+  const BlockWeights& b = M.block(l);
+  const OpCtx ctx = rt_.ctx();
+  const int64_t D = c.dim, hc = c.hc, hcD = hc * D, nmix = (2 + hc) * hc;
+  std::vector<float> mixes(static_cast<size_t>(T * nmix)), h(static_cast<size_t>(T * D));
+  std::vector<float> post(static_cast<size_t>(hc)), comb(static_cast<size_t>(hc * hc));
+  hc_mixes(b.hc_attn_fn, X, T, c.norm_eps, mixes.data(), ctx);  // the attention input, as block_forward makes it
+  for (int64_t t = 0; t < T; ++t) {
+    float pr[4];
+    hc_coeffs(&mixes[static_cast<size_t>(t * nmix)], b.hc_attn_scale.data(), b.hc_attn_base.data(),
+              static_cast<int>(hc), static_cast<int>(c.sinkhorn_iters), c.hc_eps, pr, post.data(), comb.data());
+    float* ht = &h[static_cast<size_t>(t * D)];
+    hc_collapse(X + t * hcD, pr, static_cast<int>(hc), D, ht);
+    rms_norm(ht, b.attn_norm.data(), ht, D, c.norm_eps);
+  }
+  const std::string pre = "mtp.0.";
+  const LayerCtx lc{c, b, l, ctx, rt_.options().qat, kv_, rt_.freqs(b.ratio).data(), taps_, pre};
+  attention_kv_rows(lc, mtp_state_, h.data(), T, p0);
 }
 
 std::vector<float> Session::mtp_self(int32_t token) {
@@ -317,7 +375,7 @@ std::vector<float> Session::mtp_self(int32_t token) {
   }
   linear(b.eh_proj, in.data(), hc, X.data(), rt_.ctx());
   block_forward(M, l, mtp_state_, X, &token, 1, mtp_pos_.load(), "mtp.0.");
-  std::vector<float> logits = head(M, X.data(), 1, b.mtp_norm, "mtp.0.");
+  std::vector<float> logits = head(M, rt_.draft_head(), X.data(), 1, b.mtp_norm, "mtp.0.");
   mtp_last_ = X;
   mtp_pos_ += 1;
   return logits;

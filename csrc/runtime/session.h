@@ -29,6 +29,10 @@ struct RuntimeOptions {
   int threads = 0;     // 0 = all hardware threads
   bool exact = false;  // f32 activations against dequantized weight rows (reference math)
   bool qat = true;     // the QAT simulation (DeepSeek-V4's inference/model.py) of KV / indexer (as the official model)
+  // The MTP block's output head (vocab x dim, the largest tensor a draft reads): a copy in this type when it
+  // takes fewer bytes than the file's head, made on the first draft; -1 = the file's head.  Drafts are
+  // checked by the target model, so they need no exactness; exact mode always uses the file's head.
+  int draft_head = static_cast<int>(QType::Q8_0);
 };
 
 class Runtime {
@@ -47,8 +51,13 @@ class Runtime {
   uint64_t fingerprint() const;
   // GgufFile::populate for the model and its MTP file; bytes populated.
   size_t prefetch() const;
+  // The head the MTP block drafts with (options().draft_head); the copy is made on first use, thread-safe.
+  const WeightView& draft_head() const;
 
  private:
+  mutable std::once_flag draft_once_;
+  mutable std::vector<uint8_t> draft_data_;
+  mutable WeightView draft_head_;
   mutable std::once_flag fp_once_;
   mutable uint64_t fp_ = 0;
   Model model_;
@@ -107,8 +116,8 @@ class Session {
  private:
   void block_forward(const Model& M, int l, LayerState& S, std::vector<float>& X, const int32_t* tokens, int64_t T,
                      int64_t p0, const std::string& pre);
-  std::vector<float> head(const Model& M, const float* X, int64_t n_out, const std::vector<float>& norm,
-                          const std::string& pre);
+  std::vector<float> head(const Model& M, const WeightView& W, const float* X, int64_t n_out,
+                          const std::vector<float>& norm, const std::string& pre);
   void check_tokens(const Model& M, const int32_t* tokens, int64_t T) const;
   void reset_state();
   // Held by every public call that reads or writes the state; try-locked (SessionBusy when taken).
@@ -136,6 +145,8 @@ class Session {
   std::vector<float> mtp_last_saved_;  // mtp_last_ before the first provisional mtp_self step
   int64_t mtp_self_from_ = -1;         // mtp_pos before the provisional mtp_self steps, -1 = none
   void mtp_discard_locked();
+  // The MTP block's window KV rows for T positions from p0 whose output is not needed (X: their input streams).
+  void mtp_kv_rows(const Model& M, const float* X, int64_t T, int64_t p0);
   std::atomic<int64_t> pending_rows_{0};  // pending_.size() / (hc*D), readable from other threads
   double kv_per_token_ = 0;
   size_t kv_total_ = 0;

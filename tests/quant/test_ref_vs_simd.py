@@ -89,8 +89,8 @@ def test_tiled_matmul_equals_one_row_dot(qtype, level, heavy_tailed, make_imatri
     """The rows x tokens product (prefill's path: each weight block decoded once per tile of tokens)
     equals the reference one-row dot for every (row, token): row tiles cut at every remainder (67-row
     chunks, 4-row tiles), token tiles cut at every remainder (4-token tiles: 37, 38, 39 tokens leave 1, 2
-    and 3), and a block count that leaves 1, 2 and 3 blocks past the last 4-block group of the 32-element
-    types."""
+    and 3), 2-4 tokens (a verify step), and a block count that leaves 1, 2 and 3 blocks past the last 4-block
+    group of the 32-element types."""
     block = QTYPES[qtype].block_size
     at = QTYPES[qtype].vec_dot_type
     rng = np.random.default_rng(5)
@@ -105,6 +105,11 @@ def test_tiled_matmul_equals_one_row_dot(qtype, level, heavy_tailed, make_imatri
         for t in (0, 1, 3, 17, 35, 36):
             want = np.array([_C.vec_dot(int(qtype), qb[r], a[t], cols, "ref") for r in range(139)], np.float32)
             assert np.array_equal(got[t].view(np.uint32), want.view(np.uint32)), f"{qtype.name} cols={cols} token {t}"
+        for ntok in (2, 3, 4):  # a verify step's few tokens: rows streamed one at a time, each token exact
+            few = quants.matmul(qb, x[:ntok], qtype, impl=level, threads=2)
+            for t in range(ntok):
+                want = np.array([_C.vec_dot(int(qtype), qb[r], a[t], cols, "ref") for r in range(139)], np.float32)
+                assert np.array_equal(few[t].view(np.uint32), want.view(np.uint32)), f"{qtype.name} {ntok} tokens, {t}"
         for ntok in (38, 39):
             more = quants.matmul(qb, x[:ntok], qtype, impl=level, threads=2)
             assert np.array_equal(more[: len(got)].view(np.uint32), got.view(np.uint32)), f"{qtype.name} {ntok} tokens"

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from dsv4_gguf import runtime
-from dsv4_gguf.speculative import PROBE_MAX, SpecStats, _Auto, accept_or_resample, probs, speculate
+from dsv4_gguf.speculative import PROBE_MAX, SHADOW, SpecStats, _Auto, accept_or_resample, probs, speculate
 
 VARIANTS = ["SOURCE", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K", "IQ2_XXS-MOE", "MXFP4_MOE"]
 PROMPT = "Speculative decoding: the tapir walks at dawn, one, two, three."
@@ -92,6 +92,57 @@ def test_mtp_self_steps_are_provisional(mxfp4, tmp_path):
     assert a.mtp_pos == b.mtp_pos == 130
     assert np.array_equal(a.mtp(toks[131:132]), b.mtp(toks[131:132]))
     assert np.array_equal(a.prefill(toks[131:136], all_logits=True), b.prefill(toks[131:136], all_logits=True))
+
+
+def test_mtp_catch_up_equals_position_by_position(mxfp4):
+    """An mtp() call over many positions computes only the window KV rows of those before the last (nobody
+    reads their draft): its last logits, and every draft after it, equal feeding the positions one at a time
+    and computing every position whole (all_logits), bit for bit, with the catch-up longer than the 128-row
+    window so that the ring wraps inside it."""
+    rng = np.random.default_rng(3)
+    V = mxfp4.vocab_size
+    toks = rng.integers(0, V, 320).astype(np.int32)
+    a, b, c = (mxfp4.session(ctx=400, mtp=True) for _ in range(3))
+    for s in (a, b, c):
+        s.prefill(toks[:300])
+    got = a.mtp(toks[1:200])  # 199 positions, 198 of them KV rows only
+    one = [b.mtp(toks[i : i + 1]) for i in range(1, 200)]
+    whole = c.mtp(toks[1:200], all_logits=True)
+    assert np.array_equal(got, one[-1]) and np.array_equal(got, whole[-1])
+    for s in (a, b, c):
+        assert s.mtp_pos == 199
+    nxt = [a.mtp(toks[200:260]), b.mtp(toks[200:260], all_logits=True)[-1], c.mtp(toks[200:260])]
+    assert np.array_equal(nxt[0], nxt[1]) and np.array_equal(nxt[0], nxt[2])
+    d = int(np.argmax(nxt[0]))
+    assert np.array_equal(a.mtp_self(d), b.mtp_self(d))
+
+
+def test_speculation_continues_a_session(mxfp4):
+    """A prompt appended to a session that holds an earlier turn: the MTP block catches up from where it stopped
+    (the earlier turn's tokens are not given again) and greedy speculation equals plain greedy over the whole
+    context; a session whose MTP block stopped before the earlier turn's end is refused with the fix."""
+    rng = np.random.default_rng(5)
+    t1, t2 = (rng.integers(3, mxfp4.vocab_size, n).astype(np.int32) for n in (40, 9))
+    plain = mxfp4.session(ctx=200)
+    lg = plain.prefill(np.concatenate([t1, t2]))
+    want = [int(np.argmax(lg))]
+    for _ in range(39):
+        want.append(int(np.argmax(plain.decode(want[-1]))))
+    s = mxfp4.session(ctx=200, mtp=True)
+    s.prefill(t1)
+    s.mtp(t1[1:])  # positions 0..38; position 39 waits for t2[0]
+    lg = s.prefill(t2)
+    got = []
+    for tok in speculate(s, list(t2), lg, temperature=0, top_p=1.0, rng=np.random.default_rng(0), draft=2):
+        got.append(tok)
+        if len(got) == 40:
+            break
+    assert got == want
+    behind = mxfp4.session(ctx=200, mtp=True)
+    behind.prefill(t1)
+    lg = behind.prefill(t2)
+    with pytest.raises(ValueError, match="session.mtp"):
+        next(iter(speculate(behind, list(t2), lg, temperature=0, top_p=1.0, rng=np.random.default_rng(0))))
 
 
 @pytest.mark.parametrize("variant", ["MXFP4_MOE", "Q4_K_M"])
@@ -274,23 +325,33 @@ def test_runtime_speculative_sampling_follows_the_target(mxfp4, tmp_path, k):
         (0.9, [1.0, 1.3, 1.5, 1.7], 3),  # a good drafter and cheap verify steps: the most drafts
         (0.9, [1.0, 1.3, 2.6, 3.9], 1),  # costly extra drafts: one
         (0.3, [1.0, 1.5, 2.0, 2.5], 0),  # (1 + 0.3) / 1.5 < 1: plain
+        (0.7, [1.0, 1.3, 1.9, 2.5], 1),  # t(1) above the estimate before it is timed: still found
     ],
 )
 def test_auto_policy_picks_the_fastest(acc, t_step, want):
+    """The policy settles on the k with the most tokens per second; acceptance comes from probes (plain steps that
+    check the MTP draft, costing t_mtp) and from real steps.  A useless drafter never gets a verify step after the
+    first probe, and its probes back off to one per PROBE_MAX / 2 tokens or fewer."""
     rng = np.random.default_rng(0)
     a = _Auto()
     picks = []
     for _ in range(2000):
         k = a.choose()
         picks.append(k)
-        if k == 0:
+        if k == SHADOW:
+            a.probe(float(rng.random() < acc), 0.3, t_step[0])
+        elif k == 0:
             a.plain_step(t_step[0])
         else:
             kept = 0
             while kept < k and rng.random() < acc:
                 kept += 1
             a.spec_step(k, kept, t_step[k])
+    assert picks[0] == SHADOW
     tail = np.array(picks[1000:])
-    assert np.bincount(tail, minlength=4).argmax() == want, np.bincount(tail, minlength=4)
-    if want == 0:  # probes of a losing drafter: at most one step per PROBE_MAX / 2 tokens once backed off
-        assert (tail > 0).sum() <= 2 * len(tail) // PROBE_MAX + 1, (tail > 0).sum()
+    assert np.bincount(tail[tail >= 0], minlength=4).argmax() == want, np.bincount(tail[tail >= 0], minlength=4)
+    if want == 0:
+        assert (tail > 0).sum() == 0, "verify steps for a drafter that loses"
+        assert (tail == SHADOW).sum() <= 2 * len(tail) // PROBE_MAX + 1, (tail == SHADOW).sum()
+    if acc == 0.0:
+        assert all(k <= 0 for k in picks), "a drafter with no hits never gets a verify step"

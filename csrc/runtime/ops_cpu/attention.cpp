@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <stdexcept>
 #include <vector>
 
 #include "runtime/ops_cpu/layer.h"
@@ -45,6 +46,35 @@ void sparse_attention(const float* q, int64_t H, int64_t hd, const std::vector<c
       for (int64_t d = 0; d < hd; ++d) oh[d] /= den[j];
     }
   }
+}
+
+// The KV row of each token: norm, RoPE and (QAT) FP8 rounding of the wkv projection, in place.
+static void finish_kv(const LayerCtx& lc, float* kv, int64_t T, int64_t p0) {
+  const ModelConfig& c = lc.cfg;
+  const int64_t hd = c.head_dim, rd = c.rope_dim;
+  for (int64_t t = 0; t < T; ++t) {
+    float* k = &kv[static_cast<size_t>(t * hd)];
+    rms_norm(k, lc.b.kv_norm.data(), k, hd, c.norm_eps);
+    rope_tail(k, hd, rd, p0 + t, lc.freqs, false);
+    if (lc.qat) fp8_fake_quant(k, hd - rd, 64);
+  }
+}
+
+// The chunk's last `window` rows into the ring; the journal keeps each row a token overwrites.
+static void write_window(LayerState& S, const float* kv, int64_t T, int64_t p0, int64_t win, int64_t hd) {
+  for (int64_t t = std::max<int64_t>(0, T - win); t < T; ++t) {
+    if (S.journal.on(p0 + t)) S.journal.rows.push_back({p0 + t, S.window.row_raw((p0 + t) % win)});
+    S.window.write((p0 + t) % win, &kv[static_cast<size_t>(t * hd)]);
+  }
+}
+
+void attention_kv_rows(const LayerCtx& lc, LayerState& S, const float* h, int64_t T, int64_t p0) {
+  if (lc.b.ratio != 0) throw std::logic_error("attention_kv_rows: a compressed layer needs the whole attention pass");
+  const int64_t hd = lc.cfg.head_dim;
+  std::vector<float> kv(static_cast<size_t>(T * hd));
+  linear(lc.b.wkv, h, T, kv.data(), lc.ops);  // the same bits as attention_layer's batched projection
+  finish_kv(lc, kv.data(), T, p0);
+  write_window(S, kv.data(), T, p0, lc.cfg.window, hd);
 }
 
 void attention_layer(const LayerCtx& lc, LayerState& S, const float* h, int64_t T, int64_t p0, float* out) {
@@ -99,11 +129,8 @@ void attention_layer(const LayerCtx& lc, LayerState& S, const float* h, int64_t 
       rms_norm(qh, nullptr, qh, hd, c.norm_eps);
       rope_tail(qh, hd, rd, p, freqs, false);
     }
-    float* k = &kv[static_cast<size_t>(t * hd)];
-    rms_norm(k, b.kv_norm.data(), k, hd, c.norm_eps);
-    rope_tail(k, hd, rd, p, freqs, false);
-    if (qat) fp8_fake_quant(k, nd, 64);
   }
+  finish_kv(lc, kv.data(), T, p0);
   if (taps) {
     lc.taps.add(lc.pre + "q", q.data(), T * H * hd, H * hd);
     lc.taps.add(lc.pre + "kv", kv.data(), T * hd, hd);
@@ -239,10 +266,7 @@ void attention_layer(const LayerCtx& lc, LayerState& S, const float* h, int64_t 
       for (int64_t hh = 0; hh < H; ++hh) rope_tail(ot + hh * hd, hd, rd, p, freqs, true);
     }
   });
-  for (int64_t t = std::max<int64_t>(0, T - win); t < T; ++t) {
-    if (S.journal.on(p0 + t)) S.journal.rows.push_back({p0 + t, S.window.row_raw((p0 + t) % win)});
-    S.window.write((p0 + t) % win, &kv[static_cast<size_t>(t * hd)]);
-  }
+  write_window(S, kv.data(), T, p0, win, hd);
 
   // ---- grouped low-rank output projection ----
   const int64_t G = c.o_groups, Ro = c.o_lora_rank, gs = H * hd / G;

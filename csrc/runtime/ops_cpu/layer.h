@@ -31,6 +31,9 @@ struct LayerCtx {
 
 // h: [T][dim] normed attention input of the tokens at positions p0..p0+T-1; out: [T][dim].
 void attention_layer(const LayerCtx& lc, LayerState& S, const float* h, int64_t T, int64_t p0, float* out);
+// The window KV rows of a window-only layer (ratio 0, the MTP block) for positions p0..p0+T-1 whose attention
+// output nobody reads: the rows attention_layer would write, bit for bit, without queries, attention or output.
+void attention_kv_rows(const LayerCtx& lc, LayerState& S, const float* h, int64_t T, int64_t p0);
 // h: [T][dim] normed FFN input; tokens: the chunk's ids (hash routing); out: [T][dim].
 void moe_layer(const LayerCtx& lc, const float* h, const int32_t* tokens, int64_t T, float* out);
 

@@ -19,7 +19,9 @@ float dot_f32_avx512(const float* a, const float* b, int64_t n);
 void axpy_f32_avx2(float* y, float a, const float* x, int64_t n);
 void axpy_f32_avx512(float* y, float a, const float* x, int64_t n);
 float dot_bf16_f32_avx512(const uint16_t* a, const float* b, int64_t n);
-void dot_bf16_f32_avx512_x4(const uint16_t* a, const float* const* b, int nt, int64_t n, float* out);
+void bf16_act_order(const float* b, int64_t n, float* bp);
+void dot_bf16p_f32_avx512(const uint16_t* a, const float* const* b, const float* const* bp, int nt, int64_t n,
+                          float* out);
 #endif
 
 float dot_f32_ref(const float* a, const float* b, int64_t n) {
@@ -37,14 +39,17 @@ namespace {
 struct FloatDots {
   float (*f32)(const float*, const float*, int64_t) = dot_f32_ref;
   float (*bf16)(const uint16_t*, const float*, int64_t) = nullptr;  // nullptr: dequantize + f32
-  // up to 4 tokens against one BF16 row, each result bf16's bit for bit (nullptr: one token at a time)
-  void (*bf16_x4)(const uint16_t*, const float* const*, int, int64_t, float*) = nullptr;
+  // up to 4 tokens against one BF16 row, each result bf16's bit for bit, the activations also laid out by
+  // bf16_order once per product (nullptr: one token at a time with bf16)
+  void (*bf16_order)(const float*, int64_t, float*) = nullptr;
+  void (*bf16_rows)(const uint16_t*, const float* const*, const float* const*, int, int64_t, float*) = nullptr;
   void (*axpy)(float*, float, const float*, int64_t) = nullptr;  // nullptr: scalar loop
   FloatDots() {
 #if defined(DSV4_X86)
     const Impl i = resolve_impl(Impl::Auto);
     if (i == Impl::Avx512)
-      f32 = dot_f32_avx512, bf16 = dot_bf16_f32_avx512, bf16_x4 = dot_bf16_f32_avx512_x4, axpy = axpy_f32_avx512;
+      f32 = dot_f32_avx512, bf16 = dot_bf16_f32_avx512, bf16_order = bf16_act_order, bf16_rows = dot_bf16p_f32_avx512,
+      axpy = axpy_f32_avx512;
     else if (i == Impl::Simd)
       f32 = dot_f32_avx2, bf16 = dot_bf16_f32_avx2, axpy = axpy_f32_avx2;
 #endif
@@ -87,6 +92,7 @@ struct Prepared {
   enum Mode { kQuant, kBf16, kFloat } mode;
   const uint8_t* act = nullptr;  // kQuant: T rows of the type's vec_dot format, ars bytes each
   size_t ars = 0;
+  const float* xo = nullptr;  // kBf16 with bf16_rows: x in bf16_order
   float (*bf16_dot)(const uint16_t*, const float*, int64_t) = nullptr;
 };
 
@@ -118,7 +124,20 @@ Prepared prepare(const WeightView& w, const float* x, int64_t T, float* y, int64
     }
     return p;
   }
-  if (w.type == QType::BF16 && (p.bf16_dot = float_dots().bf16)) p.mode = Prepared::kBf16;
+  if (w.type == QType::BF16 && (p.bf16_dot = float_dots().bf16)) {
+    p.mode = Prepared::kBf16;
+    if (const auto order = float_dots().bf16_order) {
+      for (const ActBuf& a : acts)
+        if (a.x == x && a.at == QType::BF16 && a.T == T && a.cols == w.cols)
+          p.xo = reinterpret_cast<const float*>(a.data.data());
+      if (!p.xo) {
+        acts.push_back({x, QType::BF16, T, w.cols, std::vector<uint8_t>(static_cast<size_t>(T * w.cols) * 4)});
+        float* dst = reinterpret_cast<float*>(acts.back().data.data());
+        for (int64_t t = 0; t < T; ++t) order(x + t * w.cols, w.cols, dst + t * w.cols);
+        p.xo = dst;
+      }
+    }
+  }
   return p;
 }
 
@@ -152,17 +171,17 @@ void run_rows(const Prepared& p, int64_t b, int64_t e) {
       const int64_t r1 = std::min(e, r0 + kRows);
       for (int64_t t0 = 0; t0 < T; t0 += kToks) {
         const int64_t t1 = std::min(T, t0 + kToks);
-        const auto x4 = float_dots().bf16_x4;
+        const auto rows = float_dots().bf16_rows;
         for (int64_t r = r0; r < r1; ++r) {
           const uint16_t* wr = reinterpret_cast<const uint16_t*>(w.row(r));
           int64_t t = t0;
-          if (x4 && p.bf16_dot == float_dots().bf16)  // the row converted once for up to 4 tokens, same bits
-            for (; t + 1 < t1; t += 4) {
+          if (p.xo)  // the row loaded and converted once for up to 4 tokens, same bits
+            for (; t < t1; t += 4) {
               const int nt = static_cast<int>(std::min<int64_t>(4, t1 - t));
-              const float* xs[4];
+              const float *xs[4], *xo[4];
               float out[4];
-              for (int j = 0; j < nt; ++j) xs[j] = p.x + (t + j) * cols;
-              x4(wr, xs, nt, cols, out);
+              for (int j = 0; j < nt; ++j) xs[j] = p.x + (t + j) * cols, xo[j] = p.xo + (t + j) * cols;
+              rows(wr, xs, xo, nt, cols, out);
               for (int j = 0; j < nt; ++j) y[(t + j) * ys + r] = out[j];
             }
           for (; t < t1; ++t) y[t * ys + r] = p.bf16_dot(wr, p.x + t * cols, cols);
