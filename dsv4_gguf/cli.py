@@ -423,6 +423,20 @@ def _add_runtime(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_chat)
 
 
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    from .serve.cli import add_serve_arguments, run_serve
+
+    p = sub.add_parser(
+        "serve",
+        help="HTTP server on the C++ runtime: OpenAI, Ollama and Anthropic APIs (needs the 'serve' extra)",
+        description="Serve a deepseek4 GGUF over HTTP with OpenAI- (/v1/chat/completions, /v1/completions), "
+        "Ollama- (/api/chat, /api/generate) and Anthropic-compatible (/v1/messages) endpoints: tool calls, "
+        "thinking, a prompt cache and parallel slots.  Binds 127.0.0.1 unless --host says otherwise.",
+    )
+    add_serve_arguments(p)
+    p.set_defaults(func=run_serve)
+
+
 def _add_build_info(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "build-info",
@@ -458,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval_parser(sub)
     _add_runtime(sub)
+    _add_serve(sub)
     _add_build_info(sub)
     _add_debug(parser, top=True)
     return parser
