@@ -2,16 +2,18 @@
 
 ``model = dsv4_gguf.load(path, threads=...)``; ``session = model.session(ctx=...)``;
 ``session.prefill(tokens) -> logits``, ``session.decode(token) -> logits``, ``session.save(path)`` /
-``session.load_state(path)``; ``model.generate(messages_or_prompt, ...)`` streams text pieces.  The
-tokenizer is built from the GGUF metadata (``tokenizer.ggml.*``) with HF ``tokenizers``.  The math
-lives in ``csrc/runtime`` (``_C.Runtime`` / ``_C.Session``); this module owns policy: sampling, chat
-prompts, timing (the ``run``/``chat`` commands are wired in ``dsv4_gguf.cli``).  The MTP draft head is
-exposed as logits (``Session.mtp``, ``Session.mtp_self``); speculative decoding with it
+``session.load_state(path)``; ``decode_batch(sessions, tokens)`` decodes one token in each of several
+sessions in one forward pass (weights streamed once for all of them); ``model.generate(messages_or_prompt,
+...)`` streams text pieces.  The tokenizer is built from the GGUF metadata (``tokenizer.ggml.*``) with HF
+``tokenizers``.  The math lives in ``csrc/runtime`` (``_C.Runtime`` / ``_C.Session``); this module owns
+policy: sampling, chat prompts, timing (the ``run``/``chat`` commands are wired in ``dsv4_gguf.cli``).  The
+MTP draft head is exposed as logits (``Session.mtp``, ``Session.mtp_self``); speculative decoding with it
 (``generate(speculative="mtp")``) is in ``dsv4_gguf.speculative``, on ``checkpoint``/``rollback``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -26,6 +28,7 @@ from .constants import MAX_CTX
 
 __all__ = [
     "load",
+    "decode_batch",
     "Model",
     "Session",
     "GenerationStats",
@@ -274,6 +277,53 @@ class _Exclusive:
         self._lock.release()
 
 
+def decode_batch(sessions: Sequence[Session], tokens: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Decode ``tokens[i]`` in ``sessions[i]`` for every i in ONE forward pass: each weight matrix is streamed
+    from memory once for the whole batch instead of once per session.  Returns f32 logits ``[n, V]``; row i
+    and the state of ``sessions[i]`` afterwards are bit-identical to ``sessions[i].decode(tokens[i])`` run
+    alone (the sessions may sit at different positions, use different KV dtypes, and have an undo journal
+    or an MTP block: its pending streams are kept as ``decode`` keeps them).
+
+    Everything is checked before any session changes, so a refused batch leaves every session as it was:
+    ``ValueError`` for an empty batch, a length mismatch, sessions of different ``Model`` objects, a session
+    given twice, a full context, or a session with taps set (taps record one sequence: decode it alone);
+    ``IndexError`` for a token outside the vocabulary; ``RuntimeError`` for a session in use by another
+    thread; ``TypeError`` for something not a ``Session``; ``NotImplementedError`` for ``device='cuda'``."""
+    from . import _C
+
+    ss = list(sessions)
+    if not ss:
+        raise ValueError("decode_batch: no sessions given")
+    if not all(isinstance(s, Session) for s in ss):
+        bad = next(type(s).__name__ for s in ss if not isinstance(s, Session))
+        raise TypeError(f"decode_batch: sessions must be dsv4_gguf.runtime.Session objects, got a {bad}")
+    model = ss[0].model
+    ids = np.asarray(tokens)
+    if ids.ndim != 1 or len(ids) != len(ss):
+        raise ValueError(
+            f"decode_batch: {len(ss)} sessions but tokens of shape {ids.shape}; give one token per session"
+        )
+    for i, s in enumerate(ss):
+        if s.model is not model:
+            raise ValueError(
+                f"decode_batch: session {i} belongs to another loaded model than session 0; "
+                "batch the sessions of one model together"
+            )
+        for j in range(i):
+            if ss[j] is s:
+                raise ValueError(
+                    f"decode_batch: session {i} is session {j} again; a session is one sequence and takes one "
+                    "token per step"
+                )
+    if model._cuda is not None:
+        raise NotImplementedError("decode_batch: device='cuda' sessions have no batched decode yet; use device='cpu'")
+    ids = ss[0]._ids(ids)
+    with contextlib.ExitStack() as held:
+        for s in ss:
+            held.enter_context(s._exclusive("decode_batch"))
+        return _C.forward_batch([s._s for s in ss], ids)
+
+
 class Model:
     """A loaded GGUF (memory-mapped, validated)."""
 
@@ -338,6 +388,12 @@ class Model:
 
     def session(self, ctx: int = 4096, kv_dtype: str = "f32", mtp: bool = False) -> Session:
         return Session(self, ctx, kv_dtype, mtp)
+
+    def decode_batch(self, sessions: Sequence[Session], tokens: Sequence[int] | np.ndarray) -> np.ndarray:
+        """``decode_batch(sessions, tokens)`` for sessions of this model (``ValueError`` for another's)."""
+        if any(isinstance(s, Session) and s.model is not self for s in sessions):
+            raise ValueError("decode_batch: every session must belong to this model")
+        return decode_batch(sessions, tokens)
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids

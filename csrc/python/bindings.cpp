@@ -590,6 +590,33 @@ void register_runtime(py::module_& m) {
         }
         return d;
       });
+  m.def(
+      "forward_batch",
+      [](const std::vector<dsv4::Session*>& sessions, const py::array& tokens) {
+        if (!tokens.dtype().is(py::dtype::of<int32_t>()) || tokens.ndim() != 1 ||
+            !(tokens.flags() & py::array::c_style))
+          throw py::type_error("tokens: expected a C-contiguous 1-D int32 array");
+        if (tokens.shape(0) != static_cast<py::ssize_t>(sessions.size()))
+          throw py::value_error("forward_batch: " + std::to_string(sessions.size()) + " sessions but " +
+                                std::to_string(tokens.shape(0)) + " tokens; give one token per session");
+        const int32_t* tp = static_cast<const int32_t*>(tokens.data());
+        std::vector<float> out;
+        {
+          py::gil_scoped_release nogil;
+          try {
+            out = dsv4::Session::forward_batch(sessions, tp);
+          } catch (const std::length_error& e) {
+            throw std::invalid_argument(e.what());
+          }
+        }
+        const int64_t n = static_cast<int64_t>(sessions.size()), V = static_cast<int64_t>(out.size()) / n;
+        py::array_t<float> arr({n, V});
+        std::memcpy(arr.mutable_data(), out.data(), out.size() * 4);
+        return arr;
+      },
+      py::arg("sessions"), py::arg("tokens"),
+      "Batched decode: sessions[i] consumes tokens[i] (int32 [n]), all in one forward pass; f32 logits [n, V], "
+      "row i bit-identical to sessions[i].forward([tokens[i]]).");
 }
 
 // ================================================================================================

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <numeric>
 #include <stdexcept>
 
@@ -217,6 +218,21 @@ std::map<std::string, std::pair<std::vector<float>, int64_t>> Session::take_taps
 }
 
 // ------------------------------------------------------------------------------------------------
+namespace {
+// The streams [N][hc*D] of a chunk: each token's embedding row copied into its hc streams.
+std::vector<float> embed_rows(const Model& M, const int32_t* tokens, int64_t N, Taps* taps) {
+  const int64_t D = M.cfg().dim, hc = M.cfg().hc, hcD = hc * D;
+  std::vector<float> X(static_cast<size_t>(N * hcD)), e(static_cast<size_t>(D));
+  for (int64_t t = 0; t < N; ++t) {
+    dequant_row(M.embed, tokens[t], e.data());
+    for (int64_t j = 0; j < hc; ++j)
+      std::memcpy(&X[static_cast<size_t>(t * hcD + j * D)], e.data(), static_cast<size_t>(D) * 4);
+    if (taps) taps->add("embed", e.data(), D, D);
+  }
+  return X;
+}
+}  // namespace
+
 std::vector<float> Session::forward(const int32_t* tokens, int64_t T, bool all_logits) {
   Guard g(*this, "forward");
   const Model& M = rt_.model();
@@ -227,24 +243,16 @@ std::vector<float> Session::forward(const int32_t* tokens, int64_t T, bool all_l
                             std::to_string(T) + " more exceed its context of " + std::to_string(ctx_) +
                             "; create the session with a larger ctx");
   const bool taps = taps_.active();
-  const int64_t D = c.dim, hc = c.hc, hcD = hc * D;
+  const int64_t hcD = c.hc * c.dim;
   const int64_t p0 = pos_;
   if (ckpt_ >= 0 && T > c.window) {  // the window ring keeps only the chunk's last rows: cannot be undone
     ckpt_ = -1;
     for (LayerState& l : layers_) l.journal_from(-1);
   }
-  std::vector<float> X(static_cast<size_t>(T * hcD));
-  {
-    std::vector<float> e(static_cast<size_t>(D));
-    for (int64_t t = 0; t < T; ++t) {
-      dequant_row(M.embed, tokens[t], e.data());
-      for (int64_t j = 0; j < hc; ++j)
-        std::memcpy(&X[static_cast<size_t>(t * hcD + j * D)], e.data(), static_cast<size_t>(D) * 4);
-      if (taps) taps_.add("embed", e.data(), D, D);
-    }
-  }
+  std::vector<float> X = embed_rows(M, tokens, T, taps ? &taps_ : nullptr);
   for (int l = 0; l < static_cast<int>(c.n_layers); ++l)
-    block_forward(M, l, layers_[static_cast<size_t>(l)], X, tokens, T, p0, "layers." + std::to_string(l) + ".");
+    block_forward(M, l, {{&layers_[static_cast<size_t>(l)], p0, T, kv_}}, X, tokens, T,
+                  "layers." + std::to_string(l) + ".");
   if (use_mtp_) {
     pending_.insert(pending_.end(), X.begin(), X.end());
     pending_rows_ = static_cast<int64_t>(pending_.size()) / hcD;
@@ -252,6 +260,64 @@ std::vector<float> Session::forward(const int32_t* tokens, int64_t T, bool all_l
   const int64_t n_out = all_logits ? T : 1;
   std::vector<float> logits = head(M, M.head, &X[static_cast<size_t>((T - n_out) * hcD)], n_out, M.out_norm, "");
   pos_ = p0 + T;
+  return logits;
+}
+
+std::vector<float> Session::forward_batch(const std::vector<Session*>& ss, const int32_t* tokens) {
+  const int64_t n = static_cast<int64_t>(ss.size());
+  if (n == 0) throw std::invalid_argument("forward_batch: no sessions given");
+  for (int64_t i = 0; i < n; ++i) {
+    const std::string at = "forward_batch: session " + std::to_string(i);
+    if (!ss[static_cast<size_t>(i)]) throw std::invalid_argument(at + " is null");
+    if (&ss[static_cast<size_t>(i)]->rt_ != &ss[0]->rt_)
+      throw std::invalid_argument(at +
+                                  " belongs to another loaded model than session 0; batch the sessions of one "
+                                  "model together");
+    for (int64_t j = 0; j < i; ++j)
+      if (ss[static_cast<size_t>(j)] == ss[static_cast<size_t>(i)])
+        throw std::invalid_argument(at + " is session " + std::to_string(j) +
+                                    " again; a session is one sequence and takes one token per step");
+  }
+  // Every session is held (SessionBusy otherwise, the ones taken so far released) and checked before any
+  // state changes, so a refused batch leaves every session as it was.
+  std::deque<Guard> guards;
+  for (Session* s : ss) guards.emplace_back(*s, "forward_batch");
+  const Model& M = ss[0]->rt_.model();
+  const ModelConfig& c = M.cfg();
+  for (int64_t i = 0; i < n; ++i) {
+    const Session& s = *ss[static_cast<size_t>(i)];
+    const std::string at = "forward_batch: session " + std::to_string(i);
+    if (tokens[i] < 0 || tokens[i] >= c.vocab)
+      throw std::out_of_range(at + ": token id " + std::to_string(tokens[i]) + " is outside the vocabulary [0, " +
+                              std::to_string(c.vocab) + ")");
+    if (s.pos_ + 1 > s.ctx_)
+      throw std::length_error(at + ": context overflow: the session holds " + std::to_string(s.pos_.load()) +
+                              " tokens, its whole context of " + std::to_string(s.ctx_) +
+                              "; create the session with a larger ctx");
+    if (s.taps_.active())
+      throw std::invalid_argument(at + " has taps set; taps record one sequence's rows: run it alone with forward");
+  }
+  const int64_t hcD = c.hc * c.dim;
+  std::vector<float> X = embed_rows(M, tokens, n, nullptr);
+  std::vector<SeqRows> seqs(static_cast<size_t>(n));
+  // block_forward and head run on session 0 (its Runtime, its inactive taps) over the rows of all of them
+  Session& s0 = *ss[0];
+  for (int l = 0; l < static_cast<int>(c.n_layers); ++l) {
+    for (int64_t i = 0; i < n; ++i) {
+      Session& s = *ss[static_cast<size_t>(i)];
+      seqs[static_cast<size_t>(i)] = {&s.layers_[static_cast<size_t>(l)], s.pos_.load(), 1, s.kv_};
+    }
+    s0.block_forward(M, l, seqs, X, tokens, n, "layers." + std::to_string(l) + ".");
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    Session& s = *ss[static_cast<size_t>(i)];
+    if (s.use_mtp_) {  // the stream rows forward would keep for the MTP block
+      s.pending_.insert(s.pending_.end(), X.begin() + i * hcD, X.begin() + (i + 1) * hcD);
+      s.pending_rows_ = static_cast<int64_t>(s.pending_.size()) / hcD;
+    }
+  }
+  std::vector<float> logits = s0.head(M, M.head, X.data(), n, M.out_norm, "");
+  for (Session* s : ss) s->pos_ += 1;
   return logits;
 }
 
@@ -316,7 +382,7 @@ std::vector<float> Session::mtp_forward(const int32_t* tokens, int64_t T, bool a
     mtp_kv_rows(M, X.data(), tk, p0);
     X.erase(X.begin(), X.begin() + tk * hcD);
   }
-  block_forward(M, l, mtp_state_, X, tokens + tk, T - tk, p0 + tk, "mtp.0.");
+  block_forward(M, l, {{&mtp_state_, p0 + tk, T - tk, kv_}}, X, tokens + tk, T - tk, "mtp.0.");
   std::vector<float> logits =
       head(M, rt_.draft_head(), &X[static_cast<size_t>((T - tk - n_out) * hcD)], n_out, b.mtp_norm, "mtp.0.");
   pending_.erase(pending_.begin(), pending_.begin() + T * hcD);
@@ -344,7 +410,7 @@ void Session::mtp_kv_rows(const Model& M, const float* X, int64_t T, int64_t p0)
     rms_norm(ht, b.attn_norm.data(), ht, D, c.norm_eps);
   }
   const std::string pre = "mtp.0.";
-  const LayerCtx lc{c, b, l, ctx, rt_.options().qat, kv_, rt_.freqs(b.ratio).data(), taps_, pre};
+  const LayerCtx lc{c, b, l, ctx, rt_.options().qat, rt_.freqs(b.ratio).data(), taps_, pre};
   attention_kv_rows(lc, mtp_state_, h.data(), T, p0);
 }
 
@@ -374,7 +440,7 @@ std::vector<float> Session::mtp_self(int32_t token) {
     rms_norm(&mtp_last_[static_cast<size_t>(j * D)], b.hnorm.data(), row + D, D, c.norm_eps);
   }
   linear(b.eh_proj, in.data(), hc, X.data(), rt_.ctx());
-  block_forward(M, l, mtp_state_, X, &token, 1, mtp_pos_.load(), "mtp.0.");
+  block_forward(M, l, {{&mtp_state_, mtp_pos_.load(), 1, kv_}}, X, &token, 1, "mtp.0.");
   std::vector<float> logits = head(M, rt_.draft_head(), X.data(), 1, b.mtp_norm, "mtp.0.");
   mtp_last_ = X;
   mtp_pos_ += 1;
@@ -395,8 +461,8 @@ void Session::mtp_discard_locked() {
   mtp_self_from_ = -1;
 }
 
-void Session::block_forward(const Model& M, int l, LayerState& S, std::vector<float>& X, const int32_t* tokens,
-                            int64_t T, int64_t p0, const std::string& pre) {
+void Session::block_forward(const Model& M, int l, const std::vector<SeqRows>& seqs, std::vector<float>& X,
+                            const int32_t* tokens, int64_t T, const std::string& pre) {
   const ModelConfig& c = M.cfg();
   const BlockWeights& b = M.block(l);
   const OpCtx ctx = rt_.ctx();
@@ -427,9 +493,9 @@ void Session::block_forward(const Model& M, int l, LayerState& S, std::vector<fl
         taps_.add(pre + (sub == 0 ? "attn_in" : "ffn_in"), ht, D, D);
       }
     }
-    const LayerCtx lc{c, b, l, ctx, rt_.options().qat, kv_, rt_.freqs(b.ratio).data(), taps_, pre};
+    const LayerCtx lc{c, b, l, ctx, rt_.options().qat, rt_.freqs(b.ratio).data(), taps_, pre};
     if (sub == 0) {
-      attention_layer(lc, S, h.data(), T, p0, f.data());
+      attention_layer(lc, seqs, h.data(), f.data());
       if (taps) taps_.add(pre + "attn_out", f.data(), T * D, D);
     } else {
       moe_layer(lc, h.data(), tokens, T, f.data());

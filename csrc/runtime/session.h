@@ -1,6 +1,6 @@
 // Runtime (model + threads + numerics options) and Session (one sequence's state: per-layer KV caches
 // and compressor states, kv_cache.h) with the forward pass over chunks of any length (prefill, chunked
-// prefill, decode are one code path): embedding, mHC around the attention and MoE sub-layers
+// prefill, decode and batched decode of several sessions are one code path): embedding, mHC around the attention and MoE sub-layers
 // (ops_cpu/layer.h), head, MTP draft block; optional named taps for parity tests; save/restore of the
 // state to a file (session_state.cpp).
 // Threading: a Runtime is immutable after construction (its pool takes concurrent callers) and may be
@@ -19,6 +19,7 @@
 
 #include "runtime/kv_cache.h"
 #include "runtime/model.h"
+#include "runtime/ops_cpu/layer.h"
 #include "runtime/ops_cpu/ops.h"
 #include "runtime/taps.h"
 #include "runtime/thread_pool.h"
@@ -83,6 +84,13 @@ class Session {
   Session(const Runtime& rt, int64_t ctx, KvDtype kv, bool use_mtp = false);
   // Consume tokens at positions pos()..; returns logits [n_out][vocab] (n_out = T if all_logits else 1).
   std::vector<float> forward(const int32_t* tokens, int64_t T, bool all_logits);
+  // Batched decode: session i consumes tokens[i] at its own position, all of them in one forward pass (every
+  // weight matrix streamed once for the batch); returns logits [n][vocab], row i bit-identical to what
+  // sessions[i]->forward(&tokens[i], 1, false) gives, and each session's state afterwards too (undo journal
+  // and pending MTP streams included).  Everything is checked before any state changes: an empty batch, a
+  // null, a session of another Runtime, one given twice, one with taps set, a bad token (invalid_argument /
+  // out_of_range), a full context (length_error), a session busy on another thread (SessionBusy).
+  static std::vector<float> forward_batch(const std::vector<Session*>& sessions, const int32_t* tokens);
   // MTP draft block (DeepSeek-V4's inference/model.py) on the oldest `T` pending main streams, stream i paired with tokens[i]
   // (the token after that stream's position); returns draft logits [n_out][vocab].
   std::vector<float> mtp_forward(const int32_t* tokens, int64_t T, bool all_logits);
@@ -114,8 +122,10 @@ class Session {
   std::map<std::string, std::pair<std::vector<float>, int64_t>> take_taps();  // name -> (data, row width)
 
  private:
-  void block_forward(const Model& M, int l, LayerState& S, std::vector<float>& X, const int32_t* tokens, int64_t T,
-                     int64_t p0, const std::string& pre);
+  // One block over the rows of X ([N][hc*D], N = the sum of seqs[i].T; tokens [N]); seqs name each
+  // sequence's state (this session's own for forward, the batch's sessions' for forward_batch).
+  void block_forward(const Model& M, int l, const std::vector<SeqRows>& seqs, std::vector<float>& X,
+                     const int32_t* tokens, int64_t N, const std::string& pre);
   std::vector<float> head(const Model& M, const WeightView& W, const float* X, int64_t n_out,
                           const std::vector<float>& norm, const std::string& pre);
   void check_tokens(const Model& M, const int32_t* tokens, int64_t T) const;

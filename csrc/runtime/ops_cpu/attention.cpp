@@ -1,6 +1,6 @@
-// Attention (DeepSeek-V4's inference/model.py): the sub-layer over a chunk of tokens (query/KV projections, the indexer and the
-// compressors run token by token in position order, attention per token in parallel, grouped low-rank
-// output projection), and the one-query sparse softmax over window + compressed keys with a per-head
+// Attention (DeepSeek-V4's inference/model.py): the sub-layer over chunks of tokens of one or several sequences
+// (query/KV projections and the grouped low-rank output projection over all rows at once; the indexer and the
+// compressors token by token in position order per sequence, on its own state; attention per token in parallel), and the one-query sparse softmax over window + compressed keys with a per-head
 // sink in the denominator (§5.6).  Keys are the shared latent K = V rows; the running max is over keys
 // only (as the official kernel).
 #include <algorithm>
@@ -77,17 +77,26 @@ void attention_kv_rows(const LayerCtx& lc, LayerState& S, const float* h, int64_
   write_window(S, kv.data(), T, p0, lc.cfg.window, hd);
 }
 
-void attention_layer(const LayerCtx& lc, LayerState& S, const float* h, int64_t T, int64_t p0, float* out) {
+void attention_layer(const LayerCtx& lc, const std::vector<SeqRows>& seqs, const float* h, float* out) {
   const ModelConfig& c = lc.cfg;
   const BlockWeights& b = lc.b;
   const OpCtx& ctx = lc.ops;
   const bool qat = lc.qat, taps = lc.taps.active();
-  const int64_t D = c.dim, H = c.n_heads, hd = c.head_dim, rd = c.rope_dim, nd = hd - rd, Rq = c.q_lora_rank;
+  const int64_t H = c.n_heads, hd = c.head_dim, rd = c.rope_dim, Rq = c.q_lora_rank;
   const int64_t win = c.window, ratio = b.ratio;
   const float* freqs = lc.freqs;
+  // N rows in all; row r belongs to sequence seq_of[r], whose rows start at r0[seq].
+  int64_t N = 0;
+  std::vector<int64_t> r0(seqs.size()), seq_of;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    r0[i] = N;
+    N += seqs[i].T;
+    seq_of.insert(seq_of.end(), static_cast<size_t>(seqs[i].T), static_cast<int64_t>(i));
+  }
 
-  std::vector<float> qr(static_cast<size_t>(T * Rq)), q(static_cast<size_t>(T * H * hd)),
-      kv(static_cast<size_t>(T * hd));
+  // ---- token-independent: every weight product of the N rows ----
+  std::vector<float> qr(static_cast<size_t>(N * Rq)), q(static_cast<size_t>(N * H * hd)),
+      kv(static_cast<size_t>(N * hd));
   // Every projection of h in one parallel job (linear_batch: same bits as one linear() each): the query
   // and KV latents, the compressors' kv/gate and the indexer's head weights.
   struct CompIn {
@@ -97,51 +106,38 @@ void attention_layer(const LayerCtx& lc, LayerState& S, const float* h, int64_t 
   const int64_t nI = c.idx_heads, dI = c.idx_dim;
   std::vector<float> iq, iw;
   {
-    std::vector<LinearTask> tasks{{b.wq_a, h, T, qr.data(), Rq}, {b.wkv, h, T, kv.data(), hd}};
+    std::vector<LinearTask> tasks{{b.wq_a, h, N, qr.data(), Rq}, {b.wkv, h, N, kv.data(), hd}};
     auto comp_tasks = [&](const CompressorWeights& cw, CompIn& in) {
       const int64_t w = cw.coff * cw.d;
-      in.a.resize(static_cast<size_t>(T * w));
-      in.g.resize(static_cast<size_t>(T * w));
-      tasks.push_back({cw.wkv, h, T, in.a.data(), w});
-      tasks.push_back({cw.wgate, h, T, in.g.data(), w});
+      in.a.resize(static_cast<size_t>(N * w));
+      in.g.resize(static_cast<size_t>(N * w));
+      tasks.push_back({cw.wkv, h, N, in.a.data(), w});
+      tasks.push_back({cw.wgate, h, N, in.g.data(), w});
     };
     if (ratio) comp_tasks(b.comp, comp_in);
     if (ratio == 4) {
       comp_tasks(b.idx_comp, idx_in);
-      iw.resize(static_cast<size_t>(T * nI));
-      tasks.push_back({b.idx_proj, h, T, iw.data(), nI});
+      iw.resize(static_cast<size_t>(N * nI));
+      tasks.push_back({b.idx_proj, h, N, iw.data(), nI});
     }
     linear_batch(tasks, ctx);
   }
-  for (int64_t t = 0; t < T; ++t)
+  for (int64_t t = 0; t < N; ++t)
     rms_norm(&qr[static_cast<size_t>(t * Rq)], b.q_norm.data(), &qr[static_cast<size_t>(t * Rq)], Rq, c.norm_eps);
-  if (taps) lc.taps.add(lc.pre + "qr", qr.data(), T * Rq, Rq);  // input of wq_b and the indexer's wq_b
+  if (taps) lc.taps.add(lc.pre + "qr", qr.data(), N * Rq, Rq);  // input of wq_b and the indexer's wq_b
   if (ratio == 4) {
-    iq.resize(static_cast<size_t>(T * nI * dI));
-    linear_batch({{b.wq_b, qr.data(), T, q.data(), H * hd}, {b.idx_wq_b, qr.data(), T, iq.data(), nI * dI}}, ctx);
+    iq.resize(static_cast<size_t>(N * nI * dI));
+    linear_batch({{b.wq_b, qr.data(), N, q.data(), H * hd}, {b.idx_wq_b, qr.data(), N, iq.data(), nI * dI}}, ctx);
   } else {
-    linear(b.wq_b, qr.data(), T, q.data(), ctx);
-  }
-  for (int64_t t = 0; t < T; ++t) {
-    const int64_t p = p0 + t;
-    for (int64_t hh = 0; hh < H; ++hh) {
-      float* qh = &q[static_cast<size_t>((t * H + hh) * hd)];
-      rms_norm(qh, nullptr, qh, hd, c.norm_eps);
-      rope_tail(qh, hd, rd, p, freqs, false);
-    }
-  }
-  finish_kv(lc, kv.data(), T, p0);
-  if (taps) {
-    lc.taps.add(lc.pre + "q", q.data(), T * H * hd, H * hd);
-    lc.taps.add(lc.pre + "kv", kv.data(), T * hd, hd);
+    linear(b.wq_b, qr.data(), N, q.data(), ctx);
   }
 
-  // ---- compressed entries (indexer first, as the reference) ----
-  std::vector<std::vector<int64_t>> sel(static_cast<size_t>(T));
-  auto run_compressor = [&](const CompressorWeights& cw, CompIn& in, CompressorState& st, KvRows& rows, int64_t& n_rows,
-                            bool rotate, const char* tap_name) {
+  // ---- per sequence, in position order: RoPE, KV rows, compressed entries (indexer first, as the reference) ----
+  auto run_compressor = [&](const CompressorWeights& cw, CompIn& in, int64_t R, int64_t T, int64_t p0, LayerState& S,
+                            CompressorState& st, KvRows& rows, int64_t& n_rows, bool rotate, const char* tap_name) {
     const int64_t d = cw.d, w = cw.coff * d, m = cw.ratio;
-    std::vector<float>&a = in.a, &g = in.g, e(static_cast<size_t>(d));
+    float *a = in.a.data() + R * w, *g = in.g.data() + R * w;
+    std::vector<float> e(static_cast<size_t>(d));
     for (int64_t t = 0; t < T; ++t) {
       const int64_t p = p0 + t;
       const float* ape = &cw.ape[static_cast<size_t>((p % m) * w)];
@@ -162,25 +158,49 @@ void attention_layer(const LayerCtx& lc, LayerState& S, const float* h, int64_t 
       if (taps) lc.taps.add(lc.pre + tap_name, e.data(), d, d);
     }
   };
-  if (ratio == 4) {
-    const float wscale =
-        static_cast<float>(std::pow(static_cast<double>(dI), -0.5) * std::pow(static_cast<double>(nI), -0.5));
-    for (int64_t t = 0; t < T; ++t) {
-      for (int64_t hh = 0; hh < nI; ++hh) {
-        float* x = &iq[static_cast<size_t>((t * nI + hh) * dI)];
-        rope_tail(x, dI, rd, p0 + t, freqs, false);
-        hadamard(x, dI);
-        if (qat) fp4_fake_quant(x, dI, 32);
+  const float wscale =
+      static_cast<float>(std::pow(static_cast<double>(dI), -0.5) * std::pow(static_cast<double>(nI), -0.5));
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    LayerState& S = *seqs[i].S;
+    const int64_t T = seqs[i].T, p0 = seqs[i].p0, R = r0[i];
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t hh = 0; hh < H; ++hh) {
+        float* qh = &q[static_cast<size_t>(((R + t) * H + hh) * hd)];
+        rms_norm(qh, nullptr, qh, hd, c.norm_eps);
+        rope_tail(qh, hd, rd, p0 + t, freqs, false);
       }
-      for (int64_t hh = 0; hh < nI; ++hh) iw[static_cast<size_t>(t * nI + hh)] *= wscale;
+    finish_kv(lc, &kv[static_cast<size_t>(R * hd)], T, p0);
+    if (taps) {
+      lc.taps.add(lc.pre + "q", &q[static_cast<size_t>(R * H * hd)], T * H * hd, H * hd);
+      lc.taps.add(lc.pre + "kv", &kv[static_cast<size_t>(R * hd)], T * hd, hd);
     }
-    run_compressor(b.idx_comp, idx_in, S.idx_comp, S.idx_kv, S.n_idx, true, "idx_kv");
+    if (ratio == 4) {
+      for (int64_t t = R; t < R + T; ++t) {
+        for (int64_t hh = 0; hh < nI; ++hh) {
+          float* x = &iq[static_cast<size_t>((t * nI + hh) * dI)];
+          rope_tail(x, dI, rd, p0 + t - R, freqs, false);
+          hadamard(x, dI);
+          if (qat) fp4_fake_quant(x, dI, 32);
+        }
+        for (int64_t hh = 0; hh < nI; ++hh) iw[static_cast<size_t>(t * nI + hh)] *= wscale;
+      }
+      run_compressor(b.idx_comp, idx_in, R, T, p0, S, S.idx_comp, S.idx_kv, S.n_idx, true, "idx_kv");
+    }
+    // the main compressor does not read the indexer's selection: it runs before the selection below
+    if (ratio) run_compressor(b.comp, comp_in, R, T, p0, S, S.comp, S.comp_kv, S.n_comp, false, "comp_kv");
+  }
+
+  // ---- indexer top-k per row (every row of every sequence in one parallel job) ----
+  std::vector<std::vector<int64_t>> sel(static_cast<size_t>(N));
+  if (ratio == 4) {
     const int64_t K = c.idx_topk;
-    std::vector<float> margins(static_cast<size_t>(T), INFINITY);
-    ctx.pool->parallel_for(T, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<float> margins(static_cast<size_t>(N), INFINITY);
+    ctx.pool->parallel_for(N, 1, [&](int64_t t0, int64_t t1) {
       std::vector<float> kbuf(static_cast<size_t>(dI));
       for (int64_t t = t0; t < t1; ++t) {
-        const int64_t n_vis = (p0 + t + 1) / 4;
+        const size_t si = static_cast<size_t>(seq_of[static_cast<size_t>(t)]);
+        const LayerState& S = *seqs[si].S;
+        const int64_t n_vis = (seqs[si].p0 + t - r0[si] + 1) / 4;
         std::vector<float> score(static_cast<size_t>(n_vis));
         for (int64_t j = 0; j < n_vis; ++j) {
           const float* kj = S.idx_kv.f32_row(j);
@@ -209,24 +229,26 @@ void attention_layer(const LayerCtx& lc, LayerState& S, const float* h, int64_t 
       }
     });
     if (taps) {
-      std::vector<float> ids(static_cast<size_t>(T * K), -1.f);
-      for (int64_t t = 0; t < T; ++t)
+      std::vector<float> ids(static_cast<size_t>(N * K), -1.f);
+      for (int64_t t = 0; t < N; ++t)
         for (size_t i = 0; i < sel[static_cast<size_t>(t)].size(); ++i)
           ids[static_cast<size_t>(t * K) + i] = static_cast<float>(sel[static_cast<size_t>(t)][i]);
-      lc.taps.add(lc.pre + "idx_topk", ids.data(), T * K, K);
-      lc.taps.add(lc.pre + "idx_margin", margins.data(), T, 1);
+      lc.taps.add(lc.pre + "idx_topk", ids.data(), N * K, K);
+      lc.taps.add(lc.pre + "idx_margin", margins.data(), N, 1);
     }
   }
-  if (ratio) run_compressor(b.comp, comp_in, S.comp, S.comp_kv, S.n_comp, false, "comp_kv");
 
-  // ---- attention per token: window (ring rows before the chunk + this chunk's rows) + compressed ----
-  std::vector<float> o(static_cast<size_t>(T * H * hd));
+  // ---- attention per row: window (ring rows before the sequence's chunk + its chunk rows) + compressed ----
+  std::vector<float> o(static_cast<size_t>(N * H * hd));
   const float scale = static_cast<float>(std::pow(static_cast<double>(hd), -0.5));
-  ctx.pool->parallel_for(T, 1, [&](int64_t t0, int64_t t1) {
+  ctx.pool->parallel_for(N, 1, [&](int64_t t0, int64_t t1) {
     std::vector<float> keybuf;
     std::vector<const float*> keys;
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t p = p0 + t;
+      const size_t si = static_cast<size_t>(seq_of[static_cast<size_t>(t)]);
+      const LayerState& S = *seqs[si].S;
+      const int64_t p0 = seqs[si].p0, p = p0 + t - r0[si];
+      const float* kvs = &kv[static_cast<size_t>(r0[si] * hd)];  // the sequence's chunk rows
       const int64_t first = std::max<int64_t>(0, p - win + 1);
       std::vector<int64_t> comp_ids;
       if (ratio == 128)
@@ -244,12 +266,12 @@ void attention_layer(const LayerCtx& lc, LayerState& S, const float* h, int64_t 
         float* dst = &keybuf[static_cast<size_t>(r * hd)];
         if (qp < p0) {
           if (!(direct[static_cast<size_t>(r)] = S.window.f32_row(qp % win))) S.window.read(qp % win, dst);
-        } else if (lc.kv == KvDtype::F32) {
-          direct[static_cast<size_t>(r)] = &kv[static_cast<size_t>((qp - p0) * hd)];
+        } else if (seqs[si].kv == KvDtype::F32) {
+          direct[static_cast<size_t>(r)] = &kvs[static_cast<size_t>((qp - p0) * hd)];
         } else {  // same rounding as the stored row
           KvRows tmp;
-          tmp.init(1, hd, lc.kv, c.nope_dim(), 64);
-          tmp.write(0, &kv[static_cast<size_t>((qp - p0) * hd)]);
+          tmp.init(1, hd, seqs[si].kv, c.nope_dim(), 64);
+          tmp.write(0, &kvs[static_cast<size_t>((qp - p0) * hd)]);
           tmp.read(0, dst);
         }
       }
@@ -266,26 +288,26 @@ void attention_layer(const LayerCtx& lc, LayerState& S, const float* h, int64_t 
       for (int64_t hh = 0; hh < H; ++hh) rope_tail(ot + hh * hd, hd, rd, p, freqs, true);
     }
   });
-  write_window(S, kv.data(), T, p0, win, hd);
+  for (size_t i = 0; i < seqs.size(); ++i)
+    write_window(*seqs[i].S, &kv[static_cast<size_t>(r0[i] * hd)], seqs[i].T, seqs[i].p0, win, hd);
 
-  // ---- grouped low-rank output projection ----
+  // ---- token-independent: grouped low-rank output projection ----
   const int64_t G = c.o_groups, Ro = c.o_lora_rank, gs = H * hd / G;
-  std::vector<float> z(static_cast<size_t>(T * G * Ro)), og(static_cast<size_t>(G * T * gs));
+  std::vector<float> z(static_cast<size_t>(N * G * Ro)), og(static_cast<size_t>(G * N * gs));
   std::vector<LinearTask> tasks;
   for (int64_t g = 0; g < G; ++g) {
-    float* ogg = &og[static_cast<size_t>(g * T * gs)];
-    for (int64_t t = 0; t < T; ++t)
+    float* ogg = &og[static_cast<size_t>(g * N * gs)];
+    for (int64_t t = 0; t < N; ++t)
       std::memcpy(&ogg[static_cast<size_t>(t * gs)], &o[static_cast<size_t>(t * H * hd + g * gs)],
                   static_cast<size_t>(gs) * 4);
-    tasks.push_back({b.wo_a.slice(g * Ro, Ro), ogg, T, z.data() + g * Ro, G * Ro});
+    tasks.push_back({b.wo_a.slice(g * Ro, Ro), ogg, N, z.data() + g * Ro, G * Ro});
   }
   linear_batch(tasks, ctx);
   if (taps) {  // inputs of wo_a (one row per token and group) and wo_b
-    lc.taps.add(lc.pre + "wo_a_in", o.data(), T * H * hd, gs);
-    lc.taps.add(lc.pre + "wo_b_in", z.data(), T * G * Ro, G * Ro);
+    lc.taps.add(lc.pre + "wo_a_in", o.data(), N * H * hd, gs);
+    lc.taps.add(lc.pre + "wo_b_in", z.data(), N * G * Ro, G * Ro);
   }
-  linear(b.wo_b, z.data(), T, out, ctx);
-  (void)D;
+  linear(b.wo_b, z.data(), N, out, ctx);
 }
 
 }  // namespace dsv4
