@@ -1,9 +1,10 @@
 """The serving engine: one model, N slots (runtime sessions), one worker thread that runs every forward pass,
 and the prompt cache.  No HTTP here: the API modules submit a ``Job`` and read its events.
 
-Slots are interleaved token by token (round-robin: one decode step, or one prefill chunk, per slot per
-round); each step is a separate forward.  Batched multi-sequence decode (one forward for all slots) is a
-runtime change and not done here.  A ``Session`` is not thread-safe, so only the worker touches sessions.
+Slots advance together, round by round: a slot still prefilling runs one prefill chunk, and every slot that is
+generating samples its next token; then the generating slots are decoded in ONE forward
+(``runtime.decode_batch``: each weight matrix streamed once per step for all of them, each slot's logits the
+bits of a lone decode).  A ``Session`` is not thread-safe, so only the worker touches sessions.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..runtime import Model, Session
+from ..runtime import Model, Session, decode_batch
 from ..speculative import sample
 
 __all__ = ["Sampling", "Job", "TokenEvent", "DoneEvent", "Engine", "EngineStats"]
@@ -85,6 +86,8 @@ class EngineStats:
     generated_tokens: int = 0
     cancelled: int = 0
     peak_busy: int = 0  # most slots generating at once
+    batched_steps: int = 0  # decode forwards that served more than one slot
+    peak_batch: int = 0  # most slots decoded in one forward
 
 
 class _Slot:
@@ -266,6 +269,7 @@ class Engine:
             for s in admitted:
                 self._guarded(s, self._begin)
             stepped = False
+            feed: list[tuple[_Slot, int]] = []  # generating slots and the token each feeds next
             for s in self.slots:
                 if s.job is None:
                     continue
@@ -274,20 +278,48 @@ class Engine:
                     continue
                 if s.job.posted - s.job.taken > MAX_AHEAD:
                     continue  # its reader is behind: do not generate further ahead of it
-                self._guarded(s, self._step)
+                tok = self._guarded(s, self._step)
+                if tok is not None:
+                    feed.append((s, tok))
                 stepped = True
+            if feed:
+                self._decode(feed)
             if not stepped and any(s.job is not None for s in self.slots):
                 with self._cond:
                     self._cond.wait(timeout=0.002)
 
-    def _guarded(self, s: _Slot, fn: Any) -> None:
+    def _guarded(self, s: _Slot, fn: Any) -> Any:
         try:
-            fn(s)
+            return fn(s)
         except Exception as e:  # noqa: BLE001 - one failing request must not stop the server
             s.done.error = f"{type(e).__name__}: {e}"
             s.session.reset()
             s.held = []
             self._finish(s, "error")
+            return None
+
+    def _decode(self, feed: list[tuple[_Slot, int]]) -> None:
+        """Feed each generating slot its sampled token: one batched forward for all of them (CPU sessions), else
+        one decode per slot; a batch that fails is retried slot by slot, so that only the failing one errors."""
+        if len(feed) > 1 and self._journal:
+            try:
+                rows = decode_batch([s.session for s, _ in feed], [tok for _, tok in feed])
+            except Exception:  # noqa: BLE001 - retried one by one below, which reports the failing slot
+                rows = None
+            if rows is not None:
+                for (s, tok), row in zip(feed, rows, strict=True):
+                    s.logits = row
+                    s.held.append(tok)
+                self.stats.batched_steps += 1
+                self.stats.peak_batch = max(self.stats.peak_batch, len(feed))
+                return
+        for s, tok in feed:
+            self._guarded(s, lambda s, tok=tok: self._feed_one(s, tok))
+
+    @staticmethod
+    def _feed_one(s: _Slot, tok: int) -> None:
+        s.logits = s.session.decode(tok)
+        s.held.append(tok)
 
     def _admit(self) -> list[_Slot]:
         """Give waiting jobs free slots (FIFO): the slot whose held tokens share the longest prefix with
@@ -363,18 +395,20 @@ class Engine:
         del s.held[ck:]
         self._snapshots.add(tuple(s.held), s.session)
 
-    def _step(self, s: _Slot) -> None:
+    def _step(self, s: _Slot) -> int | None:
+        """One round of a slot: a prefill chunk, or the next token sampled and posted.  Returns the token the
+        slot must be fed (the round's batched decode does that), None when there is none."""
         job = s.job
         assert job is not None
         if s.todo:
             self._prefill_step(s, job)
-            return
+            return None
         if s.done.prefill_s == 0.0:
             s.done.prefill_s = time.perf_counter() - s.t0
             s.t0 = time.perf_counter()
         if s.done.generated_tokens >= job.max_tokens:
             self._finish(s, "length")
-            return
+            return None
         assert s.logits is not None and s.rng is not None
         sp = job.sampling
         tok = sample(s.logits, sp.temperature, sp.top_p, s.rng)
@@ -391,8 +425,8 @@ class Engine:
         elif s.done.generated_tokens >= job.max_tokens or s.session.pos >= s.session.ctx:
             self._finish(s, "length")
         else:
-            s.logits = s.session.decode(tok)
-            s.held.append(tok)
+            return tok
+        return None
 
     def _prefill_step(self, s: _Slot, job: Job) -> None:
         """Prefill up to PREFILL_CHUNK tokens; the last prompt token goes alone, after a checkpoint at the

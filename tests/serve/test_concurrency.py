@@ -1,4 +1,5 @@
-"""Parallel slots: two concurrent clients each get exactly their own greedy tokens while both slots run;
+"""Parallel slots: two concurrent clients each get exactly their own greedy tokens while both slots run, decoded
+together in one batched forward per step;
 with one slot, further requests queue; a client that disconnects (streaming, or a non-streamed request
 that times out) frees its slot and its generation stops."""
 
@@ -66,7 +67,10 @@ def test_two_clients_do_not_mix(server, ref_model):
         want = greedy(ref_model, chat_tokens(ref_model, [{"role": "user", "content": p}]), 200)
         assert text == text_of(ref_model, want)
     assert got[0] != got[1]
-    assert httpx.get(server.url + "/stats").json()["peak_busy"] == 2  # both slots generated at once
+    st = httpx.get(server.url + "/stats").json()
+    assert st["peak_busy"] == 2  # both slots generated at once
+    # ... decoded in one forward per step (runtime.decode_batch), each with a lone decode's logits (above)
+    assert st["peak_batch"] == 2 and st["batched_steps"] > 50, st
 
 
 def test_requests_beyond_slots_queue(single, ref_model):
