@@ -6,8 +6,10 @@
 Per draft count k (and draft="auto"), per forced acceptance rate of an oracle drafter (the plain greedy
 continuation, computed first; each draft kept with probability a by a seeded coin, else replaced by a wrong
 token), and with the MTP block's own drafts: measured acceptance, tokens per verify step, decode tok/s and its
-ratio to plain decoding, and weight bytes streamed per generated token.  The MTP block runs in every step
-(its cost is in every row), whatever token the oracle then verifies.
+ratio to plain decoding, and weight bytes streamed per generated token.  In the `oracle` rows the MTP block runs
+in every step (its cost is in every row), whatever token the oracle then verifies; the `free oracle` rows
+(--free-accept) skip it, so that a step costs its verification only.  The MTP block consumes the prompt
+after prefill (as Model.generate does); that time is reported with the prefill, not in decode.
 
 Validation before timing: every speculative run must produce exactly the plain greedy tokens, or the
 benchmark stops.  Bytes: the dense weights once per forward (token embedding: one row per token), each MoE
@@ -33,9 +35,12 @@ sys.path.insert(0, str(HERE))
 from llama_peer import cpu_simd  # noqa: E402
 
 
-def _weights(path: Path) -> dict:
+def _weights(path: Path, draft_head: str) -> dict:
     """Bytes per forward of the main model: dense (read once per forward), per expert of each MoE layer, per
-    embedding row; of the MTP sidecar: per draft step (its routed experts counted at K per token)."""
+    embedding row; of the MTP sidecar: per draft step (its routed experts counted at K per token, its head at the
+    runtime's draft head type when that copy is smaller than the file's)."""
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
     from dsv4_gguf import open_gguf
 
     with open_gguf(path, mtp=False) as m:
@@ -58,6 +63,9 @@ def _weights(path: Path) -> dict:
                 nb = s.info(name).nbytes
                 if name == "token_embd.weight":
                     mtp += emb_row  # one row per draft
+                elif name == "output.weight" and draft_head != "model":
+                    block, size = GGML_QUANT_SIZES[GGMLQuantizationType[draft_head]]
+                    mtp += min(nb, s.info(name).shape[0] * s.info(name).shape[1] // block * size)
                 else:
                     mtp += nb * K // n_exp if "_exps." in name else nb
     return {"dense": dense, "expert": expert, "emb_row": emb_row, "mtp_step": mtp, "K": K}
@@ -77,9 +85,9 @@ def _bytes(w: dict, routes: dict[int, np.ndarray], chunks: list[tuple[int, int]]
 def _oracle(plain: list[int], rate: float, seed: int, vocab: int):  # noqa: ANN202
     rng = np.random.default_rng(seed)
 
-    def draft(i: int, mtp_token: int) -> int:
-        if i >= len(plain):
-            return mtp_token
+    def draft(i: int, mtp_token: int | None) -> int:
+        if i >= len(plain):  # past the generated tokens (the step's output is cut there): any token
+            return 0 if mtp_token is None else mtp_token
         return plain[i] if rng.random() < rate else (plain[i] + 1) % vocab
 
     return draft
@@ -89,13 +97,28 @@ def run(ns: argparse.Namespace) -> dict:
     from dsv4_gguf import runtime
     from dsv4_gguf.speculative import SpecStats, speculate
 
-    m = runtime.load(ns.gguf, threads=ns.threads)
+    m = runtime.load(ns.gguf, threads=ns.threads, draft_head=ns.draft_head)
     V, N = m.vocab_size, ns.tokens
     ids = [int(t) for t in np.random.default_rng(ns.seed).integers(3, V, ns.prompt)]
     ctx = len(ids) + N + 8
     state = Path(ns.work) / "prompt.state"
     s = m.session(ctx=ctx, mtp=True)
+    t0 = time.perf_counter()
     first = s.prefill(ids)
+    t1 = time.perf_counter()
+    s.mtp(ids[1:])  # the MTP block over the prompt, as Model.generate does after prefill (its window KV rows)
+    t2 = time.perf_counter()
+    t = m.session(ctx=ctx, mtp=True)  # again, timed warm (the first call also makes the draft head copy)
+    t3 = time.perf_counter()
+    t.prefill(ids)
+    t4 = time.perf_counter()
+    t.mtp(ids[1:])
+    mtp_prompt = (time.perf_counter() - t4, t4 - t3)
+    print(
+        f"prompt: prefill {t1 - t0:.2f} s, MTP over it {t2 - t1:.2f} s (first, with the draft head copy); warm: "
+        f"{mtp_prompt[1]:.2f} s, {mtp_prompt[0]:.2f} s",
+        flush=True,
+    )
     s.save(state)
 
     def fresh():  # noqa: ANN202
@@ -115,7 +138,7 @@ def run(ns: argparse.Namespace) -> dict:
     for name, arr in taps.items():
         layer = int(name.split(".")[1])
         routes[layer] = np.concatenate([np.full((n_prompt, arr.shape[1]), -1), arr.astype(np.int64)])
-    w = _weights(Path(ns.gguf))
+    w = _weights(Path(ns.gguf), m.config["draft_head"])
 
     def plain_round() -> float:
         t = fresh()
@@ -127,7 +150,7 @@ def run(ns: argparse.Namespace) -> dict:
                 raise SystemExit(f"plain decoding is not deterministic at token {i}")
         return (N - 1) / (time.perf_counter() - t0)
 
-    def spec_round(draft, drafter) -> tuple[float, SpecStats, list[tuple[int, int]]]:  # noqa: ANN001
+    def spec_round(draft, drafter, run_mtp=True) -> tuple[float, SpecStats, list[tuple[int, int]]]:  # noqa: ANN001
         t = fresh()
         st = SpecStats()
         chunks: list[tuple[int, int]] = []
@@ -150,6 +173,7 @@ def run(ns: argparse.Namespace) -> dict:
             draft=draft,
             stats=st,
             drafter=drafter,
+            run_mtp=run_mtp,
         ):
             out.append(tok)
             if len(out) == N:
@@ -160,15 +184,18 @@ def run(ns: argparse.Namespace) -> dict:
             raise SystemExit(f"speculative output differs from plain greedy at token {bad} (draft={draft}): not timed")
         return (N - 1) / dt, st, chunks
 
-    cases = [("mtp", None)] + [(f"oracle {int(a * 100)}%", a) for a in ns.accept]
+    cases = [("mtp", None, True)] + [(f"oracle {int(a * 100)}%", a, True) for a in ns.accept]
+    cases += [(f"free oracle {int(a * 100)}%", a, False) for a in ns.free_accept]
     best: dict[tuple[str, object], tuple] = {}
     best_plain = 0.0
     for r in range(ns.rounds):  # a plain round, then every case once; best of the rounds for each
-        best_plain = max(best_plain, plain_round())
-        for label, rate in cases:
+        tok_s = plain_round()
+        best_plain = max(best_plain, tok_s)
+        print(f"round {r + 1} plain              {tok_s:.2f} tok/s", flush=True)
+        for label, rate, run_mtp in cases:
             for draft in [*ns.drafts, "auto"]:
                 drafter = None if rate is None else _oracle(plain, rate, ns.seed + r, V)
-                res = spec_round(draft, drafter)
+                res = spec_round(draft, drafter, run_mtp)
                 if (label, draft) not in best or res[0] > best[(label, draft)][0]:
                     best[(label, draft)] = res
                 print(f"round {r + 1} {label:12s} k={draft!s:4s} {res[0]:.2f} tok/s", flush=True)
@@ -176,7 +203,7 @@ def run(ns: argparse.Namespace) -> dict:
     plain_expert_bytes = sum(w["expert"][ly] * w["K"] for ly in w["expert"])
     for (label, draft), (tok_s, st, chunks) in best.items():
         # the MTP block ran once per draft (draft 1 of a step comes from the previous step's MTP call)
-        byts = _bytes(w, routes, chunks, st.drafted)
+        byts = _bytes(w, routes, chunks, 0 if label.startswith("free") else st.drafted)
         byts += st.plain * (w["dense"] + w["emb_row"] + plain_expert_bytes)
         rows.append(
             {
@@ -201,6 +228,9 @@ def run(ns: argparse.Namespace) -> dict:
             "prompt": ns.prompt,
             "rounds": ns.rounds,
             "plain_tok_s": best_plain,
+            "draft_head": m.config["draft_head"],
+            "prefill_s": mtp_prompt[1],
+            "mtp_prompt_s": mtp_prompt[0],
             "plain_bytes_per_token": plain_bytes,
             "cpu": cpu_simd()["model"],
             "loadavg": list(os.getloadavg()),
@@ -232,8 +262,10 @@ def format_section(meta: dict, rows: list[dict]) -> str:
         "",
         "`mtp`: the MTP block's own drafts (random weights: it is a poor drafter).  `oracle a%`: each draft is the "
         "plain continuation's token with probability a (a seeded coin), else a wrong one; the MTP block still runs "
-        "for every draft.  GB / token: weights streamed (dense once per forward, the union of the routed experts "
-        "of a forward's tokens, the MTP block and head per draft) over generated tokens.",
+        "for every draft, so these rows cost what a real drafter costs.  `free oracle a%`: the same drafts with "
+        "the MTP block not run (drafts computed beforehand and free: a step costs its verification only).  GB / "
+        "token: weights streamed (dense once per forward, the union of the routed experts of a forward's tokens, "
+        "the MTP block and draft head per draft) over generated tokens.",
     ]
     return "\n".join(lines)
 
@@ -244,8 +276,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tokens", type=int, default=64, help="greedy tokens generated per run")
     ap.add_argument("--prompt", type=int, default=64, help="random prompt tokens")
-    ap.add_argument("--accept", type=float, nargs="+", default=[0.0, 0.5, 0.8, 1.0])
+    ap.add_argument("--accept", type=float, nargs="*", default=[0.0, 0.5, 0.8, 1.0])
     ap.add_argument("--drafts", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument(
+        "--free-accept",
+        type=float,
+        nargs="*",
+        default=[0.8, 1.0],
+        help="oracle acceptance rates run without the MTP block (drafts cost nothing: the curve's upper bound)",
+    )
+    ap.add_argument("--draft-head", default="q8_0", choices=["q8_0", "q4_0", "model"], help="runtime.load's draft_head")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="/tmp", help="folder for the prompt's saved session state")
