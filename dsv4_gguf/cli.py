@@ -254,6 +254,13 @@ def _common(p: argparse.ArgumentParser) -> None:
         "output) or auto (picks k, or plain decoding, by measured speed)",
     )
     p.add_argument(
+        "--draft-head",
+        choices=["q8_0", "q4_0", "model"],
+        default="q8_0",
+        help="output head the MTP block drafts with: a Q8_0 (default) or Q4_0 copy made on the first draft when "
+        "smaller than the file's head (a BF16 head: half / a quarter of its bytes per draft), or the file's own",
+    )
+    p.add_argument(
         "--think",
         choices=["none", "high", "max"],
         default="none",
@@ -320,7 +327,9 @@ def _load_for_cli(ns: argparse.Namespace) -> runtime.Model | None:
     from . import runtime
 
     try:
-        return runtime.load(ns.model, threads=ns.threads, device=ns.device, prefetch=ns.prefetch)
+        return runtime.load(
+            ns.model, threads=ns.threads, device=ns.device, prefetch=ns.prefetch, draft_head=ns.draft_head
+        )
     except (ValueError, RuntimeError) as e:  # GgufError is a ValueError; messages name the file and fix
         print(f"dsv4-gguf {ns.command}: error: {e}", file=sys.stderr)
         return None

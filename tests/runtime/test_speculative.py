@@ -163,6 +163,24 @@ def test_chunk_logits_equal_decode_logits(convert_tiny, variant):
     assert np.array_equal(np.concatenate(got), dec)
 
 
+def test_cli_speculative_prints_the_plain_text(convert_tiny, capsys):
+    """`run --speculative mtp` (k = 2, a Q4_0 draft head) prints the plain greedy text, and its stats line counts the
+    drafts; `--draft-head` accepts only the listed choices."""
+    from dsv4_gguf.cli import main
+
+    path = str(convert_tiny("MXFP4_MOE"))
+    base = ["run", path, "-p", PROMPT, "-n", "40", "--temperature", "0", "-c", "256"]
+    assert main(base) == 0
+    plain = capsys.readouterr().out
+    assert main([*base, "--speculative", "mtp", "--draft", "2", "--draft-head", "q4_0"]) == 0
+    out = capsys.readouterr()
+    assert out.out == plain and plain.strip()
+    assert "drafts accepted" in out.err
+    with pytest.raises(SystemExit) as e:
+        main([*base, "--draft-head", "q2_k"])
+    assert e.value.code == 2
+
+
 def test_rollback_errors(mxfp4):
     s = mxfp4.session(ctx=512, mtp=True)
     s.prefill(list(range(10)))
