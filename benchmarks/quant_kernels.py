@@ -31,7 +31,24 @@ from dsv4_gguf import _C, quants
 from dsv4_gguf.constants import QTYPES
 
 ROOT = Path(__file__).resolve().parents[1]
-TYPES = [T.F16, T.BF16, T.Q8_0, T.Q4_0, T.MXFP4, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K, T.IQ4_XS, T.IQ2_XXS]
+TYPES = [
+    T.F16,
+    T.BF16,
+    T.Q8_0,
+    T.Q4_0,
+    T.Q4_1,
+    T.Q5_0,
+    T.Q5_1,
+    T.IQ4_NL,
+    T.MXFP4,
+    T.Q2_K,
+    T.Q3_K,
+    T.Q4_K,
+    T.Q5_K,
+    T.Q6_K,
+    T.IQ4_XS,
+    T.IQ2_XXS,
+]
 TARGET = {T.Q8_0: 1.0, T.Q4_K: 1.0, T.Q6_K: 1.0, T.MXFP4: 1.0}
 TARGET_OTHERS = 0.8
 DOT_RTOL = 1e-4  # ours vs ggml's vec_dot, of sum |w * a| (fp32 sums of the same per-block dots in another order)

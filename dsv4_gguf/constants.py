@@ -27,7 +27,11 @@ QTYPES: dict[GGMLQuantizationType, QTypeInfo] = {
         QTypeInfo(_Q.F32, 1, 4, _Q.F32, False),
         QTypeInfo(_Q.F16, 1, 2, _Q.F32, False),
         QTypeInfo(_Q.Q4_0, 32, 18, _Q.Q8_0, False),
+        QTypeInfo(_Q.Q4_1, 32, 20, _Q.Q8_1, False),
+        QTypeInfo(_Q.Q5_0, 32, 22, _Q.Q8_0, False),
+        QTypeInfo(_Q.Q5_1, 32, 24, _Q.Q8_1, False),
         QTypeInfo(_Q.Q8_0, 32, 34, _Q.Q8_0, False),
+        QTypeInfo(_Q.Q8_1, 32, 36, _Q.Q8_1, False),
         QTypeInfo(_Q.Q2_K, 256, 84, _Q.Q8_K, False),
         QTypeInfo(_Q.Q3_K, 256, 110, _Q.Q8_K, False),
         QTypeInfo(_Q.Q4_K, 256, 144, _Q.Q8_K, False),
@@ -35,14 +39,17 @@ QTYPES: dict[GGMLQuantizationType, QTypeInfo] = {
         QTypeInfo(_Q.Q6_K, 256, 210, _Q.Q8_K, False),
         QTypeInfo(_Q.Q8_K, 256, 292, _Q.Q8_K, False),
         QTypeInfo(_Q.IQ2_XXS, 256, 66, _Q.Q8_K, True),
+        QTypeInfo(_Q.IQ4_NL, 32, 18, _Q.Q8_0, False),
         QTypeInfo(_Q.IQ4_XS, 256, 136, _Q.Q8_K, False),
         QTypeInfo(_Q.BF16, 1, 2, _Q.F32, False),
         QTypeInfo(_Q.MXFP4, 32, 17, _Q.Q8_0, False),
     )
 }
 
-# Storage types (Q8_K is an activation-only format).
-WEIGHT_QTYPES: tuple[GGMLQuantizationType, ...] = tuple(t for t in QTYPES if t != _Q.Q8_K)
+# Activation-only formats (the dot products' vec_dot types; no file storage, no imatrix).
+ACTIVATION_QTYPES: tuple[GGMLQuantizationType, ...] = (_Q.Q8_1, _Q.Q8_K)
+# Storage types.
+WEIGHT_QTYPES: tuple[GGMLQuantizationType, ...] = tuple(t for t in QTYPES if t not in ACTIVATION_QTYPES)
 
 
 # =============================================================================================

@@ -29,6 +29,49 @@ struct BlockQ4_0 {
 };
 static_assert(sizeof(BlockQ4_0) == 18, "Q4_0 block is 18 bytes");
 
+// Q4_1 (20 B / 32): [0:2] fp16 d | [2:4] fp16 m | [4:20] qs[16]: byte j = q[j] | q[j+16] << 4;  x = d * q + m
+struct BlockQ4_1 {
+  uint16_t d;
+  uint16_t m;
+  uint8_t qs[16];
+};
+static_assert(sizeof(BlockQ4_1) == 20, "Q4_1 block is 20 bytes");
+
+// Q5_0 (22 B / 32): [0:2] fp16 d | [2:6] qh (bit j = 5th bit of value j, little-endian u32) |
+// [6:22] qs[16] low nibbles as Q4_0;  x = d * (q - 16)
+struct BlockQ5_0 {
+  uint16_t d;
+  uint8_t qh[4];
+  uint8_t qs[16];
+};
+static_assert(sizeof(BlockQ5_0) == 22, "Q5_0 block is 22 bytes");
+
+// Q5_1 (24 B / 32): [0:2] fp16 d | [2:4] fp16 m | [4:8] qh as Q5_0 | [8:24] qs[16];  x = d * q + m
+struct BlockQ5_1 {
+  uint16_t d;
+  uint16_t m;
+  uint8_t qh[4];
+  uint8_t qs[16];
+};
+static_assert(sizeof(BlockQ5_1) == 24, "Q5_1 block is 24 bytes");
+
+// Q8_1 (36 B / 32, activations of Q4_1/Q5_1 only): [0:2] fp16 d | [2:4] fp16 s = d * sum(qs) |
+// [4:36] int8 qs[32];  x = d * qs[j]  (s folds the weight's min m into the dot product)
+struct BlockQ8_1 {
+  uint16_t d;
+  uint16_t s;
+  int8_t qs[32];
+};
+static_assert(sizeof(BlockQ8_1) == 36, "Q8_1 block is 36 bytes");
+
+// IQ4_NL (18 B / 32): [0:2] fp16 d | [2:18] qs[16]: byte j = idx(v j) | idx(v j+16) << 4;
+// x = d * kvalues_iq4nl[idx]
+struct BlockIQ4_NL {
+  uint16_t d;
+  uint8_t qs[16];
+};
+static_assert(sizeof(BlockIQ4_NL) == 18, "IQ4_NL block is 18 bytes");
+
 // MXFP4 (17 B / 32): [0] E8M0 exponent e | [1:17] qs[16]: byte j = code(x[j]) | code(x[j+16]) << 4;
 // x = kvalues_mxfp4[code] * 2^(e-128)  (kvalues are doubled E2M1 values, hence the -128)
 struct BlockMXFP4 {

@@ -1,10 +1,11 @@
 // AVX2 dot products of every quantized weight type with its activation format (Q8_0 for the 32-element
-// types, Q8_K for the super-block types).  Integer sums are exact in any order; the float part follows
+// types, Q8_1 for Q4_1/Q5_1, Q8_K for the super-block types).  Integer sums are exact in any order; the float part follows
 // the reference's order (per super-block expression, or dot_lanes32's 8-lane layout for the 32-element
 // types), so results equal the _ref dots bit for bit.  Float-type dots (F32/F16/BF16) stay scalar.
 #if defined(DSV4_X86)
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "quant/kernels.h"
@@ -539,6 +540,99 @@ float vec_dot_q6_k_avx2(int64_t n, const void* vw, const void* va) {
     sum += (f16(w[b].d) * a[b].d) * static_cast<float>(sumi);
   }
   return sum;
+}
+
+// ================================================================ Q4_1 / Q5_0 / Q5_1 / IQ4_NL dots
+// One row at a time in dot_lanes32's layout (see the top of this file): each block's 32 weights are
+// decoded to int8 in element order, then the Q8_0 path's sign-trick products (|w| <= 127, |a| <= 127: no
+// int16 saturation).  Q4_1/Q5_1 add the min terms m*s (Q8_1's s) afterwards, one scalar FMA per block in
+// block order, as vec_dot_q4_1_ref/q5_1_ref do.
+namespace {
+
+// Byte j = 0x10 where bit j of the little-endian u32 at qh is set (the 5th bit of value j), else 0.
+inline __m256i fifth_bits(const uint8_t* qh) {
+  uint32_t h;
+  std::memcpy(&h, qh, 4);
+  const __m256i spread = _mm256_shuffle_epi8(
+      _mm256_set1_epi32(static_cast<int>(h)),
+      _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0x0000000000000000));
+  const __m256i set =
+      _mm256_cmpeq_epi8(_mm256_or_si256(spread, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe)), _mm256_set1_epi64x(-1));
+  return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+}
+
+struct Q4_1Vals {
+  using Block = BlockQ4_1;
+  using Act = BlockQ8_1;
+  static __m256i values(const Block& x) { return load_nibbles(x.qs); }
+};
+struct Q5_0Vals {
+  using Block = BlockQ5_0;
+  using Act = BlockQ8_0;
+  static __m256i values(const Block& x) {
+    return _mm256_sub_epi8(_mm256_or_si256(load_nibbles(x.qs), fifth_bits(x.qh)), _mm256_set1_epi8(16));
+  }
+};
+struct Q5_1Vals {
+  using Block = BlockQ5_1;
+  using Act = BlockQ8_1;
+  static __m256i values(const Block& x) { return _mm256_or_si256(load_nibbles(x.qs), fifth_bits(x.qh)); }
+};
+struct IQ4_NLVals {
+  using Block = BlockIQ4_NL;
+  using Act = BlockQ8_0;
+  static __m256i values(const Block& x) {
+    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kValuesIQ4NL)));
+    return _mm256_shuffle_epi8(table, load_nibbles(x.qs));
+  }
+};
+
+template <class V>
+float lanes32_dot(int64_t nb, const typename V::Block* x, const typename V::Act* a) {
+  using Block = typename V::Block;
+  using Act = typename V::Act;
+  __m256 acc = _mm256_setzero_ps();
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    prefetch(x + b, kStreamAhead);
+    const __m256i p0 = dot_i8(V::values(x[b]), load32(a[b].qs));
+    const __m256i p1 = dot_i8(V::values(x[b + 1]), load32(a[b + 1].qs));
+    const __m256 sc = _mm256_mul_ps(f16_pair(&x[b].d, sizeof(Block)), f16_pair(&a[b].d, sizeof(Act)));
+    acc = _mm256_fmadd_ps(sc, _mm256_cvtepi32_ps(fold_pair(p0, p1)), acc);
+  }
+  if (b < nb) {
+    const __m128 sc = _mm_set1_ps(f16(x[b].d) * f16(a[b].d));
+    const __m128 lo = _mm_fmadd_ps(sc, _mm_cvtepi32_ps(fold_one(dot_i8(V::values(x[b]), load32(a[b].qs)))),
+                                   _mm256_castps256_ps128(acc));
+    acc = _mm256_insertf128_ps(acc, lo, 0);
+  }
+  return reduce_lanes8(acc);
+}
+
+template <class Block>
+float min_terms(int64_t nb, const Block* x, const BlockQ8_1* a) {
+  float s = 0;
+  for (int64_t b = 0; b < nb; ++b) s = std::fma(f16(x[b].m), f16(a[b].s), s);
+  return s;
+}
+
+}  // namespace
+
+float vec_dot_q4_1_avx2(int64_t n, const void* w, const void* a) {
+  const BlockQ4_1* x = static_cast<const BlockQ4_1*>(w);
+  const BlockQ8_1* y = static_cast<const BlockQ8_1*>(a);
+  return lanes32_dot<Q4_1Vals>(n / 32, x, y) + min_terms(n / 32, x, y);
+}
+float vec_dot_q5_0_avx2(int64_t n, const void* w, const void* a) {
+  return lanes32_dot<Q5_0Vals>(n / 32, static_cast<const BlockQ5_0*>(w), static_cast<const BlockQ8_0*>(a));
+}
+float vec_dot_q5_1_avx2(int64_t n, const void* w, const void* a) {
+  const BlockQ5_1* x = static_cast<const BlockQ5_1*>(w);
+  const BlockQ8_1* y = static_cast<const BlockQ8_1*>(a);
+  return lanes32_dot<Q5_1Vals>(n / 32, x, y) + min_terms(n / 32, x, y);
+}
+float vec_dot_iq4_nl_avx2(int64_t n, const void* w, const void* a) {
+  return lanes32_dot<IQ4_NLVals>(n / 32, static_cast<const BlockIQ4_NL*>(w), static_cast<const BlockQ8_0*>(a));
 }
 
 }  // namespace dsv4

@@ -1,9 +1,10 @@
 // Scalar reference dot products: weight row (its own format) . activation row (Q8_0 for the
-// 32-element types, Q8_K for the super-block types, f32 for the float types).  Integer sums per
+// 32-element types, Q8_1 for Q4_1/Q5_1, Q8_K for the super-block types, f32 for the float types).  Integer sums per
 // (sub-)block are exact; the float part follows one fixed order (per super-block expression, or the
 // 8-lane layout of dot_lanes32), which the AVX2 versions reproduce, so ref and SIMD agree to the bit.  Like ggml's vec_dot, the result differs
 // from the float dot of the dequantized rows only by the activation quantization.
 #include <cmath>
+#include <cstring>
 
 #include "quant/kernels.h"
 #include "quant/kquant_impl.h"
@@ -42,8 +43,9 @@ namespace {
 inline float reduce_lanes8(const float* l) { return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7])); }
 
 // val(b, i): weight value i of block b as an integer; scale(b): the weight block's float scale.
-template <class Val, class Scale>
-float dot_lanes32(int64_t nb, const BlockQ8_0* a, Val val, Scale scale) {
+// Act: BlockQ8_0 or BlockQ8_1 (same d and qs; Q8_1's s is used by the callers with a min term).
+template <class Act, class Val, class Scale>
+float dot_lanes32(int64_t nb, const Act* a, Val val, Scale scale) {
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   for (int64_t b = 0; b < nb; ++b) {
     const float s = scale(b) * fp16_to_f32(a[b].d);
@@ -82,6 +84,66 @@ float vec_dot_mxfp4_ref(int64_t n, const void* vw, const void* va) {
         return static_cast<int>(kValuesMXFP4[i < 16 ? (w[b].qs[i] & 0xf) : (w[b].qs[i - 16] >> 4)]);
       },
       [w](int64_t b) { return e8m0_to_f32_half(w[b].e); });
+}
+
+float vec_dot_q5_0_ref(int64_t n, const void* vw, const void* va) {
+  const BlockQ5_0* w = static_cast<const BlockQ5_0*>(vw);
+  return dot_lanes32(
+      n / 32, static_cast<const BlockQ8_0*>(va),
+      [w](int64_t b, int i) {
+        uint32_t h;
+        std::memcpy(&h, w[b].qh, 4);
+        const int lo = i < 16 ? (w[b].qs[i] & 0xf) : (w[b].qs[i - 16] >> 4);
+        return (lo | static_cast<int>(((h >> i) & 1u) << 4)) - 16;
+      },
+      [w](int64_t b) { return fp16_to_f32(w[b].d); });
+}
+
+float vec_dot_iq4_nl_ref(int64_t n, const void* vw, const void* va) {
+  const BlockIQ4_NL* w = static_cast<const BlockIQ4_NL*>(vw);
+  return dot_lanes32(
+      n / 32, static_cast<const BlockQ8_0*>(va),
+      [w](int64_t b, int i) {
+        return static_cast<int>(kValuesIQ4NL[i < 16 ? (w[b].qs[i] & 0xf) : (w[b].qs[i - 16] >> 4)]);
+      },
+      [w](int64_t b) { return fp16_to_f32(w[b].d); });
+}
+
+// Q4_1 / Q5_1 against Q8_1: sum_b d_w*d_a*sum(q*q8) + m_w*s_a (s_a = d_a*sum(q8), as ggml): the first term in
+// the lanes of dot_lanes32, the min terms in one float in block order, added last.
+namespace {
+
+template <class Block>
+float min_terms(int64_t nb, const Block* w, const BlockQ8_1* a) {
+  float s = 0;
+  for (int64_t b = 0; b < nb; ++b) s = std::fma(fp16_to_f32(w[b].m), fp16_to_f32(a[b].s), s);
+  return s;
+}
+
+}  // namespace
+
+float vec_dot_q4_1_ref(int64_t n, const void* vw, const void* va) {
+  const BlockQ4_1* w = static_cast<const BlockQ4_1*>(vw);
+  const BlockQ8_1* a = static_cast<const BlockQ8_1*>(va);
+  const float q = dot_lanes32(
+      n / 32, a, [w](int64_t b, int i) { return i < 16 ? (w[b].qs[i] & 0xf) : (w[b].qs[i - 16] >> 4); },
+      [w](int64_t b) { return fp16_to_f32(w[b].d); });
+  return q + min_terms(n / 32, w, a);
+}
+
+float vec_dot_q5_1_ref(int64_t n, const void* vw, const void* va) {
+  const BlockQ5_1* w = static_cast<const BlockQ5_1*>(vw);
+  const BlockQ8_1* a = static_cast<const BlockQ8_1*>(va);
+  const float q = dot_lanes32(
+      n / 32, a,
+      [w](int64_t b, int i) {
+        uint32_t h;
+        std::memcpy(&h, w[b].qh, 4);
+        const int lo = i < 16 ? (w[b].qs[i] & 0xf) : (w[b].qs[i - 16] >> 4);
+        return lo | static_cast<int>(((h >> i) & 1u) << 4);
+      },
+      [w](int64_t b) { return fp16_to_f32(w[b].d); });
+  return q + min_terms(n / 32, w, a);
 }
 
 float vec_dot_q2_k_ref(int64_t n, const void* vw, const void* va) {

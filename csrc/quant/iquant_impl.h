@@ -1,4 +1,4 @@
-// The IQ4_XS and IQ2_XXS quantization algorithms (ggml's quantize_row_iq4_nl_impl with ntry 7 and
+// The IQ4_XS, IQ4_NL and IQ2_XXS quantization algorithms (ggml's quantize_row_iq4_nl_impl with ntry 7 and
 // quantize_row_iq2_xxs_impl), templated over the same `Search` policy as kquant_impl.h: the scalar
 // policy here, the AVX2 one (vectorised code lookup and neighbour search) in quant_avx2.cpp.
 #pragma once
@@ -33,11 +33,56 @@ inline void iq4_index32_scalar(const float* xb, float id, uint8_t* idx) {
   for (int j = 0; j < 32; ++j) idx[j] = static_cast<uint8_t>(best_index_iq4nl(id * xb[j]));
 }
 
+// The scale search of one 32-value sub-block in ggml's quantize_row_iq4_nl_impl (ntry = 7, the
+// ggml_quantize_chunk path of both IQ4_XS and IQ4_NL): start at -max/values[0], then try 2*ntry+1
+// inverse scales and keep the weighted least-squares scale of the best.  0 for an all-(near-)zero block.
+template <class S>
+float iq4nl_subblock_scale(const float* xb, const float* weight) {
+  constexpr int ntry = 7;
+  const int8_t* values = kValuesIQ4NL;
+  float amax = 0, max = 0;
+  for (int j = 0; j < 32; ++j) {
+    const float ax = std::fabs(xb[j]);
+    if (ax > amax) {
+      amax = ax;
+      max = xb[j];
+    }
+  }
+  if (amax < kGroupMaxEps) return 0.f;
+  float d = -max / values[0];
+  float id = 1 / d;
+  float sumqx = 0, sumq2 = 0;
+  uint8_t idx[32];
+  S::iq4_index32(xb, id, idx);
+  for (int j = 0; j < 32; ++j) {
+    const float q = values[idx[j]];
+    const float w = weight[j];
+    sumqx += w * q * xb[j];
+    sumq2 += w * q * q;
+  }
+  d = sumq2 > 0 ? sumqx / sumq2 : 0.f;
+  float best = d * sumqx;
+  for (int itry = -ntry; itry <= ntry; ++itry) {
+    id = (itry + values[0]) / max;
+    sumqx = sumq2 = 0;
+    S::iq4_index32(xb, id, idx);
+    for (int j = 0; j < 32; ++j) {
+      const float q = values[idx[j]];
+      const float w = weight[j];
+      sumqx += w * q * xb[j];
+      sumq2 += w * q * q;
+    }
+    if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+      d = sumqx / sumq2;
+      best = d * sumqx;
+    }
+  }
+  return d;
+}
+
 // ggml's quantize_row_iq4_nl_impl(QK_K, 32, ..., ntry = 7); used with and without imatrix.
 template <class S>
 void quantize_iq4_xs_block(const float* x, const float* qw, BlockIQ4_XS* y) {
-  constexpr int ntry = 7;
-  const int8_t* values = kValuesIQ4NL;
   float scales[QK_K / 32], weight[32];
   uint8_t L[QK_K];
   float sigma2 = 0;
@@ -53,46 +98,7 @@ void quantize_iq4_xs_block(const float* x, const float* qw, BlockIQ4_XS* y) {
     } else {
       for (int j = 0; j < 32; ++j) weight[j] = xb[j] * xb[j];
     }
-    float amax = 0, max = 0;
-    for (int j = 0; j < 32; ++j) {
-      const float ax = std::fabs(xb[j]);
-      if (ax > amax) {
-        amax = ax;
-        max = xb[j];
-      }
-    }
-    if (amax < kGroupMaxEps) {
-      scales[ib] = 0;
-      continue;
-    }
-    float d = -max / values[0];
-    float id = 1 / d;
-    float sumqx = 0, sumq2 = 0;
-    uint8_t idx[32];
-    S::iq4_index32(xb, id, idx);
-    for (int j = 0; j < 32; ++j) {
-      const float q = values[idx[j]];
-      const float w = weight[j];
-      sumqx += w * q * xb[j];
-      sumq2 += w * q * q;
-    }
-    d = sumq2 > 0 ? sumqx / sumq2 : 0.f;
-    float best = d * sumqx;
-    for (int itry = -ntry; itry <= ntry; ++itry) {
-      id = (itry + values[0]) / max;
-      sumqx = sumq2 = 0;
-      S::iq4_index32(xb, id, idx);
-      for (int j = 0; j < 32; ++j) {
-        const float q = values[idx[j]];
-        const float w = weight[j];
-        sumqx += w * q * xb[j];
-        sumq2 += w * q * q;
-      }
-      if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-        d = sumqx / sumq2;
-        best = d * sumqx;
-      }
-    }
+    const float d = iq4nl_subblock_scale<S>(xb, weight);
     scales[ib] = d;
     const float abs_d = std::fabs(d);
     if (abs_d > amax_scale) {
@@ -120,6 +126,28 @@ void quantize_iq4_xs_block(const float* x, const float* qw, BlockIQ4_XS* y) {
   }
   for (int i = 0; i < QK_K / 32; ++i)
     for (int j = 0; j < 16; ++j) y->qs[16 * i + j] = static_cast<uint8_t>(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
+}
+
+// ggml's quantize_row_iq4_nl_impl(32, 32, ..., ntry = 7), the quantize_iq4_nl (ggml_quantize_chunk) path,
+// with or without imatrix: one sub-block, its scale stored as is, codes re-chosen with 1/(fp32 scale).
+// (ggml's quantize_row_iq4_nl_ref, ntry = -1, is a different search and is not what files are written with.)
+template <class S>
+void quantize_iq4_nl_block(const float* x, const float* qw, BlockIQ4_NL* y) {
+  float weight[32];
+  float sigma2 = 0;
+  for (int j = 0; j < 32; ++j) sigma2 += x[j] * x[j];
+  sigma2 *= 2.f / 32;
+  if (qw) {
+    for (int j = 0; j < 32; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + x[j] * x[j]);
+  } else {
+    for (int j = 0; j < 32; ++j) weight[j] = x[j] * x[j];
+  }
+  const float d = iq4nl_subblock_scale<S>(x, weight);
+  y->d = f32_to_fp16(d);
+  const float id = d != 0.f ? 1 / d : 0.f;
+  uint8_t L[32];
+  S::iq4_index32(x, id, L);
+  for (int j = 0; j < 16; ++j) y->qs[j] = static_cast<uint8_t>(L[j] | (L[16 + j] << 4));
 }
 
 // ------------------------------------------------------------------ IQ2_XXS (ggml quantize_row_iq2_xxs_impl)

@@ -1,7 +1,7 @@
 // Per-type row kernels (internal to csrc/quant; callers use quant.h).  A "row" is n elements,
 // n a multiple of the type's block size.  Quantizers take an optional importance vector `qw`
 // (n entries, the imatrix of the row's columns; nullptr = none).  vec_dot returns
-// sum_i w[i] * a[i] with the activation row `a` already in the type's vec_dot format (Q8_0 or Q8_K).
+// sum_i w[i] * a[i] with the activation row `a` already in the type's vec_dot format (Q8_0, Q8_1 or Q8_K).
 #pragma once
 
 #include <cstddef>
@@ -30,6 +30,11 @@ using GemmFn = void (*)(int64_t n, const void* w, size_t row_bytes, int64_t nrow
   X(bf16, SUFFIX)                      \
   X(q8_0, SUFFIX)                      \
   X(q4_0, SUFFIX)                      \
+  X(q4_1, SUFFIX)                      \
+  X(q5_0, SUFFIX)                      \
+  X(q5_1, SUFFIX)                      \
+  X(q8_1, SUFFIX)                      \
+  X(iq4_nl, SUFFIX)                    \
   X(mxfp4, SUFFIX)                     \
   X(q2_k, SUFFIX)                      \
   X(q3_k, SUFFIX)                      \
@@ -47,6 +52,10 @@ DSV4_FOR_EACH_QTYPE(DSV4_DECLARE_QTYPE_KERNELS, ref)
 float vec_dot_q8_0_ref(int64_t n, const void* w, const void* a);
 float vec_dot_q4_0_ref(int64_t n, const void* w, const void* a);
 float vec_dot_mxfp4_ref(int64_t n, const void* w, const void* a);
+float vec_dot_q4_1_ref(int64_t n, const void* w, const void* a);
+float vec_dot_q5_0_ref(int64_t n, const void* w, const void* a);
+float vec_dot_q5_1_ref(int64_t n, const void* w, const void* a);
+float vec_dot_iq4_nl_ref(int64_t n, const void* w, const void* a);
 float vec_dot_q2_k_ref(int64_t n, const void* w, const void* a);
 float vec_dot_q3_k_ref(int64_t n, const void* w, const void* a);
 float vec_dot_q4_k_ref(int64_t n, const void* w, const void* a);
@@ -93,6 +102,10 @@ float vec_dot_q2_k_avx2(int64_t n, const void* w, const void* a);
 float vec_dot_q3_k_avx2(int64_t n, const void* w, const void* a);
 float vec_dot_iq4_xs_avx2(int64_t n, const void* w, const void* a);
 float vec_dot_iq2_xxs_avx2(int64_t n, const void* w, const void* a);
+float vec_dot_q4_1_avx2(int64_t n, const void* w, const void* a);
+float vec_dot_q5_0_avx2(int64_t n, const void* w, const void* a);
+float vec_dot_q5_1_avx2(int64_t n, const void* w, const void* a);
+float vec_dot_iq4_nl_avx2(int64_t n, const void* w, const void* a);
 
 // AVX-512 paths (gemm_avx512.cpp; bit-exact with the _ref ones).  Every other kernel of the AVX-512
 // level is the AVX2 one.

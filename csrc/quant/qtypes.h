@@ -11,7 +11,11 @@ enum class QType : int32_t {
   F32 = 0,
   F16 = 1,
   Q4_0 = 2,
+  Q4_1 = 3,
+  Q5_0 = 6,
+  Q5_1 = 7,
   Q8_0 = 8,
+  Q8_1 = 9,  // activation format of the Q4_1/Q5_1 dot products only (no file storage, no imatrix)
   Q2_K = 10,
   Q3_K = 11,
   Q4_K = 12,
@@ -19,6 +23,7 @@ enum class QType : int32_t {
   Q6_K = 14,
   Q8_K = 15,  // activation format of the K/IQ dot products only (no file storage, no imatrix)
   IQ2_XXS = 16,
+  IQ4_NL = 20,
   IQ4_XS = 23,
   BF16 = 30,
   MXFP4 = 39,

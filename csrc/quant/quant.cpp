@@ -18,7 +18,11 @@ const QTypeInfo kTable[] = {
     {QType::F32, "F32", 1, 4, QType::F32, false},
     {QType::F16, "F16", 1, 2, QType::F32, false},
     {QType::Q4_0, "Q4_0", 32, 18, QType::Q8_0, false},
+    {QType::Q4_1, "Q4_1", 32, 20, QType::Q8_1, false},
+    {QType::Q5_0, "Q5_0", 32, 22, QType::Q8_0, false},
+    {QType::Q5_1, "Q5_1", 32, 24, QType::Q8_1, false},
     {QType::Q8_0, "Q8_0", 32, 34, QType::Q8_0, false},
+    {QType::Q8_1, "Q8_1", 32, 36, QType::Q8_1, false},
     {QType::Q2_K, "Q2_K", 256, 84, QType::Q8_K, false},
     {QType::Q3_K, "Q3_K", 256, 110, QType::Q8_K, false},
     {QType::Q4_K, "Q4_K", 256, 144, QType::Q8_K, false},
@@ -26,6 +30,7 @@ const QTypeInfo kTable[] = {
     {QType::Q6_K, "Q6_K", 256, 210, QType::Q8_K, false},
     {QType::Q8_K, "Q8_K", 256, 292, QType::Q8_K, false},
     {QType::IQ2_XXS, "IQ2_XXS", 256, 66, QType::Q8_K, true},
+    {QType::IQ4_NL, "IQ4_NL", 32, 18, QType::Q8_0, false},
     {QType::IQ4_XS, "IQ4_XS", 256, 136, QType::Q8_K, false},
     {QType::BF16, "BF16", 1, 2, QType::F32, false},
     {QType::MXFP4, "MXFP4", 32, 17, QType::Q8_0, false},
@@ -45,6 +50,16 @@ QuantKernels ref_kernels(QType t) {
       return {quantize_row_q4_0_ref, dequantize_row_q4_0_ref, vec_dot_q4_0_ref, "ref"};
     case QType::MXFP4:
       return {quantize_row_mxfp4_ref, dequantize_row_mxfp4_ref, vec_dot_mxfp4_ref, "ref"};
+    case QType::Q4_1:
+      return {quantize_row_q4_1_ref, dequantize_row_q4_1_ref, vec_dot_q4_1_ref, "ref"};
+    case QType::Q5_0:
+      return {quantize_row_q5_0_ref, dequantize_row_q5_0_ref, vec_dot_q5_0_ref, "ref"};
+    case QType::Q5_1:
+      return {quantize_row_q5_1_ref, dequantize_row_q5_1_ref, vec_dot_q5_1_ref, "ref"};
+    case QType::Q8_1:
+      return {quantize_row_q8_1_ref, dequantize_row_q8_1_ref, nullptr, "ref"};
+    case QType::IQ4_NL:
+      return {quantize_row_iq4_nl_ref, dequantize_row_iq4_nl_ref, vec_dot_iq4_nl_ref, "ref"};
     case QType::Q2_K:
       return {quantize_row_q2_k_ref, dequantize_row_q2_k_ref, vec_dot_q2_k_ref, "ref"};
     case QType::Q3_K:
@@ -94,6 +109,18 @@ QuantKernels avx2_kernels(QType t) {
       break;
     case QType::Q8_K:
       k.quantize = quantize_row_q8_k_avx2;
+      break;
+    case QType::Q4_1:
+      k.dot = vec_dot_q4_1_avx2;
+      break;
+    case QType::Q5_0:
+      k.dot = vec_dot_q5_0_avx2;
+      break;
+    case QType::Q5_1:
+      k.dot = vec_dot_q5_1_avx2;
+      break;
+    case QType::IQ4_NL:
+      k.dot = vec_dot_iq4_nl_avx2;
       break;
     case QType::Q2_K:
       k.quantize = quantize_row_q2_k_avx2;

@@ -93,7 +93,8 @@ struct Loader {
       check_shape(t, {cols, rows, depth});
     else
       check_shape(t, {cols, rows});
-    if (!qtype_info(t.type) || t.type == static_cast<int32_t>(QType::Q8_K))
+    if (!qtype_info(t.type) || t.type == static_cast<int32_t>(QType::Q8_K) ||
+        t.type == static_cast<int32_t>(QType::Q8_1))
       throw GgufError(f.path() + ": tensor '" + name + "' has type " + ggml_type_name(t.type) +
                       ", which is not a weight type this runtime can multiply");
     WeightView v;

@@ -60,7 +60,10 @@ def test_dequantize_bad_byte_count():
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-@pytest.mark.parametrize("qtype", [T.F16, T.BF16, T.Q8_0, T.Q4_0, T.MXFP4, T.Q4_K, T.Q6_K, T.IQ4_XS, T.IQ2_XXS])
+@pytest.mark.parametrize(
+    "qtype",
+    [T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.MXFP4, T.Q4_K, T.Q6_K, T.IQ4_XS, T.IQ4_NL, T.IQ2_XXS],
+)
 @pytest.mark.parametrize("impl", ["ref", "auto"])
 def test_non_finite_input(x, bad, qtype, impl):
     x = x.copy()
@@ -96,12 +99,13 @@ def test_iq2_xxs_requires_imatrix(x):
 
 
 def test_unsupported_type(x):
-    with pytest.raises(ValueError, match="Q5_0 is not supported"):
-        quants.quantize(x, T.Q5_0)
-    with pytest.raises(ValueError, match="unsupported ggml quant type id 6"):
-        _C.quantize_rows(6, x)
-    with pytest.raises(ValueError, match="no dot product"):
-        quants.matvec(quants.quantize(x, T.Q8_K), x[0], T.Q8_K)
+    with pytest.raises(ValueError, match="IQ3_XXS is not supported"):
+        quants.quantize(x, T.IQ3_XXS)
+    with pytest.raises(ValueError, match="unsupported ggml quant type id 18"):
+        _C.quantize_rows(18, x)
+    for act in (T.Q8_K, T.Q8_1):
+        with pytest.raises(ValueError, match="no dot product"):
+            quants.matvec(quants.quantize(x, act), x[0], act)
 
 
 def test_matvec_shape_mismatch(x):

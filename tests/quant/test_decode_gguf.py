@@ -16,6 +16,10 @@ from dsv4_gguf.constants import QTYPES
 FP16_FIELDS = {
     T.Q8_0: (0,),
     T.Q4_0: (0,),
+    T.Q4_1: (0, 2),
+    T.Q5_0: (0,),
+    T.Q5_1: (0, 2),
+    T.IQ4_NL: (0,),
     T.Q2_K: (80, 82),
     T.Q3_K: (108,),
     T.Q4_K: (0, 2),

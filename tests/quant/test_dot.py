@@ -1,4 +1,4 @@
-"""Dot products of every weight type with its activation format (Q8_0 / Q8_K / f32), against the
+"""Dot products of every weight type with its activation format (Q8_0 / Q8_1 / Q8_K / f32), against the
 float64 dot of the dequantized weight and the dequantized activation, and against ggml's vec_dot."""
 
 from __future__ import annotations
@@ -20,14 +20,26 @@ def setup(qtype: T, x: np.ndarray):
     return w, v
 
 
+def q8_1_min_term_rounding(w: np.ndarray, type_size: int, act: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Q4_1/Q5_1 . Q8_1 (ggml's format): each weight block's min m meets the activation block's stored fp16
+    s = d*sum(q8), not the exact sum of its dequantized values; per row this adds sum_b m_b*(s_b - sum(a_b))."""
+    m = w.reshape(w.shape[0], -1, type_size)[:, :, 2:4].copy().view(np.float16)[:, :, 0].astype(np.float64)
+    s = act.reshape(-1, 36)[:, 2:4].copy().view(np.float16)[:, 0].astype(np.float64)
+    exact = a.astype(np.float64).reshape(-1, 32).sum(axis=1)
+    return m @ (s - exact)
+
+
 @pytest.mark.parametrize("qtype", WEIGHT_QTYPES, ids=lambda t: t.name)
 def test_dot_equals_dequantized_float_dot(qtype, heavy_tailed):
     w, v = setup(qtype, heavy_tailed)
     y = quants.matvec(w, v, qtype)
     wd = quants.dequantize(w, qtype).astype(np.float64)
     at = QTYPES[qtype].vec_dot_type
-    a = v if at == T.F32 else quants.dequantize(quants.quantize(v[None], at), at)[0]
+    aq = None if at == T.F32 else quants.quantize(v[None], at)
+    a = v if aq is None else quants.dequantize(aq, at)[0]
     want = wd @ a.astype(np.float64)
+    if at == T.Q8_1:
+        want += q8_1_min_term_rounding(w, QTYPES[qtype].type_size, aq.view(np.uint8).reshape(-1), a)
     scale = np.abs(wd) @ np.abs(a.astype(np.float64))
     # float32 accumulation of exact per-block integer sums: error ~ (blocks) * 2^-24 * scale
     assert np.all(np.abs(y - want) <= 1e-5 * scale + 1e-30), f"{qtype.name}: dot off the dequantized float dot"

@@ -11,7 +11,7 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 from gguf.quants import IQ2_XXS
 
 from dsv4_gguf import _C
-from dsv4_gguf.constants import QTYPES
+from dsv4_gguf.constants import QTYPES, WEIGHT_QTYPES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,10 +30,24 @@ def test_cpp_table_equals_python_table():
         ), t.name
 
 
+# gguf-py lists Q8_1 as (32, 40), an old float-d/float-s layout; ggml's block_q8_1 (ggml-common.h) is
+# fp16 d, fp16 s, 32 int8 = 36 bytes.  Q8_1 is activation-only (never in a file): checked against ggml below.
+GGUF_PY_STALE_SIZES = (GGMLQuantizationType.Q8_1,)
+
+
 def test_table_matches_gguf_package():
     for t, info in QTYPES.items():
-        assert GGML_QUANT_SIZES[t] == (info.block_size, info.type_size), t.name
         assert GGMLQuantizationType[t.name] == t
+        if t in GGUF_PY_STALE_SIZES:
+            continue
+        assert GGML_QUANT_SIZES[t] == (info.block_size, info.type_size), t.name
+
+
+def test_table_matches_ggml(ggml):
+    for t, info in QTYPES.items():
+        assert ggml.row_size(int(t), info.block_size) == info.type_size, t.name
+        if info.block_size > 1 and t in WEIGHT_QTYPES:  # the dot's activation format is ggml's CPU backend's
+            assert ggml.cpu_traits(int(t)).vec_dot_type == int(info.vec_dot_type), t.name
 
 
 def test_iq2xxs_grid_generated_from_gguf():
