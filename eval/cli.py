@@ -54,7 +54,11 @@ def _reference(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ref", metavar="B.gguf", help="reference model (e.g. the SOURCE conversion), run here")
     g.add_argument("--ref-url", metavar="URL", help="OpenAI-compatible server with prompt_logprobs (vLLM, SGLang)")
     p.add_argument("--ref-model", help="model name on --ref-url")
-    p.add_argument("--ref-backend", choices=BACKENDS, help="backend for --ref (default: as --backend)")
+    p.add_argument(
+        "--ref-backend",
+        choices=BACKENDS,
+        help="backend for --ref (default: as --backend; auto when --backend is a server, openai or ollama)",
+    )
     p.add_argument("--ref-cache", metavar="DIR", help="share the sparse reference across runs (default RUN_DIR/ref)")
     p.add_argument("--top-k", type=int, default=64, help="reference log-probabilities kept per position (default 64)")
 

@@ -16,7 +16,11 @@ from .common import ApiError, Ctx, check_messages, check_tools, encode_chat, sse
 from .engine import DoneEvent, TokenEvent
 from .text import TurnText, new_id
 
-__all__ = ["ROUTES", "EFFORTS"]
+__all__ = ["ROUTES", "EFFORTS", "MAX_FULL_ROWS_ENTRIES"]
+
+# prompt_logprobs=-1 entries (prompt tokens x vocabulary) one response may carry: each is a JSON object of ~60
+# bytes and a Python tuple while it is built, so 2^20 keeps one answer under ~100 MB
+MAX_FULL_ROWS_ENTRIES = 1 << 20
 
 # reasoning_effort -> (thinking, DSV4 effort): Non-think, Think High, Think Max
 EFFORTS: dict[str, tuple[bool, str | None]] = {
@@ -184,7 +188,7 @@ async def completions(ctx: Ctx) -> Any:
     tokens = _prompt_of(ctx, b.get("prompt"))
     echo = bool(b.get("echo"))
     n_lp = ctx.integer(b.get("logprobs"), "logprobs", 0, 20, None)
-    n_prompt = ctx.integer(b.get("prompt_logprobs"), "prompt_logprobs", 0, 100, None)  # vLLM's extension
+    n_prompt = _prompt_logprobs(ctx, b.get("prompt_logprobs"), len(tokens))  # vLLM's extension
     if b.get("stream") and (echo or n_prompt is not None):
         raise ApiError(400, "echo and prompt_logprobs are not supported with stream", param="echo")
     ctx.integer(b.get("n"), "n", 1, 1, 1)  # one choice per request
@@ -238,6 +242,8 @@ async def completions(ctx: Ctx) -> Any:
             blocks_t = tokens + blocks_t
             lps = list(done.prompt_logprobs or [None] * len(tokens)) + lps
             tops = list(done.prompt_top or [None] * len(tokens)) + tops
+        # the job ranked max(logprobs, prompt_logprobs) alternatives: this block shows `logprobs` of them
+        tops = [None if t is None else t[:n_lp] for t in tops]
         logprobs = _logprobs_block(ctx, blocks_t, lps, tops, 0)
     reason = "length" if done.reason == "length" else "stop"
     choice: dict[str, Any] = {"index": 0, "text": prompt_text + text, "logprobs": logprobs, "finish_reason": reason}
@@ -253,16 +259,42 @@ async def completions(ctx: Ctx) -> Any:
     }
 
 
+def _prompt_logprobs(ctx: Ctx, value: Any, n_tokens: int) -> int | None:
+    """``prompt_logprobs``: 0-100 top alternatives per prompt position, or -1 for the whole vocabulary (vLLM's
+    convention; what a scoring harness needs from a candidate).  -1 answers vocabulary x prompt entries, so
+    it is refused above MAX_FULL_ROWS_ENTRIES (a 129k vocabulary: prompts of at most 8 tokens)."""
+    n = ctx.integer(value, "prompt_logprobs", -1, 100, None)
+    if n != -1:
+        return n
+    V = ctx.engine.model.vocab_size
+    if n_tokens * V > MAX_FULL_ROWS_ENTRIES:
+        raise ApiError(
+            400,
+            f"prompt_logprobs=-1 on {n_tokens} tokens would return {n_tokens * V:,} log-probabilities, more than "
+            f"this server's limit of {MAX_FULL_ROWS_ENTRIES:,}: send at most {MAX_FULL_ROWS_ENTRIES // V} tokens "
+            "per request, or ask for the top 100",
+            param="prompt_logprobs",
+        )
+    return V
+
+
 def _prompt_rows(ctx: Ctx, tokens: list[int], done: DoneEvent, k: int) -> list[dict[str, Any] | None]:
     """vLLM's ``prompt_logprobs``: entry p maps token id -> ``{"logprob", "rank", "decoded_token"}`` for the
     top-k of the distribution predicting token p, plus token p itself; entry 0 is null."""
     dec = ctx.engine.model.decode_tokens
+    texts: dict[int, str] = {}  # a full-vocabulary answer decodes each id once, not once per position
+
+    def text(t: int) -> str:
+        if t not in texts:
+            texts[t] = dec([t])
+        return texts[t]
+
     rows: list[dict[str, Any] | None] = [None]
     for p in range(1, len(tokens)):
         top = (done.prompt_top or [])[p] or []
-        row = {str(t): {"logprob": lp, "rank": r + 1, "decoded_token": dec([t])} for r, (t, lp) in enumerate(top[:k])}
+        row = {str(t): {"logprob": lp, "rank": r + 1, "decoded_token": text(t)} for r, (t, lp) in enumerate(top[:k])}
         lp_p = (done.prompt_logprobs or [])[p]
-        row.setdefault(str(tokens[p]), {"logprob": lp_p, "decoded_token": dec([tokens[p]])})
+        row.setdefault(str(tokens[p]), {"logprob": lp_p, "decoded_token": text(tokens[p])})
         rows.append(row)
     return rows
 

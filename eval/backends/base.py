@@ -102,6 +102,9 @@ class Backend:
 
     kind: str = "abstract"
     caps: Capabilities = Capabilities()
+    # True where `logits` returns log-probabilities already (a server's full-vocabulary prompt_logprobs):
+    # scoring then takes the rows as they are; normalizing them again would change their last bits
+    logits_normalized: bool = False
 
     def require(self, **needed: bool) -> None:
         missing = [name for name, want in needed.items() if want and not getattr(self.caps, name)]
@@ -129,7 +132,8 @@ class Backend:
         raise CapabilityError(f"backend '{self.kind}' has no tokenizer")
 
     def logits(self, tokens: Sequence[int], first: int = 0) -> np.ndarray:
-        """float32 [len(tokens) - 1 - first, n_vocab]: row i predicts tokens[first + i + 1]."""
+        """[len(tokens) - 1 - first, n_vocab] (float32 logits, or float64 log-probabilities where
+        `logits_normalized`): row i predicts tokens[first + i + 1]."""
         raise CapabilityError(f"backend '{self.kind}' cannot return prompt logits")
 
     def prompt_topk(self, tokens: Sequence[int], first: int, k: int) -> SparseRows:

@@ -3,8 +3,11 @@
 Standard library only (urllib), bounded timeouts, a few retries on connection errors. Declared
 capabilities follow what the servers can do: llama-server and Ollama generate but cannot return
 prompt-token log-probabilities (llama-server rejects `echo`, Ollama reports logprobs of generated tokens
-only); vLLM/SGLang return top-k `prompt_logprobs`, which makes them a full-precision *reference*, never
-a full-vocabulary candidate. Prompts are sent pre-rendered (raw), so every backend sees identical text.
+only); vLLM/SGLang return top-k `prompt_logprobs`, which makes them a full-precision *reference*. A
+candidate needs whole rows: `prompt_logprobs: -1` (vLLM's "all vocab_size log probabilities", served with
+`--max-logprobs -1`; `dsv4-gguf serve` for short prompts) sends vocabulary x prompt entries as JSON, fine
+for checking a server against the runtime, far too slow for a real vocabulary at eval lengths. Prompts are
+sent pre-rendered (raw), so every backend sees identical text.
 """
 
 from __future__ import annotations
@@ -41,9 +44,11 @@ def _post(url: str, payload: dict[str, Any], timeout: float, retries: int = 2) -
 
 
 class OpenAIBackend(Backend):
-    """`/v1/completions` for generation; `prompt_logprobs` (vLLM/SGLang extension) for references."""
+    """`/v1/completions` for generation; `prompt_logprobs` (vLLM/SGLang extension) for references (top-k)
+    and, with -1 (whole rows, already normalized), as a scored candidate."""
 
     kind = "openai"
+    logits_normalized = True
 
     def __init__(
         self, url: str, model: str, prompt_logprobs: bool = False, timeout: float = 600.0, seed: int = 0
@@ -51,7 +56,7 @@ class OpenAIBackend(Backend):
         self.url, self.model, self.timeout, self.seed = url.rstrip("/"), model, timeout, seed
         if self.url.endswith("/v1"):
             self.url = self.url[:-3]
-        self.caps = Capabilities(prompt_topk=prompt_logprobs, generate=True, tokenize=True)
+        self.caps = Capabilities(logits=prompt_logprobs, prompt_topk=prompt_logprobs, generate=True, tokenize=True)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "url": self.url, "model": self.model}
@@ -78,7 +83,8 @@ class OpenAIBackend(Backend):
         )
         return [int(t) for t in out["tokens"]]
 
-    def prompt_topk(self, tokens: Sequence[int], first: int, k: int) -> SparseRows:
+    def _prompt_logprobs(self, tokens: Sequence[int], k: int) -> list[Any]:
+        """The server's `prompt_logprobs` entries for `tokens` (k: top alternatives, -1 the whole row)."""
         if not self.caps.prompt_topk:
             raise CapabilityError(
                 f"{self.url}: prompt log-probabilities were not enabled for this server "
@@ -103,6 +109,39 @@ class OpenAIBackend(Backend):
             )
         if len(rows) != len(tokens):
             raise BackendError(f"{self.url}: {len(rows)} prompt_logprobs entries for {len(tokens)} tokens")
+        return list(rows)
+
+    @staticmethod
+    def _entry(row: dict[str, Any]) -> dict[int, float]:
+        return {int(t): float(v["logprob"] if isinstance(v, dict) else v) for t, v in row.items()}
+
+    @property
+    def n_vocab(self) -> int:
+        """The length of a whole row (`prompt_logprobs: -1` on two tokens, asked once)."""
+        if not hasattr(self, "_n_vocab"):
+            self._n_vocab = len(self._prompt_logprobs([0, 0], -1)[1])
+        return self._n_vocab
+
+    def logits(self, tokens: Sequence[int], first: int = 0) -> np.ndarray:
+        """Log-probabilities (float64, whole rows) from `prompt_logprobs: -1`; a row that lacks any id is an
+        error (vLLM caps rows at --max-logprobs, default 20: serve with --max-logprobs -1)."""
+        rows = self._prompt_logprobs(tokens, -1)
+        V = self.n_vocab
+        n = len(tokens) - 1 - first
+        out = np.empty((n, V), np.float64)
+        for i in range(n):
+            entry = self._entry(rows[first + i + 1])
+            if len(entry) != V or min(entry) < 0 or max(entry) >= V:
+                raise BackendError(
+                    f"{self.url}: prompt_logprobs=-1 gave {len(entry)} log-probabilities at position "
+                    f"{first + i + 1}, not the whole vocabulary of {V}; the server must return whole rows "
+                    "(vLLM: --max-logprobs -1)"
+                )
+            out[i, list(entry)] = list(entry.values())
+        return out
+
+    def prompt_topk(self, tokens: Sequence[int], first: int, k: int) -> SparseRows:
+        rows = self._prompt_logprobs(tokens, k)
         n = len(tokens) - 1 - first
         ids = np.full((n, k), -1, np.int32)
         lps = np.full((n, k), -np.inf, np.float64)
@@ -110,7 +149,7 @@ class OpenAIBackend(Backend):
         tlp = np.empty(n, np.float64)
         for i in range(n):
             # entry p holds log p(tokens[p] | tokens[:p]): the row predicting target i is entry first+i+1
-            entry = {int(t): float(v["logprob"] if isinstance(v, dict) else v) for t, v in rows[first + i + 1].items()}
+            entry = self._entry(rows[first + i + 1])
             if int(tgt[i]) not in entry:
                 raise BackendError(
                     f"{self.url}: prompt_logprobs at position {first + i + 1} lacks the prompt token itself"

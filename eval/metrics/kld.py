@@ -52,8 +52,9 @@ class PositionStats:
             return PositionStats(z["kld"], z["nll"], z["nll_base"], z["same_top"].astype(bool))
 
 
-def compare_sparse(ref: SparseRows, logits: np.ndarray, block: int = 64) -> PositionStats:
-    """Candidate logits [n, vocab] against a sparse reference of the same n positions."""
+def compare_sparse(ref: SparseRows, logits: np.ndarray, block: int = 64, normalized: bool = False) -> PositionStats:
+    """Candidate logits [n, vocab] against a sparse reference of the same n positions (``normalized``: the
+    rows are log-probabilities already, taken as they are)."""
     n = len(ref)
     if logits.shape[0] != n:
         raise ValueError(
@@ -66,7 +67,7 @@ def compare_sparse(ref: SparseRows, logits: np.ndarray, block: int = 64) -> Posi
     valid = ref.top_ids >= 0
     for s in range(0, n, block):
         e = min(n, s + block)
-        lq = log_softmax(logits[s:e])
+        lq = np.asarray(logits[s:e], np.float64) if normalized else log_softmax(logits[s:e])
         r = np.arange(e - s)
         ids = np.where(valid[s:e], ref.top_ids[s:e], 0)
         lp = np.where(valid[s:e], ref.top_lp[s:e], -np.inf)
@@ -83,9 +84,11 @@ def compare_sparse(ref: SparseRows, logits: np.ndarray, block: int = 64) -> Posi
     return PositionStats(kld, nll, -ref.target_lp.astype(np.float64), same)
 
 
-def compare_full(base_lp: np.ndarray, logits: np.ndarray, target: np.ndarray) -> PositionStats:
+def compare_full(
+    base_lp: np.ndarray, logits: np.ndarray, target: np.ndarray, normalized: bool = False
+) -> PositionStats:
     """Candidate logits against full reference log-probability rows (llama.cpp's -16 cut-off)."""
-    lq = log_softmax(logits)
+    lq = np.asarray(logits, np.float64) if normalized else log_softmax(logits)
     base_lp = np.asarray(base_lp, np.float64)
     r = np.arange(lq.shape[0])
     keep = base_lp > -16.0

@@ -16,7 +16,15 @@ import numpy as np
 from ..backends import Backend, SparseRows, open_backend
 from ..run import RunError, file_digest, gguf_info, write_json
 
-__all__ = ["open_candidate", "open_reference", "model_fingerprint", "RefStore", "save_npz", "tokens_digest"]
+__all__ = [
+    "open_candidate",
+    "open_reference",
+    "ref_backend",
+    "model_fingerprint",
+    "RefStore",
+    "save_npz",
+    "tokens_digest",
+]
 
 
 def save_npz(path: Path, **arrays: np.ndarray) -> None:
@@ -31,15 +39,33 @@ def tokens_digest(tokens: Sequence[int]) -> str:
     return hashlib.sha256(np.asarray(tokens, "<i4").tobytes()).hexdigest()
 
 
-def open_candidate(ns: argparse.Namespace) -> Backend:
-    return open_backend(ns.backend, ns.model, url=ns.url, n_ctx=ns.n_ctx, threads=ns.threads, seed=ns.seed)
+def open_candidate(ns: argparse.Namespace, prompt_logprobs: bool = False) -> Backend:
+    """The candidate; ``prompt_logprobs``: a server candidate is scored through full-vocabulary
+    ``prompt_logprobs`` (-1), which OpenAI-compatible servers may lack (llama-server does)."""
+    return open_backend(
+        ns.backend,
+        ns.model,
+        url=ns.url,
+        n_ctx=ns.n_ctx,
+        threads=ns.threads,
+        prompt_logprobs=prompt_logprobs,
+        seed=ns.seed,
+    )
+
+
+def ref_backend(ns: argparse.Namespace) -> str:
+    """--ref-backend, else --backend; a server backend (openai, ollama) is the candidate's, at --url, so a
+    --ref file is then run here by ``auto``."""
+    if ns.ref_backend:
+        return str(ns.ref_backend)
+    return "auto" if ns.backend in ("openai", "ollama") else str(ns.backend)
 
 
 def open_reference(ns: argparse.Namespace) -> Backend | None:
     if ns.ref_url:
         return open_backend("openai", ns.ref_model or "default", url=ns.ref_url, prompt_logprobs=True, seed=ns.seed)
     if ns.ref:
-        return open_backend(ns.ref_backend or ns.backend, ns.ref, n_ctx=ns.n_ctx, threads=ns.threads, seed=ns.seed)
+        return open_backend(ref_backend(ns), ns.ref, n_ctx=ns.n_ctx, threads=ns.threads, seed=ns.seed)
     return None
 
 
@@ -62,7 +88,7 @@ def model_fingerprint(kind: str, model: str | None, url: str | None, full_hash: 
 def ref_fingerprint(ns: argparse.Namespace) -> dict[str, Any]:
     if ns.ref_url:
         return model_fingerprint("openai", ns.ref_model or "default", ns.ref_url, ns.full_hash)
-    return model_fingerprint(ns.ref_backend or ns.backend, ns.ref, None, ns.full_hash)
+    return model_fingerprint(ref_backend(ns), ns.ref, None, ns.full_hash)
 
 
 def model_info(model: str | None, variant: str | None, bpw: float | None) -> dict[str, Any]:

@@ -59,7 +59,7 @@ def run_kld(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
     cand = None
     store = None
     if kld_file is not None:
-        cand = open_candidate(ns)
+        cand = open_candidate(ns, prompt_logprobs=True)
         cand.require(logits=True)
         if cand.n_vocab != kld_file.n_vocab:
             raise RunError(f"{ns.ref_kld}: vocabulary {kld_file.n_vocab}, the model's is {cand.n_vocab}")
@@ -117,7 +117,7 @@ def run_kld(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
     try:
         for c in progress(todo, desc="candidate"):
             if cand is None:
-                cand = open_candidate(ns)
+                cand = open_candidate(ns, prompt_logprobs=True)
                 cand.require(logits=True)
             top = max(chunk_tokens[c])
             if top >= cand.n_vocab:
@@ -127,10 +127,13 @@ def run_kld(ns: argparse.Namespace, progress: Any) -> dict[str, Any]:
                 )
             logits = cand.logits(chunk_tokens[c], first)
             if kld_file is not None:
-                st = compare_full(kld_file.rows(c), logits, np.asarray(chunk_tokens[c][first + 1 :]))
+                st = compare_full(
+                    kld_file.rows(c), logits, np.asarray(chunk_tokens[c][first + 1 :]), cand.logits_normalized
+                )
             else:
                 assert store is not None
-                st = compare_sparse(store.get(f"chunk:{c}", chunk_tokens[c], first, ns.top_k), logits)
+                ref_rows = store.get(f"chunk:{c}", chunk_tokens[c], first, ns.top_k)
+                st = compare_sparse(ref_rows, logits, normalized=cand.logits_normalized)
             save_npz(pos_dir / f"chunk_{c:05d}.npz", kld=st.kld, nll=st.nll, nll_base=st.nll_base, same_top=st.same_top)
             run.append(
                 {

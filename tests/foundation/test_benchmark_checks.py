@@ -86,6 +86,8 @@ def _render(bench, name: str, record: dict) -> str:
         return bench("convert").format_section(record["meta"], record["rows"])
     if name.startswith("speculative"):
         return bench("speculative").format_section(record["meta"], record["rows"])
+    if name in ("serve_load", "rpc_split"):
+        return bench(name).format_section(record["meta"], record["rows"])
     raise AssertionError(f"RESULTS.md section {name!r}: no benchmark generates it (hand-written text has no markers)")
 
 
@@ -269,3 +271,49 @@ def test_first_token_runs_must_print_the_same_text(bench):
     assert ft.same_output([(0.5, b"ab"), (0.4, b"ab")], b"ab") == [0.5, 0.4]
     with pytest.raises(SystemExit, match="validation failed"):
         ft.same_output([(0.5, b"ab"), (0.4, b"ac")], b"ab")
+
+
+def test_serve_load_accounts_for_every_request(bench):
+    sl = bench("serve_load")
+    R = sl.Result
+    alone = ["abc def", "xyz uvw"]
+    good = [R(0, 0, "plain", text="abc def"), R(1, 1, "stream", text="xyz uvw"), R(0, 1, "cancel", text="xyz")]
+    counts = {"plain": 1, "stream": 1, "cancel": 1}
+    assert sl.check_responses(alone, good, 3) == {"counts": counts, "equal": 3, "diverged_at": []}
+    with pytest.raises(SystemExit, match="2 results for 3 requests"):
+        sl.check_responses(alone, good[:2], 3)
+    with pytest.raises(SystemExit, match="1 requests lost.*HTTP 500"):
+        sl.check_responses(alone, [*good[:2], R(0, 1, "cancel", error="HTTP 500")], 3)
+    for bad, why in (
+        (R(0, 0, "plain", text="xyz uvw"), "prompt 1's answer"),  # another client's answer
+        (R(0, 0, "cancel", text="xy"), "prompt 1's answer"),  # a cancelled stream of another prompt's answer
+        (R(0, 0, "plain", text="abc deg"), "an answer of no prompt"),
+        (R(0, 0, "plain", text="abc"), "an answer of no prompt"),  # cut short without being cancelled
+        (R(0, 0, "cancel", text=""), "an answer of no prompt"),
+    ):
+        with pytest.raises(SystemExit, match=why):
+            sl.check_responses(alone, [bad, *good[1:]], 3)
+    # a peer that is not batch-invariant: an answer that left its own is counted, one closer to another's stops
+    loose = sl.check_responses(alone, [R(0, 0, "plain", text="abc deg"), *good[1:]], 3, exact=False)
+    assert loose == {"counts": counts, "equal": 2, "diverged_at": [6]}
+    for bad in (R(0, 0, "plain", text="xyz uvw"), R(0, 0, "stream", text="xyz"), R(0, 0, "cancel", text="")):
+        with pytest.raises(SystemExit, match="validation failed"):
+            sl.check_responses(alone, [bad, *good[1:]], 3, exact=False)
+    sched = sl.plan(8, 20, 8)
+    modes = [m for reqs in sched for _, m in reqs]
+    assert (modes.count("plain"), modes.count("stream"), modes.count("cancel")) == (80, 64, 16)
+    assert {p for reqs in sched for p, _ in reqs} == set(range(8))
+
+
+def test_rpc_split_compares_tokens_and_logprobs(bench):
+    rs = bench("rpc_split")
+    run = {"tokens": [5, 7], "top": [{5: -0.1, 9: -2.5}, {7: -0.3, 1: -1.9}]}
+    near = {"tokens": [5, 7], "top": [{5: -0.1 + 4e-6, 9: -2.5}, {7: -0.3, 1: -1.9}]}
+    assert rs.compare_runs([run], [run], 1e-5) == {"tokens": 2, "logprobs": 4, "max_abs_diff": 0.0, "bound": 1e-5}
+    assert rs.compare_runs([run], [near], 1e-5)["max_abs_diff"] == pytest.approx(4e-6)
+    with pytest.raises(SystemExit, match="logprob .* > 1e-05"):
+        rs.compare_runs([run], [{**near, "top": [{5: -0.1 + 2e-5, 9: -2.5}, near["top"][1]]}], 1e-5)
+    with pytest.raises(SystemExit, match="greedy tokens differ from step 1"):
+        rs.compare_runs([run], [{**run, "tokens": [5, 8]}], 1e-5)
+    with pytest.raises(SystemExit, match="top-K ids"):
+        rs.compare_runs([run], [{**run, "top": [{5: -0.1, 8: -2.5}, run["top"][1]]}], 1e-5)
