@@ -26,6 +26,7 @@ SUPPORT = [
     "quant/quant.cpp",
     "quant/quant_basic_ref.cpp",
     "quant/quant_k_ref.cpp",
+    "quant/quant_legacy_ref.cpp",
     "quant/dot_ref.cpp",
     "quant/tables.cpp",
     "quant/repack.cpp",
