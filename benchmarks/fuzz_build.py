@@ -30,6 +30,11 @@ SUPPORT = [
     "quant/dot_ref.cpp",
     "quant/tables.cpp",
     "quant/repack.cpp",
+    "quant/iq3_ref.cpp",
+    "quant/iq2s_tables.cpp",
+    "quant/iq2s_ref.cpp",
+    "quant/iq1_tables.cpp",
+    "quant/iq1_ref.cpp",
     "core/cpu_features.cpp",
 ]
 SANITIZED = ["runtime/gguf_file.cpp", "fuzz/gguf_loader_fuzz.cpp"]

@@ -48,6 +48,12 @@ TYPES = [
     T.Q6_K,
     T.IQ4_XS,
     T.IQ2_XXS,
+    T.IQ3_XXS,
+    T.IQ3_S,
+    T.IQ2_XS,
+    T.IQ2_S,
+    T.IQ1_S,
+    T.IQ1_M,
 ]
 TARGET = {T.Q8_0: 1.0, T.Q4_K: 1.0, T.Q6_K: 1.0, T.MXFP4: 1.0}
 TARGET_OTHERS = 0.8
@@ -108,7 +114,7 @@ def rmse(a: np.ndarray, b: np.ndarray) -> float:
 
 def bench_type(g, qtype: T, x: np.ndarray, repeat: int, threads: int) -> dict:
     rows, cols = x.shape
-    im = quants.weight_energy(x) if qtype == T.IQ2_XXS else None
+    im = quants.weight_energy(x) if QTYPES[qtype].needs_imatrix else None
     mb = x.nbytes / 1e6
     # ---- validate
     ours = quants.quantize(x, qtype, im).view(np.uint8).reshape(rows, -1)

@@ -78,8 +78,9 @@ def quantize(
     """float32 [..., cols] -> ggml ``qtype`` ([..., row_bytes] uint8; float32/float16 for F32/F16).
 
     ``imatrix``: one importance weight per column (used by the K and IQ types, ignored by Q8_0, Q4_0,
-    MXFP4), or ``"energy"`` for the per-column mean square of ``data`` (the fallback for IQ2_XXS
-    when no imatrix was collected).  Rows are quantized in parallel with the GIL released.
+    MXFP4), or ``"energy"`` for the per-column mean square of ``data`` (the fallback for the types
+    that require one, ``QTYPES[t].needs_imatrix``, when no imatrix was collected).  Rows are quantized
+    in parallel with the GIL released.
     """
     info = _info(qtype)
     _require_f32(data, "quantize data")

@@ -11,6 +11,7 @@ import json
 import re
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
@@ -23,6 +24,7 @@ __all__ = [
     "Planned",
     "RecipeError",
     "load_recipe",
+    "load_recipe_file",
     "recipe_names",
     "plan_types",
     "parse_tensor_type",
@@ -47,6 +49,12 @@ SUPPORTED_TYPES: dict[str, GGMLQuantizationType] = {
         Q.Q5_K,
         Q.Q6_K,
         Q.IQ2_XXS,
+        Q.IQ2_XS,
+        Q.IQ2_S,
+        Q.IQ3_XXS,
+        Q.IQ3_S,
+        Q.IQ1_S,
+        Q.IQ1_M,
         Q.IQ4_NL,
         Q.IQ4_XS,
         Q.MXFP4,
@@ -130,6 +138,40 @@ def load_recipe(name: str) -> Recipe:
         return Recipe(raw["name"], int(raw["file_type"]), raw["description"], tuple(rules))
     except (KeyError, TypeError, json.JSONDecodeError, re.error) as e:
         raise RecipeError(f"recipe {fn} is malformed: {e}") from None
+
+
+def load_recipe_file(path: str | Path) -> Recipe:
+    """``--recipe FILE``: a recipe JSON in the recipes/ format (e.g. a ``--target-size`` mix), checked field by
+    field; every error names the file, the rule and the fix."""
+    p = Path(path)
+    try:
+        raw = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RecipeError(f"--recipe {p}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RecipeError(f"--recipe {p}: not a JSON file ({e})") from None
+    fields = {"name": str, "file_type": int, "description": str, "rules": list}
+    for k, typ in fields.items():
+        if not isinstance(raw, dict) or k not in raw or not isinstance(raw[k], typ) or isinstance(raw[k], bool):
+            raise RecipeError(f"--recipe {p}: needs '{k}' ({typ.__name__}); the format is quantize/recipes/README.md's")
+    rules = []
+    for i, r in enumerate(raw["rules"]):
+        where = f"--recipe {p}: rule {i}"
+        if not isinstance(r, dict) or not isinstance(r.get("type"), str) or not isinstance(r.get("reason"), str):
+            raise RecipeError(f"{where}: needs string 'type' and 'reason', got {r!r:.120}")
+        extra = set(r) - {"match", "source", "when", "type", "reason"}
+        if extra:
+            raise RecipeError(f"{where}: unknown fields {sorted(extra)} (match, source, when, type, reason)")
+        if r["type"] != "keep" and r["type"] not in SUPPORTED_TYPES:
+            raise RecipeError(f"{where}: unsupported type {r['type']!r}; one of keep, {', '.join(SUPPORTED_TYPES)}")
+        if r.get("source") not in (None, *_KEEP, "i64") or r.get("when") not in (None, "more_bits"):
+            raise RecipeError(f"{where}: 'source' must be one of {', '.join(_KEEP)}; 'when' only 'more_bits'")
+        try:
+            pat = re.compile(r["match"]) if "match" in r else None
+        except (re.error, TypeError) as e:
+            raise RecipeError(f"{where}: bad 'match' pattern {r['match']!r} ({e})") from None
+        rules.append(Rule(r["type"], r["reason"], pat, r.get("source"), r.get("when")))
+    return Recipe(raw["name"], raw["file_type"], raw["description"], tuple(rules))
 
 
 def parse_tensor_type(text: str) -> tuple[re.Pattern[str], GGMLQuantizationType]:

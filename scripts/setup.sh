@@ -21,4 +21,15 @@ if [ ! -d "$LLAMA_SRC/llama_cpp_python-0.3.36/vendor/llama.cpp" ]; then
     "llama-cpp-python==0.3.36" -d "$LLAMA_SRC"
   tar xzf "$LLAMA_SRC/llama_cpp_python-0.3.36.tar.gz" -C "$LLAMA_SRC"
 fi
+# The aarch64 cross compiler and qemu-user: tests/arch cross-builds the core for aarch64 and runs it under
+# qemu-aarch64 against the x86 build's bits (Debian/Ubuntu package names; installed when root with apt-get).
+if ! command -v aarch64-linux-gnu-g++ >/dev/null || ! command -v qemu-aarch64 >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq g++-aarch64-linux-gnu qemu-user >/dev/null ||
+      { apt-get update -qq && apt-get install -y -qq g++-aarch64-linux-gnu qemu-user >/dev/null; }
+  else
+    echo "setup: g++-aarch64-linux-gnu and qemu-user are missing (tests/arch needs them; install as root)" >&2
+  fi
+fi
 "$PY" -c "import dsv4_gguf, json; print('dsv4-gguf', dsv4_gguf.__version__, json.dumps(dsv4_gguf.build_info()))"

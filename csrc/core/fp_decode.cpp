@@ -67,9 +67,11 @@ void dequant_fp4_rows_ref(const uint8_t* w, const uint8_t* scale, float* out, in
   }
 }
 
+#if defined(DSV4_X86)
 namespace {
 bool use_simd(Impl impl) { return is_simd(resolve_impl(impl)); }
 }  // namespace
+#endif
 
 void decode_e4m3(const uint8_t* in, float* out, size_t n, Impl impl) {
 #if defined(DSV4_X86)

@@ -44,6 +44,16 @@ void require_2d(const py::array& a, const char* what) {
 
 std::vector<py::ssize_t> shape_of(const py::array& a) { return {a.shape(), a.shape() + a.ndim()}; }
 
+// Logits [rows, V] handed to numpy without a copy: the array owns the vector.  A decode step's logits are
+// megabytes (the vocabulary times the batch); a copy into a fresh array cost a second buffer's page faults
+// and a memmove on every step.
+py::array_t<float> own_rows(std::vector<float>&& v, int64_t rows) {
+  auto* keep = new std::vector<float>(std::move(v));
+  py::capsule owner(keep, [](void* p) { delete static_cast<std::vector<float>*>(p); });
+  const int64_t V = static_cast<int64_t>(keep->size()) / rows;
+  return py::array_t<float>({rows, V}, keep->data(), owner);
+}
+
 const uint8_t* u8ptr(const py::array& a) { return static_cast<const uint8_t*>(a.data()); }
 
 template <class Fn>
@@ -509,10 +519,7 @@ void register_runtime(py::module_& m) {
                 throw std::invalid_argument(e.what());
               }
             }
-            const int64_t V = static_cast<int64_t>(out.size()) / (all_logits ? T : 1);
-            py::array_t<float> arr({static_cast<int64_t>(out.size()) / V, V});
-            std::memcpy(arr.mutable_data(), out.data(), out.size() * 4);
-            return arr;
+            return own_rows(std::move(out), all_logits ? T : 1);
           },
           py::arg("tokens"), py::arg("all_logits") = false,
           "Consume int32 tokens; f32 logits [1, V] of the last token (all_logits: [T, V]).")
@@ -609,10 +616,7 @@ void register_runtime(py::module_& m) {
             throw std::invalid_argument(e.what());
           }
         }
-        const int64_t n = static_cast<int64_t>(sessions.size()), V = static_cast<int64_t>(out.size()) / n;
-        py::array_t<float> arr({n, V});
-        std::memcpy(arr.mutable_data(), out.data(), out.size() * 4);
-        return arr;
+        return own_rows(std::move(out), static_cast<int64_t>(sessions.size()));
       },
       py::arg("sessions"), py::arg("tokens"),
       "Batched decode: sessions[i] consumes tokens[i] (int32 [n]), all in one forward pass; f32 logits [n, V], "

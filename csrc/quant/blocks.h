@@ -166,6 +166,69 @@ struct BlockIQ2_XXS {
 };
 static_assert(sizeof(BlockIQ2_XXS) == 66, "IQ2_XXS block is 66 bytes");
 
+// IQ1_S (50 B / 256): [0:2] fp16 d | [2:34] qs[32]: low 8 bits of the iq1s_grid index of each group of 8 |
+// [34:50] u16 qh[8], one per 32-sub-block: bits 3l..3l+2 = high 3 bits of group l's index, bits 12-14 the
+// 3-bit scale s, bit 15 the sign of the shift;  x = d * (2s + 1) * (grid + (bit 15 ? -0.125 : 0.125))
+struct BlockIQ1_S {
+  uint16_t d;
+  uint8_t qs[32];
+  uint16_t qh[8];
+};
+static_assert(sizeof(BlockIQ1_S) == 50, "IQ1_S block is 50 bytes");
+
+// IQ1_M (56 B / 256): [0:32] qs[32]: low 8 bits of the iq1s_grid index of each group of 8 | [32:48] qh[16],
+// one per 16-value half: bits 0-2 / 4-6 = high 3 bits of its two groups' indices, bits 3 / 7 = their shift
+// signs | [48:56] scales as u16 sc[4]: bits 0-11 = four 3-bit half scales s, bits 12-15 = one nibble of
+// the fp16 super-block scale d (sc[0] lowest);  x = d * (2s + 1) * (grid + (sign ? -0.125 : 0.125))
+struct BlockIQ1_M {
+  uint8_t qs[32];
+  uint8_t qh[16];
+  uint8_t scales[8];
+};
+static_assert(sizeof(BlockIQ1_M) == 56, "IQ1_M block is 56 bytes");
+
+// IQ2_XS (74 B / 256): [0:2] fp16 d | [2:66] u16 qs[32], one per group of 8: bits 0-8 iq2xs_grid index,
+// bits 9-15 ksigns index | [66:74] scales[8]: 4-bit scale of 16-value half h of sub-block ib at nibble h
+// of byte ib;  x = d * (0.5 + s) * 0.25 * grid * sign
+struct BlockIQ2_XS {
+  uint16_t d;
+  uint16_t qs[32];
+  uint8_t scales[8];
+};
+static_assert(sizeof(BlockIQ2_XS) == 74, "IQ2_XS block is 74 bytes");
+
+// IQ2_S (82 B / 256): [0:2] fp16 d | [2:34] low 8 bits of the 32 iq2s_grid indices | [34:66] 32 sign
+// bytes (bit j = sign of value j of the group) | [66:74] qh[8]: bits 8-9 of index 4*ib+l at shift 2l of
+// byte ib | [74:82] scales[8] as IQ2_XS;  x = d * (0.5 + s) * 0.25 * grid * sign
+struct BlockIQ2_S {
+  uint16_t d;
+  uint8_t qs[64];
+  uint8_t qh[8];
+  uint8_t scales[8];
+};
+static_assert(sizeof(BlockIQ2_S) == 82, "IQ2_S block is 82 bytes");
+
+// IQ3_XXS (98 B / 256): [0:2] fp16 d | [2:66] qs[64]: iq3xxs_grid indices, 8 per 32-sub-block (one per
+// group of 4) | [66:98] 8 x u32: 4 x 7-bit ksigns indices (bits 7k..7k+6, groups of 8) and the 4-bit
+// sub-block scale s in bits 28-31;  x = d * (0.5 + s) * 0.5 * grid * sign
+struct BlockIQ3_XXS {
+  uint16_t d;
+  uint8_t qs[96];
+};
+static_assert(sizeof(BlockIQ3_XXS) == 98, "IQ3_XXS block is 98 bytes");
+
+// IQ3_S (110 B / 256): [0:2] fp16 d | [2:66] qs[64]: low 8 bits of the 9-bit iq3s_grid index of each
+// group of 4 | [66:74] qh[8]: bit k of qh[ib] = bit 8 of index k of sub-block ib | [74:106] signs[32]:
+// one bit per value | [106:110] scales[4]: 4-bit s, sub-block 2j low / 2j+1 high;  x = d * (1 + 2s) * grid * sign
+struct BlockIQ3_S {
+  uint16_t d;
+  uint8_t qs[64];
+  uint8_t qh[8];
+  uint8_t signs[32];
+  uint8_t scales[4];
+};
+static_assert(sizeof(BlockIQ3_S) == 110, "IQ3_S block is 110 bytes");
+
 // ---------------------------------------------------------------------------------------------
 // Internal linkage on purpose: these helpers are compiled into both the reference and the -mavx2
 // translation units, and an ODR-merged copy could hand AVX2 code to the reference path.

@@ -1,9 +1,10 @@
-// AVX-512 (F, BW, DQ, VL) products of Q4_K / Q5_K weights with Q8_K activations as a tiled GEMM: one
-// weight row's super-block decoded into registers (values, sub-block scales, mins) once per tile of up
-// to 4 activation rows.  Bit-exact with dot_ref.cpp's dot_k4_lanes for every (row, token): the scaled
-// integer sums are exact in 8 int32 lanes (lane l: elements 32j+4l..32j+4l+3 of every sub-block j, times
-// its scale), the mins in 4 lanes, and the float part is the same per-super-block FMA into 8 (and 4)
-// float lanes followed by the same trees.
+// AVX-512 (F, BW, DQ, VL, VNNI) products of Q4_K / Q5_K / Q6_K weights with Q8_K activations as a tiled GEMM:
+// one weight row's super-block decoded into registers (values, sub-block scales, mins) once per tile of up
+// to 4 activation rows.  Bit-exact with dot_ref.cpp for every (row, token).  Q4_K / Q5_K (dot_k4_lanes):
+// the scaled integer sums are exact in 8 int32 lanes (lane l: elements 32j+4l..32j+4l+3 of every
+// sub-block j, times its scale), the mins in 4 lanes, and the float part is the same per-super-block FMA
+// into 8 (and 4) float lanes followed by the same trees.  Q6_K (vec_dot_q6_k_ref): one exact int32 sum per
+// super-block in any order, then the same scalar (d * da) * sum added in super-block order.
 #if defined(DSV4_X86)
 #include <immintrin.h>
 
@@ -198,6 +199,124 @@ void gemm(int64_t n, const void* vw, size_t rs, int64_t nrows, const void* va, s
   }
 }
 
+// ---- Q6_K: the values in element order (register z: elements 64z..64z+63 of the super-block, its 128-bit
+// lanes the sub-blocks 4z..4z+3, each with one scale), so the Q8_K activation rows are read as stored.
+// Sum of sc * (q - 32) * a as sum of sc * q * a (q unsigned 0..63: vpmaddubsw pairs stay below 2 * 63 * 128,
+// no int16 saturation) plus sum of (-32 sc) * bsum (bsums: the activation's sums of 16), both by vpdpwssd;
+// every int32 partial is exact, so the order of the additions does not matter.
+struct Q6Row {
+  __m512i v[4], s[4];
+  __m512i nsc;  // -32 * sc as int16 in the low 256 bits, 0 above
+  float d;
+};
+
+// word index vectors for _mm512_permutexvar_epi16 over sc[0..15]: register z, lane k -> sub-block 4z + k
+struct Q6ScaleIdx {
+  __m512i z[4];
+  Q6ScaleIdx() {
+    for (int r = 0; r < 4; ++r) {
+      alignas(64) int16_t ix[32];
+      for (int i = 0; i < 32; ++i) ix[i] = static_cast<int16_t>(4 * r + i / 8);
+      z[r] = _mm512_load_si512(ix);
+    }
+  }
+};
+
+inline void decode_q6(const BlockQ6_K& x, Q6Row& r, const Q6ScaleIdx& ix) {
+  const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+  // bits 2g..2g+1 of qh[l] are the high bits of group g (elements 32g + l of a half) -> bits 4..5
+  const __m512i up = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);      // g = 0 | 1
+  const __m512i down = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);  // g = 2 | 3
+  for (int h = 0; h < 2; ++h) {
+    const __m512i ql = _mm512_loadu_si512(x.ql + 64 * h);  // low nibbles: groups 0|1, high nibbles: 2|3
+    const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qh + 32 * h)));
+    r.v[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(_mm512_sllv_epi16(qh, up), m30));
+    r.v[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                     _mm512_and_si512(_mm512_srlv_epi16(qh, down), m30));
+  }
+  const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales)));
+  const __m512i sc512 = _mm512_castsi256_si512(sc);
+  for (int z = 0; z < 4; ++z) r.s[z] = _mm512_permutexvar_epi16(ix.z[z], sc512);
+  r.nsc = _mm512_zextsi256_si512(_mm256_mullo_epi16(sc, _mm256_set1_epi16(-32)));
+  r.d = fp16_to_f32(x.d);
+}
+
+// The 4 int32 lane sums of acc[0..3] as one vector [sum acc0, sum acc1, sum acc2, sum acc3].
+inline __m128i hsum4_epi32(const __m512i* acc) {
+  __m256i h[4];
+  for (int t = 0; t < 4; ++t)
+    h[t] = _mm256_add_epi32(_mm512_castsi512_si256(acc[t]), _mm512_extracti64x4_epi64(acc[t], 1));
+  const __m256i q = _mm256_hadd_epi32(_mm256_hadd_epi32(h[0], h[1]), _mm256_hadd_epi32(h[2], h[3]));
+  return _mm_add_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+}
+
+// One weight row x N activation rows (N <= 4) over all super-blocks: y[t * ys] for each token t.
+template <int N>
+void tile_q6(int64_t nsb, const BlockQ6_K* w, const BlockQ8_K* const* act, float* y, int64_t ys, const Q6ScaleIdx& ix) {
+  __m128 sum = _mm_setzero_ps();  // lane t: token t's running float sum (vec_dot_q6_k_ref's `sum`)
+  for (int64_t b = 0; b < nsb; ++b) {
+    _mm_prefetch(reinterpret_cast<const char*>(w + b) + 4096, _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(w + b) + 4096 + 64, _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(w + b) + 4096 + 128, _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(w + b) + 4096 + 192, _MM_HINT_T0);
+    Q6Row r;
+    decode_q6(w[b], r, ix);
+    __m512i acc[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+    alignas(16) float da[4] = {0, 0, 0, 0};
+#pragma GCC unroll 4
+    for (int t = 0; t < N; ++t) {
+      const BlockQ8_K& a = act[t][b];
+      const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.bsums));
+      __m512i s = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(bs), r.nsc);
+      for (int z = 0; z < 4; ++z)
+        s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(r.v[z], _mm512_loadu_si512(a.qs + 64 * z)), r.s[z]);
+      acc[t] = s;
+      da[t] = a.d;
+    }
+    const __m128 isum = _mm_cvtepi32_ps(hsum4_epi32(acc));
+    // (d * da) * sum, then added: the reference's rounding steps, token by token in the 4 lanes
+    sum = _mm_add_ps(sum, _mm_mul_ps(_mm_mul_ps(_mm_set1_ps(r.d), _mm_load_ps(da)), isum));
+  }
+  alignas(16) float out[4];
+  _mm_store_ps(out, sum);
+  for (int t = 0; t < N; ++t) y[t * ys] = out[t];
+}
+
+void gemm_q6(int64_t n, const void* vw, size_t rs, int64_t nrows, const void* va, size_t ars, int64_t ntok, float* y,
+             int64_t ys) {
+  const int64_t nsb = n / QK_K;
+  const uint8_t* w = static_cast<const uint8_t*>(vw);
+  const uint8_t* a = static_cast<const uint8_t*>(va);
+  if (ntok == 1) {  // one activation row: nothing to amortize the decode over
+    for (int64_t r = 0; r < nrows; ++r) y[r] = vec_dot_q6_k_avx2(n, w + r * rs, va);
+    return;
+  }
+  static const Q6ScaleIdx ix;
+  for (int64_t t0 = 0; t0 < ntok; t0 += 4) {
+    const int nt = static_cast<int>(std::min<int64_t>(4, ntok - t0));
+    const BlockQ8_K* act[4];
+    for (int t = 0; t < nt; ++t) act[t] = reinterpret_cast<const BlockQ8_K*>(a + (t0 + t) * ars);
+    for (int64_t r = 0; r < nrows; ++r) {
+      const BlockQ6_K* wr = reinterpret_cast<const BlockQ6_K*>(w + r * rs);
+      float* yr = y + t0 * ys + r;
+      switch (nt) {
+        case 4:
+          tile_q6<4>(nsb, wr, act, yr, ys, ix);
+          break;
+        case 3:
+          tile_q6<3>(nsb, wr, act, yr, ys, ix);
+          break;
+        case 2:
+          tile_q6<2>(nsb, wr, act, yr, ys, ix);
+          break;
+        default:
+          tile_q6<1>(nsb, wr, act, yr, ys, ix);
+          break;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void gemm_q4_k_avx512(int64_t n, const void* w, size_t rs, int64_t nrows, const void* a, size_t ars, int64_t ntok,
@@ -207,6 +326,10 @@ void gemm_q4_k_avx512(int64_t n, const void* w, size_t rs, int64_t nrows, const 
 void gemm_q5_k_avx512(int64_t n, const void* w, size_t rs, int64_t nrows, const void* a, size_t ars, int64_t ntok,
                       float* y, int64_t ys) {
   gemm<Q5KW>(n, w, rs, nrows, a, ars, ntok, y, ys);
+}
+void gemm_q6_k_avx512(int64_t n, const void* w, size_t rs, int64_t nrows, const void* a, size_t ars, int64_t ntok,
+                      float* y, int64_t ys) {
+  gemm_q6(n, w, rs, nrows, a, ars, ntok, y, ys);
 }
 
 }  // namespace dsv4

@@ -43,7 +43,13 @@ using GemmFn = void (*)(int64_t n, const void* w, size_t row_bytes, int64_t nrow
   X(q6_k, SUFFIX)                      \
   X(q8_k, SUFFIX)                      \
   X(iq4_xs, SUFFIX)                    \
-  X(iq2_xxs, SUFFIX)
+  X(iq2_xxs, SUFFIX)                   \
+  X(iq3_xxs, SUFFIX)                   \
+  X(iq3_s, SUFFIX)                     \
+  X(iq2_xs, SUFFIX)                    \
+  X(iq2_s, SUFFIX)                     \
+  X(iq1_s, SUFFIX)                     \
+  X(iq1_m, SUFFIX)
 
 DSV4_FOR_EACH_QTYPE(DSV4_DECLARE_QTYPE_KERNELS, ref)
 
@@ -63,6 +69,12 @@ float vec_dot_q5_k_ref(int64_t n, const void* w, const void* a);
 float vec_dot_q6_k_ref(int64_t n, const void* w, const void* a);
 float vec_dot_iq4_xs_ref(int64_t n, const void* w, const void* a);
 float vec_dot_iq2_xxs_ref(int64_t n, const void* w, const void* a);
+float vec_dot_iq3_xxs_ref(int64_t n, const void* w, const void* a);
+float vec_dot_iq3_s_ref(int64_t n, const void* w, const void* a);
+float vec_dot_iq2_xs_ref(int64_t n, const void* w, const void* a);
+float vec_dot_iq2_s_ref(int64_t n, const void* w, const void* a);
+float vec_dot_iq1_s_ref(int64_t n, const void* w, const void* a);
+float vec_dot_iq1_m_ref(int64_t n, const void* w, const void* a);
 float vec_dot_f32_ref(int64_t n, const void* w, const void* a);
 float vec_dot_f16_ref(int64_t n, const void* w, const void* a);
 float vec_dot_bf16_ref(int64_t n, const void* w, const void* a);
@@ -77,6 +89,8 @@ void quantize_row_f16_avx2(const float* x, void* y, int64_t n, const float* qw);
 void quantize_row_bf16_avx2(const float* x, void* y, int64_t n, const float* qw);
 void dequantize_row_bf16_avx2(const void* x, float* y, int64_t n);
 void quantize_row_iq2_xxs_avx2(const float* x, void* y, int64_t n, const float* qw);
+void quantize_row_iq3_xxs_avx2(const float* x, void* y, int64_t n, const float* qw);
+void quantize_row_iq3_s_avx2(const float* x, void* y, int64_t n, const float* qw);
 void quantize_row_q4_k_avx2(const float* x, void* y, int64_t n, const float* qw);
 void quantize_row_q5_k_avx2(const float* x, void* y, int64_t n, const float* qw);
 void quantize_row_q2_k_avx2(const float* x, void* y, int64_t n, const float* qw);
@@ -102,6 +116,12 @@ float vec_dot_q2_k_avx2(int64_t n, const void* w, const void* a);
 float vec_dot_q3_k_avx2(int64_t n, const void* w, const void* a);
 float vec_dot_iq4_xs_avx2(int64_t n, const void* w, const void* a);
 float vec_dot_iq2_xxs_avx2(int64_t n, const void* w, const void* a);
+float vec_dot_iq3_xxs_avx2(int64_t n, const void* w, const void* a);
+float vec_dot_iq3_s_avx2(int64_t n, const void* w, const void* a);
+float vec_dot_iq2_xs_avx2(int64_t n, const void* w, const void* a);
+float vec_dot_iq2_s_avx2(int64_t n, const void* w, const void* a);
+float vec_dot_iq1_s_avx2(int64_t n, const void* w, const void* a);
+float vec_dot_iq1_m_avx2(int64_t n, const void* w, const void* a);
 float vec_dot_q4_1_avx2(int64_t n, const void* w, const void* a);
 float vec_dot_q5_0_avx2(int64_t n, const void* w, const void* a);
 float vec_dot_q5_1_avx2(int64_t n, const void* w, const void* a);
@@ -122,6 +142,8 @@ DSV4_DECLARE_AVX512_GEMM(mxfp4)
 void gemm_q4_k_avx512(int64_t n, const void* w, size_t row_bytes, int64_t nrows, const void* a, size_t a_row_bytes,
                       int64_t ntok, float* y, int64_t ys);
 void gemm_q5_k_avx512(int64_t n, const void* w, size_t row_bytes, int64_t nrows, const void* a, size_t a_row_bytes,
+                      int64_t ntok, float* y, int64_t ys);
+void gemm_q6_k_avx512(int64_t n, const void* w, size_t row_bytes, int64_t nrows, const void* a, size_t a_row_bytes,
                       int64_t ntok, float* y, int64_t ys);
 #endif
 

@@ -23,8 +23,14 @@ enum class QType : int32_t {
   Q6_K = 14,
   Q8_K = 15,  // activation format of the K/IQ dot products only (no file storage, no imatrix)
   IQ2_XXS = 16,
+  IQ2_XS = 17,
+  IQ3_XXS = 18,
+  IQ1_S = 19,
   IQ4_NL = 20,
+  IQ3_S = 21,
+  IQ2_S = 22,
   IQ4_XS = 23,
+  IQ1_M = 29,
   BF16 = 30,
   MXFP4 = 39,
 };
@@ -35,7 +41,7 @@ struct QTypeInfo {
   int32_t block_size;  // elements per block
   int32_t type_size;   // bytes per block
   QType vec_dot_type;  // activation format of dot_rows for this weight type
-  bool needs_imatrix;  // quantize() refuses to run without importance weights (ggml: IQ2_XXS)
+  bool needs_imatrix;  // quantize() refuses to run without importance weights (ggml: IQ2_XXS, IQ2_XS, IQ1_S)
 };
 
 // All rows of the table, in id order; n is set to the row count.

@@ -30,8 +30,14 @@ const QTypeInfo kTable[] = {
     {QType::Q6_K, "Q6_K", 256, 210, QType::Q8_K, false},
     {QType::Q8_K, "Q8_K", 256, 292, QType::Q8_K, false},
     {QType::IQ2_XXS, "IQ2_XXS", 256, 66, QType::Q8_K, true},
+    {QType::IQ2_XS, "IQ2_XS", 256, 74, QType::Q8_K, true},
+    {QType::IQ3_XXS, "IQ3_XXS", 256, 98, QType::Q8_K, false},
+    {QType::IQ1_S, "IQ1_S", 256, 50, QType::Q8_K, true},
     {QType::IQ4_NL, "IQ4_NL", 32, 18, QType::Q8_0, false},
+    {QType::IQ3_S, "IQ3_S", 256, 110, QType::Q8_K, false},
+    {QType::IQ2_S, "IQ2_S", 256, 82, QType::Q8_K, false},
     {QType::IQ4_XS, "IQ4_XS", 256, 136, QType::Q8_K, false},
+    {QType::IQ1_M, "IQ1_M", 256, 56, QType::Q8_K, false},
     {QType::BF16, "BF16", 1, 2, QType::F32, false},
     {QType::MXFP4, "MXFP4", 32, 17, QType::Q8_0, false},
 };
@@ -76,6 +82,18 @@ QuantKernels ref_kernels(QType t) {
       return {quantize_row_iq4_xs_ref, dequantize_row_iq4_xs_ref, vec_dot_iq4_xs_ref, "ref"};
     case QType::IQ2_XXS:
       return {quantize_row_iq2_xxs_ref, dequantize_row_iq2_xxs_ref, vec_dot_iq2_xxs_ref, "ref"};
+    case QType::IQ1_S:
+      return {quantize_row_iq1_s_ref, dequantize_row_iq1_s_ref, vec_dot_iq1_s_ref, "ref"};
+    case QType::IQ1_M:
+      return {quantize_row_iq1_m_ref, dequantize_row_iq1_m_ref, vec_dot_iq1_m_ref, "ref"};
+    case QType::IQ3_XXS:
+      return {quantize_row_iq3_xxs_ref, dequantize_row_iq3_xxs_ref, vec_dot_iq3_xxs_ref, "ref"};
+    case QType::IQ3_S:
+      return {quantize_row_iq3_s_ref, dequantize_row_iq3_s_ref, vec_dot_iq3_s_ref, "ref"};
+    case QType::IQ2_XS:
+      return {quantize_row_iq2_xs_ref, dequantize_row_iq2_xs_ref, vec_dot_iq2_xs_ref, "ref"};
+    case QType::IQ2_S:
+      return {quantize_row_iq2_s_ref, dequantize_row_iq2_s_ref, vec_dot_iq2_s_ref, "ref"};
   }
   throw std::invalid_argument("unknown quant type id " + std::to_string(static_cast<int>(t)));
 }
@@ -152,6 +170,26 @@ QuantKernels avx2_kernels(QType t) {
       k.quantize = quantize_row_iq2_xxs_avx2;
       k.dot = vec_dot_iq2_xxs_avx2;
       break;
+    case QType::IQ1_S:  // quantize: the reference (no SIMD split search)
+      k.dot = vec_dot_iq1_s_avx2;
+      break;
+    case QType::IQ1_M:
+      k.dot = vec_dot_iq1_m_avx2;
+      break;
+    case QType::IQ3_XXS:
+      k.quantize = quantize_row_iq3_xxs_avx2;
+      k.dot = vec_dot_iq3_xxs_avx2;
+      break;
+    case QType::IQ3_S:
+      k.quantize = quantize_row_iq3_s_avx2;
+      k.dot = vec_dot_iq3_s_avx2;
+      break;
+    case QType::IQ2_XS:
+      k.dot = vec_dot_iq2_xs_avx2;
+      break;
+    case QType::IQ2_S:
+      k.dot = vec_dot_iq2_s_avx2;
+      break;
     case QType::BF16:
       k.quantize = quantize_row_bf16_avx2;
       k.dequantize = dequantize_row_bf16_avx2;
@@ -187,6 +225,9 @@ QuantKernels avx512_kernels(QType t) {
       break;
     case QType::Q5_K:
       k.gemm = gemm_q5_k_avx512;
+      break;
+    case QType::Q6_K:
+      k.gemm = gemm_q6_k_avx512;
       break;
     default:
       break;

@@ -243,9 +243,13 @@ size_t ggml_tensor_bytes(int32_t type, int64_t ne0, int64_t rows, const std::str
   }
   for (const auto& p : kPlain)
     if (p.id == type) return checked_mul(checked_mul(static_cast<size_t>(ne0), p.size, what), rows, what);
-  throw GgufError(what + ": ggml type id " + std::to_string(type) +
-                  " is not supported by this runtime (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, MXFP4, "
-                  "Q2_K..Q6_K, IQ2_XXS, IQ4_NL, IQ4_XS, I32); requantize the file with a supported type");
+  std::string names;  // the storage types of the quant table (not the activation-only Q8_1 / Q8_K), then I32
+  int n = 0;
+  const QTypeInfo* table = qtype_table(&n);
+  for (int i = 0; i < n; ++i)
+    if (table[i].type != QType::Q8_1 && table[i].type != QType::Q8_K) names += std::string(table[i].name) + ", ";
+  throw GgufError(what + ": ggml type id " + std::to_string(type) + " is not supported by this runtime (supported: " +
+                  names + "I32); requantize the file with a supported type");
 }
 
 size_t GgufFile::populate() const {

@@ -145,8 +145,7 @@ def _flags_for(rel: str) -> list[str]:
         f += ["-mavx2", "-mfma", "-mf16c"]
     if x86 and "avx512" in rel:  # the AVX-512 level's files (F, BW, DQ, VL, VNNI), as csrc/CMakeLists.txt
         f += ["-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx512vnni"]
-    if rel.startswith("quant/") or rel.startswith("runtime/ops_cpu/dot_"):
-        f.append("-ffp-contract=off")  # as csrc/CMakeLists.txt: kernels round like their references
+    f.append("-ffp-contract=off")  # as csrc/CMakeLists.txt: no FMA contraction anywhere in the core
     return f
 
 

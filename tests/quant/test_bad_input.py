@@ -62,7 +62,9 @@ def test_dequantize_bad_byte_count():
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize(
     "qtype",
-    [T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.MXFP4, T.Q4_K, T.Q6_K, T.IQ4_XS, T.IQ4_NL, T.IQ2_XXS],
+    [T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.MXFP4, T.Q4_K, T.Q6_K, T.IQ4_XS, T.IQ4_NL, T.IQ2_XXS]
+    + [T.IQ2_XS, T.IQ2_S, T.IQ3_XXS, T.IQ3_S]
+    + [T.IQ1_S, T.IQ1_M],
 )
 @pytest.mark.parametrize("impl", ["ref", "auto"])
 def test_non_finite_input(x, bad, qtype, impl):
@@ -91,18 +93,19 @@ def test_imatrix_shape_and_dtype(x):
         quants.quantize(x, T.Q4_K, "mean")
 
 
-def test_iq2_xxs_requires_imatrix(x):
-    with pytest.raises(ValueError, match="IQ2_XXS quantization requires an importance matrix.*'energy'"):
-        quants.quantize(x, T.IQ2_XXS)
-    with pytest.raises(ValueError, match="requires an importance matrix"):
-        _C.quantize_rows(int(T.IQ2_XXS), x)
+@pytest.mark.parametrize("qtype", [T.IQ2_XXS, T.IQ2_XS, T.IQ1_S])  # ggml_quantize_requires_imatrix
+def test_requires_imatrix(x, qtype):
+    with pytest.raises(ValueError, match=f"{qtype.name} quantization requires an importance matrix.*'energy'"):
+        quants.quantize(x, qtype)
+    with pytest.raises(ValueError, match=f"{qtype.name} quantization requires an importance matrix"):
+        _C.quantize_rows(int(qtype), x)
 
 
 def test_unsupported_type(x):
-    with pytest.raises(ValueError, match="IQ3_XXS is not supported"):
-        quants.quantize(x, T.IQ3_XXS)
-    with pytest.raises(ValueError, match="unsupported ggml quant type id 18"):
-        _C.quantize_rows(18, x)
+    with pytest.raises(ValueError, match="TQ1_0 is not supported"):
+        quants.quantize(x, T.TQ1_0)
+    with pytest.raises(ValueError, match="unsupported ggml quant type id 34"):
+        _C.quantize_rows(34, x)
     for act in (T.Q8_K, T.Q8_1):
         with pytest.raises(ValueError, match="no dot product"):
             quants.matvec(quants.quantize(x, act), x[0], act)

@@ -27,8 +27,14 @@ FP16_FIELDS = {
     T.Q6_K: (208,),
     T.IQ4_XS: (0,),
     T.IQ2_XXS: (0,),
+    T.IQ2_XS: (0,),
+    T.IQ2_S: (0,),
+    T.IQ3_XXS: (0,),
+    T.IQ3_S: (0,),
+    T.IQ1_S: (0,),
 }
-BLOCK_TYPES = (*FP16_FIELDS, T.MXFP4)
+# IQ1_M keeps its fp16 super-block scale in the top nibbles of the four u16 words at bytes 48..56
+BLOCK_TYPES = (*FP16_FIELDS, T.MXFP4, T.IQ1_M)
 IMPLS = ["ref", "simd"] if _C.build_info()["cpu_avx2"] else ["ref"]
 
 
@@ -53,6 +59,10 @@ def random_blocks(qtype: T, rows: int, nblocks: int, seed: int) -> np.ndarray:
         e[1::7] = 1
         e[2::7] = 254
         blocks[:, 0] = e
+    if qtype == T.IQ1_M:
+        sc = blocks[:, 48:56].copy().view(np.uint16) & np.uint16(0x0FFF)
+        d = adversarial_halves(rng, rows * nblocks)[:, None] >> np.array([0, 4, 8, 12], np.uint16)
+        blocks[:, 48:56] = (sc | ((d & np.uint16(0xF)) << np.uint16(12))).view(np.uint8)
     for off in FP16_FIELDS.get(qtype, ()):
         blocks[:, off : off + 2] = adversarial_halves(rng, rows * nblocks).view(np.uint8).reshape(-1, 2)
     blocks[::5] = 0  # whole zero blocks
@@ -91,6 +101,6 @@ def test_float_types_match_gguf(impl):
 @pytest.mark.parametrize("qtype", BLOCK_TYPES, ids=lambda t: t.name)
 def test_round_trip_bytes_decode_like_gguf(qtype, gaussian):
     """Our quantizer's output (not just random bytes) decodes identically too."""
-    im = "energy" if qtype == T.IQ2_XXS else None
+    im = "energy" if QTYPES[qtype].needs_imatrix else None
     q = quants.quantize(gaussian[:8], qtype, im)
     assert same_bits(quants.dequantize(q, qtype), gq.dequantize(q, qtype).reshape(8, -1).astype(np.float32))

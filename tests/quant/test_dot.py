@@ -14,7 +14,7 @@ QUANTIZED = [t for t in WEIGHT_QTYPES if t not in (T.F32, T.F16, T.BF16)]
 
 
 def setup(qtype: T, x: np.ndarray):
-    im = "energy" if qtype == T.IQ2_XXS else None
+    im = "energy" if QTYPES[qtype].needs_imatrix else None
     w = quants.quantize(x, qtype, im).view(np.uint8).reshape(x.shape[0], -1)
     v = np.random.default_rng(int(qtype)).standard_normal(x.shape[1]).astype(np.float32)
     return w, v

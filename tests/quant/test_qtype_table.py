@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
-from gguf.quants import IQ2_XXS
+from gguf.quants import IQ2_S, IQ2_XS, IQ2_XXS, IQ3_S, IQ3_XXS
 
 from dsv4_gguf import _C
 from dsv4_gguf.constants import QTYPES, WEIGHT_QTYPES
@@ -63,3 +63,49 @@ def test_iq2xxs_grid_generated_from_gguf():
     grid = np.asarray(IQ2_XXS.grid).reshape(256, 8)
     coords = (packed[:, None] >> (2 * np.arange(8))) & 3
     assert np.array_equal(np.array([8, 25, 43], np.float32)[coords], grid)
+
+
+def test_iq2xs_iq2s_grids_generated_from_gguf():
+    gen = ROOT / "csrc" / "quant" / "gen_iq2s_grids.py"
+    assert subprocess.run([sys.executable, str(gen), "--check"]).returncode == 0, (
+        "csrc/quant/iq2xs_grid.inc or iq2s_grid.inc is stale: run python csrc/quant/gen_iq2s_grids.py"
+    )
+    for name, cls, size in (("iq2xs_grid.inc", IQ2_XS, 512), ("iq2s_grid.inc", IQ2_S, 1024)):
+        text = (ROOT / "csrc" / "quant" / name).read_text()
+        vals = [int(v) for line in text.splitlines() if not line.startswith("//") for v in line.split(",") if v.strip()]
+        packed = np.array(vals, dtype=np.uint16)
+        cls.init_grid()
+        grid = np.asarray(cls.grid).reshape(size, 8)
+        coords = (packed[:, None] >> (2 * np.arange(8))) & 3
+        assert np.array_equal(np.array([8, 25, 43], np.float32)[coords], grid), name
+
+
+def test_iq3_grids_generated_from_gguf():
+    gen = ROOT / "csrc" / "quant" / "gen_iq3_grids.py"
+    assert subprocess.run([sys.executable, str(gen), "--check"]).returncode == 0, (
+        "csrc/quant/iq3xxs_grid.inc or iq3s_grid.inc is stale: run python csrc/quant/gen_iq3_grids.py"
+    )
+    for name, cls, size in (("iq3xxs_grid.inc", IQ3_XXS, 256), ("iq3s_grid.inc", IQ3_S, 512)):
+        text = (ROOT / "csrc" / "quant" / name).read_text()
+        vals = [int(v) for line in text.splitlines() if not line.startswith("//") for v in line.split(",") if v.strip()]
+        packed = np.array(vals, dtype=np.uint16)
+        cls.init_grid()
+        grid = np.asarray(cls.grid).reshape(size, 4)
+        coords = (packed[:, None] >> (3 * np.arange(4))) & 7
+        assert np.array_equal(np.array(cls.grid_map, np.float32)[coords], grid), name
+
+
+def test_iq1s_grid_generated_from_gguf():
+    from gguf.quants import IQ1_S
+
+    gen = ROOT / "csrc" / "quant" / "gen_iq1s_grid.py"
+    assert subprocess.run([sys.executable, str(gen), "--check"]).returncode == 0, (
+        "csrc/quant/iq1s_grid.inc is stale: run python csrc/quant/gen_iq1s_grid.py"
+    )
+    text = (ROOT / "csrc" / "quant" / "iq1s_grid.inc").read_text()
+    vals = [int(v) for line in text.splitlines() if not line.startswith("//") for v in line.split(",") if v.strip()]
+    packed = np.array(vals, dtype=np.uint16)
+    IQ1_S.init_grid()
+    grid = np.asarray(IQ1_S.grid).reshape(2048, 8)
+    coords = (packed[:, None] >> (2 * np.arange(8))) & 3
+    assert np.array_equal(np.array([-1, 0, 1], np.float32)[coords], grid)

@@ -40,7 +40,7 @@ def nasty_rows(cols: int) -> np.ndarray:
     return np.asarray(rows, dtype=np.float32)
 
 
-CASES = [(t, im) for t in WEIGHT_QTYPES for im in (False, True) if t != T.IQ2_XXS or im]
+CASES = [(t, im) for t in WEIGHT_QTYPES for im in (False, True) if im or not QTYPES[t].needs_imatrix]
 
 
 @pytest.mark.parametrize("level", LEVELS)
@@ -71,7 +71,8 @@ def test_multi_row_dot_equals_one_row_dot(qtype, rows, level, heavy_tailed, make
     block = QTYPES[qtype].block_size
     cols = block * (25 if block == 32 else 3)
     x = np.ascontiguousarray(np.resize(heavy_tailed[:, :cols], (rows, cols)))
-    qb = quants.quantize(x, qtype, make_imatrix(x) if qtype == T.IQ2_XXS else None).view(np.uint8).reshape(rows, -1)
+    qb = quants.quantize(x, qtype, make_imatrix(x) if QTYPES[qtype].needs_imatrix else None).view(np.uint8)
+    qb = qb.reshape(rows, -1)
     v = np.random.default_rng(3).standard_normal(cols).astype(np.float32)
     at = QTYPES[qtype].vec_dot_type
     a = quants.quantize(v[None], at).view(np.uint8).reshape(-1)
@@ -97,7 +98,8 @@ def test_tiled_matmul_equals_one_row_dot(qtype, level, heavy_tailed, make_imatri
     for nblocks in (25, 26, 27, 8) if block == 32 else (3,):
         cols = block * nblocks
         w = np.ascontiguousarray(np.resize(heavy_tailed[:, :cols], (139, cols)))
-        qb = quants.quantize(w, qtype, make_imatrix(w) if qtype == T.IQ2_XXS else None).view(np.uint8).reshape(139, -1)
+        im = make_imatrix(w) if QTYPES[qtype].needs_imatrix else None
+        qb = quants.quantize(w, qtype, im).view(np.uint8).reshape(139, -1)
         x = (rng.standard_normal((39, cols)) * rng.uniform(0.01, 30, (39, 1))).astype(np.float32)
         x[3] = 0.0  # an all-zero activation row (zero scales)
         got = quants.matmul(qb, x[:37], qtype, impl=level, threads=2)

@@ -1,6 +1,7 @@
-"""The runtime gives the same bits at every SIMD level: prefill (the tiled rows x tokens kernels) and
-decode logits of the small model with DSV4_FORCE_AVX2=1 equal those of the default AVX-512 level on
-every weight recipe.  Each level runs in its own process (the level is chosen once per process)."""
+"""The runtime gives the same bits at every SIMD level: prefill (the tiled rows x tokens kernels, every
+count of 1-4 tokens per tile) and decode logits of the small model with DSV4_FORCE_AVX2=1 equal those of
+the default AVX-512 level on every weight recipe.  Each level runs in its own process (the level is chosen
+once per process)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ from dsv4_gguf import runtime, _C
 m = runtime.load(sys.argv[1], threads=2)
 s = m.session(ctx=256)
 toks = np.load(sys.argv[2]).tolist()
-out = [s.prefill(toks[:150], all_logits=True).ravel()]
-nxt = int(out[0][-1024:].argmax())
+out = [s.prefill(toks[:151], all_logits=True).ravel()]  # 16-token blocks: 9 x (4 x 4), then 4 + 3
+out.append(s.prefill(toks[151:153], all_logits=True).ravel())  # a 2-token chunk (a speculative verify)
+nxt = int(out[-1][-1024:].argmax())
 for _ in range(4):
     l = s.decode(nxt)
     out.append(l.ravel())

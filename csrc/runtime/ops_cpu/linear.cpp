@@ -4,6 +4,7 @@
 // the same way whatever the number of tokens, so prefill, chunked prefill and decode agree bit for bit.
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 
@@ -24,14 +25,28 @@ void dot_bf16p_f32_avx512(const uint16_t* a, const float* const* b, const float*
                           float* out);
 #endif
 
+// The exact path's f32 dot, defined by the SIMD kernels' lane order (dot_avx2.cpp; dot_avx512.cpp holds the same
+// lanes), so every kernel level gives the same bits: 32 fused multiply-add accumulators acc[k] over the elements
+// i = k mod 32 of the whole 32-element steps, then 8-element steps into acc[0..7], the tree
+// s[j] = (acc[j] + acc[8+j]) + (acc[16+j] + acc[24+j]), h[j] = s[j] + s[4+j], r = (h0 + h2) + (h1 + h3), and the
+// last n mod 8 elements added one at a time as a rounded product then a sum (never fused).  std::fma is one
+// instruction on aarch64 and on x86-64 with FMA (glibc picks its FMA variant at load time).
 float dot_f32_ref(const float* a, const float* b, int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  float acc[32] = {};
   int64_t i = 0;
+  for (; i + 32 <= n; i += 32)
+    for (int k = 0; k < 32; ++k) acc[k] = std::fma(a[i + k], b[i + k], acc[k]);
   for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
-  float s = 0.f;
-  for (; i < n; ++i) s += a[i] * b[i];
-  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + s;
+    for (int k = 0; k < 8; ++k) acc[k] = std::fma(a[i + k], b[i + k], acc[k]);
+  float s[8], h[4];
+  for (int j = 0; j < 8; ++j) s[j] = (acc[j] + acc[8 + j]) + (acc[16 + j] + acc[24 + j]);
+  for (int j = 0; j < 4; ++j) h[j] = s[j] + s[4 + j];
+  float r = (h[0] + h[2]) + (h[1] + h[3]);
+  for (; i < n; ++i) {
+    const float p = a[i] * b[i];
+    r += p;
+  }
+  return r;
 }
 
 namespace {

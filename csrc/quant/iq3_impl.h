@@ -1,0 +1,294 @@
+// The IQ3_XXS and IQ3_S code books (ggml's iq3xs_init_impl for grid sizes 256 and 512) and quantizers
+// (ggml's quantize_row_iq3_xxs_impl and quantize_row_iq3_s_impl, float for float, the ggml_quantize_chunk
+// path, with or without an imatrix), templated over the off-grid neighbour search `N`: the scalar one
+// here, an AVX2 one in iq3_avx2.cpp (same sums per candidate, same first-minimum rule, same bytes).
+// Not here: dequantize and dot (iq3_ref.cpp, iq3_avx2.cpp).
+#pragma once
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "quant/blocks.h"
+
+namespace dsv4 {
+
+struct Iq3Tables {
+  int size = 0;                       // grid points: 256 (IQ3_XXS) or 512 (IQ3_S)
+  std::vector<uint32_t> grid_values;  // dequant grid: byte i = coordinate i (ggml iq3xxs_grid / iq3s_grid)
+  std::vector<uint32_t> grid_odd;     // quantizer grid: byte i = 2*l+1, l in 0..7
+  std::vector<float> grid_odd_f;      // the same, coordinate-major floats: [i * size + k] (for gathers)
+  uint8_t ksigns[128];                // 7 sign bits + an 8th making the parity even (IQ3_XXS)
+  // map[u] for a packed 4x3-bit point u (u < 4096): grid index >= 0, or -(offset+1) into `neighbours`,
+  // where neighbours[offset] = count and the next `count` entries are the candidate grid indices.
+  std::vector<int32_t> map;
+  std::vector<uint16_t> neighbours;
+};
+
+const Iq3Tables& iq3xxs_tables();
+const Iq3Tables& iq3s_tables();
+
+namespace kq {
+namespace {  // internal linkage: instantiated in the reference and the -mavx2 translation units separately
+
+// ggml's iq3_find_best_neighbour: the candidate of least weighted squared distance (first on ties).
+struct Iq3NeighbourRef {
+  static int find(const uint16_t* nb, const Iq3Tables& t, const float* xval, const float* weight, float scale,
+                  int8_t* L) {
+    const int count = nb[0];
+    float best_d2 = FLT_MAX;
+    int best = -1;
+    for (int j = 1; j <= count; ++j) {
+      const uint32_t g = t.grid_odd[nb[j]];
+      float d2 = 0;
+      for (int i = 0; i < 4; ++i) {
+        const float q = static_cast<float>((g >> (8 * i)) & 0xff);
+        const float diff = scale * q - xval[i];
+        d2 += weight[i] * diff * diff;
+      }
+      if (d2 < best_d2) {
+        best_d2 = d2;
+        best = nb[j];
+      }
+    }
+    if (best < 0) throw std::runtime_error("IQ3: no grid neighbour found (non-finite input?)");
+    const uint32_t g = t.grid_odd[best];
+    for (int i = 0; i < 4; ++i) L[i] = static_cast<int8_t>((static_cast<int>((g >> (8 * i)) & 0xff) - 1) / 2);
+    return best;
+  }
+};
+
+// The per-32-value part both quantizers share: weights, |x| with sign bits, then the scale search of
+// 2*nsteps+1 candidates (each group of 4 on the grid or moved to its best neighbour), then one re-fit
+// of the groups left off the grid.  Returns the sub-block scale; L holds the levels, signs the sign bytes.
+// xxs: IQ3_XXS (signs with even parity in 7 bits, eps 1e-8, on-grid groups kept in the re-fit) or IQ3_S.
+template <class N, bool xxs>
+float iq3_subblock(const Iq3Tables& t, const float* xb, const float* qw, float sigma2, int8_t* L, uint8_t* signs) {
+  constexpr int kMaxQ = 8;
+  float weight[32], waux[32], xval[32];
+  int8_t Laux[32];
+  bool on_grid[8], on_grid_aux[8];
+  if (qw) {
+    for (int i = 0; i < 32; ++i) weight[i] = qw[i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+  } else {
+    for (int i = 0; i < 32; ++i) weight[i] = xb[i] * xb[i];
+  }
+  for (int i = 0; i < 32; ++i) waux[i] = std::sqrt(weight[i]);
+  for (int k = 0; k < 4; ++k) {
+    int nflip = 0;
+    uint8_t s = 0;
+    for (int i = 0; i < 8; ++i) {
+      if (xb[8 * k + i] >= 0) {
+        xval[8 * k + i] = xb[8 * k + i];
+      } else {
+        xval[8 * k + i] = -xb[8 * k + i];
+        ++nflip;
+        s = static_cast<uint8_t>(s | (1 << i));
+      }
+    }
+    if (xxs && nflip % 2) {
+      // odd number of negatives: flip the least important value (IQ3_XXS stores 7 sign bits, even parity)
+      int imin = 0;
+      float min = weight[8 * k] * xb[8 * k] * xb[8 * k];
+      for (int i = 1; i < 8; ++i) {
+        const float ax = weight[8 * k + i] * xb[8 * k + i] * xb[8 * k + i];
+        if (ax < min) {
+          min = ax;
+          imin = i;
+        }
+      }
+      xval[8 * k + imin] = -xval[8 * k + imin];
+      s = static_cast<uint8_t>(s ^ (1 << imin));
+    }
+    signs[k] = xxs ? static_cast<uint8_t>(s & 127) : s;
+  }
+  float max = xval[0];
+  for (int i = 1; i < 32; ++i) max = std::max(max, xval[i]);
+  std::memset(L, 0, 32);
+  if (xxs ? max < 1e-8f : !max) return -1.f;  // all (near-)zero: the caller skips the sub-block
+  const int32_t* map = t.map.data();
+  const uint16_t* nbrs = t.neighbours.data();
+  // the grid index of group k (levels Lg), or its best neighbour (then Lg is overwritten with it)
+  auto lookup = [&](int8_t* Lg, int k, float scale, bool* on) {
+    uint16_t u = 0;
+    for (int i = 0; i < 4; ++i) u = static_cast<uint16_t>(u | (Lg[i] << (3 * i)));
+    int gi = map[u];
+    if (on) *on = gi >= 0;
+    if (gi < 0) gi = N::find(nbrs - map[u] - 1, t, xval + 4 * k, waux + 4 * k, scale, Lg);
+    return gi;
+  };
+  constexpr int nsteps = xxs ? 15 : 9;
+  float best = 0;
+  float scale = max / (2 * kMaxQ - 1);
+  for (int k = 0; k < 8; ++k) on_grid[k] = xxs;
+  for (int is = -nsteps; is <= nsteps; ++is) {
+    const float id = (2 * kMaxQ - 1 + is * 0.2f) / max;
+    const float this_scale = 1 / id;
+    for (int k = 0; k < 8; ++k) {
+      for (int i = 0; i < 4; ++i) {
+        const int l = nearest_int(0.5f * (id * xval[4 * k + i] - 1));
+        Laux[4 * k + i] = static_cast<int8_t>(std::max(0, std::min(kMaxQ - 1, l)));
+      }
+      lookup(Laux + 4 * k, k, this_scale, on_grid_aux + k);
+    }
+    float sumqx = 0, sumq2 = 0;
+    for (int i = 0; i < 32; ++i) {
+      const float w = weight[i];
+      const float q = static_cast<float>(2 * Laux[i] + 1);
+      sumqx += w * xval[i] * q;
+      sumq2 += w * q * q;
+    }
+    if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+      scale = sumqx / sumq2;
+      best = scale * sumqx;
+      std::memcpy(L, Laux, 32);
+      std::memcpy(on_grid, on_grid_aux, sizeof(on_grid));
+    }
+  }
+  int n_not_ongrid = 0;
+  for (int k = 0; k < 8; ++k) n_not_ongrid += on_grid[k] ? 0 : 1;
+  if (n_not_ongrid > 0 && scale > 0) {
+    const float id = 1 / scale;
+    for (int k = 0; k < 8; ++k) {
+      if (xxs && on_grid[k]) continue;  // ggml's IQ3_S re-fits every group (its skip is commented out)
+      int8_t Lk[4];
+      for (int i = 0; i < 4; ++i) {
+        const int l = nearest_int(0.5f * (id * xval[4 * k + i] - 1));
+        Lk[i] = static_cast<int8_t>(std::max(0, std::min(kMaxQ - 1, l)));
+      }
+      const int gi = lookup(Lk, k, scale, nullptr);
+      const uint32_t g = t.grid_odd[gi];
+      for (int i = 0; i < 4; ++i) L[4 * k + i] = static_cast<int8_t>((static_cast<int>((g >> (8 * i)) & 0xff) - 1) / 2);
+    }
+    float sumqx = 0, sumq2 = 0;
+    for (int i = 0; i < 32; ++i) {
+      const float w = weight[i];
+      const float q = static_cast<float>(2 * L[i] + 1);
+      sumqx += w * xval[i] * q;
+      sumq2 += w * q * q;
+    }
+    if (sumq2 > 0) scale = sumqx / sumq2;
+  }
+  if (scale < 0) {  // ggml: "should never happen"; the scale is stored unsigned, so flip the signs
+    scale = -scale;
+    for (int k = 0; k < 4; ++k) signs[k] = static_cast<uint8_t>(xxs ? (~signs[k]) & 127 : ~signs[k]);
+  }
+  return scale;
+}
+
+// Grid index of each of the 8 groups of L (all on the grid after iq3_subblock).
+inline void iq3_indices(const Iq3Tables& t, const int8_t* L, int* gi, const char* type) {
+  for (int k = 0; k < 8; ++k) {
+    uint16_t u = 0;
+    for (int i = 0; i < 4; ++i) u = static_cast<uint16_t>(u | (L[4 * k + i] << (3 * i)));
+    gi[k] = t.map[u];
+    if (gi[k] < 0)
+      throw std::runtime_error(std::string(type) + ": quantized point is not on the grid (internal error)");
+  }
+}
+
+template <class N>
+void quantize_row_iq3_xxs(const float* x, void* vy, int64_t n, const float* qw) {
+  const Iq3Tables& t = iq3xxs_tables();
+  BlockIQ3_XXS* y = static_cast<BlockIQ3_XXS*>(vy);
+  float scales[QK_K / 32];
+  int8_t L[32];
+  uint8_t signs[4], q3[QK_K / 4];
+  uint32_t sas[QK_K / 32];
+  for (int64_t ibl = 0; ibl < n / QK_K; ++ibl) {
+    y[ibl].d = f32_to_fp16(0.f);
+    std::memset(q3, 0, sizeof(q3));
+    std::memset(sas, 0, sizeof(sas));
+    float max_scale = 0;
+    const float* xbl = x + QK_K * ibl;
+    float sumx2 = 0;
+    for (int i = 0; i < QK_K; ++i) sumx2 += xbl[i] * xbl[i];
+    const float sigma2 = 2 * sumx2 / QK_K;
+    for (int ib = 0; ib < QK_K / 32; ++ib) {
+      const float* w = qw ? qw + QK_K * ibl + 32 * ib : nullptr;
+      const float scale = iq3_subblock<N, true>(t, xbl + 32 * ib, w, sigma2, L, signs);
+      if (scale < 0) {
+        scales[ib] = 0;
+        continue;
+      }
+      int gi[8];
+      iq3_indices(t, L, gi, "IQ3_XXS");
+      for (int k = 0; k < 8; ++k) q3[8 * ib + k] = static_cast<uint8_t>(gi[k]);
+      sas[ib] = signs[0] | (signs[1] << 7) | (signs[2] << 14) | (static_cast<uint32_t>(signs[3]) << 21);
+      scales[ib] = scale;
+      max_scale = std::max(max_scale, scale);
+    }
+    if (max_scale == 0.f) {
+      std::memset(y[ibl].qs, 0, sizeof(y[ibl].qs));
+      continue;
+    }
+    const float d = max_scale / 31;
+    y[ibl].d = f32_to_fp16(d * 1.0125f);  // ggml's fudge factor
+    const float id = 1 / d;
+    for (int ib = 0; ib < QK_K / 32; ++ib) {
+      const int l = std::max(0, std::min(15, nearest_int(0.5f * (id * scales[ib] - 1))));
+      sas[ib] |= static_cast<uint32_t>(l) << 28;
+    }
+    std::memcpy(y[ibl].qs, q3, sizeof(q3));
+    std::memcpy(y[ibl].qs + sizeof(q3), sas, sizeof(sas));
+  }
+}
+
+template <class N>
+void quantize_row_iq3_s(const float* x, void* vy, int64_t n, const float* qw) {
+  const Iq3Tables& t = iq3s_tables();
+  BlockIQ3_S* y = static_cast<BlockIQ3_S*>(vy);
+  float scales[QK_K / 32];
+  int8_t L[32];
+  uint8_t block_signs[4];
+  for (int64_t ibl = 0; ibl < n / QK_K; ++ibl) {
+    std::memset(&y[ibl], 0, sizeof(BlockIQ3_S));
+    y[ibl].d = f32_to_fp16(0.f);
+    uint8_t* qs = y[ibl].qs;
+    uint8_t* signs = y[ibl].signs;
+    float max_scale = 0;
+    const float* xbl = x + QK_K * ibl;
+    float sumx2 = 0;
+    for (int i = 0; i < QK_K; ++i) sumx2 += xbl[i] * xbl[i];
+    const float sigma2 = 2 * sumx2 / QK_K;
+    for (int ib = 0; ib < QK_K / 32; ++ib) {
+      const float* w = qw ? qw + QK_K * ibl + 32 * ib : nullptr;
+      const float scale = iq3_subblock<N, false>(t, xbl + 32 * ib, w, sigma2, L, block_signs);
+      if (scale < 0) {
+        // an all-zero sub-block: as in ggml, qs and signs do not advance (the next sub-block's codes take
+        // its slots; its scale nibble is 0), which dequantizes differently but is what ggml writes
+        scales[ib] = 0;
+        continue;
+      }
+      int gi[8];
+      iq3_indices(t, L, gi, "IQ3_S");
+      for (int k = 0; k < 8; ++k) {
+        qs[k] = static_cast<uint8_t>(gi[k] & 255);
+        y[ibl].qh[ib] = static_cast<uint8_t>(y[ibl].qh[ib] | ((gi[k] >> 8) << k));
+      }
+      qs += 8;
+      std::memcpy(signs, block_signs, 4);
+      signs += 4;
+      scales[ib] = scale;
+      max_scale = std::max(max_scale, scale);
+    }
+    if (max_scale == 0.f) continue;
+    const float d = max_scale / 31;
+    y[ibl].d = f32_to_fp16(d * 1.033f);  // ggml's fudge factor
+    const float id = 1 / d;
+    for (int ib = 0; ib < QK_K / 32; ib += 2) {
+      const int l1 = std::max(0, std::min(15, nearest_int(0.5f * (id * scales[ib + 0] - 1))));
+      const int l2 = std::max(0, std::min(15, nearest_int(0.5f * (id * scales[ib + 1] - 1))));
+      y[ibl].scales[ib / 2] = static_cast<uint8_t>(l1 | (l2 << 4));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kq
+}  // namespace dsv4
