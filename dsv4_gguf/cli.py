@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
-from .cli_errors import error_message
+from .cli_errors import UsageError, error_message
 from .constants import MAX_CTX
 
 if TYPE_CHECKING:
@@ -498,6 +498,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"dsv4-gguf {ns.command}: interrupted", file=sys.stderr)
         return 130
+    except UsageError as e:
+        print(f"dsv4-gguf {ns.command}: error: {e}; see 'dsv4-gguf {ns.command} --help'", file=sys.stderr)
+        return 2
     except (OSError, ValueError, RuntimeError) as e:
         # handled: the library's messages name the file/tensor and the fix.  CheckpointError, ConfigError and
         # GgufError are ValueErrors, SynthError a RuntimeError; they are not imported here, because importing

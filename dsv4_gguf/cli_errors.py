@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["error_message"]
+__all__ = ["UsageError", "error_message"]
 
 _OS_FIX = {
     FileNotFoundError: "no such file or folder; check the path",
@@ -10,6 +10,10 @@ _OS_FIX = {
     NotADirectoryError: "a part of the path is not a folder; check the path",
     PermissionError: "permission denied; check its permissions or choose another path",
 }
+
+
+class UsageError(ValueError):
+    """A command line that cannot run as given (a missing or conflicting option): exit status 2, as argparse's."""
 
 
 def error_message(e: BaseException) -> str:

@@ -61,11 +61,10 @@ def _common(p: argparse.ArgumentParser, *, type_required: bool = False) -> None:
     p.add_argument(
         "--type",
         dest="variant",
-        required=type_required,
-        default=None if type_required else "SOURCE",
+        default=None,
         metavar="VARIANT",
         help=f"output variant: {', '.join(_variants())}"
-        + (" (required: SOURCE only from a SOURCE file)" if type_required else " (default SOURCE)"),
+        + (" (or --recipe; SOURCE only from a SOURCE file)" if type_required else " (default SOURCE)"),
     )
     p.add_argument(
         "--tensor-type",
@@ -76,6 +75,20 @@ def _common(p: argparse.ArgumentParser, *, type_required: bool = False) -> None:
         "repeatable, first match wins)",
     )
     p.add_argument("--imatrix", metavar="FILE", help="importance matrix from llama-imatrix (GGUF or legacy .dat)")
+    p.add_argument(
+        "--recipe", metavar="FILE", help="a recipe JSON (recipes/ format, e.g. from --write-recipe) instead of --type"
+    )
+    p.add_argument(
+        "--target-size",
+        metavar="SIZE",
+        help="choose per-tensor types to fit SIZE (90G = 90GB = 90e9 bytes, 85GiB = 85*2^30; all files, headers "
+        "included) within 1%%; --type/--recipe gives the fixed parts (docs/converter.md)",
+    )
+    p.add_argument("--target-bpw", type=float, metavar="X", help="as --target-size, for X bits per weight of the data")
+    p.add_argument(
+        "--sensitivity", metavar="FILE", help="with --target-*: JSON {tensor name or blk.N. class: importance factor}"
+    )
+    p.add_argument("--write-recipe", metavar="FILE", help="also write the plan's recipe JSON (reusable with --recipe)")
     p.add_argument(
         "--split-max-size",
         type=_size,
@@ -159,6 +172,59 @@ def format_plan(plan) -> str:  # noqa: ANN001
         lines.append(f"  {cls:<44} {q:<8} x{len(ps):<4} {sum(p.nbytes for p in ps):>16,} B  {ps[0].reason}")
     lines.append(f"total: {plan.total_bytes:,} bytes ({plan.total_bytes / 1e9:.2f} GB) in {len(plan.files)} file(s)")
     return "\n".join(lines)
+
+
+def _base_recipe(ns: argparse.Namespace, default: str | None):  # noqa: ANN202
+    """The recipe of ``--recipe FILE`` or ``--type VARIANT`` (``default`` when neither is given)."""
+    from dsv4_gguf.cli_errors import UsageError
+
+    from .recipes import load_recipe, load_recipe_file
+
+    if ns.recipe and ns.variant:
+        raise UsageError("give either --type VARIANT or --recipe FILE, not both")
+    if ns.recipe:
+        return load_recipe_file(ns.recipe)
+    if not (ns.variant or default):
+        raise UsageError(f"{ns.command} needs --type VARIANT or --recipe FILE")
+    return load_recipe(ns.variant or default)
+
+
+def _planned(ns: argparse.Namespace, args, base, mtp: bool, build):  # noqa: ANN001, ANN202
+    """``build(recipe)`` of the base recipe, or with --target-size/--target-bpw the mix that fits the budget;
+    prints the target report; writes --write-recipe."""
+    import json
+
+    from dsv4_gguf.names import gguf_tensors
+
+    from .target import format_target, load_sensitivity, parse_budget, recipe_to_json, target_plan
+
+    if ns.target_size is None and ns.target_bpw is None:
+        if ns.sensitivity:
+            raise ValueError("--sensitivity only applies with --target-size or --target-bpw")
+        plan = build(base, _overrides(ns))
+    else:
+        from .imatrix import load_imatrix_raw
+
+        if ns.only:
+            raise ValueError("--only cannot be combined with --target-size/--target-bpw (the budget is the whole file)")
+        plan, rep = target_plan(
+            args,
+            gguf_tensors(args, mtp=mtp),
+            base,
+            parse_budget(ns.target_size, ns.target_bpw),
+            lambda r, kvs: build(r, None, extra_kvs=kvs),
+            overrides=_overrides(ns),
+            imatrix=load_imatrix_raw(ns.imatrix) if ns.imatrix else None,
+            sensitivity=load_sensitivity(ns.sensitivity) if ns.sensitivity else None,
+        )
+        print(format_target(rep))
+    if ns.write_recipe:
+        out = Path(ns.write_recipe)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(recipe_to_json(plan.recipe), indent=2) + "\n", encoding="utf-8")
+        tmp.replace(out)
+        print(f"wrote recipe {out}")
+    return plan
 
 
 def _overrides(ns: argparse.Namespace) -> list:
@@ -262,9 +328,8 @@ def run_convert(ns: argparse.Namespace) -> int:
     from dsv4_gguf.config import preset
 
     from .convert import make_plan
-    from .recipes import load_recipe
 
-    recipe = load_recipe(ns.variant)
+    recipe = _base_recipe(ns, "SOURCE")
     only = re.compile(ns.only) if ns.only else None
     if ns.preset:
         if ns.checkpoint:
@@ -273,17 +338,17 @@ def run_convert(ns: argparse.Namespace) -> int:
             raise ValueError("--preset plans only (use --dry-run); converting needs a checkpoint folder")
         args = preset(ns.preset)
         out = Path(ns.out or f"DeepSeek-V4-{ns.preset}-{recipe.name}.gguf")
-        plan = make_plan(
+        build = partial(
+            make_plan,
             args,
-            recipe,
-            out,
+            out=out,
             ckpt_dir=None,
             name=f"DeepSeek-V4-{ns.preset}",
-            overrides=_overrides(ns),
             mtp=not ns.no_mtp,
             split_max_size=ns.split_max_size,
             only=only,
         )
+        plan = _planned(ns, args, recipe, not ns.no_mtp, lambda r, ov, **kw: build(r, overrides=ov, **kw))
         print(format_plan(plan))
         return 0
     if not ns.checkpoint:
@@ -292,19 +357,19 @@ def run_convert(ns: argparse.Namespace) -> int:
         raise ValueError("-o OUT.gguf is required")
     ck = Checkpoint(ns.checkpoint)
     try:
-        plan = make_plan(
+        build = partial(
+            make_plan,
             ck.args,
-            recipe,
-            Path(ns.out),
+            out=Path(ns.out),
             ckpt_dir=ck.path,
             name=ns.name or ck.path.name,
-            overrides=_overrides(ns),
             mtp=not ns.no_mtp,
             split_max_size=ns.split_max_size,
             only=only,
         )
+        plan = _planned(ns, ck.args, recipe, not ns.no_mtp, lambda r, ov, **kw: build(r, overrides=ov, **kw))
         inputs = [ck.path / s for s in ck.shard_names()] + sorted(ck.path.glob("*.json"))
-        return _run(plan, ck, ns, f"convert {recipe.name}", inputs)
+        return _run(plan, ck, ns, f"convert {plan.recipe.name}", inputs)
     finally:
         ck.close()
 
@@ -312,20 +377,18 @@ def run_convert(ns: argparse.Namespace) -> int:
 def run_requantize(ns: argparse.Namespace) -> int:
     from dsv4_gguf.gguf_model import open_gguf
 
-    from .recipes import load_recipe
     from .requantize import make_requant_plan, produce_from_gguf
 
+    recipe = _base_recipe(ns, None)
     m = open_gguf(ns.input)
-    plan = make_requant_plan(
-        m,
-        load_recipe(ns.variant),
-        Path(ns.out),
-        overrides=_overrides(ns),
-        split_max_size=ns.split_max_size,
-        only=re.compile(ns.only) if ns.only else None,
-    )
+    only = re.compile(ns.only) if ns.only else None
+
+    def build(r, ov, **kw):  # noqa: ANN001, ANN003, ANN202
+        return make_requant_plan(m, r, Path(ns.out), overrides=ov, split_max_size=ns.split_max_size, only=only, **kw)
+
+    plan = _planned(ns, m.args, recipe, m.mtp is not None, build)
     inputs = [f.path for f in m.main.files] + ([f.path for f in m.mtp.files] if m.mtp else [])
-    return _run(plan, m, ns, f"requantize {ns.variant}", inputs, make=partial(produce_from_gguf, model=m))
+    return _run(plan, m, ns, f"requantize {plan.recipe.name}", inputs, make=partial(produce_from_gguf, model=m))
 
 
 def run_verify(ns: argparse.Namespace) -> int:
@@ -348,9 +411,12 @@ def run_verify(ns: argparse.Namespace) -> int:
 
 
 def run_inspect(ns: argparse.Namespace) -> int:
+    import json
+
     from dsv4_gguf.gguf_model import open_gguf
 
     from .requantize import ORIGIN_KEY
+    from .target import RECIPE_KEY
 
     m = open_gguf(ns.gguf)
     md = m.metadata
@@ -393,6 +459,9 @@ def run_inspect(ns: argparse.Namespace) -> int:
     print("metadata:")
     for k in keys:
         v = md[k]
+        if k == RECIPE_KEY and isinstance(v, str):  # a --target-size mix: its JSON runs to many KB
+            print(f"  {k} = recipe JSON, {len(v):,} characters ({len(json.loads(v).get('rules', []))} rules)")
+            continue
         print(f"  {k} = {v if not isinstance(v, list) or len(v) < 16 else str(v[:8])[:-1] + ', ...]'}")
     print(
         f"  tokenizer: {md.get('tokenizer.ggml.model')}/{md.get('tokenizer.ggml.pre')}, "
@@ -502,11 +571,12 @@ def run_imatrix(ns: argparse.Namespace) -> int:
 
 
 def _handled(fn):  # noqa: ANN001, ANN202
-    """Report the converter's own errors like the top-level CLI does (message, exit code 1)."""
+    """Report the converter's own errors like the top-level CLI does (message, exit code 1; usage errors: 2)."""
     import functools
 
     @functools.wraps(fn)
     def run(ns: argparse.Namespace) -> int:
+        from dsv4_gguf.cli_errors import UsageError
         from dsv4_gguf.gguf_io import GGUFError
 
         from .convert import ConvertError
@@ -515,6 +585,8 @@ def _handled(fn):  # noqa: ANN001, ANN202
 
         try:
             return fn(ns)
+        except UsageError:
+            raise  # the top-level CLI's exit status 2
         except (ConvertError, GGUFError, ImatrixError, RecipeError, ValueError) as e:
             print(f"dsv4-gguf {ns.command}: error: {e}", file=sys.stderr)
             return 1

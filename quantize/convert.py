@@ -95,7 +95,9 @@ def make_plan(
     split_max_size: int = 0,
     split_max_tensors: int = 0,
     only: re.Pattern[str] | None = None,
+    extra_kvs: tuple[KV, ...] = (),
 ) -> Plan:
+    """``extra_kvs``: further keys of the main file after ``general.*`` (``--target-size`` writes ``dsv4.recipe``)."""
 
     tensors = gguf_tensors(args, mtp=mtp)
     planned = plan_types(recipe, tensors, args, overrides)
@@ -104,7 +106,7 @@ def make_plan(
     tok = tokenizer_kvs(ckpt_dir, args.vocab_size, chat_template=jinja_template())
     main = [p for p in planned if p.tensor.file == MAIN]
     files: list[OutFile] = []
-    base = general_kvs(name, recipe.file_type, variant=recipe.name)
+    base = general_kvs(name, recipe.file_type, variant=recipe.name) + list(extra_kvs)
     main_kv = base + arch_kvs(args, block_count=args.n_layers) + tok
     groups = split_groups(
         [TensorEntry(p.tensor.name, p.tensor.shape, p.qtype) for p in main], split_max_size, split_max_tensors

@@ -89,6 +89,7 @@ def make_requant_plan(
     overrides=None,
     split_max_size: int = 0,
     only: re.Pattern[str] | None = None,
+    extra_kvs: tuple[KV, ...] = (),
 ) -> Plan:
     name = str(m.metadata.get("general.name", "DeepSeek-V4"))
     lossy = m.metadata.get(ORIGIN_KEY)  # an earlier requantization from a lossy file
@@ -113,6 +114,7 @@ def make_requant_plan(
         mtp=m.mtp is not None,
         split_max_size=split_max_size,
         only=only,
+        extra_kvs=extra_kvs,
     )
     have = {(t.file, t.name) for t in m.gtensors()}
     tok = tokenizer_kvs_from(m.metadata)
