@@ -5,6 +5,10 @@ Slots advance together, round by round: a slot still prefilling runs one prefill
 generating samples its next token; then the generating slots are decoded in ONE forward
 (``runtime.decode_batch``: each weight matrix streamed once per step for all of them, each slot's logits the
 bits of a lone decode).  A ``Session`` is not thread-safe, so only the worker touches sessions.
+
+Per-token Python work is kept out of the step: the greedy choices of a batched step are one ``argmax`` over
+its ``[n, V]`` logits (the same ids as each row's own argmax), and the round's events go to each event loop
+in one hand-over (one wake-up of the loop per round, not one per token).
 """
 
 from __future__ import annotations
@@ -90,6 +94,21 @@ class EngineStats:
     peak_batch: int = 0  # most slots decoded in one forward
 
 
+class _Mailbox:
+    """Where a job's events go: its reader's queue on its event loop (only that loop's thread touches it)."""
+
+    __slots__ = ("loop", "queue")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[TokenEvent | DoneEvent]):
+        self.loop, self.queue = loop, queue
+
+
+def _deliver(items: list[tuple[_Mailbox, TokenEvent | DoneEvent]]) -> None:
+    """Run on the event loop: hand over one round's events, in the order they were posted."""
+    for box, ev in items:
+        box.queue.put_nowait(ev)
+
+
 class _Slot:
     """A session with the exact token list it holds (``held[i]`` is at position i), and the running job."""
 
@@ -97,11 +116,12 @@ class _Slot:
         self.index, self.session = index, session
         self.held: list[int] = []
         self.job: Job | None = None
-        self.post: Any = None  # callback to the asyncio side
+        self.post: _Mailbox | None = None  # the job's reader
         self.last_used = 0.0
         # per-job state
         self.todo: list[int] = []
         self.logits: np.ndarray | None = None
+        self.argmax = -1  # argmax of ``logits`` when the batched step computed it for all rows at once, else -1
         self.rng: np.random.Generator | None = None
         self.done = DoneEvent(reason="")
         self.prompt_lp: list[float] = []
@@ -190,7 +210,8 @@ class Engine:
         # CUDA sessions have no undo journal (nor state files) yet: their cache is the live state only
         self._journal = model.device == "cpu"
         self._snapshots = _Snapshots(cache_snapshots if self._journal else 0)
-        self._waiting: collections.deque[tuple[Job, Any]] = collections.deque()
+        self._waiting: collections.deque[tuple[Job, _Mailbox]] = collections.deque()
+        self._outbox: list[tuple[_Mailbox, TokenEvent | DoneEvent]] = []  # this round's events (worker only)
         self._cond = threading.Condition()
         self._stop = False
         self._thread: threading.Thread | None = None
@@ -226,16 +247,12 @@ class Engine:
     async def stream(self, job: Job) -> AsyncIterator[TokenEvent | DoneEvent]:
         """Submit ``job`` and yield its events; leaving the iteration early (a client that disconnected)
         cancels the job, which frees its slot at the next round."""
-        loop = asyncio.get_running_loop()
         queue: asyncio.Queue[TokenEvent | DoneEvent] = asyncio.Queue()
-
-        def post(ev: TokenEvent | DoneEvent) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, ev)
-
+        box = _Mailbox(asyncio.get_running_loop(), queue)
         with self._cond:
             if self._stop:
                 raise RuntimeError("the engine is shut down")
-            self._waiting.append((job, post))
+            self._waiting.append((job, box))
             self._cond.notify_all()
         finished = False
         try:
@@ -252,6 +269,23 @@ class Engine:
 
     # ---- worker -------------------------------------------------------------------------------------
 
+    def _post(self, box: _Mailbox, ev: TokenEvent | DoneEvent) -> None:
+        self._outbox.append((box, ev))
+
+    def _flush(self) -> None:
+        """Hand the events posted so far to their event loops: one ``call_soon_threadsafe`` per loop."""
+        if not self._outbox:
+            return
+        items, self._outbox = self._outbox, []
+        loops: dict[asyncio.AbstractEventLoop, list[tuple[_Mailbox, TokenEvent | DoneEvent]]] = {}
+        for item in items:
+            loops.setdefault(item[0].loop, []).append(item)
+        for loop, batch in loops.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, batch)
+            except RuntimeError:  # that loop is closed: nobody is left to read these events
+                pass
+
     def _run(self) -> None:
         while True:
             with self._cond:
@@ -262,8 +296,9 @@ class Engine:
                         if s.job is not None:
                             self._finish(s, "cancelled")
                     while self._waiting:
-                        _, post = self._waiting.popleft()
-                        post(DoneEvent(reason="cancelled"))
+                        _, box = self._waiting.popleft()
+                        self._post(box, DoneEvent(reason="cancelled"))
+                    self._flush()
                     return
                 admitted = self._admit()
             for s in admitted:
@@ -282,8 +317,10 @@ class Engine:
                 if tok is not None:
                     feed.append((s, tok))
                 stepped = True
+            self._flush()  # the tokens go out before the step that feeds them, which runs while they are sent
             if feed:
                 self._decode(feed)
+                self._flush()  # a slot that failed to decode
             if not stepped and any(s.job is not None for s in self.slots):
                 with self._cond:
                     self._cond.wait(timeout=0.002)
@@ -307,8 +344,10 @@ class Engine:
             except Exception:  # noqa: BLE001 - retried one by one below, which reports the failing slot
                 rows = None
             if rows is not None:
-                for (s, tok), row in zip(feed, rows, strict=True):
-                    s.logits = row
+                # every slot's next greedy choice at once: argmax along axis 1 gives each row's own argmax
+                best = rows.argmax(axis=1).tolist()
+                for (s, tok), row, am in zip(feed, rows, best, strict=True):
+                    s.logits, s.argmax = row, am
                     s.held.append(tok)
                 self.stats.batched_steps += 1
                 self.stats.peak_batch = max(self.stats.peak_batch, len(feed))
@@ -318,7 +357,7 @@ class Engine:
 
     @staticmethod
     def _feed_one(s: _Slot, tok: int) -> None:
-        s.logits = s.session.decode(tok)
+        s.logits, s.argmax = s.session.decode(tok), -1
         s.held.append(tok)
 
     def _admit(self) -> list[_Slot]:
@@ -329,13 +368,13 @@ class Engine:
             free = [s for s in self.slots if s.job is None]
             if not free:
                 break
-            job, post = self._waiting.popleft()
+            job, box = self._waiting.popleft()
             if job.cancelled.is_set():
-                post(DoneEvent(reason="cancelled"))
+                self._post(box, DoneEvent(reason="cancelled"))
                 self.stats.cancelled += 1
                 continue
             best = max(free, key=lambda s: (_lcp(s.held, job.tokens), -s.last_used))
-            best.job, best.post = job, post
+            best.job, best.post = job, box
             admitted.append(best)
             self.stats.peak_busy = max(self.stats.peak_busy, self.busy_slots())
         return admitted
@@ -345,7 +384,7 @@ class Engine:
         assert job is not None
         s.done = DoneEvent(reason="", prompt_tokens=len(job.tokens))
         s.rng = np.random.default_rng(job.sampling.seed)
-        s.prompt_lp, s.prompt_top, s.logits, s.t0 = [], [], None, time.perf_counter()
+        s.prompt_lp, s.prompt_top, s.logits, s.argmax, s.t0 = [], [], None, -1, time.perf_counter()
         if job.echo_logprobs:
             self._evict(s)
             reuse = 0
@@ -411,7 +450,11 @@ class Engine:
             return None
         assert s.logits is not None and s.rng is not None
         sp = job.sampling
-        tok = sample(s.logits, sp.temperature, sp.top_p, s.rng)
+        if sp.temperature <= 0 and s.argmax >= 0:
+            tok = s.argmax  # sample()'s greedy choice, computed for the whole batch (_decode)
+        else:
+            tok = sample(s.logits, sp.temperature, sp.top_p, s.rng)
+        s.argmax = -1
         ev = TokenEvent(tok)
         if job.logprobs is not None:
             lp = _log_softmax(s.logits)
@@ -419,7 +462,8 @@ class Engine:
         s.done.generated_tokens += 1
         self.stats.generated_tokens += 1
         job.posted += 1
-        s.post(ev)
+        assert s.post is not None
+        self._post(s.post, ev)
         if tok in job.stop_ids:
             self._finish(s, "stop")
         elif s.done.generated_tokens >= job.max_tokens or s.session.pos >= s.session.ctx:
@@ -448,7 +492,7 @@ class Engine:
                     s.prompt_lp.append(float(lp[toks[start + i + 1]]))
                     s.prompt_top.append(_top(lp, n))
         if not s.todo:
-            s.logits = out[-1] if job.echo_logprobs else out
+            s.logits, s.argmax = (out[-1] if job.echo_logprobs else out), -1
 
     def _finish(self, s: _Slot, reason: str) -> None:
         job = s.job
@@ -464,7 +508,8 @@ class Engine:
             d.prompt_top = [None, *s.prompt_top]
         if reason == "cancelled":
             self.stats.cancelled += 1
-        s.job, s.todo, s.logits = None, [], None
+        s.job, s.todo, s.logits, s.argmax = None, [], None, -1
         s.last_used = time.monotonic()
-        post, s.post = s.post, None
-        post(d)
+        box, s.post = s.post, None
+        assert box is not None
+        self._post(box, d)
