@@ -4,12 +4,14 @@
         [--write benchmarks/RESULTS.md]
 
 Per draft count k (and draft="auto"), per forced acceptance rate of an oracle drafter (the plain greedy
-continuation, computed first; each draft kept with probability a by a seeded coin, else replaced by a wrong
-token), and with the MTP block's own drafts: measured acceptance, tokens per verify step, decode tok/s and its
-ratio to plain decoding, and weight bytes streamed per generated token.  In the `oracle` rows the MTP block runs
-in every step (its cost is in every row), whatever token the oracle then verifies; the `free oracle` rows
-(--free-accept) skip it, so that a step costs its verification only.  The MTP block consumes the prompt
-after prefill (as Model.generate does); that time is reported with the prefill, not in decode.
+continuation, computed first; with k = 1 exactly a fraction a of its drafts right, in an even pattern with a
+seeded phase, else each draft right with probability a by a seeded coin; a wrong draft is another token),
+and with the MTP block's own drafts: measured acceptance, tokens per verify step, decode tok/s and its ratio
+to plain decoding, and weight bytes streamed per generated token.
+In the `oracle` rows the MTP block runs in every step (its cost is in every row), whatever token the oracle
+then verifies; the `free oracle` rows (--free-accept) skip it, so that a step costs its verification only.
+The MTP block consumes the prompt after prefill (as Model.generate does); that time is reported with the
+prefill, not in decode.
 
 Validation before timing: every speculative run must produce exactly the plain greedy tokens, or the
 benchmark stops.  Bytes: the dense weights once per forward (token embedding: one row per token), each MoE
@@ -82,13 +84,27 @@ def _bytes(w: dict, routes: dict[int, np.ndarray], chunks: list[tuple[int, int]]
     return float(total)
 
 
-def _oracle(plain: list[int], rate: float, seed: int, vocab: int):  # noqa: ANN202
+def _oracle(plain: list[int], rate: float, seed: int, vocab: int, exact: bool):  # noqa: ANN202
+    """The drafter at a forced acceptance rate: each draft is the plain continuation's token (right) or a wrong one.
+    ``exact`` (k = 1, where every draft is checked): exactly ``rate`` of the calls are right, in an even pattern
+    (0.8: four right, one wrong) whose phase the seed picks, so the realised rate is the nominal one (a coin
+    wanders by about +-7 points at 80 % over the ~36 drafts of a 64-token run, and a best-of-rounds would favour
+    lucky seeds).  Otherwise a seeded coin per draft: with k > 1 a draft after a wrong one is never checked, and
+    an even pattern would line up with the k drafts of a step (at 50 % with k = 2, every first draft wrong)."""
     rng = np.random.default_rng(seed)
+    calls = [int(rng.integers(0, 1000))]  # the pattern's phase, in thousandths of a call
+    per_mille = round(rate * 1000)
 
     def draft(i: int, mtp_token: int | None) -> int:
         if i >= len(plain):  # past the generated tokens (the step's output is cut there): any token
             return 0 if mtp_token is None else mtp_token
-        return plain[i] if rng.random() < rate else (plain[i] + 1) % vocab
+        if exact:
+            j = calls[0]
+            calls[0] += 1000
+            right = (j + 1000) * per_mille // 10**6 > j * per_mille // 10**6  # floor(rate * calls) went up
+        else:
+            right = rng.random() < rate
+        return plain[i] if right else (plain[i] + 1) % vocab
 
     return draft
 
@@ -194,7 +210,7 @@ def run(ns: argparse.Namespace) -> dict:
         print(f"round {r + 1} plain              {tok_s:.2f} tok/s", flush=True)
         for label, rate, run_mtp in cases:
             for draft in [*ns.drafts, "auto"]:
-                drafter = None if rate is None else _oracle(plain, rate, ns.seed + r, V)
+                drafter = None if rate is None else _oracle(plain, rate, ns.seed + r, V, exact=draft == 1)
                 res = spec_round(draft, drafter, run_mtp)
                 if (label, draft) not in best or res[0] > best[(label, draft)][0]:
                     best[(label, draft)] = res
@@ -261,7 +277,8 @@ def format_section(meta: dict, rows: list[dict]) -> str:
     lines += [
         "",
         "`mtp`: the MTP block's own drafts (random weights: it is a poor drafter).  `oracle a%`: each draft is the "
-        "plain continuation's token with probability a (a seeded coin), else a wrong one; the MTP block still runs "
+        "plain continuation's token in exactly a of the drafts with k = 1 (an even pattern, its phase seeded per "
+        "round), with probability a (a seeded coin) with k = 2, 3 and auto, else a wrong one; the MTP block still runs "
         "for every draft, so these rows cost what a real drafter costs.  `free oracle a%`: the same drafts with "
         "the MTP block not run (drafts computed beforehand and free: a step costs its verification only).  GB / "
         "token: weights streamed (dense once per forward, the union of the routed experts of a forward's tokens, "
