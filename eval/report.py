@@ -15,7 +15,7 @@ from typing import Any
 
 from .run import write_text
 
-__all__ = ["load_runs", "write_report", "COLUMNS"]
+__all__ = ["load_runs", "pareto_front", "write_report", "COLUMNS"]
 
 # (results key, header, format) per task; the CSV carries every scalar, the markdown these columns.
 COLUMNS: dict[str, list[tuple[str, str, str]]] = {
@@ -28,6 +28,7 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
         ("rms_dp", "RMS Δp", ".3%"),
         ("ppl_ratio", "PPL(Q)/PPL(base)", ".5f"),
         ("n_positions", "positions", ".0f"),
+        ("pareto", "Pareto front", "s"),
     ],
     "mrcr": [
         ("mrcr_score", "MRCR (official)", ".4f"),
@@ -58,7 +59,9 @@ LEGEND: dict[str, list[str]] = {
         "next-token distributions in nats, as llama-perplexity --kl-divergence; mean, median, 99th and 99.9th "
         "percentile over the positions; 0 means identical logits. same top p: share of positions where both "
         "rank the same token first. RMS Δp: root mean square of p_candidate(token) − p_reference(token) of the "
-        "actual next token. PPL(Q)/PPL(base): perplexity ratio on the same positions.",
+        "actual next token. PPL(Q)/PPL(base): perplexity ratio on the same positions. Pareto front: no other run "
+        "of the same model is at most as large (tensor bytes; bpw where a run has no GGUF) and at most as far in "
+        "mean KLD, one of the two strictly (kld_vs_size.png marks them).",
     ],
     "mrcr": [
         "MRCR (official): the official grader (SequenceMatcher ratio after the required prefix, 0 without it) "
@@ -141,6 +144,66 @@ def _label(r: dict[str, Any]) -> str:
 def _x(r: dict[str, Any]) -> float | None:
     """Plot position: bits per weight of the repeating blocks when known (see run.gguf_info), else all."""
     return r.get("bpw_blocks") or r.get("bpw")
+
+
+def _cost(r: dict[str, Any]) -> float | None:
+    """What a variant costs: its tensor bytes (the file without metadata), else its bits per weight."""
+    return r.get("tensor_bytes") or r.get("bpw")
+
+
+def pareto_front(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The kld runs no other run of the same model dominates: none is at most as large (`_cost`) and at most as
+    far in mean KLD, one of the two strictly.  Runs of different models (parameter counts) are compared only
+    among themselves; runs without a cost or a mean KLD are left out.  In order of cost."""
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for r in runs:
+        if r.get("task") == "kld" and _cost(r) is not None and r.get("kld_mean") is not None:
+            groups.setdefault(r.get("n_params"), []).append(r)
+    front = []
+    for rs in groups.values():
+        best = math.inf
+        for r in sorted(rs, key=lambda r: (_cost(r), r["kld_mean"])):
+            if r["kld_mean"] < best:  # smaller than every cheaper (or equally cheap) run's KLD
+                front.append(r)
+                best = r["kld_mean"]
+    return sorted(front, key=_cost)  # type: ignore[arg-type]
+
+
+def _plot_kld_size(runs: list[dict[str, Any]], path: Path) -> bool:
+    pts = [r for r in runs if r["task"] == "kld" and r.get("tensor_bytes") and r.get("kld_mean") is not None]
+    if not pts:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    front = {id(r) for r in pareto_front(pts)}
+    nonzero = [r["kld_mean"] for r in pts if r["kld_mean"] > 0]
+    floor = min(nonzero) / 10 if nonzero else 1e-6  # an exact 0 (the reference) one decade below, as kld_vs_bpw
+
+    def y(r: dict[str, Any]) -> float:
+        return r["kld_mean"] if r["kld_mean"] > 0 else floor
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    on = sorted((r for r in pts if id(r) in front), key=lambda r: r["tensor_bytes"])
+    off = [r for r in pts if id(r) not in front]
+    ax.plot([r["tensor_bytes"] / 1e9 for r in on], [y(r) for r in on], "o-", label="Pareto front")
+    if off:
+        ax.plot([r["tensor_bytes"] / 1e9 for r in off], [y(r) for r in off], "o", mfc="none", label="dominated")
+    for r in pts:
+        ax.annotate(_label(r), (r["tensor_bytes"] / 1e9, y(r)), textcoords="offset points", xytext=(4, 6), fontsize=8)
+    ax.set_yscale("log")
+    ax.set_xlabel("tensor bytes (GB)")
+    zero = " (an exact 0 drawn a decade below)" if any(r["kld_mean"] == 0 for r in pts) else ""
+    ax.set_ylabel("mean KL divergence vs reference (nats)" + zero)
+    ax.set_title("Quant quality: mean KLD vs size")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+    return True
 
 
 def _plot_kld(runs: list[dict[str, Any]], path: Path) -> bool:
@@ -250,6 +313,11 @@ def write_report(runs: list[dict[str, Any]], out: str | Path) -> dict[str, Path]
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
     md = ["# dsv4-gguf eval report", ""]
+    front = {id(r) for r in pareto_front(runs)}
+    runs = [
+        {**r, "pareto": None if _cost(r) is None else "yes" if id(r) in front else "no"} if r["task"] == "kld" else r
+        for r in runs
+    ]
     for task, cols in COLUMNS.items():
         rows = sorted((r for r in runs if r["task"] == task), key=lambda r: -(_x(r) or 0))
         if not rows:
@@ -269,6 +337,7 @@ def write_report(runs: list[dict[str, Any]], out: str | Path) -> dict[str, Path]
         md += ["", f"*{LEGEND_BPW}*", ""] + [f"*{line}*" for line in LEGEND.get(task, [])] + [""]
     plots = {
         "kld_vs_bpw.png": _plot_kld,
+        "kld_vs_size.png": _plot_kld_size,
         "mrcr_by_bin.png": _plot_mrcr,
         "mrcr_vs_bpw.png": lambda rs, p: _plot_vs_bpw(rs, p, "mrcr", "mrcr_score", "MRCR (official)"),
         "swebench_nll_vs_bpw.png": lambda rs, p: _plot_vs_bpw(
