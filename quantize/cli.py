@@ -86,7 +86,9 @@ def _common(p: argparse.ArgumentParser, *, type_required: bool = False) -> None:
     )
     p.add_argument("--target-bpw", type=float, metavar="X", help="as --target-size, for X bits per weight of the data")
     p.add_argument(
-        "--sensitivity", metavar="FILE", help="with --target-*: JSON {tensor name or blk.N. class: importance factor}"
+        "--sensitivity",
+        metavar="FILE",
+        help="with --target-size or --target-bpw: JSON {tensor name or blk.N. class: importance factor}",
     )
     p.add_argument("--write-recipe", metavar="FILE", help="also write the plan's recipe JSON (reusable with --recipe)")
     p.add_argument(
