@@ -116,7 +116,8 @@ def recipe_names() -> list[str]:
     for f in _dir().iterdir():
         if f.name.endswith(".json"):
             out.append(json.loads(f.read_text(encoding="utf-8"))["name"])
-    order = ["SOURCE", "MXFP4_MOE", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K", "IQ2_XXS-MOE"]
+    order = ["SOURCE", "MXFP4_MOE", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K-MOE", "Q3_K_M", "IQ3_XXS-MOE", "Q2_K"]
+    order += ["IQ2_XXS-DS4", "IQ2_XXS-MOE", "IQ1_S-MOE"]
     return sorted(out, key=lambda n: (order.index(n) if n in order else 99, n))
 
 

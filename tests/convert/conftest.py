@@ -90,6 +90,10 @@ REL_RMSE_BUDGET = {
     "Q3_K": 0.200,  # measured ~0.15
     "Q2_K": 0.400,  # measured ~0.32
     "IQ2_XXS": 0.550,  # measured ~0.44 (weight-energy importance, no imatrix)
+    "IQ1_S": 0.750,  # measured 0.59-0.61 (1.56 bpw, weight-energy importance, no imatrix)
+    "IQ3_XXS": 0.350,  # measured 0.27-0.28
+    "IQ3_S": 0.250,  # measured ~0.20
+    "F16": 0.0005,  # rounding to 11 significant bits: <= 2^-11 = 4.9e-4 per normal value; measured <= 0.0002
 }
 
 

@@ -11,7 +11,8 @@ import pytest
 from dsv4_gguf.config import PRESETS
 from dsv4_gguf.layout import checkpoint_tensors
 
-VARIANTS = ["SOURCE", "MXFP4_MOE", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K", "IQ2_XXS-MOE"]
+VARIANTS = ["SOURCE", "MXFP4_MOE", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K-MOE", "Q3_K_M", "IQ3_XXS-MOE", "Q2_K"]
+VARIANTS += ["IQ2_XXS-DS4", "IQ2_XXS-MOE", "IQ1_S-MOE"]  # issue 17: recipes of the published low-bit class
 
 
 def _source_bytes(args) -> int:
@@ -63,7 +64,7 @@ def test_cli_dry_run_every_variant(preset, capsys, tmp_path, monkeypatch):
     from dsv4_gguf.cli import main
 
     monkeypatch.chdir(tmp_path)
-    sizes = {}
+    sizes, main_sizes = {}, {}
     for v in VARIANTS:
         assert main(["convert", "--preset", preset, "--dry-run", "--type", v]) == 0
         out = capsys.readouterr().out
@@ -71,21 +72,30 @@ def test_cli_dry_run_every_variant(preset, capsys, tmp_path, monkeypatch):
         m = re.search(r"^total: ([\d,]+) bytes", out, re.M)
         assert m
         sizes[v] = int(m.group(1).replace(",", ""))
+        m = re.search(rf"^DeepSeek-V4-{preset}-{re.escape(v)}\.gguf: \d+ tensors, ([\d,]+) bytes", out, re.M)
+        assert m, out[:400]
+        main_sizes[v] = int(m.group(1).replace(",", ""))
     assert not list(tmp_path.iterdir())  # a plan writes nothing
     # bigger variants are bigger
     assert sizes["SOURCE"] > sizes["MXFP4_MOE"] > sizes["Q8_0"] > sizes["Q4_K_M"] > sizes["Q3_K_M"] > sizes["Q2_K"]
     assert sizes["Q2_K"] > sizes["IQ2_XXS-MOE"]
-    # the README's size table is these plans (main + MTP column), and the recipe descriptions agree
+    assert sizes["Q4_K_M"] > sizes["Q3_K-MOE"] > sizes["Q3_K_M"] > sizes["IQ3_XXS-MOE"] > sizes["Q2_K"]
+    assert sizes["Q2_K"] > sizes["IQ2_XXS-DS4"] > sizes["IQ2_XXS-MOE"] > sizes["IQ1_S-MOE"]
+    # the README's size table is these plans (main file and main + MTP columns), and the recipe descriptions agree
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    col = 2 if preset == "flash" else 5
+    col = 1 if preset == "flash" else 4
     table = {
-        cells[0]: cells[col]
+        cells[0]: (cells[col], cells[col + 1])
         for line in readme.splitlines()
         if line.startswith("| ") and (cells := [c.strip() for c in line.strip("|").split("|")])[0] in VARIANTS
     }
-    assert table == {v: f"{sizes[v] / 1e9:.2f} GB" for v in VARIANTS}
-    if preset == "flash":
-        assert f"Flash {sizes['IQ2_XXS-MOE'] / 1e9:.1f} GB with the MTP sidecar" in _recipe_text("iq2_xxs_moe")
+    assert table == {v: (f"{main_sizes[v] / 1e9:.2f} GB", f"{sizes[v] / 1e9:.2f} GB") for v in VARIANTS}
+    # the recipes that state their size state the planned one (main + MTP sidecar, and the main file alone)
+    for v in ("IQ2_XXS-MOE", "IQ2_XXS-DS4", "IQ1_S-MOE", "IQ3_XXS-MOE", "Q3_K-MOE"):
+        tot, main_gb = sizes[v] / 1e9, main_sizes[v] / 1e9
+        said = f"Flash {tot:.1f} GB with the MTP sidecar ({main_gb:.1f} GB without)" if preset == "flash" else ""
+        said = said or f"Pro {tot:.1f} GB ({main_gb:.1f} GB)"
+        assert said in _recipe_text(v.lower().replace("-", "_")), (v, said)
 
 
 def _recipe_text(name: str) -> str:
