@@ -195,6 +195,21 @@ def _add_convert_family(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=run)
 
 
+def _add_sensitivity(sub: argparse._SubParsersAction) -> None:
+    from .quantize import sensitivity as sens
+    from .quantize.cli import add_sensitivity_arguments
+
+    p = sub.add_parser(
+        "sensitivity",
+        help="KLD of each tensor class / layer's experts dropped to a low type: the importance file of a size target",
+        description=sens.DESCRIPTION,
+        epilog=sens.EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_sensitivity_arguments(p)
+    p.set_defaults(func=sens.run_sensitivity)
+
+
 # ---------------------------------------------------------------------------------------------------
 # dsv4-gguf run / chat (the C++ runtime, dsv4_gguf.runtime)
 
@@ -477,6 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check(sub)
     _add_ollama(sub)
     _add_convert_family(sub)
+    _add_sensitivity(sub)
     from .eval.cli import add_eval_parser
 
     add_eval_parser(sub)

@@ -1,5 +1,5 @@
-"""Argument parsers and runners for ``convert``, ``requantize``, ``verify``, ``inspect`` and ``imatrix`` (wired in
-dsv4_gguf.cli).
+"""Argument parsers and runners for ``convert``, ``requantize``, ``verify``, ``inspect`` and ``imatrix``, and the
+parser of ``sensitivity`` (its runner is quantize/sensitivity.py's `run_sensitivity`); wired in dsv4_gguf.cli.
 
 Each ``add_*_arguments(parser)`` declares options; each ``run_*(ns) -> int`` calls the library and
 prints.  Handled errors are raised as ValueError/RuntimeError subclasses for the top-level CLI to report.
@@ -27,6 +27,7 @@ __all__ = [
     "add_verify_arguments",
     "run_verify",
     "add_inspect_arguments",
+    "add_sensitivity_arguments",
     "run_inspect",
     "format_plan",
     "refuse_own_input",
@@ -136,6 +137,37 @@ def add_verify_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--only", metavar="PATTERN", help="verify only tensors whose GGUF name matches")
     p.add_argument("-v", "--verbose", action="store_true", help="one line per tensor")
+
+
+def add_sensitivity_arguments(p: argparse.ArgumentParser) -> None:
+    from .sensitivity import DEFAULT_LOW
+
+    p.add_argument("model", metavar="MODEL.gguf", help="unquantized deepseek4 GGUF (SOURCE, BF16, F16 or F32)")
+    p.add_argument("--text", required=True, metavar="FILE", help="plain UTF-8 text to score (tokenized by MODEL)")
+    p.add_argument(
+        "-o", "--out", metavar="FILE", help="sensitivity JSON to write (default: MODEL's stem + .sensitivity.json)"
+    )
+    p.add_argument(
+        "--low-type",
+        default=DEFAULT_LOW,
+        metavar="TYPE",
+        help=f"type each probe drops its group to (default {DEFAULT_LOW})",
+    )
+    p.add_argument("-c", "--ctx", type=int, default=512, help="tokens per chunk, BOS included (default 512)")
+    p.add_argument(
+        "--max-tokens", type=int, default=4096, help="score at most this many tokens of --text (default 4096)"
+    )
+    p.add_argument("--top-k", type=int, default=64, help="reference log-probabilities kept per position (default 64)")
+    p.add_argument("-t", "--threads", type=int, default=0, help="runtime threads (default: all cores)")
+    p.add_argument("--only", metavar="PATTERN", help="measure only the probes whose id matches (e.g. 'ffn_exps')")
+    p.add_argument(
+        "--imatrix",
+        metavar="FILE",
+        help="importance matrix: quantizes the probes and weighs the prediction "
+        "(give the same one to convert/requantize)",
+    )
+    p.add_argument("--resume", action="store_true", help="keep the probes OUT.partial holds under the same settings")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
 
 
 def add_inspect_arguments(p: argparse.ArgumentParser) -> None:

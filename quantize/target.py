@@ -5,8 +5,10 @@ compressor and indexer, ``--tensor-type`` matches); every other weight moves alo
 quant kernels register at run time.  The loss of tensor t at type q is ``importance(t) * err(q)``; a greedy
 marginal-gain allocation on each tensor's convex hull, then a fill pass, spends the budget (an exact knapsack
 when a coarse ladder leaves the greedy more than 1% under it).  The mix comes
-back as a recipe (reusable with ``--recipe``) and is written into the GGUF as ``dsv4.recipe``.  Not here:
-the sensitivity scan that would produce ``--sensitivity`` files, KLD checks of the chosen mixes.
+back as a recipe (reusable with ``--recipe``) and is written into the GGUF as ``dsv4.recipe``.  The
+``--sensitivity`` files this reads come from `dsv4-gguf sensitivity` (quantize/sensitivity.py: measured KLD of
+each group dropped to a low type, over this module's ``importance x err``).  Not here: KLD checks of the
+chosen mixes.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ __all__ = [
     "ladder",
     "type_error",
     "importance",
+    "adjustable",
     "load_sensitivity",
+    "SENSITIVITY_META",
     "TargetProblem",
     "target_plan",
     "recipe_to_json",
@@ -57,6 +61,7 @@ MTP_WEIGHT = 0.25  # the sidecar only drafts tokens: its errors cost acceptance 
 ERR_SEED, ERR_SHAPE = 20260, (16, 4096)  # the Gaussian sample err(q) is measured on
 _FLOAT = {"F32", "F16", "BF16"}
 _MARGIN = 4096  # header bytes kept spare: the recipe text's length varies a little with the types chosen
+SENSITIVITY_META = "_meta"  # the key of a --sensitivity file that load_sensitivity skips (the scan's record)
 _LOSSLESS = {"bf16": Q.BF16, "fp8": Q.BF16, "fp4": Q.MXFP4}  # exact stores of each checkpoint kind
 
 
@@ -140,7 +145,8 @@ def _usage(t: GTensor, args: ModelArgs) -> tuple[float, str]:
 
 
 def load_sensitivity(path: str | Path) -> dict[str, float]:
-    """``{"tensor name or class (blk.N.…)": weight}``; weights scale the importance (finite, > 0)."""
+    """``{"tensor name or class (blk.N.…)": weight}``; weights scale the importance (finite, > 0).  A
+    ``"_meta"`` object (what `dsv4-gguf sensitivity` measured: raw KLDs, settings) is skipped."""
     p = Path(path)
     try:
         raw = json.loads(p.read_text(encoding="utf-8"))
@@ -152,6 +158,10 @@ def load_sensitivity(path: str | Path) -> dict[str, float]:
         raise TargetError(f"--sensitivity {p}: expected an object {{name or class: weight}}, got {type(raw).__name__}")
     out = {}
     for k, v in raw.items():
+        if k == SENSITIVITY_META:  # the scan's record (raw KLDs, settings), not a weight
+            if not isinstance(v, dict):
+                raise TargetError(f"--sensitivity {p}: '{k}' must be an object (the scan's record), got {v!r:.60}")
+            continue
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
             raise TargetError(f"--sensitivity {p}: weight of {k!r} must be a positive number, got {v!r}")
         out[k] = float(v)
@@ -205,7 +215,7 @@ def importance(
                 how[name] += ", not in imatrix (fallback x median ratio)"
     used: set[str] = set()
     for name in groups:
-        for key in (_cls(name), name):
+        for key in dict.fromkeys((_cls(name), name)):  # once each: outside blk.N. the class is the name
             if sensitivity and key in sensitivity:
                 out[name] *= sensitivity[key]
                 how[name] += f", sensitivity {key} x{sensitivity[key]:g}"
@@ -214,6 +224,22 @@ def importance(
     if unknown:
         raise TargetError(f"--sensitivity: {unknown[:5]} match no adjustable tensor (names or blk.N. classes)")
     return {n: (out[n], how[n]) for n in groups}
+
+
+def adjustable(planned: list[Planned], overrides: list | None = None) -> tuple[list[Planned], dict[str, list[GTensor]]]:
+    """(fixed, groups): the plan entries that keep their type, and the adjustable tensors by name (one name in
+    main file and sidecar: one rule, one type).  Fixed: 1-D tensors, non-float checkpoint storage, `FIXED`,
+    ``--tensor-type`` matches.  The sensitivity scan probes exactly these groups."""
+    fixed: list[Planned] = []
+    groups: dict[str, list[GTensor]] = {}
+    for p in planned:
+        t = p.tensor
+        pinned = any(pat.search(t.name) for pat, _ in overrides or ())
+        if len(t.shape) == 1 or t.kind not in _LOSSLESS or FIXED.search(t.name) or pinned:
+            fixed.append(p)
+        else:
+            groups.setdefault(t.name, []).append(t)
+    return fixed, groups
 
 
 def _hull(opts: list[tuple[int, float, GGMLQuantizationType]]) -> list[tuple[int, float, GGMLQuantizationType]]:
@@ -383,15 +409,7 @@ class TargetProblem:
     ):
         self.base, self.build, self.overrides = base, build, overrides or []
         planned = plan_types(base, tensors, args, self.overrides)
-        self.fixed: list[Planned] = []
-        self.groups: dict[str, list[GTensor]] = {}  # one name in main file and sidecar: one rule, one type
-        for p in planned:
-            t = p.tensor
-            pinned = any(pat.search(t.name) for pat, _ in self.overrides)
-            if len(t.shape) == 1 or t.kind not in _LOSSLESS or FIXED.search(t.name) or pinned:
-                self.fixed.append(p)
-            else:
-                self.groups.setdefault(t.name, []).append(t)
+        self.fixed, self.groups = adjustable(planned, self.overrides)
         self.rungs = ladder(imatrix=imatrix is not None)
         self.imp = importance(self.groups, args, imatrix, sensitivity)
         self.n_weights = sum(p.tensor.n_elements for p in planned)

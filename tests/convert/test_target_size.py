@@ -153,6 +153,10 @@ def test_imatrix_importance_counts_routing(micro_args):
     assert got[exps.name][0] == pytest.approx(rows * cols * 3.0 * 25 / 100)
     scaled = importance(groups, micro_args, im, {"blk.N.attn_q_a.weight": 4.0})
     assert scaled[dense.name][0] == pytest.approx(4 * got[dense.name][0])
+    # a name outside blk.N. is its own class: its factor applies once, not once as class and once as name
+    out = ts["output.weight"]
+    plain = importance({out.name: [out]}, micro_args)[out.name][0]
+    assert importance({out.name: [out]}, micro_args, None, {out.name: 3.0})[out.name][0] == pytest.approx(3 * plain)
     with pytest.raises(TargetError, match="match no adjustable tensor"):
         importance(groups, micro_args, None, {"blk.N.nonexistent.weight": 2.0})
 

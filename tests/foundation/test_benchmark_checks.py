@@ -88,6 +88,10 @@ def _render(bench, name: str, record: dict) -> str:
         return bench("speculative").format_section(record["meta"], record["rows"])
     if name in ("serve_load", "rpc_split"):
         return bench(name).format_section(record["meta"], record["rows"])
+    if name.startswith("variants_kld"):
+        return bench("variants_kld").format_section(record["meta"], record["rows"])
+    if name.startswith("target_size"):
+        return bench("target_size").format_section(record["meta"], record["rows"])
     raise AssertionError(f"RESULTS.md section {name!r}: no benchmark generates it (hand-written text has no markers)")
 
 
