@@ -18,8 +18,9 @@ from gguf import GGMLQuantizationType
 from . import _C
 from .constants import QTYPES
 
-# "simd" is the AVX2 level (its historical name), "avx512" the AVX-512 one; "auto" the best the CPU has.
-Impl = Literal["auto", "ref", "simd", "avx2", "avx512"]
+# Kernel levels: "ref", "avx2", "avx512" (x86-64), "neon" (aarch64); "simd" (the historical name) is the
+# architecture's first SIMD level (avx2 / neon); "auto" follows DSV4_KERNELS or else the best the CPU has.
+Impl = Literal["auto", "ref", "simd", "avx2", "avx512", "neon"]
 
 __all__ = [
     "quantize",

@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstdlib>
 #include <string>
 #include <thread>
 
@@ -23,9 +24,12 @@ namespace {
 Impl parse_impl(const std::string& s) {
   if (s == "auto") return Impl::Auto;
   if (s == "ref") return Impl::Ref;
-  if (s == "simd" || s == "avx2") return Impl::Simd;
+  // 'simd': this architecture's first SIMD level (AVX2 on x86-64, NEON on aarch64), the name older callers use
+  if (s == "simd") return std::string(dsv4::arch_name()) == "aarch64" ? Impl::Neon : Impl::Simd;
+  if (s == "avx2") return Impl::Simd;
   if (s == "avx512") return Impl::Avx512;
-  throw py::value_error("impl must be 'auto', 'ref', 'simd' (= 'avx2') or 'avx512', got '" + s + "'");
+  if (s == "neon") return Impl::Neon;
+  throw py::value_error("impl must be 'auto', 'ref', 'simd', 'avx2', 'avx512' or 'neon', got '" + s + "'");
 }
 
 void require_u8(const py::array& a, const char* what) {
@@ -80,16 +84,26 @@ py::dict build_info() {
   d["version"] = DSV4_VERSION;
   d["compiler"] = DSV4_CXX_COMPILER;
   d["build_type"] = DSV4_BUILD_TYPE;
-#if defined(DSV4_X86)
-  d["simd_compiled"] = py::make_tuple("avx2", "avx512");
-#else
-  d["simd_compiled"] = py::tuple();
-#endif
+  // kernel levels: compiled in, usable on this CPU, and the one in use (DSV4_KERNELS, its aliases or the best)
+  py::list compiled, supported, simd;
+  for (Impl i : dsv4::levels_compiled()) {
+    compiled.append(dsv4::impl_name(i));
+    if (i != Impl::Ref) simd.append(dsv4::impl_name(i));
+  }
+  for (Impl i : dsv4::levels_supported()) supported.append(dsv4::impl_name(i));
+  d["arch"] = dsv4::arch_name();
+  d["kernel_levels_compiled"] = py::tuple(compiled);
+  d["kernel_levels_supported"] = py::tuple(supported);
+  d["simd_compiled"] = py::tuple(simd);
   d["cpu_avx2"] = dsv4::cpu_has_avx2();
   d["cpu_avx512"] = dsv4::cpu_has_avx512();
+  d["cpu_neon"] = dsv4::cpu_has_neon();
+  d["cpu_dotprod"] = dsv4::cpu_has_dotprod();
+  const char* forced = std::getenv("DSV4_KERNELS");
+  d["kernels_env"] = forced ? py::object(py::str(forced)) : py::object(py::none());
   d["force_ref"] = dsv4::force_ref_from_env();
   d["force_avx2"] = dsv4::force_avx2_from_env();
-  d["kernel_impl"] = dsv4::impl_name(dsv4::resolve_impl(Impl::Auto));
+  d["kernel_impl"] = dsv4::impl_name(dsv4::resolve_impl(Impl::Auto));  // throws for a level this CPU lacks
   d["hardware_threads"] = static_cast<int>(std::thread::hardware_concurrency());
 #ifdef DSV4_HAVE_CUDA
   d["cuda"] = true;

@@ -147,4 +147,21 @@ void gemm_q6_k_avx512(int64_t n, const void* w, size_t row_bytes, int64_t nrows,
                       int64_t ntok, float* y, int64_t ys);
 #endif
 
+#if defined(DSV4_AARCH64)
+// NEON paths (quant_neon.cpp, dot_neon.cpp; bit-exact with the _ref ones).  The _dotprod dots use SDOT and may
+// only run where cpu_has_dotprod(); every type without a NEON kernel dispatches to ref.
+void quantize_row_q8_0_neon(const float* x, void* y, int64_t n, const float* qw);
+void quantize_row_mxfp4_neon(const float* x, void* y, int64_t n, const float* qw);
+void quantize_row_q4_k_neon(const float* x, void* y, int64_t n, const float* qw);
+#define DSV4_DECLARE_NEON_DOT(T)                                     \
+  float vec_dot_##T##_neon(int64_t n, const void* w, const void* a); \
+  float vec_dot_##T##_neon_dotprod(int64_t n, const void* w, const void* a);
+DSV4_DECLARE_NEON_DOT(q8_0)
+DSV4_DECLARE_NEON_DOT(q4_0)
+DSV4_DECLARE_NEON_DOT(mxfp4)
+DSV4_DECLARE_NEON_DOT(q4_k)
+DSV4_DECLARE_NEON_DOT(q6_k)
+#undef DSV4_DECLARE_NEON_DOT
+#endif
+
 }  // namespace dsv4

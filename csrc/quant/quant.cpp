@@ -236,6 +236,39 @@ QuantKernels avx512_kernels(QType t) {
 }
 #endif
 
+#if defined(DSV4_AARCH64)
+// The NEON level: the hot weight types' dots (SDOT where the CPU has it) and quantizers; every other kernel is
+// the reference's.
+QuantKernels neon_kernels(QType t) {
+  QuantKernels k = ref_kernels(t);
+  k.impl = "neon";
+  const bool dp = cpu_has_dotprod();
+  switch (t) {
+    case QType::Q8_0:
+      k.quantize = quantize_row_q8_0_neon;
+      k.dot = dp ? vec_dot_q8_0_neon_dotprod : vec_dot_q8_0_neon;
+      break;
+    case QType::Q4_0:
+      k.dot = dp ? vec_dot_q4_0_neon_dotprod : vec_dot_q4_0_neon;
+      break;
+    case QType::MXFP4:
+      k.quantize = quantize_row_mxfp4_neon;
+      k.dot = dp ? vec_dot_mxfp4_neon_dotprod : vec_dot_mxfp4_neon;
+      break;
+    case QType::Q4_K:
+      k.quantize = quantize_row_q4_k_neon;
+      k.dot = dp ? vec_dot_q4_k_neon_dotprod : vec_dot_q4_k_neon;
+      break;
+    case QType::Q6_K:
+      k.dot = dp ? vec_dot_q6_k_neon_dotprod : vec_dot_q6_k_neon;
+      break;
+    default:
+      break;
+  }
+  return k;
+}
+#endif
+
 // Branch-free scan (vectorises in any build); the slow path only runs to name the bad column.
 bool all_finite(const float* x, int64_t n) {
   uint32_t bad = 0;
@@ -274,6 +307,8 @@ QuantKernels quant_kernels(QType t, Impl impl) {
   const Impl r = resolve_impl(impl);
   if (r == Impl::Avx512) return avx512_kernels(t);
   if (r == Impl::Simd) return avx2_kernels(t);
+#elif defined(DSV4_AARCH64)
+  if (resolve_impl(impl) == Impl::Neon) return neon_kernels(t);
 #else
   resolve_impl(impl);
 #endif

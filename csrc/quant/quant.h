@@ -1,7 +1,8 @@
 // Public entry points of the quant kernels: whole-tensor, row-parallel quantize / dequantize / matvec
-// over ggml block formats, with run-time selection of the scalar reference, AVX2 or AVX-512 kernels
-// (Impl::Auto honours DSV4_FORCE_REF and DSV4_FORCE_AVX2).  Inputs are validated here (finite data, finite non-negative
-// importance weights, block-aligned rows); errors are std::invalid_argument naming row and column.
+// over ggml block formats, with run-time selection of the scalar reference, AVX2, AVX-512 or NEON kernels
+// (Impl::Auto honours DSV4_KERNELS and its aliases DSV4_FORCE_REF, DSV4_FORCE_AVX2: core/cpu_features.h).
+// Inputs are validated here (finite data, finite non-negative importance weights, block-aligned rows); errors
+// are std::invalid_argument naming row and column.
 #pragma once
 
 #include <cstddef>

@@ -3,8 +3,11 @@
 // aarch64, run under qemu-aarch64).  Inputs come from an integer generator (exact conversions, power-of-two scalings, no libm), so both
 // builds see the same bits; each line is "<name> <FNV-1a 64 of the output bytes> <bytes>" or "<name> refused".
 // Modes: `kernels` (every registered quant type, 1 and 4 threads, and the runtime ops), `model PATH` (a GGUF's
-// prefill + decode logits, exact and quantized path), `levels` (x86 only: every SIMD level's f32 dots and axpy
-// against the reference, value by value).  Bits only: accuracy is tests/quant's and tests/parity's.
+// prefill + decode logits, exact and quantized path), `levels` (every SIMD level of this build's architecture:
+// the f32 dots and axpy for every length 0..300, on aarch64 also the NEON integer dots with and without SDOT on
+// random blocks, against the reference value by value).  `kernels` and `model` first print a line
+// "# impl <level> dotprod <0|1>": the level DSV4_KERNELS (or the CPU) chose, so a test can tell a NEON run from
+// one that silently used the reference.  Bits only: accuracy is tests/quant's and tests/parity's.
 #include <cinttypes>
 #include <cstdint>
 #include <cstdio>
@@ -348,22 +351,85 @@ int model_logits(const std::string& path) {
   return 0;
 }
 
-// ---- x86: every SIMD level's f32 dots and axpy against the reference, value by value ----
+// ---- every SIMD level's f32 dots and axpy (and on aarch64 the integer dots) against the reference ----
 
-#if defined(DSV4_X86)
 }  // namespace
 namespace dsv4 {
+#if defined(DSV4_X86)
 float dot_f32_avx2(const float* a, const float* b, int64_t n);
 float dot_f32_avx512(const float* a, const float* b, int64_t n);
 float dot_bf16_f32_avx2(const uint16_t* a, const float* b, int64_t n);
 float dot_bf16_f32_avx512(const uint16_t* a, const float* b, int64_t n);
 void axpy_f32_avx2(float* y, float a, const float* x, int64_t n);
 void axpy_f32_avx512(float* y, float a, const float* x, int64_t n);
+#endif
+#if defined(DSV4_AARCH64)
+float dot_f32_neon(const float* a, const float* b, int64_t n);
+float dot_bf16_f32_neon(const uint16_t* a, const float* b, int64_t n);
+void axpy_f32_neon(float* y, float a, const float* x, int64_t n);
+#endif
 }  // namespace dsv4
 namespace {
 
+#if defined(DSV4_AARCH64)
+// The NEON integer dots (baseline and, where the CPU has it, SDOT) against the reference on random blocks of
+// 1..9 (super-)blocks: every byte random except the float scales (kept finite), activations from the reference
+// quantizer.  Returns the number of mismatches; `checked` counts comparisons.
+int neon_int_dots(Rng& rng, int& checked) {
+  struct Case {
+    QType t;
+    dsv4::VecDotFn base, dp;
+  };
+  const Case cases[] = {
+      {QType::Q8_0, dsv4::vec_dot_q8_0_neon, dsv4::vec_dot_q8_0_neon_dotprod},
+      {QType::Q4_0, dsv4::vec_dot_q4_0_neon, dsv4::vec_dot_q4_0_neon_dotprod},
+      {QType::MXFP4, dsv4::vec_dot_mxfp4_neon, dsv4::vec_dot_mxfp4_neon_dotprod},
+      {QType::Q4_K, dsv4::vec_dot_q4_k_neon, dsv4::vec_dot_q4_k_neon_dotprod},
+      {QType::Q6_K, dsv4::vec_dot_q6_k_neon, dsv4::vec_dot_q6_k_neon_dotprod},
+  };
+  const bool dp = dsv4::cpu_has_dotprod();
+  int bad = 0;
+  for (const Case& c : cases) {
+    const dsv4::QTypeInfo& info = dsv4::require_qtype(static_cast<int32_t>(c.t));
+    const QType at = info.vec_dot_type;
+    for (int64_t nb = 1; nb <= 9; ++nb) {
+      const int64_t n = nb * info.block_size;
+      for (int rep = 0; rep < 8; ++rep) {
+        std::vector<uint8_t> w(dsv4::quant_row_size(c.t, n));
+        for (auto& b : w) b = static_cast<uint8_t>(rng.next());
+        for (int64_t b = 0; b < nb; ++b) {  // finite scales: fp16 exponents 10..19, E8M0 110..139
+          uint8_t* blk = w.data() + b * info.type_size;
+          auto fp16 = [&rng](uint8_t* p) {
+            const uint16_t h = static_cast<uint16_t>((rng.next() & 0x83FF) | ((10 + rng.next() % 10) << 10));
+            std::memcpy(p, &h, 2);
+          };
+          if (c.t == QType::MXFP4) blk[0] = static_cast<uint8_t>(110 + rng.next() % 30);
+          if (c.t == QType::Q8_0 || c.t == QType::Q4_0) fp16(blk);
+          if (c.t == QType::Q4_K) fp16(blk), fp16(blk + 2);
+          if (c.t == QType::Q6_K) fp16(blk + 208);
+        }
+        const std::vector<float> x = rng.normals(static_cast<size_t>(n));
+        std::vector<uint8_t> a(dsv4::quant_row_size(at, n));
+        dsv4::quant_kernels(at, Impl::Ref).quantize(x.data(), a.data(), n, nullptr);
+        const float ref = dsv4::quant_kernels(c.t, Impl::Ref).dot(n, w.data(), a.data());
+        for (int k = 0; k < (dp ? 2 : 1); ++k) {
+          const float got = (k ? c.dp : c.base)(n, w.data(), a.data());
+          ++checked;
+          if (std::memcmp(&ref, &got, 4) != 0) {
+            ++bad;
+            std::printf("MISMATCH vec_dot_%s_neon%s nb=%" PRId64 " ref=%a got=%a\n", info.name, k ? "_dotprod" : "", nb,
+                        ref, got);
+          }
+        }
+      }
+    }
+  }
+  return bad;
+}
+#endif
+
 int levels() {
-  const bool avx2 = dsv4::cpu_has_avx2(), avx512 = dsv4::cpu_has_avx512();
+  const bool avx2 = dsv4::cpu_has_avx2(), avx512 = dsv4::cpu_has_avx512(), neon = dsv4::cpu_has_neon();
   Rng rng(4);
   int checked = 0, bad = 0;
   auto same = [&](const char* what, int64_t n, const void* ref, const void* got, size_t bytes) {
@@ -393,6 +459,8 @@ int levels() {
         yref[i] += p;
       }
       float got;
+      (void)got;
+#if defined(DSV4_X86)
       if (avx2) {
         got = dsv4::dot_f32_avx2(a.data(), b.data(), n);
         same("dot_f32_avx2", n, &ref, &got, 4);
@@ -411,12 +479,25 @@ int levels() {
         dsv4::axpy_f32_avx512(y2.data(), s, a.data(), n);
         same("axpy_f32_avx512", n, yref.data(), y2.data(), n * 4);
       }
+#endif
+#if defined(DSV4_AARCH64)
+      got = dsv4::dot_f32_neon(a.data(), b.data(), n);
+      same("dot_f32_neon", n, &ref, &got, 4);
+      got = dsv4::dot_bf16_f32_neon(h.data(), b.data(), n);
+      same("dot_bf16_f32_neon", n, &ref16, &got, 4);
+      std::vector<float> y2 = y;
+      dsv4::axpy_f32_neon(y2.data(), s, a.data(), n);
+      same("axpy_f32_neon", n, yref.data(), y2.data(), n * 4);
+#endif
     }
   }
-  std::printf("levels avx2=%d avx512=%d checked=%d mismatches=%d\n", avx2, avx512, checked, bad);
+#if defined(DSV4_AARCH64)
+  bad += neon_int_dots(rng, checked);
+#endif
+  std::printf("levels avx2=%d avx512=%d neon=%d dotprod=%d checked=%d mismatches=%d\n", avx2, avx512, neon,
+              dsv4::cpu_has_dotprod(), checked, bad);
   return bad == 0 && checked > 0 ? 0 : 1;
 }
-#endif
 
 }  // namespace
 
@@ -424,19 +505,19 @@ int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // a crash keeps the lines before it
   try {
+    if (mode == "kernels" || mode == "model")  // throws (exit 2) where DSV4_KERNELS names a level this CPU lacks
+      std::printf("# impl %s dotprod %d\n", dsv4::impl_name(dsv4::resolve_impl(Impl::Auto)), dsv4::cpu_has_dotprod());
     if (mode == "kernels") {
       quant_kernels_all();
       runtime_ops();
       return 0;
     }
     if (mode == "model" && argc > 2) return model_logits(argv[2]);
-#if defined(DSV4_X86)
     if (mode == "levels") return levels();
-#endif
   } catch (const std::exception& e) {
     std::fprintf(stderr, "digest_driver %s: %s\n", mode.c_str(), e.what());
     return 2;
   }
-  std::fprintf(stderr, "usage: digest_driver kernels | model FILE.gguf | levels (x86)\n");
+  std::fprintf(stderr, "usage: digest_driver kernels | model FILE.gguf | levels\n");
   return 64;
 }

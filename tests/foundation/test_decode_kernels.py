@@ -87,7 +87,13 @@ def test_build_info_reports_features(npdecode):
     info = build_info()
     for key in ("version", "compiler", "simd_compiled", "cpu_avx2", "kernel_impl", "cuda", "cuda_devices"):
         assert key in info
-    assert info["kernel_impl"] in ("ref", "avx2", "avx512")  # the level chosen at run time
+    # the architecture, the levels compiled in, those this CPU runs, and the one in use
+    assert info["arch"] in ("x86_64", "aarch64", "other")
+    assert set(info["kernel_levels_supported"]) <= set(info["kernel_levels_compiled"])
+    assert info["kernel_levels_compiled"][0] == "ref" and "ref" in info["kernel_levels_supported"]
+    assert info["simd_compiled"] == info["kernel_levels_compiled"][1:]
+    assert info["kernel_impl"] in info["kernel_levels_supported"]  # the level chosen at run time
+    assert ("neon" in info["kernel_levels_compiled"]) == (info["arch"] == "aarch64")
     if shutil.which("nvcc") and os.environ.get("DSV4_CUDA", "AUTO").upper() != "OFF":
         # nvcc on PATH: the default (AUTO) build must have compiled the CUDA target
         assert info["cuda"] is True and info["cuda_archs"]

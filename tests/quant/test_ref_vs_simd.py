@@ -1,7 +1,8 @@
 """Every SIMD level (AVX2, and AVX-512 where the CPU has it) is bit-exact with the scalar references:
 quantize (with and without imatrix), dequantize, the dot products and the tiled rows x tokens products,
-on odd shapes and adversarial data; DSV4_FORCE_REF / DSV4_FORCE_AVX2 select the level; and threading
-does not change a single byte."""
+on odd shapes and adversarial data; DSV4_KERNELS (and its aliases DSV4_FORCE_REF / DSV4_FORCE_AVX2) select
+the level, and a level this CPU lacks is an error; and threading does not change a single byte.  (The NEON
+level is checked under qemu: tests/arch.)"""
 
 from __future__ import annotations
 
@@ -157,6 +158,47 @@ def test_force_ref_env_selects_reference():
     env["DSV4_FORCE_AVX2"] = "1"
     got = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert got.stdout.strip() == "avx2"
+
+
+def _level_in_subprocess(env: dict[str, str]) -> subprocess.CompletedProcess:
+    code = "from dsv4_gguf import _C; print(_C.build_info()['kernel_impl'])"
+    clean = {k: v for k, v in os.environ.items() if k not in ("DSV4_KERNELS", "DSV4_FORCE_REF", "DSV4_FORCE_AVX2")}
+    return subprocess.run([sys.executable, "-c", code], env=clean | env, capture_output=True, text=True)
+
+
+def test_dsv4_kernels_env_selects_every_level():
+    """DSV4_KERNELS=ref|avx2|avx512 runs that level (over the older aliases too), and the bytes are the
+    reference's at each."""
+    info = _C.build_info()
+    assert info["arch"] == "x86_64" and info["kernel_levels_compiled"] == ("ref", "avx2", "avx512")
+    assert info["kernel_levels_supported"][:2] == ("ref", "avx2")
+    for level in info["kernel_levels_supported"]:
+        got = _level_in_subprocess({"DSV4_KERNELS": level, "DSV4_FORCE_REF": "1"})
+        assert got.returncode == 0 and got.stdout.strip() == level, got.stderr[-1000:]
+    code = (
+        "import sys, numpy as np; from dsv4_gguf import quants; from gguf import GGMLQuantizationType as T;"
+        "x = np.random.default_rng(5).standard_normal((4, 512)).astype(np.float32);"
+        "sys.stdout.write(quants.quantize(x, T.Q4_K).tobytes().hex())"
+    )
+    outs = {}
+    for level in info["kernel_levels_supported"]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DSV4_")} | {"DSV4_KERNELS": level}
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        outs[level] = r.stdout
+    assert len(set(outs.values())) == 1 and len(outs["ref"]) == 4 * 2 * 144 * 2, {k: len(v) for k, v in outs.items()}
+
+
+def test_dsv4_kernels_env_rejects_unavailable_level():
+    """A level this CPU or build lacks (NEON on x86; AVX-512 where the CPU has none) or an unknown name is an
+    error naming the variable and the levels available: never a silent fallback."""
+    supported = _C.build_info()["kernel_levels_supported"]
+    for bad in [lv for lv in ("avx512", "neon") if lv not in supported] + ["avx3"]:
+        got = _level_in_subprocess({"DSV4_KERNELS": bad})
+        assert got.returncode != 0 and not got.stdout.strip(), (bad, got.stdout)
+        assert "DSV4_KERNELS" in got.stderr and bad in got.stderr, got.stderr[-1000:]
+        assert ", ".join(supported) in got.stderr, got.stderr[-1000:]  # the levels this machine has
+    with pytest.raises(RuntimeError, match="'neon' kernels"):
+        quants.quantize(np.zeros((1, 32), np.float32), T.Q8_0, impl="neon")
 
 
 @pytest.mark.skipif(not _C.build_info()["cpu_avx512"], reason="this CPU has no AVX-512 F/BW/DQ/VL/VNNI")

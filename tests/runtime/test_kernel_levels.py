@@ -1,6 +1,6 @@
 """The runtime gives the same bits at every SIMD level: prefill (the tiled rows x tokens kernels, every
-count of 1-4 tokens per tile) and decode logits of the small model with DSV4_FORCE_AVX2=1 equal those of
-the default AVX-512 level on every weight recipe.  Each level runs in its own process (the level is chosen
+count of 1-4 tokens per tile) and decode logits of the small model with DSV4_KERNELS=avx2 equal those of
+DSV4_KERNELS=avx512 (the default level) on every weight recipe.  Each level runs in its own process (the level is chosen
 once per process)."""
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ def test_avx2_and_avx512_logits_identical(variant, small_gguf, tokens600, tmp_pa
     path = small_gguf(variant)
     np.save(tmp_path / "toks.npy", tokens600)
     got = {}
-    for level, extra in (("avx512", {}), ("avx2", {"DSV4_FORCE_AVX2": "1"})):
-        env = {k: v for k, v in os.environ.items() if k not in ("DSV4_FORCE_REF", "DSV4_FORCE_AVX2")} | extra
+    for level in ("avx512", "avx2"):
+        drop = ("DSV4_KERNELS", "DSV4_FORCE_REF", "DSV4_FORCE_AVX2")
+        env = {k: v for k, v in os.environ.items() if k not in drop} | {"DSV4_KERNELS": level}
         out = tmp_path / f"{level}.npy"
         r = subprocess.run(
             [sys.executable, "-c", RUN, str(path), str(tmp_path / "toks.npy"), str(out)],

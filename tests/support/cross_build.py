@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ARCH = ROOT / "tests" / "arch"
 CROSS_CXX = "aarch64-linux-gnu-g++"
 QEMU = "qemu-aarch64"
+# the variables that choose a kernel level (or qemu's CPU model): only what a test passes reaches the driver
+KERNEL_ENV = ("DSV4_KERNELS", "DSV4_FORCE_REF", "DSV4_FORCE_AVX2", "QEMU_CPU")
 INSTALL_HINT = "apt-get install -y g++-aarch64-linux-gnu qemu-user (scripts/setup.sh does this as root)"
 TOOLCHAIN = """set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR aarch64)
@@ -109,9 +111,10 @@ def elf_machine(path: Path) -> tuple[int, int]:
 
 
 def run_driver(build_dir: Path, target: str, args: list[str], env: dict[str, str] | None = None, timeout: float = 300):
-    """Run the driver of a build (under qemu-aarch64 for aarch64); returns the CompletedProcess."""
+    """Run the driver of a build (under qemu-aarch64 for aarch64; env QEMU_CPU picks its CPU model); returns the
+    CompletedProcess."""
     exe = [str(build_dir / "digest_driver")]
     if target == "aarch64":
         exe = [QEMU, *exe]
-    clean = {k: v for k, v in os.environ.items() if k not in ("DSV4_FORCE_REF", "DSV4_FORCE_AVX2")}
+    clean = {k: v for k, v in os.environ.items() if k not in KERNEL_ENV}
     return subprocess.run([*exe, *args], capture_output=True, text=True, timeout=timeout, env={**clean, **(env or {})})

@@ -24,6 +24,11 @@ void bf16_act_order(const float* b, int64_t n, float* bp);
 void dot_bf16p_f32_avx512(const uint16_t* a, const float* const* b, const float* const* bp, int nt, int64_t n,
                           float* out);
 #endif
+#if defined(DSV4_AARCH64)
+float dot_f32_neon(const float* a, const float* b, int64_t n);
+float dot_bf16_f32_neon(const uint16_t* a, const float* b, int64_t n);
+void axpy_f32_neon(float* y, float a, const float* x, int64_t n);
+#endif
 
 // The exact path's f32 dot, defined by the SIMD kernels' lane order (dot_avx2.cpp; dot_avx512.cpp holds the same
 // lanes), so every kernel level gives the same bits: 32 fused multiply-add accumulators acc[k] over the elements
@@ -67,6 +72,8 @@ struct FloatDots {
       axpy = axpy_f32_avx512;
     else if (i == Impl::Simd)
       f32 = dot_f32_avx2, bf16 = dot_bf16_f32_avx2, axpy = axpy_f32_avx2;
+#elif defined(DSV4_AARCH64)
+    if (resolve_impl(Impl::Auto) == Impl::Neon) f32 = dot_f32_neon, bf16 = dot_bf16_f32_neon, axpy = axpy_f32_neon;
 #endif
   }
 };

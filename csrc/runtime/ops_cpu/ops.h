@@ -24,7 +24,7 @@ struct OpCtx {
 
 // ---- linear.cpp ----
 float dot_f32_ref(const float* a, const float* b, int64_t n);
-float dot_f32(const float* a, const float* b, int64_t n);  // AVX2 when available
+float dot_f32(const float* a, const float* b, int64_t n);  // the process's kernel level, dot_f32_ref's bits
 // y[t][r] = W[r,:] . x[t,:] for t < T; x is [T][w.cols], y is [T][y_stride] (y_stride >= w.rows).
 void linear(const WeightView& w, const float* x, int64_t T, float* y, int64_t y_stride, const OpCtx& ctx);
 inline void linear(const WeightView& w, const float* x, int64_t T, float* y, const OpCtx& ctx) {
