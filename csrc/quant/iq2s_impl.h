@@ -11,17 +11,12 @@
 
 #include "quant/blocks.h"
 #include "quant/iq2s_tables.h"
+#include "quant/iquant_common.h"
 
 namespace dsv4 {
 namespace iq2s {
 // Internal linkage, as kquant_impl.h (header-only helpers of iq2s_ref.cpp).
 namespace {
-
-// Codes of the 8 coordinates of grid point k (the quantizer grid's odd values 2l+1 back to l).
-inline void grid_codes(const Iq2GridTables& t, int k, int8_t* L) {
-  const uint64_t g = t.grid_odd[k];
-  for (int i = 0; i < 8; ++i) L[i] = static_cast<int8_t>((static_cast<int>((g >> (8 * i)) & 0xff) - 1) / 2);
-}
 
 // ggml's iq2_find_best_neighbour: the candidate with the smallest weighted squared error, first on ties.
 // The 24 possible terms weight[i] * (scale * q - xval[i])^2 (q in {1, 3, 5}) are computed once, with
@@ -48,7 +43,7 @@ inline int find_neighbour(const uint16_t* nb, const Iq2GridTables& t, const floa
     }
   }
   if (best < 0) throw std::runtime_error("IQ2_XS/IQ2_S: no grid neighbour found (non-finite input?)");
-  grid_codes(t, best, L);
+  kq::grid_levels<8>(t.grid_odd[best], L);
   return best;
 }
 
@@ -69,11 +64,6 @@ void quantize_row(const float* x, void* vy, int64_t n, const float* qw) {
   bool on_grid[2], on_grid_aux[2];
   uint8_t block_signs[2];
   uint16_t q2[2 * (QK_K / 16)];  // IQ2_XS: grid index | 7 sign bits << 9
-  auto pack = [](const int8_t* Lg) {
-    uint16_t u = 0;
-    for (int i = 0; i < 8; ++i) u = static_cast<uint16_t>(u | (Lg[i] << (2 * i)));
-    return u;
-  };
   for (int64_t ibl = 0; ibl < n / QK_K; ++ibl) {
     BlockIQ2_XS* yx = nullptr;  // the block of this row's type (the other stays null)
     BlockIQ2_S* ys = nullptr;
@@ -101,34 +91,8 @@ void quantize_row(const float* x, void* vy, int64_t n, const float* qw) {
         for (int i = 0; i < 16; ++i) weight[i] = 0.25f * sigma2 + xb[i] * xb[i];
       }
       for (int i = 0; i < 16; ++i) waux[i] = std::sqrt(weight[i]);
-      for (int k = 0; k < 2; ++k) {
-        int nflip = 0;
-        uint8_t s = 0;
-        for (int i = 0; i < 8; ++i) {
-          if (xb[8 * k + i] >= 0) {
-            xval[8 * k + i] = xb[8 * k + i];
-          } else {
-            xval[8 * k + i] = -xb[8 * k + i];
-            ++nflip;
-            s = static_cast<uint8_t>(s | (1 << i));
-          }
-        }
-        if (kXS && nflip % 2) {
-          // IQ2_XS stores 7 sign bits (even parity): flip the sign of the least important value
-          int imin = 0;
-          float min = weight[8 * k] * xb[8 * k] * xb[8 * k];
-          for (int i = 1; i < 8; ++i) {
-            const float ax = weight[8 * k + i] * xb[8 * k + i] * xb[8 * k + i];
-            if (ax < min) {
-              min = ax;
-              imin = i;
-            }
-          }
-          xval[8 * k + imin] = -xval[8 * k + imin];
-          s = static_cast<uint8_t>(s ^ (1 << imin));
-        }
-        block_signs[k] = kXS ? static_cast<uint8_t>(s & 127) : s;
-      }
+      // IQ2_XS stores 7 sign bits (even parity), IQ2_S 8
+      for (int k = 0; k < 2; ++k) block_signs[k] = kq::fold_signs8(xb + 8 * k, weight + 8 * k, kXS, xval + 8 * k);
       float max = xval[0];
       for (int i = 1; i < 16; ++i) max = std::max(max, xval[i]);
       std::memset(L, 0, 16);
@@ -143,21 +107,13 @@ void quantize_row(const float* x, void* vy, int64_t n, const float* qw) {
         const float id = (2 * kMaxQ - 1 + is * 0.1f) / max;
         const float this_scale = 1 / id;
         for (int k = 0; k < 2; ++k) {
-          for (int i = 0; i < 8; ++i) {
-            const int l = nearest_int(0.5f * (id * xval[8 * k + i] - 1));
-            Laux[8 * k + i] = static_cast<int8_t>(std::max(0, std::min(kMaxQ - 1, l)));
-          }
-          const uint16_t u = pack(Laux + 8 * k);
+          kq::odd_levels(8, id, xval + 8 * k, kMaxQ, Laux + 8 * k);
+          const uint16_t u = kq::grid_key<8, 2>(Laux + 8 * k);
           on_grid_aux[k] = map[u] >= 0;
           if (map[u] < 0) find_neighbour(nbrs - map[u] - 1, t, xval + 8 * k, waux + 8 * k, this_scale, Laux + 8 * k);
         }
-        float sumqx = 0, sumq2 = 0;
-        for (int i = 0; i < 16; ++i) {
-          const float w = weight[i];
-          const float q = static_cast<float>(2 * Laux[i] + 1);
-          sumqx += w * xval[i] * q;
-          sumq2 += w * q * q;
-        }
+        float sumqx, sumq2;
+        kq::odd_level_sums(16, weight, xval, Laux, &sumqx, &sumq2);
         if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
           scale = sumqx / sumq2;
           best = scale * sumqx;
@@ -171,20 +127,12 @@ void quantize_row(const float* x, void* vy, int64_t n, const float* qw) {
         const float id = 1 / scale;
         for (int k = 0; k < 2; ++k) {
           if (on_grid[k]) continue;
-          for (int i = 0; i < 8; ++i) {
-            const int l = nearest_int(0.5f * (id * xval[8 * k + i] - 1));
-            L[8 * k + i] = static_cast<int8_t>(std::max(0, std::min(kMaxQ - 1, l)));
-          }
-          const uint16_t u = pack(L + 8 * k);
+          kq::odd_levels(8, id, xval + 8 * k, kMaxQ, L + 8 * k);
+          const uint16_t u = kq::grid_key<8, 2>(L + 8 * k);
           if (map[u] < 0) find_neighbour(nbrs - map[u] - 1, t, xval + 8 * k, waux + 8 * k, scale, L + 8 * k);
         }
-        float sumqx = 0, sumq2 = 0;
-        for (int i = 0; i < 16; ++i) {
-          const float w = weight[i];
-          const float q = static_cast<float>(2 * L[i] + 1);
-          sumqx += w * xval[i] * q;
-          sumq2 += w * q * q;
-        }
+        float sumqx, sumq2;
+        kq::odd_level_sums(16, weight, xval, L, &sumqx, &sumq2);
         if (sumq2 > 0) scale = sumqx / sumq2;
       }
       if (scale < 0) {
@@ -193,7 +141,7 @@ void quantize_row(const float* x, void* vy, int64_t n, const float* qw) {
           block_signs[k] = kXS ? static_cast<uint8_t>((~block_signs[k]) & 127) : static_cast<uint8_t>(~block_signs[k]);
       }
       for (int k = 0; k < 2; ++k) {
-        const int gi = map[pack(L + 8 * k)];
+        const int gi = map[kq::grid_key<8, 2>(L + 8 * k)];
         if (gi < 0) throw std::runtime_error("IQ2_XS/IQ2_S: quantized point is not on the grid (internal error)");
         if constexpr (kXS) {
           q2[2 * ib + k] = static_cast<uint16_t>(gi | (block_signs[k] << 9));

@@ -17,33 +17,7 @@ namespace {
 struct Iq3NeighbourAvx2 {
   static int find(const uint16_t* nb, const Iq3Tables& t, const float* xval, const float* weight, float scale,
                   int8_t* L) {
-    const int count = nb[0];
-    float best_d2 = FLT_MAX;
-    int best = -1;
-    const __m256 vs = _mm256_set1_ps(scale);
-    for (int j0 = 0; j0 < count; j0 += 8) {
-      alignas(32) int32_t ix[8];
-      for (int k = 0; k < 8; ++k) ix[k] = nb[1 + std::min(j0 + k, count - 1)];
-      const __m256i vix = _mm256_load_si256(reinterpret_cast<const __m256i*>(ix));
-      __m256 d2 = _mm256_setzero_ps();
-      for (int i = 0; i < 4; ++i) {
-        const __m256 q = _mm256_i32gather_ps(t.grid_odd_f.data() + static_cast<size_t>(i) * t.size, vix, 4);
-        const __m256 diff = _mm256_sub_ps(_mm256_mul_ps(vs, q), _mm256_set1_ps(xval[i]));
-        d2 = _mm256_add_ps(d2, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(weight[i]), diff), diff));
-      }
-      alignas(32) float dv[8];
-      _mm256_store_ps(dv, d2);
-      for (int k = 0; k < 8 && j0 + k < count; ++k) {
-        if (dv[k] < best_d2) {
-          best_d2 = dv[k];
-          best = ix[k];
-        }
-      }
-    }
-    if (best < 0) throw std::runtime_error("IQ3: no grid neighbour found (non-finite input?)");
-    const uint32_t g = t.grid_odd[best];
-    for (int i = 0; i < 4; ++i) L[i] = static_cast<int8_t>((static_cast<int>((g >> (8 * i)) & 0xff) - 1) / 2);
-    return best;
+    return best_neighbour_avx2<4>(nb, t.grid_odd_f.data(), t.size, t.grid_odd.data(), xval, weight, scale, L, "IQ3");
   }
 };
 

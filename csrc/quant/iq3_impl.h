@@ -6,7 +6,6 @@
 #pragma once
 
 #include <algorithm>
-#include <cfloat>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -15,6 +14,7 @@
 #include <vector>
 
 #include "quant/blocks.h"
+#include "quant/iquant_common.h"
 
 namespace dsv4 {
 
@@ -40,26 +40,7 @@ namespace {  // internal linkage: instantiated in the reference and the -mavx2 t
 struct Iq3NeighbourRef {
   static int find(const uint16_t* nb, const Iq3Tables& t, const float* xval, const float* weight, float scale,
                   int8_t* L) {
-    const int count = nb[0];
-    float best_d2 = FLT_MAX;
-    int best = -1;
-    for (int j = 1; j <= count; ++j) {
-      const uint32_t g = t.grid_odd[nb[j]];
-      float d2 = 0;
-      for (int i = 0; i < 4; ++i) {
-        const float q = static_cast<float>((g >> (8 * i)) & 0xff);
-        const float diff = scale * q - xval[i];
-        d2 += weight[i] * diff * diff;
-      }
-      if (d2 < best_d2) {
-        best_d2 = d2;
-        best = nb[j];
-      }
-    }
-    if (best < 0) throw std::runtime_error("IQ3: no grid neighbour found (non-finite input?)");
-    const uint32_t g = t.grid_odd[best];
-    for (int i = 0; i < 4; ++i) L[i] = static_cast<int8_t>((static_cast<int>((g >> (8 * i)) & 0xff) - 1) / 2);
-    return best;
+    return best_neighbour<4>(nb, t.grid_odd.data(), xval, weight, scale, L, "IQ3");
   }
 };
 
@@ -79,34 +60,8 @@ float iq3_subblock(const Iq3Tables& t, const float* xb, const float* qw, float s
     for (int i = 0; i < 32; ++i) weight[i] = xb[i] * xb[i];
   }
   for (int i = 0; i < 32; ++i) waux[i] = std::sqrt(weight[i]);
-  for (int k = 0; k < 4; ++k) {
-    int nflip = 0;
-    uint8_t s = 0;
-    for (int i = 0; i < 8; ++i) {
-      if (xb[8 * k + i] >= 0) {
-        xval[8 * k + i] = xb[8 * k + i];
-      } else {
-        xval[8 * k + i] = -xb[8 * k + i];
-        ++nflip;
-        s = static_cast<uint8_t>(s | (1 << i));
-      }
-    }
-    if (xxs && nflip % 2) {
-      // odd number of negatives: flip the least important value (IQ3_XXS stores 7 sign bits, even parity)
-      int imin = 0;
-      float min = weight[8 * k] * xb[8 * k] * xb[8 * k];
-      for (int i = 1; i < 8; ++i) {
-        const float ax = weight[8 * k + i] * xb[8 * k + i] * xb[8 * k + i];
-        if (ax < min) {
-          min = ax;
-          imin = i;
-        }
-      }
-      xval[8 * k + imin] = -xval[8 * k + imin];
-      s = static_cast<uint8_t>(s ^ (1 << imin));
-    }
-    signs[k] = xxs ? static_cast<uint8_t>(s & 127) : s;
-  }
+  // IQ3_XXS stores 7 sign bits (even parity), IQ3_S 8
+  for (int k = 0; k < 4; ++k) signs[k] = fold_signs8(xb + 8 * k, weight + 8 * k, xxs, xval + 8 * k);
   float max = xval[0];
   for (int i = 1; i < 32; ++i) max = std::max(max, xval[i]);
   std::memset(L, 0, 32);
@@ -115,8 +70,7 @@ float iq3_subblock(const Iq3Tables& t, const float* xb, const float* qw, float s
   const uint16_t* nbrs = t.neighbours.data();
   // the grid index of group k (levels Lg), or its best neighbour (then Lg is overwritten with it)
   auto lookup = [&](int8_t* Lg, int k, float scale, bool* on) {
-    uint16_t u = 0;
-    for (int i = 0; i < 4; ++i) u = static_cast<uint16_t>(u | (Lg[i] << (3 * i)));
+    const uint16_t u = grid_key<4, 3>(Lg);
     int gi = map[u];
     if (on) *on = gi >= 0;
     if (gi < 0) gi = N::find(nbrs - map[u] - 1, t, xval + 4 * k, waux + 4 * k, scale, Lg);
@@ -130,19 +84,11 @@ float iq3_subblock(const Iq3Tables& t, const float* xb, const float* qw, float s
     const float id = (2 * kMaxQ - 1 + is * 0.2f) / max;
     const float this_scale = 1 / id;
     for (int k = 0; k < 8; ++k) {
-      for (int i = 0; i < 4; ++i) {
-        const int l = nearest_int(0.5f * (id * xval[4 * k + i] - 1));
-        Laux[4 * k + i] = static_cast<int8_t>(std::max(0, std::min(kMaxQ - 1, l)));
-      }
+      odd_levels(4, id, xval + 4 * k, kMaxQ, Laux + 4 * k);
       lookup(Laux + 4 * k, k, this_scale, on_grid_aux + k);
     }
-    float sumqx = 0, sumq2 = 0;
-    for (int i = 0; i < 32; ++i) {
-      const float w = weight[i];
-      const float q = static_cast<float>(2 * Laux[i] + 1);
-      sumqx += w * xval[i] * q;
-      sumq2 += w * q * q;
-    }
+    float sumqx, sumq2;
+    odd_level_sums(32, weight, xval, Laux, &sumqx, &sumq2);
     if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
       scale = sumqx / sumq2;
       best = scale * sumqx;
@@ -157,21 +103,11 @@ float iq3_subblock(const Iq3Tables& t, const float* xb, const float* qw, float s
     for (int k = 0; k < 8; ++k) {
       if (xxs && on_grid[k]) continue;  // ggml's IQ3_S re-fits every group (its skip is commented out)
       int8_t Lk[4];
-      for (int i = 0; i < 4; ++i) {
-        const int l = nearest_int(0.5f * (id * xval[4 * k + i] - 1));
-        Lk[i] = static_cast<int8_t>(std::max(0, std::min(kMaxQ - 1, l)));
-      }
-      const int gi = lookup(Lk, k, scale, nullptr);
-      const uint32_t g = t.grid_odd[gi];
-      for (int i = 0; i < 4; ++i) L[4 * k + i] = static_cast<int8_t>((static_cast<int>((g >> (8 * i)) & 0xff) - 1) / 2);
+      odd_levels(4, id, xval + 4 * k, kMaxQ, Lk);
+      grid_levels<4>(t.grid_odd[lookup(Lk, k, scale, nullptr)], L + 4 * k);
     }
-    float sumqx = 0, sumq2 = 0;
-    for (int i = 0; i < 32; ++i) {
-      const float w = weight[i];
-      const float q = static_cast<float>(2 * L[i] + 1);
-      sumqx += w * xval[i] * q;
-      sumq2 += w * q * q;
-    }
+    float sumqx, sumq2;
+    odd_level_sums(32, weight, xval, L, &sumqx, &sumq2);
     if (sumq2 > 0) scale = sumqx / sumq2;
   }
   if (scale < 0) {  // ggml: "should never happen"; the scale is stored unsigned, so flip the signs
@@ -184,9 +120,7 @@ float iq3_subblock(const Iq3Tables& t, const float* xb, const float* qw, float s
 // Grid index of each of the 8 groups of L (all on the grid after iq3_subblock).
 inline void iq3_indices(const Iq3Tables& t, const int8_t* L, int* gi, const char* type) {
   for (int k = 0; k < 8; ++k) {
-    uint16_t u = 0;
-    for (int i = 0; i < 4; ++i) u = static_cast<uint16_t>(u | (L[4 * k + i] << (3 * i)));
-    gi[k] = t.map[u];
+    gi[k] = t.map[grid_key<4, 3>(L + 4 * k)];
     if (gi[k] < 0)
       throw std::runtime_error(std::string(type) + ": quantized point is not on the grid (internal error)");
   }

@@ -3,9 +3,9 @@
 // policy here, the AVX2 one (vectorised code lookup and neighbour search) in quant_avx2.cpp.
 #pragma once
 
-#include <cfloat>
 #include <stdexcept>
 
+#include "quant/iquant_common.h"
 #include "quant/kquant_impl.h"
 
 namespace dsv4 {
@@ -153,27 +153,7 @@ void quantize_iq4_nl_block(const float* x, const float* qw, BlockIQ4_NL* y) {
 // ------------------------------------------------------------------ IQ2_XXS (ggml quantize_row_iq2_xxs_impl)
 inline int ScalarSearch::iq2_neighbour(const uint16_t* nb, const Iq2xxsTables& t, const float* xval,
                                        const float* weight, float scale, int8_t* L) {
-  const uint64_t* grid = t.grid_odd;
-  const int count = nb[0];
-  float best_d2 = FLT_MAX;
-  int best = -1;
-  for (int j = 1; j <= count; ++j) {
-    const uint64_t g = grid[nb[j]];
-    float d2 = 0;
-    for (int i = 0; i < 8; ++i) {
-      const float q = static_cast<float>((g >> (8 * i)) & 0xff);
-      const float diff = scale * q - xval[i];
-      d2 += weight[i] * diff * diff;
-    }
-    if (d2 < best_d2) {
-      best_d2 = d2;
-      best = nb[j];
-    }
-  }
-  if (best < 0) throw std::runtime_error("IQ2_XXS: no grid neighbour found (non-finite input?)");
-  const uint64_t g = grid[best];
-  for (int i = 0; i < 8; ++i) L[i] = static_cast<int8_t>((static_cast<int>((g >> (8 * i)) & 0xff) - 1) / 2);
-  return best;
+  return best_neighbour<8>(nb, t.grid_odd, xval, weight, scale, L, "IQ2_XXS");
 }
 
 inline void ScalarSearch::iq4_index32(const float* xb, float id, uint8_t* idx) { iq4_index32_scalar(xb, id, idx); }
@@ -192,8 +172,7 @@ void quantize_row_iq2_xxs(const float* x, void* vy, int64_t n, const float* qw) 
   uint8_t block_signs[4];
   uint32_t q2[2 * (QK_K / 32)];
   auto lookup = [&](const int8_t* Lg, const float* xv, const float* wv, float scale, int8_t* Lout) {
-    uint16_t u = 0;
-    for (int i = 0; i < 8; ++i) u = static_cast<uint16_t>(u | (Lg[i] << (2 * i)));
+    const uint16_t u = grid_key<8, 2>(Lg);
     int gi = map[u];
     if (gi < 0) gi = S::iq2_neighbour(nbrs - map[u] - 1, t, xv, wv, scale, Lout);
     return gi;
@@ -211,35 +190,8 @@ void quantize_row_iq2_xxs(const float* x, void* vy, int64_t n, const float* qw) 
       const float* w = qw + QK_K * ibl + 32 * ib;
       for (int i = 0; i < 32; ++i) weight[i] = w[i] * std::sqrt(sigma2 + xb[i] * xb[i]);
       for (int i = 0; i < 32; ++i) waux[i] = std::sqrt(weight[i]);
-      for (int k = 0; k < 4; ++k) {
-        int nflip = 0;
-        uint8_t s = 0;
-        for (int i = 0; i < 8; ++i) {
-          if (xb[8 * k + i] >= 0) {
-            xval[8 * k + i] = xb[8 * k + i];
-          } else {
-            xval[8 * k + i] = -xb[8 * k + i];
-            ++nflip;
-            s = static_cast<uint8_t>(s | (1 << i));
-          }
-        }
-        if (nflip % 2) {
-          // odd number of negatives: flip the sign of the least important value (signs are stored
-          // with even parity, 7 bits)
-          int imin = 0;
-          float min = weight[8 * k] * xb[8 * k] * xb[8 * k];
-          for (int i = 1; i < 8; ++i) {
-            const float ax = weight[8 * k + i] * xb[8 * k + i] * xb[8 * k + i];
-            if (ax < min) {
-              min = ax;
-              imin = i;
-            }
-          }
-          xval[8 * k + imin] = -xval[8 * k + imin];
-          s = static_cast<uint8_t>(s ^ (1 << imin));
-        }
-        block_signs[k] = s & 127;
-      }
+      // signs are stored with even parity, 7 bits
+      for (int k = 0; k < 4; ++k) block_signs[k] = fold_signs8(xb + 8 * k, weight + 8 * k, true, xval + 8 * k);
       float max = xval[0];
       for (int i = 1; i < 32; ++i) max = std::max(max, xval[i]);
       if (max < kGroupMaxEps) {
@@ -259,18 +211,11 @@ void quantize_row_iq2_xxs(const float* x, void* vy, int64_t n, const float* qw) 
         const float id = (2 * kMaxQ - 1 + is * 0.1f) / eff_max;
         const float this_scale = 1 / id;
         for (int k = 0; k < 4; ++k) {
-          for (int i = 0; i < 8; ++i) {
-            const int l = nearest_int(0.5f * (id * xval[8 * k + i] - 1));
-            Laux[8 * k + i] = static_cast<int8_t>(std::max(0, std::min(kMaxQ - 1, l)));
-          }
+          odd_levels(8, id, xval + 8 * k, kMaxQ, Laux + 8 * k);
           lookup(Laux + 8 * k, xval + 8 * k, waux + 8 * k, this_scale, Laux + 8 * k);
         }
-        float sumqx = 0, sumq2 = 0;
-        for (int i = 0; i < 32; ++i) {
-          const float q = static_cast<float>(2 * Laux[i] + 1);
-          sumqx += weight[i] * xval[i] * q;
-          sumq2 += weight[i] * q * q;
-        }
+        float sumqx, sumq2;
+        odd_level_sums(32, weight, xval, Laux, &sumqx, &sumq2);
         if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
           scale = sumqx / sumq2;
           best = scale * sumqx;
@@ -281,21 +226,12 @@ void quantize_row_iq2_xxs(const float* x, void* vy, int64_t n, const float* qw) 
         const float id = 1 / scale;
         for (int k = 0; k < 4; ++k) {
           int8_t Lk[8];
-          for (int i = 0; i < 8; ++i) {
-            const int l = nearest_int(0.5f * (id * xval[8 * k + i] - 1));
-            Lk[i] = static_cast<int8_t>(std::max(0, std::min(kMaxQ - 1, l)));
-          }
+          odd_levels(8, id, xval + 8 * k, kMaxQ, Lk);
           const int gi = lookup(Lk, xval + 8 * k, waux + 8 * k, scale, L + 8 * k);
-          const uint64_t g = grid[gi];
-          for (int i = 0; i < 8; ++i)
-            L[8 * k + i] = static_cast<int8_t>((static_cast<int>((g >> (8 * i)) & 0xff) - 1) / 2);
+          grid_levels<8>(grid[gi], L + 8 * k);
         }
-        float sumqx = 0, sumq2 = 0;
-        for (int i = 0; i < 32; ++i) {
-          const float q = static_cast<float>(2 * L[i] + 1);
-          sumqx += weight[i] * xval[i] * q;
-          sumq2 += weight[i] * q * q;
-        }
+        float sumqx, sumq2;
+        odd_level_sums(32, weight, xval, L, &sumqx, &sumq2);
         if (sumq2 > 0) scale = sumqx / sumq2;
       }
       if (scale < 0) {
@@ -303,9 +239,7 @@ void quantize_row_iq2_xxs(const float* x, void* vy, int64_t n, const float* qw) 
         for (int k = 0; k < 4; ++k) block_signs[k] = static_cast<uint8_t>((~block_signs[k]) & 127);
       }
       for (int k = 0; k < 4; ++k) {
-        uint16_t u = 0;
-        for (int i = 0; i < 8; ++i) u = static_cast<uint16_t>(u | (L[8 * k + i] << (2 * i)));
-        const int gi = map[u];
+        const int gi = map[grid_key<8, 2>(L + 8 * k)];
         if (gi < 0) throw std::runtime_error("IQ2_XXS: quantized point is not on the grid (internal error)");
         q2[2 * ib + 0] |= static_cast<uint32_t>(gi) << (8 * k);
         q2[2 * ib + 1] |= static_cast<uint32_t>(block_signs[k]) << (7 * k);

@@ -120,11 +120,20 @@ inline float make_q3_quants(int n, int nmax, const float* x, int8_t* L) {
   return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
-// Asymmetric codes in [0, nmax] with a (scale, min) pair fitted by weighted least squares over
-// nstep+1 candidate inverse scales.  weights == nullptr means x^2 (the qkx3 variant); `mad` selects
-// absolute instead of squared error.  Returns the scale; *the_min receives -min (>= 0).
-inline float make_qkx_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
-                             uint8_t* Laux, float rmin, float rdelta, int nstep, bool mad, bool qkx3) {
+// The start every make_qkx search shares (scalar, AVX2, NEON): the range and weighted sums, the
+// early-out for an empty range, and the codes of the first candidate nmax / (max - min) with their
+// error.  weights == nullptr means x^2.
+struct QkxStart {
+  float min, max;      // min clamped to <= 0
+  float sum_w, sum_x;  // sum w, sum w*x
+  float scale;         // of the first candidate; L holds its codes
+  float best_error;    // its weighted squared (or absolute, mad) error
+};
+
+// Returns false for an empty range (all x equal, or max <= min for qkx3): L is then all zero,
+// *the_min = -min, and the search returns 0.
+inline bool qkx_start(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min, bool mad,
+                      bool qkx3, QkxStart* s) {
   float min = x[0], max = x[0];
   float sum_w = weights ? weights[0] : x[0] * x[0];
   float sum_x = sum_w * x[0];
@@ -139,10 +148,10 @@ inline float make_qkx_quants(int n, int nmax, const float* x, const float* weigh
   if (qkx3 ? (max <= min) : (max == min)) {
     for (int i = 0; i < n; ++i) L[i] = 0;
     *the_min = -min;
-    return 0.f;
+    return false;
   }
-  float iscale = nmax / (max - min);
-  float scale = 1 / iscale;
+  const float iscale = nmax / (max - min);
+  const float scale = 1 / iscale;
   float best_error = 0;
   for (int i = 0; i < n; ++i) {
     const int l = nearest_int(iscale * (x[i] - min));
@@ -152,12 +161,25 @@ inline float make_qkx_quants(int n, int nmax, const float* x, const float* weigh
     const float w = weights ? weights[i] : x[i] * x[i];
     best_error += w * diff;
   }
+  *s = {min, max, sum_w, sum_x, scale, best_error};
+  return true;
+}
+
+// Asymmetric codes in [0, nmax] with a (scale, min) pair fitted by weighted least squares over
+// nstep+1 candidate inverse scales.  weights == nullptr means x^2 (the qkx3 variant); `mad` selects
+// absolute instead of squared error.  Returns the scale; *the_min receives -min (>= 0).
+inline float make_qkx_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
+                             uint8_t* Laux, float rmin, float rdelta, int nstep, bool mad, bool qkx3) {
+  QkxStart s;
+  if (!qkx_start(n, nmax, x, weights, L, the_min, mad, qkx3, &s)) return 0.f;
+  const float max = s.max, sum_w = s.sum_w, sum_x = s.sum_x;
+  float min = s.min, scale = s.scale, best_error = s.best_error;
   if (nstep < 1) {
     *the_min = -min;
     return scale;
   }
   for (int is = 0; is <= nstep; ++is) {
-    iscale = (rmin + rdelta * is + nmax) / (max - min);
+    const float iscale = (rmin + rdelta * is + nmax) / (max - min);
     float sum_l = 0, sum_l2 = 0, sum_xl = 0;
     for (int i = 0; i < n; ++i) {
       int l = nearest_int(iscale * (x[i] - min));
@@ -193,6 +215,30 @@ inline float make_qkx_quants(int n, int nmax, const float* x, const float* weigh
   }
   *the_min = -min;
   return scale;
+}
+
+// The SIMD searches (quant_avx2.cpp, quant_neon.cpp) evaluate the 8 candidates is0..is0+7 at once
+// against the group's starting min (D, error, scale, min per lane).  Takes the lanes in the
+// reference's order and updates best_error/scale/min as its loop would; a winner that moves min
+// ends the group, since later candidates depend on it, and *next restarts there.  Returns the
+// last winning lane, whose codes the caller copies to L, or -1.
+inline int qkx_pick_lane(const float* Dv, const float* ev, const float* sv, const float* mv, int is0, int nstep,
+                         float* best_error, float* scale, float* min, int* next) {
+  int win = -1;
+  *next = is0 + 8;
+  for (int k = 0; k < 8 && is0 + k <= nstep; ++k) {
+    if (Dv[k] > 0 && ev[k] < *best_error) {
+      *best_error = ev[k];
+      *scale = sv[k];
+      win = k;
+      if (mv[k] != *min) {
+        *min = mv[k];
+        *next = is0 + k + 1;
+        break;
+      }
+    }
+  }
+  return win;
 }
 
 // Non-negative values -> codes in [0, nmax] with one scale (used for the 6-bit super-block scales

@@ -205,33 +205,11 @@ struct Avx2Search {
   // make_qkx2/qkx3 with weights given; the nstep+1 candidates run 8 at a time.
   static float qkx(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min, uint8_t* Laux,
                    float rmin, float rdelta, int nstep, bool mad, bool qkx3) {
-    float min = x[0], max = x[0];
-    float sum_w = weights[0];
-    float sum_x = sum_w * x[0];
-    for (int i = 1; i < n; ++i) {
-      if (x[i] < min) min = x[i];
-      if (x[i] > max) max = x[i];
-      sum_w += weights[i];
-      sum_x += weights[i] * x[i];
-    }
-    if (min > 0) min = 0;
-    if (qkx3 ? (max <= min) : (max == min)) {
-      for (int i = 0; i < n; ++i) L[i] = 0;
-      *the_min = -min;
-      return 0.f;
-    }
-    float iscale = nmax / (max - min);
-    float scale = 1 / iscale;
-    float best_error = 0;
+    kq::QkxStart s;
+    if (!kq::qkx_start(n, nmax, x, weights, L, the_min, mad, qkx3, &s)) return 0.f;
+    const float max = s.max, sum_w = s.sum_w, sum_x = s.sum_x;
+    float min = s.min, scale = s.scale, best_error = s.best_error;
     float xm[32];
-    for (int i = 0; i < n; ++i) {
-      xm[i] = x[i] - min;
-      const int l = nearest_int(iscale * xm[i]);
-      L[i] = static_cast<uint8_t>(std::max(0, std::min(nmax, l)));
-      float diff = scale * L[i] + min - x[i];
-      diff = mad ? std::fabs(diff) : diff * diff;
-      best_error += weights[i] * diff;
-    }
     // ggml's loop updates `min` whenever a candidate wins, and later candidates are evaluated
     // against the new min.  So lanes are speculative: after a winner that moved min, the group is
     // re-evaluated from the next candidate on.
@@ -271,19 +249,8 @@ struct Avx2Search {
       _mm256_store_ps(ev, err);
       _mm256_store_ps(sv, tsc);
       _mm256_store_ps(mv, tmn);
-      int win = -1, next = is0 + 8;
-      for (int k = 0; k < 8 && is0 + k <= nstep; ++k) {
-        if (Dv[k] > 0 && ev[k] < best_error) {
-          best_error = ev[k];
-          scale = sv[k];
-          win = k;
-          if (mv[k] != min) {
-            min = mv[k];
-            next = is0 + k + 1;
-            break;
-          }
-        }
-      }
+      int next;
+      const int win = kq::qkx_pick_lane(Dv, ev, sv, mv, is0, nstep, &best_error, &scale, &min, &next);
       if (win >= 0) {
         for (int i = 0; i < n; ++i) {
           alignas(32) float t[8];
@@ -331,33 +298,7 @@ struct Avx2Search {
   // IQ2_XXS off-grid point: weighted distance to 8 candidate grid points per step, one per lane.
   static int iq2_neighbour(const uint16_t* nb, const Iq2xxsTables& t, const float* xval, const float* weight,
                            float scale, int8_t* L) {
-    const int count = nb[0];
-    float best_d2 = FLT_MAX;
-    int best = -1;
-    const __m256 vs = _mm256_set1_ps(scale);
-    for (int j0 = 0; j0 < count; j0 += 8) {
-      alignas(32) int32_t ix[8];
-      for (int k = 0; k < 8; ++k) ix[k] = nb[1 + std::min(j0 + k, count - 1)];
-      const __m256i vix = _mm256_load_si256(reinterpret_cast<const __m256i*>(ix));
-      __m256 d2 = _mm256_setzero_ps();
-      for (int i = 0; i < 8; ++i) {
-        const __m256 q = _mm256_i32gather_ps(t.grid_odd_f[i], vix, 4);
-        const __m256 diff = _mm256_sub_ps(_mm256_mul_ps(vs, q), _mm256_set1_ps(xval[i]));
-        d2 = _mm256_add_ps(d2, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(weight[i]), diff), diff));
-      }
-      alignas(32) float dv[8];
-      _mm256_store_ps(dv, d2);
-      for (int k = 0; k < 8 && j0 + k < count; ++k) {
-        if (dv[k] < best_d2) {
-          best_d2 = dv[k];
-          best = ix[k];
-        }
-      }
-    }
-    if (best < 0) throw std::runtime_error("IQ2_XXS: no grid neighbour found (non-finite input?)");
-    const uint64_t g = t.grid_odd[best];
-    for (int i = 0; i < 8; ++i) L[i] = static_cast<int8_t>((static_cast<int>((g >> (8 * i)) & 0xff) - 1) / 2);
-    return best;
+    return best_neighbour_avx2<8>(nb, t.grid_odd_f[0], 256, t.grid_odd, xval, weight, scale, L, "IQ2_XXS");
   }
 
   // make_qx_quants (rmse_type 1): 18 candidates in 3 groups of 8.

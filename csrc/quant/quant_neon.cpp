@@ -84,33 +84,11 @@ struct NeonSearch {
   // after such a winner the group restarts from the next candidate.
   static float qkx(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min, uint8_t* Laux,
                    float rmin, float rdelta, int nstep, bool mad, bool qkx3) {
-    float min = x[0], max = x[0];
-    float sum_w = weights[0];
-    float sum_x = sum_w * x[0];
-    for (int i = 1; i < n; ++i) {
-      if (x[i] < min) min = x[i];
-      if (x[i] > max) max = x[i];
-      sum_w += weights[i];
-      sum_x += weights[i] * x[i];
-    }
-    if (min > 0) min = 0;
-    if (qkx3 ? (max <= min) : (max == min)) {
-      for (int i = 0; i < n; ++i) L[i] = 0;
-      *the_min = -min;
-      return 0.f;
-    }
-    float iscale = nmax / (max - min);
-    float scale = 1 / iscale;
-    float best_error = 0;
+    kq::QkxStart s;
+    if (!kq::qkx_start(n, nmax, x, weights, L, the_min, mad, qkx3, &s)) return 0.f;
+    const float max = s.max, sum_w = s.sum_w, sum_x = s.sum_x;
+    float min = s.min, scale = s.scale, best_error = s.best_error;
     float xm[32];
-    for (int i = 0; i < n; ++i) {
-      xm[i] = x[i] - min;
-      const int l = nearest_int(iscale * xm[i]);
-      L[i] = static_cast<uint8_t>(std::max(0, std::min(nmax, l)));
-      float diff = scale * L[i] + min - x[i];
-      diff = mad ? std::fabs(diff) : diff * diff;
-      best_error += weights[i] * diff;
-    }
     const float32x4_t vsw = vdupq_n_f32(sum_w), vsx = vdupq_n_f32(sum_x), zero = vdupq_n_f32(0.f);
     const int32x4_t vnmax = vdupq_n_s32(nmax), izero = vdupq_n_s32(0);
     float32x4_t lf[32][2];
@@ -152,19 +130,8 @@ struct NeonSearch {
         vst1q_f32(sv + 4 * p, tsc[p]);
         vst1q_f32(mv + 4 * p, tmn[p]);
       }
-      int win = -1, next = is0 + 8;
-      for (int k = 0; k < 8 && is0 + k <= nstep; ++k) {
-        if (Dv[k] > 0 && ev[k] < best_error) {
-          best_error = ev[k];
-          scale = sv[k];
-          win = k;
-          if (mv[k] != min) {
-            min = mv[k];
-            next = is0 + k + 1;
-            break;
-          }
-        }
-      }
+      int next;
+      const int win = kq::qkx_pick_lane(Dv, ev, sv, mv, is0, nstep, &best_error, &scale, &min, &next);
       if (win >= 0) {
         for (int i = 0; i < n; ++i) {
           alignas(16) float t[4];

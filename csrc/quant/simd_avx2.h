@@ -1,11 +1,16 @@
-// AVX2 helpers shared by quant_avx2.cpp and dot_avx2.cpp (include only from -mavx2 translation units).
+// AVX2 helpers shared by the quant/*_avx2.cpp files (include only from -mavx2 translation units).
 // Internal linkage throughout, so no AVX2 code can be merged into the reference translation units.
 #pragma once
 #if defined(DSV4_X86)
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cfloat>
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 
+#include "quant/iquant_common.h"
 #include "quant/tables.h"
 
 namespace dsv4 {
@@ -73,6 +78,41 @@ inline __m256i load_nibbles(const uint8_t* q16) {  // 16 bytes -> 32 bytes: low 
 inline __m256i mxfp4_values(const uint8_t* qs) {
   const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kValuesMXFP4)));
   return _mm256_shuffle_epi8(table, load_nibbles(qs));
+}
+
+// kq::best_neighbour (IQ2_XXS, IQ3_XXS/IQ3_S off-grid points) 8 candidates at a time, one per lane: each
+// lane sums its kDim weighted squared differences in the scalar order and the lanes are taken in candidate
+// order with a strict less, so the first minimum wins as in the scalar scan.  coord: the grid's odd values
+// as floats, coordinate-major (coordinate i of point k at coord[i * stride + k]), for the gathers.
+template <int kDim, class G>
+int best_neighbour_avx2(const uint16_t* nb, const float* coord, int stride, const G* grid_odd, const float* xval,
+                        const float* weight, float scale, int8_t* L, const char* type) {
+  const int count = nb[0];
+  float best_d2 = FLT_MAX;
+  int best = -1;
+  const __m256 vs = _mm256_set1_ps(scale);
+  for (int j0 = 0; j0 < count; j0 += 8) {
+    alignas(32) int32_t ix[8];
+    for (int k = 0; k < 8; ++k) ix[k] = nb[1 + std::min(j0 + k, count - 1)];
+    const __m256i vix = _mm256_load_si256(reinterpret_cast<const __m256i*>(ix));
+    __m256 d2 = _mm256_setzero_ps();
+    for (int i = 0; i < kDim; ++i) {
+      const __m256 q = _mm256_i32gather_ps(coord + static_cast<size_t>(i) * stride, vix, 4);
+      const __m256 diff = _mm256_sub_ps(_mm256_mul_ps(vs, q), _mm256_set1_ps(xval[i]));
+      d2 = _mm256_add_ps(d2, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(weight[i]), diff), diff));
+    }
+    alignas(32) float dv[8];
+    _mm256_store_ps(dv, d2);
+    for (int k = 0; k < 8 && j0 + k < count; ++k) {
+      if (dv[k] < best_d2) {
+        best_d2 = dv[k];
+        best = ix[k];
+      }
+    }
+  }
+  if (best < 0) throw std::runtime_error(std::string(type) + ": no grid neighbour found (non-finite input?)");
+  kq::grid_levels<kDim>(grid_odd[best], L);
+  return best;
 }
 }  // namespace
 

@@ -11,7 +11,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .common import ApiError, Ctx, check_messages, check_tools, encode_chat, sse
+from .common import ApiError, Ctx, call_arguments, check_messages, check_tools, encode_chat, sse
 from .engine import DoneEvent
 from .text import TurnText, new_id
 
@@ -136,14 +136,10 @@ def _stop_reason(done: DoneEvent, turn: TurnText, calls: list[Any]) -> str:
 
 
 def _tool_uses(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for c in calls:
-        try:
-            args = json.loads(c["function"]["arguments"])
-        except ValueError:
-            args = {"arguments": c["function"]["arguments"]}
-        out.append({"type": "tool_use", "id": new_id("toolu_"), "name": c["function"]["name"], "input": args})
-    return out
+    return [
+        {"type": "tool_use", "id": new_id("toolu_"), "name": c["function"]["name"], "input": call_arguments(c)}
+        for c in calls
+    ]
 
 
 def _event(name: str, data: dict[str, Any]) -> str:

@@ -6,6 +6,7 @@ responses.  No routes and no error rendering here (``app.py``)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -27,6 +28,7 @@ __all__ = [
     "check_tools",
     "check_messages",
     "encode_chat",
+    "call_arguments",
     "usage_of",
     "sse",
     "ndjson",
@@ -277,6 +279,16 @@ def encode_chat(
     except ChatFormatError as e:
         raise ApiError(400, str(e), param="messages") from None
     return ctx.prompt_tokens(text)
+
+
+def call_arguments(call: dict[str, Any]) -> Any:
+    """The arguments of a generated OpenAI-format tool call as a JSON value, for the APIs that send them parsed
+    (Anthropic ``input``, Ollama ``arguments``); text that is not JSON goes as ``{"arguments": text}``."""
+    raw = call["function"]["arguments"]
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return {"arguments": raw}
 
 
 def usage_of(done: DoneEvent) -> dict[str, Any]:

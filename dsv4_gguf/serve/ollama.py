@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from .common import ApiError, Ctx, check_messages, check_tools, encode_chat, ndjson
+from .common import ApiError, Ctx, call_arguments, check_messages, check_tools, encode_chat, ndjson
 from .engine import DoneEvent, Job
 from .text import TurnText
 
@@ -111,14 +111,7 @@ def _final(ctx: Ctx, done: DoneEvent, t_start: float) -> dict[str, Any]:
 
 
 def _ollama_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for c in calls:
-        try:
-            args = json.loads(c["function"]["arguments"])
-        except ValueError:
-            args = {"arguments": c["function"]["arguments"]}
-        out.append({"function": {"name": c["function"]["name"], "arguments": args}})
-    return out
+    return [{"function": {"name": c["function"]["name"], "arguments": call_arguments(c)}} for c in calls]
 
 
 async def _respond(ctx: Ctx, job: Job, turn: TurnText, stream: bool, kind: str, extra: dict[str, Any]) -> Any:
