@@ -92,6 +92,7 @@ class EngineStats:
     peak_busy: int = 0  # most slots generating at once
     batched_steps: int = 0  # decode forwards that served more than one slot
     peak_batch: int = 0  # most slots decoded in one forward
+    folded_prompt_tokens: int = 0  # prompts whose last token went through the batched decode
 
 
 class _Mailbox:
@@ -440,6 +441,13 @@ class Engine:
         job = s.job
         assert job is not None
         if s.todo:
+            if len(s.todo) == 1 and self._journal and not job.echo_logprobs:
+                # the prompt's last token is one decode step (the same bits as a one-token prefill): it joins
+                # the round's batched decode, whose logits row is then this slot's first sampling input
+                if s.session.checkpoint_pos != s.session.pos:
+                    s.session.checkpoint()
+                self.stats.folded_prompt_tokens += 1
+                return s.todo.pop()
             self._prefill_step(s, job)
             return None
         if s.done.prefill_s == 0.0:
