@@ -149,12 +149,24 @@ def _flags_for(rel: str) -> list[str]:
     return f
 
 
+def _for_this_arch(name: str) -> bool:
+    """As csrc/CMakeLists.txt: the AVX2 / AVX-512 files only on x86-64, the NEON files only on aarch64."""
+    machine = platform.machine().lower()
+    if "neon" in name:
+        return machine in ("aarch64", "arm64")
+    if "avx" in name:
+        return machine in ("x86_64", "amd64")
+    return True
+
+
 def build_driver(name: str, san: list[str], opt: str = "-O1", jobs: int = 2) -> Path:
     """tsan_driver.cpp linked with the runtime core, every file compiled with `san`; cached by content."""
     cxx = os.environ.get("CXX") or shutil.which("g++")
     if cxx is None:
         raise BuildError("no g++ found")
-    sources = sorted(str(p.relative_to(CSRC)) for d in CORE_DIRS for p in (CSRC / d).glob("*.cpp"))
+    sources = sorted(
+        str(p.relative_to(CSRC)) for d in CORE_DIRS for p in (CSRC / d).glob("*.cpp") if _for_this_arch(p.name)
+    )
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
     h = hashlib.sha256(f"{version} {san} {opt}".encode())
     for d in CORE_DIRS:
