@@ -140,7 +140,12 @@ def _usage(t: GTensor, args: ModelArgs) -> tuple[float, str]:
         k, e = args.n_activated_experts, args.n_routed_experts
         return k / e, f"routed: {k}/{e}"
     if t.name.startswith("token_embd"):
-        return 1 / t.shape[0], "one embedding row per token"
+        # A token reads one row, but that row is the whole residual stream entering layer 0 (and stays in it
+        # through every layer): its error counts like the output of a dense D x D projection, not like
+        # 1/vocab of one.  Counted by the row alone, the embedding drops to 1-2 bits, and a sensitivity
+        # scan measures it as the most sensitive tensor there is (docs/converter.md).
+        d = t.shape[-1]
+        return d / t.shape[0], f"one row per token, counted as a {d} x {d} projection"
     return 1.0, "dense"
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from dsv4_gguf.config import PRESETS
 
@@ -161,6 +162,28 @@ def test_imatrix_importance_counts_routing(micro_args):
         importance(groups, micro_args, None, {"blk.N.nonexistent.weight": 2.0})
 
 
+def test_embedding_counts_like_a_square_projection(micro_args):
+    """A token reads one row of token_embd, but that row is the residual stream entering layer 0: without an
+    imatrix its importance is that of a dense D x D projection (D^2), not D (the row's elements); with one,
+    it is that times the median imatrix/fallback ratio (the imatrix does not see the lookup)."""
+    from dsv4_gguf.quantize.imatrix import RawImatrix
+    from dsv4_gguf.quantize.target import importance
+
+    from dsv4_gguf.names import gguf_tensors
+
+    ts = {t.name: t for t in gguf_tensors(micro_args, mtp=False)}
+    emb, dense = ts["token_embd.weight"], ts["blk.0.attn_q_a.weight"]
+    d = micro_args.dim
+    assert emb.shape == (micro_args.vocab_size, d)
+    got = importance({emb.name: [emb], dense.name: [dense]}, micro_args)
+    assert got[emb.name][0] == pytest.approx(d * d)
+    assert f"{d} x {d} projection" in got[emb.name][1]
+    im = RawImatrix(sums={dense.name: np.full((1, dense.shape[1]), 5.0 * 10)}, counts={dense.name: np.array([10.0])})
+    with_im = importance({emb.name: [emb], dense.name: [dense]}, micro_args, im)
+    assert with_im[dense.name][0] == pytest.approx(5.0 * dense.n_elements)
+    assert with_im[emb.name][0] == pytest.approx(5.0 * d * d)  # the median ratio: 5
+
+
 def test_cli_dry_run_recipe_round_trip(tmp_path, capsys, monkeypatch):
     """`--dry-run` shows the budget line and the per-class plan; `--write-recipe` then `--recipe FILE` gives
     the same plan (types, total)."""
@@ -230,7 +253,11 @@ def test_tiny_real_file_meets_budget(tiny_ckpt, tmp_path, capsys):
 
     sens, rj, out = tmp_path / "sens.json", tmp_path / "mix.json", tmp_path / "t.gguf"
     sens.write_text('{"token_embd.weight": 1000}')
-    argv = ["convert", str(tiny_ckpt), "-o", str(out), "--no-mtp", "--target-size", "60M", "--sensitivity", str(sens)]
+    argv = ["convert", str(tiny_ckpt), "-o", str(out), "--no-mtp", "--target-size", "60M"]
+    assert main([*argv, "--dry-run"]) == 0  # the same budget without the sensitivity file: token_embd's type
+    plain = re.search(r"^  token_embd\.weight +(\w+) ", capsys.readouterr().out, re.M)
+    assert plain, "the dry-run plan lists token_embd.weight"
+    argv += ["--sensitivity", str(sens)]
     assert main([*argv, "--write-recipe", str(rj)]) == 0
     print(capsys.readouterr().out.splitlines()[0])
     size = out.stat().st_size
@@ -240,7 +267,10 @@ def test_tiny_real_file_meets_budget(tiny_ckpt, tmp_path, capsys):
     recipe = load_recipe_file(rj)
     plan = make_plan(m.args, recipe, out, ckpt_dir=tiny_ckpt, mtp=False)
     assert {p.tensor.name: p.qtype for p in plan.entries} == {n: m.info(n).qtype for n in m.names()}
-    assert m.info("token_embd.weight").qtype.name not in ("IQ1_M", "IQ2_S")  # the sensitivity factor counted
+    # the sensitivity factor counted: the embedding gets more bits per weight than it does without the file
+    emb = m.info("token_embd.weight").qtype
+    bpw = {q: GGML_QUANT_SIZES[q][1] / GGML_QUANT_SIZES[q][0] for q in (emb, GGMLQuantizationType[plain[1]])}
+    assert bpw[emb] > bpw[GGMLQuantizationType[plain[1]]], (emb.name, plain[1])
     print(f"tiny 60M: file {size:,} bytes")
 
 
