@@ -6,6 +6,8 @@
 
 #include <mutex>
 
+#include "quant/grid_neighbours.h"
+
 namespace dsv4 {
 
 namespace {
@@ -27,21 +29,19 @@ void build(Iq1sTables& t) {
   }
   constexpr int kMapSize = 43692;  // largest packed point (all levels = 2) + 1, as ggml
   constexpr int kWant = 3;         // distance shells kept per off-grid point (ggml: nwant 3 for IQ1)
-  constexpr int kMaxD2 = 8 * 4;    // largest squared level distance (8 coordinates, |dl| <= 2)
   t.map.assign(kMapSize, 0);
   std::vector<bool> on_grid(kMapSize, false);
   for (int k = 0; k < kIq1sGridSize; ++k) {
     t.map[kIq1sPacked[k]] = k;
     on_grid[kIq1sPacked[k]] = true;
   }
-  int d2[kIq1sGridSize];
+  int32_t d2[kIq1sGridSize];
   for (int u = 0; u < kMapSize; ++u) {
     if (on_grid[u]) continue;
     bool reachable = true;
     for (int i = 0; i < 8; ++i) reachable = reachable && ((u >> (2 * i)) & 3) != 3;
     if (!reachable) continue;
     // ggml measures distance between odd coordinates 2l+1, i.e. 4x the level distance: same order.
-    int count[kMaxD2 + 1] = {};
     for (int k = 0; k < kIq1sGridSize; ++k) {
       int s = 0;
       for (int i = 0; i < 8; ++i) {
@@ -49,27 +49,8 @@ void build(Iq1sTables& t) {
         s += dl * dl;
       }
       d2[k] = s;
-      ++count[s];
     }
-    int limit = -1;  // largest distance kept: the kWant-th smallest one that occurs
-    for (int s = 0, shells = 0; s <= kMaxD2 && shells < kWant; ++s)
-      if (count[s]) {
-        ++shells;
-        limit = s;
-      }
-    const int offset = static_cast<int>(t.neighbours.size());
-    t.map[u] = -(offset + 1);
-    t.neighbours.push_back(0);
-    int n = 0;
-    for (int s = 0; s <= limit; ++s) {
-      if (!count[s]) continue;
-      for (int k = 0; k < kIq1sGridSize; ++k)
-        if (d2[k] == s) {
-          t.neighbours.push_back(static_cast<uint16_t>(k));
-          ++n;
-        }
-    }
-    t.neighbours[offset] = static_cast<uint16_t>(n);
+    t.map[u] = -(append_neighbours(d2, kIq1sGridSize, kWant, t.neighbours) + 1);
   }
 }
 

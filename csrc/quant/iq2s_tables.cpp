@@ -6,6 +6,8 @@
 
 #include <mutex>
 
+#include "quant/grid_neighbours.h"
+
 namespace dsv4 {
 
 namespace {
@@ -46,23 +48,7 @@ void build(Iq2GridTables& t, const uint16_t* packed, int size, int nwant) {
       const uint8_t* c = coord.data() + static_cast<size_t>(i) * size;
       for (int k = 0; k < size; ++k) d2[k] += (c[k] - p) * (c[k] - p);
     }
-    const int offset = static_cast<int>(t.neighbours.size());
-    t.map[u] = -(offset + 1);
-    t.neighbours.push_back(0);
-    int lo = -1, n = 0;  // previous shell's distance
-    for (int shell = 0; shell < nwant; ++shell) {
-      int next = 1 << 30;
-      for (int k = 0; k < size; ++k)
-        if (d2[k] > lo && d2[k] < next) next = d2[k];
-      if (next == 1 << 30) break;
-      for (int k = 0; k < size; ++k)
-        if (d2[k] == next) {
-          t.neighbours.push_back(static_cast<uint16_t>(k));
-          ++n;
-        }
-      lo = next;
-    }
-    t.neighbours[offset] = static_cast<uint16_t>(n);
+    t.map[u] = -(append_neighbours(d2.data(), size, nwant, t.neighbours) + 1);
   }
 }
 

@@ -5,8 +5,9 @@
 // against Q8_K (exact integer sums per super-block; one float multiply-add per super-block, as ggml's
 // generic vec_dot).  The AVX2 versions (iq3_avx2.cpp) give the same bits.
 #include <mutex>
-#include <utility>
+#include <vector>
 
+#include "quant/grid_neighbours.h"
 #include "quant/iq3_impl.h"
 #include "quant/kernels.h"
 
@@ -42,34 +43,20 @@ void build(Iq3Tables& t, const uint16_t* packed, int size, const uint8_t* values
   constexpr int kMapSize = 4096;  // 4 coordinates x 3 bits
   t.map.assign(kMapSize, -1);
   for (int k = 0; k < size; ++k) t.map[packed[k]] = k;
-  std::vector<std::pair<int, int>> dist(size);
+  std::vector<int32_t> d2(size);
   for (int u = 0; u < kMapSize; ++u) {
     if (t.map[u] >= 0) continue;
     int pos[4];
     for (int i = 0; i < 4; ++i) pos[i] = 2 * ((u >> (3 * i)) & 7) + 1;
     for (int k = 0; k < size; ++k) {
-      int d2 = 0;
+      int s = 0;
       for (int i = 0; i < 4; ++i) {
         const int g = static_cast<int>((t.grid_odd[k] >> (8 * i)) & 0xff) - pos[i];
-        d2 += g * g;
+        s += g * g;
       }
-      dist[k] = {d2, k};
+      d2[k] = s;
     }
-    std::sort(dist.begin(), dist.end());
-    const int offset = static_cast<int>(t.neighbours.size());
-    t.map[u] = -(offset + 1);
-    t.neighbours.push_back(0);
-    int d2 = dist[0].first, shells = 1, n = 0;
-    for (int k = 0; k < size; ++k) {
-      if (dist[k].first > d2) {
-        if (shells == nwant) break;
-        d2 = dist[k].first;
-        ++shells;
-      }
-      t.neighbours.push_back(static_cast<uint16_t>(dist[k].second));
-      ++n;
-    }
-    t.neighbours[offset] = static_cast<uint16_t>(n);
+    t.map[u] = -(append_neighbours(d2.data(), size, nwant, t.neighbours) + 1);
   }
 }
 

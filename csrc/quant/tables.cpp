@@ -3,9 +3,9 @@
 // because the quantizer's choice among candidates depends on that order.
 #include "quant/tables.h"
 
-#include <algorithm>
 #include <mutex>
-#include <utility>
+
+#include "quant/grid_neighbours.h"
 
 namespace dsv4 {
 
@@ -37,34 +37,20 @@ void build(Iq2xxsTables& t) {
   constexpr int kWant = 2;         // distance shells kept per off-grid point
   t.map.assign(kMapSize, -1);
   for (int k = 0; k < 256; ++k) t.map[kIq2xxsPacked[k]] = k;
-  std::vector<std::pair<int, int>> dist(256);
+  int32_t d2[256];
   for (int u = 0; u < kMapSize; ++u) {
     if (t.map[u] >= 0) continue;
     int pos[8];
     for (int i = 0; i < 8; ++i) pos[i] = 2 * ((u >> (2 * i)) & 3) + 1;
     for (int k = 0; k < 256; ++k) {
-      int d2 = 0;
+      int s = 0;
       for (int i = 0; i < 8; ++i) {
         const int g = static_cast<int>((t.grid_odd[k] >> (8 * i)) & 0xff) - pos[i];
-        d2 += g * g;
+        s += g * g;
       }
-      dist[k] = {d2, k};
+      d2[k] = s;
     }
-    std::sort(dist.begin(), dist.end());
-    const int offset = static_cast<int>(t.neighbours.size());
-    t.map[u] = -(offset + 1);
-    t.neighbours.push_back(0);
-    int d2 = dist[0].first, shells = 1, n = 0;
-    for (int k = 0; k < 256; ++k) {
-      if (dist[k].first > d2) {
-        if (shells == kWant) break;
-        d2 = dist[k].first;
-        ++shells;
-      }
-      t.neighbours.push_back(static_cast<uint16_t>(dist[k].second));
-      ++n;
-    }
-    t.neighbours[offset] = static_cast<uint16_t>(n);
+    t.map[u] = -(append_neighbours(d2, 256, kWant, t.neighbours) + 1);
   }
 }
 
