@@ -9,6 +9,8 @@ sessions in one forward pass (weights streamed once for all of them); ``model.ge
 policy: sampling, chat prompts, timing (the ``run``/``chat`` commands are wired in ``dsv4_gguf.cli``).  The
 MTP draft head is exposed as logits (``Session.mtp``, ``Session.mtp_self``); speculative decoding with it
 (``generate(speculative="mtp")``) is in ``dsv4_gguf.speculative``, on ``checkpoint``/``rollback``.
+``with model.override_weights({name: (qtype, data)}):`` runs the model with some weight matrices replaced in
+memory (``dsv4-gguf sensitivity``: a probe without a model file).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -395,6 +397,41 @@ class Model:
             raise ValueError("decode_batch: every session must belong to this model")
         return decode_batch(sessions, tokens)
 
+    @contextlib.contextmanager
+    def override_weights(
+        self, weights: Mapping[str, tuple[Any, Any]] | Iterable[tuple[str, Any, Any]]
+    ) -> Iterator[None]:
+        """Run the ``with`` block with weight matrices of this model replaced in memory, the file's weights back
+        on exit (also on an exception).  ``weights``: ``{name: (qtype, data)}``, or ``(name, qtype, data)`` triples
+        (an iterator is consumed one triple at a time and the runtime keeps its own copy, so a producer holds one
+        tensor's bytes at a time); ``qtype`` a ggml type (``gguf.GGMLQuantizationType``, its id or its name),
+        ``data`` the tensor's bytes in that type as a GGUF file stores them (bytes or a C-contiguous uint8 array,
+        rows x row_bytes).  Any 2-D/3-D weight matrix of the main model (embedding, head, hc_*_fn, attention,
+        compressor/indexer, gate, experts) can be replaced; rows and columns stay.
+
+        Refused with ValueError naming the tensor and the reason, the model as it was before the call (overrides
+        this call applied already are undone): an unknown name or a tensor that is not a weight matrix, the MTP
+        block's tensors, a type the kernels do not multiply, a row length the type's block does not divide, a byte
+        count other than rows x row_bytes, a ``device='cuda'`` model (CPU only).  A second ``override_weights``
+        inside the first: RuntimeError.  No session of this model may run during the swap in or out
+        (SessionBusyError); sessions read the new weights from their next call, so reset them (their KV rows were
+        computed with the weights before).  The weights fingerprint covers the overrides: a session state saved
+        inside the block does not load outside it, nor the reverse."""
+        if self._rt.overridden():
+            raise RuntimeError(
+                f"override_weights: {len(self._rt.overridden())} weights of {self.path.name} are overridden "
+                "already; nested override_weights blocks are not supported (leave the first block first)"
+            )
+        items = weights.items() if isinstance(weights, Mapping) else weights
+        try:
+            for item in items:
+                name, (qtype, data) = item if isinstance(weights, Mapping) else (item[0], item[1:])
+                self._rt.override_weight(name, _qtype_id(qtype), data)
+                del item, data  # the runtime has its copy
+            yield
+        finally:
+            self._rt.clear_overrides()
+
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
@@ -496,6 +533,18 @@ class Model:
             logits = sess.decode(tok)
             st.decode_s += time.perf_counter() - t1
             st.generated_tokens += 1
+
+
+def _qtype_id(qtype: Any) -> int:
+    """A ggml type id from a ``GGMLQuantizationType``, an int or a type name (``"Q2_K"``)."""
+    if isinstance(qtype, str):
+        from gguf import GGMLQuantizationType
+
+        try:
+            return int(GGMLQuantizationType[qtype.upper()])
+        except KeyError:
+            raise ValueError(f"override_weights: {qtype!r} is not a ggml type name") from None
+    return int(qtype)
 
 
 def _sample(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:

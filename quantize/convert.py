@@ -38,7 +38,7 @@ from .imatrix import imatrix_for
 from .produce import RawReader, produce
 from .recipes import Planned, Recipe, plan_types
 
-__all__ = ["ConvertError", "OutFile", "Plan", "make_plan", "convert", "PARTIAL", "JOURNAL"]
+__all__ = ["ConvertError", "OutFile", "Plan", "make_plan", "convert", "tensor_imatrix", "PARTIAL", "JOURNAL"]
 
 PARTIAL, JOURNAL = ".partial", ".partial.journal"
 SPACE_MARGIN = 64 << 20
@@ -303,6 +303,13 @@ def _finished(f: OutFile) -> bool:
     return _verified_prefix(f, f.path, jp) == len(f.entries)
 
 
+def tensor_imatrix(p: Planned, imatrix: dict[str, np.ndarray] | None) -> np.ndarray | None:
+    """The ``imatrix=`` that `convert` gives the producer (``make(p, imatrix=...)``) for one planned tensor
+    (sensitivity.scan produces a probe's tensors the same way without writing a file)."""
+    t = p.tensor
+    return imatrix_for(imatrix, t.name, t.shape[0] if t.assemble == "stack" else 1, t.shape[-1], unseen_nan=True)
+
+
 def _write_file(f: OutFile, start: int, make: Callable, imatrix, progress, on_tensor) -> None:
     tmp, jp = Path(str(f.path) + PARTIAL), Path(str(f.path) + JOURNAL)
     if start < 0:
@@ -328,7 +335,7 @@ def _write_file(f: OutFile, start: int, make: Callable, imatrix, progress, on_te
         for i in todo:
             p = f.entries[i]
             t = p.tensor
-            im = imatrix_for(imatrix, t.name, t.shape[0] if t.assemble == "stack" else 1, t.shape[-1], unseen_nan=True)
+            im = tensor_imatrix(p, imatrix)
             try:
                 for c in make(p, imatrix=im):
                     yield i, c

@@ -1,12 +1,14 @@
 """`dsv4-gguf sensitivity MODEL --text FILE`: the ``--sensitivity`` file of ``--target-size``, measured.
 
 For each probe group (each adjustable tensor class over all layers, as `target.adjustable` defines them, and
-each layer's routed experts) the unquantized MODEL is written once more with only that group dropped to a low
-type, run by our runtime over the tokens of a text, and compared with MODEL's own logits (computed once) by
-``eval kld``'s statistics (sparse top-k reference, `compare_sparse`, `summarize`).  Under target.py's model
-the loss of the group is ``sum importance(t) * err(low)``; the file's weight of the group is the measured
-mean KLD over that prediction, normalized so that the median weight is 1.  Not here: a runtime path that
-swaps weights in memory (each probe writes a full model file without the tokenizer; the main file only).
+each layer's routed experts) the unquantized MODEL is run by our runtime over the tokens of a text with only
+that group dropped to a low type, and compared with MODEL's own logits (computed once) by ``eval kld``'s
+statistics (sparse top-k reference, `compare_sparse`, `summarize`).  MODEL is loaded once; a probe's tensors are
+produced at the low type exactly as a probe model file would store them (`_probe_plan`, the converter's
+producer) and swapped into the loaded model in memory (`Model.override_weights`), then put back: nothing is
+written but the output and its ``.partial`` record, and memory holds MODEL's mapping plus one probe's low-type
+tensors.  Under target.py's model the loss of the group is ``sum importance(t) * err(low)``; the file's weight
+of the group is the measured mean KLD over that prediction, normalized so that the median weight is 1.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ import re
 import statistics
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from gguf import GGMLQuantizationType
 
 from dsv4_gguf.cli_errors import UsageError
@@ -130,21 +133,30 @@ def _write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def _probe_recipe(probe: Probe, low: GGMLQuantizationType) -> Recipe:
+    return Recipe("PROBE", 0, f"sensitivity probe {probe.id} at {low.name}", ())
+
+
+def _probe_entries(m: GGUFModel, base: list[Planned], probe: Probe, low: GGMLQuantizationType) -> list[Planned]:
+    """``probe``'s tensors as planned: at ``low``, or the recipes' fallback where a row length is not a multiple
+    of its block."""
+    names = set(probe.names)
+    pat = re.compile("^(?:" + "|".join(map(re.escape, sorted(names))) + ")$")
+    return plan_types(
+        _probe_recipe(probe, low), [p.tensor for p in base if p.tensor.name in names], m.args, [(pat, low)]
+    )
+
+
 def _probe_plan(m: GGUFModel, base: list[Planned], probe: Probe, low: GGMLQuantizationType, path: Path) -> Any:
-    """The convert `Plan` of MODEL's main file with every tensor as stored except ``probe``'s, at ``low`` (or
-    the recipes' fallback where a row length is not a multiple of its block).  No tokenizer keys: the probe
-    is fed token ids."""
+    """The convert `Plan` of the probe as a model file: MODEL's main file with every tensor as stored except
+    ``probe``'s (`_probe_entries`).  No tokenizer keys: the probe is fed token ids.  `scan` does not write it
+    (it swaps the same tensors in memory); tests check that both give the same KLD."""
     from dsv4_gguf.metadata import arch_kvs, general_kvs
 
     from .convert import OutFile, Plan
 
-    names = set(probe.names)
-    pat = re.compile("^(?:" + "|".join(map(re.escape, sorted(names))) + ")$")
-    recipe = Recipe("PROBE", 0, f"sensitivity probe {probe.id} at {low.name}", ())
-    dropped = {
-        p.tensor.name: p
-        for p in plan_types(recipe, [p.tensor for p in base if p.tensor.name in names], m.args, [(pat, low)])
-    }
+    recipe = _probe_recipe(probe, low)
+    dropped = {p.tensor.name: p for p in _probe_entries(m, base, probe, low)}
     f = OutFile(
         path,
         general_kvs("sensitivity probe", 0, variant=recipe.name) + arch_kvs(m.args, block_count=m.args.n_layers),
@@ -152,6 +164,32 @@ def _probe_plan(m: GGUFModel, base: list[Planned], probe: Probe, low: GGMLQuanti
     )
     f.finalize()
     return Plan(m.args, recipe, [f])
+
+
+def _probe_weights(
+    entries: list[Planned], make: Callable[..., Iterator[np.ndarray]], imatrix: dict[str, np.ndarray] | None
+) -> Iterator[tuple[str, GGMLQuantizationType, np.ndarray]]:
+    """``(name, type, bytes)`` of each planned probe tensor, one tensor at a time: the bytes `convert` writes
+    into the probe file (the same producer ``make``, the same imatrix slice, the same error for a failing
+    tensor)."""
+    from .convert import ConvertError, tensor_imatrix
+
+    for e in entries:
+        t = e.tensor
+        im = tensor_imatrix(e, imatrix)
+        buf, n = np.empty(e.nbytes, np.uint8), 0
+        try:
+            for c in make(e, imatrix=im):
+                b = np.ascontiguousarray(c).view(np.uint8).reshape(-1)
+                if n + b.size <= e.nbytes:
+                    buf[n : n + b.size] = b
+                n += b.size
+        except (ValueError, OSError) as err:
+            raise ConvertError(f"tensor '{t.name}' (from '{t.sources[0]}'): {err}") from err
+        if n != e.nbytes:
+            raise ConvertError(f"internal: tensor '{t.name}' produced {n} bytes, planned {e.nbytes}")
+        yield t.name, e.qtype, buf
+        del buf  # the runtime has its copy: one tensor's bytes on this side at a time
 
 
 def scan(
@@ -181,7 +219,6 @@ def scan(
 
     from dsv4_gguf.gguf_model import open_gguf
 
-    from .convert import JOURNAL, PARTIAL, convert
     from .imatrix import load_imatrix, load_imatrix_raw
     from .requantize import produce_from_gguf
 
@@ -218,6 +255,7 @@ def scan(
         else:
             log(f"{partial_path}: another model, text or settings; measuring every probe again")
 
+    # MODEL is loaded once: the reference logits first, then every probe with its tensors swapped in memory.
     ref = RuntimeBackend(model, n_ctx=ctx, threads=threads)
     try:
         tokens = ref.tokenize(text)
@@ -226,26 +264,19 @@ def scan(
         chunks = _chunks(tokens, ctx, ref.bos_id, max(1, max_tokens // ctx))
         first = scored_first(ctx)
         refs = [ref.prompt_topk(c, first, top_k) for c in chunks]
-    finally:
-        ref.close()
 
-    imatrix = load_imatrix(imatrix_path) if imatrix_path else None
-    probe_path = out.with_name(f".{out.name}.probe.gguf")
-    make = partial(produce_from_gguf, model=m)
-    try:
+        imatrix = load_imatrix(imatrix_path) if imatrix_path else None
+        make = partial(produce_from_gguf, model=m)
         for p in progress(todo):
             if p.id in done:
                 continue
-            plan = _probe_plan(m, base, p, low, probe_path)
-            convert(plan, m, overwrite=True, imatrix=imatrix, make=make)
-            cand = RuntimeBackend(probe_path, n_ctx=ctx, threads=threads)
-            try:
+            entries = _probe_entries(m, base, p, low)
+            # one tensor's bytes produced at a time; the runtime holds the probe's copies until the block ends
+            with ref.override_weights(_probe_weights(entries, make, imatrix)):
                 st = PositionStats.concat(
-                    [compare_sparse(r, cand.logits(c, first)) for r, c in zip(refs, chunks, strict=True)]
+                    [compare_sparse(r, ref.logits(c, first)) for r, c in zip(refs, chunks, strict=True)]
                 )
-            finally:
-                cand.close()
-            types = {e.tensor.name: e.qtype for e in plan.entries if e.tensor.name in set(p.names)}
+            types = {e.tensor.name: e.qtype for e in entries}
             done[p.id] = {
                 "kld": summarize(st)["kld_mean"],
                 "predicted": sum(imp[n][0] * type_error(q) for n, q in types.items()),
@@ -254,8 +285,7 @@ def scan(
             }
             _write_json(partial_path, {"settings": settings, "probes": done})
     finally:
-        for f in (probe_path, Path(str(probe_path) + PARTIAL), Path(str(probe_path) + JOURNAL)):
-            f.unlink(missing_ok=True)
+        ref.close()
 
     weights, med = weights_from_klds(
         {p.id: done[p.id]["kld"] for p in todo}, {p.id: done[p.id]["predicted"] for p in todo}
@@ -299,12 +329,13 @@ def low_type(name: str, *, imatrix: bool) -> GGMLQuantizationType:
 DESCRIPTION = """\
 Measure how much each part of an unquantized model (SOURCE, BF16, F16 or F32 GGUF) matters: for each adjustable
 tensor class (all layers at once: blk.N.attn_q_a.weight, ..., token_embd.weight, output.weight) and for each
-layer's routed experts, write the model once with only that group at --low-type, run it with the runtime over the
-tokens of --text, and take the mean KLD against the unquantized model's logits (as 'eval kld').  The file holds
+layer's routed experts, run the model with the runtime over the tokens of --text with only that group at
+--low-type, and take the mean KLD against the unquantized model's logits (as 'eval kld').  The file holds
 one importance factor per class or tensor name: the KLD over what the size-targeted allocation's own model
 predicts for the group (importance x the type's error), the median factor 1; the raw KLDs are under "_meta".
-Each probe writes one full model file (main file, no tokenizer) next to the output; --only scans a subset,
---resume continues an interrupted scan."""
+The model is loaded once and each probe's tensors are swapped in memory (no model file is written; memory:
+the mapped model plus one probe's low-type tensors); --only scans a subset, --resume continues an interrupted
+scan."""
 # Options of convert/requantize (tests check that they exist there): kept out of the description, whose
 # options the help test looks up on this command.
 EPILOG = """\

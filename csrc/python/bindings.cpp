@@ -507,7 +507,32 @@ void register_runtime(py::module_& m) {
             py::gil_scoped_release nogil;
             return rt.fingerprint();
           },
-          "64-bit fingerprint of the loaded weights that session state files are tied to.");
+          "64-bit fingerprint of the loaded weights (weight overrides included) that session state files are tied "
+          "to.")
+      .def(
+          "override_weight",
+          [](dsv4::Runtime& rt, const std::string& name, int qtype, const py::buffer& data) {
+            const py::buffer_info b = data.request();
+            if (b.itemsize != 1)
+              throw py::type_error("override_weight('" + name +
+                                   "'): data must be bytes or a uint8 array, got items of " +
+                                   std::to_string(b.itemsize) + " bytes");
+            py::ssize_t step = 1;
+            for (py::ssize_t d = b.ndim - 1; d >= 0; --d) {
+              if (b.shape[d] > 1 && b.strides[d] != step)
+                throw py::type_error("override_weight('" + name + "'): data must be C-contiguous");
+              step *= b.shape[d];
+            }
+            py::gil_scoped_release nogil;  // the copy of the bytes
+            rt.override_weight(name, static_cast<dsv4::QType>(qtype), static_cast<const uint8_t*>(b.ptr),
+                               static_cast<size_t>(b.size));
+          },
+          py::arg("name"), py::arg("qtype"), py::arg("data"),
+          "Replace every weight view named `name` by `data` (bytes of ggml type id `qtype`, rows x row_bytes), "
+          "copied; ValueError naming the tensor and the reason when refused (the model unchanged).  CPU only; no "
+          "session call may run meanwhile (SessionBusyError).")
+      .def("clear_overrides", &dsv4::Runtime::clear_overrides, "Put every overridden weight back (the file's).")
+      .def("overridden", &dsv4::Runtime::overridden, "Names of the overridden weights, sorted.");
   py::class_<dsv4::Session>(m, "Session")
       .def(py::init([](const dsv4::Runtime& rt, int64_t ctx, const std::string& kv, bool mtp) {
              return std::make_unique<dsv4::Session>(rt, ctx, parse_kv(kv), mtp);
@@ -991,8 +1016,11 @@ void register_cuda(py::module_& m) {
 
   py::class_<dsv4::CudaModel>(m, "CudaModel")
       .def(py::init([](const dsv4::Runtime& rt, int device) {
+             if (!rt.overridden().empty()) rt.note_device_upload();  // throws: weights are overridden
              py::gil_scoped_release nogil;
-             return std::make_unique<dsv4::CudaModel>(rt, device);
+             auto cm = std::make_unique<dsv4::CudaModel>(rt, device);
+             rt.note_device_upload();  // weight overrides are refused from now on
+             return cm;
            }),
            py::arg("runtime"), py::arg("device") = 0, py::keep_alive<1, 2>(),
            "Upload a loaded Runtime's weights to a CUDA device.")

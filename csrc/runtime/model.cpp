@@ -14,6 +14,21 @@ WeightView WeightView::slice(int64_t r0, int64_t n) const {
   return v;
 }
 
+std::vector<WeightView*> Model::views() {
+  std::vector<WeightView*> out;
+  const auto add = [&out](std::initializer_list<WeightView*> ws) {
+    for (WeightView* w : ws)
+      if (w->valid()) out.push_back(w);
+  };
+  add({&embed, &head, &hc_head_fn});
+  for (BlockWeights& b : blocks_) {
+    add({&b.hc_attn_fn, &b.hc_ffn_fn, &b.wq_a, &b.wq_b, &b.wkv, &b.wo_a, &b.wo_b, &b.gate});
+    add({&b.comp.wkv, &b.comp.wgate, &b.idx_comp.wkv, &b.idx_comp.wgate, &b.idx_wq_b, &b.idx_proj});
+    add({&b.w1, &b.w2, &b.w3, &b.sw1, &b.sw2, &b.sw3, &b.eh_proj});
+  }
+  return out;
+}
+
 std::vector<float> tensor_to_f32(const GgufTensor& t) {
   std::vector<float> out(static_cast<size_t>(t.nelements()));
   if (t.type == 26) {  // I32

@@ -52,6 +52,8 @@ struct CompressorWeights {
   int ratio = 0, d = 0, coff = 1;
 };
 
+// Every WeightView member here (and in CompressorWeights) must be listed by Model::views(): weight overrides
+// (Runtime::override_weight) find the views to replace through it.
 struct BlockWeights {
   int ratio = 0;
   bool hash = false;
@@ -79,6 +81,9 @@ class Model {
   const BlockWeights& block(int i) const { return blocks_[static_cast<size_t>(i)]; }
   int n_blocks() const { return static_cast<int>(blocks_.size()); }
   bool has_mtp() const { return cfg_.n_mtp > 0; }
+  // Every loaded WeightView (embed, head, hc_head_fn, each block's matrices, compressor/indexer views, eh_proj), as
+  // mutable pointers for Runtime::override_weight; the blocks are never resized after construction, so they stay valid.
+  std::vector<WeightView*> views();
   WeightView embed, head, hc_head_fn;
   std::vector<float> out_norm, hc_head_base, hc_head_scale;
   std::string arch;

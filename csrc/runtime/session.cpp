@@ -1,6 +1,7 @@
 // The DeepSeek-V4 forward pass (DeepSeek-V4's inference/model.py) over a chunk of tokens, layer by layer: embedding, mHC
 // mixing around the attention and MoE sub-layers (ops_cpu/attention.cpp, ops_cpu/moe.cpp), the output
-// head and the MTP draft block; the Runtime (weights fingerprint, prefetch) and the KV byte accounting.
+// head and the MTP draft block; the Runtime (weights fingerprint, prefetch, weight overrides) and the KV byte
+// accounting.
 // The session file is in session_state.cpp, KV row storage in kv_cache.cpp.
 #include "runtime/session.h"
 
@@ -8,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <deque>
+#include <new>
 #include <numeric>
 #include <stdexcept>
 
@@ -65,34 +67,191 @@ uint64_t Runtime::fingerprint() const {
     if (mtp_) h = fingerprint_model(h, *mtp_);
     fp_ = h;
   });
-  return fp_;
+  // Overrides are part of the weights a state was computed with: sampled as the file's tensors are.
+  uint64_t h = fp_;
+  for (const auto& [name, o] : overrides_) {
+    h = fnv1a(h, name.data(), name.size() + 1);
+    h = fnv1a(h, &o.type, sizeof o.type);
+    const uint8_t* d = o.bytes.get();
+    const size_t k = std::min<size_t>(64, o.nbytes);
+    h = fnv1a(h, d, k);
+    h = fnv1a(h, d + o.nbytes / 2 - std::min(o.nbytes / 2, k / 2), k);
+    h = fnv1a(h, d + o.nbytes - k, k);
+  }
+  return h;
 }
 
 const WeightView& Runtime::draft_head() const {
-  std::call_once(draft_once_, [this] {
-    const Model* m = mtp();
-    if (!m) throw std::logic_error("draft_head: no MTP block");
-    draft_head_ = m->head;
-    if (opts_.exact || opts_.draft_head < 0) return;
-    const QType t = static_cast<QType>(opts_.draft_head);
-    const WeightView& h = m->head;
-    const size_t rs = quant_row_size(t, h.cols);
-    if (rs >= h.row_bytes) return;  // the file's head is as small already
-    draft_data_.resize(rs * static_cast<size_t>(h.rows));
-    const QuantizeRowFn q = quant_kernels(t, Impl::Auto).quantize;
-    pool_->parallel_for(h.rows, 256, [&](int64_t b, int64_t e) {
-      std::vector<float> row(static_cast<size_t>(h.cols));
-      for (int64_t r = b; r < e; ++r) {
-        dequant_row(h, r, row.data());
-        q(row.data(), draft_data_.data() + static_cast<size_t>(r) * rs, h.cols, nullptr);
-      }
-    });
-    draft_head_.type = t;
-    draft_head_.row_bytes = rs;
-    draft_head_.data = draft_data_.data();
-    draft_head_.name = h.name + " (draft copy)";
+  // A mutex and a flag rather than std::call_once: a weight override drops the copy (drop_draft_head).
+  std::lock_guard<std::mutex> lock(draft_mu_);
+  if (draft_made_) return draft_head_;
+  const Model* m = mtp();
+  if (!m) throw std::logic_error("draft_head: no MTP block");
+  draft_head_ = m->head;
+  const WeightView& h = m->head;
+  const QType t = static_cast<QType>(opts_.draft_head);
+  // the file's head when asked for, in exact mode, or when it is as small as the copy already
+  if (opts_.exact || opts_.draft_head < 0 || quant_row_size(t, h.cols) >= h.row_bytes) {
+    draft_made_ = true;
+    return draft_head_;
+  }
+  const size_t rs = quant_row_size(t, h.cols);
+  draft_data_.resize(rs * static_cast<size_t>(h.rows));
+  const QuantizeRowFn q = quant_kernels(t, Impl::Auto).quantize;
+  pool_->parallel_for(h.rows, 256, [&](int64_t b, int64_t e) {
+    std::vector<float> row(static_cast<size_t>(h.cols));
+    for (int64_t r = b; r < e; ++r) {
+      dequant_row(h, r, row.data());
+      q(row.data(), draft_data_.data() + static_cast<size_t>(r) * rs, h.cols, nullptr);
+    }
   });
+  draft_head_.type = t;
+  draft_head_.row_bytes = rs;
+  draft_head_.data = draft_data_.data();
+  draft_head_.name = h.name + " (draft copy)";
+  draft_made_ = true;
   return draft_head_;
+}
+
+void Runtime::drop_draft_head() {
+  std::lock_guard<std::mutex> lock(draft_mu_);
+  draft_made_ = false;
+  draft_head_ = WeightView();
+  std::vector<uint8_t>().swap(draft_data_);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Weight overrides.  The checks run before anything changes; the copy is made before the swap starts, so
+// the swap itself (pointer flips, no allocation but the map node) is short.
+namespace {
+// N of a "blk.N." name, -1 for any other name.
+int64_t block_of(const std::string& name) {
+  if (name.rfind("blk.", 0) != 0) return -1;
+  size_t i = 4;
+  int64_t n = 0;
+  while (i < name.size() && name[i] >= '0' && name[i] <= '9' && n < (int64_t{1} << 40)) n = n * 10 + (name[i++] - '0');
+  return i > 4 && i < name.size() && name[i] == '.' ? n : -1;
+}
+
+std::shared_ptr<uint8_t> aligned_bytes(size_t n) {
+  constexpr std::align_val_t kAlign{64};
+  return std::shared_ptr<uint8_t>(static_cast<uint8_t*>(::operator new(std::max<size_t>(n, 1), kAlign)),
+                                  [](uint8_t* p) { ::operator delete(p, kAlign); });
+}
+}  // namespace
+
+void Runtime::override_weight(const std::string& name, QType type, const uint8_t* data, size_t nbytes) {
+  const std::string at = "override_weight('" + name + "'): ";
+  const std::string path = model_.file().path();
+  if (uploaded_.load())
+    throw std::invalid_argument(at +
+                                "this model's weights were uploaded to a CUDA device (device='cuda'); weight "
+                                "overrides are CPU only: load the model with device='cpu'");
+  const int64_t blk = block_of(name);
+  if (mtp_ && !model_.file().tensor(name) && mtp_->file().tensor(name))
+    throw std::invalid_argument(at + "is a tensor of the MTP sidecar " + mtp_->file().path() +
+                                "; only the main model's weights can be overridden");
+  if (blk >= model_.cfg().n_layers && model_.file().tensor(name))
+    throw std::invalid_argument(at + "belongs to the MTP block (block " + std::to_string(blk) +
+                                " >= " + std::to_string(model_.cfg().n_layers) +
+                                " main layers); only the main model's weights can be overridden");
+  std::vector<WeightView*> views;
+  for (WeightView* v : model_.views())
+    if (v->name == name) views.push_back(v);
+  if (views.empty()) {
+    if (model_.file().tensor(name))
+      throw std::invalid_argument(at +
+                                  "is not a weight matrix of the runtime (1-D tensors, the compressor's ape and "
+                                  "the hash-routing table are decoded at load); only 2-D/3-D weight matrices "
+                                  "can be overridden");
+    throw std::invalid_argument(at + "no tensor of this name in " + path);
+  }
+  const QTypeInfo* info = qtype_info(static_cast<int32_t>(type));
+  if (!info || type == QType::Q8_K || type == QType::Q8_1)
+    throw std::invalid_argument(at + "type " + ggml_type_name(static_cast<int32_t>(type)) + " (id " +
+                                std::to_string(static_cast<int32_t>(type)) +
+                                ") is not a weight type the runtime's kernels multiply");
+  for (const WeightView* v : views) {
+    if (v->cols % info->block_size)
+      throw std::invalid_argument(at + "its rows of " + std::to_string(v->cols) + " elements are not a multiple of " +
+                                  info->name + "'s block of " + std::to_string(info->block_size) +
+                                  "; choose a type whose block divides the row length");
+    const size_t rb = quant_row_size(type, v->cols), want = rb * static_cast<size_t>(v->rows);
+    if (nbytes != want)
+      throw std::invalid_argument(at + "got " + std::to_string(nbytes) + " bytes; " + info->name + " needs " +
+                                  std::to_string(v->rows) + " rows x " + std::to_string(rb) +
+                                  " bytes = " + std::to_string(want));
+  }
+  if (!data && nbytes) throw std::invalid_argument(at + "no data");
+  Override o;
+  o.bytes = aligned_bytes(nbytes);
+  if (nbytes) std::memcpy(o.bytes.get(), data, nbytes);
+  o.nbytes = nbytes;
+  o.type = type;
+  begin_swap("override_weight");
+  try {
+    auto it = overrides_.find(name);
+    if (it == overrides_.end()) {
+      for (WeightView* v : views) o.originals.emplace_back(v, *v);
+      it = overrides_.emplace(name, std::move(o)).first;
+    } else {
+      o.originals = std::move(it->second.originals);  // the file's views, kept from the first override
+      it->second = std::move(o);
+    }
+    for (WeightView* v : views) {
+      v->type = type;
+      v->row_bytes = quant_row_size(type, v->cols);
+      v->data = it->second.bytes.get();
+    }
+    drop_draft_head();
+  } catch (...) {
+    swapping_.store(false);
+    throw;
+  }
+  swapping_.store(false);
+}
+
+void Runtime::clear_overrides() {
+  if (overrides_.empty()) return;
+  begin_swap("clear_overrides");
+  // type, row bytes and data only: rows, cols and the name never change, so the checks of an override_weight
+  // on another thread (before its swap) read nothing this writes
+  for (auto& [name, o] : overrides_)
+    for (auto& [v, orig] : o.originals) {
+      v->type = orig.type;
+      v->row_bytes = orig.row_bytes;
+      v->data = orig.data;
+    }
+  overrides_.clear();
+  drop_draft_head();
+  swapping_.store(false);
+}
+
+std::vector<std::string> Runtime::overridden() const {
+  std::vector<std::string> out;
+  for (const auto& [name, o] : overrides_) out.push_back(name);
+  return out;
+}
+
+void Runtime::note_device_upload() const {
+  if (!overrides_.empty())
+    throw std::invalid_argument(model_.file().path() + ": " + std::to_string(overrides_.size()) +
+                                " weights are overridden (first '" + overrides_.begin()->first +
+                                "'); clear the overrides before uploading the model to a CUDA device");
+  uploaded_.store(true);
+}
+
+void Runtime::begin_swap(const char* what) {
+  // seq_cst on both sides (here: swapping_ then running_; Session::Guard: running_ then swapping_), so a swap
+  // and a session call never both go ahead.
+  if (swapping_.exchange(true))
+    throw SessionBusy(std::string(what) + ": another weight swap is running on this model on another thread");
+  const int n = running_.load();
+  if (n > 0) {
+    swapping_.store(false);
+    throw SessionBusy(std::string(what) + ": " + std::to_string(n) +
+                      " session call(s) are running on this model; swap weights only while no session runs");
+  }
 }
 
 OpCtx Runtime::ctx() const {
@@ -130,6 +289,19 @@ Session::Guard::Guard(const Session& s, const char* what) : s_(s) {
     throw SessionBusy(std::string("Session.") + what +
                       ": this session is in use by another thread; a session is one sequence, so give each thread "
                       "its own session (sessions can share one loaded model)");
+  s.rt_.running_.fetch_add(1);  // seq_cst: see Runtime::begin_swap
+  if (s.rt_.swapping_.load()) {
+    s.rt_.running_.fetch_sub(1);
+    s.busy_.store(false, std::memory_order_release);
+    throw SessionBusy(std::string("Session.") + what +
+                      ": the model's weights are being swapped (override_weight / clear_overrides) on another "
+                      "thread; run sessions before or after the swap");
+  }
+}
+
+Session::Guard::~Guard() {
+  s_.rt_.running_.fetch_sub(1);
+  s_.busy_.store(false, std::memory_order_release);
 }
 
 void Session::reset() {

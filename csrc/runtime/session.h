@@ -4,11 +4,14 @@
 // (ops_cpu/layer.h), head, MTP draft block; optional named taps for parity tests; save/restore of the
 // state to a file (session_state.cpp).
 // Threading: a Runtime is immutable after construction (its pool takes concurrent callers) and may be
-// shared by any number of sessions on any threads; a Session is one sequence and refuses a second
-// concurrent call (SessionBusy) instead of serialising it, because interleaved tokens would be garbage.
+// shared by any number of sessions on any threads, except for weight overrides (override_weight /
+// clear_overrides), which refuse to run while any session call is running and vice versa; a Session is one
+// sequence and refuses a second concurrent call (SessionBusy) instead of serialising it, because interleaved
+// tokens would be garbage.
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <mutex>
 #include <stdexcept>
@@ -52,15 +55,54 @@ class Runtime {
   uint64_t fingerprint() const;
   // GgufFile::populate for the model and its MTP file; bytes populated.
   size_t prefetch() const;
-  // The head the MTP block drafts with (options().draft_head); the copy is made on first use, thread-safe.
+  // The head the MTP block drafts with (options().draft_head); the copy is made on first use (again after a
+  // weight override or clear_overrides), thread-safe.
   const WeightView& draft_head() const;
 
+  // Weight overrides (`dsv4-gguf sensitivity`: a probe's tensors at a low type without writing a model file).
+  // override_weight replaces every WeightView named `name` of the main model (a 2-D/3-D matrix: embed, head,
+  // hc_*_fn, a block's attention/MoE/compressor/indexer matrices, the stacked experts) by `nbytes` bytes of
+  // `type`: rows and cols unchanged, row_bytes from `type`; the bytes are copied and owned by the runtime until
+  // clear_overrides, which puts every original view back.  Overriding a name again replaces the earlier
+  // override (clear_overrides still restores the file's weights).  Refused with std::invalid_argument, the
+  // runtime unchanged: an unknown name, a tensor that is not a weight matrix (1-D tensors are decoded to f32 at
+  // load), the MTP block's tensors (sidecar or inline; only the main model's weights), a type the kernels do not
+  // multiply, a row length not a multiple of the type's block, a byte count other than rows x row_bytes, a
+  // runtime whose weights were uploaded to a CUDA device (overrides are CPU only).  No session call may run
+  // during the swap: override_weight / clear_overrides throw SessionBusy while one runs, and a session call
+  // started during a swap throws SessionBusy.  Sessions read the new weights from their next call on; what they
+  // cached before (KV rows, compressor states) was computed with the old weights, so reset them.  What is
+  // derived from the weights follows: the MTP draft-head copy is made again on the next draft, and
+  // fingerprint() mixes in every override (name, type, sampled bytes), so a session state saved under an
+  // override does not load into the plain model (StateError) nor the reverse.
+  void override_weight(const std::string& name, QType type, const uint8_t* data, size_t nbytes);
+  void clear_overrides();
+  // Names currently overridden, sorted.
+  std::vector<std::string> overridden() const;
+  // Called by CudaModel's constructor (bindings): weights copied to a device are not swapped by overrides, so
+  // override_weight is refused from then on; throws std::invalid_argument while overrides are active.
+  void note_device_upload() const;
+
  private:
-  mutable std::once_flag draft_once_;
+  friend class Session;  // Session::Guard counts running session calls against a weight swap
+  struct Override {
+    std::shared_ptr<uint8_t> bytes;  // 64-byte aligned, nbytes long
+    size_t nbytes = 0;
+    QType type = QType::F32;
+    std::vector<std::pair<WeightView*, WeightView>> originals;  // each view of the name and its file state
+  };
+  void begin_swap(const char* what);  // SessionBusy while a session call or another swap runs
+  void drop_draft_head();
+  mutable std::mutex draft_mu_;
+  mutable bool draft_made_ = false;
   mutable std::vector<uint8_t> draft_data_;
   mutable WeightView draft_head_;
   mutable std::once_flag fp_once_;
   mutable uint64_t fp_ = 0;
+  std::map<std::string, Override> overrides_;
+  mutable std::atomic<int> running_{0};  // session calls in progress (Session::Guard)
+  std::atomic<bool> swapping_{false};    // an override_weight / clear_overrides in progress
+  mutable std::atomic<bool> uploaded_{false};
   Model model_;
   std::unique_ptr<Model> mtp_;
   RuntimeOptions opts_;
@@ -134,7 +176,7 @@ class Session {
   class Guard {
    public:
     Guard(const Session& s, const char* what);
-    ~Guard() { s_.busy_.store(false, std::memory_order_release); }
+    ~Guard();
 
    private:
     const Session& s_;

@@ -208,7 +208,9 @@ void Session::load(const std::string& path) {
   if (fp != rt_.fingerprint())
     throw StateError(bad + "it was saved for another model (weights fingerprint " + std::to_string(fp) +
                      ", this model " + std::to_string(rt_.fingerprint()) +
-                     "); restore it into a session of the GGUF it was saved from");
+                     "); restore it into a session of the GGUF it was saved from (weight overrides are part of "
+                     "the fingerprint: " +
+                     std::to_string(rt_.overridden().size()) + " active here)");
   if (h[6] != want[6])
     throw StateError(bad + "it was saved with kv_dtype '" + kv_name(h[6]) +
                      "' (another model or KV dtype setting), this session uses '" + kv_name(want[6]) +

@@ -2,12 +2,13 @@
 position (`Session.prefill(all_logits=True)`), greedy generation, the GGUF's own tokenizer.
 
 One session of --n-ctx tokens is kept and reset before every call, so results do not depend on call
-order (resume must reproduce an uninterrupted run).
+order (resume must reproduce an uninterrupted run), nor on weights swapped in between (`override_weights`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,13 @@ class RuntimeBackend(Backend):
             raise BackendError(f"{len(tokens)} tokens exceed the context of {self._n_ctx}; raise --n-ctx")
         out = self._session().prefill(np.asarray(tokens, np.int32), all_logits=True)
         return np.asarray(out[first : len(tokens) - 1], dtype=np.float32)
+
+    def override_weights(
+        self, weights: Mapping[str, tuple[Any, Any]] | Iterable[tuple[str, Any, Any]]
+    ) -> AbstractContextManager[None]:
+        """`dsv4_gguf.runtime.Model.override_weights` of the loaded model: calls inside the ``with`` block run
+        with those weights (the session is reset before every call, so nothing computed before carries over)."""
+        return self._model.override_weights(weights)
 
     def generate(self, prompt: str, max_tokens: int, stop: Sequence[str] = ()) -> str:
         text = "".join(self._model.generate(prompt, max_tokens=max_tokens, temperature=0.0, session=self._session()))

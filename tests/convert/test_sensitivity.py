@@ -1,7 +1,8 @@
 """`dsv4-gguf sensitivity` on the tiny SOURCE model: the file covers every probe group and loads as a
-``--sensitivity`` file, its weights follow from the raw KLDs it records, runs are deterministic and resumable, a
-lower probe type costs more KLD than a higher one, the file changes a ``--target-size`` mix, and bad inputs
-are refused with exit status 2 before any probe runs."""
+``--sensitivity`` file, its weights follow from the raw KLDs it records, the in-memory probes give the KLDs of
+probe model files bit for bit, runs are deterministic and resumable, a lower probe type costs more KLD than a
+higher one, the file changes a ``--target-size`` mix, and bad inputs are refused with exit status 2 before any
+probe runs."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import math
 import random
 import re
 import statistics
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -86,10 +88,48 @@ def test_file_covers_every_group_and_loads(full, source):
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no probe file or partial left
 
 
+def test_in_memory_probe_equals_the_probe_file(full, source, text, tmp_path):
+    """For a class probe and a layer's experts: the probe written as a model file (`_probe_plan` + `convert`, as
+    scan did before it swapped weights in memory) and run by a fresh runtime gives the KLD the scan recorded,
+    as the same float."""
+    from dsv4_gguf.eval.backends.runtime import RuntimeBackend
+    from dsv4_gguf.eval.metrics.kld import PositionStats, compare_sparse, summarize
+    from dsv4_gguf.eval.metrics.kld_file import scored_first
+    from dsv4_gguf.eval.tasks.kld import _chunks
+    from dsv4_gguf.quantize.convert import convert
+    from dsv4_gguf.quantize.recipes import Planned
+    from dsv4_gguf.quantize.requantize import produce_from_gguf
+    from dsv4_gguf.quantize.sensitivity import _probe_plan, probes
+    from dsv4_gguf.quantize.target import adjustable
+
+    from dsv4_gguf import open_gguf
+
+    ctx, top_k = 32, 64  # FAST, and scan's default top-k
+    m = open_gguf(source, mtp=False)
+    base = [Planned(t, m.info(t.name).qtype, "stored") for t in m.gtensors()]
+    todo = [p for p in probes(adjustable(base)[1]) if re.fullmatch(SUBSET, p.id)]
+    assert sorted(p.id for p in todo) == ["blk.1.ffn_exps", "blk.N.attn_q_a.weight"]
+    ref = RuntimeBackend(source, n_ctx=ctx, threads=2)
+    chunks = _chunks(ref.tokenize(text.read_text(encoding="utf-8")), ctx, ref.bos_id, 1)
+    first = scored_first(ctx)
+    refs = [ref.prompt_topk(c, first, top_k) for c in chunks]
+    ref.close()
+    recorded = full[1]["_meta"]["probes"]
+    for p in todo:
+        path = tmp_path / f"{p.id}.gguf"
+        convert(_probe_plan(m, base, p, GGMLQuantizationType.Q2_K, path), m, make=partial(produce_from_gguf, model=m))
+        cand = RuntimeBackend(path, n_ctx=ctx, threads=2)
+        st = PositionStats.concat([compare_sparse(r, cand.logits(c, first)) for r, c in zip(refs, chunks, strict=True)])
+        cand.close()
+        kld = summarize(st)["kld_mean"]
+        print(f"{p.id}: probe file {kld!r}, in memory {recorded[p.id]['kld']!r}")
+        assert kld == recorded[p.id]["kld"] > 0, p.id
+
+
 def test_deterministic_and_resumable(full, source, text, tmp_path, monkeypatch):
     """A second run, interrupted after its first probe and resumed (measuring only the rest), writes the same
     bytes as the first; the KLDs of both equal the full scan's bit for bit."""
-    import dsv4_gguf.quantize.convert as conv
+    from dsv4_gguf.runtime import Model
 
     argv = ["sensitivity", str(source), "--text", str(text), "--only", SUBSET, *FAST]
     a, b = tmp_path / "a.json", tmp_path / "b.json"
@@ -99,22 +139,22 @@ def test_deterministic_and_resumable(full, source, text, tmp_path, monkeypatch):
     for pid, p in sub.items():
         assert p["kld"] == full[1]["_meta"]["probes"][pid]["kld"], pid
 
-    real, calls = conv.convert, []
+    real, calls = Model.override_weights, []
 
-    def convert(*args, **kw):
-        calls.append(args[0].files[0].path)
+    def override(self, weights):
+        calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(*args, **kw)
+        return real(self, weights)
 
-    monkeypatch.setattr(conv, "convert", convert)
+    monkeypatch.setattr(Model, "override_weights", override)
     assert main([*argv, "-o", str(b)]) == 130
     assert not b.exists() and list(json.loads((tmp_path / "b.json.partial").read_text())["probes"]) == [
         "blk.N.attn_q_a.weight"
     ]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json.partial"]  # no probe file left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json.partial"]  # nothing else written
     calls.clear()
-    monkeypatch.setattr(conv, "convert", lambda *a, **k: (calls.append(a[0].files[0].path), real(*a, **k))[1])
+    monkeypatch.setattr(Model, "override_weights", lambda self, w: (calls.append(1), real(self, w))[1])
     assert main([*argv, "-o", str(b), "--resume"]) == 0
     assert len(calls) == 1  # only the probe the partial file lacked
     assert b.read_bytes() == a.read_bytes()
