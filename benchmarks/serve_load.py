@@ -14,6 +14,13 @@ same slot count (ours `--parallel N`, llama-server `-np N`), threads and per-slo
    tokens), greedy; request j of client c uses prompt (c + j) mod P, every other request streams, and every
    fifth streamed one is cancelled (the connection closed) after its first few text chunks.
 
+3. decode scaling: ``--scaling-rounds`` paired rounds, each one pass of every prompt one request at a time and
+   one pass of the same prompts with ``--parallel`` requests in flight at once (non-streamed, greedy; the two
+   passes' order alternates between rounds).  A round's ratio is the parallel pass's generated tok/s over the
+   sequential pass's, both measured within a few seconds of each other, so a slow spell of the machine hits
+   both; the median over the rounds is the figure (the range is reported).  This is the slots decoding
+   together, without the load test's queueing, cancellations and prompt admissions.
+
 Validation before any figure counts: every request is accounted for (no transport error, no missing answer), a
 completed answer equals its prompt's alone answer, a cancelled one got a prefix of it, and an answer equal to
 another prompt's answer (mixed between clients) stops the benchmark.  Reported: latency p50/p99 of completed
@@ -185,6 +192,59 @@ def run_load(
     return results, time.perf_counter() - t0
 
 
+def pass_tok_s(base: str, prompts: list[list[int]], max_tokens: int, width: int) -> tuple[list[str], float]:
+    """Every prompt once, non-streamed, ``width`` requests in flight at a time (1: one after another): the
+    answers and the generated tok/s (usage's completion tokens over the pass's wall time)."""
+    texts: list[str] = [""] * len(prompts)
+    n_tok = [0] * len(prompts)
+    errors: list[str] = []
+    todo = list(range(len(prompts)))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if not todo:
+                    return
+                i = todo.pop(0)
+            try:
+                out = _post(base, "/v1/completions", completion_body("m", prompts[i], max_tokens, False))
+                texts[i] = out["choices"][0]["text"]
+                n_tok[i] = int(out["usage"]["completion_tokens"])
+            except (OSError, ValueError, KeyError) as e:
+                with lock:
+                    errors.append(f"prompt {i}: {type(e).__name__}: {e}")
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(width)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    if errors:
+        raise SystemExit(f"decode scaling: {len(errors)} requests failed, first: {errors[0]}")
+    return texts, sum(n_tok) / wall
+
+
+def decode_scaling(
+    kind: str, base: str, prompts: list[list[int]], alone: list[str], ns: argparse.Namespace
+) -> dict[str, Any]:
+    """Paired rounds of a sequential and a ``--parallel``-wide pass (see the module docstring, step 3)."""
+    rounds, differ = [], 0
+    for i in range(ns.scaling_rounds):
+        got: dict[int, float] = {}
+        for width in (1, ns.parallel) if i % 2 == 0 else (ns.parallel, 1):
+            texts, tok_s = pass_tok_s(base, prompts, ns.max_tokens, width)
+            bad = [j for j, (t, a) in enumerate(zip(texts, alone, strict=True)) if t != a]
+            if bad and kind == "ours":
+                raise SystemExit(f"{kind}: decode scaling, {width} at a time: prompt {bad[0]} answered differently")
+            differ += len(bad)
+            got[width] = tok_s
+        rounds.append({"one": got[1], "parallel": got[ns.parallel], "ratio": got[ns.parallel] / got[1]})
+    return {"rounds": rounds, "median": float(np.median([r["ratio"] for r in rounds])), "differ": differ}
+
+
 # ---- validation
 
 
@@ -334,6 +394,7 @@ def bench_server(kind: str, ns: argparse.Namespace, prompts: list[list[int]], wo
         # may round differently than a single sequence's, which can flip a greedy choice (counted, not fatal)
         check = check_responses(alone, results, ns.clients * ns.requests, exact=kind == "ours")
         stats = _idle_stats(base) if kind == "ours" else None
+        scaling = decode_scaling(kind, base, prompts, alone, ns)
     finally:
         proc.terminate()
         try:
@@ -363,6 +424,7 @@ def bench_server(kind: str, ns: argparse.Namespace, prompts: list[list[int]], wo
         "diverged_at": check["diverged_at"],
         "cancelled_seen": None if stats is None else stats.get("cancelled"),
         "server_stats": stats,  # ours: /stats after the load (both alone passes included)
+        "scaling": scaling,
     }
 
 
@@ -413,6 +475,25 @@ def format_section(meta: dict, rows: list[dict]) -> str:
                 "here: a batched forward that rounds differently from a one-sequence forward would do it (a flipped "
                 "greedy choice), and so would state leaking between the sequences of one batch.",
             ]
+    if all("scaling" in r for r in rows):
+        lines += [
+            "",
+            f"Decode scaling, {meta['parallel']} requests in flight vs one at a time (the same {meta['n_prompts']} "
+            f"prompts, greedy, at most {meta['max_tokens']} tokens; {len(rows[0]['scaling']['rounds'])} paired "
+            "rounds, the two passes of a round back to back):",
+            "",
+            "| server | median ratio | range | one at a time, median tok/s | parallel, median tok/s | answers off |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            sc = r["scaling"]
+            ratios = [x["ratio"] for x in sc["rounds"]]
+            name = "dsv4-gguf serve" if r["server"] == "ours" else "llama-server"
+            lines.append(
+                f"| {name} | {sc['median']:.2f}x | {min(ratios):.2f}-{max(ratios):.2f}x | "
+                f"{np.median([x['one'] for x in sc['rounds']]):.1f} | "
+                f"{np.median([x['parallel'] for x in sc['rounds']]):.1f} | {sc['differ']} |"
+            )
     lines += [
         "",
         f"alone: the prompts one at a time (prompts cached, as under load), the fastest of {meta['alone_passes']} "
@@ -435,6 +516,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument(
         "--alone-passes", type=int, default=3, help="timed one-at-a-time passes after the first (the fastest counts)"
+    )
+    ap.add_argument(
+        "--scaling-rounds", type=int, default=9, help="paired rounds of the decode-scaling measurement (step 3)"
     )
     ap.add_argument("--prompts", type=int, default=8, help="distinct fixed prompts")
     ap.add_argument("--prompt-len", type=int, default=24, help="shortest prompt (the longest is ~3x)")
@@ -465,6 +549,7 @@ def main(argv: list[str] | None = None) -> int:
         "ctx": ns.ctx,
         "clients": ns.clients,
         "alone_passes": ns.alone_passes,
+        "scaling_rounds": ns.scaling_rounds,
         "requests": ns.requests,
         "max_tokens": ns.max_tokens,
         "n_prompts": len(prompts),
