@@ -198,7 +198,7 @@ def main() -> int:
         row["file_bytes"] = size
         rows.append(row)
         print(f"{name}: {size:,} B, mean KLD {row['kld_mean']:.5f}", flush=True)
-        if not ns.keep_ggufs and name not in anchors and out.exists():
+        if not ns.keep_ggufs and out.exists():  # an anchor's budget is its size, recorded above
             out.unlink()
 
     from dsv4_gguf.quantize.target import RECIPE_KEY
@@ -238,10 +238,6 @@ def main() -> int:
               f"closest fixed {row['closest']['variant']} {row['closest']['kld_mean']:.5f}", flush=True)  # fmt: skip
         if not ns.keep_ggufs and out.exists():
             out.unlink()
-    for a in anchors:
-        p = work / f"{slug(a)}.gguf"
-        if not ns.keep_ggufs and p.exists():
-            p.unlink()
 
     report = work / "report"
     cli("eval", "report", *[r["run"] for r in rows], "--out", str(report), "--overwrite", log=log)
