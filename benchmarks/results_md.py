@@ -65,5 +65,15 @@ def write_section(md: Path, name: str, text: str, record: dict[str, Any]) -> Non
         tmp.replace(path)
 
 
+def publish(name: str, text: str, record: dict[str, Any], *, json_path: Path | None, md: Path | None) -> None:
+    """A benchmark's ending: print ``text``, write ``record`` to ``json_path`` and the section ``name`` into
+    ``md`` (`write_section`), each only when given."""
+    print(text)
+    if json_path:
+        Path(json_path).write_text(json.dumps(record, indent=1))
+    if md:
+        write_section(md, name, text, record)
+
+
 def read_record(md: Path, name: str) -> dict[str, Any]:
     return json.loads(record_path(md, name).read_text())

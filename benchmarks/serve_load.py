@@ -562,15 +562,11 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "loadavg": list(os.getloadavg()),
     }
-    res = {"meta": meta, "rows": rows}
-    text = format_section(meta, rows)
-    print(text)
-    if ns.json:
-        ns.json.write_text(json.dumps(res, indent=1))
-    if ns.write:
-        import results_md
+    import results_md
 
-        results_md.write_section(ns.write, "serve_load", text, res)
+    results_md.publish(
+        "serve_load", format_section(meta, rows), {"meta": meta, "rows": rows}, json_path=ns.json, md=ns.write
+    )
     return 0
 
 

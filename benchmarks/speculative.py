@@ -23,7 +23,6 @@ then every case once; the best of --rounds is kept for each.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -312,15 +311,10 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(ns.gguf).with_name("mtp-" + Path(ns.gguf).name).is_file():
         ap.error(f"{ns.gguf}: no MTP sidecar mtp-{Path(ns.gguf).name} next to it")
     res = run(ns)
-    text = format_section(res["meta"], res["rows"])
-    print(text)
-    if ns.json:
-        ns.json.write_text(json.dumps(res, indent=1))
-    if ns.write:
-        import results_md
+    import results_md
 
-        name = "speculative-" + Path(ns.gguf).stem
-        results_md.write_section(ns.write, name, text, res)
+    name = "speculative-" + Path(ns.gguf).stem
+    results_md.publish(name, format_section(res["meta"], res["rows"]), res, json_path=ns.json, md=ns.write)
     return 0
 
 

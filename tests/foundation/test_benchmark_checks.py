@@ -7,6 +7,7 @@ Benchmarks never import tests/; these tests load the benchmark modules from thei
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import sys
 from pathlib import Path
@@ -118,6 +119,16 @@ def test_write_section_touches_only_its_markers(bench, tmp_path):
     for bad in ("<!-- a:begin -->\n", "<!-- a:end -->\n", "<!-- a:begin -->\n<!-- b:begin -->\n<!-- b:end -->\n"):
         with pytest.raises(ValueError):
             rmd.sections(bad)
+
+
+def test_publish_prints_and_writes_only_what_is_asked(bench, tmp_path, capsys):
+    rmd = bench("results_md")
+    md, js = tmp_path / "RESULTS.md", tmp_path / "r.json"
+    rmd.publish("x", "the table", {"v": 3}, json_path=None, md=None)
+    assert capsys.readouterr().out == "the table\n" and not md.exists() and not js.exists()
+    rmd.publish("x", "the table", {"v": 3}, json_path=js, md=md)
+    assert json.loads(js.read_text()) == {"v": 3}
+    assert rmd.sections(md.read_text()) == {"x": "the table"} and rmd.read_record(md, "x") == {"v": 3}
 
 
 def test_quant_kernel_targets_and_verdict(bench):
