@@ -298,7 +298,10 @@ def write_synthetic(
     """Write a synthetic checkpoint for ``args`` to ``out_dir`` atomically; returns the path.
 
     The directory appears only when complete (written as ``<out_dir>.partial`` and renamed).
-    ``progress`` is called with the number of bytes written after each tensor.
+    ``progress`` is called with the number of bytes written after each tensor.  Generation resumes: each shard
+    is renamed into ``<out_dir>.partial`` only when complete, next to a record of what is being written (config,
+    seed, shard plan), so a run that was stopped (killed, interrupted, disk full) and is started again with the
+    same arguments keeps its finished shards and writes only the rest; with other arguments it starts over.
 
     ``values`` (checkpoint weight name -> float32 array of the tensor's logical shape, other float dtypes cast
     to float32 first; integers for ``tid2eid``), when given, replaces the seeded generator (``seed`` is then
@@ -315,30 +318,45 @@ def write_synthetic(
     shards = plan_shards(specs, max_shard_bytes or default_shard_bytes(total))
     parent = out.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(parent).free
-    if free < total + 64 * 1024**2:
-        raise SynthError(
-            f"{parent}: {free:,} bytes free but the checkpoint needs {total:,}; free space or choose another --out"
-        )
     tmp = out.with_name(out.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    plan = _resume_plan(args, seed, shards) if values is None else None
+    done = _finished_shards(tmp, plan, shards)
+    need = total - sum(s.nbytes for i in done for s in shards[i])
+    free = shutil.disk_usage(parent).free
+    if free < need + 64 * 1024**2:
+        raise SynthError(
+            f"{parent}: {free:,} bytes free but the checkpoint needs {need:,} more; free space or choose another --out"
+            + (" (a rerun keeps the shards already written)" if plan is not None else "")
+        )
+    if not done:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        if plan is not None:
+            (tmp / _PLAN).write_text(json.dumps(plan, indent=1) + "\n")
+    by_name = {s.name: s for s in specs}
     try:
         weight_map: dict[str, str] = {}
         pending_scales: dict[str, np.ndarray] = {}
         n = len(shards)
         for i, group in enumerate(shards):
             fname = f"model-{i + 1:05d}-of-{n:05d}.safetensors"
-            with open(tmp / fname, "wb") as f:
+            if i in done:
+                weight_map.update((spec.name, fname) for spec in group)
+                if progress:
+                    progress(sum(spec.nbytes for spec in group))
+                continue
+            part = tmp / (fname + ".tmp")
+            with open(part, "wb") as f:
                 f.write(_shard_header(group))
-                for spec, arr in _with_values(group, source, pending_scales):
+                for spec, arr in _with_values(group, source, pending_scales, by_name):
                     weight_map[spec.name] = fname
                     if arr.nbytes != spec.nbytes or arr.shape != spec.shape:
                         raise SynthError(f"internal: {spec.name} encoded as {arr.shape}, expected {spec.shape}")
                     f.write(np.ascontiguousarray(arr).tobytes())
                     if progress:
                         progress(arr.nbytes)
+            os.replace(part, tmp / fname)
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
         (tmp / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
         (tmp / "config.json").write_text(json.dumps(args.to_hf_dict(), indent=2) + "\n")
@@ -355,23 +373,65 @@ def write_synthetic(
         (tmp / "generation_config.json").write_text(json.dumps(gen_cfg, indent=2) + "\n")
         for fn, data in _tokenizer_files().items():
             (tmp / fn).write_bytes(data)
+        (tmp / _PLAN).unlink(missing_ok=True)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if plan is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:  # keep the finished shards for the next run; drop only the one being written
+            for left in tmp.glob("*.tmp"):
+                left.unlink(missing_ok=True)
         raise
     return out
 
 
+_PLAN = "synth-plan.json"
+
+
+def _resume_plan(args: ModelArgs, seed: int, shards: list[list[TensorSpec]]) -> dict[str, object]:
+    """What a resumed run must match to keep earlier shards: the config, the seed and every shard's tensors."""
+    return {
+        "config": args.to_hf_dict(),
+        "seed": seed,
+        "shards": [[[s.name, s.dtype, list(s.shape)] for s in group] for group in shards],
+    }
+
+
+def _finished_shards(tmp: Path, plan: dict[str, object] | None, shards: list[list[TensorSpec]]) -> set[int]:
+    """Indices of the shards a stopped run with the same plan already completed in ``tmp`` (a complete shard
+    has its final name and exactly its header plus data bytes)."""
+    if plan is None or not (tmp / _PLAN).is_file():
+        return set()
+    try:
+        if json.loads((tmp / _PLAN).read_text()) != json.loads(json.dumps(plan)):
+            return set()
+    except (OSError, ValueError):
+        return set()
+    n, done = len(shards), set()
+    for i, group in enumerate(shards):
+        f = tmp / f"model-{i + 1:05d}-of-{n:05d}.safetensors"
+        if f.is_file() and f.stat().st_size == len(_shard_header(group)) + sum(s.nbytes for s in group):
+            done.add(i)
+    return done
+
+
 def _with_values(
-    group: list[TensorSpec], source: _Generator | _Given, pending_scales: dict[str, np.ndarray]
+    group: list[TensorSpec],
+    source: _Generator | _Given,
+    pending_scales: dict[str, np.ndarray],
+    by_name: Mapping[str, TensorSpec],
 ) -> Iterator[tuple[TensorSpec, np.ndarray]]:
     for spec in group:
         if spec.kind == "scale":
             arr = pending_scales.pop(spec.name, None)
-            if arr is None:  # layout order always puts a weight before its scale
-                raise SynthError(f"scale {spec.name} precedes its weight in the layout")
+            if arr is None:
+                weight = by_name.get(spec.name[: -len(".scale")] + ".weight")
+                if weight is None:
+                    raise SynthError(f"internal: scale {spec.name} has no weight in the layout")
+                # its weight sits in a shard a stopped run finished: encode it again for the scale
+                arr = _encode(weight, source.value(weight))[1]
             yield spec, arr.view(np.dtype(ml_dtypes.float8_e8m0fnu))
             continue
         data, scale = _encode(spec, source.value(spec))

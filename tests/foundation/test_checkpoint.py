@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import ml_dtypes
 import numpy as np
@@ -13,7 +14,7 @@ from safetensors import safe_open
 
 from dsv4_gguf.checkpoint import Checkpoint
 from dsv4_gguf.layout import census, checkpoint_tensors
-from dsv4_gguf.synth import SynthError, quantize_fp4_groups, quantize_fp8_blocks, write_synthetic
+from dsv4_gguf.synth import SynthError, plan_shards, quantize_fp4_groups, quantize_fp8_blocks, write_synthetic
 
 
 def test_tiny_checkpoint_files_and_layout(tiny_ckpt, tiny_args):
@@ -111,6 +112,71 @@ def test_synthesis_is_deterministic_and_independent_of_sharding(tmp_path, micro_
     with Checkpoint(third) as c, Checkpoint(micro_ckpt) as a:
         h = lambda ck: hashlib.sha256(ck.view("layers.1.attn.wkv.weight").tobytes()).hexdigest()  # noqa: E731
         assert h(c) != h(a)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_stopped_synthesis_resumes_keeping_finished_shards(tmp_path, micro_args, micro_ckpt):
+    """A run stopped after a few shards leaves them in ``<out>.partial``; the same call again keeps them (same
+    inode: not rewritten), writes the rest, and the result equals an uninterrupted run byte for byte, including a
+    scale whose weight lies in a kept shard.  Other arguments start over."""
+    specs = list(checkpoint_tensors(micro_args))
+    for shard_bytes in range(256 << 10, 2 << 20, 64 << 10):  # a split that puts some scale after its weight's shard
+        shards = plan_shards(specs, shard_bytes)
+        where = {s.name: i for i, group in enumerate(shards) for s in group}
+        cut = min(
+            (where[n] for n in where if n.endswith(".scale") and where[n] != where[n[:-6] + ".weight"]), default=0
+        )
+        if cut:
+            break
+    assert cut, "no shard size splits a weight from its scale; this test could not check the re-encode"
+    limit = sum(s.nbytes for group in shards[:cut] for s in group)  # stop in the first tensor of shard `cut`
+    out, written = tmp_path / "micro", 0
+
+    def stop_after(nbytes: int) -> None:
+        nonlocal written
+        written += nbytes
+        if written > limit:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        write_synthetic(micro_args, out, seed=1, max_shard_bytes=shard_bytes, progress=stop_after)
+    part = tmp_path / "micro.partial"
+    kept = sorted(part.glob("model-*.safetensors"))
+    assert not out.exists() and not list(part.glob("*.tmp"))
+    assert len(kept) == cut
+    handles = [open(f, "rb") for f in kept]  # held open, so a rewritten file could not reuse an old inode
+    try:
+        inodes = {f.name: os.fstat(h.fileno()).st_ino for f, h in zip(kept, handles, strict=True)}
+        again = write_synthetic(micro_args, out, seed=1, max_shard_bytes=shard_bytes)
+        assert {f: (again / f).stat().st_ino for f in inodes} == inodes
+    finally:
+        for h in handles:
+            h.close()
+    assert not part.exists()
+    with Checkpoint(micro_ckpt) as a, Checkpoint(again) as b:
+        assert a.names() == b.names()
+        for name in a.names():
+            assert a.view(name).tobytes() == b.view(name).tobytes(), name
+
+    written = 0
+    with pytest.raises(_Stop):
+        write_synthetic(micro_args, tmp_path / "x", seed=1, max_shard_bytes=shard_bytes, progress=stop_after)
+    stale = sorted((tmp_path / "x.partial").glob("model-*.safetensors"))
+    assert stale
+    handles = [open(f, "rb") for f in stale]
+    try:
+        old = {f.name: os.fstat(h.fileno()).st_ino for f, h in zip(stale, handles, strict=True)}
+        other = write_synthetic(micro_args, tmp_path / "x", seed=2, max_shard_bytes=shard_bytes)
+        assert all((other / f).stat().st_ino != ino for f, ino in old.items())
+    finally:
+        for h in handles:
+            h.close()
+    with Checkpoint(other) as c, Checkpoint(micro_ckpt) as a:
+        name = "layers.1.attn.wkv.weight"
+        assert c.view(name).tobytes() != a.view(name).tobytes()
 
 
 def test_quantizers_round_trip_within_format_precision(npdecode):
