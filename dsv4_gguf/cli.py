@@ -71,7 +71,9 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
         description="Write a seeded synthetic DeepSeek-V4 checkpoint with the release's tensor names, "
         "dtypes (FP8 E4M3 + E8M0 block scales, packed FP4 experts, BF16, F32, I64), shards, index, "
         "config.json and the real tokenizer. With --dry-run, print the tensor/byte census instead "
-        "(for 'flash' and 'pro' these are the published totals of the real checkpoints).",
+        "(for 'flash' and 'pro' these are the published totals of the real checkpoints). The folder appears "
+        "only when complete; a stopped run (Ctrl-C, killed, disk full) started again with the same arguments "
+        "keeps the shards it finished in DIR.partial and writes the rest.",
     )
     src = p.add_mutually_exclusive_group()
     src.add_argument(
