@@ -40,6 +40,7 @@ Runtime::Runtime(const std::string& path, const RuntimeOptions& opts, const std:
   int n = opts.threads > 0 ? opts.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   opts_.threads = n;
   pool_ = std::make_unique<ThreadPool>(n);
+  impl_ = resolve_impl(Impl::Auto);
   freqs_win_ = rope_freqs(model_.cfg(), 0);
   freqs_comp_ = rope_freqs(model_.cfg(), 4);
 }
@@ -258,6 +259,7 @@ OpCtx Runtime::ctx() const {
   OpCtx c;
   c.pool = pool_.get();
   c.exact = opts_.exact;
+  c.impl = impl_;
   return c;
 }
 // ------------------------------------------------------------------------------------------------

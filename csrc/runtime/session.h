@@ -107,6 +107,7 @@ class Runtime {
   std::unique_ptr<Model> mtp_;
   RuntimeOptions opts_;
   std::unique_ptr<ThreadPool> pool_;
+  Impl impl_ = Impl::Auto;  // the kernel level, resolved once (DSV4_KERNELS etc. are read here, not per product)
   std::vector<float> freqs_win_, freqs_comp_;
 };
 

@@ -160,7 +160,9 @@ void attention_layer(const LayerCtx& lc, const std::vector<SeqRows>& seqs, const
   };
   const float wscale =
       static_cast<float>(std::pow(static_cast<double>(dI), -0.5) * std::pow(static_cast<double>(nI), -0.5));
-  for (size_t i = 0; i < seqs.size(); ++i) {
+  // Each sequence writes only its own rows of q, kv, iq, iw and the compressor inputs and its own state, so a
+  // batch of sequences runs them in parallel (with taps, in order: taps record in call order).
+  auto per_seq = [&](size_t i) {
     LayerState& S = *seqs[i].S;
     const int64_t T = seqs[i].T, p0 = seqs[i].p0, R = r0[i];
     for (int64_t t = 0; t < T; ++t)
@@ -188,6 +190,13 @@ void attention_layer(const LayerCtx& lc, const std::vector<SeqRows>& seqs, const
     }
     // the main compressor does not read the indexer's selection: it runs before the selection below
     if (ratio) run_compressor(b.comp, comp_in, R, T, p0, S, S.comp, S.comp_kv, S.n_comp, false, "comp_kv");
+  };
+  if (taps || seqs.size() == 1) {
+    for (size_t i = 0; i < seqs.size(); ++i) per_seq(i);
+  } else {
+    ctx.pool->parallel_for(static_cast<int64_t>(seqs.size()), 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) per_seq(static_cast<size_t>(i));
+    });
   }
 
   // ---- indexer top-k per row (every row of every sequence in one parallel job) ----
