@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <string>
 #include <thread>
+#include <type_traits>
 
 #include "core/cpu_features.h"
 #include "core/fp_decode.h"
@@ -51,9 +52,11 @@ std::vector<py::ssize_t> shape_of(const py::array& a) { return {a.shape(), a.sha
 // Logits [rows, V] handed to numpy without a copy: the array owns the vector.  A decode step's logits are
 // megabytes (the vocabulary times the batch); a copy into a fresh array cost a second buffer's page faults
 // and a memmove on every step.
-py::array_t<float> own_rows(std::vector<float>&& v, int64_t rows) {
-  auto* keep = new std::vector<float>(std::move(v));
-  py::capsule owner(keep, [](void* p) { delete static_cast<std::vector<float>*>(p); });
+template <class Vec>
+py::array_t<float> own_rows(Vec&& v, int64_t rows) {
+  using Owned = std::decay_t<Vec>;
+  auto* keep = new Owned(std::move(v));
+  py::capsule owner(keep, [](void* p) { delete static_cast<Owned*>(p); });
   const int64_t V = static_cast<int64_t>(keep->size()) / rows;
   return py::array_t<float>({rows, V}, keep->data(), owner);
 }
@@ -549,7 +552,7 @@ void register_runtime(py::module_& m) {
               throw py::value_error("tokens: expected a C-contiguous 1-D array");
             const int64_t T = tokens.shape(0);
             const int32_t* tp = static_cast<const int32_t*>(tokens.data());
-            std::vector<float> out;
+            dsv4::Logits out;
             {
               py::gil_scoped_release nogil;
               try {
@@ -570,7 +573,7 @@ void register_runtime(py::module_& m) {
               throw py::type_error("tokens: expected a C-contiguous 1-D int32 array");
             const int64_t T = tokens.shape(0);
             const int32_t* tp = static_cast<const int32_t*>(tokens.data());
-            std::vector<float> out;
+            dsv4::Logits out;
             {
               py::gil_scoped_release nogil;
               out = s.mtp_forward(tp, T, all_logits);
@@ -585,7 +588,7 @@ void register_runtime(py::module_& m) {
       .def(
           "mtp_self",
           [](dsv4::Session& s, int32_t token) {
-            std::vector<float> out;
+            dsv4::Logits out;
             {
               py::gil_scoped_release nogil;
               out = s.mtp_self(token);
@@ -646,7 +649,7 @@ void register_runtime(py::module_& m) {
           throw py::value_error("forward_batch: " + std::to_string(sessions.size()) + " sessions but " +
                                 std::to_string(tokens.shape(0)) + " tokens; give one token per session");
         const int32_t* tp = static_cast<const int32_t*>(tokens.data());
-        std::vector<float> out;
+        dsv4::Logits out;
         {
           py::gil_scoped_release nogil;
           try {

@@ -407,7 +407,7 @@ std::vector<float> embed_rows(const Model& M, const int32_t* tokens, int64_t N, 
 }
 }  // namespace
 
-std::vector<float> Session::forward(const int32_t* tokens, int64_t T, bool all_logits) {
+Logits Session::forward(const int32_t* tokens, int64_t T, bool all_logits) {
   Guard g(*this, "forward");
   const Model& M = rt_.model();
   const ModelConfig& c = M.cfg();
@@ -432,12 +432,12 @@ std::vector<float> Session::forward(const int32_t* tokens, int64_t T, bool all_l
     pending_rows_ = static_cast<int64_t>(pending_.size()) / hcD;
   }
   const int64_t n_out = all_logits ? T : 1;
-  std::vector<float> logits = head(M, M.head, &X[static_cast<size_t>((T - n_out) * hcD)], n_out, M.out_norm, "");
+  Logits logits = head(M, M.head, &X[static_cast<size_t>((T - n_out) * hcD)], n_out, M.out_norm, "");
   pos_ = p0 + T;
   return logits;
 }
 
-std::vector<float> Session::forward_batch(const std::vector<Session*>& ss, const int32_t* tokens) {
+Logits Session::forward_batch(const std::vector<Session*>& ss, const int32_t* tokens) {
   const int64_t n = static_cast<int64_t>(ss.size());
   if (n == 0) throw std::invalid_argument("forward_batch: no sessions given");
   for (int64_t i = 0; i < n; ++i) {
@@ -490,13 +490,13 @@ std::vector<float> Session::forward_batch(const std::vector<Session*>& ss, const
       s.pending_rows_ = static_cast<int64_t>(s.pending_.size()) / hcD;
     }
   }
-  std::vector<float> logits = s0.head(M, M.head, X.data(), n, M.out_norm, "");
+  Logits logits = s0.head(M, M.head, X.data(), n, M.out_norm, "");
   for (Session* s : ss) s->pos_ += 1;
   return logits;
 }
 
-std::vector<float> Session::head(const Model& M, const WeightView& W, const float* X, int64_t n_out,
-                                 const std::vector<float>& norm, const std::string& pre) {
+Logits Session::head(const Model& M, const WeightView& W, const float* X, int64_t n_out, const std::vector<float>& norm,
+                     const std::string& pre) {
   const ModelConfig& c = M.cfg();
   const bool taps = taps_.active();
   const int64_t D = c.dim, hc = c.hc, hcD = hc * D;
@@ -514,13 +514,13 @@ std::vector<float> Session::head(const Model& M, const WeightView& W, const floa
     if (taps) taps_.add(pre + "hc_head_out", ut, D, D);
     rms_norm(ut, norm.data(), ut, D, c.norm_eps);
   }
-  std::vector<float> logits(static_cast<size_t>(n_out * c.vocab));
+  Logits logits(static_cast<size_t>(n_out * c.vocab));  // the product writes every element
   linear(W, u.data(), n_out, logits.data(), ctx);
   if (taps) taps_.add(pre + "logits", logits.data(), n_out * c.vocab, c.vocab);
   return logits;
 }
 
-std::vector<float> Session::mtp_forward(const int32_t* tokens, int64_t T, bool all_logits) {
+Logits Session::mtp_forward(const int32_t* tokens, int64_t T, bool all_logits) {
   Guard g(*this, "mtp_forward");
   if (!use_mtp_) throw std::invalid_argument("create the session with mtp=True to run the MTP draft block");
   mtp_discard_locked();
@@ -557,7 +557,7 @@ std::vector<float> Session::mtp_forward(const int32_t* tokens, int64_t T, bool a
     X.erase(X.begin(), X.begin() + tk * hcD);
   }
   block_forward(M, l, {{&mtp_state_, p0 + tk, T - tk, kv_}}, X, tokens + tk, T - tk, "mtp.0.");
-  std::vector<float> logits =
+  Logits logits =
       head(M, rt_.draft_head(), &X[static_cast<size_t>((T - tk - n_out) * hcD)], n_out, b.mtp_norm, "mtp.0.");
   pending_.erase(pending_.begin(), pending_.begin() + T * hcD);
   pending_rows_ = static_cast<int64_t>(pending_.size()) / hcD;
@@ -588,7 +588,7 @@ void Session::mtp_kv_rows(const Model& M, const float* X, int64_t T, int64_t p0)
   attention_kv_rows(lc, mtp_state_, h.data(), T, p0);
 }
 
-std::vector<float> Session::mtp_self(int32_t token) {
+Logits Session::mtp_self(int32_t token) {
   Guard g(*this, "mtp_self");
   if (!use_mtp_) throw std::invalid_argument("create the session with mtp=True to run the MTP draft block");
   if (mtp_last_.empty())
@@ -615,7 +615,7 @@ std::vector<float> Session::mtp_self(int32_t token) {
   }
   linear(b.eh_proj, in.data(), hc, X.data(), rt_.ctx());
   block_forward(M, l, {{&mtp_state_, mtp_pos_.load(), 1, kv_}}, X, &token, 1, "mtp.0.");
-  std::vector<float> logits = head(M, rt_.draft_head(), X.data(), 1, b.mtp_norm, "mtp.0.");
+  Logits logits = head(M, rt_.draft_head(), X.data(), 1, b.mtp_norm, "mtp.0.");
   mtp_last_ = X;
   mtp_pos_ += 1;
   return logits;
@@ -635,6 +635,17 @@ void Session::mtp_discard_locked() {
   mtp_self_from_ = -1;
 }
 
+namespace {
+// fn(t0, t1) over the rows [0, T) of a chunk or batch, whose rows are independent: split over the pool when there
+// are several (a batched decode step's sequences), in order on this thread with taps (they record in call order).
+void per_token(int64_t T, bool in_order, const OpCtx& ctx, const std::function<void(int64_t, int64_t)>& fn) {
+  if (T <= 1 || in_order)
+    fn(0, T);
+  else
+    ctx.pool->parallel_for(T, 1, fn);
+}
+}  // namespace
+
 void Session::block_forward(const Model& M, int l, const std::vector<SeqRows>& seqs, std::vector<float>& X,
                             const int32_t* tokens, int64_t T, const std::string& pre) {
   const ModelConfig& c = M.cfg();
@@ -652,21 +663,24 @@ void Session::block_forward(const Model& M, int l, const std::vector<SeqRows>& s
     if (taps)
       taps_.add(pre + (sub == 0 ? "hc_attn_x" : "hc_ffn_x"), X.data(), T * hcD, hcD);  // hc_*_fn input (imatrix)
     hc_mixes(fn, X.data(), T, c.norm_eps, mixes.data(), ctx);
-    for (int64_t t = 0; t < T; ++t) {
-      float pr[4];
-      hc_coeffs(&mixes[static_cast<size_t>(t * nmix)], scale, base, static_cast<int>(hc),
-                static_cast<int>(c.sinkhorn_iters), c.hc_eps, pr, &post[static_cast<size_t>(t * hc)],
-                &comb[static_cast<size_t>(t * hc * hc)]);
-      float* ht = &h[static_cast<size_t>(t * D)];
-      hc_collapse(&X[static_cast<size_t>(t * hcD)], pr, static_cast<int>(hc), D, ht);
-      rms_norm(ht, norm, ht, D, c.norm_eps);
-      if (taps) {
-        taps_.add(pre + (sub == 0 ? "hc_attn_pre" : "hc_ffn_pre"), pr, hc, hc);
-        taps_.add(pre + (sub == 0 ? "hc_attn_comb" : "hc_ffn_comb"), &comb[static_cast<size_t>(t * hc * hc)], hc * hc,
-                  hc * hc);
-        taps_.add(pre + (sub == 0 ? "attn_in" : "ffn_in"), ht, D, D);
+    // per token: Sinkhorn coefficients, collapse, norm (tokens independent; with taps in order, as they record)
+    per_token(T, taps, ctx, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        float pr[4];
+        hc_coeffs(&mixes[static_cast<size_t>(t * nmix)], scale, base, static_cast<int>(hc),
+                  static_cast<int>(c.sinkhorn_iters), c.hc_eps, pr, &post[static_cast<size_t>(t * hc)],
+                  &comb[static_cast<size_t>(t * hc * hc)]);
+        float* ht = &h[static_cast<size_t>(t * D)];
+        hc_collapse(&X[static_cast<size_t>(t * hcD)], pr, static_cast<int>(hc), D, ht);
+        rms_norm(ht, norm, ht, D, c.norm_eps);
+        if (taps) {
+          taps_.add(pre + (sub == 0 ? "hc_attn_pre" : "hc_ffn_pre"), pr, hc, hc);
+          taps_.add(pre + (sub == 0 ? "hc_attn_comb" : "hc_ffn_comb"), &comb[static_cast<size_t>(t * hc * hc)], hc * hc,
+                    hc * hc);
+          taps_.add(pre + (sub == 0 ? "attn_in" : "ffn_in"), ht, D, D);
+        }
       }
-    }
+    });
     const LayerCtx lc{c, b, l, ctx, rt_.options().qat, rt_.freqs(b.ratio).data(), taps_, pre};
     if (sub == 0) {
       attention_layer(lc, seqs, h.data(), f.data());
@@ -675,13 +689,15 @@ void Session::block_forward(const Model& M, int l, const std::vector<SeqRows>& s
       moe_layer(lc, h.data(), tokens, T, f.data());
       if (taps) taps_.add(pre + "moe_out", f.data(), T * D, D);
     }
-    std::vector<float> out(static_cast<size_t>(hcD));
-    for (int64_t t = 0; t < T; ++t) {
-      float* xt = &X[static_cast<size_t>(t * hcD)];
-      hc_expand(&f[static_cast<size_t>(t * D)], xt, &post[static_cast<size_t>(t * hc)],
-                &comb[static_cast<size_t>(t * hc * hc)], static_cast<int>(hc), D, out.data());
-      std::memcpy(xt, out.data(), static_cast<size_t>(hcD) * 4);
-    }
+    per_token(T, false, ctx, [&](int64_t t0, int64_t t1) {
+      std::vector<float> out(static_cast<size_t>(hcD));
+      for (int64_t t = t0; t < t1; ++t) {
+        float* xt = &X[static_cast<size_t>(t * hcD)];
+        hc_expand(&f[static_cast<size_t>(t * D)], xt, &post[static_cast<size_t>(t * hc)],
+                  &comb[static_cast<size_t>(t * hc * hc)], static_cast<int>(hc), D, out.data());
+        std::memcpy(xt, out.data(), static_cast<size_t>(hcD) * 4);
+      }
+    });
   }
   if (taps) taps_.add(pre + "block_out", X.data(), T * hcD, hcD);
 }

@@ -126,21 +126,21 @@ class Session {
   // use_mtp: keep the main model's pre-hc_head streams so that mtp_forward can run the draft block.
   Session(const Runtime& rt, int64_t ctx, KvDtype kv, bool use_mtp = false);
   // Consume tokens at positions pos()..; returns logits [n_out][vocab] (n_out = T if all_logits else 1).
-  std::vector<float> forward(const int32_t* tokens, int64_t T, bool all_logits);
+  Logits forward(const int32_t* tokens, int64_t T, bool all_logits);
   // Batched decode: session i consumes tokens[i] at its own position, all of them in one forward pass (every
   // weight matrix streamed once for the batch); returns logits [n][vocab], row i bit-identical to what
   // sessions[i]->forward(&tokens[i], 1, false) gives, and each session's state afterwards too (undo journal
   // and pending MTP streams included).  Everything is checked before any state changes: an empty batch, a
   // null, a session of another Runtime, one given twice, one with taps set, a bad token (invalid_argument /
   // out_of_range), a full context (length_error), a session busy on another thread (SessionBusy).
-  static std::vector<float> forward_batch(const std::vector<Session*>& sessions, const int32_t* tokens);
+  static Logits forward_batch(const std::vector<Session*>& sessions, const int32_t* tokens);
   // MTP draft block (DeepSeek-V4's inference/model.py) on the oldest `T` pending main streams, stream i paired with tokens[i]
   // (the token after that stream's position); returns draft logits [n_out][vocab].
-  std::vector<float> mtp_forward(const int32_t* tokens, int64_t T, bool all_logits);
+  Logits mtp_forward(const int32_t* tokens, int64_t T, bool all_logits);
   // The MTP block applied to its own output (drafts 2..k of a speculative step): consumes the output stream of
   // the last MTP position with `token` (the previous draft) at the next MTP position; returns draft logits
   // [vocab].  These positions are provisional: the next mtp_forward or mtp_discard undoes them exactly.
-  std::vector<float> mtp_self(int32_t token);
+  Logits mtp_self(int32_t token);
   void mtp_discard();
   // Accessors are safe while another thread runs forward (atomics / values fixed at construction).
   int64_t mtp_pos() const { return mtp_pos_.load(); }
@@ -169,7 +169,7 @@ class Session {
   // sequence's state (this session's own for forward, the batch's sessions' for forward_batch).
   void block_forward(const Model& M, int l, const std::vector<SeqRows>& seqs, std::vector<float>& X,
                      const int32_t* tokens, int64_t N, const std::string& pre);
-  std::vector<float> head(const Model& M, const WeightView& W, const float* X, int64_t n_out,
+  Logits head(const Model& M, const WeightView& W, const float* X, int64_t n_out,
                           const std::vector<float>& norm, const std::string& pre);
   void check_tokens(const Model& M, const int32_t* tokens, int64_t T) const;
   void reset_state();

@@ -62,8 +62,8 @@ uint64_t fnv1a(const void* p, size_t n) {
 void emit(const std::string& name, const void* p, size_t n) {
   std::printf("%s %016" PRIx64 " %zu\n", name.c_str(), fnv1a(p, n), n);
 }
-template <class T>
-void emit(const std::string& name, const std::vector<T>& v) {
+template <class T, class A>
+void emit(const std::string& name, const std::vector<T, A>& v) {
   emit(name, v.data(), v.size() * sizeof(T));
 }
 // The reason goes to stderr: it names the input, which may differ in wording between library versions.
@@ -337,7 +337,7 @@ int model_logits(const std::string& path) {
       Rng rng(3);
       for (auto& t : toks) t = static_cast<int32_t>(rng.next() % static_cast<uint64_t>(vocab));
       const std::string tag = std::string(exact ? "model.exact" : "model.quant") + ".t" + std::to_string(threads);
-      std::vector<float> l = s.forward(toks.data(), static_cast<int64_t>(toks.size()), true);
+      dsv4::Logits l = s.forward(toks.data(), static_cast<int64_t>(toks.size()), true);
       emit(tag + ".prefill", l);
       for (int step = 0; step < 3; ++step) {
         int32_t next = 0;

@@ -23,7 +23,7 @@ namespace {
 
 struct Job {
   std::vector<int32_t> tokens;
-  std::vector<std::vector<float>> logits;  // one entry per call
+  std::vector<dsv4::Logits> logits;  // one entry per call
   std::string error;
 };
 
@@ -54,7 +54,7 @@ void run(const dsv4::Runtime& rt, Job& job, int64_t prefill, int64_t ctx, const 
   }
 }
 
-bool same(const std::vector<float>& a, const std::vector<float>& b) {
+bool same(const dsv4::Logits& a, const dsv4::Logits& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 

@@ -68,10 +68,16 @@ void moe_layer(const LayerCtx& lc, const float* h, const int32_t* tokens, int64_
   std::vector<float> logits(static_cast<size_t>(T * E));
   linear(b.gate, h, T, logits.data(), ctx);
   std::vector<Routing> R(static_cast<size_t>(T));
-  for (int64_t t = 0; t < T; ++t)
-    R[static_cast<size_t>(t)] =
-        route(&logits[static_cast<size_t>(t * E)], E, static_cast<int>(K), b.bias.empty() ? nullptr : b.bias.data(),
-              b.hash ? b.tid2eid + static_cast<int64_t>(tokens[t]) * K : nullptr, c.route_scale, c.norm_topk);
+  auto route_rows = [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t)
+      R[static_cast<size_t>(t)] =
+          route(&logits[static_cast<size_t>(t * E)], E, static_cast<int>(K), b.bias.empty() ? nullptr : b.bias.data(),
+                b.hash ? b.tid2eid + static_cast<int64_t>(tokens[t]) * K : nullptr, c.route_scale, c.norm_topk);
+  };
+  if (T > 1)
+    ctx.pool->parallel_for(T, 1, route_rows);
+  else
+    route_rows(0, T);
   if (taps) {
     std::vector<float> ids(static_cast<size_t>(T * K)), ws(static_cast<size_t>(T * K)), mg(static_cast<size_t>(T));
     for (int64_t t = 0; t < T; ++t) {
@@ -129,8 +135,23 @@ void moe_layer(const LayerCtx& lc, const float* h, const int32_t* tokens, int64_
   tasks.push_back({b.sw3, h, T, su.data(), Is});
   linear_batch(tasks, ctx);
   const float lim = c.swiglu_exp[static_cast<size_t>(lc.layer)];
-  for (Active& a : act) swiglu(a.g.data(), a.u.data(), a.n, I, a.w.data(), lim);
-  swiglu(sg.data(), su.data(), T, Is, nullptr, c.swiglu_shexp[static_cast<size_t>(lc.layer)]);
+  // the SwiGLU of every active expert, then the shared one: independent, so split over the pool when there are
+  // several tokens (each element computed as alone: the same bits)
+  const int64_t n_act = static_cast<int64_t>(act.size());
+  auto act_rows = [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      if (i < n_act) {
+        Active& a = act[static_cast<size_t>(i)];
+        swiglu(a.g.data(), a.u.data(), a.n, I, a.w.data(), lim);
+      } else {
+        swiglu(sg.data(), su.data(), T, Is, nullptr, c.swiglu_shexp[static_cast<size_t>(lc.layer)]);
+      }
+    }
+  };
+  if (T > 1)
+    ctx.pool->parallel_for(n_act + 1, 1, act_rows);
+  else
+    act_rows(0, n_act + 1);
   tasks.clear();
   for (Active& a : act) tasks.push_back({b.w2.slice(a.e * D, D), a.g.data(), a.n, a.y.data(), D});
   tasks.push_back({b.sw2, sg.data(), T, sh.data(), D});

@@ -4,6 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <new>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "core/cpu_features.h"
@@ -12,6 +16,29 @@
 #include "runtime/thread_pool.h"
 
 namespace dsv4 {
+
+// An allocator whose elements start uninitialized (std::vector<float>(n) writes n zeros first), for outputs a
+// product then writes in full: a decode step's logits are the vocabulary times the batch, megabytes per step.
+template <class T>
+struct DefaultInitAllocator : std::allocator<T> {
+  template <class U>
+  struct rebind {
+    using other = DefaultInitAllocator<U>;
+  };
+  DefaultInitAllocator() = default;
+  template <class U>
+  DefaultInitAllocator(const DefaultInitAllocator<U>&) noexcept {}
+  template <class U>
+  void construct(U* p) noexcept(std::is_nothrow_default_constructible<U>::value) {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <class U, class... A>
+  void construct(U* p, A&&... a) {
+    ::new (static_cast<void*>(p)) U(std::forward<A>(a)...);
+  }
+};
+// Logits [rows][vocab] as the head writes them.
+using Logits = std::vector<float, DefaultInitAllocator<float>>;
 
 struct OpCtx {
   ThreadPool* pool = nullptr;
