@@ -192,9 +192,9 @@ def run_load(
     return results, time.perf_counter() - t0
 
 
-def pass_tok_s(base: str, prompts: list[list[int]], max_tokens: int, width: int) -> tuple[list[str], float]:
+def run_pass(base: str, prompts: list[list[int]], max_tokens: int, width: int) -> tuple[list[str], list[int], float]:
     """Every prompt once, non-streamed, ``width`` requests in flight at a time (1: one after another): the
-    answers and the generated tok/s (usage's completion tokens over the pass's wall time)."""
+    answers, each one's generated tokens (usage's completion tokens) and the pass's wall time."""
     texts: list[str] = [""] * len(prompts)
     n_tok = [0] * len(prompts)
     errors: list[str] = []
@@ -223,8 +223,8 @@ def pass_tok_s(base: str, prompts: list[list[int]], max_tokens: int, width: int)
         t.join()
     wall = time.perf_counter() - t0
     if errors:
-        raise SystemExit(f"decode scaling: {len(errors)} requests failed, first: {errors[0]}")
-    return texts, sum(n_tok) / wall
+        raise SystemExit(f"{len(errors)} of a pass's requests failed, first: {errors[0]}")
+    return texts, n_tok, wall
 
 
 def decode_scaling(
@@ -235,7 +235,8 @@ def decode_scaling(
     for i in range(ns.scaling_rounds):
         got: dict[int, float] = {}
         for width in (1, ns.parallel) if i % 2 == 0 else (ns.parallel, 1):
-            texts, tok_s = pass_tok_s(base, prompts, ns.max_tokens, width)
+            texts, n_tok, wall = run_pass(base, prompts, ns.max_tokens, width)
+            tok_s = sum(n_tok) / wall
             bad = [j for j, (t, a) in enumerate(zip(texts, alone, strict=True)) if t != a]
             if bad and kind == "ours":
                 raise SystemExit(f"{kind}: decode scaling, {width} at a time: prompt {bad[0]} answered differently")
@@ -373,15 +374,8 @@ def bench_server(kind: str, ns: argparse.Namespace, prompts: list[list[int]], wo
         proc = subprocess.Popen(server_command(kind, ns, port), stdout=fh, stderr=subprocess.STDOUT)
     try:
         start_s = wait_healthy(base, proc, log)
-        passes = []
-        for _ in range(1 + ns.alone_passes):  # one at a time: the reference answers, then the one-sequence rate
-            texts, n_tok = [], []
-            t0 = time.perf_counter()
-            for p in prompts:
-                out = _post(base, "/v1/completions", completion_body("m", p, ns.max_tokens, False))
-                texts.append(out["choices"][0]["text"])
-                n_tok.append(int(out["usage"]["completion_tokens"]))
-            passes.append((texts, n_tok, time.perf_counter() - t0))
+        # one at a time: the reference answers, then the one-sequence rate
+        passes = [run_pass(base, prompts, ns.max_tokens, 1) for _ in range(1 + ns.alone_passes)]
         alone, n_tok, _ = passes[1]
         if any(t != passes[0][0] for t, _, _ in passes[1:]):
             raise SystemExit(f"{kind}: a later alone pass answered differently from the first")
