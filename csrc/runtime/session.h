@@ -169,8 +169,8 @@ class Session {
   // sequence's state (this session's own for forward, the batch's sessions' for forward_batch).
   void block_forward(const Model& M, int l, const std::vector<SeqRows>& seqs, std::vector<float>& X,
                      const int32_t* tokens, int64_t N, const std::string& pre);
-  Logits head(const Model& M, const WeightView& W, const float* X, int64_t n_out,
-                          const std::vector<float>& norm, const std::string& pre);
+  Logits head(const Model& M, const WeightView& W, const float* X, int64_t n_out, const std::vector<float>& norm,
+              const std::string& pre);
   void check_tokens(const Model& M, const int32_t* tokens, int64_t T) const;
   void reset_state();
   // Held by every public call that reads or writes the state; try-locked (SessionBusy when taken).
