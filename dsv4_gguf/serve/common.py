@@ -169,6 +169,8 @@ class Ctx:
         and the ``DoneEvent`` last (reason "stop" when a stop string ended the turn).  A stop string cancels
         the job; the tokens still in flight are dropped."""
         detok = Detokenizer(self.engine.model.decode_tokens)
+        # a non-streamed answer without stop strings is only read at its end: take its tokens then, in one go
+        job.at_end = not stream and not turn.stop
         async for ev in self.events(job, stream):
             if isinstance(ev, DoneEvent):
                 check_done(ev)

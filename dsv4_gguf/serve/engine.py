@@ -73,6 +73,10 @@ class Job:
     stop_ids: frozenset[int] = frozenset()
     logprobs: int | None = None
     echo_logprobs: bool = False
+    # hand the generated tokens to the reader at the end, with the DoneEvent, instead of one round at a time: for
+    # a non-streamed answer nobody reads them earlier, and each round's hand-over wakes the event loop, which
+    # competes with the decode threads for the cores (set it only when the reader cannot stop the job early)
+    at_end: bool = False
     cancelled: threading.Event = field(default_factory=threading.Event)
     posted: int = 0  # events the worker posted (written by the worker only)
     taken: int = 0  # events the reader took (written by the reader only)
@@ -125,6 +129,7 @@ class _Slot:
         self.argmax = -1  # argmax of ``logits`` when the batched step computed it for all rows at once, else -1
         self.rng: np.random.Generator | None = None
         self.done = DoneEvent(reason="")
+        self.held_events: list[TokenEvent] = []  # an ``at_end`` job's tokens, posted with its DoneEvent
         self.prompt_lp: list[float] = []
         self.prompt_top: list[list[tuple[int, float]]] = []
         self.t0 = 0.0
@@ -312,7 +317,7 @@ class Engine:
                 if s.job.cancelled.is_set():
                     self._finish(s, "cancelled")
                     continue
-                if s.job.posted - s.job.taken > MAX_AHEAD:
+                if s.job.posted - s.job.taken > MAX_AHEAD and not s.job.at_end:
                     continue  # its reader is behind: do not generate further ahead of it
                 tok = self._guarded(s, self._step)
                 if tok is not None:
@@ -471,7 +476,10 @@ class Engine:
         self.stats.generated_tokens += 1
         job.posted += 1
         assert s.post is not None
-        self._post(s.post, ev)
+        if job.at_end:
+            s.held_events.append(ev)
+        else:
+            self._post(s.post, ev)
         if tok in job.stop_ids:
             self._finish(s, "stop")
         elif s.done.generated_tokens >= job.max_tokens or s.session.pos >= s.session.ctx:
@@ -520,4 +528,7 @@ class Engine:
         s.last_used = time.monotonic()
         box, s.post = s.post, None
         assert box is not None
+        for ev in s.held_events:
+            self._post(box, ev)
+        s.held_events = []
         self._post(box, d)
