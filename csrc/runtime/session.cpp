@@ -635,17 +635,6 @@ void Session::mtp_discard_locked() {
   mtp_self_from_ = -1;
 }
 
-namespace {
-// fn(t0, t1) over the rows [0, T) of a chunk or batch, whose rows are independent: split over the pool when there
-// are several (a batched decode step's sequences), in order on this thread with taps (they record in call order).
-void per_token(int64_t T, bool in_order, const OpCtx& ctx, const std::function<void(int64_t, int64_t)>& fn) {
-  if (T <= 1 || in_order)
-    fn(0, T);
-  else
-    ctx.pool->parallel_for(T, 1, fn);
-}
-}  // namespace
-
 void Session::block_forward(const Model& M, int l, const std::vector<SeqRows>& seqs, std::vector<float>& X,
                             const int32_t* tokens, int64_t T, const std::string& pre) {
   const ModelConfig& c = M.cfg();
@@ -664,7 +653,7 @@ void Session::block_forward(const Model& M, int l, const std::vector<SeqRows>& s
       taps_.add(pre + (sub == 0 ? "hc_attn_x" : "hc_ffn_x"), X.data(), T * hcD, hcD);  // hc_*_fn input (imatrix)
     hc_mixes(fn, X.data(), T, c.norm_eps, mixes.data(), ctx);
     // per token: Sinkhorn coefficients, collapse, norm (tokens independent; with taps in order, as they record)
-    per_token(T, taps, ctx, [&](int64_t t0, int64_t t1) {
+    for_rows(T, taps, ctx, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
         float pr[4];
         hc_coeffs(&mixes[static_cast<size_t>(t * nmix)], scale, base, static_cast<int>(hc),
@@ -689,7 +678,7 @@ void Session::block_forward(const Model& M, int l, const std::vector<SeqRows>& s
       moe_layer(lc, h.data(), tokens, T, f.data());
       if (taps) taps_.add(pre + "moe_out", f.data(), T * D, D);
     }
-    per_token(T, false, ctx, [&](int64_t t0, int64_t t1) {
+    for_rows(T, false, ctx, [&](int64_t t0, int64_t t1) {
       std::vector<float> out(static_cast<size_t>(hcD));
       for (int64_t t = t0; t < t1; ++t) {
         float* xt = &X[static_cast<size_t>(t * hcD)];

@@ -191,13 +191,9 @@ void attention_layer(const LayerCtx& lc, const std::vector<SeqRows>& seqs, const
     // the main compressor does not read the indexer's selection: it runs before the selection below
     if (ratio) run_compressor(b.comp, comp_in, R, T, p0, S, S.comp, S.comp_kv, S.n_comp, false, "comp_kv");
   };
-  if (taps || seqs.size() == 1) {
-    for (size_t i = 0; i < seqs.size(); ++i) per_seq(i);
-  } else {
-    ctx.pool->parallel_for(static_cast<int64_t>(seqs.size()), 1, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) per_seq(static_cast<size_t>(i));
-    });
-  }
+  for_rows(static_cast<int64_t>(seqs.size()), taps, ctx, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) per_seq(static_cast<size_t>(i));
+  });
 
   // ---- indexer top-k per row (every row of every sequence in one parallel job) ----
   std::vector<std::vector<int64_t>> sel(static_cast<size_t>(N));

@@ -68,16 +68,12 @@ void moe_layer(const LayerCtx& lc, const float* h, const int32_t* tokens, int64_
   std::vector<float> logits(static_cast<size_t>(T * E));
   linear(b.gate, h, T, logits.data(), ctx);
   std::vector<Routing> R(static_cast<size_t>(T));
-  auto route_rows = [&](int64_t t0, int64_t t1) {
+  for_rows(T, false, ctx, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t)
       R[static_cast<size_t>(t)] =
           route(&logits[static_cast<size_t>(t * E)], E, static_cast<int>(K), b.bias.empty() ? nullptr : b.bias.data(),
                 b.hash ? b.tid2eid + static_cast<int64_t>(tokens[t]) * K : nullptr, c.route_scale, c.norm_topk);
-  };
-  if (T > 1)
-    ctx.pool->parallel_for(T, 1, route_rows);
-  else
-    route_rows(0, T);
+  });
   if (taps) {
     std::vector<float> ids(static_cast<size_t>(T * K)), ws(static_cast<size_t>(T * K)), mg(static_cast<size_t>(T));
     for (int64_t t = 0; t < T; ++t) {
@@ -138,7 +134,7 @@ void moe_layer(const LayerCtx& lc, const float* h, const int32_t* tokens, int64_
   // the SwiGLU of every active expert, then the shared one: independent, so split over the pool when there are
   // several tokens (each element computed as alone: the same bits)
   const int64_t n_act = static_cast<int64_t>(act.size());
-  auto act_rows = [&](int64_t i0, int64_t i1) {
+  for_rows(n_act + 1, T <= 1, ctx, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       if (i < n_act) {
         Active& a = act[static_cast<size_t>(i)];
@@ -147,11 +143,7 @@ void moe_layer(const LayerCtx& lc, const float* h, const int32_t* tokens, int64_
         swiglu(sg.data(), su.data(), T, Is, nullptr, c.swiglu_shexp[static_cast<size_t>(lc.layer)]);
       }
     }
-  };
-  if (T > 1)
-    ctx.pool->parallel_for(n_act + 1, 1, act_rows);
-  else
-    act_rows(0, n_act + 1);
+  });
   tasks.clear();
   for (Active& a : act) tasks.push_back({b.w2.slice(a.e * D, D), a.g.data(), a.n, a.y.data(), D});
   tasks.push_back({b.sw2, sg.data(), T, sh.data(), D});

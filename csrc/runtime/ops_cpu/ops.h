@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <new>
 #include <type_traits>
@@ -48,6 +49,15 @@ struct OpCtx {
   bool exact = false;
   Impl impl = Impl::Auto;
 };
+
+// fn(begin, end) over [0, n) rows that do not depend on each other (a batch's sequences or tokens, a step's
+// experts): split over the pool, or on this thread when `serial` (taps record in call order) or n <= 1.
+inline void for_rows(int64_t n, bool serial, const OpCtx& ctx, const std::function<void(int64_t, int64_t)>& fn) {
+  if (serial || n <= 1)
+    fn(0, n);
+  else
+    ctx.pool->parallel_for(n, 1, fn);
+}
 
 // ---- linear.cpp ----
 float dot_f32_ref(const float* a, const float* b, int64_t n);
