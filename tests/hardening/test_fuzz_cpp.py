@@ -50,8 +50,12 @@ def _run(binary, engine, corpus, *flags, env=None):
     args = [str(binary), *flags]
     if engine == "libfuzzer":
         args += ["-print_final_stats=1", f"-artifact_prefix={corpus.parent}/crash-"]
+    # Started through a shell that forks it: Linux gives a process that pytest spawns directly the peak RSS of
+    # pytest itself as its own starting ru_maxrss (exec keeps the high-water mark of the image it replaces), and
+    # libFuzzer's -rss_limit_mb (2048) reads that figure, so in a long test session (pytest past 2 GB) the
+    # fuzzer stopped with "out-of-memory" and an empty unit.  A forked child starts from the shell's few MB.
     return subprocess.run(
-        [*args, str(corpus)],
+        ["sh", "-c", '"$@"; exit $?', "sh", *args, str(corpus)],
         capture_output=True,
         text=True,
         timeout=180,
@@ -68,6 +72,22 @@ def test_short_run_under_sanitizers(target, corpus):
     assert r.returncode == 0, out[-6000:]
     m = re.search(r"stat::number_of_executed_units: (\d+)|Done (\d+) runs", out)
     assert m and int(m.group(1) or m.group(2)) >= 1000, out[-3000:]
+
+
+def test_peak_rss_is_the_fuzzers_own(target, corpus):
+    """With this test process holding 2.2 GB, the fuzzer's peak RSS (what its -rss_limit_mb of 2048 checks) is
+    still its own: the condition under which a full CI session's pytest made the short run fail."""
+    binary, engine = target
+    if engine != "libfuzzer":
+        return  # the standalone driver has no RSS limit (and prints no peak)
+    held = bytearray(2_200_000_000)
+    held[:: 1 << 12] = b"\x01" * len(range(0, len(held), 1 << 12))  # touch every page: resident
+    r = _run(binary, engine, corpus, "-runs=3000", "-seed=2", "-max_total_time=3")
+    out = r.stdout + r.stderr
+    del held
+    assert r.returncode == 0, out[-3000:]
+    m = re.search(r"stat::peak_rss_mb:\s+(\d+)", out)
+    assert m and int(m.group(1)) < 1024, out[-3000:]
 
 
 @pytest.mark.parametrize(
