@@ -362,6 +362,11 @@ float dot_bf16_f32_avx2(const uint16_t* a, const float* b, int64_t n);
 float dot_bf16_f32_avx512(const uint16_t* a, const float* b, int64_t n);
 void axpy_f32_avx2(float* y, float a, const float* x, int64_t n);
 void axpy_f32_avx512(float* y, float a, const float* x, int64_t n);
+void bf16_act_order(const float* b, int64_t n, float* bp);
+void dot_bf16p_f32_avx512(const uint16_t* a, const float* const* b, const float* const* bp, int nt, int64_t n,
+                          float* out);
+void dot_bf16p4_f32_avx512(const uint16_t* a, int64_t rs, const float* const* b, const float* const* bp, int nt,
+                           int64_t n, float* out);
 #endif
 #if defined(DSV4_AARCH64)
 float dot_f32_neon(const float* a, const float* b, int64_t n);
@@ -478,6 +483,37 @@ int levels() {
         std::vector<float> y2 = y;
         dsv4::axpy_f32_avx512(y2.data(), s, a.data(), n);
         same("axpy_f32_avx512", n, yref.data(), y2.data(), n * 4);
+        // the multi-token (1-4 tokens, one row) and four-row (1-2 tokens) BF16 kernels: each (row, token) the
+        // one-row dot's bits; four rows at a stride of n + 3 elements, tokens b, a, b + a, -b
+        const int64_t rs = n + 3;
+        std::vector<uint16_t> h4(static_cast<size_t>(4 * rs + 1));
+        for (auto& v : h4) {
+          v = static_cast<uint16_t>(rng.next());
+          if ((v & 0x7F80) == 0x7F80) v &= 0xBFFF;
+        }
+        std::vector<float> x4(static_cast<size_t>(4 * n)), xo4(static_cast<size_t>(4 * n) + 1);
+        for (int64_t i = 0; i < n; ++i)
+          x4[i] = b[i], x4[n + i] = a[i], x4[2 * n + i] = b[i] + a[i], x4[3 * n + i] = -b[i];
+        const float *xs[4], *xo[4];
+        for (int t = 0; t < 4; ++t) {
+          dsv4::bf16_act_order(&x4[t * n], n, &xo4[t * n]);
+          xs[t] = &x4[t * n], xo[t] = &xo4[t * n];
+        }
+        float want[4][4];
+        for (int g = 0; g < 4; ++g)
+          for (int t = 0; t < 4; ++t) want[g][t] = dsv4::dot_bf16_f32_avx512(&h4[g * rs], xs[t], n);
+        for (int nt = 1; nt <= 4; ++nt) {
+          float o[4];
+          dsv4::dot_bf16p_f32_avx512(&h4[0], xs, xo, nt, n, o);
+          same("dot_bf16p_f32_avx512", n, want[0], o, static_cast<size_t>(nt) * 4);
+        }
+        for (int nt = 1; nt <= 2; ++nt) {
+          float o[8], w8[8];
+          dsv4::dot_bf16p4_f32_avx512(h4.data(), rs, xs, xo, nt, n, o);
+          for (int t = 0; t < nt; ++t)
+            for (int g = 0; g < 4; ++g) w8[t * 4 + g] = want[g][t];
+          same("dot_bf16p4_f32_avx512", n, w8, o, static_cast<size_t>(nt) * 16);
+        }
       }
 #endif
 #if defined(DSV4_AARCH64)

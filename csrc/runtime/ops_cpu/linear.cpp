@@ -23,6 +23,8 @@ float dot_bf16_f32_avx512(const uint16_t* a, const float* b, int64_t n);
 void bf16_act_order(const float* b, int64_t n, float* bp);
 void dot_bf16p_f32_avx512(const uint16_t* a, const float* const* b, const float* const* bp, int nt, int64_t n,
                           float* out);
+void dot_bf16p4_f32_avx512(const uint16_t* a, int64_t rs, const float* const* b, const float* const* bp, int nt,
+                           int64_t n, float* out);
 #endif
 #if defined(DSV4_AARCH64)
 float dot_f32_neon(const float* a, const float* b, int64_t n);
@@ -63,13 +65,17 @@ struct FloatDots {
   // bf16_order once per product (nullptr: one token at a time with bf16)
   void (*bf16_order)(const float*, int64_t, float*) = nullptr;
   void (*bf16_rows)(const uint16_t*, const float* const*, const float* const*, int, int64_t, float*) = nullptr;
+  // four rows (row stride in elements) against 1 or 2 tokens, out[t * 4 + g], each result bf16's bit for bit
+  // (nullptr: bf16_rows a row at a time)
+  void (*bf16_rows4)(const uint16_t*, int64_t, const float* const*, const float* const*, int, int64_t,
+                     float*) = nullptr;
   void (*axpy)(float*, float, const float*, int64_t) = nullptr;  // nullptr: scalar loop
   FloatDots() {
 #if defined(DSV4_X86)
     const Impl i = resolve_impl(Impl::Auto);
     if (i == Impl::Avx512)
       f32 = dot_f32_avx512, bf16 = dot_bf16_f32_avx512, bf16_order = bf16_act_order, bf16_rows = dot_bf16p_f32_avx512,
-      axpy = axpy_f32_avx512;
+      bf16_rows4 = dot_bf16p4_f32_avx512, axpy = axpy_f32_avx512;
     else if (i == Impl::Simd)
       f32 = dot_f32_avx2, bf16 = dot_bf16_f32_avx2, axpy = axpy_f32_avx2;
 #elif defined(DSV4_AARCH64)
@@ -194,7 +200,20 @@ void run_rows(const Prepared& p, int64_t b, int64_t e) {
       for (int64_t t0 = 0; t0 < T; t0 += kToks) {
         const int64_t t1 = std::min(T, t0 + kToks);
         const auto rows = float_dots().bf16_rows;
-        for (int64_t r = r0; r < r1; ++r) {
+        int64_t r = r0;
+        if (p.xo && float_dots().bf16_rows4 && t1 - t0 <= 2) {  // decode and 2-token verify: 4 rows at a time
+          const int nt = static_cast<int>(t1 - t0);
+          const float *xs[2], *xo[2];
+          for (int j = 0; j < nt; ++j) xs[j] = p.x + (t0 + j) * cols, xo[j] = p.xo + (t0 + j) * cols;
+          const int64_t rs = static_cast<int64_t>(w.row_bytes / 2);
+          for (; r + 4 <= r1; r += 4) {
+            float out[8];
+            float_dots().bf16_rows4(reinterpret_cast<const uint16_t*>(w.row(r)), rs, xs, xo, nt, cols, out);
+            for (int j = 0; j < nt; ++j)
+              for (int g = 0; g < 4; ++g) y[(t0 + j) * ys + r + g] = out[j * 4 + g];
+          }
+        }
+        for (; r < r1; ++r) {
           const uint16_t* wr = reinterpret_cast<const uint16_t*>(w.row(r));
           int64_t t = t0;
           if (p.xo)  // the row loaded and converted once for up to 4 tokens, same bits
