@@ -17,11 +17,13 @@ provisional MTP positions; no replay), so the session is the one plain decoding 
   measured per-draft acceptance and step times (``_Auto``).  Acceptance is measured by probes: plain steps
   that also draft their token with the MTP block and compare (greedy: the argmax; sampling: the acceptance
   probability sum(min(p, q))).  While plain decoding wins, a probe runs after ``PROBE_EVERY`` tokens, the
-  interval doubling up to ``PROBE_MAX``, so that a poor drafter costs one MTP pass now and then.
+  interval doubling up to ``PROBE_MAX``, and never sooner than its measured cost allows (``PROBE_BUDGET``), so
+  that a poor drafter costs one MTP pass now and then.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ __all__ = ["DRAFTS", "SHADOW", "SpecStats", "accept_or_resample", "probs", "samp
 DRAFTS = (1, 2, 3)  # draft tokens per step: the MTP block once, then applied to its own output
 PROBE_EVERY = 16  # draft="auto" with speculation off: plain tokens before a probe (doubling)
 PROBE_MAX = 256
+PROBE_BUDGET = 0.01  # ... and at least t_mtp / (PROBE_BUDGET * t_plain) tokens: probes at most ~1 % of decode time
 SHADOW = -1  # draft="auto": a plain step that also checks the MTP block's draft (measures acceptance)
 VERIFY_PRIOR = 1.25  # draft="auto": a k = 1 verify step in plain steps, until one has been timed
 _EMA = 0.25
@@ -101,7 +104,10 @@ class _Auto:
     one MTP pass per probe instead of a wasted verify step.  The first step is a probe.  Until a k = 1 step has
     been timed, t(1) is estimated as the probes' MTP time plus `VERIFY_PRIOR` plain steps; larger k are tried
     once k = 1 wins.  While plain decoding wins, a probe runs after `PROBE_EVERY` plain tokens, the interval
-    doubling up to `PROBE_MAX`."""
+    doubling up to `PROBE_MAX`, but never after fewer than t_mtp / (`PROBE_BUDGET` t_plain) plain tokens: where an
+    MTP pass costs most of a decode step (flash-slice: 0.5-1 of one, with its catch-up) probes every 16 tokens
+    took ~5 % of the first 64 tokens' time; where it is cheap (the real Flash: a draft reads ~7 % of a token's
+    bytes) the interval stays `PROBE_EVERY`."""
 
     def __init__(self, ks: Sequence[int] = DRAFTS) -> None:
         self.ks = tuple(ks)
@@ -156,7 +162,9 @@ class _Auto:
             self.off_since = 0
             nxt = next((k for k in self.ks if self._t(k) is None), None)
             return nxt if nxt is not None and best == max(known) else best  # try the next larger k once
-        if self.off_since >= self.interval:
+        floor = 0 if self.t_mtp is None else math.ceil(self.t_mtp / (PROBE_BUDGET * max(self.t[0], 1e-9)))
+        floor = min(floor, PROBE_MAX)
+        if self.off_since >= max(self.interval, floor):
             self.interval = min(2 * self.interval, PROBE_MAX)
             return SHADOW
         return 0

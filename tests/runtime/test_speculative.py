@@ -14,13 +14,26 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
+from dsv4_gguf.quantize.recipes import recipe_names
 
 from dsv4_gguf import runtime, speculative
-from dsv4_gguf.speculative import PROBE_MAX, SHADOW, SpecStats, _Auto, accept_or_resample, probs, speculate
+from dsv4_gguf.speculative import (
+    PROBE_BUDGET,
+    PROBE_EVERY,
+    PROBE_MAX,
+    SHADOW,
+    SpecStats,
+    _Auto,
+    accept_or_resample,
+    probs,
+    speculate,
+)
 
-VARIANTS = ["SOURCE", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K", "IQ2_XXS-MOE", "MXFP4_MOE"]
+VARIANTS = recipe_names()  # every recipe the converter ships
 PROMPT = "Speculative decoding: the tapir walks at dawn, one, two, three."
 
 
@@ -384,3 +397,28 @@ def test_auto_policy_picks_the_fastest(acc, t_step, want):
         assert (tail == SHADOW).sum() <= 2 * len(tail) // PROBE_MAX + 1, (tail == SHADOW).sum()
     if acc == 0.0:
         assert all(k <= 0 for k in picks), "a drafter with no hits never gets a verify step"
+
+
+@pytest.mark.parametrize("t_mtp", [0.15, 0.3, 0.8, 9.0])
+def test_auto_probes_keep_to_their_budget(t_mtp):
+    """With a drafter that never hits, the plain tokens between probes are PROBE_EVERY, doubling up to PROBE_MAX,
+    but never fewer than t_mtp / (PROBE_BUDGET * t_plain) (itself capped at PROBE_MAX): an MTP pass that costs 0.8
+    of a decode step waits 80 tokens, one that costs 15 % of it PROBE_EVERY (the t(1) prior keeps all four plain)."""
+    a = _Auto()
+    picks = []
+    for _ in range(1200):
+        k = a.choose()
+        picks.append(k)
+        if k == SHADOW:
+            a.probe(0.0, t_mtp, 1.0)
+        else:
+            a.plain_step(1.0)
+    at = [i for i, k in enumerate(picks) if k == SHADOW]
+    gaps = [b - a - 1 for a, b in itertools.pairwise(at)]
+    floor = min(PROBE_MAX, int(np.ceil(t_mtp / PROBE_BUDGET)))
+    assert at[0] == 0
+    assert gaps == [max(floor, min(PROBE_MAX, PROBE_EVERY << i)) for i in range(len(gaps))], gaps
+    if floor < PROBE_MAX:  # every gap's probe costs at most the budget of the plain steps before it
+        assert all(t_mtp <= PROBE_BUDGET * g for g in gaps), gaps
+    assert {0.15: 16, 0.3: 30, 0.8: 80, 9.0: PROBE_MAX}[t_mtp] == gaps[0]
+    assert all(k <= 0 for k in picks)
