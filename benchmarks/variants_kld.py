@@ -15,7 +15,9 @@ shrink its expert count when time is short), in one run:
 
 Checked, and the run stops otherwise: every mix's file is within 1% under its budget and carries the
 ``dsv4.recipe`` it was planned with.  Reported for each mix: its KLD next to the fixed recipe closest to it in
-file size (the issue's bar: no higher).  Commands are the CLI's, each a fresh process.
+file size (the issue's bar: no higher).  Commands are the CLI's, each a fresh process.  A stopped run started
+again with the same arguments loses little: imatrix, sensitivity and requantize run with ``--resume`` (a
+requantize keeps every tensor its journal verifies), and an eval with its results.json is not rerun.
 
     python benchmarks/variants_kld.py --preset tiny --work /work/bench/vk-tiny --write benchmarks/RESULTS.md
 """
@@ -151,7 +153,7 @@ def main() -> int:
         cli("convert", str(ckpt), "-o", str(src), "--type", "SOURCE", "--no-mtp", log=log)
     imatrix = work / "imatrix.gguf"
     if not imatrix.exists():
-        cli("imatrix", str(src), "--text", str(CALIBRATION), "-o", str(imatrix), "--ctx", str(ns.ctx),
+        cli("imatrix", str(src), "--text", str(CALIBRATION), "-o", str(imatrix), "--resume", "--ctx", str(ns.ctx),
             "--chunks", str(ns.imatrix_chunks), "--threads", str(ns.threads), log=log)  # fmt: skip
     text = work / "held_out.txt"
     held_out_text(text, 4000, seed=1)
@@ -190,7 +192,7 @@ def main() -> int:
         out = work / f"{slug(name)}.gguf"
         done = work / "runs" / f"kld-{slug(name)}" / "results.json"
         if not done.exists() and not out.exists():
-            cli("requantize", str(src), str(out), "--type", name, "--imatrix", str(imatrix), log=log)
+            cli("requantize", str(src), str(out), "--type", name, "--imatrix", str(imatrix), "--resume", log=log)
         size = out.stat().st_size if out.exists() else json.loads((work / f"{slug(name)}.size").read_text())
         (work / f"{slug(name)}.size").write_text(json.dumps(size))
         sizes[name] = size
@@ -211,7 +213,7 @@ def main() -> int:
         sens = work / "sensitivity.json"
         if not sens.exists():
             cli("sensitivity", str(src), "--text", str(CALIBRATION), "--imatrix", str(imatrix), "-o", str(sens),
-                "--ctx", str(ns.ctx), "--max-tokens", str(ns.ctx * ns.imatrix_chunks), "--threads",
+                "--resume", "--ctx", str(ns.ctx), "--max-tokens", str(ns.ctx * ns.imatrix_chunks), "--threads",
                 str(ns.threads), log=log)  # fmt: skip
     kinds = [("", [])] + ([("+sens", ["--sensitivity", str(sens)])] if sens else [])
     for a, (suffix, extra) in [(a, k) for k in kinds for a in anchors]:
@@ -220,7 +222,7 @@ def main() -> int:
         out = work / f"target-{tag}.gguf"
         done = work / "runs" / f"kld-{slug(name)}" / "results.json"
         if not done.exists() and not out.exists():
-            cli("requantize", str(src), str(out), "--type", a, "--imatrix", str(imatrix), "--target-size",
+            cli("requantize", str(src), str(out), "--type", a, "--imatrix", str(imatrix), "--resume", "--target-size",
                 str(budget), "--write-recipe", str(work / f"target-{tag}.recipe.json"), *extra, log=log)  # fmt: skip
         if out.exists():
             size = out.stat().st_size
