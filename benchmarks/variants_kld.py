@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -117,6 +118,92 @@ def format_section(meta: dict, rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def slow(name: str) -> tuple[bool, str]:
+    """Sort key: recipes with a grid i-quant anywhere (minutes per expert tensor) after the others, so a run
+    that is stopped has the most rows."""
+    from dsv4_gguf.quantize.tensor_cache import CACHED_TYPES
+
+    rules = json.loads(next(p for p in RECIPE_DIR.glob("*.json") if json.loads(p.read_text())["name"] == name)
+                       .read_text())["rules"]  # fmt: skip
+    return any(r["type"] in {t.name for t in CACHED_TYPES} for r in rules), name
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while b := f.read(64 << 20):
+            h.update(b)
+    return h.hexdigest()
+
+
+def fingerprint(src: Path, imatrix: Path, text: Path, evald: list[str], ns: argparse.Namespace) -> dict:
+    """What an eval's result depends on besides the variant: SOURCE's and the imatrix's bytes (both made from a
+    seeded checkpoint, so a new machine remakes them bit for bit), the held-out text, the eval and scan
+    settings (paths left out)."""
+    settings = [a for a in evald[2:] if not a.startswith(str(ns.work.resolve()))]
+    return {
+        "SOURCE.gguf": file_digest(src),
+        "imatrix.gguf": file_digest(imatrix),
+        "held_out.txt": file_digest(text),
+        "eval": " ".join(settings),
+        "scan": f"--ctx {ns.ctx} --max-tokens {ns.ctx * ns.imatrix_chunks}",
+    }
+
+
+class Ledger:
+    """``--ledger``: finished evals (their run folder's manifest.json and results.json, the file size, the mix's
+    recipe) and the sensitivity file, under the fingerprint of the inputs they were measured with.  A run on
+    another machine restores what matches and measures only the rest; a fingerprint that differs (the code
+    changed what SOURCE or the imatrix holds) starts the ledger over.  Written atomically after each entry."""
+
+    def __init__(self, path: Path, fp: dict):
+        self.path, self.fp = path, fp
+        old = json.loads(path.read_text()) if path.exists() else None
+        if old is not None and old.get("fingerprint") != fp:
+            print(f"{path}: recorded for other inputs ({old.get('fingerprint')} vs {fp}); starting it over", flush=True)
+            old = None
+        self.data = old or {"fingerprint": fp, "files": {}, "runs": {}}
+
+    def restore(self, work: Path) -> None:
+        for name, text in self.data["files"].items():
+            if not (work / name).exists():
+                (work / name).write_text(text)
+        for name, entry in self.data["runs"].items():
+            run = work / "runs" / f"kld-{slug(name)}"
+            if not (run / "results.json").exists():
+                run.mkdir(parents=True, exist_ok=True)
+                for f, text in entry["files"].items():
+                    (work / f).write_text(text)
+                (run / "manifest.json").write_text(entry["manifest"])
+                (run / "results.json").write_text(entry["results"])
+                print(f"{name}: restored from {self.path} (measured {entry['measured']})", flush=True)
+
+    def keep(self, name: str, text: str) -> None:
+        self.data["files"][name] = text
+        self._save()
+
+    def record(self, name: str, run: Path, files: dict[str, str]) -> None:
+        if name in self.data["runs"]:
+            return
+        self.data["runs"][name] = {
+            "measured": time.strftime("%Y-%m-%d", time.gmtime()) + f" at {commit()}",
+            "files": files,
+            "manifest": (run / "manifest.json").read_text(),
+            "results": (run / "results.json").read_text(),
+        }
+        self._save()
+
+    def _save(self) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1) + "\n")
+        os.replace(tmp, self.path)
+
+
+def commit() -> str:
+    r = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return r.stdout.strip() or "unknown commit"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=("tiny", "flash-slice"), default="tiny")
@@ -131,6 +218,13 @@ def main() -> int:
     ap.add_argument("--imatrix-chunks", type=int, default=8)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--keep-ggufs", action="store_true", help="keep every GGUF (default: delete each after its eval)")
+    ap.add_argument("--no-cache", action="store_true", help="do not pass requantize --cache WORK/tensor-cache")
+    ap.add_argument(
+        "--ledger",
+        type=Path,
+        help="JSON record of finished evals, kept across machines: read at the start (entries whose SOURCE, imatrix "
+        "and eval inputs match are not run again) and updated after each eval",
+    )
     ap.add_argument("--write", type=Path, help="RESULTS.md to write the section into")
     ap.add_argument("--plot", type=Path, help="copy the report's kld_vs_size.png here")
     ns = ap.parse_args()
@@ -169,20 +263,27 @@ def main() -> int:
         str(ns.threads),
     ]
 
+    cache = [] if ns.no_cache else ["--cache", str(work / "tensor-cache")]
+    ledger = Ledger(ns.ledger, fingerprint(src, imatrix, text, evald, ns)) if ns.ledger else None
+    if ledger is not None:
+        ledger.restore(work)
+
     skip = {s for s in ns.skip.split(",") if s}
     if ns.preset != "tiny":
         skip |= SKIP_BIG
-    names = [n for n in recipe_names() if n != "SOURCE" and n not in skip]
+    names = sorted((n for n in recipe_names() if n != "SOURCE" and n not in skip), key=slow)
     anchors = [a for a in ns.anchors.split(",") if a]
     for a in anchors:
         if a not in names:
             sys.exit(f"--anchors: {a} is not a recipe this run converts ({', '.join(names)})")
 
-    def evaluate(name: str, gguf: Path) -> dict:
+    def evaluate(name: str, gguf: Path, files: tuple[str, ...]) -> dict:
         run = work / "runs" / f"kld-{slug(name)}"
         if not (run / "results.json").exists():
             cli("eval", "kld", "--model", str(gguf), "--variant", name, "--out", str(run), *evald, log=log)
         res = json.loads((run / "results.json").read_text())
+        if ledger is not None:
+            ledger.record(name, run, {f: (work / f).read_text() for f in files})
         return {"variant": name, "run": str(run), **{k: res[k] for k in ("kld_mean", "kld_p99", "same_top_p")},
                 "bpw": res["bpw"]}  # fmt: skip
 
@@ -192,11 +293,12 @@ def main() -> int:
         out = work / f"{slug(name)}.gguf"
         done = work / "runs" / f"kld-{slug(name)}" / "results.json"
         if not done.exists() and not out.exists():
-            cli("requantize", str(src), str(out), "--type", name, "--imatrix", str(imatrix), "--resume", log=log)
+            cli("requantize", str(src), str(out), "--type", name, "--imatrix", str(imatrix), "--resume", *cache,
+                log=log)  # fmt: skip
         size = out.stat().st_size if out.exists() else json.loads((work / f"{slug(name)}.size").read_text())
         (work / f"{slug(name)}.size").write_text(json.dumps(size))
         sizes[name] = size
-        row = evaluate(name, out)
+        row = evaluate(name, out, (f"{slug(name)}.size",))
         row["file_bytes"] = size
         rows.append(row)
         print(f"{name}: {size:,} B, mean KLD {row['kld_mean']:.5f}", flush=True)
@@ -215,6 +317,8 @@ def main() -> int:
             cli("sensitivity", str(src), "--text", str(CALIBRATION), "--imatrix", str(imatrix), "-o", str(sens),
                 "--resume", "--ctx", str(ns.ctx), "--max-tokens", str(ns.ctx * ns.imatrix_chunks), "--threads",
                 str(ns.threads), log=log)  # fmt: skip
+        if ledger is not None:
+            ledger.keep(sens.name, sens.read_text())
     kinds = [("", [])] + ([("+sens", ["--sensitivity", str(sens)])] if sens else [])
     for a, (suffix, extra) in [(a, k) for k in kinds for a in anchors]:
         budget = sizes[a]
@@ -223,7 +327,8 @@ def main() -> int:
         done = work / "runs" / f"kld-{slug(name)}" / "results.json"
         if not done.exists() and not out.exists():
             cli("requantize", str(src), str(out), "--type", a, "--imatrix", str(imatrix), "--resume", "--target-size",
-                str(budget), "--write-recipe", str(work / f"target-{tag}.recipe.json"), *extra, log=log)  # fmt: skip
+                str(budget), "--write-recipe", str(work / f"target-{tag}.recipe.json"), *extra, *cache,
+                log=log)  # fmt: skip
         if out.exists():
             size = out.stat().st_size
             if not 0.99 * budget <= size <= budget:
@@ -233,7 +338,7 @@ def main() -> int:
                 sys.exit(f"{out}: its {RECIPE_KEY} is not the recipe --write-recipe wrote")
             (work / f"target-{tag}.size").write_text(json.dumps(size))
         size = json.loads((work / f"target-{tag}.size").read_text())
-        row = evaluate(name, out)
+        row = evaluate(name, out, (f"target-{tag}.size", f"target-{tag}.recipe.json"))
         row.update(file_bytes=size, budget=budget, closest=closest(size, fixed), sensitivity=bool(suffix))
         rows.append(row)
         print(f"{name}: {size:,} B ({100 * size / budget:.3f}% of {budget:,}), mean KLD {row['kld_mean']:.5f}; "

@@ -125,6 +125,13 @@ def add_requantize_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", metavar="IN.gguf", help="deepseek4 GGUF to requantize (first shard of a split set)")
     p.add_argument("out", metavar="OUT.gguf", help="output file (plus mtp-OUT.gguf when the input has an MTP sidecar)")
     _common(p, type_required=True)
+    p.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="keep the tensors quantized to grid i-quants (IQ1_S..IQ3_S, the slow ones) in DIR and reuse them when "
+        "another requantize of the same input asks for the same tensor, type and imatrix (variants, --target-size "
+        "trials)",
+    )
 
 
 def add_verify_arguments(p: argparse.ArgumentParser) -> None:
@@ -422,7 +429,18 @@ def run_requantize(ns: argparse.Namespace) -> int:
 
     plan = _planned(ns, m.args, recipe, m.mtp is not None, build)
     inputs = [f.path for f in m.main.files] + ([f.path for f in m.mtp.files] if m.mtp else [])
-    return _run(plan, m, ns, f"requantize {plan.recipe.name}", inputs, make=partial(produce_from_gguf, model=m))
+    make = partial(produce_from_gguf, model=m)
+    cache = None
+    if ns.cache and not ns.dry_run:
+        from .requantize import stored_tensor
+        from .tensor_cache import TensorCache
+
+        cache = TensorCache(ns.cache)
+        make = cache.wrap(make, partial(stored_tensor, m))
+    rc = _run(plan, m, ns, f"requantize {plan.recipe.name}", inputs, make=make)
+    if cache is not None:
+        print(f"cache {cache.root}: {cache.hits} tensors reused, {cache.misses} quantized and kept")
+    return rc
 
 
 def run_verify(ns: argparse.Namespace) -> int:

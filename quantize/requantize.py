@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from gguf import GGMLQuantizationType
 
 from dsv4_gguf.gguf_io import KV
 from dsv4_gguf.gguf_model import GGUFModel, dequantize_raw
@@ -25,7 +26,7 @@ from .convert import Plan, make_plan
 from .produce import quant_checked, row_block
 from .recipes import Planned, Recipe, load_recipe, plan_types
 
-__all__ = ["make_requant_plan", "produce_from_gguf", "tokenizer_kvs_from", "ORIGIN_KEY"]
+__all__ = ["make_requant_plan", "produce_from_gguf", "stored_tensor", "tokenizer_kvs_from", "ORIGIN_KEY"]
 
 ORIGIN_KEY = "dsv4.requantized_from"
 
@@ -129,6 +130,12 @@ def make_requant_plan(
             f.kvs.insert(at, KV(ORIGIN_KEY, "str", origin))
         f.finalize()
     return plan
+
+
+def stored_tensor(m: GGUFModel, p: Planned) -> tuple[np.ndarray, GGMLQuantizationType]:
+    """The input's raw array of ``p``'s tensor and its stored type (what produce_from_gguf reads)."""
+    file = MTP if p.tensor.file == MTP else "main"
+    return m.raw(p.tensor.name, file), m.info(p.tensor.name, file).qtype
 
 
 def produce_from_gguf(p: Planned, *, model: GGUFModel, imatrix: np.ndarray | None = None) -> Iterator[np.ndarray]:

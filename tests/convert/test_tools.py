@@ -193,3 +193,56 @@ def test_requantize_llama_cpp_written_file(convert_tiny, tmp_path, llama_logits)
     assert main(["requantize", str(lc), str(out), "--type", "Q4_K_M"]) == 0
     assert open_gguf(out).info("output.weight").qtype == Q.Q6_K
     assert np.isfinite(llama_logits(out)).all()
+
+
+def test_requantize_cache_reuses_iquant_tensors(convert_tiny, tmp_path, capsys):
+    """--cache: a second requantize that needs the same i-quant tensors (same input, type, imatrix) takes them
+    from the cache, and every file is byte-identical to one written without it; an entry whose bytes were
+    altered is not used (made again); another imatrix is another key."""
+    src = convert_tiny("SOURCE", mtp=False)
+    cache = tmp_path / "cache"
+    names = ["blk.2.ffn_gate_exps.weight", "blk.2.ffn_up_exps.weight", "blk.2.ffn_down_exps.weight"]
+    im = tmp_path / "im.gguf"
+    _imatrix_gguf(im, names[0], 8, 256)
+
+    def requant(out: Path, variant: str, *extra: str) -> tuple[int, int]:
+        capsys.readouterr()
+        assert main(["requantize", str(src), str(out), "--type", variant, "--only", "ffn_.*_exps", *extra]) == 0
+        line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("cache "))
+        hits, misses = (int(w) for w in line.split(": ")[1].replace(",", "").split() if w.isdigit())
+        return hits, misses
+
+    plain = tmp_path / "plain.gguf"
+    assert main(["requantize", str(src), str(plain), "--type", "IQ2_XXS-DS4", "--only", "ffn_.*_exps"]) == 0
+    # IQ2_XXS-DS4: gate/up IQ2_XXS (cached), down Q2_K (a K-quant: not cached); tiny has layers 0..2
+    n_layers = sum(1 for n in open_gguf_names(plain) if n.endswith("ffn_gate_exps.weight"))
+    assert requant(tmp_path / "a.gguf", "IQ2_XXS-DS4", "--cache", str(cache)) == (0, 2 * n_layers)
+    assert _sha(tmp_path / "a.gguf") == _sha(plain)
+    assert len(list(cache.glob("*.bin"))) == 2 * n_layers and not list(cache.glob("*.tmp"))
+    # IQ2_XXS-MOE has the same expert types: everything from the cache, the same bytes
+    assert requant(tmp_path / "b.gguf", "IQ2_XXS-MOE", "--cache", str(cache)) == (2 * n_layers, 0)
+    moe = tmp_path / "moe.gguf"
+    assert main(["requantize", str(src), str(moe), "--type", "IQ2_XXS-MOE", "--only", "ffn_.*_exps"]) == 0
+    assert _sha(tmp_path / "b.gguf") == _sha(moe)
+    # one altered byte in one entry: that entry is dropped and quantized again, the output is still right
+    victim = sorted(cache.glob("*.bin"))[0]
+    data = bytearray(victim.read_bytes())
+    data[-1] ^= 1
+    victim.write_bytes(bytes(data))
+    assert requant(tmp_path / "c.gguf", "IQ2_XXS-DS4", "--cache", str(cache)) == (2 * n_layers - 1, 1)
+    assert _sha(tmp_path / "c.gguf") == _sha(plain)
+    # another imatrix changes the quantizer's input: new entries, never the old bytes
+    assert requant(tmp_path / "d.gguf", "IQ2_XXS-DS4", "--cache", str(cache), "--imatrix", str(im)) == (
+        2 * n_layers - 1,
+        1,
+    )
+    ref = tmp_path / "d_ref.gguf"
+    assert main(["requantize", str(src), str(ref), "--type", "IQ2_XXS-DS4", "--only", "ffn_.*_exps", "--imatrix",
+                 str(im)]) == 0  # fmt: skip
+    assert _sha(tmp_path / "d.gguf") == _sha(ref) != _sha(plain)
+
+
+def open_gguf_names(path: Path) -> list[str]:
+    from dsv4_gguf import open_gguf
+
+    return open_gguf(path).names()
