@@ -32,4 +32,15 @@ inline int append_neighbours(const int32_t* d2, int size, int nwant, std::vector
   return offset;
 }
 
+// The grid word of every candidate, at the candidate's own offset in the neighbour lists (the count slots
+// hold 0), plus 8 spare words so an 8-wide load at a list's end stays in bounds: the AVX2 scans load 8
+// candidates' coordinates with one contiguous load instead of one gather per coordinate.
+template <class G>
+std::vector<uint32_t> neighbour_words(const std::vector<uint16_t>& nbrs, const G* grid, int shift) {
+  std::vector<uint32_t> w(nbrs.size() + 8, 0);
+  for (size_t o = 0; o < nbrs.size(); o += 1 + nbrs[o])
+    for (size_t j = 1; j <= nbrs[o]; ++j) w[o + j] = static_cast<uint32_t>(grid[nbrs[o + j]] >> shift);
+  return w;
+}
+
 }  // namespace dsv4

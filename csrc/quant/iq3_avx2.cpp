@@ -1,6 +1,7 @@
 // AVX2 kernels of IQ3_XXS and IQ3_S, bit-exact with iq3_ref.cpp: the quantizers with the off-grid
 // neighbour search evaluating 8 candidates at once (one per lane, each lane summing its 4 weighted
-// squared differences in the scalar order; the first minimum wins, as in the scalar scan), and the dots
+// squared differences in the scalar order; the first minimum wins, as in the scalar scan), a sub-block's
+// searches of all trials issued together, the trials' fit sums 8 trials per vector, and the dots
 // against Q8_K (the same exact integer sums per super-block, then the reference's float expression).
 // Dequantize stays scalar (iq3_ref.cpp): it is not on a hot path.
 #if defined(DSV4_X86)
@@ -15,9 +16,32 @@ namespace dsv4 {
 namespace {
 
 struct Iq3NeighbourAvx2 {
+  static const uint32_t* words(const uint16_t* nb, const Iq3Tables& t) {
+    return t.nb_words.data() + (nb - t.neighbours.data()) + 1;
+  }
   static int find(const uint16_t* nb, const Iq3Tables& t, const float* xval, const float* weight, float scale,
                   int8_t* L) {
-    return best_neighbour_avx2<4>(nb, t.grid_odd_f.data(), t.size, t.grid_odd.data(), xval, weight, scale, L, "IQ3");
+    return best_neighbour_words_avx2<4>(nb, words(nb, t), nullptr, t.grid_odd.data(), xval, weight, scale, L, "IQ3");
+  }
+  // 8 searches at a time: their first 8 candidates' distances are independent, so they overlap in the core
+  static void find_all(const kq::GridSearch* s, int n, const Iq3Tables& t) {
+    for (int b = 0; b < n; b += 8) {
+      const int m = std::min(8, n - b);
+      NeighbourChunk c[8];
+      for (int j = 0; j < m; ++j) {
+        const kq::GridSearch& q = s[b + j];
+        c[j] = neighbour_chunk<4>(q.nb, words(q.nb, t), nullptr, q.xval, q.weight, q.scale);
+      }
+      for (int j = 0; j < m; ++j) {
+        const kq::GridSearch& q = s[b + j];
+        finish_neighbour<4>(c[j], q.nb, words(q.nb, t), nullptr, t.grid_odd.data(), q.xval, q.weight, q.scale, q.L,
+                            "IQ3");
+      }
+    }
+  }
+  static void trial_sums(int ntrials, const int8_t (*L)[32], const float* weight, const float* xval, float* sumqx,
+                         float* sumq2) {
+    trial_sums_avx2(ntrials, L, weight, xval, sumqx, sumq2);
   }
 };
 

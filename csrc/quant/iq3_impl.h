@@ -22,12 +22,12 @@ struct Iq3Tables {
   int size = 0;                       // grid points: 256 (IQ3_XXS) or 512 (IQ3_S)
   std::vector<uint32_t> grid_values;  // dequant grid: byte i = coordinate i (ggml iq3xxs_grid / iq3s_grid)
   std::vector<uint32_t> grid_odd;     // quantizer grid: byte i = 2*l+1, l in 0..7
-  std::vector<float> grid_odd_f;      // the same, coordinate-major floats: [i * size + k] (for gathers)
   uint8_t ksigns[128];                // 7 sign bits + an 8th making the parity even (IQ3_XXS)
   // map[u] for a packed 4x3-bit point u (u < 4096): grid index >= 0, or -(offset+1) into `neighbours`,
   // where neighbours[offset] = count and the next `count` entries are the candidate grid indices.
   std::vector<int32_t> map;
   std::vector<uint16_t> neighbours;
+  std::vector<uint32_t> nb_words;  // grid_odd of each candidate at its offset in `neighbours` (neighbour_words)
 };
 
 const Iq3Tables& iq3xxs_tables();
@@ -36,11 +36,19 @@ const Iq3Tables& iq3s_tables();
 namespace kq {
 namespace {  // internal linkage: instantiated in the reference and the -mavx2 translation units separately
 
-// ggml's iq3_find_best_neighbour: the candidate of least weighted squared distance (first on ties).
+// The scalar policy: ggml's iq3_find_best_neighbour (the candidate of least weighted squared distance,
+// first on ties) one search at a time, and each trial's fit sums in ggml's order.
 struct Iq3NeighbourRef {
   static int find(const uint16_t* nb, const Iq3Tables& t, const float* xval, const float* weight, float scale,
                   int8_t* L) {
     return best_neighbour<4>(nb, t.grid_odd.data(), xval, weight, scale, L, "IQ3");
+  }
+  static void find_all(const GridSearch* s, int n, const Iq3Tables& t) {
+    for (int j = 0; j < n; ++j) find(s[j].nb, t, s[j].xval, s[j].weight, s[j].scale, s[j].L);
+  }
+  static void trial_sums(int ntrials, const int8_t (*L)[32], const float* weight, const float* xval, float* sumqx,
+                         float* sumq2) {
+    trial_sums_scalar(ntrials, L, weight, xval, sumqx, sumq2);
   }
 };
 
@@ -48,12 +56,16 @@ struct Iq3NeighbourRef {
 // 2*nsteps+1 candidates (each group of 4 on the grid or moved to its best neighbour), then one re-fit
 // of the groups left off the grid.  Returns the sub-block scale; L holds the levels, signs the sign bytes.
 // xxs: IQ3_XXS (signs with even parity in 7 bits, eps 1e-8, on-grid groups kept in the re-fit) or IQ3_S.
+// ggml runs the trials one after the other; every trial's levels depend only on its own scale, so here all
+// trials' levels are found first (the off-grid searches handed to the policy together, which lets the AVX2
+// one overlap them), then all trials' fit sums, then ggml's sequential choice over the trials: the same
+// floats in the same order per trial, so the same result.
 template <class N, bool xxs>
 float iq3_subblock(const Iq3Tables& t, const float* xb, const float* qw, float sigma2, int8_t* L, uint8_t* signs) {
   constexpr int kMaxQ = 8;
+  constexpr int nsteps = xxs ? 15 : 9;
+  constexpr int ntrials = 2 * nsteps + 1;
   float weight[32], waux[32], xval[32];
-  int8_t Laux[32];
-  bool on_grid[8], on_grid_aux[8];
   if (qw) {
     for (int i = 0; i < 32; ++i) weight[i] = qw[i] * std::sqrt(sigma2 + xb[i] * xb[i]);
   } else {
@@ -68,32 +80,34 @@ float iq3_subblock(const Iq3Tables& t, const float* xb, const float* qw, float s
   if (xxs ? max < 1e-8f : !max) return -1.f;  // all (near-)zero: the caller skips the sub-block
   const int32_t* map = t.map.data();
   const uint16_t* nbrs = t.neighbours.data();
-  // the grid index of group k (levels Lg), or its best neighbour (then Lg is overwritten with it)
-  auto lookup = [&](int8_t* Lg, int k, float scale, bool* on) {
-    const uint16_t u = grid_key<4, 3>(Lg);
-    int gi = map[u];
-    if (on) *on = gi >= 0;
-    if (gi < 0) gi = N::find(nbrs - map[u] - 1, t, xval + 4 * k, waux + 4 * k, scale, Lg);
-    return gi;
-  };
-  constexpr int nsteps = xxs ? 15 : 9;
-  float best = 0;
-  float scale = max / (2 * kMaxQ - 1);
-  for (int k = 0; k < 8; ++k) on_grid[k] = xxs;
-  for (int is = -nsteps; is <= nsteps; ++is) {
-    const float id = (2 * kMaxQ - 1 + is * 0.2f) / max;
+  alignas(32) int8_t Lt[ntrials][32];
+  bool on_grid_t[ntrials][8];
+  GridSearch todo[ntrials * 8];
+  int ntodo = 0;
+  for (int it = 0; it < ntrials; ++it) {
+    const float id = (2 * kMaxQ - 1 + (it - nsteps) * 0.2f) / max;
     const float this_scale = 1 / id;
     for (int k = 0; k < 8; ++k) {
-      odd_levels(4, id, xval + 4 * k, kMaxQ, Laux + 4 * k);
-      lookup(Laux + 4 * k, k, this_scale, on_grid_aux + k);
+      odd_levels(4, id, xval + 4 * k, kMaxQ, Lt[it] + 4 * k);
+      const int gi = map[grid_key<4, 3>(Lt[it] + 4 * k)];
+      on_grid_t[it][k] = gi >= 0;
+      if (gi < 0) todo[ntodo++] = {nbrs - gi - 1, xval + 4 * k, waux + 4 * k, this_scale, Lt[it] + 4 * k};
     }
-    float sumqx, sumq2;
-    odd_level_sums(32, weight, xval, Laux, &sumqx, &sumq2);
+  }
+  N::find_all(todo, ntodo, t);
+  float sumqx_t[ntrials], sumq2_t[ntrials];
+  N::trial_sums(ntrials, Lt, weight, xval, sumqx_t, sumq2_t);
+  float best = 0;
+  float scale = max / (2 * kMaxQ - 1);
+  bool on_grid[8];
+  for (int k = 0; k < 8; ++k) on_grid[k] = xxs;
+  for (int it = 0; it < ntrials; ++it) {
+    const float sumqx = sumqx_t[it], sumq2 = sumq2_t[it];
     if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
       scale = sumqx / sumq2;
       best = scale * sumqx;
-      std::memcpy(L, Laux, 32);
-      std::memcpy(on_grid, on_grid_aux, sizeof(on_grid));
+      std::memcpy(L, Lt[it], 32);
+      std::memcpy(on_grid, on_grid_t[it], sizeof(on_grid));
     }
   }
   int n_not_ongrid = 0;
@@ -104,7 +118,9 @@ float iq3_subblock(const Iq3Tables& t, const float* xb, const float* qw, float s
       if (xxs && on_grid[k]) continue;  // ggml's IQ3_S re-fits every group (its skip is commented out)
       int8_t Lk[4];
       odd_levels(4, id, xval + 4 * k, kMaxQ, Lk);
-      grid_levels<4>(t.grid_odd[lookup(Lk, k, scale, nullptr)], L + 4 * k);
+      const int gi = map[grid_key<4, 3>(Lk)];
+      grid_levels<4>(t.grid_odd[gi >= 0 ? gi : N::find(nbrs - gi - 1, t, xval + 4 * k, waux + 4 * k, scale, Lk)],
+                     L + 4 * k);
     }
     float sumqx, sumq2;
     odd_level_sums(32, weight, xval, L, &sumqx, &sumq2);

@@ -26,14 +26,12 @@ void build(Iq3Tables& t, const uint16_t* packed, int size, const uint8_t* values
   t.size = size;
   t.grid_values.resize(size);
   t.grid_odd.resize(size);
-  t.grid_odd_f.resize(4 * static_cast<size_t>(size));
   for (int k = 0; k < size; ++k) {
     uint32_t gv = 0, go = 0;
     for (int i = 0; i < 4; ++i) {
       const int l = (packed[k] >> (3 * i)) & 7;
       gv |= static_cast<uint32_t>(values[l]) << (8 * i);
       go |= static_cast<uint32_t>(2 * l + 1) << (8 * i);
-      t.grid_odd_f[static_cast<size_t>(i) * size + k] = static_cast<float>(2 * l + 1);
     }
     t.grid_values[k] = gv;
     t.grid_odd[k] = go;
@@ -58,6 +56,7 @@ void build(Iq3Tables& t, const uint16_t* packed, int size, const uint8_t* values
     }
     t.map[u] = -(append_neighbours(d2.data(), size, nwant, t.neighbours) + 1);
   }
+  t.nb_words = neighbour_words(t.neighbours, t.grid_odd.data(), 0);
 }
 
 }  // namespace

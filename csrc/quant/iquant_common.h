@@ -84,6 +84,23 @@ inline void odd_level_sums(int n, const float* weight, const float* xval, const 
   *sumq2 = sq2;
 }
 
+// The fit sums of several trials' levels L[it] (32 each, it < ntrials), each trial as odd_level_sums.
+inline void trial_sums_scalar(int ntrials, const int8_t (*L)[32], const float* weight, const float* xval, float* sumqx,
+                              float* sumq2) {
+  for (int it = 0; it < ntrials; ++it) odd_level_sums(32, weight, xval, L[it], sumqx + it, sumq2 + it);
+}
+
+// One off-grid group of one trial of a grid i-quant's scale search: its candidate list, values, weights, the
+// trial's scale, and where the chosen point's levels go.  The quantizers collect a sub-block's searches
+// over all trials and hand them to their policy together (the AVX2 policies overlap them).
+struct GridSearch {
+  const uint16_t* nb;
+  const float* xval;
+  const float* weight;
+  float scale;
+  int8_t* L;
+};
+
 // ggml's iq2/iq3_find_best_neighbour: of the nb[0] candidates nb[1..], the grid point of least weighted
 // squared distance to xval at `scale` (the first on ties); its levels go to L.  `type` names the
 // quantizer in the error thrown when no distance is below FLT_MAX (non-finite input).

@@ -156,6 +156,15 @@ inline int ScalarSearch::iq2_neighbour(const uint16_t* nb, const Iq2xxsTables& t
   return best_neighbour<8>(nb, t.grid_odd, xval, weight, scale, L, "IQ2_XXS");
 }
 
+inline void ScalarSearch::iq2_find_all(const GridSearch* s, int n, const Iq2xxsTables& t) {
+  for (int j = 0; j < n; ++j) iq2_neighbour(s[j].nb, t, s[j].xval, s[j].weight, s[j].scale, s[j].L);
+}
+
+inline void ScalarSearch::trial_sums(int ntrials, const int8_t (*L)[32], const float* weight, const float* xval,
+                                     float* sumqx, float* sumq2) {
+  trial_sums_scalar(ntrials, L, weight, xval, sumqx, sumq2);
+}
+
 inline void ScalarSearch::iq4_index32(const float* xb, float id, uint8_t* idx) { iq4_index32_scalar(xb, id, idx); }
 
 template <class S>
@@ -168,7 +177,7 @@ void quantize_row_iq2_xxs(const float* x, void* vy, int64_t n, const float* qw) 
   constexpr int kMaxQ = 3;
   BlockIQ2_XXS* y = static_cast<BlockIQ2_XXS*>(vy);
   float scales[QK_K / 32], weight[32], xval[32], waux[32];
-  int8_t L[32], Laux[32];
+  int8_t L[32];
   uint8_t block_signs[4];
   uint32_t q2[2 * (QK_K / 32)];
   auto lookup = [&](const int8_t* Lg, const float* xv, const float* wv, float scale, int8_t* Lout) {
@@ -206,20 +215,32 @@ void quantize_row_iq2_xxs(const float* x, void* vy, int64_t n, const float* qw) 
         std::memset(L, 0, 32);
         continue;
       }
-      float best = 0;
-      for (int is = -6; is <= 6; ++is) {
-        const float id = (2 * kMaxQ - 1 + is * 0.1f) / eff_max;
+      // ggml runs the 13 trials one after the other; each trial's levels depend only on its scale, so all
+      // trials' levels come first (the off-grid searches handed to the policy together), then their fit
+      // sums, then ggml's sequential choice: per trial the same floats in the same order (as iq3_subblock)
+      constexpr int ntrials = 13;
+      alignas(32) int8_t Lt[ntrials][32];
+      GridSearch todo[ntrials * 4];
+      int ntodo = 0;
+      for (int it = 0; it < ntrials; ++it) {
+        const float id = (2 * kMaxQ - 1 + (it - 6) * 0.1f) / eff_max;
         const float this_scale = 1 / id;
         for (int k = 0; k < 4; ++k) {
-          odd_levels(8, id, xval + 8 * k, kMaxQ, Laux + 8 * k);
-          lookup(Laux + 8 * k, xval + 8 * k, waux + 8 * k, this_scale, Laux + 8 * k);
+          odd_levels(8, id, xval + 8 * k, kMaxQ, Lt[it] + 8 * k);
+          const int gi = map[grid_key<8, 2>(Lt[it] + 8 * k)];
+          if (gi < 0) todo[ntodo++] = {nbrs - gi - 1, xval + 8 * k, waux + 8 * k, this_scale, Lt[it] + 8 * k};
         }
-        float sumqx, sumq2;
-        odd_level_sums(32, weight, xval, Laux, &sumqx, &sumq2);
+      }
+      S::iq2_find_all(todo, ntodo, t);
+      float sumqx_t[ntrials], sumq2_t[ntrials];
+      S::trial_sums(ntrials, Lt, weight, xval, sumqx_t, sumq2_t);
+      float best = 0;
+      for (int it = 0; it < ntrials; ++it) {
+        const float sumqx = sumqx_t[it], sumq2 = sumq2_t[it];
         if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
           scale = sumqx / sumq2;
           best = scale * sumqx;
-          std::memcpy(L, Laux, 32);
+          std::memcpy(L, Lt[it], 32);
         }
       }
       if (scale > 0) {

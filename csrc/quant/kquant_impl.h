@@ -305,6 +305,8 @@ inline float make_qp_quants(int n, int nmax, const float* x, uint8_t* L, const f
   return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
+struct GridSearch;  // iquant_common.h
+
 struct ScalarSearch {
   static float qkx(int n, int nmax, const float* x, const float* w, uint8_t* L, float* the_min, uint8_t* Laux,
                    float rmin, float rdelta, int nstep, bool mad, bool qkx3) {
@@ -316,6 +318,9 @@ struct ScalarSearch {
   static void iq4_index32(const float* xb, float id, uint8_t* idx);
   static int iq2_neighbour(const uint16_t* nb, const Iq2xxsTables& t, const float* xval, const float* weight,
                            float scale, int8_t* L);
+  static void iq2_find_all(const GridSearch* s, int n, const Iq2xxsTables& t);
+  static void trial_sums(int ntrials, const int8_t (*L)[32], const float* weight, const float* xval, float* sumqx,
+                         float* sumq2);
 };
 
 // ------------------------------------------------------------------ packing helpers

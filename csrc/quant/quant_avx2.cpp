@@ -298,7 +298,31 @@ struct Avx2Search {
   // IQ2_XXS off-grid point: weighted distance to 8 candidate grid points per step, one per lane.
   static int iq2_neighbour(const uint16_t* nb, const Iq2xxsTables& t, const float* xval, const float* weight,
                            float scale, int8_t* L) {
-    return best_neighbour_avx2<8>(nb, t.grid_odd_f[0], 256, t.grid_odd, xval, weight, scale, L, "IQ2_XXS");
+    const size_t o = static_cast<size_t>(nb - t.neighbours.data()) + 1;
+    return best_neighbour_words_avx2<8>(nb, t.nb_lo.data() + o, t.nb_hi.data() + o, t.grid_odd, xval, weight, scale, L,
+                                        "IQ2_XXS");
+  }
+  // 8 searches at a time: their first 8 candidates' distances are independent, so they overlap in the core
+  static void iq2_find_all(const kq::GridSearch* s, int n, const Iq2xxsTables& t) {
+    for (int b = 0; b < n; b += 8) {
+      const int m = std::min(8, n - b);
+      NeighbourChunk c[8];
+      for (int j = 0; j < m; ++j) {
+        const size_t o = static_cast<size_t>(s[b + j].nb - t.neighbours.data()) + 1;
+        c[j] = neighbour_chunk<8>(s[b + j].nb, t.nb_lo.data() + o, t.nb_hi.data() + o, s[b + j].xval, s[b + j].weight,
+                                  s[b + j].scale);
+      }
+      for (int j = 0; j < m; ++j) {
+        const kq::GridSearch& q = s[b + j];
+        const size_t o = static_cast<size_t>(q.nb - t.neighbours.data()) + 1;
+        finish_neighbour<8>(c[j], q.nb, t.nb_lo.data() + o, t.nb_hi.data() + o, t.grid_odd, q.xval, q.weight, q.scale,
+                            q.L, "IQ2_XXS");
+      }
+    }
+  }
+  static void trial_sums(int ntrials, const int8_t (*L)[32], const float* weight, const float* xval, float* sumqx,
+                         float* sumq2) {
+    trial_sums_avx2(ntrials, L, weight, xval, sumqx, sumq2);
   }
 
   // make_qx_quants (rmse_type 1): 18 candidates in 3 groups of 8.

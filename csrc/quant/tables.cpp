@@ -29,7 +29,6 @@ void build(Iq2xxsTables& t) {
     }
     t.grid_values[k] = gv;
     t.grid_odd[k] = go;
-    for (int i = 0; i < 8; ++i) t.grid_odd_f[i][k] = static_cast<float>((go >> (8 * i)) & 0xff);
   }
   for (int i = 0; i < 128; ++i) t.ksigns[i] = static_cast<uint8_t>(i | ((__builtin_popcount(i) & 1) << 7));
 
@@ -52,6 +51,8 @@ void build(Iq2xxsTables& t) {
     }
     t.map[u] = -(append_neighbours(d2, 256, kWant, t.neighbours) + 1);
   }
+  t.nb_lo = neighbour_words(t.neighbours, t.grid_odd, 0);
+  t.nb_hi = neighbour_words(t.neighbours, t.grid_odd, 32);
 }
 
 }  // namespace
