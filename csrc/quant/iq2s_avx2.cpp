@@ -1,12 +1,14 @@
-// AVX2 dots of IQ2_XS and IQ2_S with Q8_K activations, bit-exact with iq2s_ref.cpp (exact integer sums,
-// then the reference's float expression per super-block).  Quantize and dequantize have no SIMD versions:
-// the scalar quantizer (its neighbour search on precomputed terms) measured faster than the 8-lane
-// gather search, and an AVX2 build of it no faster than the reference.
+// AVX2 kernels of IQ2_XS and IQ2_S, bit-exact with iq2s_ref.cpp: the quantizers with the off-grid neighbour
+// search 8 candidates per step (each lane sums the reference's precomputed terms, picked by its candidate's
+// levels from one contiguous load of grid words, in the reference's order; first minimum wins), and the dots
+// with Q8_K activations (exact integer sums, then the reference's float expression per super-block).
+// Dequantize has no SIMD version (not on a hot path).
 #if defined(DSV4_X86)
 #include <immintrin.h>
 
 #include <cstring>
 
+#include "quant/iq2s_impl.h"
 #include "quant/iq2s_tables.h"
 #include "quant/kernels.h"
 #include "quant/simd_avx2.h"
@@ -16,6 +18,55 @@ namespace dsv4 {
 namespace {
 
 inline float f16(uint16_t h) { return _cvtsh_ss(h); }  // F16C, exact like fp16_to_f32
+
+// iq2s::find_neighbour 8 candidates at a time: the same 24 terms (scalar, the reference's operations), each
+// lane adding its candidate's 8 terms in coordinate order; lanes past the list are +inf, and a step's minimum
+// replaces the best only when strictly less, its first lane winning (the sequential scan's choice).
+struct Iq2sFindAvx2 {
+  static int find(const uint16_t* nb, const Iq2GridTables& t, const float* xval, const float* weight, float scale,
+                  int8_t* L) {
+    float cost[8][3];
+    for (int i = 0; i < 8; ++i)
+      for (int l = 0; l < 3; ++l) {
+        const float diff = scale * static_cast<float>(2 * l + 1) - xval[i];
+        cost[i][l] = weight[i] * diff * diff;
+      }
+    const int count = nb[0];
+    const size_t o = static_cast<size_t>(nb - t.neighbours.data()) + 1;
+    const uint32_t* lo = t.nb_lo.data() + o;
+    const uint32_t* hi = t.nb_hi.data() + o;
+    const __m256i byte = _mm256_set1_epi32(0xff), three = _mm256_set1_epi32(3), five = _mm256_set1_epi32(5);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    float best_d2 = FLT_MAX;
+    int best = -1;
+    for (int j0 = 0; j0 < count; j0 += 8) {
+      const __m256i g[2] = {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(lo + j0)),
+                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(hi + j0))};
+      __m256 d2 = _mm256_setzero_ps();
+      for (int i = 0; i < 8; ++i) {
+        const __m256i c = _mm256_and_si256(_mm256_srli_epi32(g[i / 4], 8 * (i % 4)), byte);  // 2l+1
+        __m256 term = _mm256_set1_ps(cost[i][0]);
+        term = _mm256_blendv_ps(term, _mm256_set1_ps(cost[i][1]), _mm256_castsi256_ps(_mm256_cmpeq_epi32(c, three)));
+        term = _mm256_blendv_ps(term, _mm256_set1_ps(cost[i][2]), _mm256_castsi256_ps(_mm256_cmpeq_epi32(c, five)));
+        d2 = _mm256_add_ps(d2, term);
+      }
+      const __m256i valid = _mm256_cmpgt_epi32(_mm256_set1_epi32(count - j0), lane);
+      d2 = _mm256_blendv_ps(_mm256_set1_ps(INFINITY), d2, _mm256_castsi256_ps(valid));
+      __m256 m = _mm256_min_ps(d2, _mm256_permute2f128_ps(d2, d2, 1));
+      m = _mm256_min_ps(m, _mm256_shuffle_ps(m, m, 0x4e));
+      m = _mm256_min_ps(m, _mm256_shuffle_ps(m, m, 0xb1));
+      const float mv = _mm256_cvtss_f32(m);
+      if (mv < best_d2) {
+        const int k = __builtin_ctz(static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(d2, m, _CMP_EQ_OQ))));
+        best_d2 = mv;
+        best = nb[1 + j0 + k];
+      }
+    }
+    if (best < 0) throw std::runtime_error("IQ2_XS/IQ2_S: no grid neighbour found (non-finite input?)");
+    kq::grid_levels<8>(t.grid_odd[best], L);
+    return best;
+  }
+};
 
 // IQ2_XS sign masks: xs[i] has 0xff in byte j where bit j of ksigns[i] is set (one 64-bit load per group
 // of 8; IQ2_S, whose sign bytes are stored as is, expands them with a shuffle instead).
@@ -72,6 +123,13 @@ inline __m256i sub_block(__m256i g, __m256i neg, const int8_t* q8, __m128i scale
 inline void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p) + 4096, _MM_HINT_T0); }
 
 }  // namespace
+
+void quantize_row_iq2_xs_avx2(const float* x, void* y, int64_t n, const float* qw) {
+  iq2s::quantize_row<iq2s::Variant::XS, Iq2sFindAvx2>(x, y, n, qw);
+}
+void quantize_row_iq2_s_avx2(const float* x, void* y, int64_t n, const float* qw) {
+  iq2s::quantize_row<iq2s::Variant::S, Iq2sFindAvx2>(x, y, n, qw);
+}
 
 float vec_dot_iq2_xs_avx2(int64_t n, const void* vw, const void* va) {
   const BlockIQ2_XS* w = static_cast<const BlockIQ2_XS*>(vw);

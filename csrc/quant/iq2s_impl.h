@@ -1,6 +1,6 @@
 // The IQ2_XS and IQ2_S quantization algorithms (ggml's quantize_row_iq2_xs_impl / quantize_row_iq2_s_impl),
-// one template for both types.  Same floats, same candidates, same tie-breaking as ggml; compile with
-// -ffp-contract=off.  Scalar only: no SIMD version measured faster (see iq2s_avx2.cpp).
+// one template for both types, over the neighbour search F (scalar here, AVX2 in iq2s_avx2.cpp).  Same
+// floats, same candidates, same tie-breaking as ggml; compile with -ffp-contract=off.
 #pragma once
 
 #include <algorithm>
@@ -47,10 +47,18 @@ inline int find_neighbour(const uint16_t* nb, const Iq2GridTables& t, const floa
   return best;
 }
 
+// The scalar search policy (iq2s_avx2.cpp has the AVX2 one: the same terms, 8 candidates per step).
+struct ScalarFind {
+  static int find(const uint16_t* nb, const Iq2GridTables& t, const float* xval, const float* weight, float scale,
+                  int8_t* L) {
+    return find_neighbour(nb, t, xval, weight, scale, L);
+  }
+};
+
 // The two types share everything but the weights, the sign storage and the scale packing.
 enum class Variant { XS, S };
 
-template <Variant V>
+template <Variant V, class F = ScalarFind>
 void quantize_row(const float* x, void* vy, int64_t n, const float* qw) {
   constexpr bool kXS = V == Variant::XS;
   if (kXS && !qw) throw std::invalid_argument("IQ2_XS quantization requires importance weights (imatrix)");
@@ -110,7 +118,7 @@ void quantize_row(const float* x, void* vy, int64_t n, const float* qw) {
           kq::odd_levels(8, id, xval + 8 * k, kMaxQ, Laux + 8 * k);
           const uint16_t u = kq::grid_key<8, 2>(Laux + 8 * k);
           on_grid_aux[k] = map[u] >= 0;
-          if (map[u] < 0) find_neighbour(nbrs - map[u] - 1, t, xval + 8 * k, waux + 8 * k, this_scale, Laux + 8 * k);
+          if (map[u] < 0) F::find(nbrs - map[u] - 1, t, xval + 8 * k, waux + 8 * k, this_scale, Laux + 8 * k);
         }
         float sumqx, sumq2;
         kq::odd_level_sums(16, weight, xval, Laux, &sumqx, &sumq2);
@@ -129,7 +137,7 @@ void quantize_row(const float* x, void* vy, int64_t n, const float* qw) {
           if (on_grid[k]) continue;
           kq::odd_levels(8, id, xval + 8 * k, kMaxQ, L + 8 * k);
           const uint16_t u = kq::grid_key<8, 2>(L + 8 * k);
-          if (map[u] < 0) find_neighbour(nbrs - map[u] - 1, t, xval + 8 * k, waux + 8 * k, scale, L + 8 * k);
+          if (map[u] < 0) F::find(nbrs - map[u] - 1, t, xval + 8 * k, waux + 8 * k, scale, L + 8 * k);
         }
         float sumqx, sumq2;
         kq::odd_level_sums(16, weight, xval, L, &sumqx, &sumq2);

@@ -50,6 +50,8 @@ void build(Iq2GridTables& t, const uint16_t* packed, int size, int nwant) {
     }
     t.map[u] = -(append_neighbours(d2.data(), size, nwant, t.neighbours) + 1);
   }
+  t.nb_lo = neighbour_words(t.neighbours, t.grid_odd.data(), 0);
+  t.nb_hi = neighbour_words(t.neighbours, t.grid_odd.data(), 32);
 }
 
 }  // namespace

@@ -16,6 +16,8 @@ struct Iq2GridTables {
   // neighbours[offset] = count and the next `count` entries are the candidate grid indices.
   std::vector<int32_t> map;
   std::vector<uint16_t> neighbours;
+  // grid_odd bytes 0-3 and 4-7 of each candidate at its offset in `neighbours` (neighbour_words)
+  std::vector<uint32_t> nb_lo, nb_hi;
 };
 
 const Iq2GridTables& iq2xs_tables();

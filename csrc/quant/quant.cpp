@@ -185,9 +185,11 @@ QuantKernels avx2_kernels(QType t) {
       k.dot = vec_dot_iq3_s_avx2;
       break;
     case QType::IQ2_XS:
+      k.quantize = quantize_row_iq2_xs_avx2;
       k.dot = vec_dot_iq2_xs_avx2;
       break;
     case QType::IQ2_S:
+      k.quantize = quantize_row_iq2_s_avx2;
       k.dot = vec_dot_iq2_s_avx2;
       break;
     case QType::BF16:
