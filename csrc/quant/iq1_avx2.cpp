@@ -1,12 +1,17 @@
-// AVX2 dot products of IQ1_S and IQ1_M with Q8_K.  Each group of 8 weights becomes the int8 vector
-// 8*grid + shift (shift = +-1, the 0.125 offset scaled by 8), so one maddubs/madd pass gives exactly the
-// reference's integer 8*sum + shift_sum; the float part is the reference's one expression per
-// super-block, so results equal the _ref dots bit for bit.  No SIMD quantizer (see iq1_ref.cpp).
+// AVX2 kernels of IQ1_S and IQ1_M.  The IQ1_S quantizer (iq1_impl.h) with its split search 8 second
+// boundaries at a time: every candidate's sums are the reference's operations, lane by lane, and a step
+// whose candidates all fail the reference's test against the current best is skipped; otherwise its
+// candidates are taken one by one in the reference's order, so the choice is the reference's.  The dot
+// products with Q8_K: each group of 8 weights becomes the int8 vector 8*grid + shift (shift = +-1, the
+// 0.125 offset scaled by 8), so one maddubs/madd pass gives exactly the reference's integer 8*sum +
+// shift_sum; the float part is the reference's one expression per super-block (bit for bit).  IQ1_M
+// quantizes with the reference.
 #if defined(DSV4_X86)
 #include <immintrin.h>
 
 #include <cstring>
 
+#include "quant/iq1_impl.h"
 #include "quant/iq1_tables.h"
 #include "quant/kernels.h"
 #include "quant/simd_avx2.h"
@@ -16,6 +21,62 @@ namespace dsv4 {
 namespace {
 
 inline float f16(uint16_t h) { return _cvtsh_ss(h); }  // F16C, exact like fp16_to_f32
+
+struct Iq1sSplitAvx2 {
+  static void split(const float* sumx, const float* sumw, const float* x_p, const float* x_m, float* scale, int* besti1,
+                    int* besti2, int* best_shift) {
+    constexpr int kBs = 32;
+    float best_score = -FLT_MAX;
+    const __m256 p0 = _mm256_set1_ps(x_p[0]), p1 = _mm256_set1_ps(x_p[1]), p2 = _mm256_set1_ps(x_p[2]);
+    const __m256 m0 = _mm256_set1_ps(x_m[0]), m1 = _mm256_set1_ps(x_m[1]), m2 = _mm256_set1_ps(x_m[2]);
+    const __m256 zero = _mm256_setzero_ps(), sxn = _mm256_set1_ps(sumx[kBs]), swn = _mm256_set1_ps(sumw[kBs]);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    // (a*b + c*d) + e*f and ((a*b)*b + (c*d)*d) + (e*f)*f: the reference's expressions, left to right
+    auto qx = [](__m256 s0, __m256 s1, __m256 s2, __m256 a, __m256 b, __m256 c) {
+      return _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(s0, a), _mm256_mul_ps(s1, b)), _mm256_mul_ps(s2, c));
+    };
+    auto q2 = [](__m256 w0, __m256 w1, __m256 w2, __m256 a, __m256 b, __m256 c) {
+      return _mm256_add_ps(
+          _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(w0, a), a), _mm256_mul_ps(_mm256_mul_ps(w1, b), b)),
+          _mm256_mul_ps(_mm256_mul_ps(w2, c), c));
+    };
+    for (int i1 = 0; i1 <= kBs; ++i1) {
+      const __m256 s0 = _mm256_set1_ps(sumx[i1] - sumx[0]), w0 = _mm256_set1_ps(sumw[i1] - sumw[0]);
+      const __m256 sx1 = _mm256_set1_ps(sumx[i1]), sw1 = _mm256_set1_ps(sumw[i1]);
+      for (int j0 = i1; j0 <= kBs; j0 += 8) {
+        const __m256 sx2 = _mm256_loadu_ps(sumx + j0), sw2 = _mm256_loadu_ps(sumw + j0);
+        const __m256 s1 = _mm256_sub_ps(sx2, sx1), s2 = _mm256_sub_ps(sxn, sx2);
+        const __m256 w1 = _mm256_sub_ps(sw2, sw1), w2 = _mm256_sub_ps(swn, sw2);
+        const __m256 qxp = qx(s0, s1, s2, p0, p1, p2), q2p = q2(w0, w1, w2, p0, p1, p2);
+        const __m256 qxm = qx(s0, s1, s2, m0, m1, m2), q2m = q2(w0, w1, w2, m0, m1, m2);
+        const __m256 bs = _mm256_set1_ps(best_score);
+        const __m256 okp = _mm256_and_ps(_mm256_cmp_ps(q2p, zero, _CMP_GT_OQ),
+                                         _mm256_cmp_ps(_mm256_mul_ps(qxp, qxp), _mm256_mul_ps(bs, q2p), _CMP_GT_OQ));
+        const __m256 okm = _mm256_and_ps(_mm256_cmp_ps(q2m, zero, _CMP_GT_OQ),
+                                         _mm256_cmp_ps(_mm256_mul_ps(qxm, qxm), _mm256_mul_ps(bs, q2m), _CMP_GT_OQ));
+        const __m256i valid = _mm256_cmpgt_epi32(_mm256_set1_epi32(kBs + 1 - j0), lane);
+        if (!_mm256_movemask_ps(_mm256_and_ps(_mm256_or_ps(okp, okm), _mm256_castsi256_ps(valid)))) continue;
+        alignas(32) float a[4][8];
+        _mm256_store_ps(a[0], qxp);
+        _mm256_store_ps(a[1], q2p);
+        _mm256_store_ps(a[2], qxm);
+        _mm256_store_ps(a[3], q2m);
+        for (int l = 0; l < 8 && j0 + l <= kBs; ++l) {
+          for (int sgn = 0; sgn < 2; ++sgn) {
+            const float sumqx = a[2 * sgn][l], sumq2 = a[2 * sgn + 1][l];
+            if (sumq2 > 0 && sumqx * sumqx > best_score * sumq2) {
+              *scale = sumqx / sumq2;
+              best_score = *scale * sumqx;
+              *besti1 = i1;
+              *besti2 = j0 + l;
+              *best_shift = sgn ? -1 : 1;
+            }
+          }
+        }
+      }
+    }
+  }
+};
 
 constexpr int64_t kPlus = 0x0101010101010101LL;  // 8 bytes of +1
 constexpr int64_t kMinus = -1;                   // 8 bytes of -1
@@ -29,6 +90,14 @@ inline __m256i scaled_dot(__m256i g, __m256i shift, __m256i a, __m256i scale16) 
 }
 
 }  // namespace
+
+void quantize_row_iq1_s_avx2(const float* x, void* vy, int64_t n, const float* qw) {
+  if (!qw) throw std::invalid_argument("IQ1_S quantization requires importance weights (imatrix)");
+  const Iq1sTables& t = iq1s_tables();
+  BlockIQ1_S* y = static_cast<BlockIQ1_S*>(vy);
+  for (int64_t b = 0; b < n / QK_K; ++b)
+    iq1::quantize_block_iq1_s<Iq1sSplitAvx2>(x + QK_K * b, qw + QK_K * b, y + b, t);
+}
 
 float vec_dot_iq1_s_avx2(int64_t n, const void* vw, const void* va) {
   const BlockIQ1_S* w = static_cast<const BlockIQ1_S*>(vw);

@@ -171,6 +171,7 @@ QuantKernels avx2_kernels(QType t) {
       k.dot = vec_dot_iq2_xxs_avx2;
       break;
     case QType::IQ1_S:  // quantize: the reference (no SIMD split search)
+      k.quantize = quantize_row_iq1_s_avx2;
       k.dot = vec_dot_iq1_s_avx2;
       break;
     case QType::IQ1_M:
