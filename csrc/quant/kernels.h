@@ -119,7 +119,6 @@ float vec_dot_iq2_xxs_avx2(int64_t n, const void* w, const void* a);
 float vec_dot_iq3_xxs_avx2(int64_t n, const void* w, const void* a);
 float vec_dot_iq3_s_avx2(int64_t n, const void* w, const void* a);
 void quantize_row_iq2_xs_avx2(const float* x, void* y, int64_t n, const float* qw);
-void quantize_row_iq2_s_avx2(const float* x, void* y, int64_t n, const float* qw);
 void quantize_row_iq1_s_avx2(const float* x, void* y, int64_t n, const float* qw);
 float vec_dot_iq2_xs_avx2(int64_t n, const void* w, const void* a);
 float vec_dot_iq2_s_avx2(int64_t n, const void* w, const void* a);

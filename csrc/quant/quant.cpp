@@ -190,8 +190,7 @@ QuantKernels avx2_kernels(QType t) {
       k.dot = vec_dot_iq2_xs_avx2;
       break;
     case QType::IQ2_S:
-      k.quantize = quantize_row_iq2_s_avx2;
-      k.dot = vec_dot_iq2_s_avx2;
+      k.dot = vec_dot_iq2_s_avx2;  // quantize: the reference (the AVX2 search measured 0.96x of it on IQ2_S)
       break;
     case QType::BF16:
       k.quantize = quantize_row_bf16_avx2;
