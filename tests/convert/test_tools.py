@@ -246,3 +246,36 @@ def open_gguf_names(path: Path) -> list[str]:
     from dsv4_gguf import open_gguf
 
     return open_gguf(path).names()
+
+
+def test_requantize_cache_that_cannot_be_written_is_skipped(convert_tiny, tmp_path, monkeypatch):
+    """A cache write that fails (disk full) leaves no entry and no temporary file, and the output is still the
+    one written without a cache."""
+    import errno
+
+    from dsv4_gguf.quantize import tensor_cache
+
+    src = convert_tiny("SOURCE", mtp=False)
+    real_open = open
+
+    class Full:
+        def __init__(self, f):
+            self.f, self.n = f, 0
+
+        def write(self, b):
+            self.n += 1
+            if self.n > 2:  # the header and the first piece go through, then the disk is full
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.f.write(b)
+
+        def __getattr__(self, k):
+            return getattr(self.f, k)
+
+    monkeypatch.setattr(tensor_cache, "open", lambda p, m="r", *a: Full(real_open(p, m, *a)), raising=False)
+    out, ref = tmp_path / "o.gguf", tmp_path / "ref.gguf"
+    cache = tmp_path / "cache"
+    args = ["--type", "IQ2_XXS-DS4", "--only", "ffn_gate_exps"]
+    assert main(["requantize", str(src), str(out), *args, "--cache", str(cache)]) == 0
+    assert main(["requantize", str(src), str(ref), *args]) == 0
+    assert _sha(out) == _sha(ref)
+    assert list(cache.iterdir()) == []
