@@ -17,7 +17,12 @@ Checked, and the run stops otherwise: every mix's file is within 1% under its bu
 ``dsv4.recipe`` it was planned with.  Reported for each mix: its KLD next to the fixed recipe closest to it in
 file size (the issue's bar: no higher).  Commands are the CLI's, each a fresh process.  A stopped run started
 again with the same arguments loses little: imatrix, sensitivity and requantize run with ``--resume`` (a
-requantize keeps every tensor its journal verifies), and an eval with its results.json is not rerun.
+requantize keeps every tensor its journal verifies), and an eval with its results.json is not rerun.  The
+requantizes share a tensor cache (``requantize --cache``: an i-quant expert tensor two recipes or mixes both
+need is quantized once), and the recipes run fastest first.  ``--ledger FILE`` carries finished evals to
+another machine (a committed JSON: each eval's manifest and results, sizes, mix recipes, the sensitivity
+file): a run there remakes SOURCE and the imatrix from the seed, and when their digests and the eval settings
+match the ledger's, restores those evals and measures only the rest.
 
     python benchmarks/variants_kld.py --preset tiny --work /work/bench/vk-tiny --write benchmarks/RESULTS.md
 """
