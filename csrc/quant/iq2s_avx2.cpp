@@ -27,17 +27,12 @@ struct Iq2sFindAvx2 {
   static int find(const uint16_t* nb, const Iq2GridTables& t, const float* xval, const float* weight, float scale,
                   int8_t* L) {
     float cost[8][3];
-    for (int i = 0; i < 8; ++i)
-      for (int l = 0; l < 3; ++l) {
-        const float diff = scale * static_cast<float>(2 * l + 1) - xval[i];
-        cost[i][l] = weight[i] * diff * diff;
-      }
+    iq2s::neighbour_costs(xval, weight, scale, cost);
     const int count = nb[0];
     const size_t o = static_cast<size_t>(nb - t.neighbours.data()) + 1;
     const uint32_t* lo = t.nb_lo.data() + o;
     const uint32_t* hi = t.nb_hi.data() + o;
     const __m256i byte = _mm256_set1_epi32(0xff), three = _mm256_set1_epi32(3), five = _mm256_set1_epi32(5);
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     float best_d2 = FLT_MAX;
     int best = -1;
     for (int j0 = 0; j0 < count; j0 += 8) {
@@ -51,17 +46,7 @@ struct Iq2sFindAvx2 {
         term = _mm256_blendv_ps(term, _mm256_set1_ps(cost[i][2]), _mm256_castsi256_ps(_mm256_cmpeq_epi32(c, five)));
         d2 = _mm256_add_ps(d2, term);
       }
-      const __m256i valid = _mm256_cmpgt_epi32(_mm256_set1_epi32(count - j0), lane);
-      d2 = _mm256_blendv_ps(_mm256_set1_ps(INFINITY), d2, _mm256_castsi256_ps(valid));
-      __m256 m = _mm256_min_ps(d2, _mm256_permute2f128_ps(d2, d2, 1));
-      m = _mm256_min_ps(m, _mm256_shuffle_ps(m, m, 0x4e));
-      m = _mm256_min_ps(m, _mm256_shuffle_ps(m, m, 0xb1));
-      const float mv = _mm256_cvtss_f32(m);
-      if (mv < best_d2) {
-        const int k = __builtin_ctz(static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(d2, m, _CMP_EQ_OQ))));
-        best_d2 = mv;
-        best = nb[1 + j0 + k];
-      }
+      take_first_min(past_list_inf(d2, count - j0), nb, j0, &best_d2, &best);
     }
     if (best < 0) throw std::runtime_error("IQ2_XS/IQ2_S: no grid neighbour found (non-finite input?)");
     kq::grid_levels<8>(t.grid_odd[best], L);

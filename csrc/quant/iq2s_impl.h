@@ -22,14 +22,18 @@ namespace {
 // The 24 possible terms weight[i] * (scale * q - xval[i])^2 (q in {1, 3, 5}) are computed once, with
 // ggml's operations, and each candidate's error sums its 8 terms in ggml's order: the same floats as
 // evaluating every candidate from scratch, without the multiplications.
-inline int find_neighbour(const uint16_t* nb, const Iq2GridTables& t, const float* xval, const float* weight,
-                          float scale, int8_t* L) {
-  float cost[8][3];
+inline void neighbour_costs(const float* xval, const float* weight, float scale, float (*cost)[3]) {
   for (int i = 0; i < 8; ++i)
     for (int l = 0; l < 3; ++l) {
       const float diff = scale * static_cast<float>(2 * l + 1) - xval[i];
       cost[i][l] = weight[i] * diff * diff;
     }
+}
+
+inline int find_neighbour(const uint16_t* nb, const Iq2GridTables& t, const float* xval, const float* weight,
+                          float scale, int8_t* L) {
+  float cost[8][3];
+  neighbour_costs(xval, weight, scale, cost);
   const int count = nb[0];
   float best_d2 = FLT_MAX;
   int best = -1;

@@ -93,6 +93,26 @@ struct NeighbourChunk {
   __m256 d2;
 };
 
+// d2 with the lanes from `left` on (candidates past the list) set to +inf.
+inline __m256 past_list_inf(__m256 d2, int left) {
+  const __m256i valid = _mm256_cmpgt_epi32(_mm256_set1_epi32(left), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  return _mm256_blendv_ps(_mm256_set1_ps(INFINITY), d2, _mm256_castsi256_ps(valid));
+}
+
+// One step of the sequential first-minimum scan over 8 candidates (nb[1 + j0 + lane]): when the lanes' minimum
+// is strictly below best_d2 it becomes the best, with its first lane's candidate.
+inline void take_first_min(__m256 d2, const uint16_t* nb, int j0, float* best_d2, int* best) {
+  __m256 m = _mm256_min_ps(d2, _mm256_permute2f128_ps(d2, d2, 1));
+  m = _mm256_min_ps(m, _mm256_shuffle_ps(m, m, 0x4e));
+  m = _mm256_min_ps(m, _mm256_shuffle_ps(m, m, 0xb1));
+  const float mv = _mm256_cvtss_f32(m);
+  if (mv < *best_d2) {
+    const int k = __builtin_ctz(static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(d2, m, _CMP_EQ_OQ))));
+    *best_d2 = mv;
+    *best = nb[1 + j0 + k];
+  }
+}
+
 template <int kDim>
 inline __m256 neighbour_d2(const uint32_t* lo, const uint32_t* hi, int j0, int count, const float* xval,
                            const float* weight, __m256 vs) {
@@ -107,9 +127,7 @@ inline __m256 neighbour_d2(const uint32_t* lo, const uint32_t* hi, int j0, int c
     const __m256 diff = _mm256_sub_ps(_mm256_mul_ps(vs, _mm256_cvtepi32_ps(c)), _mm256_set1_ps(xval[i]));
     d2 = _mm256_add_ps(d2, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(weight[i]), diff), diff));
   }
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  const __m256i valid = _mm256_cmpgt_epi32(_mm256_set1_epi32(count - j0), lane);
-  return _mm256_blendv_ps(_mm256_set1_ps(INFINITY), d2, _mm256_castsi256_ps(valid));
+  return past_list_inf(d2, count - j0);
 }
 
 template <int kDim>
@@ -128,15 +146,7 @@ int finish_neighbour(const NeighbourChunk& c, const uint16_t* nb, const uint32_t
   __m256 d2 = c.d2;
   for (int j0 = 0; j0 < count; j0 += 8) {
     if (j0) d2 = neighbour_d2<kDim>(lo, hi, j0, count, xval, weight, _mm256_set1_ps(scale));
-    __m256 m = _mm256_min_ps(d2, _mm256_permute2f128_ps(d2, d2, 1));
-    m = _mm256_min_ps(m, _mm256_shuffle_ps(m, m, 0x4e));
-    m = _mm256_min_ps(m, _mm256_shuffle_ps(m, m, 0xb1));
-    const float mv = _mm256_cvtss_f32(m);
-    if (mv < best_d2) {
-      const int k = __builtin_ctz(static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(d2, m, _CMP_EQ_OQ))));
-      best_d2 = mv;
-      best = nb[1 + j0 + k];
-    }
+    take_first_min(d2, nb, j0, &best_d2, &best);
   }
   if (best < 0) throw std::runtime_error(std::string(type) + ": no grid neighbour found (non-finite input?)");
   kq::grid_levels<kDim>(grid_odd[best], L);
