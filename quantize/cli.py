@@ -259,6 +259,15 @@ def _planned(ns: argparse.Namespace, args, base, mtp: bool, build):  # noqa: ANN
             sensitivity=load_sensitivity(ns.sensitivity) if ns.sensitivity else None,
         )
         print(format_target(rep))
+        if not ns.sensitivity:
+            print(
+                "note: no --sensitivity file, so tensor importance comes from "
+                f"{'the imatrix' if ns.imatrix else 'tensor sizes and usage'} alone. On the test models that "
+                "undervalues token_embd, and some such mixes measured worse than the fixed recipe of their size "
+                "(benchmarks/RESULTS.md). Make one with `dsv4-gguf sensitivity SOURCE.gguf --text FILE` "
+                "(docs/converter.md).",
+                file=sys.stderr,
+            )
     if ns.write_recipe:
         out = Path(ns.write_recipe)
         tmp = out.with_name(out.name + ".tmp")

@@ -255,11 +255,15 @@ def test_tiny_real_file_meets_budget(tiny_ckpt, tmp_path, capsys):
     sens.write_text('{"token_embd.weight": 1000}')
     argv = ["convert", str(tiny_ckpt), "-o", str(out), "--no-mtp", "--target-size", "60M"]
     assert main([*argv, "--dry-run"]) == 0  # the same budget without the sensitivity file: token_embd's type
-    plain = re.search(r"^  token_embd\.weight +(\w+) ", capsys.readouterr().out, re.M)
+    cap = capsys.readouterr()
+    plain = re.search(r"^  token_embd\.weight +(\w+) ", cap.out, re.M)
     assert plain, "the dry-run plan lists token_embd.weight"
+    assert "note: no --sensitivity file" in cap.err  # the user is told the mix lacks the measured importance
     argv += ["--sensitivity", str(sens)]
     assert main([*argv, "--write-recipe", str(rj)]) == 0
-    print(capsys.readouterr().out.splitlines()[0])
+    cap = capsys.readouterr()
+    assert "--sensitivity" not in cap.err
+    print(cap.out.splitlines()[0])
     size = out.stat().st_size
     assert 0.99 * 60e6 <= size <= 60e6, size
     m = open_gguf(out)
